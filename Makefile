@@ -1,0 +1,54 @@
+# The two commands a newcomer needs (README.md): `make run` and `make test`.
+# Each does its own setup first: a virtual environment with the project installed,
+# and the Debian packages the lab needs, installed with apt-get when missing.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+# command -> Debian package. The lab uses real parts: mosquitto for the broker,
+# nftables and iproute2 (ip, tc) for the carrier network, picocom for the console,
+# conntrack for flow counting, procps for sysctl.
+APT_NEEDS := mosquitto:mosquitto nft:nftables ip:iproute2 tc:iproute2 picocom:picocom \
+             conntrack:conntrack sysctl:procps
+
+.PHONY: all setup deps run test bench lint clean
+
+all: test
+
+setup: deps $(STAMP)
+
+deps:
+	@missing=""; for pair in $(APT_NEEDS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+	  PATH="$$PATH:/usr/sbin:/sbin" command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip >/dev/null
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+# The main job: bring the whole virtual board up and watch the agent work.
+run: setup
+	$(BIN)/python -m board.virtual.demo
+
+# Every test. As root (CI) nothing is skipped; elsewhere root-only tests say why they skip.
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+bench: setup
+	$(BIN)/python tests/bench/run_all.py
+
+lint: setup
+	$(BIN)/ruff check agent board tests
+	$(BIN)/mypy agent
+
+clean:
+	-$(BIN)/pocket-lab down 2>/dev/null
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -1,0 +1,81 @@
+"""``pocket-agent``: the daemon and the technician's one-shot tools.
+
+Each subcommand lives in the module that owns its capability; this file only maps
+names to modules and imports them lazily, so ``pocket-agent decode`` does not pay
+for paho or pyroute2. A subcommand module exposes::
+
+    def configure(parser: argparse.ArgumentParser) -> None   # add its arguments
+    def main(args: argparse.Namespace) -> int                 # run; return exit code
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from agent import __version__
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("agent.core.run", "run the daemon (modem, cloud, data path, metering)"),
+    "at": ("agent.modem.cli_at", "send one AT command and print the raw and decoded answer"),
+    "decode": ("agent.modem.decode", "decode modem output on stdin to one JSON object per line"),
+    "replay": ("agent.health.replay", "run the low-speed classifier over a recorded trace"),
+    "record": ("agent.health.record", "record a health trace CSV from the live data path"),
+}
+"""name -> (module, one-line help). Keep this table the single place a name is added."""
+
+
+def build_parser(prog: str, version: str, table: dict[str, tuple[str, str]]) -> argparse.ArgumentParser:
+    """An argparse parser whose subcommands come from ``table`` (module imported lazily)."""
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: raw bytes)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module_name, help_text) in table.items():
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        sp.set_defaults(_module=module_name)
+        # Only the chosen subcommand's module is imported (see dispatch()).
+        sp.set_defaults(_configure_pending=True)
+    return parser
+
+
+def dispatch(prog: str, version: str, table: dict[str, tuple[str, str]], argv: Sequence[str] | None) -> int:
+    """Parse ``argv`` in two passes: find the subcommand, then let its module add arguments."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(prog, version, table)
+    # First pass: which subcommand? (unknown options belong to it)
+    known, _ = parser.parse_known_args(argv)
+    module = importlib.import_module(known._module)
+    sub_action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    module.configure(sub_action.choices[known.command])
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    return int(module.main(args) or 0)
+
+
+TRACE = 5
+"""Log level below DEBUG for raw serial bytes (style.md: raw bytes under debug)."""
+
+
+def setup_logging(verbosity: int) -> None:
+    """-v: DEBUG; -vv: TRACE (raw bytes). Logs go to stderr; stdout is for results."""
+    logging.addLevelName(TRACE, "TRACE")
+    level = logging.INFO if verbosity <= 0 else logging.DEBUG if verbosity == 1 else TRACE
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pocket-agent`` console script."""
+    return dispatch("pocket-agent", __version__, SUBCOMMANDS, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

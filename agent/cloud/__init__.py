@@ -1,0 +1,1 @@
+"""The cloud adapter: MQTT link, durable outbox, message contract and sealed profiles."""

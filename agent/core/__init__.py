@@ -1,0 +1,1 @@
+"""The core: the supervisor that wires adapters to logic and owns the lifecycle."""

@@ -1,0 +1,76 @@
+"""Typed errors shared by every layer.
+
+Every error that crosses a module boundary is one of these, so the supervisor can
+log it, report it upstream and keep serving. Each carries what was received (``raw``)
+where that helps a field engineer, but never a secret: SIM keys (Ki, OPc) and private
+keys must not be put into any of them.
+"""
+
+from __future__ import annotations
+
+
+class AgentError(Exception):
+    """Base of every error the agent raises on purpose."""
+
+
+class ConfigError(AgentError):
+    """A config file or board profile is missing, malformed or inconsistent."""
+
+
+class ModemError(AgentError):
+    """The modem answered something we cannot use, or did not answer."""
+
+    def __init__(self, message: str, *, command: str | None = None, raw: str | None = None):
+        super().__init__(message)
+        self.command = command
+        self.raw = raw
+
+
+class AtTimeout(ModemError):
+    """No final result code arrived within the command's timeout."""
+
+
+class AtCommandError(ModemError):
+    """The modem answered with ERROR, +CME ERROR, +CMS ERROR or another failure code."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        command: str | None = None,
+        raw: str | None = None,
+        code: int | None = None,
+        name: str | None = None,
+    ):
+        super().__init__(message, command=command, raw=raw)
+        self.code = code
+        self.name = name
+
+
+class PortClosed(ModemError):
+    """The serial port went away (USB cable pulled, modem rebooted)."""
+
+
+class ParseError(ModemError):
+    """A response line did not match the family's grammar."""
+
+
+class ProtocolError(AgentError):
+    """A cloud message is malformed, oversized, of the wrong schema or version."""
+
+    def __init__(self, message: str, *, topic: str | None = None, reason: str = "malformed"):
+        super().__init__(message)
+        self.topic = topic
+        self.reason = reason
+
+
+class SealError(ProtocolError):
+    """A sealed profile failed verification: signature, device binding, expiry, replay."""
+
+
+class JournalError(AgentError):
+    """The usage journal cannot be written (disk full, read-only flash)."""
+
+
+class NetError(AgentError):
+    """A netlink operation on the data interface failed."""

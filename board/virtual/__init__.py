@@ -1,0 +1,1 @@
+"""The virtual board: a real-enough world on one Linux machine. See docs/virtual-board.md."""

@@ -1,0 +1,36 @@
+"""``pocket-lab``: start and drive the virtual board. Its command line is a contract
+(docs/virtual-board.md): tests outside the project and the cloud team drive it.
+
+Subcommands are implemented in the module that owns each part; see ``SUBCOMMANDS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from agent.cli import dispatch
+
+VERSION = "0.1.0"
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "modem": ("board.virtual.modem", "run the virtual modem alone on a pty; prints its path"),
+    "broker": ("board.virtual.broker", "run mosquitto with the lab's TLS CA and per-device ACL"),
+    "cloud": ("board.virtual.cloud", "run the reference cloud (SIM pool, assignment, usage)"),
+    "events": ("board.virtual.cloud_events", "list what the reference cloud received"),
+    "up": ("board.virtual.labctl", "bring the whole lab up; returns once the agent serves"),
+    "down": ("board.virtual.labctl", "remove every namespace, process and file the lab made"),
+    "status": ("board.virtual.labctl", "print the lab's addresses, files and processes"),
+    "throttle": ("board.virtual.labctl", "the current SIM's cap is used up: police it"),
+    "traffic": ("board.virtual.labctl", "start or stop load from the LAN host"),
+    "usage": ("board.virtual.labctl", "carrier byte counts and cloud totals per SIM"),
+    "agent": ("board.virtual.labctl", "restart or kill the lab's agent"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pocket-lab`` console script."""
+    return dispatch("pocket-lab", VERSION, SUBCOMMANDS, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
