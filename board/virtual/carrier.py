@@ -1,0 +1,334 @@
+"""The virtual carrier network: real namespaces, veth, nftables and tc.
+
+Four namespaces (names from ``LabLayout``; addresses from 198.18.0.0/15 only, and no
+namespace has a route out of the lab):
+
+``<p>-dev``  the router. ``wwan0`` is its cellular data interface (one end of a veth
+             pair, the other end is the cell), ``lan0`` faces the LAN host. It forwards
+             and masquerades LAN traffic out of ``wwan0`` with nftables, as a real router's
+             firewall does. The agent runs here and owns ``wwan0``'s address and route.
+``<p>-core`` the carrier's core: the far end of the cell link (``cell0``, gateway
+             198.18.1.1), the uplink to the internet (``up0``). Here the carrier
+             authenticates attaches (Milenage), counts every byte per SIM at the IP level
+             (nftables named counters in the forward hook, exactly what it bills), admits
+             only attached SIM addresses, and polices a capped SIM with ``tc`` at the plan's
+             rate. Policing is on *ingress* of ``cell0`` (uplink) and ``up0`` (downlink),
+             so it runs before the counters: the carrier bills what it delivered.
+``<p>-inet`` "the internet": 198.18.0.1 hosts the MQTT broker, the UDP echo reflector,
+             the bulk traffic source and the probe endpoint.
+``<p>-lan``  one LAN client host behind the router (198.18.2.10).
+
+The cell link models a raw-IP modem data channel on a veth: both ends share one MAC,
+ARP is off and IPv6 is disabled, so the only frames on it are the IPv4 packets a
+carrier would bill. Each frame carries a 14-byte Ethernet header the carrier does not
+count; the board profile's ``link_header_bytes = 14`` tells the agent's meter to
+subtract it per packet (the documented framing rule, docs/usage.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent import store
+from board.virtual import milenage, netns
+from board.virtual.netns import run
+
+LOGGER = logging.getLogger(__name__)
+
+EMM_ILLEGAL_UE = 3
+"""TS 24.301 EMM cause #3: the network rejects a UE whose authentication failed."""
+EMM_IMSI_UNKNOWN = 8
+"""EMM cause #8 ("EPS services and non-EPS services not allowed"): IMSI not in the HSS."""
+ESM_UNKNOWN_APN = 27
+"""TS 24.301 ESM cause #27: missing or unknown APN."""
+
+CELL_MAC = "02:50:57:00:00:01"
+"""Both ends of the cell veth share this MAC so IP flows with ARP off (a raw-IP channel)."""
+CELL_MTU = 1500
+"""Typical LTE PDN MTU as handed out in +CGCONTRDP (many carriers use 1500; some 1428)."""
+
+POLICE_BURST_SECONDS = 0.25
+"""Policer bucket depth in seconds of the plan rate. Carriers police with a short bucket
+(a few hundred ms), which gives the flat, drop-based ceiling a throttled SIM shows."""
+POLICE_MIN_BURST = 3000
+"""A bucket must hold at least two full-size packets or nothing passes at low rates."""
+
+
+@dataclass(frozen=True)
+class LabLayout:
+    """Names and addresses of the lab; a documented contract (docs/virtual-board.md)."""
+
+    prefix: str = "pw"
+    wan_if: str = "wwan0"
+    cell_if: str = "cell0"
+    core_up_if: str = "up0"
+    inet_if: str = "ix0"
+    lan_router_if: str = "lan0"
+    lan_host_if: str = "eth0"
+    cell_gateway: str = "198.18.1.1"
+    cell_prefix: int = 24
+    internet_addr: str = "198.18.0.1"
+    core_up_addr: str = "198.18.0.254"
+    internet_prefix: int = 24
+    lan_router_addr: str = "198.18.2.1"
+    lan_host_addr: str = "198.18.2.10"
+    lan_prefix: int = 24
+    dns: str = "198.18.0.1"
+
+    @property
+    def dev(self) -> str:
+        return f"{self.prefix}-dev"
+
+    @property
+    def core(self) -> str:
+        return f"{self.prefix}-core"
+
+    @property
+    def inet(self) -> str:
+        return f"{self.prefix}-inet"
+
+    @property
+    def lan(self) -> str:
+        return f"{self.prefix}-lan"
+
+    @property
+    def all_namespaces(self) -> tuple[str, ...]:
+        return (self.dev, self.core, self.inet, self.lan)
+
+
+def sim_address(index: int) -> str:
+    """Stable address of pool SIM ``index`` (-1 = the seed SIM): what the PGW hands out."""
+    return "198.18.1.2" if index < 0 else f"198.18.1.{10 + index}"
+
+
+def pool_sims(pool: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    """(index, sim) for the seed (index -1) and every pool SIM."""
+    out = [(-1, pool["seed"])] if pool.get("seed") else []
+    return out + list(enumerate(pool.get("sims", [])))
+
+
+def counter_name(direction: str, iccid: str) -> str:
+    return f"{direction}_{iccid}"
+
+
+class CarrierReject(Exception):
+    """The network refused an attach or a data context; ``cause`` is the 3GPP cause."""
+
+    def __init__(self, cause: int, message: str = ""):
+        super().__init__(message or f"rejected with cause {cause}")
+        self.cause = cause
+
+
+class CarrierNetwork:
+    """Builds the namespaces and plays the carrier for the virtual modem (CarrierHooks)."""
+
+    def __init__(self, layout: LabLayout, pool: dict[str, Any], state_file: Path):
+        self.layout = layout
+        self.state_file = state_file
+        self._pool = pool
+        self._by_imsi = {sim["imsi"]: (index, sim) for index, sim in pool_sims(pool)}
+        self._lock = threading.Lock()
+        self._state: dict[str, Any] = store.read_json(state_file, None) or {"attached": {}, "active": {}}
+
+    # ---- building and removing the lab network -------------------------------------
+    def setup(self) -> None:
+        """Create namespaces, links, addresses, forwarding, NAT, counters (idempotent)."""
+        lay = self.layout
+        for name in lay.all_namespaces:
+            netns.add(name)
+        self._veth(lay.dev, lay.wan_if, lay.core, lay.cell_if)
+        self._veth(lay.core, lay.core_up_if, lay.inet, lay.inet_if)
+        self._veth(lay.dev, lay.lan_router_if, lay.lan, lay.lan_host_if)
+        for ns, ifname in ((lay.dev, lay.wan_if), (lay.core, lay.cell_if)):
+            netns.sysctl(ns, f"net.ipv6.conf.{ifname}.disable_ipv6", "1")
+            run(["ip", "link", "set", ifname, "address", CELL_MAC, "arp", "off", "mtu", str(CELL_MTU)], netns=ns)
+        for ns in lay.all_namespaces:
+            netns.sysctl(ns, "net.ipv6.conf.all.disable_ipv6", "1")
+            netns.sysctl(ns, "net.ipv6.conf.default.disable_ipv6", "1")
+        # The agent brings wwan0 up itself (it owns the data interface); the rest is wiring.
+        self._addr(lay.core, lay.cell_if, f"{lay.cell_gateway}/{lay.cell_prefix}")
+        self._addr(lay.core, lay.core_up_if, f"{lay.core_up_addr}/{lay.internet_prefix}")
+        self._addr(lay.inet, lay.inet_if, f"{lay.internet_addr}/{lay.internet_prefix}")
+        self._addr(lay.dev, lay.lan_router_if, f"{lay.lan_router_addr}/{lay.lan_prefix}")
+        self._addr(lay.lan, lay.lan_host_if, f"{lay.lan_host_addr}/{lay.lan_prefix}")
+        run(["ip", "route", "replace", f"198.18.1.0/{lay.cell_prefix}", "via", lay.core_up_addr], netns=lay.inet)
+        run(["ip", "route", "replace", "default", "via", lay.lan_router_addr], netns=lay.lan)
+        netns.sysctl(lay.core, "net.ipv4.ip_forward", "1")
+        netns.sysctl(lay.dev, "net.ipv4.ip_forward", "1")
+        run(["nft", "-f", "-"], netns=lay.dev, input_text=self._router_ruleset())
+        run(["nft", "-f", "-"], netns=lay.core, input_text=self._carrier_ruleset())
+        for ns, ifname in ((lay.core, lay.cell_if), (lay.core, lay.core_up_if)):
+            run(["tc", "qdisc", "replace", "dev", ifname, "ingress"], netns=ns)
+        self._save()
+
+    def teardown(self) -> None:
+        """Delete every namespace (their links, rules and qdiscs go with them)."""
+        for name in self.layout.all_namespaces:
+            netns.delete(name)
+        try:
+            os.unlink(self.state_file)
+        except FileNotFoundError:
+            pass
+
+    @staticmethod
+    def _veth(ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
+        links = {link["ifname"] for link in netns.json_out(["ip", "-j", "link", "show"], netns=ns_a)}
+        if if_a not in links:
+            run(["ip", "link", "add", if_a, "netns", ns_a, "type", "veth", "peer", "name", if_b, "netns", ns_b])
+        run(["ip", "link", "set", if_b, "up"], netns=ns_b)
+        if if_a != "wwan0":
+            run(["ip", "link", "set", if_a, "up"], netns=ns_a)
+
+    @staticmethod
+    def _addr(ns: str, ifname: str, cidr: str) -> None:
+        run(["ip", "addr", "replace", cidr, "dev", ifname], netns=ns)
+
+    def _router_ruleset(self) -> str:
+        lay = self.layout
+        return f"""
+table ip router
+delete table ip router
+table ip router {{
+  chain postrouting {{
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname "{lay.wan_if}" masquerade
+  }}
+  chain forward {{
+    type filter hook forward priority filter; policy drop;
+    ct state established,related accept
+    iifname "{lay.lan_router_if}" oifname "{lay.wan_if}" accept
+  }}
+}}
+"""
+
+    def _carrier_ruleset(self) -> str:
+        lay = self.layout
+        counters, rules = [], []
+        for index, sim in pool_sims(self._pool):
+            addr = sim_address(index)
+            up, down = counter_name("up", sim["iccid"]), counter_name("down", sim["iccid"])
+            counters.append(f"  counter {up} {{ }}\n  counter {down} {{ }}")
+            rules.append(f'    iifname "{lay.cell_if}" ip saddr {addr} counter name "{up}"')
+            rules.append(f'    oifname "{lay.cell_if}" ip daddr {addr} counter name "{down}"')
+        return f"""
+table ip carrier
+delete table ip carrier
+table ip carrier {{
+{chr(10).join(counters)}
+  set attached {{ type ipv4_addr; }}
+  chain forward {{
+    type filter hook forward priority filter; policy accept;
+    iifname "{lay.cell_if}" ip saddr != @attached drop
+    oifname "{lay.cell_if}" ip daddr != @attached drop
+{chr(10).join(rules)}
+  }}
+}}
+"""
+
+    # ---- CarrierHooks: what the virtual modem calls ---------------------------------
+    def attach(self, imsi: str, plmn: str, challenge: Callable[[bytes], bytes]) -> int | None:
+        """Authenticate with Milenage against the keys the carrier holds for ``imsi``."""
+        entry = self._by_imsi.get(imsi)
+        if entry is None:
+            LOGGER.warning("carrier: attach from unknown IMSI %s rejected", imsi)
+            return EMM_IMSI_UNKNOWN
+        _, sim = entry
+        rand = os.urandom(16)
+        expected = milenage.res(bytes.fromhex(sim["ki"]), bytes.fromhex(sim["opc"]), rand)
+        try:
+            answer = challenge(rand)
+        except Exception as exc:  # the UE side failed to compute: same as a wrong answer
+            LOGGER.warning("carrier: challenge for %s failed: %s", imsi, type(exc).__name__)
+            return EMM_ILLEGAL_UE
+        if answer != expected:
+            LOGGER.warning("carrier: authentication failure for IMSI %s (RES mismatch)", imsi)
+            return EMM_ILLEGAL_UE
+        with self._lock:
+            self._state["attached"][imsi] = {"iccid": sim["iccid"], "plmn": plmn}
+            self._save()
+        LOGGER.info("carrier: IMSI %s attached", imsi)
+        return None
+
+    def activate(self, imsi: str, cid: int, apn: str) -> dict[str, Any]:
+        """Bring the carrier side of a data context up; return what +CGCONTRDP reports."""
+        entry = self._by_imsi.get(imsi)
+        if entry is None or imsi not in self._state["attached"]:
+            raise CarrierReject(EMM_IMSI_UNKNOWN, "not attached")
+        index, sim = entry
+        if sim.get("apn") and apn and apn != sim["apn"]:
+            raise CarrierReject(ESM_UNKNOWN_APN, f"unknown APN {apn!r}")
+        addr = sim_address(index)
+        run(["nft", "add", "element", "ip", "carrier", "attached", f"{{ {addr} }}"], netns=self.layout.core)
+        with self._lock:
+            self._state["active"][imsi] = {"iccid": sim["iccid"], "address": addr, "cid": cid, "index": index}
+            self._save()
+        return {"address": addr, "prefix": self.layout.cell_prefix, "gateway": self.layout.cell_gateway,
+                "dns": [self.layout.dns], "mtu": CELL_MTU}
+
+    def deactivate(self, imsi: str, cid: int) -> None:
+        with self._lock:
+            active = self._state["active"].pop(imsi, None)
+            self._save()
+        if active:
+            run(["nft", "delete", "element", "ip", "carrier", "attached", f"{{ {active['address']} }}"],
+                netns=self.layout.core, check=False)
+
+    def detach(self, imsi: str) -> None:
+        self.deactivate(imsi, 0)
+        with self._lock:
+            self._state["attached"].pop(imsi, None)
+            self._save()
+
+    def _save(self) -> None:
+        store.atomic_write_json(self.state_file, self._state, mode=store.PUBLIC_MODE)
+
+
+# ---- operations the pocket-lab command line runs without the live object ------------
+def read_counters(layout: LabLayout) -> dict[str, dict[str, int]]:
+    """Carrier byte counts per ICCID: {"iccid": {"up": n, "down": n}} (IP bytes)."""
+    data = netns.json_out(["nft", "-j", "list", "counters", "table", "ip", "carrier"], netns=layout.core)
+    out: dict[str, dict[str, int]] = {}
+    for item in data.get("nftables", []) if isinstance(data, dict) else []:
+        counter = item.get("counter")
+        if not counter:
+            continue
+        direction, _, iccid = counter["name"].partition("_")
+        out.setdefault(iccid, {"up": 0, "down": 0})[direction] = int(counter["bytes"])
+    return out
+
+
+def police(layout: LabLayout, address: str, index: int, rate_kbit: int) -> None:
+    """Police one SIM address to ``rate_kbit`` both ways (replacing an earlier policer)."""
+    unpolice(layout, index)
+    rate_bytes = rate_kbit * 1000 // 8
+    burst = max(POLICE_MIN_BURST, int(rate_bytes * POLICE_BURST_SECONDS))
+    prio = str(100 + index + 1)
+    for ifname, match in ((layout.cell_if, "src"), (layout.core_up_if, "dst")):
+        run(["tc", "filter", "add", "dev", ifname, "parent", "ffff:", "protocol", "ip", "prio", prio,
+             "u32", "match", "ip", match, f"{address}/32",
+             "action", "police", "rate", f"{rate_kbit}kbit", "burst", str(burst), "conform-exceed", "drop"],
+            netns=layout.core)
+
+
+def unpolice(layout: LabLayout, index: int) -> None:
+    """Remove a SIM's policer (no error when there is none)."""
+    prio = str(100 + index + 1)
+    for ifname in (layout.cell_if, layout.core_up_if):
+        run(["tc", "filter", "del", "dev", ifname, "parent", "ffff:", "prio", prio], netns=layout.core, check=False)
+
+
+def active_sims(state_file: Path) -> dict[str, dict[str, Any]]:
+    """IMSI -> {"iccid","address","cid","index"} for SIMs with a data context up."""
+    state = store.read_json(state_file, None) or {}
+    return dict(state.get("active", {}))
+
+
+def describe(layout: LabLayout) -> dict[str, Any]:
+    return json.loads(json.dumps(layout.__dict__))
