@@ -1,0 +1,359 @@
+"""``pocket-lab up|down|status|throttle|traffic|usage|agent``: the lab's life cycle.
+
+This command line is a contract (docs/virtual-board.md): tests outside the project and
+the cloud team drive it. Everything the lab makes lives under one directory
+(``$POCKET_LAB_DIR``, default ``/run/pocket-lab``) and in the namespaces named by
+``LabLayout``; ``down`` removes all of it and is harmless to run twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from agent import store
+from board.virtual import carrier as carrier_mod
+from board.virtual import netns
+from board.virtual.carrier import CarrierNetwork, LabLayout
+
+LAB_DIR = Path(os.environ.get("POCKET_LAB_DIR", "/run/pocket-lab"))
+DEVICE_ID = "rtr-000001"
+SPARE_DEVICE_ID = "rtr-000002"
+BROKER_PORT = 8883
+"""IANA's MQTT-over-TLS port."""
+POOL_SIZE = 6
+POOL_SEED = 20200220
+"""Fixed seed: the same lab SIMs every time (the incident began in February 2020)."""
+UP_TIMEOUT = 120.0
+"""Seconds ``up`` waits for the agent to serve: attach, cloud, assignment, swap to it.
+The modelled latencies add up to about 20 s; six times that before calling it failed."""
+STOP_GRACE = 5.0
+"""Seconds a process gets after SIGTERM before SIGKILL."""
+
+LAYOUT = LabLayout()
+PROCESSES = ("agent", "cloud", "broker", "services", "labd", "traffic")
+"""Stopped in this order by ``down``: consumers first, the modem last."""
+
+
+class LabError(RuntimeError):
+    """The lab could not do what was asked; the message says why."""
+
+
+# ---- small helpers ----------------------------------------------------------------
+def _python() -> str:
+    return sys.executable
+
+
+def _pidfile(name: str) -> Path:
+    return LAB_DIR / "pids" / f"{name}.pid"
+
+
+def _pid(name: str) -> int | None:
+    try:
+        pid = int(_pidfile(name).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    return pid
+
+
+def _spawn(name: str, argv: list[str], *, ns: str | None = None, env: dict[str, str] | None = None) -> int:
+    """Start a detached process (own session), log to LAB_DIR/logs/NAME.log, record its pid."""
+    (LAB_DIR / "logs").mkdir(parents=True, exist_ok=True)
+    (LAB_DIR / "pids").mkdir(parents=True, exist_ok=True)
+    cmd = ([netns.tool("ip"), "netns", "exec", ns] if ns else []) + argv
+    log = open(LAB_DIR / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+    full_env = dict(os.environ, PYTHONUNBUFFERED="1", POCKET_LAB_DIR=str(LAB_DIR), **(env or {}))
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True, env=full_env, cwd=str(LAB_DIR))
+    log.close()
+    _pidfile(name).write_text(str(proc.pid))
+    return proc.pid
+
+
+def _stop(name: str, sig: int = signal.SIGTERM) -> bool:
+    pid = _pid(name)
+    if pid is None:
+        return False
+    os.kill(pid, sig)
+    deadline = time.monotonic() + STOP_GRACE
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = 0
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+    _pidfile(name).unlink(missing_ok=True)
+    return True
+
+
+def _wait_for(what: str, check: Any, timeout: float, log: str | None = None) -> Any:
+    """Poll ``check`` until it returns a truthy value (external processes: no event to await)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    tail = ""
+    if log and (LAB_DIR / "logs" / log).exists():
+        tail = "\n" + "\n".join((LAB_DIR / "logs" / log).read_text(errors="replace").splitlines()[-15:])
+    raise LabError(f"{what} did not happen within {timeout:.0f} s{tail}")
+
+
+def _tls_ready(host: str, port: int, ns: str) -> bool:
+    probe = f"import socket;socket.create_connection(('{host}',{port}),1).close()"
+    return netns.run([_python(), "-c", probe], netns=ns, check=False).returncode == 0
+
+
+# ---- up ---------------------------------------------------------------------------
+def up(args: argparse.Namespace) -> int:
+    from board.virtual import broker, pki, pool as pool_mod
+
+    if os.geteuid() != 0:
+        raise LabError("pocket-lab up needs root (network namespaces, tc, nftables)")
+    if LAB_DIR.exists() and any(_pid(p) for p in PROCESSES):
+        raise LabError(f"a lab is already up under {LAB_DIR}; run `pocket-lab down` first")
+    down(args, quiet=True)
+    LAB_DIR.mkdir(parents=True, exist_ok=True)
+    pool = pool_mod.make_pool(POOL_SIZE, POOL_SEED)
+    pool_mod.save_pool(LAB_DIR / "pool.json", pool)
+    lab_pki = pki.create_lab_pki(LAB_DIR / "pki", [DEVICE_ID, SPARE_DEVICE_ID], [LAYOUT.internet_addr])
+    CarrierNetwork(LAYOUT, pool, LAB_DIR / "carrier.json").setup()
+    _spawn("services", [_python(), "-m", "board.virtual.services", "--host", LAYOUT.internet_addr], ns=LAYOUT.inet)
+    broker_conf = broker.write_config(LAB_DIR / "broker", lab_pki, LAYOUT.internet_addr, BROKER_PORT)
+    _spawn("broker", [netns.tool("mosquitto"), "-c", str(broker_conf)], ns=LAYOUT.inet)
+    _wait_for("the broker listening", lambda: _tls_ready(LAYOUT.internet_addr, BROKER_PORT, LAYOUT.inet), 15, "broker.log")
+    _spawn("cloud", [_python(), "-m", "board.virtual.lab", "cloud", *cloud_args(lab_pki)], ns=LAYOUT.inet)
+    _spawn("labd", [_python(), "-m", "board.virtual.labd", "--lab-dir", str(LAB_DIR), "--prefix", LAYOUT.prefix])
+    pty = _wait_for("the virtual modem's pty", lambda: (store.read_json(LAB_DIR / "modem.json") or {}).get("pty"),
+                    15, "labd.log")
+    write_agent_config(lab_pki, pty)
+    start_agent()
+    status = status_dict()
+    store.atomic_write_json(LAB_DIR / "lab.json", status, mode=store.PUBLIC_MODE)
+    print(json.dumps(status, indent=2) if getattr(args, "json", False) else f"lab up: device {DEVICE_ID} serving; "
+          f"`pocket-lab status --json` for details, logs in {LAB_DIR / 'logs'}")
+    return 0
+
+
+def cloud_args(lab_pki: Any) -> list[str]:
+    return ["--state-dir", str(LAB_DIR / "cloud"), "--broker", f"{LAYOUT.internet_addr}:{BROKER_PORT}",
+            "--ca", str(lab_pki.ca_cert), "--cert", str(lab_pki.cloud_cert), "--key", str(lab_pki.cloud_key),
+            "--pool", str(LAB_DIR / "pool.json"), "--platform-key", str(lab_pki.platform_key),
+            "--device-keys", str(lab_pki.directory)]
+
+
+def write_agent_config(lab_pki: Any, pty: str) -> Path:
+    """The agent's config file for the lab device (format: docs/configuration.md)."""
+    dev = lab_pki.devices[DEVICE_ID]
+    agent_dir = LAB_DIR / "agent"
+    agent_dir.mkdir(parents=True, exist_ok=True)
+    profile = Path(__file__).resolve().parent.parent / "profiles" / "virtual.toml"
+    text = f"""# Written by pocket-lab up
+device_id = "{DEVICE_ID}"
+state_dir = "{agent_dir / 'state'}"
+board_profile = "{profile}"
+status_file = "{agent_dir / 'status.json'}"
+
+[modem]
+port = "{pty}"
+
+[cloud]
+host = "{LAYOUT.internet_addr}"
+port = {BROKER_PORT}
+ca = "{lab_pki.ca_cert}"
+cert = "{dev.cert}"
+key = "{dev.key}"
+sealing_key = "{dev.sealing_key}"
+platform_key = "{lab_pki.platform_public}"
+
+[usage]
+report_interval_s = 10
+flush_interval_s = 10
+
+[health]
+reflector = "{LAYOUT.internet_addr}:7"
+probe = "{LAYOUT.internet_addr}:9000"
+resolv_file = "{agent_dir / 'resolv.conf'}"
+"""
+    path = agent_dir / "agent.toml"
+    store.atomic_write(path, text.encode())
+    return path
+
+
+def _agent_state() -> str | None:
+    return (store.read_json(LAB_DIR / "agent" / "status.json") or {}).get("state")
+
+
+def start_agent() -> None:
+    (LAB_DIR / "agent" / "status.json").unlink(missing_ok=True)
+    _spawn("agent", [_python(), "-m", "agent", "run", "--config", str(LAB_DIR / "agent" / "agent.toml")],
+           ns=LAYOUT.dev)
+    _wait_for("the agent serving", lambda: _agent_state() == "serving" or (_pid("agent") is None and "exited"),
+              UP_TIMEOUT, "agent.log")
+    if _agent_state() != "serving":
+        tail = "\n".join((LAB_DIR / "logs" / "agent.log").read_text(errors="replace").splitlines()[-15:])
+        raise LabError(f"the agent exited before serving:\n{tail}")
+
+
+# ---- down -------------------------------------------------------------------------
+def down(args: argparse.Namespace, quiet: bool = False) -> int:
+    for name in PROCESSES:
+        _stop(name)
+    for name in LAYOUT.all_namespaces:
+        netns.delete(name)
+    if LAB_DIR.exists():
+        shutil.rmtree(LAB_DIR, ignore_errors=True)
+    if not quiet:
+        print("lab down")
+    return 0
+
+
+# ---- status -----------------------------------------------------------------------
+def status_dict() -> dict[str, Any]:
+    from board.virtual import pki
+
+    lab_pki = pki.load_lab_pki(LAB_DIR / "pki")
+    spare = lab_pki.devices[SPARE_DEVICE_ID]
+    return {
+        "device_id": DEVICE_ID,
+        "namespaces": {"device": LAYOUT.dev, "internet": LAYOUT.inet, "lan": LAYOUT.lan, "core": LAYOUT.core},
+        "reflector": {"address": LAYOUT.internet_addr, "udp_echo_port": 7},
+        "broker": {
+            "url": f"mqtts://{LAYOUT.internet_addr}:{BROKER_PORT}",
+            "ca": str(lab_pki.ca_cert),
+            "spare_device": {"id": SPARE_DEVICE_ID, "cert": str(spare.cert), "key": str(spare.key)},
+            "cloud": {"cert": str(lab_pki.cloud_cert), "key": str(lab_pki.cloud_key)},
+        },
+        "agent": {"pid": _pid("agent"), "state_dir": str(LAB_DIR / "agent" / "state"),
+                  "log": str(LAB_DIR / "logs" / "agent.log"), "state": _agent_state()},
+        "modem": {"pty": (store.read_json(LAB_DIR / "modem.json") or {}).get("pty")},
+        "lab_dir": str(LAB_DIR),
+    }
+
+
+def status(args: argparse.Namespace) -> int:
+    if not (LAB_DIR / "lab.json").exists():
+        raise LabError("no lab is up (pocket-lab up)")
+    data = status_dict()
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        for key, value in data.items():
+            print(f"{key:10} {value}")
+    return 0
+
+
+# ---- throttle, traffic, usage, agent ----------------------------------------------
+def _current_sim() -> dict[str, Any]:
+    active = carrier_mod.active_sims(LAB_DIR / "carrier.json")
+    if not active:
+        raise LabError("no SIM has a data context up at the carrier")
+    # The most recently activated context is the router's current SIM.
+    return list(active.values())[-1]
+
+
+def throttle(args: argparse.Namespace) -> int:
+    from board.virtual.pool import load_pool
+
+    sim = _current_sim()
+    pool = {s["iccid"]: s for _, s in carrier_mod.pool_sims(load_pool(LAB_DIR / "pool.json"))}
+    if args.off:
+        carrier_mod.unpolice(LAYOUT, sim["index"])
+        print(f"{sim['iccid']}: policer removed")
+        return 0
+    rate = args.rate or (pool[sim["iccid"]].get("plan") or {}).get("throttle_kbps") or 128
+    carrier_mod.police(LAYOUT, sim["address"], sim["index"], int(rate))
+    print(f"{sim['iccid']} ({sim['address']}): cap used up, policed to {rate} kbps")
+    return 0
+
+
+def traffic(args: argparse.Namespace) -> int:
+    if args.action == "stop":
+        print("traffic stopped" if _stop("traffic") else "no traffic was running")
+        return 0
+    _stop("traffic")
+    argv = [_python(), "-m", "board.virtual.traffic", "--kind", args.kind, "--duration", str(args.duration)]
+    _spawn("traffic", argv, ns=LAYOUT.lan)
+    print(f"{args.kind} traffic from {LAYOUT.lan_host_addr} for at most {args.duration:.0f} s")
+    return 0
+
+
+def usage_dict() -> dict[str, Any]:
+    carrier_counts = carrier_mod.read_counters(LAYOUT)
+    totals = (store.read_json(LAB_DIR / "cloud" / "totals.json") or {}).get("sims", {})
+    out: dict[str, Any] = {}
+    for iccid in sorted(set(carrier_counts) | set(totals)):
+        c = carrier_counts.get(iccid, {"up": 0, "down": 0})
+        t = totals.get(iccid, {})
+        out[iccid] = {"carrier": {"up": c["up"], "down": c["down"]},
+                      "cloud": {"up": int(t.get("tx_bytes", 0)), "down": int(t.get("rx_bytes", 0))}}
+    return out
+
+
+def usage(args: argparse.Namespace) -> int:
+    data = usage_dict()
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(f"{'ICCID':21} {'carrier up':>12} {'carrier down':>13} {'cloud up':>12} {'cloud down':>12}")
+        for iccid, row in data.items():
+            print(f"{iccid:21} {row['carrier']['up']:12} {row['carrier']['down']:13} "
+                  f"{row['cloud']['up']:12} {row['cloud']['down']:12}")
+    return 0
+
+
+def agent(args: argparse.Namespace) -> int:
+    if args.action == "kill":
+        print("agent killed" if _stop("agent", signal.SIGKILL) else "no agent was running")
+        return 0
+    _stop("agent")
+    start_agent()
+    print(f"agent restarted (pid {_pid('agent')})")
+    return 0
+
+
+# ---- the subcommand interface (board/virtual/lab.py's table points here) ----------
+def configure(parser: argparse.ArgumentParser) -> None:
+    name = parser.prog.split()[-1]
+    if name in ("up", "status", "usage"):
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+    if name == "throttle":
+        parser.add_argument("--rate", type=int, help="kbit/s (default: the SIM's plan rate, else 128)")
+        parser.add_argument("--off", action="store_true", help="remove the policer")
+    if name == "traffic":
+        parser.add_argument("action", choices=["start", "stop"])
+        parser.add_argument("--kind", choices=["bulk", "web", "video"], default="bulk")
+        parser.add_argument("--duration", type=float, default=600.0, help="seconds, at most")
+    if name == "agent":
+        parser.add_argument("action", choices=["restart", "kill"])
+
+
+def main(args: argparse.Namespace) -> int:
+    handler = {"up": up, "down": down, "status": status, "throttle": throttle,
+               "traffic": traffic, "usage": usage, "agent": agent}[args.command]
+    try:
+        return handler(args)
+    except (LabError, netns.LabCommandError) as exc:
+        print(f"pocket-lab {args.command}: {exc}", file=sys.stderr)
+        return 1

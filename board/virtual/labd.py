@@ -1,0 +1,88 @@
+"""The board process of a running lab: the virtual modem on a pty, wired to the carrier.
+
+``pocket-lab up`` starts it detached (``python -m board.virtual.labd --lab-dir D``). It
+serves AT on a pty whose path it writes to ``D/modem.json``, plays the carrier for the
+modem's attach and data-context requests, and enforces caps: every ``CAP_CHECK_SECONDS``
+it reads the carrier's per-SIM counters and polices any active SIM whose plan cap is
+used up, at the plan's throttle rate, as the wholesale carriers did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from agent import store
+from board.virtual import carrier as carrier_mod
+from board.virtual.carrier import CarrierNetwork, LabLayout
+from board.virtual.pool import load_pool
+
+LOGGER = logging.getLogger(__name__)
+
+CAP_CHECK_SECONDS = 2.0
+"""Carriers enforce caps with some delay; two seconds keeps the lab prompt and cheap."""
+
+
+def modem_config_from(lab_dir: Path, pool: dict[str, Any]) -> Any:
+    """The virtual modem's configuration: the seed SIM in slot 0, lab timings."""
+    from board.virtual.modem import ModemConfig, SeedSim
+
+    seed = pool["seed"]
+    return ModemConfig(
+        seed=SeedSim(
+            iccid=seed["iccid"], imsi=seed["imsi"], ki=bytes.fromhex(seed["ki"]),
+            opc=bytes.fromhex(seed["opc"]), plmn=seed.get("plmn", "44010"), apn=seed.get("apn", ""),
+        ),
+    )
+
+
+def enforce_caps(layout: LabLayout, pool: dict[str, Any], state_file: Path, policed: dict[str, int]) -> None:
+    """Police every active SIM whose carrier count has reached its plan's cap."""
+    counts = carrier_mod.read_counters(layout)
+    sims = {sim["iccid"]: (index, sim) for index, sim in carrier_mod.pool_sims(pool)}
+    for active in carrier_mod.active_sims(state_file).values():
+        index, sim = sims[active["iccid"]]
+        plan = sim.get("plan") or {}
+        cap, rate = plan.get("cap_bytes"), plan.get("throttle_kbps")
+        used = sum(counts.get(sim["iccid"], {}).values())
+        if cap and rate and used >= cap and policed.get(sim["iccid"]) != rate:
+            LOGGER.info("carrier: %s used %d of %d bytes: policing to %d kbps", sim["iccid"], used, cap, rate)
+            carrier_mod.police(layout, active["address"], index, rate)
+            policed[sim["iccid"]] = rate
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--lab-dir", type=Path, required=True)
+    parser.add_argument("--prefix", default="pw")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from board.virtual.modem import VirtualModem
+
+    layout = LabLayout(prefix=args.prefix)
+    pool = load_pool(args.lab_dir / "pool.json")
+    state_file = args.lab_dir / "carrier.json"
+    carrier = CarrierNetwork(layout, pool, state_file)
+    modem = VirtualModem(modem_config_from(args.lab_dir, pool), carrier)
+    path = modem.start()
+    store.atomic_write_json(args.lab_dir / "modem.json", {"pty": path}, mode=store.PUBLIC_MODE)
+    LOGGER.info("virtual modem on %s", path)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    policed: dict[str, int] = {}
+    while not stop.wait(CAP_CHECK_SECONDS):
+        try:
+            enforce_caps(layout, pool, state_file, policed)
+        except Exception:  # a failed check must not take the modem down with it
+            LOGGER.exception("cap check failed")
+    modem.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
