@@ -27,17 +27,12 @@ CAP_CHECK_SECONDS = 2.0
 """Carriers enforce caps with some delay; two seconds keeps the lab prompt and cheap."""
 
 
-def modem_config_from(lab_dir: Path, pool: dict[str, Any]) -> Any:
-    """The virtual modem's configuration: the seed SIM in slot 0, lab timings."""
-    from board.virtual.modem import ModemConfig, SeedSim
+def modem_config_from(pool: dict[str, Any]) -> Any:
+    """The virtual modem's configuration: the pool's seed SIM in slot 0."""
+    from board.virtual.modem import ModemConfig
 
     seed = pool["seed"]
-    return ModemConfig(
-        seed=SeedSim(
-            iccid=seed["iccid"], imsi=seed["imsi"], ki=bytes.fromhex(seed["ki"]),
-            opc=bytes.fromhex(seed["opc"]), plmn=seed.get("plmn", "44010"), apn=seed.get("apn", ""),
-        ),
-    )
+    return ModemConfig.from_dict({"seed": {k: seed[k] for k in ("iccid", "imsi", "ki", "opc", "plmn", "apn") if k in seed}})
 
 
 def enforce_caps(layout: LabLayout, pool: dict[str, Any], state_file: Path, policed: dict[str, int]) -> None:
@@ -67,7 +62,7 @@ def main() -> int:
     pool = load_pool(args.lab_dir / "pool.json")
     state_file = args.lab_dir / "carrier.json"
     carrier = CarrierNetwork(layout, pool, state_file)
-    modem = VirtualModem(modem_config_from(args.lab_dir, pool), carrier)
+    modem = VirtualModem(modem_config_from(pool), carrier)
     path = modem.start()
     store.atomic_write_json(args.lab_dir / "modem.json", {"pty": path}, mode=store.PUBLIC_MODE)
     LOGGER.info("virtual modem on %s", path)
