@@ -1,0 +1,642 @@
+"""AT framing: bytes to lines, one command in flight, final result codes, URCs.
+
+Modelled on zigpy-znp's ``uart.py`` (a protocol object that buffers bytes and
+resynchronises) and ``api.py`` (one request in flight, a priority path, listener
+registered before sending, a timeout on every request).
+
+Layers in this module:
+
+* ``LineFramer`` (pure): bytes -> text lines. CR, LF and CRLF all end a line; partial
+  lines are buffered; a line longer than ``MAX_LINE_BYTES`` is dropped up to the next
+  terminator (resynchronisation after garbage); lines with control bytes or invalid
+  UTF-8 are reported as garbage rather than as text.
+* ``AtChannel`` (an ``asyncio.Protocol``): owns the command/response state machine.
+  ``command()`` sends one line and returns the lines up to the final result code.
+  URCs are recognised at any point, also between lines of a response, and handed to
+  subscribers. The echo of the command line is dropped.
+* ``SerialTransport`` / ``open_channel()``: the pyserial port's non-blocking fd in the
+  event loop (``loop.add_reader``); read error or EOF means the port went away
+  (``PortClosed``).
+
+Never a wrong answer
+--------------------
+After a command times out its late lines may still arrive. The channel then marks
+itself *desynchronised*: every line that is not a URC is discarded while no command
+is in flight, and before the next command is written the channel resynchronises:
+it drains until the line is quiet, then sends a *sentinel* whose answer carries a
+token unique to this resync (``ATS7=<n>S7?`` by default: V.250 S7, the circuit-switched
+"wait for carrier" timer, means nothing to a packet-data modem, and reading it back
+returns ``<n>``). Only when the token comes back followed by its final code is the
+channel in step again; everything before it belonged to older commands. If the
+sentinel fails ``RESYNC_ATTEMPTS`` times the waiting command fails with ``AtTimeout``
+without having been sent, and the recovery ladder takes over.
+
+Secrets
+-------
+``command(..., sensitive=True)`` (the vSIM load carries Ki/OPc) suppresses the command
+text in every log line and error (shown as ``AT+CMD=<redacted>``), suppresses the raw
+byte trace while it is in flight (the modem echoes the line back), and drops any
+response line that looks like the echo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.errors import AtCommandError, AtTimeout, ModemError, PortClosed
+
+LOGGER = logging.getLogger(__name__)
+
+TRACE = 5
+"""Raw bytes are logged below DEBUG (style.md); ``pocket-agent -vv`` shows them."""
+
+MAX_LINE_BYTES = 4096
+"""Longest line kept. +COPS=? with a dozen operators is ~600 bytes; anything far
+beyond is line noise, and an unbounded buffer is a memory leak on a router."""
+
+# --- per-command timeouts (seconds) --------------------------------------------------
+DEFAULT_TIMEOUT = 5.0
+"""27.007 commands without a network round trip answer in well under a second; 5 s is
+common practice (ModemManager uses 3-5 s) and leaves room for a busy baseband."""
+COPS_SCAN_TIMEOUT = 180.0
+"""+COPS=? scans every band; vendor manuals (Quectel EC25: 180 s) give this bound."""
+COPS_SET_TIMEOUT = 180.0
+"""+COPS=<mode>: manual/automatic selection waits for a registration attempt."""
+CGACT_TIMEOUT = 150.0
+"""+CGACT: 3GPP TS 24.301 T3380 (30 s) x 4 retransmissions of the ESM request + margin."""
+CFUN_TIMEOUT = 30.0
+"""+CFUN: radio on/off includes detach signalling; Quectel documents up to 15 s."""
+CGATT_TIMEOUT = 140.0
+"""+CGATT: attach with T3410 (15 s) x 5 attempts + margin (24.301)."""
+VSIM_TIMEOUT = 20.0
+"""vSIM load/select: profile write to the baseband plus a detach (docs/vsim-at.md)."""
+
+TIMEOUTS: tuple[tuple[str, float], ...] = (
+    ("AT+COPS=?", COPS_SCAN_TIMEOUT),
+    ("AT+COPS=", COPS_SET_TIMEOUT),
+    ("AT+CGACT=", CGACT_TIMEOUT),
+    ("AT+CFUN=", CFUN_TIMEOUT),
+    ("AT+CGATT=", CGATT_TIMEOUT),
+    ("AT+VSIMLOAD=", VSIM_TIMEOUT),
+    ("AT+VSIMSEL=", VSIM_TIMEOUT),
+)
+"""Command prefix -> timeout; first match wins, otherwise ``DEFAULT_TIMEOUT``."""
+
+# --- resynchronisation --------------------------------------------------------------
+RESYNC_QUIET = 0.05
+"""Seconds of silence that count as "the modem has finished talking"; a 115200 baud
+line carries ~575 bytes in that time, so a response still in progress is not quiet."""
+RESYNC_DRAIN_MAX = 1.0
+"""Upper bound on draining before the sentinel is sent anyway (a chatty modem)."""
+RESYNC_TIMEOUT = 2.0
+"""Time for the sentinel's answer; it is a local register read (no network)."""
+RESYNC_ATTEMPTS = 3
+"""Sentinels tried before giving up and letting the recovery ladder act."""
+
+FINAL_OK = ("OK",)
+FINAL_FAIL = ("ERROR", "NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE")
+FINAL_CONNECT = "CONNECT"
+ERROR_PREFIXES = ("+CME ERROR:", "+CMS ERROR:")
+
+URC_PREFIXES: tuple[str, ...] = (
+    "+CREG:", "+CGREG:", "+CEREG:", "+C5GREG:", "+CGEV:", "+CMTI:", "+CMT:", "+CDS:",
+    "+CBM:", "+CUSD:", "+CIEV:", "+CRING:", "RING", "+CPIN:", "+CFUN:", "RDY",
+    "+CTZV:", "+CTZE:", "+NITZ:", "+QIND:", "+QUSIM:", "^MODE:", "^RSSI:", "^HCSQ:",
+    "+PACSP", "+VSIMSTAT:", "POWERED DOWN", "SMS DONE", "PB DONE",
+)
+"""Lines that can arrive unsolicited. A line with one of these prefixes is a URC
+unless the command in flight *owns* that prefix (``AT+CREG?`` owns ``+CREG:``), in
+which case it is part of the response: 27.007 gives the two the same syntax."""
+
+
+def timeout_for(command: str) -> float:
+    """The named timeout of ``command`` (see ``TIMEOUTS``)."""
+    upper = command.upper()
+    for prefix, seconds in TIMEOUTS:
+        if upper.startswith(prefix):
+            return seconds
+    return DEFAULT_TIMEOUT
+
+
+def redact(command: str) -> str:
+    """``AT+VSIMLOAD=1,"...ki..."`` -> ``AT+VSIMLOAD=<redacted>`` for logs and errors."""
+    head = command.split("=", 1)[0].split("?", 1)[0]
+    return f"{head}=<redacted>"
+
+
+_CME_RE = re.compile(r"^\+(CME|CMS) ERROR:\s*(.*)$")
+
+
+def error_from_final(final: str, command: str, lines: tuple[str, ...]) -> AtCommandError:
+    """The typed error for a failure final code (code and name when the modem gave them)."""
+    code: int | None = None
+    name: str | None = final
+    m = _CME_RE.match(final)
+    if m:
+        value = m.group(2).strip().strip('"')
+        if value.isdigit():
+            code, name = int(value), None
+        else:
+            name = value
+    raw = "\n".join((*lines, final))
+    return AtCommandError(f"{command}: {final}", command=command, raw=raw, code=code, name=name)
+
+
+def classify_final(line: str) -> str | None:
+    """"ok", "fail" or "connect" when ``line`` ends a response, else None."""
+    if line in FINAL_OK:
+        return "ok"
+    if line in FINAL_FAIL or line.startswith(ERROR_PREFIXES):
+        return "fail"
+    if line == FINAL_CONNECT or line.startswith(FINAL_CONNECT + " "):
+        return "connect"
+    return None
+
+
+def urc_prefix(line: str) -> str | None:
+    """The URC prefix ``line`` starts with, if any."""
+    for prefix in URC_PREFIXES:
+        if line.startswith(prefix):
+            return prefix
+    return None
+
+
+def owns_prefix(command: str, prefix: str) -> bool:
+    """Whether ``command``'s own answer uses ``prefix`` (``AT+CREG?`` and ``+CREG:``)."""
+    name = prefix.rstrip(":").strip()
+    if not name.startswith(("+", "^")):
+        return False
+    return command.upper().startswith("AT" + name)
+
+
+# --- framing ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Line:
+    """One framed line: ``text`` when it decoded cleanly, else ``garbage`` holds the bytes."""
+
+    text: str | None
+    garbage: bytes = b""
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+class LineFramer:
+    """Bytes -> ``Line``s. Pure: no I/O, no time. Feed it any chunking of the stream."""
+
+    def __init__(self, max_line: int = MAX_LINE_BYTES):
+        self._buf = bytearray()
+        self._max = max_line
+        self._overflow = False
+        self.garbage_lines = 0
+
+    def feed(self, data: bytes) -> list[Line]:
+        """Add bytes; return every line completed by them (empty lines skipped)."""
+        out: list[Line] = []
+        for chunk in re.split(rb"([\r\n])", data):
+            if chunk in (b"\r", b"\n"):
+                self._end_line(out)
+            elif chunk:
+                self._append(chunk)
+        return out
+
+    def _append(self, chunk: bytes) -> None:
+        if self._overflow:
+            return
+        self._buf += chunk
+        if len(self._buf) > self._max:
+            # Resynchronise: throw this line away up to the next terminator.
+            self._overflow = True
+            self._buf.clear()
+
+    def _end_line(self, out: list[Line]) -> None:
+        if self._overflow:
+            self._overflow = False
+            self.garbage_lines += 1
+            out.append(Line(None, b"<line over %d bytes>" % self._max))
+            return
+        if not self._buf:
+            return
+        raw = bytes(self._buf)
+        self._buf.clear()
+        out.append(self._decode(raw))
+
+    def _decode(self, raw: bytes) -> Line:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            self.garbage_lines += 1
+            return Line(None, raw)
+        if _CONTROL.search(text):
+            self.garbage_lines += 1
+            return Line(None, raw)
+        text = text.strip()
+        return Line(text) if text else Line("")
+
+    @property
+    def pending(self) -> bytes:
+        """Bytes of the unfinished line (for ``> `` prompts and tests)."""
+        return bytes(self._buf)
+
+
+# --- command state ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AtResponse:
+    """What a command got back: information lines and the final result code."""
+
+    command: str
+    lines: tuple[str, ...]
+    final: str
+
+    def first(self, prefix: str) -> str | None:
+        """The first line starting with ``prefix``."""
+        return next((ln for ln in self.lines if ln.startswith(prefix)), None)
+
+
+@dataclass
+class _Pending:
+    command: str
+    shown: str
+    sensitive: bool
+    future: asyncio.Future[AtResponse]
+    lines: list[str] = field(default_factory=list)
+    garbage: list[bytes] = field(default_factory=list)
+
+
+class PriorityLock:
+    """One holder at a time; ``priority=True`` waiters (reset, recovery) go first."""
+
+    def __init__(self) -> None:
+        self._locked = False
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, priority: bool = False) -> Any:
+        await self._acquire(priority)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, priority: bool) -> None:
+        if not self._locked and not self._waiters:
+            self._locked = True
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (0 if priority else 1, next(self._seq), fut)
+        heapq.heappush(self._waiters, entry)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self._release()  # we were handed the lock but are leaving
+            else:
+                self._waiters.remove(entry)
+                heapq.heapify(self._waiters)
+            raise
+
+    def _release(self) -> None:
+        while self._waiters:
+            _, _, fut = heapq.heappop(self._waiters)
+            if not fut.done():
+                fut.set_result(None)  # ownership passes directly
+                return
+        self._locked = False
+
+    @property
+    def locked(self) -> bool:
+        return self._locked
+
+
+UrcCallback = Callable[[str], None]
+Writer = Callable[[bytes], None]
+
+
+def default_sentinel(n: int) -> tuple[str, str]:
+    """(command, token line) of resync number ``n``. See the module doc."""
+    value = n % 200 + 1  # S7 accepts 1..255 on every V.250 modem
+    return f"ATS7={value}S7?", f"{value:03d}"
+
+
+class AtChannel(asyncio.Protocol):
+    """The AT command/response state machine over any byte transport."""
+
+    def __init__(
+        self,
+        *,
+        sentinel: Callable[[int], tuple[str, str]] = default_sentinel,
+        urc_prefixes: tuple[str, ...] = URC_PREFIXES,
+    ):
+        self._framer = LineFramer()
+        self._lock = PriorityLock()
+        self._pending: _Pending | None = None
+        self._subscribers: list[tuple[str, UrcCallback]] = []
+        self._write: Writer | None = None
+        self._transport: asyncio.BaseTransport | Any = None
+        self._closed_exc: PortClosed | None = None
+        self._desynced = False
+        self._sentinel = sentinel
+        self._resync_count = 0
+        self._urc_prefixes = urc_prefixes
+        self._last_rx = 0.0
+        self._rx_event = asyncio.Event()
+        self.stats: dict[str, int] = {
+            "commands": 0, "timeouts": 0, "resyncs": 0, "stale_lines": 0,
+            "garbage_lines": 0, "urcs": 0,
+        }
+
+    # -- asyncio.Protocol ------------------------------------------------------------
+    def connection_made(self, transport: Any) -> None:
+        self._transport = transport
+        self._write = transport.write
+        self._closed_exc = None
+
+    def data_received(self, data: bytes) -> None:
+        self._last_rx = asyncio.get_running_loop().time()
+        self._rx_event.set()
+        if self._pending is not None and self._pending.sensitive:
+            LOGGER.log(TRACE, "rx <%d bytes during a sensitive command>", len(data))
+        else:
+            LOGGER.log(TRACE, "rx %r", data)
+        for line in self._framer.feed(data):
+            self._on_line(line)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed_exc = PortClosed(f"serial port closed: {exc or 'EOF'}", raw=str(exc or ""))
+        self._write = None
+        pending = self._pending
+        if pending is not None and not pending.future.done():
+            pending.future.set_exception(
+                PortClosed(f"port closed during {pending.shown}", command=pending.shown)
+            )
+        LOGGER.warning("AT port closed: %s", exc or "EOF")
+
+    # -- URCs ------------------------------------------------------------------------
+    def subscribe(self, prefix: str, callback: UrcCallback) -> Callable[[], None]:
+        """Call ``callback(line)`` for every URC starting with ``prefix`` ("" = all)."""
+        entry = (prefix, callback)
+        self._subscribers.append(entry)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._subscribers.remove(entry)
+
+        return unsubscribe
+
+    def _dispatch_urc(self, line: str) -> None:
+        self.stats["urcs"] += 1
+        LOGGER.debug("URC %s", line)
+        for prefix, callback in list(self._subscribers):
+            if line.startswith(prefix):
+                try:
+                    callback(line)
+                except Exception:  # a subscriber's bug must not kill the reader
+                    LOGGER.exception("URC subscriber failed on %r", line)
+
+    # -- line routing ----------------------------------------------------------------
+    def _is_urc(self, text: str, pending: _Pending | None) -> bool:
+        prefix = next((p for p in self._urc_prefixes if text.startswith(p)), None)
+        if prefix is None:
+            return False
+        return pending is None or not owns_prefix(pending.command, prefix)
+
+    def _on_line(self, line: Line) -> None:
+        pending = self._pending
+        if line.text is None:
+            self.stats["garbage_lines"] += 1
+            LOGGER.debug("garbage line (%d bytes) dropped", len(line.garbage))
+            if pending is not None:
+                pending.garbage.append(line.garbage)
+            return
+        text = line.text
+        if not text:
+            return
+        if self._is_urc(text, pending):
+            self._dispatch_urc(text)
+            return
+        if pending is None or pending.future.done():
+            self.stats["stale_lines"] += 1
+            if not pending:
+                LOGGER.debug("line with no command in flight dropped: %r", text)
+            return
+        self._on_response_line(pending, text)
+
+    def _on_response_line(self, pending: _Pending, text: str) -> None:
+        if text == pending.command.strip() or (pending.sensitive and text.upper().startswith("AT")):
+            return  # echo of our own line
+        kind = classify_final(text)
+        if kind is None:
+            pending.lines.append(text)
+            return
+        if pending.garbage:
+            pending.future.set_exception(
+                ModemError(
+                    f"{pending.shown}: garbage in the response",
+                    command=pending.shown,
+                    raw=None if pending.sensitive else repr(pending.garbage)[:200],
+                )
+            )
+            return
+        if kind == "fail":
+            pending.future.set_exception(
+                error_from_final(text, pending.shown, () if pending.sensitive else tuple(pending.lines))
+            )
+            return
+        pending.future.set_result(AtResponse(pending.shown, tuple(pending.lines), text))
+
+    # -- commands --------------------------------------------------------------------
+    @property
+    def is_open(self) -> bool:
+        return self._write is not None
+
+    @property
+    def desynced(self) -> bool:
+        return self._desynced
+
+    async def command(
+        self,
+        command: str,
+        *,
+        timeout: float | None = None,
+        sensitive: bool = False,
+        priority: bool = False,
+    ) -> AtResponse:
+        """Send ``command`` and return its answer; raise on an error final code.
+
+        Raises ``AtTimeout``, ``AtCommandError``, ``PortClosed`` or ``ModemError``.
+        ``priority=True`` jumps the queue (reset and recovery beat traffic).
+        """
+        async with self._lock.hold(priority):
+            if self._desynced:
+                await self._resync(command if not sensitive else redact(command))
+            return await self._exchange(command, timeout, sensitive)
+
+    async def _exchange(self, command: str, timeout: float | None, sensitive: bool) -> AtResponse:
+        if self._write is None:
+            raise self._closed_exc or PortClosed("serial port is not open")
+        shown = redact(command) if sensitive else command
+        limit = timeout_for(command) if timeout is None else timeout
+        fut: asyncio.Future[AtResponse] = asyncio.get_running_loop().create_future()
+        self._pending = _Pending(command, shown, sensitive, fut)  # listener before sending
+        self.stats["commands"] += 1
+        try:
+            self._send(command, sensitive)
+            return await asyncio.wait_for(fut, limit)
+        except TimeoutError:
+            self.stats["timeouts"] += 1
+            self._desynced = True
+            LOGGER.warning("%s: no final result code within %.1f s", shown, limit)
+            raise AtTimeout(f"{shown}: no answer within {limit:g} s", command=shown) from None
+        finally:
+            self._pending = None
+
+    def _send(self, command: str, sensitive: bool) -> None:
+        data = command.encode("ascii", "strict") + b"\r"
+        if sensitive:
+            LOGGER.log(TRACE, "tx <sensitive command, %d bytes>", len(data))
+        else:
+            LOGGER.log(TRACE, "tx %r", data)
+        assert self._write is not None
+        try:
+            self._write(data)
+        except OSError as exc:
+            self.connection_lost(exc)
+            raise PortClosed(f"write failed: {exc}", raw=str(exc)) from exc
+
+    async def _drain_until_quiet(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RESYNC_DRAIN_MAX
+        while loop.time() < deadline:
+            self._rx_event.clear()
+            try:
+                await asyncio.wait_for(self._rx_event.wait(), RESYNC_QUIET)
+            except TimeoutError:
+                return
+
+    async def _resync(self, waiting: str) -> None:
+        """Get back in step after a timeout (see the module doc); raise AtTimeout if not."""
+        for _ in range(RESYNC_ATTEMPTS):
+            self.stats["resyncs"] += 1
+            await self._drain_until_quiet()
+            self._resync_count += 1
+            sentinel, token = self._sentinel(self._resync_count)
+            try:
+                resp = await self._exchange(sentinel, RESYNC_TIMEOUT, False)
+            except (AtTimeout, AtCommandError, ModemError) as exc:
+                if isinstance(exc, PortClosed):
+                    raise
+                LOGGER.debug("resync sentinel failed: %s", exc)
+                continue
+            if token in resp.lines:
+                self._desynced = False
+                LOGGER.info("AT channel back in step after a timeout")
+                return
+            LOGGER.debug("resync answer %r lacks token %s; stale answer consumed", resp.lines, token)
+        raise AtTimeout(f"{waiting}: not sent, modem out of step after a timeout", command=waiting)
+
+    async def resync(self) -> None:
+        """Force a resynchronisation now (used by the recovery ladder)."""
+        async with self._lock.hold(True):
+            self._desynced = True
+            await self._resync("resync")
+
+    def close(self) -> None:
+        """Close the transport (idempotent)."""
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+
+# --- the serial port in the event loop ----------------------------------------------
+
+READ_CHUNK = 4096
+"""Bytes read per readiness event; a full response fits, larger ones take two reads."""
+
+
+class SerialTransport:
+    """A pyserial port whose fd is watched by the loop; bytes go to ``protocol``."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, ser: Any, protocol: asyncio.Protocol):
+        self._loop = loop
+        self._ser = ser
+        self._fd: int = ser.fileno()
+        self._protocol = protocol
+        self._closed = False
+        loop.add_reader(self._fd, self._on_readable)
+        protocol.connection_made(self)  # type: ignore[arg-type]
+
+    def _on_readable(self) -> None:
+        try:
+            data = os.read(self._fd, READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError as exc:  # EIO: the pty master or the USB device is gone
+            self._lose(exc)
+            return
+        if not data:
+            self._lose(None)
+            return
+        self._protocol.data_received(data)
+
+    def _lose(self, exc: Exception | None) -> None:
+        self._shutdown()
+        self._protocol.connection_lost(exc)
+
+    def write(self, data: bytes) -> None:
+        if self._closed:
+            raise OSError("port closed")
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self._fd, view)
+            except BlockingIOError:
+                continue  # tiny AT lines: the tty buffer drains in microseconds
+            view = view[n:]
+
+    def _shutdown(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(Exception):
+            self._loop.remove_reader(self._fd)
+        with contextlib.suppress(Exception):
+            self._ser.close()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._shutdown()
+            self._protocol.connection_lost(None)
+
+    def is_closing(self) -> bool:
+        return self._closed
+
+
+DEFAULT_BAUD = 115200
+"""The rate every USB modem's AT port accepts (it is ignored on USB CDC-ACM anyway)."""
+
+
+async def open_channel(port: str, baud: int = DEFAULT_BAUD, **kwargs: Any) -> AtChannel:
+    """Open ``port`` (a tty path or pyserial URL) and return a connected ``AtChannel``."""
+    import serial  # pyserial; imported here so the pure framer has no dependency
+
+    try:
+        ser = serial.serial_for_url(port, baudrate=baud, timeout=0, exclusive=True)
+    except (serial.SerialException, OSError, ValueError) as exc:
+        raise PortClosed(f"cannot open {port}: {exc}", raw=str(exc)) from exc
+    channel = AtChannel(**kwargs)
+    SerialTransport(asyncio.get_running_loop(), ser, channel)
+    return channel

@@ -1,0 +1,530 @@
+"""The virtual modem: a baseband that speaks AT (27.007 + the vSIM extension) on a pty.
+
+The agent opens the pty's slave path through pyserial exactly as it opens a real
+modem's ``/dev/ttyUSB2``: it cannot tell the difference. The modem runs in its own
+thread (``start()`` returns the slave path, ``stop()`` ends it) so tests and the lab
+can embed it. It is deliberately imperfect in the ways real modems are: echo on at
+power-up, URCs at random moments (also between the lines of a response), modelled
+latency for the slow operations, ``+CME ERROR`` where a real modem gives one, and
+injectable faults (hang, garbage, dropped characters, slow answers, spontaneous
+reboot, busy errors, port loss). Commands and URCs of the vSIM extension are
+specified in docs/vsim-at.md.
+
+Everything the modem does happens on its thread; calls from outside
+(``set_radio_conditions``, fault injection) are posted to it through a queue, so the
+state needs no locks. The modem talks to the carrier network through
+``CarrierHooks``; ``NullCarrier`` accepts everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import itertools
+import json
+import logging
+import os
+import queue
+import random
+import re
+import select
+import signal
+import threading
+import time
+import tomllib
+import tty
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from board.virtual.modem_cmds import CommandSet
+
+LOGGER = logging.getLogger(__name__)
+
+# --- modelled latency (seconds at time_scale 1.0) -----------------------------------
+COMMAND_LATENCY = 0.002
+"""A local query (CSQ, CPIN?) on a real baseband: 1-10 ms over USB."""
+RADIO_ON_LATENCY = 1.0
+"""+CFUN=1: RF front-end power-up; EC25 reports ~1 s."""
+RADIO_OFF_LATENCY = 0.5
+"""+CFUN=0/4: detach signalling before the RF is powered down."""
+ATTACH_LATENCY = 2.0
+"""Cell search + EPS attach after radio on: 1-3 s on a good LTE cell."""
+CONTEXT_LATENCY = 0.8
+"""+CGACT=1: ESM default-bearer activation round trip (hundreds of ms)."""
+SLOT_SWITCH_LATENCY = 3.0
+"""vSIM slot switch: detach, profile swap in the baseband, before re-attach starts."""
+BOOT_LATENCY = 2.0
+"""Reboot to "RDY": a Quectel EC25 takes ~10 s; shortened so the lab stays brisk."""
+
+FAST_SCALE = 0.01
+"""time_scale used by tests: every modelled latency x 0.01."""
+
+NULL_POOL = "198.18.1"
+"""NullCarrier hands out 198.18.1.<4k+2>/30 (RFC 2544 benchmarking range, never routed)."""
+
+
+class CarrierReject(Exception):
+    """The carrier refused a request; ``cause`` is the 3GPP ESM/EMM cause number."""
+
+    def __init__(self, cause: int, message: str = ""):
+        super().__init__(message or f"rejected with cause {cause}")
+        self.cause = cause
+
+
+class CarrierHooks(Protocol):
+    """How the modem talks to the (virtual) carrier network."""
+
+    def attach(self, imsi: str, plmn: str, challenge: Callable[[bytes], bytes]) -> int | None:
+        """Authenticate+register. ``challenge(rand16)`` returns RES computed with the
+        slot's Ki/OPc. None = accepted, int = EMM reject cause."""
+        ...
+
+    def activate(self, imsi: str, cid: int, apn: str) -> dict[str, Any]:
+        """{"address","prefix","gateway","dns":[...],"mtu"}; raise CarrierReject(cause)."""
+        ...
+
+    def deactivate(self, imsi: str, cid: int) -> None: ...
+
+    def detach(self, imsi: str) -> None: ...
+
+
+class NullCarrier:
+    """A carrier that accepts every SIM and hands out 198.18.1.x/30 addresses."""
+
+    def __init__(self) -> None:
+        self._next = itertools.count(0)
+        self.attached: set[str] = set()
+
+    def attach(self, imsi: str, plmn: str, challenge: Callable[[bytes], bytes]) -> int | None:
+        self.attached.add(imsi)
+        return None
+
+    def activate(self, imsi: str, cid: int, apn: str) -> dict[str, Any]:
+        base = 4 * (next(self._next) % 63)
+        return {
+            "address": f"{NULL_POOL}.{base + 2}",
+            "prefix": 30,
+            "gateway": f"{NULL_POOL}.{base + 1}",
+            "dns": [f"{NULL_POOL}.{base + 1}"],
+            "mtu": 1500,
+        }
+
+    def deactivate(self, imsi: str, cid: int) -> None:
+        return None
+
+    def detach(self, imsi: str) -> None:
+        self.attached.discard(imsi)
+
+
+# --- configuration ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SlotSim:
+    """A SIM as held in a vSIM slot (the modem's memory; never logged)."""
+
+    iccid: str
+    imsi: str
+    ki: bytes = field(repr=False)
+    opc: bytes = field(repr=False)
+    plmn: str = "44010"
+    apn: str = "internet"
+
+    def __repr__(self) -> str:
+        return f"SlotSim(iccid={self.iccid!r}, imsi={self.imsi!r}, ki=<redacted>, opc=<redacted>)"
+
+
+DEFAULT_SEED = SlotSim(
+    iccid="8981100000000000001",
+    imsi="440101234500001",
+    ki=bytes.fromhex("465b5ce8b199b49faa5f0a2ee238a6bc"),
+    opc=bytes.fromhex("cd63cb71954a9f4e48a5994e37a02baf"),
+    plmn="44010",
+    apn="seed.example",
+)
+"""The bootstrap SIM: keys are the public 3GPP TS 35.208 test set 1, not a real SIM's."""
+
+
+@dataclass(frozen=True)
+class ModemConfig:
+    """What the lab (or a test) chooses about the virtual modem."""
+
+    seed: SlotSim = DEFAULT_SEED
+    vsim_slots: tuple[int, ...] = (1, 2)
+    manufacturer: str = "PocketLab"
+    model: str = "VM-1"
+    revision: str = "VM1.0.0"
+    imei: str = "356938035643809"
+    operator_name: str = "LAB MOBILE"
+    time_scale: float = 1.0
+    """Multiplies every modelled latency; tests use FAST_SCALE."""
+    urc_probability: float = 0.0
+    """Chance, per response line written, of a spontaneous URC just before it."""
+    rng_seed: int = 1
+    radio_on_at_boot: bool = True
+    """Real modems come up with +CFUN=1 and attach on their own."""
+    sinr_db: float = 12.0
+    rsrp_dbm: float = -85.0
+    rsrq_db: float = -9.0
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> ModemConfig:
+        """Load from JSON or TOML: keys as the fields; ``seed`` holds iccid, imsi, ki and
+        opc (hex), plmn, apn."""
+        p = Path(path)
+        text = p.read_bytes()
+        data = tomllib.loads(text.decode()) if p.suffix == ".toml" else json.loads(text)
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModemConfig:
+        data = dict(data)
+        if "seed" in data:
+            s = dict(data.pop("seed"))
+            s["ki"] = bytes.fromhex(s["ki"])
+            s["opc"] = bytes.fromhex(s["opc"])
+            data["seed"] = SlotSim(**s)
+        if "vsim_slots" in data:
+            data["vsim_slots"] = tuple(data["vsim_slots"])
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown modem config keys: {sorted(unknown)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class RadioConditions:
+    """What the cell looks like from the antenna (set by the lab or a test)."""
+
+    rsrp_dbm: float = -85.0
+    rsrq_db: float = -9.0
+    sinr_db: float = 12.0
+    registered: bool = True
+    reject_cause: int | None = None
+
+
+# --- the modem ----------------------------------------------------------------------
+
+
+class VirtualModem:
+    """A virtual baseband on a pty. ``start()`` -> slave path; ``stop()``."""
+
+    def __init__(self, config: ModemConfig | None = None, carrier: CarrierHooks | None = None):
+        self.config = config or ModemConfig()
+        self.carrier: CarrierHooks = carrier or NullCarrier()
+        self.rng = random.Random(self.config.rng_seed)
+        self.conditions = RadioConditions(
+            self.config.rsrp_dbm, self.config.rsrq_db, self.config.sinr_db
+        )
+        self._master = -1
+        self._slave = -1
+        self.path = ""
+        self._thread: threading.Thread | None = None
+        self._inbox: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._wake_r, self._wake_w = -1, -1
+        self._running = False
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
+        self._rxbuf = bytearray()
+        self._queue: list[str] = []
+        self._busy_until = 0.0
+        self._hang_until = 0.0
+        self._drop_prob = 0.0
+        self._slow_extra = 0.0
+        self._busy_errors: list[int] = []
+        self.commands_seen: list[str] = []
+        """Command names (the part before '=' / '?') in arrival order; no arguments,
+        so vSIM keys never end up here."""
+        self.cmds = CommandSet(self)
+        self.reboots = 0
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self) -> str:
+        """Open the pty, boot, serve on a thread; return the slave path to open."""
+        self._master, self._slave = os.openpty()
+        tty.setraw(self._slave)
+        os.set_blocking(self._master, False)
+        self.path = os.ttyname(self._slave)
+        self._wake_r, self._wake_w = os.pipe()
+        self._running = True
+        self.cmds.power_on(boot_urcs=False)
+        self._thread = threading.Thread(target=self._run, name="virtual-modem", daemon=True)
+        self._thread.start()
+        LOGGER.info("virtual modem on %s", self.path)
+        return self.path
+
+    def stop(self) -> None:
+        """Stop the thread and close the pty (idempotent)."""
+        if not self._running:
+            return
+        self._running = False
+        self._wake()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        for fd in (self._master, self._slave, self._wake_r, self._wake_w):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._master = self._slave = self._wake_r = self._wake_w = -1
+
+    def __enter__(self) -> VirtualModem:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- outside world -> modem thread -----------------------------------------------
+    def call(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the modem thread."""
+        self._inbox.put(fn)
+        self._wake()
+
+    def call_wait(self, fn: Callable[[], Any], timeout: float = 5.0) -> Any:
+        """Run ``fn`` on the modem thread and return its result."""
+        done = threading.Event()
+        box: list[Any] = []
+
+        def run() -> None:
+            box.append(fn())
+            done.set()
+
+        self.call(run)
+        if not done.wait(timeout):
+            raise TimeoutError("virtual modem thread did not answer")
+        return box[0]
+
+    def _wake(self) -> None:
+        if self._wake_w >= 0:
+            try:
+                os.write(self._wake_w, b"x")
+            except OSError:
+                pass
+
+    def set_radio_conditions(
+        self,
+        rsrp_dbm: float,
+        rsrq_db: float,
+        sinr_db: float,
+        registered: bool,
+        reject_cause: int | None = None,
+    ) -> None:
+        """Change what the antenna sees; registration follows (with URCs)."""
+        cond = RadioConditions(rsrp_dbm, rsrq_db, sinr_db, registered, reject_cause)
+        self.call(lambda: self.cmds.set_conditions(cond))
+
+    # -- faults ----------------------------------------------------------------------
+    def inject_hang(self, seconds: float) -> None:
+        """Answer nothing (and process nothing) for ``seconds``; then carry on."""
+        self.call(lambda: self._set_hang(seconds))
+
+    def _set_hang(self, seconds: float) -> None:
+        self._hang_until = time.monotonic() + seconds
+
+    def inject_garbage(self, nbytes: int = 32) -> None:
+        """Write ``nbytes`` of line noise (control bytes, invalid UTF-8) now."""
+        self.call(lambda: self._write(bytes(self.rng.randrange(0, 256) for _ in range(nbytes))))
+
+    def inject_drop_chars(self, probability: float) -> None:
+        """Lose each written byte with ``probability`` (0 turns it off)."""
+        self.call(lambda: setattr(self, "_drop_prob", probability))
+
+    def inject_slow(self, extra_seconds: float) -> None:
+        """Add ``extra_seconds`` (unscaled) to every answer (0 turns it off)."""
+        self.call(lambda: setattr(self, "_slow_extra", extra_seconds))
+
+    def inject_busy(self, count: int = 1, code: int = 14) -> None:
+        """Answer the next ``count`` commands with +CME ERROR: ``code`` (14 SIM busy,
+        515 "please wait, init in progress" on Qualcomm/Quectel)."""
+        self.call(lambda: self._busy_errors.extend([code] * count))
+
+    def reboot(self) -> None:
+        """Spontaneous reboot: state lost, slots kept (flash), start-up URCs follow."""
+        self.call(self.cmds.reboot)
+
+    def reset_hook(self) -> None:
+        """The board's reset line for the virtual board (the recovery ladder's last step)."""
+        self.reboot()
+
+    def lose_port(self) -> None:
+        """USB pulled: the pty goes away; the agent's read fails. ``restore_port()``
+        brings up a new pty (a new path, as after a real re-enumeration)."""
+        self.call_wait(self._lose_port)
+
+    def _lose_port(self) -> None:
+        for fd in (self._master, self._slave):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._master = self._slave = -1
+
+    def restore_port(self) -> str:
+        """A new pty after ``lose_port()``; the modem reboots as on re-enumeration."""
+
+        def reopen() -> str:
+            self._master, self._slave = os.openpty()
+            tty.setraw(self._slave)
+            os.set_blocking(self._master, False)
+            self.path = os.ttyname(self._slave)
+            self._rxbuf.clear()
+            self.cmds.reboot()
+            return self.path
+
+        return str(self.call_wait(reopen))
+
+    # -- modem thread ----------------------------------------------------------------
+    def schedule(self, delay: float, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on this thread after ``delay`` modelled seconds (time_scale applied)."""
+        when = time.monotonic() + delay * self.config.time_scale
+        heapq.heappush(self._timers, (when, next(self._seq), fn))
+
+    def _run(self) -> None:
+        while self._running:
+            now = time.monotonic()
+            timeout = 0.5
+            if self._timers:
+                timeout = max(0.0, min(timeout, self._timers[0][0] - now))
+            if self._hang_until > now:
+                timeout = min(timeout, self._hang_until - now)
+            fds = [self._wake_r] + ([self._master] if self._master >= 0 else [])
+            try:
+                ready, _, _ = select.select(fds, [], [], timeout)
+            except (OSError, ValueError):
+                ready = []
+            if self._wake_r in ready:
+                try:
+                    os.read(self._wake_r, 4096)
+                except OSError:
+                    pass
+            self._drain_inbox()
+            if self._master >= 0 and self._master in ready:
+                self._read_master()
+            self._run_timers()
+            self._process_queue()
+
+    def _drain_inbox(self) -> None:
+        while True:
+            try:
+                fn = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                fn()
+            except Exception:
+                LOGGER.exception("virtual modem: outside call failed")
+
+    def _read_master(self) -> None:
+        try:
+            data = os.read(self._master, 4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return  # slave not open (yet / any more): nothing to read
+        for byte in data:
+            if byte in (13, 10):
+                if self._rxbuf:
+                    line = self._rxbuf.decode("latin-1")
+                    self._rxbuf.clear()
+                    if self.cmds.echo:
+                        self._write(line.encode("latin-1") + b"\r\n")
+                    self._queue.append(line)
+            elif len(self._rxbuf) < 4096:
+                self._rxbuf.append(byte)
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now and self._hang_until <= now:
+            _, _, fn = heapq.heappop(self._timers)
+            try:
+                fn()
+            except Exception:
+                LOGGER.exception("virtual modem timer failed")
+
+    def _process_queue(self) -> None:
+        now = time.monotonic()
+        while self._queue and self._busy_until <= now and self._hang_until <= now:
+            line = self._queue.pop(0)
+            self._handle(line)
+            now = time.monotonic()
+
+    def _handle(self, line: str) -> None:
+        text = line.strip()
+        if not text.upper().startswith("AT"):
+            return  # real modems ignore lines that are not commands
+        self.commands_seen.append(re.split(r"[=?]", text, maxsplit=1)[0].upper())
+        if self._busy_errors:
+            code = self._busy_errors.pop(0)
+            self._respond([self.cmds.cme(code)], COMMAND_LATENCY)
+            return
+        lines, delay = self.cmds.execute(text)
+        self._respond(lines, delay)
+
+    def _respond(self, lines: list[str], delay: float) -> None:
+        """Write ``lines`` after ``delay`` modelled seconds; the modem is busy meanwhile."""
+        wait = delay * self.config.time_scale + self._slow_extra
+        self._busy_until = time.monotonic() + wait
+        if wait <= 0.0005:
+            self.send_lines(lines)
+        else:
+            heapq.heappush(
+                self._timers, (self._busy_until, next(self._seq), lambda: self.send_lines(lines))
+            )
+
+    def send_lines(self, lines: list[str]) -> None:
+        """Write response or URC lines in CR LF framing, with random URCs between."""
+        out = bytearray()
+        for line in lines:
+            if self.config.urc_probability and self.rng.random() < self.config.urc_probability:
+                out += b"\r\n" + self.cmds.random_urc().encode() + b"\r\n"
+            out += b"\r\n" + line.encode() + b"\r\n"
+        self._write(bytes(out))
+
+    def urc(self, line: str) -> None:
+        """Emit one URC now."""
+        self._write(b"\r\n" + line.encode() + b"\r\n")
+
+    def _write(self, data: bytes) -> None:
+        if self._master < 0:
+            return
+        if self._drop_prob:
+            data = bytes(b for b in data if self.rng.random() >= self._drop_prob)
+        try:
+            os.write(self._master, data)
+        except OSError:
+            pass  # nobody listening (slave closed): a real UART drops it too
+
+
+# --- pocket-lab modem ---------------------------------------------------------------
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="ModemConfig as JSON or TOML (seed SIM, timings)")
+    parser.add_argument("--fast", action="store_true", help=f"time_scale {FAST_SCALE}")
+    parser.add_argument("--urc-probability", type=float, default=None)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the virtual modem alone; print the pty path; run until SIGINT/SIGTERM."""
+    config = ModemConfig.from_file(args.config) if args.config else ModemConfig()
+    if args.fast:
+        config = replace(config, time_scale=FAST_SCALE)
+    if args.urc_probability is not None:
+        config = replace(config, urc_probability=args.urc_probability)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    modem = VirtualModem(config)
+    path = modem.start()
+    print(path, flush=True)
+    try:
+        stop.wait()
+    finally:
+        modem.stop()
+    return 0
