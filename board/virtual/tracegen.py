@@ -1,0 +1,562 @@
+"""Record the health-trace library on real kernel parts (needs root).
+
+    python -m board.virtual.tracegen --scenario police128_bulk --out tests/traces/police128_bulk.csv
+    python -m board.virtual.tracegen --all --out-dir tests/traces --parallel 4
+
+Topology (slot 0; slot k adds the suffix ``k`` to each namespace and uses the k-th /27
+of 198.19.200.0/24)::
+
+    pwtg-lan  lan0 .2/30 ── lan0 .1/30  pwtg-dev  wan0 .5/30 ── wanp .6/30  pwtg-net
+    (load client)                       (router: forwarding,                (carrier + internet:
+                                         conntrack, recorder)                throttle, server, reflector)
+
+The carrier's throttle sits on the carrier side of the WAN veth, in pwtg-net:
+
+- "police": an nftables ``limit rate over R bytes/second ... drop`` rule in both
+  directions: a token-bucket policer that drops without queueing. (This kernel has no
+  ``act_police``/``netem``; nft's limit is the same token bucket.) A 20 Mbit/s tbf
+  stands for the unthrottled LTE link under it.
+- "shape": a tbf at the rate with a 250 ms queue downlink (a shaper queues to a fixed
+  rate), nft limit uplink.
+- "congest": a tbf whose rate random-walks every 2 s between 0.6 and 4 Mbit/s with a
+  500 ms queue: a busy cell, rate wandering with queueing delay.
+- "poor": a tbf random-walking faster and lower (0.2-2.5 Mbit/s) plus 5 % random loss
+  both ways (nft numgen), with weak radio columns: the lossy, wandering link a weak
+  signal gives.
+- "down": the carrier side of the link is down and the radio is unregistered.
+
+Radio columns are synthesised per phase (radio is emulated anyway). Counters, flows,
+RTT and loss are measured live by ``pocket-agent record`` running inside pwtg-dev.
+Each scenario is a script of phases; ``tests/traces/expected.json`` gets the states
+each one should produce, written from the same script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import random
+import socket
+import socketserver
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+LOGGER = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[2]
+NS_PREFIX = "pwtg-"
+TCP_PORT = 5001
+UDP_PORT = 5007
+
+BASE_LINK_KBIT = 20_000
+"""The unthrottled LTE link: 20 Mbit/s is a typical 4G downlink for one user, and caps
+the CPU a bulk TCP load burns on veth (which would otherwise run at many Gbit/s)."""
+
+WANDER_PERIOD = {"congest": 2.0, "poor": 1.0}
+"""How often a busy cell / weak link changes its rate: cell load changes over seconds,
+fading over fractions of one."""
+
+WANDER_RANGE_KBIT = {"congest": (600, 4000), "poor": (200, 2500)}
+QUEUE_MS = {"shape": 250, "congest": 500, "poor": 150, "ok": 50}
+"""tbf latency (queue depth in time): carrier shapers hold a few hundred ms; a busy
+cell's scheduler buffers deeper; our idle LTE link ~50 ms."""
+
+POOR_LOSS_PCT = 5
+START_TIMEOUT = 10.0
+"""Recorder, server and namespaces come up in well under a second; 10 s means broken."""
+
+
+@dataclass(frozen=True)
+class Phase:
+    seconds: float
+    link: str = "ok"           # ok | police | shape | congest | poor | down
+    rate_kbps: int | None = None
+    load: str = "bulk"         # bulk | web | video | mixed | idle
+    radio: str = "good"        # good | weak | none
+
+    def expected_state(self) -> str:
+        if self.link == "down":
+            return "no_service"
+        if self.radio == "weak" or self.link == "poor":
+            return "poor_radio"
+        if self.load == "idle":
+            return "idle"
+        return {"police": "throttled", "shape": "throttled", "congest": "congested"}.get(
+            self.link, "ok")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    phases: tuple[Phase, ...]
+    note: str = ""
+    seed: int = 1
+
+    @property
+    def seconds(self) -> float:
+        return sum(p.seconds for p in self.phases)
+
+    def expectations(self) -> dict[str, Any]:
+        """Expected states in order with the trace second each phase starts."""
+        states, t, onset, rate = [], 0.0, None, None
+        for p in self.phases:
+            st = p.expected_state()
+            states.append({"state": st, "from_t": t, "to_t": t + p.seconds,
+                           "rate_kbps": p.rate_kbps if st == "throttled" else None})
+            if st == "throttled" and onset is None:
+                onset, rate = t, p.rate_kbps
+            t += p.seconds
+        return {"note": self.note, "seconds": t, "phases": states, "throttle_onset_t": onset,
+                "throttle_rate_kbps": rate, "throttled": onset is not None}
+
+
+def _p(*args: Any, **kw: Any) -> Phase:
+    return Phase(*args, **kw)
+
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
+    Scenario("police128_bulk", (_p(30), _p(60, "police", 128)), "bulk TCP, carrier policer 128k"),
+    Scenario("police200_web", (_p(30, load="web"), _p(70, "police", 200, "web")), "web, policer 200k"),
+    Scenario("police384_video", (_p(30, load="video"), _p(70, "police", 384, "video")),
+             "video chunks, policer 384k"),
+    Scenario("police1000_mixed", (_p(30, load="mixed"), _p(60, "police", 1000, "mixed")),
+             "bulk+web, policer 1000k"),
+    Scenario("shape128_web", (_p(30, load="web"), _p(60, "shape", 128, "web")), "web, shaper 128k"),
+    Scenario("shape200_bulk", (_p(30), _p(60, "shape", 200)), "bulk, shaper 200k"),
+    Scenario("shape384_mixed", (_p(30, load="mixed"), _p(60, "shape", 384, "mixed")),
+             "bulk+web, shaper 384k"),
+    Scenario("shape1000_video", (_p(30, load="video"), _p(70, "shape", 1000, "video")),
+             "video chunks, shaper 1000k"),
+    Scenario("throttle_recover384", (_p(20), _p(50, "police", 384), _p(40)),
+             "policed at 384k, then lifted (top-up)"),
+    Scenario("throttle_while_idle128", (_p(25, load="web"), _p(30, "police", 128, "idle"),
+                                        _p(50, "police", 128, "web")),
+             "capped while the user is away; detected once they browse again"),
+    Scenario("congested_bulk", (_p(20), _p(90, "congest")), "busy cell under bulk load"),
+    Scenario("congested_video", (_p(20, load="video"), _p(80, "congest", load="video")),
+             "busy cell under video load"),
+    Scenario("poor_radio_bulk", (_p(20), _p(80, "poor", radio="weak")), "weak signal, lossy link"),
+    Scenario("poor_radio_web", (_p(20, load="web"), _p(70, "poor", load="web", radio="weak")),
+             "weak signal while browsing"),
+    Scenario("idle_between_web", (_p(25, load="web"), _p(50, load="idle"), _p(25, load="web")),
+             "user idle in the middle"),
+    Scenario("bursts_ok", (_p(90, load="web"),), "unthrottled web bursts with think time"),
+    Scenario("video_ok", (_p(90, load="video"),), "unthrottled video chunks"),
+    Scenario("outage_bulk", (_p(30), _p(30, "down", radio="none"), _p(40)),
+             "carrier link down and unregistered for 30 s"),
+]}
+
+
+# ---------------------------------------------------------------- topology
+
+@dataclass(frozen=True)
+class Topology:
+    slot: int = 0
+
+    def ns(self, role: str) -> str:
+        return f"{NS_PREFIX}{role}{self.slot or ''}"
+
+    def addr(self, host: int) -> str:
+        return f"198.19.200.{32 * self.slot + host}"
+
+    @property
+    def server_ip(self) -> str:
+        return self.addr(6)
+
+
+def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    LOGGER.debug("$ %s", " ".join(cmd))
+    done = subprocess.run(list(cmd), capture_output=True, text=True, timeout=20)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr.strip()}")
+    return done
+
+
+def nsx(ns: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return sh("ip", "netns", "exec", ns, *cmd, check=check)
+
+
+def topology_down(topo: Topology) -> None:
+    for role in ("lan", "dev", "net"):
+        sh("ip", "netns", "del", topo.ns(role), check=False)
+
+
+def topology_up(topo: Topology) -> None:
+    """Three namespaces, two veth pairs, forwarding and conntrack accounting in pwtg-dev."""
+    topology_down(topo)
+    dev, net, lan = topo.ns("dev"), topo.ns("net"), topo.ns("lan")
+    for ns in (dev, net, lan):
+        sh("ip", "netns", "add", ns)
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+    sh("ip", "link", "add", "lan0", "netns", lan, "type", "veth", "peer", "name", "lan0", "netns", dev)
+    sh("ip", "link", "add", "wan0", "netns", dev, "type", "veth", "peer", "name", "wanp", "netns", net)
+    for ns, ifname, host in ((lan, "lan0", 2), (dev, "lan0", 1), (dev, "wan0", 5), (net, "wanp", 6)):
+        sh("ip", "-n", ns, "addr", "add", f"{topo.addr(host)}/30", "dev", ifname)
+        sh("ip", "-n", ns, "link", "set", ifname, "up")
+    sh("ip", "-n", lan, "route", "add", "default", "via", topo.addr(1))
+    sh("ip", "-n", net, "route", "add", f"{topo.addr(0)}/30", "via", topo.addr(5))
+    nsx(dev, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    # A rule that uses conntrack makes the kernel track this namespace's forwarded flows.
+    nsx(dev, "nft", "add table inet pwtg; add chain inet pwtg routed { type filter hook forward "
+        "priority 0; }; add rule inet pwtg routed ct state established,related counter accept")
+    nsx(dev, "sysctl", "-qw", "net.netfilter.nf_conntrack_acct=1")
+    sh("ip", "-n", net, "link", "set", "wanp", "txqueuelen", "1000")
+
+
+def set_tbf(topo: Topology, kbit: int, queue_ms: int) -> None:
+    burst = max(3000, kbit * 1000 // 8 // 50)  # 20 ms of tokens, at least two full frames
+    nsx(topo.ns("net"), "tc", "qdisc", "replace", "dev", "wanp", "root", "tbf", "rate",
+        f"{kbit}kbit", "burst", str(burst), "latency", f"{queue_ms}ms")
+
+
+def set_nft(topo: Topology, down_kbps: int | None, up_kbps: int | None, loss_pct: int) -> None:
+    """Replace the carrier's nft table: optional policer each way, optional random loss."""
+    net = topo.ns("net")
+    nsx(net, "nft", "delete table inet pwtgcarrier", check=False)
+    rules = []
+    for chain, match, kbps in (("out", "oifname", down_kbps), ("in", "iifname", up_kbps)):
+        if kbps:
+            rate = kbps * 1000 // 8
+            burst = max(4000, rate // 2)  # half a second of tokens: a typical carrier bucket
+            rules.append(f"add rule inet pwtgcarrier {chain} {match} wanp "
+                         f"limit rate over {rate} bytes/second burst {burst} bytes drop")
+    if loss_pct:
+        rules += [f"add rule inet pwtgcarrier out oifname wanp numgen random mod 100 < {loss_pct} drop",
+                  f"add rule inet pwtgcarrier in iifname wanp numgen random mod 100 < {loss_pct} drop"]
+    script = "\n".join([
+        "add table inet pwtgcarrier",
+        "add chain inet pwtgcarrier out { type filter hook postrouting priority 0; }",
+        "add chain inet pwtgcarrier in { type filter hook prerouting priority 0; }",
+        *rules]) + "\n"
+    subprocess.run(["ip", "netns", "exec", net, "nft", "-f", "-"], input=script, text=True,
+                   check=True, capture_output=True, timeout=20)
+
+
+class LinkDriver:
+    """Applies phases to the carrier side; wanders the rate in congest/poor phases."""
+
+    def __init__(self, topo: Topology, seed: int):
+        self.topo = topo
+        self.rng = random.Random(seed)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def apply(self, phase: Phase) -> None:
+        self._stop_wander()
+        net = self.topo.ns("net")
+        sh("ip", "-n", net, "link", "set", "wanp", "up" if phase.link != "down" else "down")
+        if phase.link == "down":
+            return
+        if phase.link == "shape":
+            set_tbf(self.topo, int(phase.rate_kbps or 128), QUEUE_MS["shape"])
+        else:
+            set_tbf(self.topo, BASE_LINK_KBIT, QUEUE_MS["ok"])
+        down = phase.rate_kbps if phase.link == "police" else None
+        up = phase.rate_kbps if phase.link in ("police", "shape") else None
+        set_nft(self.topo, down, up, POOR_LOSS_PCT if phase.link == "poor" else 0)
+        if phase.link in WANDER_PERIOD:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._wander, args=(phase.link,), daemon=True)
+            self._thread.start()
+
+    def _wander(self, kind: str) -> None:
+        lo, hi = WANDER_RANGE_KBIT[kind]
+        kbit = (lo + hi) / 2
+        while not self._stop.is_set():
+            kbit = min(hi, max(lo, kbit * self.rng.uniform(0.6, 1.6)))
+            set_tbf(self.topo, int(kbit), QUEUE_MS[kind])
+            self._stop.wait(WANDER_PERIOD[kind])
+
+    def _stop_wander(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def close(self) -> None:
+        self._stop_wander()
+
+
+# ---------------------------------------------------------------- server and load
+
+class _Handler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        try:
+            want = int(self.rfile.readline(32).strip() or b"0")
+        except ValueError:
+            return
+        chunk = b"\0" * 16384
+        sent = 0
+        try:
+            while want == 0 or sent < want:
+                n = len(chunk) if want == 0 else min(len(chunk), want - sent)
+                self.wfile.write(chunk[:n])
+                sent += n
+        except OSError:
+            pass
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+def serve(host: str, tcp_port: int, udp_port: int) -> None:
+    """TCP byte source ("N\\n" -> N bytes; 0 -> until closed) and UDP echo reflector."""
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind((host, udp_port))
+
+    def echo() -> None:
+        while True:
+            data, peer = udp.recvfrom(2048)
+            udp.sendto(data, peer)
+
+    threading.Thread(target=echo, daemon=True).start()
+    with _Server((host, tcp_port), _Handler) as server:
+        print("ready", flush=True)
+        server.serve_forever()
+
+
+def fetch(server: tuple[str, int], nbytes: int, deadline: float) -> int:
+    """Download ``nbytes`` (0 = until the deadline); returns bytes received."""
+    got = 0
+    try:
+        with socket.create_connection(server, timeout=5) as s:
+            s.sendall(f"{nbytes}\n".encode())
+            while time.monotonic() < deadline and (nbytes == 0 or got < nbytes):
+                s.settimeout(max(0.1, min(5.0, deadline - time.monotonic())))
+                data = s.recv(65536)
+                if not data:
+                    break
+                got += len(data)
+    except OSError:
+        pass
+    return got
+
+
+def load(kind: str, server: tuple[str, int], seconds: float, seed: int) -> None:
+    """Generate one phase's load from the LAN host until ``seconds`` have passed."""
+    rng = random.Random(seed)
+    deadline = time.monotonic() + seconds
+    if kind == "idle":
+        time.sleep(seconds)
+        return
+    bulk_flows = {"bulk": 3, "mixed": 1}.get(kind, 0)
+    threads = [threading.Thread(target=fetch, args=(server, 0, deadline), daemon=True)
+               for _ in range(bulk_flows)]
+    if kind in ("web", "mixed"):
+        threads.append(threading.Thread(target=_web, args=(server, deadline, rng), daemon=True))
+    if kind == "video":
+        threads.append(threading.Thread(target=_video, args=(server, deadline, rng), daemon=True))
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=max(0.0, deadline - time.monotonic()) + 6)
+
+
+def _web(server: tuple[str, int], deadline: float, rng: random.Random) -> None:
+    """Pages: 1-6 objects fetched in parallel (20 kB-600 kB), then 1-5 s of reading."""
+    while time.monotonic() < deadline:
+        sizes = [int(rng.lognormvariate(11.5, 1.0)) % 600_000 + 20_000 for _ in range(rng.randint(1, 6))]
+        page_deadline = min(deadline, time.monotonic() + 30)
+        with ThreadPoolExecutor(len(sizes)) as pool:
+            list(pool.map(lambda n: fetch(server, n, page_deadline), sizes))
+        time.sleep(min(max(0.0, deadline - time.monotonic()), rng.uniform(1.0, 5.0)))
+
+
+def _video(server: tuple[str, int], deadline: float, rng: random.Random) -> None:
+    """A player fetching a 4 s segment (about 600 kB: 1.2 Mbit/s video) every 4 s, back to
+    back when it falls behind."""
+    nxt = time.monotonic()
+    while time.monotonic() < deadline:
+        fetch(server, int(rng.uniform(500_000, 700_000)), deadline)
+        nxt += 4.0
+        time.sleep(max(0.0, min(nxt, deadline) - time.monotonic()))
+
+
+# ---------------------------------------------------------------- recording
+
+RADIO = {"good": (-88.0, 2.0, -9.0, 0.7, 16.0, 2.0), "weak": (-117.0, 2.5, -15.5, 1.2, -1.0, 2.0)}
+
+
+def synth_radio(rows: list[dict[str, str]], sc: Scenario) -> None:
+    """Fill the radio columns per phase (seeded), in place."""
+    rng = random.Random(sc.seed * 7919)
+    bounds, t = [], 0.0
+    for p in sc.phases:
+        bounds.append((t + p.seconds, p.radio))
+        t += p.seconds
+    for row in rows:
+        t = float(row["t"])
+        radio = next((r for end, r in bounds if t < end), bounds[-1][1])
+        if radio == "none":
+            row.update(rsrp_dbm="", rsrq_db="", sinr_db="", registered="0")
+            continue
+        mp, sp, mq, sq, ms, ss = RADIO[radio]
+        row.update(rsrp_dbm=f"{rng.gauss(mp, sp):.0f}", rsrq_db=f"{rng.gauss(mq, sq):.1f}",
+                   sinr_db=f"{rng.gauss(ms, ss):.1f}", registered="1")
+
+
+def _py(ns: str, *args: str) -> list[str]:
+    return ["ip", "netns", "exec", ns, sys.executable, *args]
+
+
+@contextmanager
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=5)
+
+
+def _wait_rows(path: Path, rows: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().count("\n") >= rows + 1:
+            return
+        if proc.poll() is not None:
+            raise RuntimeError(f"recorder exited with {proc.returncode}")
+        time.sleep(0.05)
+    raise RuntimeError("recorder did not start")
+
+
+def record_scenario(sc: Scenario, out: Path, slot: int = 0) -> Path:
+    """Bring the topology up, run the phases while recording, tear down; writes ``out``."""
+    topo = Topology(slot)
+    driver = LinkDriver(topo, sc.seed)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    server = (topo.server_ip, TCP_PORT)
+    try:
+        topology_up(topo)
+        with processes() as procs, tempfile.TemporaryDirectory(prefix="pwtg-") as tmp:
+            srv = subprocess.Popen(_py(topo.ns("net"), "-m", "board.virtual.tracegen", "serve",
+                                       "--host", topo.server_ip), env=env, stdout=subprocess.PIPE)
+            procs.append(srv)
+            assert srv.stdout is not None
+            if srv.stdout.readline().strip() != b"ready":
+                raise RuntimeError("server did not start")
+            driver.apply(sc.phases[0])
+            raw = Path(tmp) / "raw.csv"
+            rec = subprocess.Popen(_py(topo.ns("dev"), "-m", "agent.cli", "record", "--wan", "wan0",
+                                       "--lan", "lan0", "--reflector", f"{topo.server_ip}:{UDP_PORT}",
+                                       "--duration", str(sc.seconds - 1), "--out", str(raw)), env=env)
+            procs.append(rec)
+            _wait_rows(raw, 1, rec)
+            for i, phase in enumerate(sc.phases):
+                started = time.monotonic()
+                driver.apply(phase)
+                ld = subprocess.Popen(_py(topo.ns("lan"), "-m", "board.virtual.tracegen", "load",
+                                          "--kind", phase.load, "--server", f"{server[0]}:{server[1]}",
+                                          "--seconds", str(phase.seconds), "--seed", str(sc.seed + i)),
+                                      env=env)
+                procs.append(ld)
+                time.sleep(max(0.0, phase.seconds - (time.monotonic() - started)))
+                if ld.poll() is None:
+                    ld.terminate()
+            rec.wait(timeout=30)
+            with open(raw, newline="") as fh:
+                reader = csv.DictReader(fh)
+                fields, rows = list(reader.fieldnames or []), list(reader)
+            synth_radio(rows, sc)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with open(out, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=fields, lineterminator="\n")
+                writer.writeheader()
+                writer.writerows(rows)
+    finally:
+        driver.close()
+        topology_down(topo)
+    return out
+
+
+def write_expectations(path: Path, names: list[str]) -> None:
+    data = json.loads(path.read_text()) if path.exists() else {}
+    for name in names:
+        data[name] = SCENARIOS[name].expectations()
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m board.virtual.tracegen")
+    sub = parser.add_subparsers(dest="cmd")
+    s = sub.add_parser("serve")
+    s.add_argument("--host", required=True)
+    s.add_argument("--tcp", type=int, default=TCP_PORT)
+    s.add_argument("--udp", type=int, default=UDP_PORT)
+    ld = sub.add_parser("load")
+    ld.add_argument("--kind", required=True)
+    ld.add_argument("--server", required=True)
+    ld.add_argument("--seconds", type=float, required=True)
+    ld.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--scenario", action="append", default=[], help="scenario name (repeatable)")
+    parser.add_argument("--all", action="store_true", help="every scenario")
+    parser.add_argument("--list", action="store_true")
+    parser.add_argument("--out", help="CSV path (one scenario)")
+    parser.add_argument("--out-dir", default=str(REPO / "tests" / "traces"))
+    parser.add_argument("--parallel", type=int, default=1, help="slots recording at once (max 8)")
+    parser.add_argument("--slot", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.cmd == "serve":
+        serve(args.host, args.tcp, args.udp)
+        return 0
+    if args.cmd == "load":
+        host, _, port = args.server.rpartition(":")
+        load(args.kind, (host, int(port)), args.seconds, args.seed)
+        return 0
+    if args.list:
+        for sc in SCENARIOS.values():
+            print(f"{sc.name:28s} {sc.seconds:5.0f} s  {sc.note}")
+        return 0
+    names = list(SCENARIOS) if args.all else args.scenario
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown or not names:
+        parser.error(f"unknown or no scenario: {unknown}; see --list")
+    out_dir = Path(args.out_dir)
+    if args.out and len(names) == 1:
+        record_scenario(SCENARIOS[names[0]], Path(args.out), args.slot)
+        write_expectations(Path(args.out).parent / "expected.json", names)
+        return 0
+    slots = max(1, min(8, args.parallel))
+    pending = list(names)
+    lock = threading.Lock()
+
+    def worker(slot: int) -> None:
+        while True:
+            with lock:
+                if not pending:
+                    return
+                name = pending.pop(0)
+            LOGGER.info("slot %d: recording %s (%.0f s)", slot, name, SCENARIOS[name].seconds)
+            record_scenario(SCENARIOS[name], out_dir / f"{name}.csv", slot)
+            LOGGER.info("slot %d: %s done", slot, name)
+
+    with ThreadPoolExecutor(slots) as pool:
+        list(pool.map(worker, range(slots)))
+    write_expectations(out_dir / "expected.json", names)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
