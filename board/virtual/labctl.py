@@ -148,9 +148,9 @@ def up(args: argparse.Namespace) -> int:
     pty = _wait_for("the virtual modem's pty", lambda: (store.read_json(LAB_DIR / "modem.json") or {}).get("pty"),
                     15, "labd.log")
     write_agent_config(lab_pki, pty)
+    store.atomic_write_json(LAB_DIR / "lab.json", build_status(lab_pki), mode=store.PUBLIC_MODE)
     start_agent()
     status = status_dict()
-    store.atomic_write_json(LAB_DIR / "lab.json", status, mode=store.PUBLIC_MODE)
     print(json.dumps(status, indent=2) if getattr(args, "json", False) else f"lab up: device {DEVICE_ID} serving; "
           f"`pocket-lab status --json` for details, logs in {LAB_DIR / 'logs'}")
     return 0
@@ -160,7 +160,7 @@ def cloud_args(lab_pki: Any) -> list[str]:
     return ["--state-dir", str(LAB_DIR / "cloud"), "--broker", f"{LAYOUT.internet_addr}:{BROKER_PORT}",
             "--ca", str(lab_pki.ca_cert), "--cert", str(lab_pki.cloud_cert), "--key", str(lab_pki.cloud_key),
             "--pool", str(LAB_DIR / "pool.json"), "--platform-key", str(lab_pki.platform_key),
-            "--device-keys", str(lab_pki.directory)]
+            "--device-keys", str(lab_pki.devices_dir)]
 
 
 def write_agent_config(lab_pki: Any, pty: str) -> Path:
@@ -185,7 +185,7 @@ ca = "{lab_pki.ca_cert}"
 cert = "{dev.cert}"
 key = "{dev.key}"
 sealing_key = "{dev.sealing_key}"
-platform_key = "{lab_pki.platform_public}"
+platform_key = "{lab_pki.platform_pub}"
 
 [usage]
 report_interval_s = 10
@@ -230,10 +230,8 @@ def down(args: argparse.Namespace, quiet: bool = False) -> int:
 
 
 # ---- status -----------------------------------------------------------------------
-def status_dict() -> dict[str, Any]:
-    from board.virtual import pki
-
-    lab_pki = pki.load_lab_pki(LAB_DIR / "pki")
+def build_status(lab_pki: Any) -> dict[str, Any]:
+    """The status document written at ``up`` (the keys docs/virtual-board.md promises)."""
     spare = lab_pki.devices[SPARE_DEVICE_ID]
     return {
         "device_id": DEVICE_ID,
@@ -245,16 +243,23 @@ def status_dict() -> dict[str, Any]:
             "spare_device": {"id": SPARE_DEVICE_ID, "cert": str(spare.cert), "key": str(spare.key)},
             "cloud": {"cert": str(lab_pki.cloud_cert), "key": str(lab_pki.cloud_key)},
         },
-        "agent": {"pid": _pid("agent"), "state_dir": str(LAB_DIR / "agent" / "state"),
-                  "log": str(LAB_DIR / "logs" / "agent.log"), "state": _agent_state()},
+        "agent": {},
         "modem": {"pty": (store.read_json(LAB_DIR / "modem.json") or {}).get("pty")},
         "lab_dir": str(LAB_DIR),
     }
 
 
+def status_dict() -> dict[str, Any]:
+    """``lab.json`` with the live facts (agent pid and state) refreshed."""
+    data = store.read_json(LAB_DIR / "lab.json")
+    if not data:
+        raise LabError(f"no lab is up under {LAB_DIR} (pocket-lab up)")
+    data["agent"] = {"pid": _pid("agent"), "state_dir": str(LAB_DIR / "agent" / "state"),
+                     "log": str(LAB_DIR / "logs" / "agent.log"), "state": _agent_state()}
+    return data
+
+
 def status(args: argparse.Namespace) -> int:
-    if not (LAB_DIR / "lab.json").exists():
-        raise LabError("no lab is up (pocket-lab up)")
     data = status_dict()
     if args.json:
         print(json.dumps(data, indent=2))

@@ -1,0 +1,78 @@
+"""The whole virtual board, brought up once for the lab tests (root only).
+
+Lab tests drive the lab exactly as outside tests and the cloud team do: through the
+``pocket-lab`` command line (docs/virtual-board.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import need_root, need_tool
+
+LAB_DIR = Path("/run/pocket-lab-test")
+
+
+def lab(*args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, POCKET_LAB_DIR=str(LAB_DIR))
+    proc = subprocess.run([sys.executable, "-m", "board.virtual.lab", *args], text=True, capture_output=True,
+                          env=env, timeout=timeout, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"pocket-lab {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def lab_json(*args: str) -> Any:
+    return json.loads(lab(*args, "--json").stdout)
+
+
+def in_ns(ns: str, *argv: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", "netns", "exec", ns, *argv], text=True, capture_output=True, timeout=timeout,
+                          check=False)
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
+    """Poll an external process's observable state (no event to await across processes)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"{what}: not reached within {timeout:.0f} s (last: {last!r})")
+
+
+def agent_status() -> dict[str, Any]:
+    try:
+        return json.loads((LAB_DIR / "agent" / "status.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+@pytest.fixture(scope="session")
+def running_lab() -> Iterator[dict[str, Any]]:
+    need_root()
+    for tool in ("mosquitto", "nft", "tc", "ip"):
+        need_tool(tool)
+    lab("down", check=False)
+    proc = lab("up", check=False, timeout=240)
+    if proc.returncode != 0:
+        logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+                         for p in sorted((LAB_DIR / "logs").glob("*.log"))) if (LAB_DIR / "logs").exists() else ""
+        lab("down", check=False)
+        raise AssertionError(f"pocket-lab up failed:\n{proc.stdout}\n{proc.stderr}\n{logs}")
+    try:
+        yield lab_json("status")
+    finally:
+        lab("traffic", "stop", check=False)
+        lab("down", check=False)
