@@ -996,12 +996,11 @@ def parse_cclk(text: str) -> datetime:
 
 def _cgev_pdp(event: str, args: list[str], raw: str) -> CgevEvent:
     """``<PDP_type>, <PDP_addr>[, <cid>]`` (REJECT, NW REACT, NW/ME DEACT)."""
-    head = args[0].split(None, 1) if args else []
-    if len(head) != 2:
+    if len(args) < 2 or not args[0]:
         raise _fail("+CGEV event needs PDP type and address", raw)
-    pdp_type, address = head[0].strip('"'), head[1]
-    cid = _opt_int(args[1]) if len(args) > 1 else None
-    return CgevEvent(event, pdp_type=pdp_type.upper(), address=address.strip().strip('"') or None, cid=cid)
+    pdp_type, address = args[0].strip('"').upper(), args[1].strip('"').strip()
+    cid = _opt_int(args[2]) if len(args) > 2 else None
+    return CgevEvent(event, pdp_type=pdp_type, address=address or None, cid=cid)
 
 
 def _cgev_secondary(event: str, args: list[str], raw: str) -> CgevEvent:
