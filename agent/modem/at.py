@@ -244,6 +244,14 @@ class LineFramer:
         text = text.strip()
         return Line(text) if text else Line("")
 
+    def discard_partial(self) -> bytes:
+        """Drop an unfinished line: bytes before a command is sent belong to nothing
+        the command will get back (its answer starts on a fresh line)."""
+        partial = bytes(self._buf)
+        self._buf.clear()
+        self._overflow = False
+        return partial
+
     @property
     def pending(self) -> bytes:
         """Bytes of the unfinished line (for ``> `` prompts and tests)."""
@@ -452,11 +460,24 @@ class AtChannel(asyncio.Protocol):
             )
             return
         if kind == "fail":
-            pending.future.set_exception(
-                error_from_final(text, pending.shown, () if pending.sensitive else tuple(pending.lines))
-            )
+            pending.future.set_exception(self._failure(pending, text))
             return
         pending.future.set_result(AtResponse(pending.shown, tuple(pending.lines), text))
+
+    @staticmethod
+    def _failure(pending: _Pending, final: str) -> AtCommandError:
+        """The error for a failure code. For a sensitive command only a numeric code is
+        kept: a modem that quotes its input back in an error text must not leak it."""
+        if not pending.sensitive:
+            return error_from_final(final, pending.shown, tuple(pending.lines))
+        err = error_from_final(final, pending.shown, ())
+        if err.code is None and err.name not in FINAL_FAIL:
+            err = AtCommandError(
+                f"{pending.shown}: error (text withheld: sensitive command)",
+                command=pending.shown, name="withheld",
+            )
+        err.raw = None
+        return err
 
     # -- commands --------------------------------------------------------------------
     @property
@@ -491,6 +512,8 @@ class AtChannel(asyncio.Protocol):
         shown = redact(command) if sensitive else command
         limit = timeout_for(command) if timeout is None else timeout
         fut: asyncio.Future[AtResponse] = asyncio.get_running_loop().create_future()
+        if self._framer.discard_partial():
+            self.stats["stale_lines"] += 1
         self._pending = _Pending(command, shown, sensitive, fut)  # listener before sending
         self.stats["commands"] += 1
         try:
