@@ -1,0 +1,318 @@
+"""The cloud contract as code: topics, versioned bodies, their schemas and limits.
+
+docs/protocol.md is the prose for the cloud team; this module is what both sides run.
+Every inbound body goes through ``decode()`` and a per-message validator before any
+other code sees it, so a malformed, oversized or wrong-version message becomes one
+typed ``ProtocolError`` (with the topic, a reason and a short excerpt of what arrived),
+never an exception in the middle of the link.
+
+The validators are hand-written rather than JSON Schema: the device has no jsonschema
+package, and each message has only a handful of fields.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from agent.errors import ProtocolError
+
+LOGGER = logging.getLogger(__name__)
+
+VERSION = 1
+"""Body version ("v"). A receiver rejects a version it does not know (reason "version")."""
+
+TOPIC_ROOT = "pw/v1"
+"""One tree per device: pw/v1/<device>/<leaf>. The broker's ACL confines a device to it."""
+
+MAX_MESSAGE_BYTES = 16 * 1024
+"""16 KiB: a sealed assignment is ~1 KiB and a usage record ~300 bytes; anything larger
+is a bug or an attack, and the broker is told the same limit (max_packet_size)."""
+
+EXCERPT_CHARS = 120
+"""How much of a rejected payload an error carries: enough to recognise, small enough
+for a log line. Inbound cloud messages never carry Ki/OPc in clear (profiles are sealed)."""
+
+ASSIGNMENT_EXPIRY_S = 300
+"""MQTT message expiry on an assignment: a reply older than 5 minutes answers a request
+the device has long given up on (request timeouts are tens of seconds)."""
+
+COMMAND_EXPIRY_S = 6 * 3600
+"""Default message expiry on commands: a swap order from 6 hours ago describes a pool
+that no longer exists; after days offline the device must not act on it."""
+
+REQUEST_EXPIRY_S = 60
+"""Expiry on the device's assignment request: the cloud must not serve a request the
+device stopped waiting for."""
+
+DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+"""Device ids are certificate CNs and topic levels: no '/', '+', '#' or spaces."""
+
+ICCID_RE = re.compile(r"^89\d{16,18}$")
+IMSI_RE = re.compile(r"^\d{14,15}$")
+DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+MONTH_RE = re.compile(r"^\d{4}-\d{2}$")
+TZ_RE = re.compile(r"^[+-]\d{2}:\d{2}$")
+MCC_RE = re.compile(r"^\d{3}$")
+
+# Topic leaves. Device -> cloud:
+STATE = "state"  # retained; birth and last will
+USAGE = "usage"  # reliable stream "usage"
+EVENT = "event"  # reliable stream "event"; topic event/<kind>
+ASSIGN_REQUEST = "assign/request"
+# Cloud -> device:
+ASSIGNMENT = "assignment"
+COMMAND = "command"
+POLICY = "policy"  # retained
+ACK = "ack"
+
+EVENT_KINDS = ("health", "outage", "assignment_result", "error")
+"""Kinds a device emits on the "event" stream (topic pw/v1/<dev>/event/<kind>)."""
+
+COMMAND_ACTIONS = ("swap", "report", "set_policy")
+
+
+def topic(device_id: str, leaf: str) -> str:
+    """pw/v1/<device>/<leaf>."""
+    return f"{TOPIC_ROOT}/{device_id}/{leaf}"
+
+
+def stream_topic(device_id: str, stream: str, body: dict[str, Any]) -> str:
+    """Where a reliable record goes: event records by kind, other streams by name."""
+    if stream == EVENT:
+        return topic(device_id, f"{EVENT}/{body.get('kind', 'health')}")
+    return topic(device_id, stream)
+
+
+@dataclass(frozen=True)
+class ParsedTopic:
+    device_id: str
+    leaf: str
+
+
+def parse_topic(name: str) -> ParsedTopic:
+    """Split pw/v1/<device>/<leaf...>; raises ProtocolError for anything else."""
+    parts = name.split("/")
+    if len(parts) < 4 or "/".join(parts[:2]) != TOPIC_ROOT or not DEVICE_ID_RE.match(parts[2]):
+        raise ProtocolError(f"topic outside the contract: {name[:EXCERPT_CHARS]!r}", topic=name, reason="topic")
+    return ParsedTopic(parts[2], "/".join(parts[3:]))
+
+
+def excerpt(payload: bytes | str) -> str:
+    """A short printable prefix of a payload for error texts and error events."""
+    text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
+    return text[:EXCERPT_CHARS] + ("..." if len(text) > EXCERPT_CHARS else "")
+
+
+def encode(body: dict[str, Any]) -> bytes:
+    """Compact JSON with the version stamped in; refuses what the receiver would refuse."""
+    data = json.dumps({"v": VERSION, **body}, separators=(",", ":"), sort_keys=True).encode()
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(f"outgoing body of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}", reason="oversized")
+    return data
+
+
+def decode(payload: bytes, topic_name: str | None = None) -> dict[str, Any]:
+    """Bytes -> JSON object of a version we speak, or ProtocolError saying why not."""
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(
+            f"message of {len(payload)} bytes exceeds {MAX_MESSAGE_BYTES}: {excerpt(payload)!r}",
+            topic=topic_name, reason="oversized")
+    try:
+        body = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"not JSON ({exc.__class__.__name__}): {excerpt(payload)!r}",
+                            topic=topic_name, reason="malformed") from None
+    if not isinstance(body, dict):
+        raise ProtocolError(f"body is not an object: {excerpt(payload)!r}", topic=topic_name, reason="malformed")
+    if body.get("v") != VERSION:
+        raise ProtocolError(f"unknown version {body.get('v')!r}: {excerpt(payload)!r}", topic=topic_name,
+                            reason="version")
+    return body
+
+
+# --- field checks -------------------------------------------------------------------
+
+def _fail(what: str, body: dict[str, Any], topic_name: str | None) -> ProtocolError:
+    return ProtocolError(f"{what}: {excerpt(json.dumps(body, default=str))!r}", topic=topic_name, reason="schema")
+
+
+def require(body: dict[str, Any], key: str, kind: type | tuple[type, ...], topic_name: str | None = None) -> Any:
+    """body[key], which must exist and be of ``kind`` (bool is not accepted as int)."""
+    if key not in body:
+        raise _fail(f"missing field {key!r}", body, topic_name)
+    value = body[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        raise _fail(f"field {key!r} has type bool", body, topic_name)
+    if not isinstance(value, kinds):
+        raise _fail(f"field {key!r} has type {type(value).__name__}", body, topic_name)
+    return value
+
+
+def _nonneg_int(body: dict[str, Any], key: str, topic_name: str | None) -> int:
+    value = require(body, key, int, topic_name)
+    if value < 0:
+        raise _fail(f"field {key!r} is negative", body, topic_name)
+    return int(value)
+
+
+def _match(body: dict[str, Any], key: str, pattern: re.Pattern[str], topic_name: str | None) -> str:
+    value = require(body, key, str, topic_name)
+    if not pattern.match(value):
+        raise _fail(f"field {key!r} is malformed", body, topic_name)
+    return str(value)
+
+
+USAGE_FIELDS = frozenset({"iccid", "imsi", "day", "month", "tz", "mcc", "rx_bytes", "tx_bytes", "start", "end"})
+
+
+def validate_usage(body: dict[str, Any], topic_name: str | None = None) -> dict[str, Any]:
+    """The usage journal's record shape, exactly (no missing, no extra fields)."""
+    extra = set(body) - USAGE_FIELDS
+    if extra:
+        raise _fail(f"unexpected fields {sorted(extra)}", body, topic_name)
+    _match(body, "iccid", ICCID_RE, topic_name)
+    _match(body, "imsi", IMSI_RE, topic_name)
+    day = _match(body, "day", DAY_RE, topic_name)
+    month = _match(body, "month", MONTH_RE, topic_name)
+    if not day.startswith(month):
+        raise _fail("day is not inside month", body, topic_name)
+    _match(body, "tz", TZ_RE, topic_name)
+    mcc = require(body, "mcc", list, topic_name)
+    if not mcc or not all(isinstance(m, str) and MCC_RE.match(m) for m in mcc):
+        raise _fail("field 'mcc' must be a non-empty list of 3-digit codes", body, topic_name)
+    _nonneg_int(body, "rx_bytes", topic_name)
+    _nonneg_int(body, "tx_bytes", topic_name)
+    require(body, "start", str, topic_name)
+    require(body, "end", str, topic_name)
+    return body
+
+
+def validate_event(body: dict[str, Any], topic_name: str | None = None) -> dict[str, Any]:
+    """An event record: {"kind", "at", "data": {...}} with a per-kind minimum."""
+    kind = require(body, "kind", str, topic_name)
+    if kind not in EVENT_KINDS:
+        raise _fail(f"unknown event kind {kind!r}", body, topic_name)
+    require(body, "at", str, topic_name)
+    data = require(body, "data", dict, topic_name)
+    needs = {"health": ("state",), "outage": ("start",), "error": ("reason",),
+             "assignment_result": ("assignment_id", "ok", "detail")}[kind]
+    for key in needs:
+        if key not in data:
+            raise _fail(f"{kind} event without {key!r}", body, topic_name)
+    return body
+
+
+def validate_record(msg: dict[str, Any], topic_name: str | None = None) -> tuple[str, int, int, dict[str, Any]]:
+    """A reliable-stream envelope {"stream","seq","base","body"} -> (stream, seq, base, body)."""
+    stream = require(msg, "stream", str, topic_name)
+    seq = _nonneg_int(msg, "seq", topic_name)
+    base = _nonneg_int(msg, "base", topic_name)
+    body = require(msg, "body", dict, topic_name)
+    if base > seq:
+        raise _fail("base is after seq", msg, topic_name)
+    if stream == USAGE:
+        validate_usage(body, topic_name)
+    elif stream == EVENT:
+        validate_event(body, topic_name)
+    return stream, seq, base, body
+
+
+def validate_ack(body: dict[str, Any], topic_name: str | None = None) -> tuple[str, int]:
+    """{"stream": s, "upto": n}: the cloud has durably ingested every record <= n."""
+    return require(body, "stream", str, topic_name), _nonneg_int(body, "upto", topic_name)
+
+
+@dataclass(frozen=True)
+class AssignmentReply:
+    """The cloud's answer to an assignment request."""
+
+    status: str  # "ok", "retry" or "refused"
+    request_id: str
+    assignment_id: str = ""
+    seq: int = 0
+    window: dict[str, Any] | None = None
+    envelope: dict[str, Any] | None = None
+    retry_after: float = 0.0
+    reason: str = ""
+
+
+def validate_assignment(body: dict[str, Any], topic_name: str | None = None) -> AssignmentReply:
+    status = require(body, "status", str, topic_name)
+    request_id = require(body, "request_id", str, topic_name)
+    if status == "ok":
+        window = body.get("window")
+        if window is not None and not isinstance(window, dict):
+            raise _fail("field 'window' must be an object", body, topic_name)
+        return AssignmentReply(status, request_id, require(body, "assignment_id", str, topic_name),
+                               _nonneg_int(body, "seq", topic_name), window,
+                               require(body, "envelope", dict, topic_name))
+    if status == "retry":
+        after = require(body, "retry_after", (int, float), topic_name)
+        if not 0 <= after <= 3600:
+            raise _fail("retry_after out of range 0..3600", body, topic_name)
+        return AssignmentReply(status, request_id, retry_after=float(after))
+    if status == "refused":
+        return AssignmentReply(status, request_id, reason=str(body.get("reason", "")))
+    raise _fail(f"unknown status {status!r}", body, topic_name)
+
+
+@dataclass(frozen=True)
+class Command:
+    """A cloud order. ``window`` bounds when a swap may happen (unix seconds)."""
+
+    command_id: str
+    action: str
+    not_before: float | None = None
+    not_after: float | None = None
+    policy: dict[str, Any] | None = None
+    expires_at: float | None = None
+
+
+def validate_command(body: dict[str, Any], topic_name: str | None = None) -> Command:
+    command_id = require(body, "command_id", str, topic_name)
+    action = require(body, "action", str, topic_name)
+    if action not in COMMAND_ACTIONS:
+        raise _fail(f"unknown action {action!r}", body, topic_name)
+    window = body.get("window") or {}
+    if not isinstance(window, dict):
+        raise _fail("field 'window' must be an object", body, topic_name)
+    policy = body.get("policy")
+    if action == "set_policy" and not isinstance(policy, dict):
+        raise _fail("set_policy without a 'policy' object", body, topic_name)
+    expires = body.get("expires_at")
+    if expires is not None and (isinstance(expires, bool) or not isinstance(expires, (int, float))):
+        raise _fail("field 'expires_at' must be a number", body, topic_name)
+    nb, na = window.get("not_before"), window.get("not_after")
+    for v in (nb, na):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise _fail("window bounds must be numbers", body, topic_name)
+    return Command(command_id, action, nb, na, policy, expires)
+
+
+def validate_policy(body: dict[str, Any], topic_name: str | None = None) -> dict[str, Any]:
+    """{"version": n, ...}: a newer version replaces an older one; the same one is ignored."""
+    _nonneg_int(body, "version", topic_name)
+    return body
+
+
+def validate_state(body: dict[str, Any], topic_name: str | None = None) -> dict[str, Any]:
+    require(body, "online", bool, topic_name)
+    _nonneg_int(body, "session", topic_name)
+    return body
+
+
+def validate_request(body: dict[str, Any], topic_name: str | None = None) -> dict[str, Any]:
+    require(body, "request_id", str, topic_name)
+    require(body, "reason", str, topic_name)
+    cur = body.get("current_iccid")
+    if cur is not None and not (isinstance(cur, str) and ICCID_RE.match(cur)):
+        raise _fail("field 'current_iccid' is malformed", body, topic_name)
+    ev = body.get("evidence")
+    if ev is not None and not isinstance(ev, dict):
+        raise _fail("field 'evidence' must be an object", body, topic_name)
+    return body

@@ -1,0 +1,427 @@
+"""The reference cloud: a SIM pool service good enough to test the agent against.
+
+What it does, and which lesson of the 2020 incident (domain.md) each part answers:
+- keeps per-SIM remaining data from the devices' usage records, and marks a SIM
+  throttled when a device reports it so; it **never assigns a throttled or nearly
+  empty SIM** (the incident kept handing out capped SIMs);
+- **admission control**: at most ``max_concurrent_swaps`` assignments in progress
+  (issued, result not yet reported); beyond that it answers "retry after T" instead
+  of falling over (the incident's bulk switch took the assignment server down; the
+  operator's fix was batches of at most 200);
+- ingests reliable streams (usage, events) **idempotently** by (device, stream, seq),
+  persists before it acks (pw/v1/<dev>/ack {"stream", "upto"}), so totals equal what
+  devices sent whatever the broker or the agents did;
+- seals each profile for the requesting device (agent.cloud.sealing) and signs it with
+  the platform key;
+- records every message it receives with its arrival time in ``events.jsonl``, and
+  keeps ``totals.json`` (per ICCID) up to date atomically. Neither ever holds Ki/OPc:
+  devices never send them, and the pool file is only read.
+
+It uses paho's own reconnect (it is the lab's cloud, not a device in a fleet).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from agent import store
+from agent.clock import Clock
+from agent.cloud import protocol as proto
+from agent.cloud import sealing
+from agent.errors import ProtocolError
+from agent.sim import Plan, SimProfile
+from board.virtual.pool import load_pool
+
+LOGGER = logging.getLogger(__name__)
+
+MAX_CONCURRENT_SWAPS = 200
+"""The operator's post-incident rule: switch SIMs in batches of at most 200."""
+
+RETRY_AFTER_S = 5.0
+"""What a device is told when admission control is full; devices add their own jitter."""
+
+SWAP_HOLD_S = 120.0
+"""An issued assignment counts against admission until its result arrives or this
+passes (a device that died mid-swap must not hold a slot forever)."""
+
+ASSIGNMENT_TTL_S = 600
+"""Envelope expiry: a profile must be loaded within 10 minutes of issue."""
+
+MIN_ROOM_BYTES = 100_000_000
+"""Never assign a SIM with less than 100 MB left: it would be throttled within minutes."""
+
+MIN_ROOM_FRACTION = 0.05
+"""...or with less than 5 % of its cap left."""
+
+CONNECT_TIMEOUT_S = 10.0
+"""How long start() waits for the first CONNACK from the lab broker on loopback."""
+
+RECONNECT_MAX_S = 1.0
+"""paho reconnect ceiling for the cloud: the lab broker restarts in tens of milliseconds."""
+
+
+def default_dir() -> Path:
+    return Path(os.environ.get("POCKET_LAB_DIR", "/run/pocket-lab")) / "cloud"
+
+
+@dataclass
+class StreamState:
+    upto: int = 0
+    above: list[int] = field(default_factory=list)
+
+
+class ReferenceCloud:
+    """In-process or ``pocket-lab cloud``. Thread-safe: paho's thread does the work under a lock."""
+
+    def __init__(self, *, state_dir: Path, host: str, port: int, ca_file: Path, cert_file: Path, key_file: Path,
+                 pool: dict[str, Any], platform_key_file: Path, device_keys_dir: Path,
+                 max_concurrent_swaps: int = MAX_CONCURRENT_SWAPS, retry_after: float = RETRY_AFTER_S,
+                 swap_hold: float = SWAP_HOLD_S, clock: Clock | None = None, client_id: str = "cloud"):
+        self.state_dir = store.ensure_private_dir(state_dir)
+        self.host, self.port = host, port
+        self.tls = (str(ca_file), str(cert_file), str(key_file))
+        self.platform_key = sealing.load_private_ed25519(platform_key_file)
+        self.device_keys_dir = Path(device_keys_dir)
+        self.max_concurrent_swaps = max_concurrent_swaps
+        self.retry_after = retry_after
+        self.swap_hold = swap_hold
+        self.clock = clock or Clock()
+        self.client_id = client_id
+        self.lock = threading.Condition()
+        self.pool = {s["iccid"]: s for s in pool["sims"]}
+        self._events_path = self.state_dir / "events.jsonl"
+        self._events: list[dict[str, Any]] = []
+        self._load_state()
+        self._client: mqtt.Client | None = None
+        self._connected = threading.Event()
+
+    # --- state ----------------------------------------------------------------------
+
+    def _load_state(self) -> None:
+        st = store.read_json(self.state_dir / "state.json", default={}) or {}
+        self.streams = {k: StreamState(v["upto"], list(v["above"])) for k, v in st.get("streams", {}).items()}
+        self.sims: dict[str, dict[str, Any]] = st.get("sims") or {}
+        for iccid, sim in self.pool.items():
+            self.sims.setdefault(iccid, {"rx_bytes": 0, "tx_bytes": 0, "remaining_bytes": sim["plan"]["cap_bytes"],
+                                         "throttled": False, "device": None})
+        self.device_seq: dict[str, int] = st.get("device_seq", {})
+        self.sessions: dict[str, int] = st.get("sessions", {})
+        self.online: dict[str, bool] = st.get("online", {})
+        self.swaps: dict[str, dict[str, Any]] = st.get("swaps", {})
+        self.rejected = int(st.get("rejected", 0))
+        self.gaps = int(st.get("gaps", 0))
+
+    def _save(self) -> None:
+        store.atomic_write_json(self.state_dir / "state.json", {
+            "streams": {k: {"upto": v.upto, "above": v.above} for k, v in self.streams.items()},
+            "sims": self.sims, "device_seq": self.device_seq, "sessions": self.sessions, "online": self.online,
+            "swaps": self.swaps, "rejected": self.rejected, "gaps": self.gaps})
+        store.atomic_write_json(self.state_dir / "totals.json", self.totals(), mode=store.PUBLIC_MODE)
+
+    def totals(self) -> dict[str, dict[str, Any]]:
+        """Per ICCID: rx_bytes, tx_bytes, remaining_bytes, throttled, device."""
+        return {i: dict(s) for i, s in self.sims.items()}
+
+    def events(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self._events)
+
+    def _record(self, topic: str, device: str, kind: str, body: Any) -> None:
+        event = {"t": self.clock.wall(), "topic": topic, "device": device, "kind": kind, "body": body}
+        self._events.append(event)
+        with open(self._events_path, "a") as f:
+            f.write(json.dumps(event, sort_keys=True) + "\n")
+        self.lock.notify_all()
+
+    def wait_for(self, predicate: Any, timeout: float) -> bool:
+        """Block until ``predicate()`` (called under the lock) is true; False on timeout."""
+        with self.lock:
+            return self.lock.wait_for(predicate, timeout)
+
+    # --- MQTT -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5)
+        client.tls_set(ca_certs=self.tls[0], certfile=self.tls[1], keyfile=self.tls[2])
+        client.reconnect_delay_set(0.05, RECONNECT_MAX_S)
+        client.max_queued_messages_set(10_000)
+        client.on_connect = self._on_connect
+        client.on_disconnect = lambda *a: self._connected.clear()
+        client.on_message = self._on_message
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        self._client = client
+        client.connect_async(self.host, self.port, 30, clean_start=False, properties=props)
+        client.loop_start()
+        if not self._connected.wait(CONNECT_TIMEOUT_S):
+            self.stop()
+            raise RuntimeError(f"reference cloud could not connect to {self.host}:{self.port}")
+
+    def stop(self) -> None:
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._client = None
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        if rc.is_failure:
+            LOGGER.error("cloud refused by broker: %s", rc)
+            return
+        client.subscribe(f"{proto.TOPIC_ROOT}/+/#", qos=1)
+        self._connected.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            with self.lock:
+                self._handle(msg)
+        except Exception:  # noqa: BLE001 - the reference cloud must keep serving the lab
+            LOGGER.exception("cloud failed on %s", msg.topic)
+
+    def _publish(self, device: str, leaf: str, body: dict[str, Any], props: Properties | None = None,
+                 topic: str | None = None) -> None:
+        if self._client is not None:
+            self._client.publish(topic or proto.topic(device, leaf), proto.encode(body), qos=1, properties=props)
+
+    # --- handlers -----------------------------------------------------------------------
+
+    def _handle(self, msg: mqtt.MQTTMessage) -> None:
+        try:
+            parsed = proto.parse_topic(msg.topic)
+        except ProtocolError:
+            return
+        device, leaf = parsed.device_id, parsed.leaf
+        if leaf in (proto.ACK, proto.ASSIGNMENT, proto.COMMAND, proto.POLICY):
+            return  # our own messages to devices
+        try:
+            body = proto.decode(msg.payload, msg.topic)
+        except ProtocolError as exc:
+            self.rejected += 1
+            self._record(msg.topic, device, "rejected", {"reason": exc.reason, "detail": str(exc)})
+            return
+        kind = leaf.split("/")[-1] if leaf.startswith(proto.EVENT + "/") else leaf
+        self._record(msg.topic, device, kind, body)
+        if leaf == proto.STATE:
+            self._on_state(device, body)
+        elif leaf == proto.USAGE or leaf.startswith(proto.EVENT + "/"):
+            self._on_record(device, msg.topic, body)
+        elif leaf == proto.ASSIGN_REQUEST:
+            self._on_request(device, msg, body)
+
+    def _on_state(self, device: str, body: dict[str, Any]) -> None:
+        try:
+            proto.validate_state(body)
+        except ProtocolError:
+            return
+        session = int(body["session"])
+        if session < self.sessions.get(device, 0):
+            LOGGER.info("%s: stale state from session %d ignored (now %d)", device, session, self.sessions[device])
+            return
+        self.sessions[device] = session
+        self.online[device] = bool(body["online"])
+        self._save()
+
+    def _on_record(self, device: str, topic: str, msg: dict[str, Any]) -> None:
+        try:
+            stream = proto.require(msg, "stream", str, topic)
+            seq = int(proto.require(msg, "seq", int, topic))
+            base = int(proto.require(msg, "base", int, topic))
+        except ProtocolError:
+            self.rejected += 1
+            return  # no sequence to acknowledge: the device will resend, and be rejected again
+        st = self.streams.setdefault(f"{device}/{stream}", StreamState())
+        if base - 1 > st.upto:
+            self.gaps += base - 1 - st.upto
+            LOGGER.warning("%s/%s: device dropped records %d..%d", device, stream, st.upto + 1, base - 1)
+            st.upto = base - 1
+            st.above = [s for s in st.above if s > st.upto]
+        if seq > st.upto and seq not in st.above:
+            self._ingest(device, stream, topic, msg)
+            st.above.append(seq)
+            st.above.sort()
+            while st.above and st.above[0] == st.upto + 1:
+                st.upto = st.above.pop(0)
+            while st.above and st.above[0] <= st.upto:
+                st.above.pop(0)
+        self._save()
+        self._publish(device, proto.ACK, {"stream": stream, "upto": st.upto})
+
+    def _ingest(self, device: str, stream: str, topic: str, msg: dict[str, Any]) -> None:
+        """Apply one new record. An invalid body is counted as handled (and recorded), so
+        one bad record cannot block the cumulative ack for everything after it."""
+        try:
+            proto.validate_record(msg, topic)
+            if "rejected" in msg:
+                raise ProtocolError(f"device could not send record: {msg['rejected']}", reason="device")
+        except ProtocolError as exc:
+            self.rejected += 1
+            self._record(topic, device, "rejected", {"reason": exc.reason, "detail": str(exc), "seq": msg.get("seq")})
+            return
+        body = msg["body"]
+        if stream == proto.USAGE:
+            self._add_usage(device, body)
+        elif stream == proto.EVENT:
+            self._on_event(device, body)
+
+    def _add_usage(self, device: str, body: dict[str, Any]) -> None:
+        sim = self.sims.setdefault(body["iccid"], {"rx_bytes": 0, "tx_bytes": 0, "remaining_bytes": None,
+                                                   "throttled": False, "device": device})
+        sim["rx_bytes"] += body["rx_bytes"]
+        sim["tx_bytes"] += body["tx_bytes"]
+        if sim["remaining_bytes"] is not None:
+            sim["remaining_bytes"] = max(0, sim["remaining_bytes"] - body["rx_bytes"] - body["tx_bytes"])
+
+    def _on_event(self, device: str, body: dict[str, Any]) -> None:
+        data = body["data"]
+        if body["kind"] == "health" and data.get("state") == "throttled" and data.get("iccid") in self.sims:
+            LOGGER.info("%s reports %s throttled: never assigned again", device, data["iccid"])
+            self.sims[data["iccid"]]["throttled"] = True
+        elif body["kind"] == "assignment_result":
+            self._on_result(device, data)
+
+    def _on_result(self, device: str, data: dict[str, Any]) -> None:
+        swap = self.swaps.pop(str(data["assignment_id"]), None)
+        if swap is None or swap["device"] != device:
+            return
+        if data["ok"]:
+            for sim in self.sims.values():
+                if sim.get("device") == device:
+                    sim["device"] = None
+            self.sims[swap["iccid"]]["device"] = device
+        elif self.sims[swap["iccid"]].get("device") == f"reserved:{device}":
+            self.sims[swap["iccid"]]["device"] = None
+
+    # --- assignment -------------------------------------------------------------------------
+
+    def active_swaps(self) -> int:
+        now = self.clock.wall()
+        for aid, swap in list(self.swaps.items()):
+            if now - swap["at"] > self.swap_hold:
+                self.swaps.pop(aid)
+                sim = self.sims.get(swap["iccid"], {})
+                if sim.get("device") == f"reserved:{swap['device']}":
+                    sim["device"] = None
+        return len(self.swaps)
+
+    def _on_request(self, device: str, msg: mqtt.MQTTMessage, body: dict[str, Any]) -> None:
+        props = getattr(msg, "properties", None)
+        response_topic = getattr(props, "ResponseTopic", None) or proto.topic(device, proto.ASSIGNMENT)
+        correlation = getattr(props, "CorrelationData", None)
+        try:
+            req = proto.validate_request(body, msg.topic)
+        except ProtocolError as exc:
+            self.rejected += 1
+            self._record(msg.topic, device, "rejected", {"reason": exc.reason, "detail": str(exc)})
+            return
+        reply_props = Properties(PacketTypes.PUBLISH)
+        reply_props.MessageExpiryInterval = proto.ASSIGNMENT_EXPIRY_S
+        if correlation is not None:
+            reply_props.CorrelationData = correlation
+        reply = self._decide(device, req)
+        self._save()
+        self._publish(device, proto.ASSIGNMENT, reply, reply_props, topic=response_topic)
+
+    def _decide(self, device: str, req: dict[str, Any]) -> dict[str, Any]:
+        rid = req["request_id"]
+        if self.active_swaps() >= self.max_concurrent_swaps:
+            return {"status": "retry", "request_id": rid, "retry_after": self.retry_after}
+        iccid = self.pick_sim(device, req.get("current_iccid"))
+        if iccid is None:
+            return {"status": "refused", "request_id": rid, "reason": "no SIM with room"}
+        key_path = self.device_keys_dir / device / "sealing.pub"
+        try:
+            device_key = sealing.load_public_x25519(key_path)
+        except (OSError, ValueError) as exc:
+            return {"status": "refused", "request_id": rid, "reason": f"no sealing key for device: {exc.__class__.__name__}"}
+        seq = self.device_seq.get(device, 0) + 1
+        self.device_seq[device] = seq
+        aid = f"a-{device}-{seq}"
+        now = int(self.clock.wall())
+        env = sealing.seal(self.profile(iccid), device_id=device, device_public=device_key,
+                           platform_key=self.platform_key, assignment_id=aid, seq=seq, issued_at=now,
+                           expires_at=now + ASSIGNMENT_TTL_S)
+        self.swaps[aid] = {"device": device, "iccid": iccid, "at": self.clock.wall()}
+        self.sims[iccid]["device"] = f"reserved:{device}"
+        LOGGER.info("assigned %s to %s as %s", iccid, device, aid)
+        return {"status": "ok", "request_id": rid, "assignment_id": aid, "seq": seq, "envelope": env,
+                "window": {"not_before": now, "not_after": now + ASSIGNMENT_TTL_S}}
+
+    def pick_sim(self, device: str, current_iccid: str | None) -> str | None:
+        """The SIM with the most room that is not throttled, nearly empty, current or taken."""
+        best, best_room = None, -1
+        for iccid, sim in self.sims.items():
+            if iccid not in self.pool or iccid == current_iccid or sim["throttled"]:
+                continue
+            if sim.get("device") not in (None, device):
+                continue
+            cap = self.pool[iccid]["plan"]["cap_bytes"]
+            room = sim["remaining_bytes"]
+            if cap is None:
+                continue  # an always-slow plan (200 kbps) is not a swap target
+            if room < max(MIN_ROOM_BYTES, cap * MIN_ROOM_FRACTION):
+                continue
+            if room > best_room:
+                best, best_room = iccid, room
+        return best
+
+    def profile(self, iccid: str) -> SimProfile:
+        sim = self.pool[iccid]
+        plan = Plan.from_dict({**sim["plan"], "remaining_bytes": self.sims[iccid]["remaining_bytes"]})
+        return SimProfile(iccid=iccid, imsi=sim["imsi"], ki=bytes.fromhex(sim["ki"]), opc=bytes.fromhex(sim["opc"]),
+                          plmn=sim["plmn"], apn=sim["apn"], plan=plan)
+
+    # --- lab controls -----------------------------------------------------------------------
+
+    def send_command(self, device: str, body: dict[str, Any], expiry: int = proto.COMMAND_EXPIRY_S) -> None:
+        props = Properties(PacketTypes.PUBLISH)
+        props.MessageExpiryInterval = expiry
+        self._publish(device, proto.COMMAND, body, props)
+
+    def set_policy(self, device: str, body: dict[str, Any]) -> None:
+        if self._client is not None:
+            self._client.publish(proto.topic(device, proto.POLICY), proto.encode(body), qos=1, retain=True)
+
+
+# --- pocket-lab cloud ------------------------------------------------------------------------
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", type=Path, default=None, help="default $POCKET_LAB_DIR/cloud")
+    parser.add_argument("--broker", default="127.0.0.1:8883", help="HOST:PORT")
+    parser.add_argument("--ca", type=Path, required=True)
+    parser.add_argument("--cert", type=Path, required=True)
+    parser.add_argument("--key", type=Path, required=True)
+    parser.add_argument("--pool", type=Path, required=True)
+    parser.add_argument("--platform-key", type=Path, required=True)
+    parser.add_argument("--device-keys", type=Path, required=True, help="directory of <device>/sealing.pub")
+    parser.add_argument("--max-concurrent-swaps", type=int, default=MAX_CONCURRENT_SWAPS)
+    parser.add_argument("--retry-after", type=float, default=RETRY_AFTER_S)
+
+
+def main(args: argparse.Namespace) -> int:
+    host, _, port = args.broker.rpartition(":")
+    cloud = ReferenceCloud(state_dir=args.state_dir or default_dir(), host=host, port=int(port), ca_file=args.ca,
+                           cert_file=args.cert, key_file=args.key, pool=load_pool(args.pool),
+                           platform_key_file=args.platform_key, device_keys_dir=args.device_keys,
+                           max_concurrent_swaps=args.max_concurrent_swaps, retry_after=args.retry_after)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    cloud.start()
+    print(f"reference cloud on {args.broker}; state in {cloud.state_dir}", flush=True)
+    while not stop.wait(1.0):
+        pass
+    cloud.stop()
+    return 0
+
