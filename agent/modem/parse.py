@@ -1254,12 +1254,12 @@ def _parse_cgdcont_any(text: str) -> list[PdpContext] | list[PdpFormat]:
     return parse_cgdcont_query(text)
 
 
-def _parse_cops_any(text: str) -> Operator | list[Network]:
-    """+COPS: a ``(`` after the prefix is the =? scan."""
+def parse_cops(text: str, *, charset: str = "GSM") -> Operator | list[Network]:
+    """+COPS? or +COPS=? answer, told apart by the ``(`` that opens a scan list."""
     payloads = _find_payloads(text, "+COPS:")
     if payloads and payloads[0].startswith("("):
-        return parse_cops_test(text)
-    return parse_cops_query(text)
+        return parse_cops_test(text, charset=charset)
+    return parse_cops_query(text, charset=charset)
 
 
 FAMILIES: dict[str, Callable[[str], Any]] = {
@@ -1269,7 +1269,7 @@ FAMILIES: dict[str, Callable[[str], Any]] = {
     "+C5GREG": lambda text: parse_registration(text, family="+C5GREG"),
     "+CSQ": parse_csq,
     "+CESQ": parse_cesq,
-    "+COPS": _parse_cops_any,
+    "+COPS": parse_cops,
     "+CPIN": parse_cpin,
     "+CIMI": parse_cimi,
     "+CCID": parse_iccid,
