@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.errors import AtCommandError, AtTimeout, ModemError, PortClosed
+from agent.modem import parse
 
 LOGGER = logging.getLogger(__name__)
 
@@ -103,9 +104,11 @@ RESYNC_ATTEMPTS = 3
 """Sentinels tried before giving up and letting the recovery ladder act."""
 
 FINAL_OK = ("OK",)
-FINAL_FAIL = ("ERROR", "NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE")
+FINAL_FAIL = tuple(parse.FINAL_ERROR)
+"""ERROR, NO CARRIER, BUSY, NO ANSWER, NO DIALTONE (+ vendor forms parse.py knows)."""
 FINAL_CONNECT = "CONNECT"
-ERROR_PREFIXES = ("+CME ERROR:", "+CMS ERROR:")
+ERROR_PREFIXES = tuple(parse.FINAL_ERROR_PREFIXES)
+"""+CME ERROR:, +CMS ERROR: (and MODEM ERROR:)."""
 
 URC_PREFIXES: tuple[str, ...] = (
     "+CREG:", "+CGREG:", "+CEREG:", "+C5GREG:", "+CGEV:", "+CMTI:", "+CMT:", "+CDS:",
@@ -133,20 +136,14 @@ def redact(command: str) -> str:
     return f"{head}=<redacted>"
 
 
-_CME_RE = re.compile(r"^\+(CME|CMS) ERROR:\s*(.*)$")
-
-
 def error_from_final(final: str, command: str, lines: tuple[str, ...]) -> AtCommandError:
-    """The typed error for a failure final code (code and name when the modem gave them)."""
+    """The typed error for a failure final code: ``code`` (27.007 9.2 number, also for a
+    verbose text parse.py knows) and ``name`` (the modem's text or the standard name)."""
     code: int | None = None
     name: str | None = final
-    m = _CME_RE.match(final)
-    if m:
-        value = m.group(2).strip().strip('"')
-        if value.isdigit():
-            code, name = int(value), None
-        else:
-            name = value
+    parsed = parse.parse_error(final)
+    if parsed is not None:
+        code, name = parsed.code, parsed.name
     raw = "\n".join((*lines, final))
     return AtCommandError(f"{command}: {final}", command=command, raw=raw, code=code, name=name)
 
@@ -419,7 +416,10 @@ class AtChannel(asyncio.Protocol):
     def _is_urc(self, text: str, pending: _Pending | None) -> bool:
         prefix = next((p for p in self._urc_prefixes if text.startswith(p)), None)
         if prefix is None:
-            return False
+            family = parse.is_urc(text)  # vendor URCs parse.py knows (^SIMST, *PSUTTZ ...)
+            if family is None:
+                return False
+            prefix = family + ":"
         return pending is None or not owns_prefix(pending.command, prefix)
 
     def _on_line(self, line: Line) -> None:
@@ -471,13 +471,11 @@ class AtChannel(asyncio.Protocol):
         if not pending.sensitive:
             return error_from_final(final, pending.shown, tuple(pending.lines))
         err = error_from_final(final, pending.shown, ())
-        if err.code is None and err.name not in FINAL_FAIL:
-            err = AtCommandError(
-                f"{pending.shown}: error (text withheld: sensitive command)",
-                command=pending.shown, name="withheld",
-            )
-        err.raw = None
-        return err
+        numeric = final.rsplit(":", 1)[-1].strip().isdigit() or final in FINAL_FAIL
+        return AtCommandError(
+            f"{pending.shown}: error {err.code if err.code is not None else ''}".rstrip(),
+            command=pending.shown, code=err.code, name=err.name if numeric else "withheld",
+        )
 
     # -- commands --------------------------------------------------------------------
     @property
