@@ -400,7 +400,8 @@ def _drop_vendor_extra(rest: list[tuple[str, bool]], raw: str) -> list[tuple[str
     if len(rest) >= 5:
         act_slot, act_quoted = rest[3]
         after, after_quoted = rest[4]
-        if not _is_short_decimal(act_slot, act_quoted, 99) and _is_short_decimal(after, after_quoted, 99):
+        looks_like_ci = bool(act_slot) and not _is_short_decimal(act_slot, act_quoted, 99)
+        if looks_like_ci and _is_short_decimal(after, after_quoted, 99):
             return rest[:2] + rest[3:]
     return rest
 
