@@ -1,0 +1,53 @@
+"""What every dialect provides: the commands that differ between basebands.
+
+A dialect is data plus a few small methods, in the spirit of bellows' per-firmware
+subpackages: the driver asks the dialect *which* command to send and how to read a
+vendor-specific answer, and does everything 27.007 itself. Only what differs is here.
+"""
+
+from __future__ import annotations
+
+from agent.errors import ModemError
+from agent.sim import SimProfile
+
+
+class Dialect:
+    """The 3GPP TS 27.007 baseline; subclasses override only what differs."""
+
+    name = "base"
+    has_vsim = False
+
+    init_commands: tuple[str, ...] = ("ATE0", "AT+CMEE=1")
+    """Sent after opening: echo off (saves bytes; the framer tolerates it anyway) and
+    numeric +CME ERROR codes (the driver and recovery ladder act on numbers)."""
+
+    registration_commands: tuple[str, ...] = ("AT+CEREG", "AT+CGREG", "AT+CREG")
+    """Queried in this order by Modem.registration(): LTE first (our data bearer)."""
+
+    iccid_commands: tuple[str, ...] = ("AT+CCID", "AT+CRSM=176,12258,0,0,10")
+    """+CCID is near-universal; +CRSM READ BINARY of EF_ICCID (2FE2) is pure 27.007."""
+
+    reset_command = "AT+CFUN=1,1"
+    """27.007 +CFUN <rst>=1: reset the MT before setting the function level."""
+
+    sinr_command: str | None = None
+    """Vendor command that reports SINR, if the baseband has one."""
+
+    def parse_sinr(self, lines: tuple[str, ...]) -> float | None:
+        return None
+
+    # -- vSIM ------------------------------------------------------------------------
+    def _no_vsim(self, what: str) -> ModemError:
+        return ModemError(f"dialect {self.name} has no vSIM ({what})", command=what)
+
+    def vsim_load(self, slot: int, profile: SimProfile) -> str:
+        raise self._no_vsim("load profile")
+
+    def vsim_select(self, slot: int) -> str:
+        raise self._no_vsim("select slot")
+
+    def vsim_query(self) -> str:
+        raise self._no_vsim("query active slot")
+
+    def parse_vsim_query(self, lines: tuple[str, ...]) -> tuple[int, str]:
+        raise self._no_vsim("query active slot")

@@ -1,0 +1,52 @@
+"""``virtual``: 27.007 plus the vSIM extension of the virtual board (docs/vsim-at.md).
+
+The same extension is what a real cloud-SIM baseband exposes under vendor names; a
+dialect for one would differ only in the command names and the answer's prefix.
+"""
+
+from __future__ import annotations
+
+import re
+
+from agent.errors import ParseError
+from agent.modem.dialects.base import Dialect
+from agent.sim import SimProfile
+
+_VSIMSEL = re.compile(r'^\+VSIMSEL:\s*(\d+)\s*,\s*"?([0-9A-Fa-f]*)"?\s*$')
+_VSINR = re.compile(r"^\+VSINR:\s*(-?\d+(?:\.\d+)?)\s*$")
+
+
+class VirtualDialect(Dialect):
+    name = "virtual"
+    has_vsim = True
+    sinr_command = "AT+VSINR?"
+
+    def parse_sinr(self, lines: tuple[str, ...]) -> float | None:
+        for line in lines:
+            m = _VSINR.match(line)
+            if m:
+                return float(m.group(1))
+        return None
+
+    def vsim_load(self, slot: int, profile: SimProfile) -> str:
+        """The load command. It carries Ki/OPc: the driver sends it ``sensitive=True``."""
+        for value in (profile.iccid, profile.imsi, profile.plmn, profile.apn):
+            if '"' in value or "\r" in value or "\n" in value:
+                raise ValueError("profile field contains a quote or line break")
+        return (
+            f'AT+VSIMLOAD={slot},"{profile.iccid}","{profile.imsi}","{profile.ki.hex().upper()}",'
+            f'"{profile.opc.hex().upper()}","{profile.plmn}","{profile.apn}"'
+        )
+
+    def vsim_select(self, slot: int) -> str:
+        return f"AT+VSIMSEL={slot}"
+
+    def vsim_query(self) -> str:
+        return "AT+VSIMSEL?"
+
+    def parse_vsim_query(self, lines: tuple[str, ...]) -> tuple[int, str]:
+        for line in lines:
+            m = _VSIMSEL.match(line)
+            if m:
+                return int(m.group(1)), m.group(2)
+        raise ParseError("no +VSIMSEL line", raw="\n".join(lines))

@@ -1,0 +1,221 @@
+"""The driver against the virtual modem over a real pty opened with pyserial,
+parametrised over every dialect (fast mode on)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+
+from agent.errors import AtCommandError, AtTimeout, ModemError
+from agent.modem.dialects import DIALECTS
+from agent.modem.driver import Modem
+from agent.sim import SimProfile
+from board.virtual.modem import FAST_SCALE, ModemConfig, VirtualModem
+from tests.unit.at_fakes import async_test
+
+KI = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
+OPC = bytes.fromhex("f0e0d0c0b0a090807060504030201000")
+PROFILE = SimProfile("8981100000000000042", "440109876500042", KI, OPC, "44010", "data.example")
+
+ATTACH_WAIT = 2.0
+"""Deadline for the fast-mode attach (modelled 2 s x FAST_SCALE, plus thread scheduling)."""
+
+
+@pytest.fixture(params=sorted(DIALECTS))
+def dialect(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def vmodem() -> Iterator[VirtualModem]:
+    modem = VirtualModem(ModemConfig(time_scale=FAST_SCALE, urc_probability=0.2, rng_seed=5))
+    modem.start()
+    yield modem
+    modem.stop()
+
+
+async def opened(vmodem: VirtualModem, dialect: str) -> Modem:
+    modem = Modem(vmodem.path, dialect)
+    await modem.open()
+    return modem
+
+
+async def until(predicate, timeout: float = ATTACH_WAIT, step: float = 0.02):  # type: ignore[no-untyped-def]
+    """Poll an async predicate with a deadline (the modem is an external thread)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = await predicate()
+        if value or loop.time() > deadline:
+            return value
+        await asyncio.sleep(step)
+
+
+@async_test
+async def test_identity_sim_and_registration(vmodem: VirtualModem, dialect: str) -> None:
+    modem = await opened(vmodem, dialect)
+    ident = await modem.identity()
+    assert (ident.manufacturer, ident.model, ident.imei) == ("PocketLab", "VM-1", "356938035643809")
+    assert await modem.sim_state() == "READY"
+    assert await modem.iccid() == vmodem.config.seed.iccid
+    assert await modem.imsi() == vmodem.config.seed.imsi
+    reg = await until(lambda: _registered(modem))
+    assert reg.registered and reg.family == "+CEREG" and reg.act is not None
+    op = await modem.operator()
+    assert op.oper == "LAB MOBILE"
+    await modem.close()
+
+
+async def _registered(modem: Modem):  # type: ignore[no-untyped-def]
+    reg = await modem.registration()
+    return reg if reg.registered else None
+
+
+@async_test
+async def test_signal_follows_radio_conditions(vmodem: VirtualModem, dialect: str) -> None:
+    modem = await opened(vmodem, dialect)
+    vmodem.set_radio_conditions(-101.0, -12.5, 3.5, True)
+    sig = await until(lambda: _rsrp(modem, -101.0))
+    assert sig.rsrp_dbm == pytest.approx(-101, abs=1) and sig.rsrq_db == pytest.approx(-12.5, abs=0.5)
+    if dialect == "virtual":
+        assert sig.sinr_db == pytest.approx(3.5)
+    else:
+        assert sig.sinr_db is None
+    await modem.close()
+
+
+async def _rsrp(modem: Modem, want: float):  # type: ignore[no-untyped-def]
+    sig = await modem.signal()
+    return sig if sig.rsrp_dbm is not None and abs(sig.rsrp_dbm - want) <= 1 else None
+
+
+@async_test
+async def test_data_context_up_and_down(vmodem: VirtualModem, dialect: str) -> None:
+    modem = await opened(vmodem, dialect)
+    await until(lambda: _registered(modem))
+    await modem.define_context(1, "data.example")
+    await modem.activate_context(1)
+    params = await modem.context_params(1)
+    assert params.address == "198.18.1.2" and params.prefix == 30
+    assert params.gateway == "198.18.1.1" and params.dns[0] == "198.18.1.1" and params.mtu == 1500
+    assert await modem.addresses(1) == ("198.18.1.2",)
+    assert [s.active for s in await modem.context_states() if s.cid == 1] == [True]
+    await modem.deactivate_context(1)
+    with pytest.raises(ModemError):
+        await modem.context_params(1)
+    await modem.close()
+
+
+@async_test
+async def test_activate_without_network_is_cme_30(vmodem: VirtualModem, dialect: str) -> None:
+    vmodem.set_radio_conditions(-140, -20, -10, registered=False)
+    modem = await opened(vmodem, dialect)
+    with pytest.raises(AtCommandError) as info:
+        await modem.activate_context(1)
+    assert info.value.code == 30
+    await modem.close()
+
+
+@async_test
+async def test_vsim_load_select_and_query(vmodem: VirtualModem, dialect: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(1)
+    modem = await opened(vmodem, dialect)
+    if dialect == "generic":
+        with pytest.raises(ModemError, match="dialect generic has no vSIM"):
+            await modem.load_profile(1, PROFILE)
+        with pytest.raises(ModemError, match="no vSIM"):
+            await modem.select_slot(1)
+        await modem.close()
+        return
+    assert await modem.active_profile() == (0, vmodem.config.seed.iccid)
+    await modem.load_profile(1, PROFILE)
+    await modem.select_slot(1)
+    assert await modem.active_profile() == (1, PROFILE.iccid)
+    assert await modem.imsi() == PROFILE.imsi
+    reg = await until(lambda: _registered(modem))
+    assert reg.registered
+    assert KI.hex().upper() not in caplog.text and KI.hex() not in caplog.text
+    assert OPC.hex().upper() not in caplog.text
+    with pytest.raises(AtCommandError) as info:
+        await modem.load_profile(0, PROFILE)  # the seed slot is read-only
+    assert info.value.code == 3
+    with pytest.raises(AtCommandError) as info:
+        await modem.select_slot(2)  # nothing loaded there
+    assert info.value.code == 10
+    await modem.close()
+
+
+@async_test
+async def test_network_time_and_radio_toggle(vmodem: VirtualModem, dialect: str) -> None:
+    modem = await opened(vmodem, dialect)
+    await until(lambda: _registered(modem))
+    when = await modem.network_time()
+    assert when.utcoffset() is not None and when.utcoffset().total_seconds() == 9 * 3600
+    await modem.set_radio(False)
+    assert await modem.radio_function() == 4
+    reg = await modem.registration()
+    assert not reg.registered
+    await modem.set_radio(True)
+    assert await until(lambda: _registered(modem))
+    await modem.close()
+
+
+@async_test
+async def test_busy_errors_at_start_up_are_retried(vmodem: VirtualModem, dialect: str) -> None:
+    vmodem.inject_busy(2, 515)
+    modem = await opened(vmodem, dialect)  # open() retries the start-up commands
+    assert await modem.sim_state() == "READY"
+    vmodem.inject_busy(1, 14)
+    with pytest.raises(AtCommandError) as info:
+        await modem.imsi()
+    assert info.value.code == 14
+    await modem.close()
+
+
+@async_test
+async def test_spontaneous_reboot_then_the_driver_sets_itself_up_again(vmodem: VirtualModem, dialect: str) -> None:
+    modem = await opened(vmodem, dialect)
+    await modem.ping()
+    seen: list[str] = []
+    pin = asyncio.Event()
+    modem.subscribe("", seen.append)
+    modem.subscribe("+CPIN:", lambda _line: pin.set())
+    vmodem.reboot()
+    await asyncio.wait_for(pin.wait(), 2)
+    assert "RDY" in seen and "+CFUN: 1" in seen and "+CPIN: READY" in seen
+    assert modem._needs_init
+    assert await modem.sim_state() == "READY"  # re-init (ATE0, CMEE) happened first
+    assert not modem._needs_init
+    await modem.close()
+
+
+@async_test
+async def test_reset_waits_until_the_modem_answers(vmodem: VirtualModem, dialect: str) -> None:
+    modem = await opened(vmodem, dialect)
+    await modem.reset()
+    assert vmodem.reboots == 1
+    assert await modem.sim_state() == "READY"
+    await modem.close()
+
+
+@async_test
+async def test_garbage_on_the_line_does_not_break_the_next_answer(vmodem: VirtualModem, dialect: str) -> None:
+    modem = await opened(vmodem, dialect)
+    vmodem.inject_garbage(64)
+    await asyncio.sleep(0.05)  # the garbage is written by the modem thread; let it arrive first
+    assert await modem.imsi() == vmodem.config.seed.imsi
+    await modem.close()
+
+
+@async_test
+async def test_hang_times_out_then_the_channel_resynchronises(vmodem: VirtualModem, dialect: str) -> None:
+    modem = await opened(vmodem, dialect)
+    vmodem.inject_hang(0.4)
+    with pytest.raises(AtTimeout):
+        await modem.channel.command("AT+CIMI", timeout=0.1)  # type: ignore[union-attr]
+    # the late answer to the timed-out command must not be taken for this one
+    assert await modem.iccid() == vmodem.config.seed.iccid
+    await modem.close()
