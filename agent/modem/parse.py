@@ -849,7 +849,7 @@ def _mask_prefix(value: str) -> int | None:
         return None
     bits = int(ipaddress.ip_address(text))
     width = 32 if "." in text else 128
-    prefix = bin(bits).count("1")
+    prefix = (bits).bit_count()
     if bits != ((1 << width) - 1) ^ ((1 << (width - prefix)) - 1):
         return None
     return prefix

@@ -3,7 +3,7 @@ reject causes, URC recognition, error naming, framing helpers with a known comma
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -195,7 +195,7 @@ def test_cgev_rejects(text: str) -> None:
 
 def test_cclk_jst_and_invalid_dates() -> None:
     moment = p.parse_cclk('+CCLK: "24/02/29,23:59:59+36"')
-    assert moment == datetime(2024, 2, 29, 14, 59, 59, tzinfo=timezone.utc)
+    assert moment == datetime(2024, 2, 29, 14, 59, 59, tzinfo=UTC)
     assert moment.utcoffset() == timedelta(hours=9)
     for bad in ('+CCLK: "23/02/29,00:00:00+00"', '+CCLK: "24/13/01,00:00:00"', '+CCLK: "24/01/01,24:00:00"',
                 '+CCLK: "24/01/01,00:00:00+99"'):
