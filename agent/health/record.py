@@ -68,9 +68,10 @@ def record(sampler: LiveSampler, writer: TraceWriter, duration: float, interval:
 
 def main(args: argparse.Namespace) -> int:
     try:
-        prober = UdpEchoProber(*_host_port(args.reflector)) if args.reflector else None
+        reflector = _host_port(args.reflector) if args.reflector else None
+        prober = UdpEchoProber(*reflector) if reflector else None
         radio = AtRadioReader(args.at_port) if args.at_port else None
-        flows = None if args.no_conntrack else FlowCounter()
+        flows = None if args.no_conntrack else FlowCounter(ignore=(reflector,) if reflector else ())
         sampler = LiveSampler(args.wan, args.lan, prober, flows, radio)
         sampler.sample(0.0)  # fail early on a wrong interface name
     except (AgentError, OSError) as exc:

@@ -89,7 +89,11 @@ def parse_conntrack(text: str) -> dict[str, int]:
 class FlowCounter:
     """Counts connections that moved data recently, from conntrack's byte accounting."""
 
-    def __init__(self, conntrack: str | None = None, active_seconds: float = FLOW_ACTIVE_SECONDS):
+    def __init__(self, conntrack: str | None = None, active_seconds: float = FLOW_ACTIVE_SECONDS,
+                 ignore: tuple[tuple[str, int], ...] = ()):
+        """``ignore``: (host, port) destinations that are the agent's own (the reflector),
+        not user flows through the router."""
+        self._ignore = tuple(f"dst={h} " for h, _ in ignore), tuple(f"dport={p}" for _, p in ignore)
         self._binary = conntrack or shutil.which("conntrack") or shutil.which(
             "conntrack", path="/usr/sbin:/sbin")
         self._active_seconds = active_seconds
@@ -115,9 +119,14 @@ class FlowCounter:
             LOGGER.warning("%s", message)
             self._warned = True
 
+    def _ignored(self, key: str) -> bool:
+        return any(d in key and key.endswith(p) for d, p in zip(*self._ignore))
+
     def update(self, now: float, text: str | None = None) -> int:
         """Active flows at ``now`` given a fresh dump (``text``; dumped here if None)."""
         flows = parse_conntrack(self.dump() if text is None else text)
+        for key in [k for k in flows if self._ignored(k)]:
+            del flows[key]
         for key, total in flows.items():
             if total != self._bytes.get(key):
                 self._moved_at[key] = now

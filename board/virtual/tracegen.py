@@ -213,6 +213,10 @@ def topology_up(topo: Topology) -> None:
         "priority 0; }; add rule inet pwtg routed ct state established,related counter accept")
     nsx(dev, "sysctl", "-qw", "net.netfilter.nf_conntrack_acct=1")
     sh("ip", "-n", net, "link", "set", "wanp", "txqueuelen", "1000")
+    # No GSO super-packets on the carrier side: a tbf whose burst (a few kB at 128-384
+    # kbit) is smaller than a 64 kB GSO packet stalls for good with it at the head.
+    for ns, ifname in ((net, "wanp"), (dev, "wan0"), (dev, "lan0"), (lan, "lan0")):
+        sh("ip", "-n", ns, "link", "set", ifname, "gso_max_segs", "1")
 
 
 def set_tbf(topo: Topology, kbit: int, queue_ms: int) -> None:

@@ -1,0 +1,528 @@
+"""The low-speed classifier: is this SIM throttled, or is it the radio, the cell, idle?
+
+Pure logic (no I/O, no clock): fed one ``Sample`` about once a second, it returns the
+state changes it decided, each with the evidence behind it. The supervisor feeds it
+live samples; ``pocket-agent replay`` feeds it a recorded trace; both get the same
+answers, which is what makes the trace library a test.
+
+Why several signals and not one (the issue): a policing detector that looks at single
+flows collapses when flows share the link, a slow link is not always a capped SIM, and
+swapping a SIM for a weak signal or a busy cell wastes the pool and breaks the user's
+connection for nothing. So:
+
+* **ceiling** - over the last ``WINDOW_SECONDS``, the seconds in which the SIM's *total*
+  traffic was busy must be flat (most within ``FLAT_BAND`` of their median) and near a
+  known throttle rate (or the plan's own). Congestion and radio limits wander.
+* **demand** - busy seconds need active flows through the router; no flows and no bytes
+  for ``IDLE_HOLD`` seconds is ``idle``, never a verdict on the SIM.
+* **radio** - poor RSRP/RSRQ/SINR explains slowness, so it wins over ``throttled``; a
+  good signal delivering 128 kbps is not a radio problem.
+* **delay** - a shaper queues to a fixed rate (RTT up by ``SHAPER_QUEUE_MS`` and steady),
+  a policer drops without queueing (RTT near base), congestion queues and wanders.
+* **active check** - only when these disagree: a flat ceiling at a known rate carried by a
+  single flow without a queue could be an application that sends at that rate by
+  itself (internet radio at 128 kbps). Then ``wants_probe`` asks for one bounded
+  download burst; its answer settles it. Several flows whose *sum* sits flat at a known
+  rate, or a steady queue, need no probe.
+
+Hysteresis: a state is entered only after its candidate held for ``ENTER_HOLD[state]``
+seconds of trace time, and since leaving a state means entering another, it is left the
+same way. A second with no opinion (a web page's think time) neither advances nor
+resets the count.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.health.sample import Sample
+
+LOGGER = logging.getLogger(__name__)
+
+STATES = ("ok", "throttled", "poor_radio", "congested", "no_service", "idle")
+
+KNOWN_RATES_KBPS: tuple[int, ...] = (128, 200, 256, 300, 384, 512, 1000)
+"""Throttle rates in Japanese MVNO and carrier contracts (domain.md's plan table and
+the issue); the plan's own rate is added when known."""
+
+WINDOW_SECONDS = 8.0
+"""Throughput window. Eight one-second samples give six 3-s averages, enough to see
+flatness, while keeping the detection delay under the 10 s median goal."""
+
+MIN_BUSY_SECONDS = 6
+"""Busy seconds needed in the window before judging a ceiling: fewer is a web page's
+burst, which tells nothing about a ceiling."""
+
+SMOOTH_SECONDS = 3
+"""Rates are judged as 3-s moving averages over busy seconds. A policer bounds bytes
+over any interval to rate x time + bucket, but one TCP flow against it saws between
+~10 % and ~160 % of the rate from one second to the next (measured: tests/traces/
+police384_video.csv); over 3 s the bucket's share is small and the sum is flat."""
+
+BUSY_MIN_KBPS = 40.0
+"""A second below 40 kbps is keep-alives and DNS, not a user waiting for data (the
+lowest throttle rate we know is 128; a throttled busy second carries ~3x this)."""
+
+FLAT_BAND = 0.20
+"""A 3-s average is "at the ceiling" when within +-20 % of the window's mean rate: a
+half-second bucket adds up to 17 % over 3 s, TCP's back-off takes a similar share."""
+
+FLAT_FRACTION = 0.8
+"""Share of 3-s averages that must sit in the band (5 of 6): a policer holds the total
+there; a busy cell or a fading link moves it every second or two."""
+
+KNOWN_RATE_LOW, KNOWN_RATE_HIGH = 0.80, 1.10
+"""Measured/known ratio accepted as "at that rate": goodput under a policer runs ~85-95 %
+of the police rate (TCP backs off after drops), L2 framing counts a few % above it."""
+
+EXCEED_FACTOR = 1.5
+"""While throttled, a 3-s average above 1.5x the ceiling shows the cap was lifted: a
+policer's bucket can add ~1/6 over 3 s, never 1/2."""
+
+EXCEED_SECONDS = 2
+"""...and two such averages in the window, so one lucky burst does not count."""
+
+IDLE_KBPS = 16.0
+"""Below 16 kbps both ways with no active flow: background chatter, nobody waiting."""
+
+RADIO_WINDOW = 5
+"""Radio readings are noisy (+-3 dB); judge the median of the last five."""
+
+POOR_RSRP_DBM = -110.0
+"""3GPP/operator practice: below -110 dBm RSRP is cell-edge coverage where LTE rates
+collapse; -100..-110 is 'fair'."""
+
+POOR_RSRQ_DB = -15.0
+"""Below -15 dB RSRQ the cell is interference-limited (commonly cited 'poor' bound)."""
+
+POOR_SINR_DB = 0.0
+"""SINR below 0 dB: the signal is under the noise; throughput is a fraction of peak."""
+
+SHAPER_QUEUE_MS = 80.0
+"""RTT this far above the base RTT means a queue in front of the bottleneck: more than
+an idle LTE link's jitter (~20-50 ms), less than any carrier shaper's buffer (~250 ms)."""
+
+STEADY_RTT_SPREAD = 0.5
+"""A shaper's queue stays full: RTT spread (IQR) under half the queueing delay. A busy
+cell's queue fills and drains, so its spread is larger."""
+
+CONGEST_WINDOW = 10.0
+"""Congestion is judged over 10 s: a busy cell's rate moves every few seconds."""
+
+CONGEST_SPREAD = 0.30
+"""Coefficient of variation of busy-second rates above 30 %: wandering, not flat."""
+
+BASE_RTT_SECONDS = 300.0
+"""Base RTT = lowest RTT in the last 5 min; long enough to reach back before a shaper's
+queue filled, short enough to follow a move to another cell."""
+
+NO_SERVICE_SECONDS = 3.0
+"""Not registered, or registered but no byte and no probe answer for this long with a
+probe sent each second: three missed echoes is not jitter."""
+
+ENTER_HOLD: dict[str, float] = {
+    "no_service": 2.0,   # an outage is unambiguous once seen; report it fast
+    "poor_radio": 4.0,   # five noisy radio readings' median must stay bad
+    "throttled": 2.0,    # the window already needs 5-6 flat seconds; 3 more samples
+    "congested": 4.0,    # a wandering rate must keep wandering
+    "ok": 4.0,           # leave a bad state only once good held ~5 s
+    "idle": 10.0,        # longer than a web page's think time (1-5 s)
+}
+"""Seconds a candidate must hold before the state changes (entered and left this way)."""
+
+AMBIGUOUS_HOLD = 5.0
+"""When an active check was wanted but could not run (no endpoint, budget spent, a
+replay), the passive throttle verdict must hold this much longer and is flagged
+``confidence: passive``: report late rather than never, but not on one window."""
+
+PROBE_CONFIRM_FACTOR = 1.3
+"""A probe burst that got no more than 1.3x the ceiling confirms the cap: a burst on
+an uncapped 4G link runs at Mbit/s, many times any throttle rate."""
+
+PROBE_VALID_SECONDS = 300.0
+"""A probe's answer stands for 5 min for the same ceiling; then ask again if needed."""
+
+PROBE_RETRY_SECONDS = 600.0
+"""At most one probe per 10 min for an unresolved question: SIM data costs money."""
+
+HISTORY_SECONDS = BASE_RTT_SECONDS
+"""How much per-second history is kept (bounded memory: ~300 small tuples)."""
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """A decided state change, with what it rests on."""
+
+    t: float
+    """Time of the sample at which the classifier decided (sample clock)."""
+    state: str
+    rate_kbps: float | None
+    evidence: dict[str, Any]
+    onset_t: float | None = None
+    """When the classifier thinks the condition began (first sample that showed it)."""
+    previous: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The replay output line."""
+        out: dict[str, Any] = {"t": self.t, "state": self.state, "rate_kbps": self.rate_kbps,
+                               "evidence": self.evidence}
+        if self.onset_t is not None:
+            out["onset_t"] = self.onset_t
+        return out
+
+    def to_event(self) -> dict[str, Any]:
+        """The health event body upstream; the supervisor adds ICCID/IMSI and network."""
+        return {"state": self.state, "rate_kbps": self.rate_kbps, "since": self.t,
+                "onset": self.onset_t, "previous": self.previous, "evidence": self.evidence}
+
+
+@dataclass(frozen=True)
+class ProbeRequest:
+    """The classifier asks for one active check: a bounded download burst."""
+
+    t: float
+    ceiling_kbps: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class ProbeOutcome:
+    """What the active check measured (``kbps`` None: it could not run)."""
+
+    kbps: float | None
+    bytes_used: int = 0
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class _Tick:
+    t: float
+    dt: float
+    down_kbps: float
+    up_kbps: float
+    lan_kbps: float
+    flows: int
+    rtt_ms: float | None
+    sent: int
+    lost: int
+    rsrp: float | None
+    rsrq: float | None
+    sinr: float | None
+    registered: bool
+
+    @property
+    def kbps(self) -> float:
+        return max(self.down_kbps, self.up_kbps)
+
+    @property
+    def busy(self) -> bool:
+        return self.flows >= 1 and self.kbps >= BUSY_MIN_KBPS
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    state: str
+    rate_kbps: float | None
+    evidence: dict[str, Any]
+    onset_t: float
+    hold: float | None = None
+
+
+def _rate(prev: int, cur: int, dt: float) -> float:
+    """kbps from two cumulative byte counters; a counter reset (reboot) reads as 0."""
+    return max(0, cur - prev) * 8 / 1000 / dt if dt > 0 else 0.0
+
+
+def _r(x: float | None, nd: int = 1) -> float | None:
+    return None if x is None else round(x, nd)
+
+
+def nearest_known(kbps: float, known: tuple[int, ...]) -> int | None:
+    """The known throttle rate ``kbps`` is "at", or None."""
+    fits = [k for k in known if KNOWN_RATE_LOW <= kbps / k <= KNOWN_RATE_HIGH]
+    return min(fits, key=lambda k: abs(kbps / k - 1)) if fits else None
+
+
+@dataclass
+class _Pending:
+    state: str
+    since: float
+
+
+class Classifier:
+    """Feed ``Sample`` values in time order; read ``state`` and the changes returned."""
+
+    def __init__(self, plan_rate_kbps: float | None = None):
+        self.plan_rate_kbps = plan_rate_kbps
+        rates = set(KNOWN_RATES_KBPS)
+        if plan_rate_kbps:
+            rates.add(int(plan_rate_kbps))
+        self.known_rates = tuple(sorted(rates))
+        self.state: str | None = None
+        self.rate_kbps: float | None = None
+        self._prev: Sample | None = None
+        self._ticks: deque[_Tick] = deque()
+        self._pending: _Pending | None = None
+        self._wants: ProbeRequest | None = None
+        self._probe_asked_t: float | None = None
+        self._probe: tuple[float, ProbeOutcome] | None = None
+        self.probes_requested = 0
+        self.probe_bytes_used = 0
+
+    # ------------------------------------------------------------------ API
+
+    @property
+    def wants_probe(self) -> ProbeRequest | None:
+        """An active check the classifier needs, or None. Answer with ``probe_result``."""
+        return self._wants
+
+    def probe_result(self, kbps: float | None, bytes_used: int = 0, reason: str = "") -> None:
+        """The active check's answer (``kbps`` None = it could not run)."""
+        if self._wants is None:
+            LOGGER.debug("probe result without a request; kept anyway")
+        t = self._wants.t if self._wants else (self._ticks[-1].t if self._ticks else 0.0)
+        self._probe = (t, ProbeOutcome(kbps, bytes_used, reason))
+        self.probe_bytes_used += bytes_used
+        self._wants = None
+
+    def feed(self, sample: Sample) -> list[StateChange]:
+        """Take one sample; return the state changes decided at it (0 or 1)."""
+        prev, self._prev = self._prev, sample
+        if prev is None:
+            return []
+        if sample.t <= prev.t:
+            LOGGER.warning("sample at t=%s not after t=%s; ignored", sample.t, prev.t)
+            self._prev = prev
+            return []
+        tick = self._tick(prev, sample)
+        self._ticks.append(tick)
+        while self._ticks and tick.t - self._ticks[0].t > HISTORY_SECONDS:
+            self._ticks.popleft()
+        cand = self._candidate(tick)
+        return self._hysteresis(tick.t, cand)
+
+    # ------------------------------------------------------------ internals
+
+    @staticmethod
+    def _tick(prev: Sample, s: Sample) -> _Tick:
+        dt = s.t - prev.t
+        return _Tick(
+            t=s.t, dt=dt, down_kbps=_rate(prev.wan_rx_bytes, s.wan_rx_bytes, dt),
+            up_kbps=_rate(prev.wan_tx_bytes, s.wan_tx_bytes, dt),
+            lan_kbps=_rate(prev.lan_rx_bytes + prev.lan_tx_bytes, s.lan_rx_bytes + s.lan_tx_bytes, dt),
+            flows=s.flows, rtt_ms=s.rtt_ms, sent=s.probes_sent, lost=s.probes_lost,
+            rsrp=s.rsrp_dbm, rsrq=s.rsrq_db, sinr=s.sinr_db, registered=s.registered)
+
+    def _window(self, seconds: float) -> list[_Tick]:
+        end = self._ticks[-1].t
+        return [k for k in self._ticks if end - k.t < seconds]
+
+    def _candidate(self, tick: _Tick) -> _Candidate | None:
+        """The state this second argues for, by priority; None = no opinion."""
+        for rule in (self._no_service, self._poor_radio, self._idle, self._throttled,
+                     self._congested, self._ok):
+            cand = rule(tick)
+            if cand is not None:
+                return cand
+        return None
+
+    def _no_service(self, tick: _Tick) -> _Candidate | None:
+        win = self._window(NO_SERVICE_SECONDS)
+        if not tick.registered:
+            since = next((k.t for k in reversed(self._ticks) if k.registered), None)
+            return _Candidate("no_service", None, {"cause": "not_registered"}, since or tick.t)
+        if len(win) < NO_SERVICE_SECONDS or any(k.kbps > 0 or k.rtt_ms is not None for k in win):
+            return None
+        if win[-1].sent - win[0].sent < len(win) - 1:
+            return None  # not probing: silence proves nothing
+        return _Candidate("no_service", None, {"cause": "no_data", "probes_lost": win[-1].lost - win[0].lost,
+                                               "seconds_silent": len(win)}, win[0].t)
+
+    def _radio(self) -> dict[str, float | None]:
+        recent = list(self._ticks)[-RADIO_WINDOW:]
+
+        def med(vals: list[float | None]) -> float | None:
+            got = [v for v in vals if v is not None]
+            return statistics.median(got) if got else None
+
+        return {"rsrp_dbm": med([k.rsrp for k in recent]), "rsrq_db": med([k.rsrq for k in recent]),
+                "sinr_db": med([k.sinr for k in recent])}
+
+    @staticmethod
+    def _radio_poor(radio: dict[str, float | None]) -> list[str]:
+        why = []
+        if radio["rsrp_dbm"] is not None and radio["rsrp_dbm"] < POOR_RSRP_DBM:
+            why.append("rsrp")
+        if radio["rsrq_db"] is not None and radio["rsrq_db"] < POOR_RSRQ_DB:
+            why.append("rsrq")
+        if radio["sinr_db"] is not None and radio["sinr_db"] < POOR_SINR_DB:
+            why.append("sinr")
+        return why
+
+    def _poor_radio(self, tick: _Tick) -> _Candidate | None:
+        radio = self._radio()
+        why = self._radio_poor(radio)
+        if not why:
+            return None
+        ev = {"radio": {k: _r(v) for k, v in radio.items()}, "below": why, **self._delay_loss(self._window(WINDOW_SECONDS))}
+        return _Candidate("poor_radio", None, ev, tick.t)
+
+    def _idle(self, tick: _Tick) -> _Candidate | None:
+        if tick.flows == 0 and tick.down_kbps + tick.up_kbps < IDLE_KBPS:
+            return _Candidate("idle", None, {"flows": 0, "kbps": _r(tick.down_kbps + tick.up_kbps)}, tick.t)
+        return None
+
+    def _base_rtt(self) -> float | None:
+        rtts = [k.rtt_ms for k in self._ticks if k.rtt_ms is not None]
+        return min(rtts) if rtts else None
+
+    def _delay_loss(self, win: list[_Tick]) -> dict[str, Any]:
+        rtts = sorted(k.rtt_ms for k in win if k.rtt_ms is not None)
+        base = self._base_rtt()
+        sent = win[-1].sent - win[0].sent if len(win) > 1 else 0
+        lost = win[-1].lost - win[0].lost if len(win) > 1 else 0
+        out: dict[str, Any] = {"rtt_ms": None, "base_rtt_ms": _r(base), "queue_ms": None,
+                               "rtt_spread_ms": None, "loss_pct": _r(100 * lost / sent) if sent > 0 else None}
+        if rtts and base is not None:
+            med = statistics.median(rtts)
+            q = statistics.quantiles(rtts, n=4) if len(rtts) >= 2 else [med, med, med]
+            out.update(rtt_ms=_r(med), queue_ms=_r(med - base), rtt_spread_ms=_r(q[2] - q[0]))
+        return out
+
+    @staticmethod
+    def _smoothed(busy: list[_Tick]) -> list[tuple[float, float]]:
+        """(t of the first tick, kbps) of each SMOOTH_SECONDS run of consecutive busy ticks."""
+        out = []
+        for i in range(len(busy) - SMOOTH_SECONDS + 1):
+            run = busy[i:i + SMOOTH_SECONDS]
+            kbits = sum(k.kbps * k.dt for k in run)
+            out.append((run[0].t, kbits / sum(k.dt for k in run)))
+        return out
+
+    def _ceiling(self, win: list[_Tick]) -> dict[str, Any] | None:
+        busy = [k for k in win if k.busy]
+        if len(busy) < MIN_BUSY_SECONDS:
+            return None
+        mean = sum(k.kbps * k.dt for k in busy) / sum(k.dt for k in busy)
+        smooth = self._smoothed(busy)
+        in_band = [t for t, r in smooth if abs(r - mean) <= FLAT_BAND * mean]
+        rates = [r for _, r in smooth]
+        return {"kbps": mean, "busy_seconds": len(busy), "flat": len(in_band) / len(smooth),
+                "flows": statistics.median(k.flows for k in busy),
+                "onset_t": in_band[0] if in_band else busy[0].t,
+                "cv": statistics.pstdev(rates) / mean if mean > 0 else 0.0}
+
+    def _throttled(self, tick: _Tick) -> _Candidate | None:
+        win = self._window(WINDOW_SECONDS)
+        ceil = self._ceiling(win)
+        if self.state == "throttled" and (ceil is None or ceil["flat"] < FLAT_FRACTION):
+            return self._still_throttled(win)
+        if ceil is None or ceil["flat"] < FLAT_FRACTION:
+            return None
+        known = nearest_known(ceil["kbps"], self.known_rates)
+        if known is None:
+            return None
+        delay = self._delay_loss(win)
+        queue, spread = delay["queue_ms"], delay["rtt_spread_ms"]
+        shaper = queue is not None and queue >= SHAPER_QUEUE_MS and spread is not None and \
+            spread <= STEADY_RTT_SPREAD * queue
+        policer = queue is None or queue < SHAPER_QUEUE_MS
+        if not (shaper or policer):
+            return None  # flat rate but a wandering queue: not a cap's signature
+        radio = self._radio()
+        ev: dict[str, Any] = {
+            "ceiling_kbps": _r(ceil["kbps"]), "known_rate_kbps": known,
+            "plan_rate_kbps": self.plan_rate_kbps, "flat_fraction": _r(ceil["flat"], 2),
+            "cv": _r(ceil["cv"], 3), "busy_seconds": ceil["busy_seconds"], "flows": ceil["flows"],
+            "mechanism": "shaper" if shaper else "policer", **delay,
+            "radio": {k: _r(v) for k, v in radio.items()},
+        }
+        agree = ceil["flows"] >= 2 or shaper
+        hold = None
+        if not agree:
+            verdict = self._probe_verdict(tick.t, ceil["kbps"])
+            ev["probe"] = verdict
+            if verdict["result"] == "pending":
+                return None
+            if verdict["result"] == "refuted":
+                return _Candidate("ok", None, {**ev, "why": "app_limited"}, tick.t)
+            if verdict["result"] == "unavailable":
+                ev["confidence"] = "passive"
+                hold = ENTER_HOLD["throttled"] + AMBIGUOUS_HOLD
+        return _Candidate("throttled", round(ceil["kbps"]), ev, ceil["onset_t"], hold)
+
+    def _still_throttled(self, win: list[_Tick]) -> _Candidate | None:
+        """While throttled, stay unless busy seconds clearly exceed the ceiling."""
+        ceiling = self.rate_kbps or 0.0
+        above = [(t, r) for t, r in self._smoothed([k for k in win if k.busy]) if r > EXCEED_FACTOR * ceiling]
+        if len(above) >= EXCEED_SECONDS:
+            return _Candidate("ok", None, {"kbps": _r(statistics.median(r for _, r in above)),
+                                           "above_ceiling_averages": len(above),
+                                           "ceiling_kbps": ceiling}, above[0][0])
+        return _Candidate("throttled", self.rate_kbps, {}, win[0].t) if win else None
+
+    def _probe_verdict(self, t: float, ceiling: float) -> dict[str, Any]:
+        if self._probe is not None and t - self._probe[0] <= PROBE_VALID_SECONDS:
+            _, outcome = self._probe
+            if outcome.kbps is None:
+                return {"result": "unavailable", "reason": outcome.reason}
+            confirmed = outcome.kbps <= PROBE_CONFIRM_FACTOR * ceiling
+            return {"result": "confirmed" if confirmed else "refuted", "probe_kbps": _r(outcome.kbps),
+                    "bytes": outcome.bytes_used}
+        if self._wants is None and (self._probe_asked_t is None or t - self._probe_asked_t >= PROBE_RETRY_SECONDS):
+            self._wants = ProbeRequest(t, round(ceiling, 1), "flat ceiling on a single flow, no queue")
+            self._probe_asked_t = t
+            self.probes_requested += 1
+            LOGGER.info("active check wanted at t=%s: ceiling %.0f kbps on one flow", t, ceiling)
+        elif self._wants is None:
+            return {"result": "unavailable", "reason": "retry later"}
+        return {"result": "pending"}
+
+    def _congested(self, tick: _Tick) -> _Candidate | None:
+        win = self._window(CONGEST_WINDOW)
+        busy = [k for k in win if k.busy]
+        if len(busy) < MIN_BUSY_SECONDS:
+            return None
+        rates = [k.kbps for k in busy]
+        med = statistics.median(rates)
+        cv = statistics.pstdev(rates) / med if med > 0 else 0.0
+        delay = self._delay_loss(win)
+        if cv < CONGEST_SPREAD or delay["queue_ms"] is None or delay["queue_ms"] < SHAPER_QUEUE_MS:
+            return None
+        ev = {"median_kbps": _r(med), "cv": _r(cv, 3), "busy_seconds": len(busy), **delay,
+              "radio": {k: _r(v) for k, v in self._radio().items()}}
+        return _Candidate("congested", None, ev, busy[0].t)
+
+    def _ok(self, tick: _Tick) -> _Candidate | None:
+        win = self._window(WINDOW_SECONDS)
+        busy = [k for k in win if k.busy]
+        if self.state == "throttled":
+            return self._still_throttled(win)
+        if not busy and self.state is not None:
+            return None  # between bursts: no opinion
+        return _Candidate("ok", None, {"kbps": _r(max((k.kbps for k in win), default=0.0)),
+                                       "busy_seconds": len(busy)}, tick.t)
+
+    def _hysteresis(self, t: float, cand: _Candidate | None) -> list[StateChange]:
+        if cand is None:
+            return []
+        if cand.state == self.state:
+            self._pending = None
+            if cand.state == "throttled" and cand.rate_kbps is not None and cand.evidence:
+                self.rate_kbps = cand.rate_kbps
+            return []
+        if self._pending is None or self._pending.state != cand.state:
+            self._pending = _Pending(cand.state, t)
+        hold = cand.hold if cand.hold is not None else ENTER_HOLD[cand.state]
+        if t - self._pending.since < hold:
+            return []
+        change = StateChange(t=t, state=cand.state, rate_kbps=cand.rate_kbps, evidence=cand.evidence,
+                             onset_t=min(cand.onset_t, self._pending.since), previous=self.state)
+        LOGGER.info("health: %s -> %s at t=%s (%s)", self.state, cand.state, t,
+                    f"{cand.rate_kbps} kbps" if cand.rate_kbps else "no rate")
+        self.state, self.rate_kbps, self._pending = cand.state, cand.rate_kbps, None
+        return [change]
