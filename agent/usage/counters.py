@@ -57,7 +57,7 @@ class Counters:
                 raise ValueError(f"baseline field {key}={value!r} is not a non-negative int")
         boot_id = d.get("boot_id", "")
         if not isinstance(boot_id, str):
-            raise ValueError(f"baseline boot_id={boot_id!r} is not a string")
+            raise TypeError(f"baseline boot_id={boot_id!r} is not a string")
         return cls(boot_id=boot_id, **values)
 
 

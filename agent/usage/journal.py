@@ -77,7 +77,7 @@ class _Acc:
 
 
 def _ms(t: float) -> int:
-    return int(round(t * 1000))
+    return round(t * 1000)
 
 
 def make_body(key: tuple[str, str, str, str], mccs: list[str], rx: int, tx: int,

@@ -106,7 +106,7 @@ def test_ack_compacts_and_state_survives(tmp_path: Path, clock: FakeClock) -> No
     assert reopened.baseline() == j.baseline()
     drive(reopened, clock, 1, meter=UsageMeter(clock, header_bytes=0, boot_id="boot-a"))
     reopened.flush()
-    assert [s for s, _ in UsageJournal(path, clock=clock).pending(100)][0] == 8
+    assert next(s for s, _ in UsageJournal(path, clock=clock).pending(100)) == 8
 
 
 def test_backlog_merges_only_unoffered(tmp_path: Path, clock: FakeClock) -> None:

@@ -1,0 +1,290 @@
+"""The WAN data interface over netlink (pyroute2): address, default route, events, counters.
+
+``WanLink`` applies the modem's data context (address/prefix, gateway, DNS, MTU) to the
+data interface, replaces the default route in one RTM_NEWROUTE with NLM_F_REPLACE (so a
+switch from one uplink to another never has zero or two defaults), removes what it
+added on release, reports link up/down/gone, and reads the 64-bit counters the usage
+meter needs. ``netns`` points it at a network namespace (tests, the virtual board).
+
+Blocking netlink calls are short (one request, one answer); the daemon runs them in a
+thread via ``asyncio.to_thread`` or calls them from the sampler's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pyroute2 import AsyncIPRoute, IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl import RTMGRP_LINK
+
+from agent.errors import NetError
+from agent.usage.counters import Counters
+
+LOGGER = logging.getLogger(__name__)
+
+EVENT_POLL_S = 0.5
+"""How often the event watcher thread checks for ``stop``: bounds shutdown latency."""
+
+WATCH_START_TIMEOUT_S = 5.0
+"""Opening a netlink socket (and entering a namespace) takes milliseconds; 5 s means broken."""
+
+MIN_MTU, MAX_MTU = 576, 9000
+"""IPv4's minimum datagram size (RFC 791) and jumbo frames: a context MTU outside is bogus."""
+
+IFF_UP = 0x1
+IFF_LOWER_UP = 0x10000
+
+
+class ContextLike(Protocol):
+    """What the modem's data context provides (modem/driver's ContextParams matches this)."""
+
+    address: str
+    prefix: int
+    gateway: str | None
+    dns: tuple[str, ...] | list[str]
+    mtu: int | None
+
+
+@dataclass(frozen=True)
+class ContextParams:
+    """A concrete data context, for callers that have no modem value at hand."""
+
+    address: str
+    prefix: int
+    gateway: str | None = None
+    dns: tuple[str, ...] = ()
+    mtu: int | None = None
+
+
+@dataclass(frozen=True)
+class LinkEvent:
+    """The data interface went ``up`` (carrier), ``down``, or is ``gone`` (deleted)."""
+
+    kind: str
+    ifname: str
+    ifindex: int
+
+
+@dataclass
+class _Applied:
+    address: str | None = None
+    prefix: int = 0
+    route: dict[str, Any] = field(default_factory=dict)
+
+
+class WanLink:
+    """One data interface, optionally inside a network namespace."""
+
+    def __init__(self, ifname: str, *, netns: str | None = None):
+        self.ifname = ifname
+        self.netns = netns
+        self._applied = _Applied()
+
+    # -- plumbing ---------------------------------------------------------------
+
+    @contextmanager
+    def _ipr(self, operation: str) -> Iterator[IPRoute]:
+        """An IPRoute for one operation; every netlink failure becomes a NetError."""
+        try:
+            ipr = IPRoute(netns=self.netns) if self.netns else IPRoute()
+        except (OSError, NetlinkError) as exc:
+            raise NetError(f"{operation} {self.ifname}: cannot open netlink ({exc})") from exc
+        try:
+            yield ipr
+        except NetlinkError as exc:
+            raise NetError(f"{operation} {self.ifname}: {exc.args[-1] if exc.args else exc} "
+                           f"(errno {exc.code})") from exc
+        except OSError as exc:
+            raise NetError(f"{operation} {self.ifname}: {exc}") from exc
+        finally:
+            ipr.close()
+
+    def _index(self, ipr: IPRoute, operation: str) -> int:
+        found = ipr.link_lookup(ifname=self.ifname)
+        if not found:
+            raise NetError(f"{operation} {self.ifname}: no such interface"
+                           + (f" in netns {self.netns}" if self.netns else ""))
+        return int(found[0])
+
+    def ifindex(self) -> int:
+        """The interface's current index (changes when the interface is re-created)."""
+        with self._ipr("lookup") as ipr:
+            return self._index(ipr, "lookup")
+
+    # -- configuration -------------------------------------------------------------
+
+    def apply(self, ctx: ContextLike) -> None:
+        """Bring the interface up with the context's MTU and address, then make it the
+        default route (replacing whichever default there was, in one message)."""
+        address, prefix, gateway = _validate(ctx, self.ifname)
+        with self._ipr("apply") as ipr:
+            idx = self._index(ipr, "apply")
+            link_args: dict[str, Any] = {"index": idx, "state": "up"}
+            if ctx.mtu:
+                link_args["mtu"] = int(ctx.mtu)
+            ipr.link("set", **link_args)
+            if self._applied.address and (self._applied.address, self._applied.prefix) != (address, prefix):
+                self._del_addr(ipr, idx, self._applied.address, self._applied.prefix)
+            ipr.addr("replace", index=idx, address=address, prefixlen=prefix)
+            self._applied.address, self._applied.prefix = address, prefix
+            self._replace_default(ipr, idx, gateway)
+        LOGGER.info("%s: %s/%d gw %s mtu %s applied", self.ifname, address, prefix, gateway, ctx.mtu)
+
+    def _replace_default(self, ipr: IPRoute, idx: int, gateway: str | None) -> None:
+        route: dict[str, Any] = {"dst": "0.0.0.0/0", "oif": idx}
+        if gateway:
+            route["gateway"] = gateway
+        else:
+            route["scope"] = 253  # RT_SCOPE_LINK: point-to-point wwan has no gateway
+        ipr.route("replace", **route)
+        self._applied.route = route
+
+    def release(self) -> None:
+        """Remove the address (and with it our default route); leave the link as found."""
+        with self._ipr("release") as ipr:
+            found = ipr.link_lookup(ifname=self.ifname)
+            if not found:
+                LOGGER.info("%s: already gone at release", self.ifname)
+                self._applied = _Applied()
+                return
+            idx = int(found[0])
+            if self._applied.route:
+                try:
+                    ipr.route("del", **self._applied.route)
+                except NetlinkError as exc:
+                    if exc.code != 3:  # ESRCH: already replaced by another uplink
+                        raise
+            if self._applied.address:
+                self._del_addr(ipr, idx, self._applied.address, self._applied.prefix)
+        self._applied = _Applied()
+
+    @staticmethod
+    def _del_addr(ipr: IPRoute, idx: int, address: str, prefix: int) -> None:
+        try:
+            ipr.addr("del", index=idx, address=address, prefixlen=prefix)
+        except NetlinkError as exc:
+            if exc.code not in (99, 19):  # EADDRNOTAVAIL / ENODEV: nothing to remove
+                raise
+
+    # -- observation ----------------------------------------------------------------
+
+    def counters(self) -> Counters:
+        """The 64-bit counters (IFLA_STATS64). rx = downlink, tx = uplink."""
+        with self._ipr("read counters of") as ipr:
+            idx = self._index(ipr, "read counters of")
+            (msg,) = ipr.get_links(idx)
+            stats = msg.get("IFLA_STATS64")
+            if stats is None:
+                raise NetError(f"read counters of {self.ifname}: kernel sent no IFLA_STATS64")
+            return Counters(idx, int(stats["rx_bytes"]), int(stats["tx_bytes"]),
+                            int(stats["rx_packets"]), int(stats["tx_packets"]))
+
+    def is_up(self) -> bool:
+        with self._ipr("query") as ipr:
+            (msg,) = ipr.get_links(self._index(ipr, "query"))
+            return bool(msg["flags"] & IFF_UP and msg["flags"] & IFF_LOWER_UP)
+
+    def watch(self, callback: Callable[[LinkEvent], None], stop: threading.Event) -> threading.Thread:
+        """Call ``callback`` with up/down/gone events from a daemon thread until ``stop``.
+
+        Returns once the subscription is live, so no event after the call is missed."""
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            asyncio.run(self._watch_async(callback, stop.is_set, ready, failure))
+
+        thread = threading.Thread(target=run, name=f"wanlink-{self.ifname}", daemon=True)
+        thread.start()
+        if not ready.wait(WATCH_START_TIMEOUT_S) or failure:
+            stop.set()
+            raise NetError(f"watch {self.ifname}: cannot subscribe to link events ({failure or 'timeout'})")
+        return thread
+
+    async def events(self) -> AsyncIterator[LinkEvent]:
+        """Async iterator over link events, on the caller's loop (ends when cancelled)."""
+        queue: asyncio.Queue[LinkEvent] = asyncio.Queue()
+        ready = threading.Event()
+        failure: list[BaseException] = []
+        task = asyncio.create_task(self._watch_async(queue.put_nowait, lambda: False, ready, failure))
+        try:
+            while True:
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    raise NetError(f"watch {self.ifname}: watcher ended ({failure or 'closed'})")
+                yield getter.result()
+        finally:
+            task.cancel()
+
+    async def _watch_async(self, callback: Callable[[LinkEvent], None], stopped: Callable[[], bool],
+                           ready: threading.Event, failure: list[BaseException]) -> None:
+        """Read RTMGRP_LINK messages, polling ``stopped`` every EVENT_POLL_S; a change of
+        state for our interface name becomes one LinkEvent."""
+        try:
+            ipr = AsyncIPRoute(netns=self.netns) if self.netns else AsyncIPRoute()
+            await ipr.bind(groups=RTMGRP_LINK)
+        except Exception as exc:  # noqa: BLE001
+            failure.append(exc)
+            ready.set()
+            return
+        ready.set()
+        last: str | None = None
+        try:
+            while not stopped():
+                try:
+                    messages = await asyncio.wait_for(_one_batch(ipr), EVENT_POLL_S)
+                except TimeoutError:
+                    continue
+                for msg in messages:
+                    event = self._classify(msg)
+                    if event is not None and event.kind != last:
+                        last = event.kind
+                        callback(event)
+        except Exception as exc:  # the watcher must never take the daemon down
+            failure.append(exc)
+            LOGGER.exception("%s: link watcher stopped", self.ifname)
+        finally:
+            closing = ipr.close()
+            if asyncio.iscoroutine(closing):
+                await closing
+
+    def _classify(self, msg: Any) -> LinkEvent | None:
+        if msg.get("IFLA_IFNAME") != self.ifname:
+            return None
+        idx = int(msg["index"])
+        if msg["event"] == "RTM_DELLINK":
+            return LinkEvent("gone", self.ifname, idx)
+        if msg["event"] != "RTM_NEWLINK":
+            return None
+        up = msg["flags"] & IFF_UP and msg["flags"] & IFF_LOWER_UP
+        return LinkEvent("up" if up else "down", self.ifname, idx)
+
+
+async def _one_batch(ipr: AsyncIPRoute) -> list[Any]:
+    """The messages of one netlink read (cancellable while waiting: nothing is lost)."""
+    return [msg async for msg in ipr.get()]
+
+
+def _validate(ctx: ContextLike, ifname: str) -> tuple[str, int, str | None]:
+    """Check the modem's context before touching the kernel; NetError names what came."""
+    try:
+        iface = ipaddress.IPv4Interface(f"{ctx.address}/{int(ctx.prefix)}")
+        gateway = str(ipaddress.IPv4Address(ctx.gateway)) if ctx.gateway else None
+    except (ValueError, TypeError) as exc:
+        raise NetError(f"apply {ifname}: bad data context address={ctx.address!r} "
+                       f"prefix={ctx.prefix!r} gateway={ctx.gateway!r}: {exc}") from exc
+    if ctx.mtu is not None and not MIN_MTU <= int(ctx.mtu) <= MAX_MTU:
+        raise NetError(f"apply {ifname}: implausible MTU {ctx.mtu!r}")
+    return str(iface.ip), iface.network.prefixlen, gateway
+
+
