@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 
 from agent.clock import JST
+from agent.errors import ConfigError
 
 MAX_SEGMENTS = 400
 """A delta spanning more than ~13 months of midnights is a clock jump, not traffic: the
@@ -25,6 +26,20 @@ class Segment:
     start: float
     end: float
     day: date
+
+
+def parse_tz(offset: str | None) -> tzinfo:
+    """The plan's zone from policy's "+09:00"-style offset; None or "" gives JST.
+    Raises ConfigError naming the value when it is not an offset."""
+    if not offset:
+        return JST
+    try:
+        parsed = datetime.fromisoformat(f"2000-01-01T00:00:00{offset}").tzinfo
+    except ValueError as exc:
+        raise ConfigError(f"bad time zone offset {offset!r} (want e.g. '+09:00')") from exc
+    if parsed is None:
+        raise ConfigError(f"bad time zone offset {offset!r} (want e.g. '+09:00')")
+    return JST if parsed.utcoffset(None) == JST.utcoffset(None) else parsed
 
 
 def day_of(t: float, tz: tzinfo = JST) -> date:

@@ -115,13 +115,12 @@ class UsageMeter:
 
     # -- state -------------------------------------------------------------------
 
-    @property
     def baseline(self) -> Counters | None:
         """The last accepted reading: deltas so far are computed up to it."""
         return self._prev
 
-    @property
     def baseline_wall(self) -> float:
+        """Wall time at which ``baseline()`` was read."""
         return self._prev_wall
 
     @property

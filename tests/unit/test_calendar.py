@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -34,8 +34,8 @@ def test_split_over_several_days_and_backwards_clock() -> None:
 
 
 def test_split_in_another_zone() -> None:
-    utc_midnight = datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp()
-    segs = calendar.split_days(utc_midnight - 1, utc_midnight + 1, timezone.utc)
+    utc_midnight = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+    segs = calendar.split_days(utc_midnight - 1, utc_midnight + 1, UTC)
     assert [s.day for s in segs] == [date(2025, 12, 31), date(2026, 1, 1)]
     assert calendar.tz_offset(utc_midnight, timezone(timedelta(hours=-5))) == "-05:00"
 
@@ -57,3 +57,14 @@ def test_apportion_is_exact_and_non_negative(total: int, weights: list[int]) -> 
 def test_apportion_proportional() -> None:
     assert calendar.apportion(1000, [1, 3]) == [250, 750]
     assert calendar.apportion(10, [1, 1, 1]) == [3, 3, 4]
+
+
+def test_parse_tz() -> None:
+    import pytest
+
+    from agent.errors import ConfigError
+
+    assert calendar.parse_tz(None) is JST and calendar.parse_tz("+09:00") is JST
+    assert calendar.parse_tz("-05:00").utcoffset(None) == timedelta(hours=-5)
+    with pytest.raises(ConfigError, match="'JST'"):
+        calendar.parse_tz("JST")

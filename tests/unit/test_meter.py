@@ -90,7 +90,7 @@ def test_reboot_counts_from_zero() -> None:
     clock = FakeClock(epoch=MIDNIGHT - 3600)
     before = make(clock, boot="boot-a")
     before.sample(c(9000, 9000))
-    baseline, wall = before.baseline, before.baseline_wall
+    baseline, wall = before.baseline(), before.baseline_wall()
     clock.advance(120)
     after = make(clock, boot="boot-b")
     after.seed(baseline, wall)
@@ -102,7 +102,7 @@ def test_restart_same_boot_resumes_from_baseline(clock: FakeClock) -> None:
     before.sample(c(9000, 9000))
     clock.advance(5)
     after = make(clock)
-    after.seed(before.baseline, before.baseline_wall)
+    after.seed(before.baseline(), before.baseline_wall())
     assert totals(after.sample(c(9100, 9050))) == (100, 50)
 
 
@@ -210,8 +210,8 @@ def test_generated_traffic_never_negative_never_invented(steps, header, start) -
 
 def _reseeded(old: UsageMeter, clock: FakeClock, header: int, boot: str) -> UsageMeter:
     new = make(clock, header=header, boot=boot)
-    assert old.baseline is not None
-    new.seed(old.baseline, old.baseline_wall)
+    assert old.baseline() is not None
+    new.seed(old.baseline(), old.baseline_wall())
     return new
 
 

@@ -28,12 +28,12 @@ def drive(journal: UsageJournal, clock: FakeClock, steps: int, per_step: int = 1
         meter = UsageMeter(clock, header_bytes=0, boot_id="boot-a")
         meter.set_active_sim(ICCID, IMSI, "440")
         meter.sample(base(start))
-    n = meter.baseline.rx_bytes if meter.baseline else start
+    n = meter.baseline().rx_bytes if meter.baseline() else start
     for _ in range(steps):
         clock.advance(1)
         n += per_step
         deltas = meter.sample(base(n))
-        journal.add(deltas, meter.baseline, meter.baseline_wall)
+        journal.add(deltas, meter.baseline(), meter.baseline_wall())
     return meter
 
 
@@ -57,7 +57,7 @@ def test_flush_interval_and_body_shape(tmp_path: Path, clock: FakeClock) -> None
     assert body == {"iccid": ICCID, "imsi": IMSI, "day": "2026-02-28", "month": "2026-02", "tz": "+09:00",
                     "mcc": ["440"], "rx_bytes": 10_000, "tx_bytes": 1000,
                     "start": "2026-02-28T23:58:20.000+09:00", "end": "2026-02-28T23:58:30.000+09:00"}
-    assert j2.baseline() == m.baseline
+    assert j2.baseline() == m.baseline()
 
 
 def test_flush_bytes_threshold(tmp_path: Path, clock: FakeClock) -> None:
@@ -85,7 +85,7 @@ def test_restart_resumes_from_baseline_without_double_count(tmp_path: Path, cloc
     meter.seed(j2.baseline(), j2.baseline_wall())
     # kernel counters kept running: 12 000 now, then 8 more seconds
     clock.advance(1)
-    j2.add(meter.sample(base(13_000)), meter.baseline, meter.baseline_wall)
+    j2.add(meter.sample(base(13_000)), meter.baseline(), meter.baseline_wall())
     drive(j2, clock, 7, meter=meter)
     j2.close()
     assert totals(UsageJournal(path, clock=clock))[0] == 20_000
