@@ -216,6 +216,8 @@ class CloudLink:
             except (RuntimeError, ValueError, asyncio.TimeoutError, ProtocolError):
                 pass
         self._end_session("stopped")
+        if client is not None:
+            self._teardown(client)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

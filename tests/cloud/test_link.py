@@ -1,0 +1,248 @@
+"""The real CloudLink against a real mosquitto and the reference cloud."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.cloud.link import AssignmentUnavailable, CloudLink
+from agent.cloud.outbox import Outbox
+from agent.cloud.protocol import MAX_MESSAGE_BYTES, Command
+from board.virtual.cloud import ReferenceCloud
+from board.virtual.pki import LabPki
+from board.virtual.pool import make_pool
+from tests.cloud.conftest import Broker, device_config, run
+
+POLL_S = 0.02
+"""Polling step where the condition lives in another process (broker, cloud thread)."""
+
+
+async def until(pred: Callable[[], Any], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not pred():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(POLL_S)
+
+
+ICCID = make_pool(10, seed=3)["sims"][0]["iccid"]  # the pool_data fixture's first SIM
+
+
+def usage(i: int, iccid: str = ICCID) -> dict[str, Any]:
+    return {"iccid": iccid, "imsi": "440100000100001", "day": "2026-01-31", "month": "2026-01", "tz": "+09:00",
+            "mcc": ["440"], "rx_bytes": 1000 + i, "tx_bytes": 10 + i, "start": "2026-01-31T00:00:00+09:00",
+            "end": "2026-01-31T00:01:00+09:00"}
+
+
+def kinds(cloud: ReferenceCloud, device: str = "dev-a") -> list[str]:
+    return [e["kind"] for e in cloud.events() if e["device"] == device]
+
+
+def errors(cloud: ReferenceCloud) -> list[dict[str, Any]]:
+    return [e["body"]["body"]["data"] for e in cloud.events() if e["kind"] == "error"]
+
+
+def test_event_is_delivered_and_dropped_only_on_the_clouds_ack(broker: Broker, pki: LabPki, cloud: ReferenceCloud,
+                                                               tmp_path: Path) -> None:
+    async def body() -> None:
+        link = CloudLink(device_config(pki, broker), state_dir=tmp_path / "agent")
+        await link.start()
+        try:
+            assert await link.wait_connected(5)
+            seq = await link.emit("health", {"state": "throttled", "iccid": ICCID})
+            assert len(link.events) == 1
+            await until(lambda: len(link.events) == 0)
+            assert seq == 1
+            assert "health" in kinds(cloud) and kinds(cloud)[0] == "state"
+            assert cloud.totals()[ICCID]["throttled"] is True
+        finally:
+            await link.stop()
+        assert cloud.wait_for(lambda: cloud.online.get("dev-a") is False, 5)
+    run(body())
+
+
+def test_broker_restart_mid_upload_loses_and_duplicates_nothing(broker: Broker, pki: LabPki,
+                                                               cloud: ReferenceCloud, tmp_path: Path) -> None:
+    source = Outbox(tmp_path / "usage.outbox", "usage")
+
+    async def body() -> None:
+        link = CloudLink(device_config(pki, broker), state_dir=tmp_path / "agent", sources=[source])
+        await link.start()
+        try:
+            assert await link.wait_connected(5)
+            for i in range(150):
+                source.put(usage(i))
+                link.kick()
+                if i == 60:
+                    await until(lambda: source.acked >= 20)
+                    broker.kill()  # abrupt: whatever it held in memory is gone
+                    broker.start()
+            await until(lambda: len(source) == 0, 20)
+            assert link.stats.drops >= 1 and link.stats.connects >= 2  # it really lost the broker
+        finally:
+            await link.stop()
+    run(body())
+    total = cloud.totals()[ICCID]
+    assert total["rx_bytes"] == sum(1000 + i for i in range(150))
+    assert total["tx_bytes"] == sum(10 + i for i in range(150))
+    assert cloud.streams["dev-a/usage"].upto == 150 and cloud.gaps == 0
+    received = [e["body"]["seq"] for e in cloud.events() if e["kind"] == "usage"]
+    assert sorted(set(received)) == list(range(1, 151))  # duplicates may arrive; each counted once
+
+
+def test_assignment_roundtrip_and_result(broker: Broker, pki: LabPki, cloud: ReferenceCloud, tmp_path: Path,
+                                        pool_data: dict[str, Any]) -> None:
+    async def body() -> None:
+        link = CloudLink(device_config(pki, broker), state_dir=tmp_path / "agent")
+        await link.start()
+        try:
+            a = await link.request_assignment("throttled", current_iccid=None, evidence={"kbps": 120}, timeout=10)
+            sim = next(s for s in pool_data["sims"] if s["iccid"] == a.profile.iccid)
+            assert a.profile.ki.hex() == sim["ki"] and a.profile.opc.hex() == sim["opc"]
+            assert a.profile.plan.remaining_bytes is not None and a.seq == 1
+            await link.report_assignment_result(a.assignment_id, True, "attached")
+            await until(lambda: cloud.totals()[a.profile.iccid]["device"] == "dev-a")
+            b = await link.request_assignment("throttled", current_iccid=a.profile.iccid, timeout=10)
+            assert b.profile.iccid != a.profile.iccid and b.seq == 2
+        finally:
+            await link.stop()
+    run(body())
+    assert "ki" not in (tmp_path / "cloud" / "events.jsonl").read_text().lower().replace("kind", "")
+
+
+def test_throttled_sim_is_never_assigned_again(broker: Broker, pki: LabPki, cloud: ReferenceCloud,
+                                              tmp_path: Path) -> None:
+    async def body() -> None:
+        link = CloudLink(device_config(pki, broker), state_dir=tmp_path / "agent")
+        await link.start()
+        try:
+            first = await link.request_assignment("boot", timeout=10)
+            await link.report_assignment_result(first.assignment_id, True, "attached")
+            await link.emit("health", {"state": "throttled", "iccid": first.profile.iccid})
+            await until(lambda: cloud.totals()[first.profile.iccid]["throttled"])
+            for _ in range(3):
+                nxt = await link.request_assignment("throttled", timeout=10)
+                assert nxt.profile.iccid != first.profile.iccid
+                await link.report_assignment_result(nxt.assignment_id, False, "attach failed")
+                await until(lambda: not cloud.swaps)
+        finally:
+            await link.stop()
+    run(body())
+
+
+def test_admission_control_answers_retry_after_and_the_device_honours_it(
+        broker: Broker, pki: LabPki, make_cloud: Callable[..., ReferenceCloud], tmp_path: Path) -> None:
+    cloud = make_cloud(max_concurrent_swaps=1, retry_after=0.3)
+
+    async def body() -> None:
+        a = CloudLink(device_config(pki, broker, "dev-a"), state_dir=tmp_path / "a")
+        b = CloudLink(device_config(pki, broker, "dev-b"), state_dir=tmp_path / "b")
+        await a.start()
+        await b.start()
+        try:
+            got_a = await a.request_assignment("boot", timeout=10)
+            task = asyncio.create_task(b.request_assignment("boot", timeout=10))
+            await until(lambda: sum(1 for e in cloud.events() if e["device"] == "dev-b"
+                                    and e["kind"] == "assign/request") >= 2)  # refused once, asked again
+            assert not task.done()
+            await a.report_assignment_result(got_a.assignment_id, True, "attached")
+            got_b = await task
+            assert got_b.profile.iccid != got_a.profile.iccid
+        finally:
+            await a.stop()
+            await b.stop()
+    run(body())
+
+
+def test_malformed_oversized_and_stale_inbound_are_rejected_and_reported(
+        broker: Broker, pki: LabPki, cloud: ReferenceCloud, tmp_path: Path) -> None:
+    got: list[Command] = []
+    policies: list[dict[str, Any]] = []
+
+    async def body() -> None:
+        link = CloudLink(device_config(pki, broker), state_dir=tmp_path / "agent")
+        link.on_command(got.append)
+        link.on_policy(policies.append)
+        await link.start()
+        try:
+            assert await link.wait_connected(5)
+            client = cloud._client
+            assert client is not None
+            for payload in (b"{nope", b'{"v":1,"pad":"' + b"x" * (MAX_MESSAGE_BYTES + 100) + b'"}', b'{"v":9}',
+                            b'{"v":1,"command_id":"c0","action":"explode"}',
+                            b'{"v":1,"command_id":"c-old","action":"report","expires_at":1000}'):
+                client.publish("pw/v1/dev-a/command", payload, qos=1)
+            good = {"command_id": "c1", "action": "swap", "window": {"not_before": 1, "not_after": 2}}
+            cloud.send_command("dev-a", good)
+            cloud.send_command("dev-a", good)  # a QoS 1 redelivery
+            cloud.set_policy("dev-a", {"version": 3, "swap_below_bytes": 200_000_000})
+            await until(lambda: len(got) == 1 and len(policies) == 1)
+            await until(lambda: len(errors(cloud)) >= 5)
+            assert link.connected
+        finally:
+            await link.stop()
+    run(body())
+    assert [c.command_id for c in got] == ["c1"]
+    assert policies[0]["version"] == 3
+    reasons = sorted(e["reason"] for e in errors(cloud))
+    assert reasons == ["expired", "malformed", "oversized", "schema", "version"]
+    assert all(e["topic"] == "pw/v1/dev-a/command" for e in errors(cloud))
+
+
+def test_link_follows_the_data_link(broker: Broker, pki: LabPki, cloud: ReferenceCloud, tmp_path: Path) -> None:
+    async def body() -> None:
+        link = CloudLink(device_config(pki, broker), state_dir=tmp_path / "agent")
+        await link.start()
+        try:
+            assert await link.wait_connected(5)
+            link.set_network_available(False)
+            await until(lambda: not link.connected)
+            attempts = link.stats.attempts
+            await link.emit("outage", {"start": "2026-01-01T00:00:00+09:00", "cause": "radio"})
+            await asyncio.sleep(0.5)  # a window in which a hammering client would have retried
+            assert link.stats.attempts == attempts and len(link.events) == 1
+            link.set_network_available(True)
+            await until(lambda: len(link.events) == 0)
+        finally:
+            await link.stop()
+    run(body())
+    assert "outage" in kinds(cloud)
+
+
+def test_watchdog_rebuilds_a_client_when_nothing_arrives(broker: Broker, pki: LabPki, cloud: ReferenceCloud,
+                                                         tmp_path: Path) -> None:
+    async def body() -> None:
+        link = CloudLink(device_config(pki, broker, watchdog_idle=1.0), state_dir=tmp_path / "agent")
+        await link.start()
+        try:
+            assert await link.wait_connected(5)
+            os.kill(broker.proc.pid, signal.SIGSTOP)  # alive to TCP, answers nothing
+            try:
+                await until(lambda: link.stats.rebuilds >= 1, 5)
+            finally:
+                os.kill(broker.proc.pid, signal.SIGCONT)
+            await until(lambda: link.connected, 10)
+            await link.emit("health", {"state": "ok"})
+            await until(lambda: len(link.events) == 0, 10)
+        finally:
+            await link.stop()
+    run(body())
+
+
+def test_no_assignment_when_cloud_absent_times_out_cleanly(broker: Broker, pki: LabPki, tmp_path: Path) -> None:
+    async def body() -> None:
+        link = CloudLink(device_config(pki, broker, request_attempt=0.3), state_dir=tmp_path / "agent")
+        await link.start()
+        try:
+            with pytest.raises(AssignmentUnavailable) as err:
+                await link.request_assignment("boot", timeout=1.0)
+            assert err.value.reason == "timeout" and link.connected
+        finally:
+            await link.stop()
+    run(body())
