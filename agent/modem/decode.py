@@ -101,6 +101,8 @@ class _Decoder:
             self.command = None
             if final.is_error and final.error is not None:
                 yield _error_object(line, final.error)
+            elif final.line != "OK":
+                yield {"family": final.line, "kind": "response", "raw": line.strip()}  # CONNECT
             return
         if line.startswith("(") and self.family == "+COPS":
             self.pending.append(line)  # a +COPS=? list continued on the next line

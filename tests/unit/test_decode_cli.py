@@ -106,3 +106,19 @@ def test_solicited_registration_after_echo_is_a_response_with_n() -> None:
     (echo, reg) = objects
     assert echo == {"kind": "echo", "command": "AT+CEREG?"}
     assert (reg["kind"], reg["n"], reg["stat"], reg["tac"]) == ("response", 4, 1, 0x1F00)
+
+
+def test_every_corpus_response_decodes_in_process_without_raising(corpus_path: Path) -> None:
+    """The whole corpus (all 761 vectors, every family) through the decoder: it never raises,
+    and a vector made of one non-OK line always yields exactly one non-echo object."""
+    from agent.modem.decode import decode_stream
+
+    vectors = [json.loads(line) for line in corpus_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    for vector in vectors:
+        lines = [line.strip() for line in vector["raw"].replace("\r", "\n").split("\n") if line.strip()]
+        objects = list(decode_stream(lines))
+        content = [o for o in objects if o["kind"] != "echo"]
+        if len(lines) == 1 and lines[0] != "OK" and not lines[0].upper().startswith("AT"):
+            assert len(content) == 1, (vector["id"], objects)
+        for obj in content:
+            assert obj["kind"] in ("response", "urc", "error", "unknown"), obj
