@@ -86,6 +86,9 @@ policer's bucket can add ~1/6 over 3 s, never 1/2."""
 EXCEED_SECONDS = 2
 """...and two such averages in the window, so one lucky burst does not count."""
 
+IDLE_SECONDS = 10
+"""No flow and no bytes for 10 s: longer than a web page's think time (1-5 s)."""
+
 IDLE_KBPS = 16.0
 """Below 16 kbps both ways with no active flow: background chatter, nobody waiting."""
 
@@ -130,7 +133,7 @@ ENTER_HOLD: dict[str, float] = {
     "throttled": 2.0,    # the window already needs 5-6 flat seconds; 3 more samples
     "congested": 4.0,    # a wandering rate must keep wandering
     "ok": 4.0,           # leave a bad state only once good held ~5 s
-    "idle": 10.0,        # longer than a web page's think time (1-5 s)
+    "idle": 0.0,         # IDLE_SECONDS of no demand is already required by the rule
 }
 """Seconds a candidate must hold before the state changes (entered and left this way)."""
 
@@ -251,6 +254,7 @@ def nearest_known(kbps: float, known: tuple[int, ...]) -> int | None:
 class _Pending:
     state: str
     since: float
+    count: int = 0
 
 
 class Classifier:
@@ -303,6 +307,8 @@ class Classifier:
         while self._ticks and tick.t - self._ticks[0].t > HISTORY_SECONDS:
             self._ticks.popleft()
         cand = self._candidate(tick)
+        if cand is not None and cand.state == "none":
+            return []  # a short pause: no opinion
         return self._hysteresis(tick.t, cand)
 
     # ------------------------------------------------------------ internals
@@ -371,10 +377,25 @@ class Classifier:
         ev = {"radio": {k: _r(v) for k, v in radio.items()}, "below": why, **self._delay_loss(self._window(WINDOW_SECONDS))}
         return _Candidate("poor_radio", None, ev, tick.t)
 
+    @staticmethod
+    def _is_idle(k: _Tick) -> bool:
+        return k.flows == 0 and k.down_kbps + k.up_kbps < IDLE_KBPS
+
     def _idle(self, tick: _Tick) -> _Candidate | None:
-        if tick.flows == 0 and tick.down_kbps + tick.up_kbps < IDLE_KBPS:
-            return _Candidate("idle", None, {"flows": 0, "kbps": _r(tick.down_kbps + tick.up_kbps)}, tick.t)
-        return None
+        """Idle only once nobody has wanted data for IDLE_SECONDS; a shorter pause (think
+        time) is no opinion at all, so it does not break another state's hold."""
+        if not self._is_idle(tick):
+            return None
+        run = 0
+        for k in reversed(self._ticks):
+            if not self._is_idle(k):
+                break
+            run += 1
+        if run < IDLE_SECONDS:
+            return _Candidate("none", None, {}, tick.t)
+        win = list(self._ticks)[-run:]
+        return _Candidate("idle", None, {"flows": 0, "idle_seconds": run,
+                                         "kbps": _r(max(k.down_kbps + k.up_kbps for k in win))}, win[0].t)
 
     def _base_rtt(self) -> float | None:
         rtts = [k.rtt_ms for k in self._ticks if k.rtt_ms is not None]
@@ -504,6 +525,8 @@ class Classifier:
             return self._still_throttled(win)
         if not busy and self.state is not None:
             return None  # between bursts: no opinion
+        if len(busy) < MIN_BUSY_SECONDS and self.state == "ok":
+            return None  # a burst too short to judge must not reset another state's hold
         return _Candidate("ok", None, {"kbps": _r(max((k.kbps for k in win), default=0.0)),
                                        "busy_seconds": len(busy)}, tick.t)
 
@@ -517,8 +540,11 @@ class Classifier:
             return []
         if self._pending is None or self._pending.state != cand.state:
             self._pending = _Pending(cand.state, t)
+        self._pending.count += 1
         hold = cand.hold if cand.hold is not None else ENTER_HOLD[cand.state]
-        if t - self._pending.since < hold:
+        # Both: the time must have passed *and* about that many samples agreed, so a
+        # candidate seen once before a long pause does not win on elapsed time alone.
+        if t - self._pending.since < hold or self._pending.count < hold:
             return []
         change = StateChange(t=t, state=cand.state, rate_kbps=cand.rate_kbps, evidence=cand.evidence,
                              onset_t=min(cand.onset_t, self._pending.since), previous=self.state)
