@@ -68,6 +68,7 @@ class Modem:
         *,
         baud: int = DEFAULT_BAUD,
         opener: Callable[[str, int], Awaitable[AtChannel]] = open_channel,
+        init_timeout: float | None = None,
     ):
         self.port = port
         self.baud = baud
@@ -80,6 +81,8 @@ class Modem:
         self._ready = asyncio.Event()
         self._subscriptions: list[tuple[str, Callable[[str], None]]] = []
         self.last_registration: parse.Registration | None = None
+        self.init_timeout = init_timeout
+        """Timeout of start-up commands and probes (None: the channel's default)."""
 
     # -- lifecycle -------------------------------------------------------------------
     async def open(self) -> None:
@@ -128,7 +131,7 @@ class Modem:
         for attempt in range(1, INIT_ATTEMPTS + 1):
             try:
                 for command in self.dialect.init_commands:
-                    await self._raw(command)
+                    await self._raw(command, timeout=self.init_timeout)
                 self._needs_init = False
                 return
             except AtCommandError as exc:
@@ -164,9 +167,9 @@ class Modem:
         return self._parse(parser, await self.command(command))
 
     # -- identity and SIM ------------------------------------------------------------
-    async def ping(self) -> None:
+    async def ping(self, timeout: float | None = None) -> None:
         """``AT`` -> OK, the cheapest proof of life."""
-        await self.command("AT")
+        await self.command("AT", timeout=timeout if timeout is not None else self.init_timeout)
 
     async def identity(self) -> Identity:
         async def text(cmd: str) -> str:

@@ -509,6 +509,7 @@ class CommandSet:
         from board.virtual.modem import BOOT_LATENCY
 
         self.m.reboots += 1
+        self.m._hang_until = 0.0  # a power cycle cures a hung baseband
         self._detach()
         self.stat, self.cfun = 0, 0
         self.m._queue.clear()
