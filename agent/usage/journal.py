@@ -246,7 +246,10 @@ class UsageJournal:
             acc.end = max(acc.end, d.end)
             self._acc_bytes += d.rx_bytes + d.tx_bytes
         self._base, self._base_wall = baseline, wall
-        due = self._clock.monotonic() - self._last_flush >= self._interval
+        # The very first baseline is made durable at once: until it is, a restart could
+        # not tell which bytes are already counted.
+        due = (self._clock.monotonic() - self._last_flush >= self._interval
+               or self._durable_base is None)
         if due or self._acc_bytes >= self._flush_bytes:
             try:
                 self.flush("interval" if due else "bytes")

@@ -28,6 +28,7 @@ def drive(journal: UsageJournal, clock: FakeClock, steps: int, per_step: int = 1
         meter = UsageMeter(clock, header_bytes=0, boot_id="boot-a")
         meter.set_active_sim(ICCID, IMSI, "440")
         meter.sample(base(start))
+        journal.add([], meter.baseline(), meter.baseline_wall())  # first baseline: durable at once
     n = meter.baseline().rx_bytes if meter.baseline() else start
     for _ in range(steps):
         clock.advance(1)
@@ -50,7 +51,7 @@ def clock() -> FakeClock:
 def test_flush_interval_and_body_shape(tmp_path: Path, clock: FakeClock) -> None:
     j2 = UsageJournal(tmp_path / "v.log", clock=clock, flush_interval_s=10)
     m = drive(j2, clock, 9)
-    assert j2.pending(10) == [] and j2.baseline() is None  # not yet flushed
+    assert j2.pending(10) == [] and j2.baseline() == base(0)  # only the first baseline so far
     drive(j2, clock, 1, meter=m)
     (seq, body), = j2.pending(10)
     assert seq == 1 and valid_body(body)
