@@ -353,6 +353,7 @@ class AtChannel(asyncio.Protocol):
         self._write: Writer | None = None
         self._transport: asyncio.BaseTransport | Any = None
         self._closed_exc: PortClosed | None = None
+        self._closing = False
         self._desynced = False
         self._sentinel = sentinel
         self._resync_count = 0
@@ -383,12 +384,13 @@ class AtChannel(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed_exc = PortClosed(f"serial port closed: {exc or 'EOF'}", raw=str(exc or ""))
         self._write = None
+        deliberate = self._closing and exc is None
         pending = self._pending
         if pending is not None and not pending.future.done():
             pending.future.set_exception(
                 PortClosed(f"port closed during {pending.shown}", command=pending.shown)
             )
-        LOGGER.warning("AT port closed: %s", exc or "EOF")
+        LOGGER.log(logging.DEBUG if deliberate else logging.WARNING, "AT port closed: %s", exc or "EOF")
 
     # -- URCs ------------------------------------------------------------------------
     def subscribe(self, prefix: str, callback: UrcCallback) -> Callable[[], None]:
@@ -578,6 +580,7 @@ class AtChannel(asyncio.Protocol):
     def close(self) -> None:
         """Close the transport (idempotent)."""
         if self._transport is not None:
+            self._closing = True
             self._transport.close()
             self._transport = None
 

@@ -219,3 +219,49 @@ async def test_hang_times_out_then_the_channel_resynchronises(vmodem: VirtualMod
     # the late answer to the timed-out command must not be taken for this one
     assert await modem.iccid() == vmodem.config.seed.iccid
     await modem.close()
+
+
+# --- board profiles: the driver is configured from them -----------------------------
+
+from agent.boardprofile import KNOWN_DIALECTS, load_profile, profile_from_dict  # noqa: E402
+from agent.errors import ConfigError  # noqa: E402
+
+
+def test_shipped_profiles_load_and_name_known_dialects() -> None:
+    virtual = load_profile("virtual")
+    assert (virtual.dialect, virtual.data_interface, virtual.link_header_bytes) == ("virtual", "wwan0", 14)
+    assert virtual.vsim_slots == (1, 2) and virtual.seed_slot == 0
+    ec25 = load_profile("quectel-ec25-openwrt")
+    assert ec25.dialect == "generic" and ec25.link_header_bytes == 0 and ec25.reset_line["kind"] == "gpio"
+    assert set(KNOWN_DIALECTS) == set(DIALECTS)
+
+
+@pytest.mark.parametrize(
+    "change,key",
+    [({"baud": 1234}, "baud"), ({"dialect": "huawei"}, "dialect"), ({"link_header_bytes": 4}, "link_header_bytes"),
+     ({"vsim_slots": [0, 1]}, "seed_slot"), ({"vsim_slots": "1,2"}, "vsim_slots"), ({"colour": "red"}, "colour"),
+     ({"reset_line": {"kind": "gpio"}}, "reset_line.path"), ({"at_port": 5}, "at_port")],
+)
+def test_bad_profile_keys_are_config_errors_naming_the_key(change: dict, key: str) -> None:  # type: ignore[type-arg]
+    import tomllib
+
+    from agent.boardprofile import PROFILES_DIR
+
+    data = tomllib.loads((PROFILES_DIR / "virtual.toml").read_text())
+    data.update(change)
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        profile_from_dict(data)
+
+
+def test_missing_key_is_named() -> None:
+    with pytest.raises(ConfigError, match="'at_port'"):
+        profile_from_dict({"name": "x", "vsim_slots": []})
+
+
+@async_test
+async def test_modem_opened_from_the_virtual_profile(vmodem: VirtualModem) -> None:
+    profile = load_profile("virtual")
+    modem = Modem(vmodem.path, profile.dialect, baud=profile.baud)
+    await modem.open()
+    assert (await modem.active_profile())[0] == profile.seed_slot
+    await modem.close()

@@ -231,3 +231,26 @@ def test_pocket_lab_modem_prints_its_pty_and_stops_on_sigterm() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def run_cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "agent.cli", *argv], cwd=REPO, capture_output=True, text=True, timeout=30)
+
+
+def test_pocket_agent_at_prints_raw_and_decoded(vmodem: VirtualModem) -> None:
+    vmodem.set_radio_conditions(-100.0, -11.0, 5.0, True)
+    out = run_cli("at", "--port", vmodem.path, "AT+CESQ")
+    assert out.returncode == 0, out.stderr
+    raw, final, decoded = out.stdout.splitlines()
+    assert raw == "+CESQ: 99,99,255,255,18,41" and final == "OK"
+    meaning = json.loads(decoded)["+CESQ"]
+    assert meaning["rsrp_dbm"] == pytest.approx(-100, abs=1)
+    err = run_cli("at", "--port", vmodem.path, "AT+CGDCONT=99")
+    assert err.returncode == 1 and "+CME ERROR: 50" in err.stdout
+    assert json.loads(err.stdout.splitlines()[-1])["error"]["name"] == "incorrect parameters"
+
+
+def test_pocket_agent_at_refuses_vsim_loads(vmodem: VirtualModem) -> None:
+    out = run_cli("at", "--port", vmodem.path, 'AT+VSIMLOAD=1,"x"')
+    assert out.returncode == 2 and "carries SIM keys" in out.stderr
+    assert "+VSIMLOAD" not in vmodem.commands_seen

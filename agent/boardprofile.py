@@ -1,0 +1,131 @@
+"""Board profiles: what the agent needs to know about the hardware it runs on.
+
+One TOML file per board (board/profiles/*.toml). The agent never knows whether its
+board is real or virtual: the profile is the only difference. Every key is validated
+on load, and a bad one is a ConfigError that names it, so a wrong profile fails at
+start-up and not at the first modem reset in the field.
+"""
+
+from __future__ import annotations
+
+import logging
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.errors import ConfigError
+
+LOGGER = logging.getLogger(__name__)
+
+PROFILES_DIR = Path(__file__).resolve().parent.parent / "board" / "profiles"
+"""Where the shipped profiles live (installed as package data of ``board``)."""
+
+ETHERNET_HEADER_BYTES = 14
+"""Dst MAC + src MAC + EtherType: the framing on veth and cdc_ether/RNDIS interfaces."""
+
+KNOWN_DIALECTS = ("generic", "virtual")
+"""Kept in step with agent.modem.dialects.DIALECTS (checked by a test)."""
+
+RESET_KINDS = ("gpio", "none", "hook")
+"""gpio: a sysfs GPIO value file; hook: provided by the embedding program (the virtual
+board's modem); none: no way to power-cycle the modem."""
+
+BAUD_RATES = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
+
+
+@dataclass(frozen=True)
+class BoardProfile:
+    """One board. See docs/modem.md for every key."""
+
+    name: str
+    at_port: str
+    baud: int
+    dialect: str
+    data_interface: str
+    link_header_bytes: int
+    """Bytes of link framing per packet on ``data_interface``: 14 for Ethernet-framed
+    (veth, cdc_ether), 0 for raw-IP wwan; the usage meter subtracts it per packet."""
+    vsim_slots: tuple[int, ...]
+    seed_slot: int
+    reset_line: dict[str, Any] = field(default_factory=lambda: {"kind": "none"})
+    resolv_file: str = "/tmp/resolv.conf.d/resolv.conf.auto"
+    lan_interface: str = "br-lan"
+
+
+def _need(data: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+    if key not in data:
+        raise ConfigError(f"board profile: missing key {key!r}")
+    value = data[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise ConfigError(f"board profile: key {key!r} has the wrong type ({type(value).__name__}: {value!r})")
+    return value
+
+
+def _check_reset(spec: Any) -> dict[str, Any]:
+    if not isinstance(spec, dict):
+        raise ConfigError(f"board profile: key 'reset_line' must be a table, got {spec!r}")
+    kind = spec.get("kind")
+    if kind not in RESET_KINDS:
+        raise ConfigError(f"board profile: key 'reset_line.kind' must be one of {RESET_KINDS}, got {kind!r}")
+    if kind == "gpio" and not isinstance(spec.get("path"), str):
+        raise ConfigError("board profile: key 'reset_line.path' is required for kind gpio")
+    return dict(spec)
+
+
+def profile_from_dict(data: dict[str, Any]) -> BoardProfile:
+    """Validate and build; ConfigError names the first bad key."""
+    known = set(BoardProfile.__dataclass_fields__)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"board profile: unknown key {unknown[0]!r}")
+    slots = _need(data, "vsim_slots", list)
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in slots):
+        raise ConfigError(f"board profile: key 'vsim_slots' must be non-negative integers, got {slots!r}")
+    profile = BoardProfile(
+        name=_need(data, "name", str),
+        at_port=_need(data, "at_port", str),
+        baud=_need(data, "baud", int),
+        dialect=_need(data, "dialect", str),
+        data_interface=_need(data, "data_interface", str),
+        link_header_bytes=_need(data, "link_header_bytes", int),
+        vsim_slots=tuple(slots),
+        seed_slot=_need(data, "seed_slot", int),
+        reset_line=_check_reset(data.get("reset_line", {"kind": "none"})),
+        resolv_file=data.get("resolv_file", "/tmp/resolv.conf.d/resolv.conf.auto"),
+        lan_interface=data.get("lan_interface", "br-lan"),
+    )
+    _check_values(profile)
+    return profile
+
+
+def _check_values(p: BoardProfile) -> None:
+    if p.baud not in BAUD_RATES:
+        raise ConfigError(f"board profile: key 'baud' must be one of {BAUD_RATES}, got {p.baud}")
+    if p.dialect not in KNOWN_DIALECTS:
+        raise ConfigError(f"board profile: key 'dialect' must be one of {KNOWN_DIALECTS}, got {p.dialect!r}")
+    if p.link_header_bytes not in (0, ETHERNET_HEADER_BYTES):
+        raise ConfigError(
+            f"board profile: key 'link_header_bytes' must be 0 (raw IP) or {ETHERNET_HEADER_BYTES} (Ethernet), got {p.link_header_bytes}"
+        )
+    if p.seed_slot in p.vsim_slots:
+        raise ConfigError(f"board profile: key 'seed_slot' {p.seed_slot} must not be one of vsim_slots {p.vsim_slots}")
+    if p.dialect == "generic" and p.vsim_slots:
+        raise ConfigError("board profile: key 'vsim_slots' must be empty for dialect generic (no vSIM)")
+    for key in ("at_port", "data_interface", "resolv_file", "lan_interface"):
+        if not getattr(p, key):
+            raise ConfigError(f"board profile: key {key!r} is empty")
+
+
+def load_profile(path_or_name: str | Path) -> BoardProfile:
+    """Load a profile from a path, or by name from board/profiles (``"virtual"``)."""
+    path = Path(path_or_name)
+    if not path.suffix and not path.exists():
+        path = PROFILES_DIR / f"{path_or_name}.toml"
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"board profile {path} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"board profile {path}: not TOML: {exc}") from None
+    return profile_from_dict(data)
