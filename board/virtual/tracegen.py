@@ -110,15 +110,20 @@ class Scenario:
 
     def expectations(self) -> dict[str, Any]:
         """Expected states in order with the trace second each phase starts."""
-        states, t, onset, rate = [], 0.0, None, None
+        states, t, onset, rate, applied = [], 0.0, None, None, None
         for p in self.phases:
             st = p.expected_state()
+            if p.link in ("police", "shape") and applied is None:
+                applied = t
             states.append({"state": st, "from_t": t, "to_t": t + p.seconds,
                            "rate_kbps": p.rate_kbps if st == "throttled" else None})
             if st == "throttled" and onset is None:
                 onset, rate = t, p.rate_kbps
             t += p.seconds
+        # throttle_onset_t: first second of throttling under load (what detection delay is
+        # measured from); cap_applied_t: when the cap went on, possibly while idle.
         return {"note": self.note, "seconds": t, "phases": states, "throttle_onset_t": onset,
+                "cap_applied_t": applied,
                 "throttle_rate_kbps": rate, "throttled": onset is not None}
 
 
