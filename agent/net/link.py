@@ -13,8 +13,12 @@ thread via ``asyncio.to_thread`` or calls them from the sampler's thread.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import ipaddress
 import logging
+import os
+import socket
+import struct
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
@@ -87,6 +91,8 @@ class WanLink:
         self.ifname = ifname
         self.netns = netns
         self._applied = _Applied()
+        self._stats: _StatsSocket | None = None
+        self._stats_lock = threading.Lock()
 
     # -- plumbing ---------------------------------------------------------------
 
@@ -177,15 +183,26 @@ class WanLink:
     # -- observation ----------------------------------------------------------------
 
     def counters(self) -> Counters:
-        """The 64-bit counters (IFLA_STATS64). rx = downlink, tx = uplink."""
-        with self._ipr("read counters of") as ipr:
-            idx = self._index(ipr, "read counters of")
-            (msg,) = ipr.get_links(idx)
-            stats = msg.get("IFLA_STATS64")
-            if stats is None:
-                raise NetError(f"read counters of {self.ifname}: kernel sent no IFLA_STATS64")
-            return Counters(idx, int(stats["rx_bytes"]), int(stats["tx_bytes"]),
-                            int(stats["rx_packets"]), int(stats["tx_packets"]))
+        """The 64-bit counters (IFLA_STATS64). rx = downlink, tx = uplink.
+
+        Read over one raw netlink socket kept open (about 50 us a read, against ~14 ms for
+        a fresh pyroute2 IPRoute): the sampler calls this every second, on a small CPU."""
+        with self._stats_lock:
+            if self._stats is None:
+                self._stats = _StatsSocket(self.netns, self.ifname)
+            try:
+                return self._stats.read(self.ifname)
+            except NetError:
+                self._stats.close()
+                self._stats = None
+                raise
+
+    def close(self) -> None:
+        """Close the counters socket (the object stays usable: it reopens on demand)."""
+        with self._stats_lock:
+            if self._stats is not None:
+                self._stats.close()
+                self._stats = None
 
     def is_up(self) -> bool:
         with self._ipr("query") as ipr:
@@ -268,6 +285,105 @@ class WanLink:
             return None
         up = msg["flags"] & IFF_UP and msg["flags"] & IFF_LOWER_UP
         return LinkEvent("up" if up else "down", self.ifname, idx)
+
+
+NETLINK_ROUTE = 0
+RTM_NEWLINK, RTM_GETLINK, NLMSG_ERROR = 16, 18, 2
+NLM_F_REQUEST = 1
+IFLA_IFNAME, IFLA_STATS64 = 3, 23
+CLONE_NEWNET = 0x40000000
+NLMSG = struct.Struct("=IHHII")
+IFINFO = struct.Struct("=BxHiII")
+RTATTR = struct.Struct("=HH")
+STATS64_HEAD = struct.Struct("=QQQQ")  # rx_packets, tx_packets, rx_bytes, tx_bytes
+NETLINK_TIMEOUT_S = 2.0
+"""The kernel answers RTM_GETLINK at once; 2 s only bounds a wedged socket."""
+
+
+class _StatsSocket:
+    """A raw NETLINK_ROUTE socket asking RTM_GETLINK by name and parsing IFLA_STATS64.
+
+    In a namespace, the socket is created by a short-lived thread that entered the
+    namespace (setns affects only the calling thread); the socket stays bound to it."""
+
+    def __init__(self, netns: str | None, ifname: str):
+        self._seq = 0
+        try:
+            self._sock = _socket_in(netns)
+        except OSError as exc:
+            raise NetError(f"read counters of {ifname}: cannot open netlink ({exc})") from exc
+        self._sock.settimeout(NETLINK_TIMEOUT_S)
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def read(self, ifname: str) -> Counters:
+        self._seq += 1
+        name = ifname.encode() + b"\0"
+        attr = RTATTR.pack(RTATTR.size + len(name), IFLA_IFNAME) + name
+        attr += b"\0" * (-len(attr) % 4)
+        body = IFINFO.pack(0, 0, 0, 0, 0) + attr
+        request = NLMSG.pack(NLMSG.size + len(body), RTM_GETLINK, NLM_F_REQUEST, self._seq, 0) + body
+        try:
+            self._sock.send(request)
+            while True:
+                data = self._sock.recv(65536)
+                reply = self._parse(data, ifname)
+                if reply is not None:
+                    return reply
+        except OSError as exc:
+            raise NetError(f"read counters of {ifname}: {exc}") from exc
+
+    def _parse(self, data: bytes, ifname: str) -> Counters | None:
+        """The answer to our seq, or None for a stray message (another seq)."""
+        length, kind, _, seq, _ = NLMSG.unpack_from(data, 0)
+        if seq != self._seq:
+            return None
+        if kind == NLMSG_ERROR:
+            errno_ = -struct.unpack_from("=i", data, NLMSG.size)[0]
+            reason = "no such interface" if errno_ == 19 else os.strerror(errno_)
+            raise NetError(f"read counters of {ifname}: {reason} (errno {errno_})")
+        if kind != RTM_NEWLINK:
+            raise NetError(f"read counters of {ifname}: unexpected netlink message type {kind}")
+        _, _, index, _, _ = IFINFO.unpack_from(data, NLMSG.size)
+        pos = NLMSG.size + IFINFO.size
+        while pos + RTATTR.size <= min(length, len(data)):
+            alen, atype = RTATTR.unpack_from(data, pos)
+            if alen < RTATTR.size:
+                break
+            if atype == IFLA_STATS64:
+                rxp, txp, rxb, txb = STATS64_HEAD.unpack_from(data, pos + RTATTR.size)
+                return Counters(index, rxb, txb, rxp, txp)
+            pos += (alen + 3) & ~3
+        raise NetError(f"read counters of {ifname}: kernel sent no IFLA_STATS64")
+
+
+def _socket_in(netns: str | None) -> socket.socket:
+    """A NETLINK_ROUTE socket in ``netns`` (None: ours); never creates a namespace."""
+    if netns is None:
+        return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+    result: list[socket.socket | OSError] = []
+
+    def enter_and_open() -> None:
+        try:
+            fd = os.open(f"/var/run/netns/{netns}", os.O_RDONLY)
+            try:
+                if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns {netns}: {os.strerror(err)}")
+            finally:
+                os.close(fd)
+            result.append(socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE))
+        except OSError as exc:
+            result.append(exc)
+
+    worker = threading.Thread(target=enter_and_open, name=f"netns-{netns}")
+    worker.start()
+    worker.join()
+    (got,) = result
+    if isinstance(got, OSError):
+        raise got
+    return got
 
 
 async def _one_batch(ipr: AsyncIPRoute) -> list[Any]:
