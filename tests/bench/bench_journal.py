@@ -26,10 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from agent.clock import FakeClock  # noqa: E402
-from agent.usage.counters import Counters  # noqa: E402
-from agent.usage.journal import UsageJournal  # noqa: E402
-from agent.usage.meter import UsageMeter  # noqa: E402
+from agent.clock import FakeClock
+from agent.usage.counters import Counters
+from agent.usage.journal import UsageJournal
+from agent.usage.meter import UsageMeter
 
 RATE_BPS = 5_000_000  # steady user traffic, both directions together
 DOWN_SHARE = 0.85  # typical downlink-heavy mix
@@ -43,7 +43,7 @@ GOAL_LOSS_S, AIM_LOSS_S = 300.0, 60.0
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def simulate(seconds: int, seed: int, online: bool, tmp: Path) -> dict[str, float]:
