@@ -49,9 +49,9 @@ KNOWN_RATES_KBPS: tuple[int, ...] = (128, 200, 256, 300, 384, 512, 1000)
 """Throttle rates in Japanese MVNO and carrier contracts (domain.md's plan table and
 the issue); the plan's own rate is added when known."""
 
-WINDOW_SECONDS = 8.0
-"""Throughput window. Eight one-second samples give six 3-s averages, enough to see
-flatness, while keeping the detection delay under the 10 s median goal."""
+WINDOW_SECONDS = 10.0
+"""Throughput look-back: the ceiling is judged on the last six busy seconds found in
+the last 10 s (a web page's think time may sit between them)."""
 
 MIN_BUSY_SECONDS = 6
 """Busy seconds needed in the window before judging a ceiling: fewer is a web page's
@@ -425,7 +425,10 @@ class Classifier:
         return out
 
     def _ceiling(self, win: list[_Tick]) -> dict[str, Any] | None:
-        busy = [k for k in win if k.busy]
+        """The most recent MIN_BUSY_SECONDS busy seconds inside the window: judging only
+        those (not every busy second of the window) lets the verdict come as soon as
+        six seconds at the new rate exist, without the seconds before the cap."""
+        busy = [k for k in win if k.busy][-MIN_BUSY_SECONDS:]
         if len(busy) < MIN_BUSY_SECONDS:
             return None
         mean = sum(k.kbps * k.dt for k in busy) / sum(k.dt for k in busy)
@@ -433,6 +436,7 @@ class Classifier:
         in_band = [t for t, r in smooth if abs(r - mean) <= FLAT_BAND * mean]
         rates = [r for _, r in smooth]
         return {"kbps": mean, "busy_seconds": len(busy), "flat": len(in_band) / len(smooth),
+                "start_t": busy[0].t,
                 "flows": statistics.median(k.flows for k in busy),
                 "onset_t": in_band[0] if in_band else busy[0].t,
                 "cv": statistics.pstdev(rates) / mean if mean > 0 else 0.0}
@@ -447,7 +451,9 @@ class Classifier:
         known = nearest_known(ceil["kbps"], self.known_rates)
         if known is None:
             return None
-        delay = self._delay_loss(win)
+        # Delay over the same seconds the ceiling was judged on, not the whole window:
+        # RTTs from before the cap would blur a shaper's steady queue.
+        delay = self._delay_loss([k for k in win if k.t >= ceil["start_t"]])
         queue, spread = delay["queue_ms"], delay["rtt_spread_ms"]
         shaper = queue is not None and queue >= SHAPER_QUEUE_MS and spread is not None and \
             spread <= STEADY_RTT_SPREAD * queue
