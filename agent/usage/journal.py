@@ -355,29 +355,27 @@ class UsageJournal:
         self.compact()
 
     def _merge_unoffered(self) -> None:
-        """Merge bodies nobody has seen (created here, never offered) per key, renumbered
-        from the first free seq: exact sums, far fewer records."""
+        """Merge bodies nobody has seen (created here, never offered) per key: each merged
+        body keeps the highest seq of its group, so seqs stay increasing and are never
+        reused; sums stay exact."""
         floor = max(self._offered, self._first_own_seq - 1)
         keep = [(s, b) for s, b in self._pending if s <= floor]
-        merged: dict[tuple[str, ...], dict[str, Any]] = {}
-        for _, body in (p for p in self._pending if p[0] > floor):
+        merged: dict[tuple[str, ...], tuple[int, dict[str, Any]]] = {}
+        for seq, body in (p for p in self._pending if p[0] > floor):
             key = (body["iccid"], body["imsi"], body["day"], body["tz"])
-            into = merged.get(key)
-            if into is None:
-                merged[key] = dict(body, mcc=list(body["mcc"]))
+            if key not in merged:
+                merged[key] = (seq, dict(body, mcc=list(body["mcc"])))
                 continue
+            into = merged[key][1]
             into["rx_bytes"] += body["rx_bytes"]
             into["tx_bytes"] += body["tx_bytes"]
             into["mcc"] = sorted(set(into["mcc"]) | set(body["mcc"]))
             into["start"] = min(into["start"], body["start"], key=datetime.fromisoformat)
             into["end"] = max(into["end"], body["end"], key=datetime.fromisoformat)
-        seq = floor + 1
-        for body in merged.values():
-            keep.append((seq, body))
-            seq += 1
-        LOGGER.warning("usage backlog of %d records: merged %d unoffered into %d",
-                       len(self._pending), len(self._pending) - len(keep) + len(merged), len(merged))
-        self._pending, self._next_seq = keep, seq
+            merged[key] = (seq, into)
+        LOGGER.warning("usage backlog of %d records: merged the unoffered ones into %d",
+                       len(self._pending), len(merged))
+        self._pending = keep + sorted(merged.values(), key=lambda p: p[0])
 
     def compact(self) -> None:
         """Rewrite the file as state + unacked bodies (atomic: old or new file, never half)."""

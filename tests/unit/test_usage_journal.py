@@ -120,6 +120,7 @@ def test_backlog_merges_only_unoffered(tmp_path: Path, clock: FakeClock) -> None
     assert len(pend) < 20
     assert sum(b["rx_bytes"] for _, b in pend) == 35_000
     assert [s for s, _ in pend] == sorted({s for s, _ in pend})
+    assert pend[-1][0] == 35  # seqs are never reused: the merged body keeps the last one
 
 
 def test_switch_flush_mcc_and_two_sims(tmp_path: Path, clock: FakeClock) -> None:
