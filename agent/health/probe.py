@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import time
 from dataclasses import dataclass, field
 from typing import Any
 

@@ -77,7 +77,8 @@ def main(args: argparse.Namespace) -> int:
     except (AgentError, OSError) as exc:
         LOGGER.error("cannot record: %s", exc)
         return 2
-    out = sys.stdout if args.out == "-" else open(Path(args.out), "w", encoding="utf-8", newline="")
+    out = sys.stdout if args.out == "-" else open(  # noqa: SIM115 - closed in finally
+        Path(args.out), "w", encoding="utf-8", newline="")
     try:
         rows = record(sampler, TraceWriter(out), args.duration, args.interval)
     except KeyboardInterrupt:

@@ -49,7 +49,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -183,7 +183,7 @@ class Topology:
 
 def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     LOGGER.debug("$ %s", " ".join(cmd))
-    done = subprocess.run(list(cmd), capture_output=True, text=True, timeout=20)
+    done = subprocess.run(list(cmd), capture_output=True, text=True, timeout=20, check=False)
     if check and done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr.strip()}")
     return done
@@ -381,7 +381,7 @@ def _web(server: tuple[str, int], deadline: float, rng: random.Random) -> None:
         sizes = [int(rng.lognormvariate(11.5, 1.0)) % 600_000 + 20_000 for _ in range(rng.randint(1, 6))]
         page_deadline = min(deadline, time.monotonic() + 30)
         with ThreadPoolExecutor(len(sizes)) as pool:
-            list(pool.map(lambda n: fetch(server, n, page_deadline), sizes))
+            list(pool.map(fetch, [server] * len(sizes), sizes, [page_deadline] * len(sizes)))
         time.sleep(min(max(0.0, deadline - time.monotonic()), rng.uniform(1.0, 5.0)))
 
 

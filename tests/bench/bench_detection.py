@@ -21,10 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from agent.health.classifier import Classifier  # noqa: E402
-from agent.health.probe import PROBE_BYTES  # noqa: E402
-from agent.health.replay import replay  # noqa: E402
-from agent.health.trace import read_trace  # noqa: E402
+from agent.health.classifier import Classifier
+from agent.health.probe import PROBE_BYTES
+from agent.health.replay import replay
+from agent.health.trace import read_trace
 
 TRACES = Path(__file__).resolve().parents[1] / "traces"
 GOAL_MEDIAN_S, GOAL_WORST_S = 10.0, 20.0
@@ -32,7 +32,7 @@ GOAL_MEDIAN_S, GOAL_WORST_S = 10.0, 20.0
 
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def main() -> int:
@@ -60,7 +60,7 @@ def main() -> int:
         if first is not None and "probe" not in first.evidence:
             probe_agree += res.probes_requested
         print(f"{name:28s} {exp['throttle_rate_kbps'] or '-':>9} "
-              f"{(first.rate_kbps if first else '-'):>9} {('%.0f s' % delay) if delay is not None else '-':>6} "
+              f"{(first.rate_kbps if first else '-'):>9} {f'{delay:.0f} s' if delay is not None else '-':>6} "
               f"{(first.evidence.get('mechanism', '') if first else ''):>8} {res.probes_requested:>3}  "
               f"{' > '.join(states)}")
     print()

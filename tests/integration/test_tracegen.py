@@ -47,7 +47,7 @@ def test_policer_scenario_records_a_throttle_the_classifier_sees(tracegen, tmp_p
     assert all(s.rsrp_dbm is not None and s.registered for s in samples)
     states = [c.state for c in replay(samples).changes]
     assert states[-1] == "throttled"
-    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     assert tg.Topology(SLOT).ns("dev") not in names.split()  # torn down
 
 

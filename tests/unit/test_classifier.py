@@ -8,8 +8,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.health.classifier import (ENTER_HOLD, KNOWN_RATES_KBPS, Classifier, StateChange,
-                                     nearest_known)
+from agent.health.classifier import (
+    ENTER_HOLD,
+    KNOWN_RATES_KBPS,
+    Classifier,
+    StateChange,
+    nearest_known,
+)
 from agent.health.sample import Sample
 
 

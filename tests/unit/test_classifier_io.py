@@ -15,8 +15,13 @@ from agent.clock import FakeClock
 from agent.errors import NetError
 from agent.health import probe
 from agent.health.sample import COLUMNS, Sample
-from agent.health.sampler import (FlowCounter, UdpEchoProber, parse_cereg_registered, parse_cesq,
-                                  read_counters)
+from agent.health.sampler import (
+    FlowCounter,
+    UdpEchoProber,
+    parse_cereg_registered,
+    parse_cesq,
+    read_counters,
+)
 from agent.health.trace import TraceError, dumps, iter_samples, read_trace
 
 HEADER = ",".join(COLUMNS)
