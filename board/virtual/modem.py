@@ -393,6 +393,8 @@ class VirtualModem:
                 timeout = max(0.0, min(timeout, self._timers[0][0] - now))
             if self._hang_until > now:
                 timeout = min(timeout, self._hang_until - now)
+            if self._queue:  # a command waits for the modem to finish the previous one
+                timeout = max(0.0, min(timeout, max(self._busy_until, self._hang_until) - now))
             fds = [self._wake_r] + ([self._master] if self._master >= 0 else [])
             try:
                 ready, _, _ = select.select(fds, [], [], timeout)
