@@ -6,9 +6,13 @@
 Topology (slot 0; slot k adds the suffix ``k`` to each namespace and uses the k-th /27
 of 198.19.200.0/24)::
 
-    pwtg-lan  lan0 .2/30 ── lan0 .1/30  pwtg-dev  wan0 .5/30 ── wanp .6/30  pwtg-net
-    (load client)                       (router: forwarding,                (carrier + internet:
-                                         conntrack, recorder)                throttle, server, reflector)
+    pwtg-lan  lan0 .2/30 ── lan0 .1/30  pwtg-dev  wan0 .5/30 ── wanp .6/30  pwtg-net  srvp .9/30 ── srv0 .10/30  pwtg-srv
+    (load client)                       (router: forwarding,                (carrier: forwards,                   (internet: TCP
+                                         conntrack, recorder)                throttles)                            server, reflector)
+
+The server sits one forwarding hop behind the carrier so the carrier's queues are real
+network queues: on the server's own interface, TCP small queues would hold the data
+back in the socket and no queue (no queueing delay) would ever build.
 
 The carrier's throttle sits on the carrier side of the WAN veth, in pwtg-net:
 
@@ -37,6 +41,7 @@ import argparse
 import csv
 import json
 import logging
+import math
 import os
 import random
 import socket
@@ -64,9 +69,13 @@ BASE_LINK_KBIT = 20_000
 """The unthrottled LTE link: 20 Mbit/s is a typical 4G downlink for one user, and caps
 the CPU a bulk TCP load burns on veth (which would otherwise run at many Gbit/s)."""
 
-WANDER_PERIOD = {"congest": 2.0, "poor": 1.0}
-"""How often a busy cell / weak link changes its rate: cell load changes over seconds,
-fading over fractions of one."""
+WANDER_PERIOD = {"congest": 1.0, "poor": 0.5}
+"""How often a busy cell / weak link changes its rate: the cell scheduler's share moves
+with other users' bursts every second or so, fading within fractions of one."""
+
+WANDER_SIGMA = 0.3
+"""Log-normal step of the wander (+-35 % typical): a busy LTE cell's per-user rate
+moves by tens of percent from second to second."""
 
 WANDER_RANGE_KBIT = {"congest": (600, 4000), "poor": (200, 2500)}
 QUEUE_MS = {"shape": 250, "congest": 500, "poor": 150, "ok": 50}
@@ -178,7 +187,7 @@ class Topology:
 
     @property
     def server_ip(self) -> str:
-        return self.addr(6)
+        return self.addr(10)
 
 
 def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -194,25 +203,30 @@ def nsx(ns: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[s
 
 
 def topology_down(topo: Topology) -> None:
-    for role in ("lan", "dev", "net"):
+    for role in ("lan", "dev", "net", "srv"):
         sh("ip", "netns", "del", topo.ns(role), check=False)
 
 
 def topology_up(topo: Topology) -> None:
     """Three namespaces, two veth pairs, forwarding and conntrack accounting in pwtg-dev."""
     topology_down(topo)
-    dev, net, lan = topo.ns("dev"), topo.ns("net"), topo.ns("lan")
-    for ns in (dev, net, lan):
+    dev, net, lan, srv = topo.ns("dev"), topo.ns("net"), topo.ns("lan"), topo.ns("srv")
+    for ns in (dev, net, lan, srv):
         sh("ip", "netns", "add", ns)
         sh("ip", "-n", ns, "link", "set", "lo", "up")
     sh("ip", "link", "add", "lan0", "netns", lan, "type", "veth", "peer", "name", "lan0", "netns", dev)
     sh("ip", "link", "add", "wan0", "netns", dev, "type", "veth", "peer", "name", "wanp", "netns", net)
-    for ns, ifname, host in ((lan, "lan0", 2), (dev, "lan0", 1), (dev, "wan0", 5), (net, "wanp", 6)):
+    sh("ip", "link", "add", "srvp", "netns", net, "type", "veth", "peer", "name", "srv0", "netns", srv)
+    for ns, ifname, host in ((lan, "lan0", 2), (dev, "lan0", 1), (dev, "wan0", 5), (net, "wanp", 6),
+                             (net, "srvp", 9), (srv, "srv0", 10)):
         sh("ip", "-n", ns, "addr", "add", f"{topo.addr(host)}/30", "dev", ifname)
         sh("ip", "-n", ns, "link", "set", ifname, "up")
     sh("ip", "-n", lan, "route", "add", "default", "via", topo.addr(1))
+    sh("ip", "-n", dev, "route", "add", "default", "via", topo.addr(6))
     sh("ip", "-n", net, "route", "add", f"{topo.addr(0)}/30", "via", topo.addr(5))
+    sh("ip", "-n", srv, "route", "add", "default", "via", topo.addr(9))
     nsx(dev, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    nsx(net, "sysctl", "-qw", "net.ipv4.ip_forward=1")
     # A rule that uses conntrack makes the kernel track this namespace's forwarded flows.
     nsx(dev, "nft", "add table inet pwtg; add chain inet pwtg routed { type filter hook forward "
         "priority 0; }; add rule inet pwtg routed ct state established,related counter accept")
@@ -220,7 +234,8 @@ def topology_up(topo: Topology) -> None:
     sh("ip", "-n", net, "link", "set", "wanp", "txqueuelen", "1000")
     # No GSO super-packets on the carrier side: a tbf whose burst (a few kB at 128-384
     # kbit) is smaller than a 64 kB GSO packet stalls for good with it at the head.
-    for ns, ifname in ((net, "wanp"), (dev, "wan0"), (dev, "lan0"), (lan, "lan0")):
+    for ns, ifname in ((net, "wanp"), (net, "srvp"), (srv, "srv0"), (dev, "wan0"), (dev, "lan0"),
+                       (lan, "lan0")):
         sh("ip", "-n", ns, "link", "set", ifname, "gso_max_segs", "1")
 
 
@@ -282,9 +297,12 @@ class LinkDriver:
 
     def _wander(self, kind: str) -> None:
         lo, hi = WANDER_RANGE_KBIT[kind]
-        kbit = (lo + hi) / 2
+        centre = math.sqrt(lo * hi)
+        kbit = centre
         while not self._stop.is_set():
-            kbit = min(hi, max(lo, kbit * self.rng.uniform(0.6, 1.6)))
+            # mean-reverting random walk in log space around the range's centre
+            step = 0.5 * math.log(kbit) + 0.5 * math.log(centre) + self.rng.gauss(0, WANDER_SIGMA)
+            kbit = min(hi, max(lo, math.exp(step)))
             set_tbf(self.topo, int(kbit), QUEUE_MS[kind])
             self._stop.wait(WANDER_PERIOD[kind])
 
@@ -459,7 +477,7 @@ def record_scenario(sc: Scenario, out: Path, slot: int = 0) -> Path:
     try:
         topology_up(topo)
         with processes() as procs, tempfile.TemporaryDirectory(prefix="pwtg-") as tmp:
-            srv = subprocess.Popen(_py(topo.ns("net"), "-m", "board.virtual.tracegen", "serve",
+            srv = subprocess.Popen(_py(topo.ns("srv"), "-m", "board.virtual.tracegen", "serve",
                                        "--host", topo.server_ip), env=env, stdout=subprocess.PIPE)
             procs.append(srv)
             assert srv.stdout is not None
