@@ -75,6 +75,11 @@ FLAT_FRACTION = 0.8
 """Share of 3-s averages that must sit in the band (5 of 6): a policer holds the total
 there; a busy cell or a fading link moves it every second or two."""
 
+DRIFT_MAX = 0.15
+"""First and last 3-s averages of the six busy seconds may differ by 15 % of the mean at
+most: a cap holds its level, while a cell whose load slowly rises drifts *through* a
+throttle rate and would otherwise look flat near it for a few seconds."""
+
 KNOWN_RATE_LOW, KNOWN_RATE_HIGH = 0.80, 1.10
 """Measured/known ratio accepted as "at that rate": goodput under a policer runs ~85-95 %
 of the police rate (TCP backs off after drops), L2 framing counts a few % above it."""
@@ -436,6 +441,7 @@ class Classifier:
         in_band = [t for t, r in smooth if abs(r - mean) <= FLAT_BAND * mean]
         rates = [r for _, r in smooth]
         return {"kbps": mean, "busy_seconds": len(busy), "flat": len(in_band) / len(smooth),
+                "drift": abs(rates[-1] - rates[0]) / mean if mean > 0 else 0.0,
                 "start_t": busy[0].t,
                 "flows": statistics.median(k.flows for k in busy),
                 "onset_t": in_band[0] if in_band else busy[0].t,
@@ -446,7 +452,7 @@ class Classifier:
         ceil = self._ceiling(win)
         if self.state == "throttled" and (ceil is None or ceil["flat"] < FLAT_FRACTION):
             return self._still_throttled(win)
-        if ceil is None or ceil["flat"] < FLAT_FRACTION:
+        if ceil is None or ceil["flat"] < FLAT_FRACTION or ceil["drift"] > DRIFT_MAX:
             return None
         known = nearest_known(ceil["kbps"], self.known_rates)
         if known is None:
@@ -464,7 +470,7 @@ class Classifier:
         ev: dict[str, Any] = {
             "ceiling_kbps": _r(ceil["kbps"]), "known_rate_kbps": known,
             "plan_rate_kbps": self.plan_rate_kbps, "flat_fraction": _r(ceil["flat"], 2),
-            "cv": _r(ceil["cv"], 3), "busy_seconds": ceil["busy_seconds"], "flows": ceil["flows"],
+            "cv": _r(ceil["cv"], 3), "drift": _r(ceil["drift"], 3), "busy_seconds": ceil["busy_seconds"], "flows": ceil["flows"],
             "mechanism": "shaper" if shaper else "policer", **delay,
             "radio": {k: _r(v) for k, v in radio.items()},
         }
@@ -531,8 +537,12 @@ class Classifier:
             return self._still_throttled(win)
         if not busy and self.state is not None:
             return None  # between bursts: no opinion
-        if len(busy) < MIN_BUSY_SECONDS and self.state == "ok":
-            return None  # a burst too short to judge must not reset another state's hold
+        fast = any(k.kbps > EXCEED_FACTOR * max(self.known_rates) for k in busy)
+        if len(busy) < MIN_BUSY_SECONDS and (self.state == "ok" or not fast):
+            # Too short to judge: it must not reset another state's hold, and coming back
+            # from idle it could be a capped SIM, so "ok" needs a second faster than any
+            # throttle rate, or enough seconds to judge a ceiling.
+            return None
         return _Candidate("ok", None, {"kbps": _r(max((k.kbps for k in win), default=0.0)),
                                        "busy_seconds": len(busy)}, tick.t)
 

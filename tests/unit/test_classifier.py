@@ -94,6 +94,12 @@ def test_congestion_wanders_and_is_not_throttled() -> None:
     assert states(changes)[-1] == "congested"
 
 
+def test_a_rate_drifting_through_a_throttle_rate_is_not_throttled() -> None:
+    ramp = [{"seconds": 1, "kbps": 1400 * 0.95 ** i, "jitter": 0.0, "flows": 3} for i in range(30)]
+    changes, _ = run([OK, *ramp])  # 1400 -> 300 kbps, 5 % a second, through 1000/512/384/300
+    assert "throttled" not in states(changes)
+
+
 def test_weak_signal_at_a_throttle_rate_is_poor_radio() -> None:
     changes, _ = run([OK, {"seconds": 40, "kbps": 128, "flows": 3, "radio": (-118.0, -16.0, -2.0),
                            "loss": 0.1}])
