@@ -108,6 +108,7 @@ class UsageMeter:
         self._prev: Counters | None = None
         self._prev_wall = 0.0
         self._prev_mono: float | None = None
+        self._waiting_for_time = False
         self.rejected = 0
         """Readings refused as implausible jumps (each logged)."""
         self.unattributed_bytes = 0
@@ -149,14 +150,20 @@ class UsageMeter:
     def sample(self, counters: Counters) -> list[UsageDelta]:
         """Account one reading; returns the deltas (possibly none) it produced."""
         wall, mono = self._clock.wall(), self._clock.monotonic()
+        if self._prev is not None and not self._clock.wall_trusted():
+            if not self._waiting_for_time:
+                LOGGER.warning("wall clock not set (reads %.0f): holding usage until it is", wall)
+            self._waiting_for_time = True
+            return []  # baseline kept: these bytes are attributed once the day is known
+        self._waiting_for_time = False
         cur = counters.with_boot_id(self._boot_id)
         prev, prev_wall, prev_mono = self._prev, self._prev_wall, self._prev_mono
         self._prev, self._prev_wall, self._prev_mono = cur, wall, mono
         if prev is None:
             LOGGER.info("first reading %s taken as baseline", cur)
             return []
-        same_boot = prev.boot_id == cur.boot_id
-        elapsed = mono - prev_mono if (prev_mono is not None and same_boot) else wall - prev_wall
+        by_mono = prev_mono is not None and prev.boot_id == cur.boot_id
+        elapsed = mono - prev_mono if by_mono else wall - prev_wall  # type: ignore[operator]
         limit = int(self._max_rate_bps / 8 * max(elapsed, MIN_PLAUSIBILITY_WINDOW_S))
         moved = self._moved(prev, cur, limit)
         if moved is None:
@@ -168,7 +175,9 @@ class UsageMeter:
             self.unattributed_bytes += rx + tx
             LOGGER.warning("%d rx + %d tx bytes moved with no active SIM; not billed", rx, tx)
             return []
-        return self._split(prev_wall, wall, rx, tx)
+        # The interval ends now; its start comes from the monotonic clock when it can, so
+        # an NTP step or an RTC set while we waited does not stretch it over other days.
+        return self._split(wall - elapsed if by_mono else prev_wall, wall, rx, tx)
 
     def _moved(self, prev: Counters, cur: Counters, limit: int) -> tuple[int, int] | None:
         """IP-level (rx, tx) since ``prev``, or None if the reading is rejected."""

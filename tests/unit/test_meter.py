@@ -231,3 +231,28 @@ def test_arbitrary_readings_never_negative_nor_beyond_link_rate(readings) -> Non
         assert all(d.rx_bytes >= 0 and d.tx_bytes >= 0 for d in deltas)
         assert sum(d.rx_bytes for d in deltas) <= limit
         assert sum(d.tx_bytes for d in deltas) <= limit
+
+
+def test_untrusted_wall_clock_holds_usage_until_set(clock: FakeClock) -> None:
+    """A router that booted without an RTC reads 1970: its bytes must not be billed to
+    1970-01-01, nor lost; they are attributed when the clock is set (NTP/NITZ)."""
+    rtc_unset = FakeClock(epoch=1000.0)
+    meter = make(rtc_unset)
+    meter.sample(c(0, 0))
+    rtc_unset.advance(30)
+    assert meter.sample(c(3000, 300)) == []
+    rtc_unset.advance(30)
+    rtc_unset.epoch = MIDNIGHT + 100  # NTP sets the clock (a jump of 56 years)
+    (d,) = meter.sample(c(6000, 600))
+    assert (d.rx_bytes, d.tx_bytes, d.day) == (6000, 600, "2026-02-01")
+    assert d.end - d.start == 60  # the interval from the monotonic clock, not the jump
+
+
+def test_wall_step_does_not_stretch_interval(clock: FakeClock) -> None:
+    clock.epoch = MIDNIGHT - 5
+    meter = make(clock)
+    meter.sample(c(0, 0))
+    clock.mono += 10
+    clock.epoch += 3600  # NTP stepped forward an hour while 10 s passed
+    (d,) = meter.sample(c(1000, 0))
+    assert (d.day, d.rx_bytes, d.end - d.start) == ("2026-02-01", 1000, 10)

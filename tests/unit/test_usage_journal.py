@@ -200,3 +200,24 @@ def test_flash_wear_per_flush_is_small(tmp_path: Path, clock: FakeClock) -> None
     j.ack(j.pending(1000)[-1][0])
     # 8 MiB byte-threshold flushes every ~13 s at this rate; a day must stay under 1 MB
     assert j.bytes_written * 6 * 24 < 1_000_000
+
+
+def test_write_failure_is_logged_retried_and_not_offered_early(tmp_path: Path, clock: FakeClock, caplog) -> None:
+    """Flash gone read-only/full: the daemon keeps running, nothing is offered before it
+    is durable, and the retry writes every byte exactly once."""
+    state = tmp_path / "state"
+    state.mkdir()
+    j = UsageJournal(state / "u.log", clock=clock, flush_interval_s=2)
+    meter = drive(j, clock, 2)
+    assert totals(j) == (2000, 200)
+    moved = tmp_path / "state.away"
+    state.rename(moved)
+    state.write_bytes(b"")  # a file where the directory was: every open fails (ENOTDIR)
+    drive(j, clock, 2, meter=meter)  # flush fails inside add(): logged, not raised
+    assert "flush failed" in caplog.text
+    assert totals(j) == (2000, 200)  # the failed record is not offered
+    state.unlink()
+    moved.rename(state)
+    drive(j, clock, 2, meter=meter)
+    assert totals(j) == (6000, 600)
+    assert totals(UsageJournal(state / "u.log", clock=clock)) == (6000, 600)
