@@ -224,10 +224,12 @@ class CloudLink:
         self._tasks = []
         if thread is not None:
             await asyncio.to_thread(thread.join, JOIN_TIMEOUT_S)
+        if client is not None:
+            await asyncio.wait_for(asyncio.to_thread(client.loop_stop), JOIN_TIMEOUT_S)
         self.connected = False
 
     async def wait_connected(self, timeout: float) -> bool:
-        """Wait until a session is live; False on timeout."""
+        """Wait until a session is live and subscribed (replies can arrive); False on timeout."""
         assert self._connected_event is not None, "start() first"
         try:
             await asyncio.wait_for(self._connected_event.wait(), timeout)
@@ -372,21 +374,21 @@ class CloudLink:
         return client
 
     def _paho_thread(self, client: mqtt.Client, gen: int) -> None:
-        """paho's side: connect (blocking TLS), then its network loop until the connection ends."""
+        """Connect (blocking TCP + TLS) off the event loop, then hand the socket to paho's thread.
+
+        ``loop_start()`` matters beyond convenience: with paho's own thread registered,
+        ``publish()`` from the asyncio thread only queues the packet and wakes that
+        thread; without it paho writes to the TLS socket from the caller's thread,
+        racing the network loop and corrupting the stream.
+        """
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         try:
             client.connect(self.config.host, self.config.port, self.config.keepalive, clean_start=False,
                            properties=props)
+            client.loop_start()  # reconnect_on_failure=False: its thread ends with the connection
         except Exception as exc:  # noqa: BLE001 - any failure here is "could not connect"
             self._post(self._cb_thread_end, gen, f"{exc.__class__.__name__}: {exc}")
-            return
-        try:
-            client.loop_forever()
-        except Exception as exc:  # noqa: BLE001 - paho bug or socket error: the session is over
-            self._post(self._cb_thread_end, gen, f"{exc.__class__.__name__}: {exc}")
-            return
-        self._post(self._cb_thread_end, gen, "loop ended")
 
     def _post(self, fn: Callable[..., None], *args: Any) -> None:
         """paho thread -> asyncio loop."""
@@ -431,6 +433,8 @@ class CloudLink:
         bad = [str(rc) for rc in reason_codes if rc.is_failure]
         if bad:
             LOGGER.error("broker refused our subscriptions: %s", bad)
+        elif gen == self._gen and self.connected and self._connected_event is not None:
+            self._connected_event.set()  # replies and commands can reach us now
 
     def _end_session(self, outcome: str) -> None:
         if self._session_end is not None and not self._session_end.done():
@@ -443,8 +447,7 @@ class CloudLink:
     def _on_live(self, client: mqtt.Client) -> None:
         assert self._connected_event is not None
         self.stats.connects += 1
-        self.connected = True
-        self._connected_event.set()
+        self.connected = True  # publishing may start; wait_connected() also waits for the SUBACK
         self._last_rx = self.clock.monotonic()
         self._probe_sent = False
         LOGGER.info("cloud link up (session %d)", self._session)
