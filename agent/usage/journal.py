@@ -148,6 +148,7 @@ class UsageJournal:
         self._file_kids: dict[tuple[Any, ...], int] = {}
         self.skipped_records = 0
         self._state_next_seq = 1
+        self._acked_durable = 0
         self._log = RecordLog(path)
         self._replay()
         self._first_own_seq = self._next_seq
@@ -171,7 +172,7 @@ class UsageJournal:
         self._next_seq = max(self._next_seq, self._state_next_seq)
         self._durable_base, self._durable_wall = self._base, self._base_wall
         self._durable_seq = self._next_seq - 1
-        self._acked_at_compaction = self._acked
+        self._acked_at_compaction = self._acked_durable = self._acked
         LOGGER.info("usage journal %s: %d pending, next seq %d, baseline %s",
                     self._log.path, len(self._pending), self._next_seq, self._base)
 
@@ -259,7 +260,8 @@ class UsageJournal:
     def flush(self, reason: str = "explicit") -> None:
         """Make everything accumulated durable in one record (SIM switch, shutdown, timer)."""
         self._last_flush = self._clock.monotonic()
-        if self._base is None or (not self._acc and self._base == self._durable_base):
+        news = self._acc or self._base != self._durable_base or self._acked > self._acked_durable
+        if self._base is None or not news:
             return
         units = self._encode_units()
         base = self._base
@@ -274,6 +276,7 @@ class UsageJournal:
         self._log.flush()
         self._durable_base, self._durable_wall = self._queued
         self._durable_seq = self._next_seq - 1
+        self._acked_durable = rec[2]
         LOGGER.debug("usage journal flushed (%s): %d bodies up to %s", reason, len(units), base)
         self._maybe_compact()
 
@@ -386,7 +389,7 @@ class UsageJournal:
         self._log.compact(keep)
         self._file_boot = base.boot_id if base else None
         self._file_kids.clear()
-        self._acked_at_compaction = self._acked
+        self._acked_at_compaction = self._acked_durable = self._acked
 
 
 def _dump(rec: list[Any]) -> bytes:

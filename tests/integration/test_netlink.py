@@ -161,6 +161,8 @@ def test_errors_name_operation_and_interface(pair: Pair) -> None:
         WanLink("nosuch0", netns=pair.a).apply(CTX)
     with pytest.raises(NetError, match="bad data context address='300.1.1.1'"):
         WanLink(pair.wan, netns=pair.a).apply(ContextParams(address="300.1.1.1", prefix=24))
+    with pytest.raises(NetError, match="implausible MTU 68"):
+        WanLink(pair.wan, netns=pair.a).apply(ContextParams(address="198.19.100.1", prefix=24, mtu=68))
     with pytest.raises(NetError, match="read counters of nosuch0"):
         WanLink("nosuch0", netns=pair.a).counters()
 

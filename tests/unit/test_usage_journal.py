@@ -221,3 +221,12 @@ def test_write_failure_is_logged_retried_and_not_offered_early(tmp_path: Path, c
     drive(j, clock, 2, meter=meter)
     assert totals(j) == (6000, 600)
     assert totals(UsageJournal(state / "u.log", clock=clock)) == (6000, 600)
+
+
+def test_ack_survives_clean_shutdown(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "u.log"
+    j = UsageJournal(path, clock=clock, flush_interval_s=2)
+    drive(j, clock, 6)
+    j.ack(j.pending(10)[-2][0])
+    j.close()  # no new usage, but the ack must be durable
+    assert [s for s, _ in UsageJournal(path, clock=clock).pending(10)] == [3]
