@@ -13,6 +13,7 @@ once per command (a field log shows it without flooding on every poll).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -215,7 +216,8 @@ class Modem:
                     await self.command(f"{base}=2")
                     self._urc_enabled.add(base)
                 family = base[2:]
-                answers.append(await self.query(f"{base}?", lambda t, f=family: parse.parse_registration(t, family=f, solicited=True)))
+                parser = functools.partial(parse.parse_registration, family=family, solicited=True)
+                answers.append(await self.query(f"{base}?", parser))
             except AtCommandError as exc:
                 LOGGER.debug("%s not supported: %s", base, exc)
         if not answers:

@@ -36,7 +36,7 @@ import tty
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from board.virtual.modem_cmds import CommandSet
 
@@ -57,6 +57,10 @@ SLOT_SWITCH_LATENCY = 3.0
 """vSIM slot switch: detach, profile swap in the baseband, before re-attach starts."""
 BOOT_LATENCY = 2.0
 """Reboot to "RDY": a Quectel EC25 takes ~10 s; shortened so the lab stays brisk."""
+
+URC_MEAN_INTERVAL = 5.0
+"""Mean modelled seconds between spontaneous URCs when ``urc_probability`` > 0 (a
+real LTE modem reports signal changes every few seconds when +CIEV is on)."""
 
 FAST_SCALE = 0.01
 """time_scale used by tests: every modelled latency x 0.01."""
@@ -251,6 +255,8 @@ class VirtualModem:
         self._wake_r, self._wake_w = os.pipe()
         self._running = True
         self.cmds.power_on(boot_urcs=False)
+        if self.config.urc_probability > 0:
+            self.schedule(self.rng.expovariate(1 / URC_MEAN_INTERVAL), self._spontaneous_urc)
         self._thread = threading.Thread(target=self._run, name="virtual-modem", daemon=True)
         self._thread.start()
         LOGGER.info("virtual modem on %s", self.path)
@@ -272,7 +278,7 @@ class VirtualModem:
                     pass
         self._master = self._slave = self._wake_r = self._wake_w = -1
 
-    def __enter__(self) -> VirtualModem:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -327,8 +333,9 @@ class VirtualModem:
         self._hang_until = time.monotonic() + seconds
 
     def inject_garbage(self, nbytes: int = 32) -> None:
-        """Write ``nbytes`` of line noise (control bytes, invalid UTF-8) now."""
-        self.call(lambda: self._write(bytes(self.rng.randrange(0, 256) for _ in range(nbytes))))
+        """Write ``nbytes`` of line noise (control bytes, invalid UTF-8) now; returns
+        once the bytes are in the pty."""
+        self.call_wait(lambda: self._write(bytes(self.rng.randrange(0, 256) for _ in range(nbytes))))
 
     def inject_drop_chars(self, probability: float) -> None:
         """Lose each written byte with ``probability`` (0 turns it off)."""
@@ -487,6 +494,11 @@ class VirtualModem:
                 out += b"\r\n" + self.cmds.random_urc().encode() + b"\r\n"
             out += b"\r\n" + line.encode() + b"\r\n"
         self._write(bytes(out))
+
+    def _spontaneous_urc(self) -> None:
+        """A URC at a random moment (also while a command is being processed)."""
+        self.urc(self.cmds.random_urc())
+        self.schedule(self.rng.expovariate(1 / URC_MEAN_INTERVAL), self._spontaneous_urc)
 
     def urc(self, line: str) -> None:
         """Emit one URC now."""

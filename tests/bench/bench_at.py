@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from agent.modem.at import AtChannel, open_channel  # noqa: E402
-from board.virtual import modem as vm  # noqa: E402
+from agent.modem.at import open_channel
+from board.virtual import modem as vm
 
 GOAL_MS = 1.0
 """Agent overhead per command: median under 1 ms (a poll cycle sends ~10 commands)."""

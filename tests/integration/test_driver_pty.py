@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from dataclasses import replace
 
 import pytest
 
@@ -204,9 +203,24 @@ async def test_reset_waits_until_the_modem_answers(vmodem: VirtualModem, dialect
 @async_test
 async def test_garbage_on_the_line_does_not_break_the_next_answer(vmodem: VirtualModem, dialect: str) -> None:
     modem = await opened(vmodem, dialect)
-    vmodem.inject_garbage(64)
-    await asyncio.sleep(0.05)  # the garbage is written by the modem thread; let it arrive first
-    assert await modem.imsi() == vmodem.config.seed.imsi
+    vmodem.inject_garbage(64)  # returns once the noise is in the pty
+    try:
+        first = await modem.imsi()  # the noise may land inside this answer ...
+        assert first == vmodem.config.seed.imsi
+    except ModemError as exc:
+        assert exc.raw  # ... then it is a ModemError carrying what was received
+    assert await modem.imsi() == vmodem.config.seed.imsi  # and the next answer is right
+    await modem.close()
+
+
+@async_test
+async def test_slow_answers_time_out_then_the_next_answer_is_right(vmodem: VirtualModem, dialect: str) -> None:
+    modem = await opened(vmodem, dialect)
+    vmodem.inject_slow(0.3)  # posted before the command is written: applies to it
+    with pytest.raises(AtTimeout):
+        await modem.command("AT+CGSN", timeout=0.1)
+    vmodem.inject_slow(0)
+    assert await modem.imsi() == vmodem.config.seed.imsi  # not the late IMEI
     await modem.close()
 
 
@@ -223,8 +237,8 @@ async def test_hang_times_out_then_the_channel_resynchronises(vmodem: VirtualMod
 
 # --- board profiles: the driver is configured from them -----------------------------
 
-from agent.boardprofile import KNOWN_DIALECTS, load_profile, profile_from_dict  # noqa: E402
-from agent.errors import ConfigError  # noqa: E402
+from agent.boardprofile import KNOWN_DIALECTS, load_profile, profile_from_dict
+from agent.errors import ConfigError
 
 
 def test_shipped_profiles_load_and_name_known_dialects() -> None:
