@@ -90,7 +90,8 @@ def make_cloud(broker: Broker, pki: LabPki, pool_data: dict[str, Any], tmp_path:
     clouds: list[ReferenceCloud] = []
 
     def make(**kw: Any) -> ReferenceCloud:
-        c = ReferenceCloud(state_dir=kw.pop("state_dir", tmp_path / "cloud"), host=broker.host, port=broker.port,
+        cls = kw.pop("cls", ReferenceCloud)
+        c = cls(state_dir=kw.pop("state_dir", tmp_path / "cloud"), host=broker.host, port=broker.port,
                            ca_file=pki.ca_cert, cert_file=pki.cloud_cert, key_file=pki.cloud_key, pool=pool_data,
                            platform_key_file=pki.platform_key, device_keys_dir=pki.devices_dir, **kw)
         c.start()
