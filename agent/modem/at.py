@@ -354,6 +354,9 @@ class AtChannel(asyncio.Protocol):
         self._transport: asyncio.BaseTransport | Any = None
         self._closed_exc: PortClosed | None = None
         self._closing = False
+        self._quiet = False
+        """Set when a sensitive command timed out: its late echo may still come, so
+        received text is not logged until the channel is back in step."""
         self._desynced = False
         self._sentinel = sentinel
         self._resync_count = 0
@@ -374,8 +377,8 @@ class AtChannel(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._last_rx = asyncio.get_running_loop().time()
         self._rx_event.set()
-        if self._pending is not None and self._pending.sensitive:
-            LOGGER.log(TRACE, "rx <%d bytes during a sensitive command>", len(data))
+        if self._quiet or (self._pending is not None and self._pending.sensitive):
+            LOGGER.log(TRACE, "rx <%d bytes during or after a sensitive command>", len(data))
         else:
             LOGGER.log(TRACE, "rx %r", data)
         for line in self._framer.feed(data):
@@ -440,7 +443,7 @@ class AtChannel(asyncio.Protocol):
             return
         if pending is None or pending.future.done():
             self.stats["stale_lines"] += 1
-            if not pending:
+            if not pending and not self._quiet:
                 LOGGER.debug("line with no command in flight dropped: %r", text)
             return
         self._on_response_line(pending, text)
@@ -522,6 +525,7 @@ class AtChannel(asyncio.Protocol):
         except TimeoutError:
             self.stats["timeouts"] += 1
             self._desynced = True
+            self._quiet = self._quiet or sensitive
             LOGGER.warning("%s: no final result code within %.1f s", shown, limit)
             raise AtTimeout(f"{shown}: no answer within {limit:g} s", command=shown) from None
         finally:
@@ -565,10 +569,11 @@ class AtChannel(asyncio.Protocol):
                 LOGGER.debug("resync sentinel failed: %s", exc)
                 continue
             if token in resp.lines:
-                self._desynced = False
+                self._desynced = self._quiet = False
                 LOGGER.info("AT channel back in step after a timeout")
                 return
-            LOGGER.debug("resync answer %r lacks token %s; stale answer consumed", resp.lines, token)
+            shown = f"<{len(resp.lines)} lines>" if self._quiet else repr(resp.lines)
+            LOGGER.debug("resync answer %s lacks token %s; stale answer consumed", shown, token)
         raise AtTimeout(f"{waiting}: not sent, modem out of step after a timeout", command=waiting)
 
     async def resync(self) -> None:

@@ -241,3 +241,16 @@ async def test_raw_bytes_are_traced_below_debug(caplog: pytest.LogCaptureFixture
     trace = [r for r in caplog.records if r.levelno == at.TRACE]
     assert any("AT+TOK=77" in r.getMessage() for r in trace)
     assert all(r.levelno < logging.DEBUG for r in trace)
+
+
+@async_test
+async def test_late_echo_of_a_timed_out_sensitive_command_is_not_logged(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(1)
+    channel = AtChannel()
+    FakeModem(channel, Faults(echo=True, hang_next=1, late=0.2))
+    secret = "FFEEDDCCBBAA99887766554433221100"
+    with pytest.raises(AtTimeout):
+        await channel.command(f'AT+VSIMLOAD=1,"{secret}"', sensitive=True, timeout=0.05)
+    assert (await channel.command("AT+TOK=3")).lines == (tok_line(3),)
+    assert secret not in caplog.text
+    assert "+TOK: 3" in caplog.text  # logging is back on once in step
