@@ -149,6 +149,7 @@ class UsageJournal:
         self.skipped_records = 0
         self._state_next_seq = 1
         self._acked_durable = 0
+        self._acked_queued = 0
         self._log = RecordLog(path)
         self._replay()
         self._first_own_seq = self._next_seq
@@ -273,10 +274,11 @@ class UsageJournal:
         self._log.append(_dump(rec))
         self._commit_acc()
         self._queued = (base, self._base_wall)
+        self._acked_queued = self._acked
         self._log.flush()
         self._durable_base, self._durable_wall = self._queued
         self._durable_seq = self._next_seq - 1
-        self._acked_durable = rec[2]
+        self._acked_durable = self._acked_queued
         LOGGER.debug("usage journal flushed (%s): %d bodies up to %s", reason, len(units), base)
         self._maybe_compact()
 
