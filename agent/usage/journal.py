@@ -330,6 +330,7 @@ class UsageJournal:
             return
         self._durable_base, self._durable_wall = self._queued
         self._durable_seq = self._next_seq - 1
+        self._acked_durable = self._acked_queued
 
     def ack(self, upto: int) -> None:
         """Cumulative acknowledgement; acked records are compacted away (see COMPACT_AT_BYTES)."""
