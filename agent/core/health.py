@@ -35,7 +35,7 @@ class HealthMonitor:
         self.sampler = LiveSampler(profile.data_interface, getattr(profile, "lan_interface", None) or None,
                                    prober, FlowCounter(), radio=self)
         self.classifier = Classifier(plan_rate_kbps=self._plan_rate(sup.current))
-        self.outages = OutageLog(sup.state_dir / "outages.log", clock=sup.clock)
+        self.outages = OutageLog(sup.state_dir, sup.clock)
         self._radio = RadioReading()
         self._network: dict[str, Any] = {}
         self._last: dict[str, Any] = {"state": "ok", "rate_kbps": None, "evidence": {}}
@@ -61,9 +61,6 @@ class HealthMonitor:
     def read(self) -> RadioReading:
         """The sampler's radio source: the latest reading the driver gave us."""
         return self._radio
-
-    def on_counters(self, counters: Any) -> None:
-        """Usage sampling already read the counters; the sampler reads its own (sysfs)."""
 
     def on_sim_change(self, facts: dict[str, Any]) -> None:
         """A new SIM starts with a fresh classifier and its own plan rate."""
@@ -122,8 +119,19 @@ class HealthMonitor:
         self._last = {"state": event.get("state"), "rate_kbps": event.get("rate_kbps"),
                       "evidence": event.get("evidence", {})}
         LOGGER.info("health: %s (rate %s kbps) on SIM %s", event.get("state"), event.get("rate_kbps"), sim.get("iccid"))
-        self.outages.observe(event.get("state"), cause=event.get("evidence", {}).get("cause"))
         await self.sup.cloud.emit("health", event)
-        for outage in self.outages.unreported():
+        await self._track_outage(event)
+
+    async def _track_outage(self, event: dict[str, Any]) -> None:
+        """Open an outage interval on ``no_service``, close it on leaving, and hand every
+        closed one to the cloud link's durable outbox (it is sent when the link returns)."""
+        if event.get("state") == "no_service":
+            cause = event.get("evidence", {}).get("cause") or "no_service"
+            self.outages.start("no_service", str(cause))
+            return
+        self.outages.end("no_service")
+        pending = self.outages.unreported()
+        for outage in pending:
             await self.sup.cloud.emit("outage", outage)
-        self.outages.mark_reported([o["id"] for o in self.outages.unreported()])
+        # The outbox holds them durably now; the log need not hand them over again.
+        self.outages.mark_reported([o["id"] for o in pending])

@@ -54,6 +54,8 @@ ASSIGNMENT_TIMEOUT = 120.0
 """Seconds for the cloud to answer an assignment request, retry-after waits included."""
 SHUTDOWN_DRAIN = 3.0
 """Seconds SIGTERM gives the cloud link to send what is pending before it closes."""
+SHUTDOWN_SETTLE = 0.3
+"""Seconds for the TCP close handshake to finish before the last counter reading."""
 STATUS_EVERY = 2.0
 """Seconds between status-file refreshes (usage and health move every second)."""
 REGISTERED = (1, 5)
@@ -121,8 +123,9 @@ class Supervisor:
         store.ensure_private_dir(self.state_dir)
         self.status.update(state="starting", device_id=self.cfg.device_id)
         self._open_usage()
-        self.modem = await Modem.open(self.cfg.modem_port or self.profile.at_port,
-                                      baud=self.profile.baud, dialect=self.profile.dialect)
+        self.modem = Modem(self.cfg.modem_port or self.profile.at_port, self.profile.dialect,
+                           baud=self.profile.baud)
+        await self.modem.open()
         self.cloud = self._make_cloud()
         resumed = await self._resume()
         if not resumed:
@@ -137,20 +140,32 @@ class Supervisor:
         self._start_health()
 
     async def _shutdown(self) -> None:
+        """Stop tasks, hand the cloud what is pending, then take the *last* sample.
+
+        The final sample comes after the cloud session is closed (and the TCP close has
+        settled), so the journal holds every byte this run moved, its own goodbye
+        included: after SIGTERM the cloud's total plus the journal's pending records
+        equal the carrier's count exactly (tests/lab).
+        """
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.cloud:
+            if self.meter and self.journal:
+                with contextlib.suppress(AgentError, OSError):
+                    await self._sample_once()
+                    self.journal.flush("shutdown")
+            self.cloud.kick()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.cloud.stop(), SHUTDOWN_DRAIN + 2)
+            await asyncio.sleep(SHUTDOWN_SETTLE)
         if self.meter and self.journal:
             with contextlib.suppress(AgentError, OSError):
                 await self._sample_once()
             with contextlib.suppress(AgentError):
                 self.journal.flush("shutdown")
-        if self.cloud:
-            self.cloud.kick()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.cloud.stop(), SHUTDOWN_DRAIN + 2)
         if self.modem:
             with contextlib.suppress(Exception):
                 await self.modem.close()
@@ -173,9 +188,7 @@ class Supervisor:
         assert self.meter and self.journal
         counters = await asyncio.to_thread(self.wan.counters)
         deltas = self.meter.sample(counters)
-        self.journal.add(deltas, self.meter.baseline() or counters, self.clock.wall())
-        if self.health is not None:
-            self.health.on_counters(counters)
+        self.journal.add(deltas, counters, self.clock.wall())
 
     async def _sample_loop(self) -> None:
         while True:
@@ -237,7 +250,8 @@ class Supervisor:
         return True
 
     async def _use_seed(self) -> None:
-        """Attach on the bootstrap SIM: enough to reach the cloud."""
+        """Attach on the bootstrap SIM: enough to reach the cloud. If the seed is already
+        active with its data context up (an assignment failed before the switch), keep it."""
         assert self.modem
         slot, _ = await self.modem.active_profile()
         if slot != self.profile.seed_slot:
@@ -246,9 +260,17 @@ class Supervisor:
         await self._wait_registered()
         iccid = await self.modem.iccid()
         imsi = await self.modem.imsi()
-        await self._bring_up_data("")
+        if not await self._context_up():
+            await self._bring_up_data("")
+        else:
+            await self._route(await self.modem.context_params(DATA_CID))
         self._set_current({"slot": self.profile.seed_slot, "iccid": iccid, "imsi": imsi, "seed": True,
                            "plan": None, "assignment_id": None})
+
+    async def _context_up(self) -> bool:
+        assert self.modem
+        states = await self.modem.context_states()
+        return any(s.cid == DATA_CID and s.active for s in states)
 
     async def _wait_registered(self) -> None:
         assert self.modem
@@ -306,6 +328,9 @@ class Supervisor:
         self.journal.flush("switch")
         try:
             await self.modem.load_profile(slot, profile)
+            # The session to the broker is bound to the old SIM's address, which goes away
+            # with the switch: pause the link rather than let it find out by keepalive.
+            self.cloud.set_network_available(False)
             await self.modem.select_slot(slot)
             await self._wait_registered()
             await self._bring_up_data(profile.apn)
@@ -313,7 +338,9 @@ class Supervisor:
             LOGGER.error("assignment %s failed: %s", assignment.assignment_id, exc)
             await self.cloud.report_assignment_result(assignment.assignment_id, False, str(exc))
             await self._use_seed()
+            self.cloud.set_network_available(True)
             raise
+        self.cloud.set_network_available(True)
         self._set_current({"slot": slot, "iccid": profile.iccid, "imsi": profile.imsi, "seed": False,
                            "plan": profile.plan.to_dict(), "assignment_id": assignment.assignment_id})
         del profile  # the keys are in the modem now; drop our reference

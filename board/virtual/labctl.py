@@ -35,8 +35,8 @@ POOL_SEED = 20200220
 UP_TIMEOUT = 120.0
 """Seconds ``up`` waits for the agent to serve: attach, cloud, assignment, swap to it.
 The modelled latencies add up to about 20 s; six times that before calling it failed."""
-STOP_GRACE = 5.0
-"""Seconds a process gets after SIGTERM before SIGKILL."""
+STOP_GRACE = 15.0
+"""Seconds a process gets after SIGTERM before SIGKILL (the agent drains to the cloud)."""
 
 LAYOUT = LabLayout()
 PROCESSES = ("agent", "cloud", "broker", "services", "labd", "traffic")
@@ -76,7 +76,7 @@ def _spawn(name: str, argv: list[str], *, ns: str | None = None, env: dict[str, 
     log = open(LAB_DIR / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
     full_env = dict(os.environ, PYTHONUNBUFFERED="1", POCKET_LAB_DIR=str(LAB_DIR), **(env or {}))
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True, env=full_env, cwd=str(LAB_DIR))
+                            start_new_session=True, env=full_env, cwd="/")
     log.close()
     _pidfile(name).write_text(str(proc.pid))
     return proc.pid
@@ -306,7 +306,7 @@ def traffic(args: argparse.Namespace) -> int:
 
 def usage_dict() -> dict[str, Any]:
     carrier_counts = carrier_mod.read_counters(LAYOUT)
-    totals = (store.read_json(LAB_DIR / "cloud" / "totals.json") or {}).get("sims", {})
+    totals = store.read_json(LAB_DIR / "cloud" / "totals.json") or {}
     out: dict[str, Any] = {}
     for iccid in sorted(set(carrier_counts) | set(totals)):
         c = carrier_counts.get(iccid, {"up": 0, "down": 0})
@@ -332,6 +332,13 @@ def agent(args: argparse.Namespace) -> int:
     if args.action == "kill":
         print("agent killed" if _stop("agent", signal.SIGKILL) else "no agent was running")
         return 0
+    if args.action == "stop":
+        print("agent stopped" if _stop("agent") else "no agent was running")
+        return 0
+    if args.action == "start":
+        start_agent()
+        print(f"agent started (pid {_pid('agent')})")
+        return 0
     _stop("agent")
     start_agent()
     print(f"agent restarted (pid {_pid('agent')})")
@@ -351,7 +358,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--kind", choices=["bulk", "web", "video"], default="bulk")
         parser.add_argument("--duration", type=float, default=600.0, help="seconds, at most")
     if name == "agent":
-        parser.add_argument("action", choices=["restart", "kill"])
+        parser.add_argument("action", choices=["restart", "kill", "stop", "start"])
 
 
 def main(args: argparse.Namespace) -> int:

@@ -62,7 +62,8 @@ def make_pool(count: int, seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
     seed_sim = _sim(rng, 900_000_000 + seed % 1000, {"name": "seed", "cap_bytes": None, "window": "none",
                                                        "throttle_kbps": 200}, CARRIERS[0])
-    sims = [_sim(rng, seed * 100_000 + i + 1, PLANS[i % len(PLANS)], CARRIERS[i % len(CARRIERS)])
+    # IMSIs have at most 15 digits (MCC+MNC+10 here): keep the serial within 10 digits.
+    sims = [_sim(rng, (seed % 10_000) * 1_000 + i + 1, PLANS[i % len(PLANS)], CARRIERS[i % len(CARRIERS)])
             for i in range(count)]
     return {"seed": seed_sim, "sims": sims}
 
