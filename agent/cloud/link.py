@@ -213,7 +213,7 @@ class CloudLink:
                 info = client.publish(proto.topic(self.device_id, proto.STATE),
                                       proto.encode({"online": False, "session": self._session}), qos=1, retain=True)
                 await asyncio.wait_for(asyncio.to_thread(info.wait_for_publish, 1.0), 2.0)
-            except (RuntimeError, ValueError, asyncio.TimeoutError, ProtocolError):
+            except (TimeoutError, RuntimeError, ValueError, ProtocolError):
                 pass
         self._end_session("stopped")
         if client is not None:
@@ -234,7 +234,7 @@ class CloudLink:
         try:
             await asyncio.wait_for(self._connected_event.wait(), timeout)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
     def set_network_available(self, up: bool) -> None:
@@ -342,7 +342,7 @@ class CloudLink:
         self._thread.start()
         try:
             ok = await asyncio.wait_for(asyncio.shield(self._connect_result), self.config.connect_timeout + 5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             ok = False
         if not ok or self._session_end.done():
             self.stats.failures += 1
@@ -472,8 +472,8 @@ class CloudLink:
         """Stop a client whatever its state; its late callbacks carry an old gen and are ignored."""
         try:
             client.disconnect()
-        except Exception:  # noqa: BLE001 - already gone
-            pass
+        except Exception as exc:  # noqa: BLE001 - already gone
+            LOGGER.debug("disconnect of an old client failed: %s", exc)
 
     def _publish_birth(self) -> None:
         body = {**self._state_body, "online": True, "session": self._session}
@@ -577,7 +577,7 @@ class CloudLink:
                 handler(body, topic)
         except ProtocolError as exc:
             self._reject(exc, topic)
-        except Exception as exc:  # noqa: BLE001 - a bug must not take the link down
+        except Exception as exc:
             LOGGER.exception("error handling message on %s", topic)
             self._reject(ProtocolError(f"internal error {exc.__class__.__name__}", topic=topic, reason="internal"),
                          topic)
@@ -630,7 +630,7 @@ class CloudLink:
                 await asyncio.sleep(min(1.0, max(timeout, 0.0)))
                 return None
             return await asyncio.wait_for(fut, max(timeout, 0.0))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             LOGGER.info("no answer to assignment request %s within %.0fs", request_id, timeout)
             return None
         finally:
@@ -687,7 +687,7 @@ class CloudLink:
                 result = cb(value)
                 if inspect.isawaitable(result):
                     asyncio.ensure_future(result)
-            except Exception:  # noqa: BLE001 - a subscriber's bug is not the link's
+            except Exception:
                 LOGGER.exception("callback %r failed", cb)
 
     # --- watchdog --------------------------------------------------------------------

@@ -99,9 +99,8 @@ def tls_probe(pki: LabPki, host: str, port: int, timeout: float = 1.0) -> bool:
     ctx.load_cert_chain(str(pki.cloud_cert), str(pki.cloud_key))
     ctx.check_hostname = False
     try:
-        with socket.create_connection((host, port), timeout=timeout) as raw:
-            with ctx.wrap_socket(raw) as tls:
-                tls.do_handshake()
+        with socket.create_connection((host, port), timeout=timeout) as raw, ctx.wrap_socket(raw) as tls:
+            tls.do_handshake()
         return True
     except OSError:
         return False
@@ -141,7 +140,7 @@ def _probe_in_netns(netns: str, pki: LabPki, host: str, port: int) -> bool:
             f"sys.exit(0 if broker.tls_probe(k, {host!r}, {port}) else 1)")
     import sys
     return subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", code],
-                          capture_output=True, timeout=10).returncode == 0
+                          capture_output=True, timeout=10, check=False).returncode == 0
 
 
 def _pki_fields(pki: LabPki) -> dict[str, object]:
@@ -172,9 +171,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--netns", default=None)
 
 
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(args: argparse.Namespace) -> int:
     directory = args.dir or default_dir()
     pki = create_lab_pki(directory / "pki", args.device or ["dev-0001"], [args.host])
+    signal.signal(signal.SIGTERM, _exit_on_signal)  # so the finally below stops mosquitto
     proc = start_broker(directory, pki, args.host, args.port, args.netns)
     print(f"broker on {args.host}:{args.port} pid {proc.pid}; PKI in {pki.directory}", flush=True)
     try:

@@ -11,7 +11,7 @@ import argparse
 import json
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,6 @@ def main(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         return 0
     for e in events:
-        when = datetime.fromtimestamp(e["t"], timezone.utc).isoformat(timespec="milliseconds")
+        when = datetime.fromtimestamp(e["t"], UTC).isoformat(timespec="milliseconds")
         print(f"{when} {e['device']:<16} {e['kind']:<18} {json.dumps(e['body'], sort_keys=True)[:160]}")
     return 0

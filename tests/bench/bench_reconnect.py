@@ -27,10 +27,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from agent.cloud.link import CloudConfig, CloudLink  # noqa: E402
-from board.virtual import broker as lab_broker  # noqa: E402
-from board.virtual.pki import LabPki, create_lab_pki  # noqa: E402
-from tests.cloud.conftest import free_port  # noqa: E402
+from agent.cloud.link import CloudConfig, CloudLink
+from board.virtual import broker as lab_broker
+from board.virtual.pki import LabPki, create_lab_pki
+from tests.cloud.conftest import free_port
 
 HOST = "127.0.0.1"
 BUCKET_S = 1.0
@@ -50,7 +50,7 @@ class TimedLink(CloudLink):
 
 
 def raise_fd_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
@@ -84,7 +84,7 @@ async def one_run(pki: LabPki, work: Path, n: int, first_delay: float, cap: floa
     finally:
         await asyncio.gather(*(lk.stop() for lk in links), return_exceptions=True)
         lab_broker.stop_broker(broker)
-    buckets = [0] * (int(back[-1] // BUCKET_S) + 1)
+    buckets = [0] * (int(back[-1] / BUCKET_S) + 1)
     for t in back:
         buckets[int(t // BUCKET_S)] += 1
     span = max(back[-1], BUCKET_S)

@@ -112,7 +112,7 @@ def test_backoff_full_jitter_bounds() -> None:
 
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
-EXAMPLE_RE = re.compile(r"<!-- example: (\w+) -->\s*```json\n(.*?)```", re.S)
+EXAMPLE_RE = re.compile(r"<!-- example: (\w+) -->\s*```json\n(.*?)```", re.DOTALL)
 
 
 def doc_examples() -> dict[str, list[dict]]:
