@@ -123,6 +123,7 @@ class Supervisor:
         store.ensure_private_dir(self.state_dir)
         self.status.update(state="starting", device_id=self.cfg.device_id)
         self._open_usage()
+        await self._first_reading()
         self.modem = Modem(self.cfg.modem_port or self.profile.at_port, self.profile.dialect,
                            baud=self.profile.baud)
         await self.modem.open()
@@ -184,11 +185,26 @@ class Supervisor:
             self.meter.seed(baseline, self.journal.baseline_wall())
             LOGGER.info("usage: resuming from the journal's baseline (ifindex %s)", baseline.ifindex)
 
+    async def _first_reading(self) -> None:
+        """Read the counters before this run moves a byte: a fresh journal takes it as its
+        baseline; a resumed one accounts the bytes since its last flush to the SIM that
+        was in use then (current.json), which the modem still carries."""
+        assert self.meter
+        last = store.read_json(self._current_file())
+        if last:
+            self.meter.set_active_sim(last["iccid"], last["imsi"], last["imsi"][:3])
+        try:
+            await self._sample_once()
+        except AgentError as exc:
+            LOGGER.warning("first counter reading failed: %s", exc)
+
     async def _sample_once(self) -> None:
         assert self.meter and self.journal
         counters = await asyncio.to_thread(self.wan.counters)
         deltas = self.meter.sample(counters)
-        self.journal.add(deltas, counters, self.clock.wall())
+        # The meter's baseline is the reading stamped with the boot id; the journal must
+        # store that one, or a restart would take the same boot for a reboot.
+        self.journal.add(deltas, self.meter.baseline() or counters, self.clock.wall())
 
     async def _sample_loop(self) -> None:
         while True:
@@ -244,7 +260,7 @@ class Supervisor:
             return False
         if params is None or not params.address:
             return False
-        await self._route(params)
+        await self._route(params, last)
         self._set_current(last)
         LOGGER.info("resumed on SIM %s without touching the radio", iccid)
         return True
@@ -260,12 +276,13 @@ class Supervisor:
         await self._wait_registered()
         iccid = await self.modem.iccid()
         imsi = await self.modem.imsi()
+        facts = {"slot": self.profile.seed_slot, "iccid": iccid, "imsi": imsi, "seed": True,
+                 "plan": None, "assignment_id": None}
         if not await self._context_up():
-            await self._bring_up_data("")
+            await self._bring_up_data("", facts)
         else:
-            await self._route(await self.modem.context_params(DATA_CID))
-        self._set_current({"slot": self.profile.seed_slot, "iccid": iccid, "imsi": imsi, "seed": True,
-                           "plan": None, "assignment_id": None})
+            await self._route(await self.modem.context_params(DATA_CID), facts)
+        self._set_current(facts)
 
     async def _context_up(self) -> bool:
         assert self.modem
@@ -284,16 +301,23 @@ class Supervisor:
                                  f"reject cause {reg.reject_cause})")
             await asyncio.sleep(REGISTRATION_POLL)
 
-    async def _bring_up_data(self, apn: str) -> None:
+    async def _bring_up_data(self, apn: str, facts: dict[str, Any] | None = None) -> None:
         assert self.modem
         await self.modem.define_context(DATA_CID, apn)
         await self.modem.activate_context(DATA_CID)
         params = await self.modem.context_params(DATA_CID)
         if params is None or not params.address:
             raise ModemError("data context is up but the modem reports no address")
-        await self._route(params)
+        await self._route(params, facts)
 
-    async def _route(self, params: Any) -> None:
+    async def _route(self, params: Any, facts: dict[str, Any] | None = None) -> None:
+        """Move the data interface onto ``params``. With ``facts`` (a SIM switch), the bytes
+        up to this instant are sampled for the old SIM and the meter switches to the new
+        one in the same step, so no byte is billed to the wrong SIM."""
+        if facts is not None:
+            await self._sample_once()
+            assert self.meter
+            self.meter.set_active_sim(facts["iccid"], facts["imsi"], facts["imsi"][:3])
         await asyncio.to_thread(self.wan.apply, params)
         if self.cfg.resolv_file and params.dns:
             write_resolv(self.cfg.resolv_file, list(params.dns))
@@ -333,7 +357,9 @@ class Supervisor:
             self.cloud.set_network_available(False)
             await self.modem.select_slot(slot)
             await self._wait_registered()
-            await self._bring_up_data(profile.apn)
+            facts = {"slot": slot, "iccid": profile.iccid, "imsi": profile.imsi, "seed": False,
+                     "plan": profile.plan.to_dict(), "assignment_id": assignment.assignment_id}
+            await self._bring_up_data(profile.apn, facts)
         except ModemError as exc:
             LOGGER.error("assignment %s failed: %s", assignment.assignment_id, exc)
             await self.cloud.report_assignment_result(assignment.assignment_id, False, str(exc))
@@ -341,8 +367,8 @@ class Supervisor:
             self.cloud.set_network_available(True)
             raise
         self.cloud.set_network_available(True)
-        self._set_current({"slot": slot, "iccid": profile.iccid, "imsi": profile.imsi, "seed": False,
-                           "plan": profile.plan.to_dict(), "assignment_id": assignment.assignment_id})
+        self._set_current(facts)
+        self.journal.flush("switch")  # the old SIM's final bytes, durable before we report
         del profile  # the keys are in the modem now; drop our reference
         await self.cloud.report_assignment_result(assignment.assignment_id, True, "attached")
 

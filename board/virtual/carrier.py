@@ -304,11 +304,37 @@ def read_counters(layout: LabLayout) -> dict[str, dict[str, int]]:
     return out
 
 
-def police(layout: LabLayout, address: str, index: int, rate_kbit: int) -> None:
-    """Police one SIM address to ``rate_kbit`` both ways (replacing an earlier policer)."""
+def police(layout: LabLayout, address: str, index: int, rate_kbit: int) -> str:
+    """Police one SIM address to ``rate_kbit`` both ways, replacing an earlier policer.
+
+    A carrier polices: packets beyond the rate are dropped, never queued. The first
+    choice is ``tc``'s police action on the ingress of ``cell0`` (uplink) and ``up0``
+    (downlink). Kernels built without ``act_police`` (some VM kernels, this lab's CI
+    machine among them) get the same token-bucket policer from nftables instead:
+    ``limit rate over <bytes>/second burst <bytes> drop`` at the head of the carrier's
+    forward chain, also before the billing counters. Returns which one is in force.
+    """
     unpolice(layout, index)
     rate_bytes = rate_kbit * 1000 // 8
     burst = max(POLICE_MIN_BURST, int(rate_bytes * POLICE_BURST_SECONDS))
+    try:
+        _police_tc(layout, address, index, rate_kbit, burst)
+        return "tc"
+    except netns.LabCommandError as exc:
+        LOGGER.info("tc police unavailable (%s); policing with nftables", exc)
+        _unpolice_tc(layout, index)
+    for rule in (f'iifname "{layout.cell_if}" ip saddr {address}', f'oifname "{layout.cell_if}" ip daddr {address}'):
+        run(["nft", "insert", "rule", "ip", "carrier", "forward", *rule.split(), "limit", "rate", "over",
+             f"{rate_bytes}", "bytes/second", "burst", f"{burst}", "bytes", "drop",
+             "comment", f'"{_police_comment(index)}"'], netns=layout.core)
+    return "nftables"
+
+
+def _police_comment(index: int) -> str:
+    return f"police-{index + 1}"
+
+
+def _police_tc(layout: LabLayout, address: str, index: int, rate_kbit: int, burst: int) -> None:
     prio = str(100 + index + 1)
     for ifname, match in ((layout.cell_if, "src"), (layout.core_up_if, "dst")):
         run(["tc", "filter", "add", "dev", ifname, "parent", "ffff:", "protocol", "ip", "prio", prio,
@@ -317,11 +343,21 @@ def police(layout: LabLayout, address: str, index: int, rate_kbit: int) -> None:
             netns=layout.core)
 
 
-def unpolice(layout: LabLayout, index: int) -> None:
-    """Remove a SIM's policer (no error when there is none)."""
+def _unpolice_tc(layout: LabLayout, index: int) -> None:
     prio = str(100 + index + 1)
     for ifname in (layout.cell_if, layout.core_up_if):
         run(["tc", "filter", "del", "dev", ifname, "parent", "ffff:", "prio", prio], netns=layout.core, check=False)
+
+
+def unpolice(layout: LabLayout, index: int) -> None:
+    """Remove a SIM's policer, tc or nftables (no error when there is none)."""
+    _unpolice_tc(layout, index)
+    data = netns.json_out(["nft", "-j", "-a", "list", "chain", "ip", "carrier", "forward"], netns=layout.core)
+    for item in data.get("nftables", []) if isinstance(data, dict) else []:
+        rule = item.get("rule")
+        if rule and rule.get("comment") == _police_comment(index):
+            run(["nft", "delete", "rule", "ip", "carrier", "forward", "handle", str(rule["handle"])],
+                netns=layout.core, check=False)
 
 
 def active_sims(state_file: Path) -> dict[str, dict[str, Any]]:

@@ -288,8 +288,8 @@ def throttle(args: argparse.Namespace) -> int:
         print(f"{sim['iccid']}: policer removed")
         return 0
     rate = args.rate or (pool[sim["iccid"]].get("plan") or {}).get("throttle_kbps") or 128
-    carrier_mod.police(LAYOUT, sim["address"], sim["index"], int(rate))
-    print(f"{sim['iccid']} ({sim['address']}): cap used up, policed to {rate} kbps")
+    how = carrier_mod.police(LAYOUT, sim["address"], sim["index"], int(rate))
+    print(f"{sim['iccid']} ({sim['address']}): cap used up, policed to {rate} kbps ({how})")
     return 0
 
 
