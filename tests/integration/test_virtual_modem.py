@@ -41,7 +41,8 @@ def exchange(port: serial.Serial, command: str, until: bytes = b"OK\r\n") -> byt
     buf = b""
     while time.monotonic() < deadline:
         buf += port.read(256)
-        if until in buf or b"ERROR" in buf:
+        lines = buf.split(b"\r\n")[:-1]  # complete lines only: a read may end mid-line
+        if any(ln == until.strip() or b"ERROR" in ln for ln in lines):
             break
     return buf
 
