@@ -54,6 +54,11 @@ CELL_MAC = "02:50:57:00:00:01"
 CELL_MTU = 1500
 """Typical LTE PDN MTU as handed out in +CGCONTRDP (many carriers use 1500; some 1428)."""
 
+CELL_CAPACITY_KBIT = 50_000
+"""Downlink capacity of the lab's cell: a good LTE cell gives one user about 50 Mbit/s.
+Without it a veth moves gigabits and no load looks like a user's."""
+CELL_QUEUE_MS = 50
+"""Queue of the cell's scheduler at that rate (LTE eNodeB buffers are tens of ms)."""
 POLICE_BURST_SECONDS = 0.25
 """Policer bucket depth in seconds of the plan rate. Carriers police with a short bucket
 (a few hundred ms), which gives the flat, drop-based ceiling a throttled SIM shows."""
@@ -162,10 +167,13 @@ class CarrierNetwork:
         run(["ip", "route", "replace", "default", "via", lay.lan_router_addr], netns=lay.lan)
         netns.sysctl(lay.core, "net.ipv4.ip_forward", "1")
         netns.sysctl(lay.dev, "net.ipv4.ip_forward", "1")
+        # Per-flow byte counts, so the agent can tell active flows (demand) from idle ones.
+        netns.sysctl(lay.dev, "net.netfilter.nf_conntrack_acct", "1")
         run(["nft", "-f", "-"], netns=lay.dev, input_text=self._router_ruleset())
         run(["nft", "-f", "-"], netns=lay.core, input_text=self._carrier_ruleset())
         for ns, ifname in ((lay.core, lay.cell_if), (lay.core, lay.core_up_if)):
             run(["tc", "qdisc", "replace", "dev", ifname, "ingress"], netns=ns)
+        self._shape_cell_capacity()
         self._save()
 
     def teardown(self) -> None:
@@ -176,6 +184,15 @@ class CarrierNetwork:
             os.unlink(self.state_file)
         except FileNotFoundError:
             pass
+
+    def _shape_cell_capacity(self) -> None:
+        """Give the cell a radio's capacity. The shaper sits on the internet side of the
+        core (``ix0`` egress), *before* the carrier's billing counters, so a packet it drops
+        is never billed; GSO is off there so the bucket meets real-sized packets."""
+        lay = self.layout
+        run(["ip", "link", "set", lay.inet_if, "gso_max_segs", "1"], netns=lay.inet)
+        run(["tc", "qdisc", "replace", "dev", lay.inet_if, "root", "tbf", "rate", f"{CELL_CAPACITY_KBIT}kbit",
+             "burst", "64kb", "latency", f"{CELL_QUEUE_MS}ms"], netns=lay.inet)
 
     @staticmethod
     def _veth(ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
