@@ -224,8 +224,6 @@ class CloudLink:
         self._tasks = []
         if thread is not None:
             await asyncio.to_thread(thread.join, JOIN_TIMEOUT_S)
-        if client is not None:
-            await asyncio.wait_for(asyncio.to_thread(client.loop_stop), JOIN_TIMEOUT_S)
         self.connected = False
 
     async def wait_connected(self, timeout: float) -> bool:
@@ -361,6 +359,11 @@ class CloudLink:
         client.max_inflight_messages_set(c.max_inflight)
         client.max_queued_messages_set(c.max_queued)
         client.connect_timeout = c.connect_timeout
+        # With a socket-register-write callback installed, publish() from the asyncio
+        # thread only queues the packet and wakes paho's loop through its socket pair;
+        # without one, paho writes to the TLS socket from the caller's thread when no
+        # loop_start() thread exists, racing our network thread and corrupting the stream.
+        client.on_socket_register_write = _no_op_socket_callback
         will = Properties(PacketTypes.WILLMESSAGE)
         client.will_set(proto.topic(self.device_id, proto.STATE),
                         proto.encode({"online": False, "session": self._session}), qos=1, retain=True,
@@ -374,21 +377,25 @@ class CloudLink:
         return client
 
     def _paho_thread(self, client: mqtt.Client, gen: int) -> None:
-        """Connect (blocking TCP + TLS) off the event loop, then hand the socket to paho's thread.
+        """paho's side: connect (blocking TCP + TLS), then its network loop until the connection ends.
 
-        ``loop_start()`` matters beyond convenience: with paho's own thread registered,
-        ``publish()`` from the asyncio thread only queues the packet and wakes that
-        thread; without it paho writes to the TLS socket from the caller's thread,
-        racing the network loop and corrupting the stream.
+        The thread always reports its end (``_cb_thread_end``), even when paho's loop
+        stops without an on_disconnect (it does on some socket errors), so a session can
+        never hang half-dead.
         """
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         try:
             client.connect(self.config.host, self.config.port, self.config.keepalive, clean_start=False,
                            properties=props)
-            client.loop_start()  # reconnect_on_failure=False: its thread ends with the connection
-        except Exception as exc:  # noqa: BLE001 - any failure here is "could not connect"
-            self._post(self._cb_thread_end, gen, f"{exc.__class__.__name__}: {exc}")
+            # One loop() pass creates paho's wake-up socket pair (loop_forever alone does
+            # not), so a publish() from the asyncio thread wakes the select at once.
+            client.loop(timeout=0.0)
+            client.loop_forever()  # reconnect_on_failure=False: returns when the connection ends
+            reason = "network loop ended"
+        except Exception as exc:  # noqa: BLE001 - any failure here ends the session
+            reason = f"{exc.__class__.__name__}: {exc}"
+        self._post(self._cb_thread_end, gen, reason)
 
     def _post(self, fn: Callable[..., None], *args: Any) -> None:
         """paho thread -> asyncio loop."""
@@ -706,6 +713,10 @@ class CloudLink:
             elif idle > self.config.watchdog_idle / 2 and not self._probe_sent:
                 self._probe_sent = True
                 self._publish_birth()  # its PUBACK proves the path works
+
+
+def _no_op_socket_callback(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    """See _make_client: its presence, not its action, is what matters."""
 
 
 def proto_inbound() -> tuple[str, ...]:
