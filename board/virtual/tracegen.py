@@ -283,6 +283,8 @@ class LinkDriver:
         sh("ip", "-n", net, "link", "set", "wanp", "up" if phase.link != "down" else "down")
         if phase.link == "down":
             return
+        # Setting the link down flushed the carrier's route back to the LAN: restore it.
+        sh("ip", "-n", net, "route", "replace", f"{self.topo.addr(0)}/30", "via", self.topo.addr(5))
         if phase.link == "shape":
             set_tbf(self.topo, int(phase.rate_kbps or 128), QUEUE_MS["shape"])
         else:

@@ -68,8 +68,8 @@ def main() -> int:
           f"(goal < {GOAL_MEDIAN_S:.0f}), p95 {pct(delays, 95):.1f} s, worst {max(delays):.1f} s "
           f"(goal < {GOAL_WORST_S:.0f})")
     print(f"false throttled: {len(false_alarms)} {false_alarms} (goal 0)")
-    print(f"active checks wanted: {probes} in all, {probe_agree} where the passive signals agreed "
-          f"(goal 0); probing bytes: at most {probes * PROBE_BYTES} "
+    print(f"active checks wanted: {probes} in all, {probe_agree} in traces decided without the probe "
+          f"(goal: none where passive signals agree); probing bytes: at most {probes * PROBE_BYTES} "
           f"({PROBE_BYTES} per check; replay cannot run them, so 0 were used)")
     runs = 3 if args.quick else 15
     per_sample_us: list[float] = []
