@@ -119,6 +119,11 @@ class FlowCounter:
             LOGGER.warning("%s", message)
             self._warned = True
 
+    def ignore(self, host: str, port: int) -> None:
+        """Also leave out flows to ``host:port`` (the agent's own, e.g. its reflector)."""
+        dsts, ports = self._ignore
+        self._ignore = (*dsts, f"dst={host} "), (*ports, f"dport={port}")
+
     def _ignored(self, key: str) -> bool:
         return any(d in key and key.endswith(p) for d, p in zip(*self._ignore))
 
@@ -149,6 +154,7 @@ class UdpEchoProber:
 
     def __init__(self, host: str, port: int, clock: object = time):
         self._addr = (host, port)
+        self.address = (host, port)
         self._clock = clock
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.settimeout(RECV_POLL_SECONDS)
@@ -228,6 +234,10 @@ class LiveSampler:
                  root: Path = SYSFS_NET, clock: object = time):
         self.wan, self.lan = wan, lan
         self.prober, self.flows, self.radio = prober, flows, radio
+        if prober is not None and flows is not None:
+            # The reflector probe is the agent's own flow, not a user's: counting it would
+            # make an idle user look busy (flows >= 1 forever).
+            flows.ignore(*prober.address)
         self.root = root
         self._clock = clock
 

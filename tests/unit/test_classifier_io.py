@@ -17,6 +17,7 @@ from agent.health import probe
 from agent.health.sample import COLUMNS, Sample
 from agent.health.sampler import (
     FlowCounter,
+    LiveSampler,
     UdpEchoProber,
     parse_cereg_registered,
     parse_cesq,
@@ -80,6 +81,26 @@ def test_flows_count_only_those_that_moved_and_not_our_prober() -> None:
     assert fc.update(1.0, CT.format(a=100, b=5000, c=80)) == 1  # still within 3 s of moving
     assert fc.update(5.0, CT.format(a=100, b=5000, c=120)) == 0  # stalled for 5 s
     assert fc.update(6.0, CT.format(a=160, b=9000, c=160)) == 1
+
+
+def test_live_sampler_leaves_out_its_own_probe_flow(tmp_path: Path,
+                                                    echo_server: tuple[str, int]) -> None:
+    for name in ("wan0", "lan0"):
+        stats = tmp_path / name / "statistics"
+        stats.mkdir(parents=True)
+        (stats / "rx_bytes").write_text("10")
+        (stats / "tx_bytes").write_text("20")
+    host, port = echo_server
+    fc = FlowCounter(conntrack="/bin/true")
+    sampler = LiveSampler("wan0", "lan0", UdpEchoProber(host, port), fc, root=tmp_path)
+    try:
+        own = (f"ipv4 2 udp 17 29 src=10.0.0.1 dst={host} sport=4000 dport={port} packets=1 bytes=40 "
+               f"src={host} dst=10.0.0.1 sport={port} dport=4000 packets=1 bytes=40\n")
+        assert fc.update(0.0, own) == 0
+        sample = sampler.sample(0.0)
+        assert (sample.wan_rx_bytes, sample.lan_tx_bytes, sample.probes_sent) == (10, 20, 1)
+    finally:
+        sampler.close()
 
 
 def test_radio_parsers() -> None:
@@ -193,3 +214,34 @@ def test_probe_to_a_dead_endpoint_is_a_result_not_a_crash() -> None:
         port = s.getsockname()[1]  # bound, not listening: connection refused
         result = probe.run_check(budget, "127.0.0.1", port)
     assert result.kbps is None and "refused" in result.reason.lower()
+
+
+def test_record_cli_refuses_an_unknown_interface_clearly() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "agent.cli", "record", "--wan", "nosuchif0",
+                           "--no-conntrack", "--duration", "1"], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 2 and "nosuchif0" in done.stderr
+
+
+def test_record_writes_rows_on_schedule(tmp_path: Path) -> None:
+    from agent.health.record import record
+    from agent.health.sampler import LiveSampler
+    from agent.health.trace import TraceWriter
+
+    stats = tmp_path / "wan0" / "statistics"
+    stats.mkdir(parents=True)
+    (stats / "rx_bytes").write_text("5")
+    (stats / "tx_bytes").write_text("6")
+
+    class Clock(FakeClock):
+        def sleep(self, seconds: float) -> None:
+            self.advance(seconds)
+
+    buf = io.StringIO()
+    rows = record(LiveSampler("wan0", None, None, None, root=tmp_path), TraceWriter(buf), 4.0, 1.0,
+                  clock=Clock())
+    samples = list(iter_samples(io.StringIO(buf.getvalue())))
+    assert rows == 5 and [s.t for s in samples] == [0, 1, 2, 3, 4]
