@@ -10,11 +10,12 @@ flows collapses when flows share the link, a slow link is not always a capped SI
 swapping a SIM for a weak signal or a busy cell wastes the pool and breaks the user's
 connection for nothing. So:
 
-* **ceiling** - over the last ``WINDOW_SECONDS``, the seconds in which the SIM's *total*
-  traffic was busy must be flat (most within ``FLAT_BAND`` of their median) and near a
-  known throttle rate (or the plan's own). Congestion and radio limits wander.
+* **ceiling** - the last ``MIN_BUSY_SECONDS`` seconds (within ``WINDOW_SECONDS``) in which
+  the SIM's *total* traffic was busy must be flat as 3-s averages (within ``FLAT_BAND``
+  of their mean, drifting less than ``DRIFT_MAX``) and near a known throttle rate (or
+  the plan's own). Congestion and radio limits wander.
 * **demand** - busy seconds need active flows through the router; no flows and no bytes
-  for ``IDLE_HOLD`` seconds is ``idle``, never a verdict on the SIM.
+  for ``IDLE_SECONDS`` is ``idle``, never a verdict on the SIM.
 * **radio** - poor RSRP/RSRQ/SINR explains slowness, so it wins over ``throttled``; a
   good signal delivering 128 kbps is not a radio problem.
 * **delay** - a shaper queues to a fixed rate (RTT up by ``SHAPER_QUEUE_MS`` and steady),
@@ -26,9 +27,12 @@ connection for nothing. So:
   rate, or a steady queue, need no probe.
 
 Hysteresis: a state is entered only after its candidate held for ``ENTER_HOLD[state]``
-seconds of trace time, and since leaving a state means entering another, it is left the
-same way. A second with no opinion (a web page's think time) neither advances nor
-resets the count.
+seconds of trace time and about as many samples, and since leaving a state means
+entering another, it is left the same way. A second with no opinion (a web page's
+think time) neither advances nor resets the count. Leaving ``throttled`` additionally
+needs traffic clearly above the ceiling; leaving ``congested`` needs both its signs gone.
+
+Measured on the trace library (tests/bench/bench_detection.py): see docs/health.md.
 """
 
 from __future__ import annotations
@@ -137,7 +141,7 @@ probe sent each second: three missed echoes is not jitter."""
 ENTER_HOLD: dict[str, float] = {
     "no_service": 2.0,   # an outage is unambiguous once seen; report it fast
     "poor_radio": 4.0,   # five noisy radio readings' median must stay bad
-    "throttled": 2.0,    # the window already needs 5-6 flat seconds; 3 more samples
+    "throttled": 2.0,    # the ceiling already needs 5 flat busy seconds; 3 more samples
     "congested": 4.0,    # a wandering rate must keep wandering
     "ok": 4.0,           # leave a bad state only once good held ~5 s
     "idle": 0.0,         # IDLE_SECONDS of no demand is already required by the rule

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import logging
 import math
@@ -545,6 +546,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", default=str(REPO / "tests" / "traces"))
     parser.add_argument("--parallel", type=int, default=1, help="slots recording at once (max 8)")
     parser.add_argument("--slot", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=None,
+                        help="override the scenarios' seeds (a fresh, held-out recording)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.cmd == "serve":
@@ -563,6 +566,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or not names:
         parser.error(f"unknown or no scenario: {unknown}; see --list")
     out_dir = Path(args.out_dir)
+    if args.seed is not None:
+        for n in names:
+            SCENARIOS[n] = dataclasses.replace(SCENARIOS[n], seed=args.seed)
     if args.out and len(names) == 1:
         record_scenario(SCENARIOS[names[0]], Path(args.out), args.slot)
         write_expectations(Path(args.out).parent / "expected.json", names)

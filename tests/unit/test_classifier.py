@@ -168,3 +168,35 @@ def test_time_going_backwards_and_counter_reset_do_not_crash() -> None:
     clf.feed(Sample(t=1, wan_rx_bytes=1000, wan_tx_bytes=0))
     assert clf.feed(Sample(t=0.5, wan_rx_bytes=2000, wan_tx_bytes=0)) == []
     assert clf.feed(Sample(t=2, wan_rx_bytes=0, wan_tx_bytes=0)) == []  # modem reset: counters at 0
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from agent.health.classifier import STATES  # noqa: E402
+
+_step = st.tuples(
+    st.floats(0.1, 5.0), st.integers(0, 3_000_000), st.integers(0, 10), st.one_of(st.none(), st.floats(0, 3000)),
+    st.booleans(), st.one_of(st.none(), st.floats(-140, -40)), st.one_of(st.none(), st.floats(-20, 30)),
+    st.booleans())
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_step, min_size=1, max_size=120), st.one_of(st.none(), st.floats(64, 2000)))
+def test_any_sample_sequence_gives_known_states_and_never_raises(steps: list, plan: float | None) -> None:
+    clf = Classifier(plan_rate_kbps=plan)
+    t, rx, sent, lost = 0.0, 0, 0, 0
+    for dt, drx, flows, rtt, lose, rsrp, sinr, reg in steps:
+        t += dt
+        rx += drx
+        sent += 1
+        lost += int(lose)
+        for change in clf.feed(Sample(t=t, wan_rx_bytes=rx, wan_tx_bytes=rx // 20, flows=flows,
+                                      rtt_ms=rtt, probes_sent=sent, probes_lost=lost, rsrp_dbm=rsrp,
+                                      sinr_db=sinr, registered=reg)):
+            assert change.state in STATES and change.t == t
+            assert (change.rate_kbps is not None) == (change.state == "throttled")
+            assert change.onset_t is None or change.onset_t <= change.t
+        if clf.wants_probe is not None:
+            clf.probe_result(None)
+    assert clf.state is None or clf.state in STATES
