@@ -33,10 +33,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from agent.cloud.link import CloudConfig, CloudLink  # noqa: E402
-from board.virtual import broker as lab_broker  # noqa: E402
-from board.virtual.pki import LabPki, create_lab_pki  # noqa: E402
-from tests.cloud.conftest import free_port  # noqa: E402
+from agent.cloud.link import CloudConfig, CloudLink
+from board.virtual import broker as lab_broker
+from board.virtual.pki import LabPki, create_lab_pki
+from tests.cloud.conftest import free_port
 
 HOST = "127.0.0.1"
 BUCKET_S = 1.0
@@ -146,7 +146,7 @@ def one_run(pki: LabPki, work: Path, n: int, first_delay: float, cap: float) -> 
     mean = len(back) / max(back[-1], BUCKET_S)
     peak = max(buckets) / BUCKET_S
     return {"returned": len(back), "clients": n, "peak": peak, "mean": mean, "ratio": peak / mean,
-            "last": back[-1], "max_delay": max(delays), "cap": cap}
+            "last": back[-1], "max_delay": max(delays, default=0.0), "cap": cap}
 
 
 def pct(values: list[float], p: float) -> float:
