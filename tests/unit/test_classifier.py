@@ -170,10 +170,10 @@ def test_time_going_backwards_and_counter_reset_do_not_crash() -> None:
     assert clf.feed(Sample(t=2, wan_rx_bytes=0, wan_tx_bytes=0)) == []  # modem reset: counters at 0
 
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from agent.health.classifier import STATES  # noqa: E402
+from agent.health.classifier import STATES
 
 _step = st.tuples(
     st.floats(0.1, 5.0), st.integers(0, 3_000_000), st.integers(0, 10), st.one_of(st.none(), st.floats(0, 3000)),
