@@ -38,9 +38,11 @@ def pct(values: list[float], p: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer timing runs (< 30 s)")
+    parser.add_argument("--traces", type=Path, default=TRACES,
+                        help="a library directory (e.g. a held-out recording made with tracegen --seed)")
     args = parser.parse_args()
-    expected = json.loads((TRACES / "expected.json").read_text())
-    traces = {name: read_trace(TRACES / f"{name}.csv") for name in sorted(expected)}
+    expected = json.loads((args.traces / "expected.json").read_text())
+    traces = {name: read_trace(args.traces / f"{name}.csv") for name in sorted(expected)}
     delays, false_alarms, probes, probe_agree = [], [], 0, 0
     print(f"{'trace':28s} {'expected':>9s} {'detected':>9s} {'delay':>6s} {'rate':>6s} probes  states")
     for name, samples in traces.items():
