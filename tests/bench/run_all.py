@@ -1,0 +1,34 @@
+"""``make bench``: run every benchmark and print its figures beside its goal.
+
+Benchmarks measure; they never pass or fail a build (speed on a shared 2-core machine is
+a figure to read, not an assertion). ``QUICK=1 make bench`` runs the short versions.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BENCHES = [
+    ("AT round trips over the pty (issue 2: median overhead < 1 ms)", "bench_at.py"),
+    ("reconnect storm, 500 cloud links (issue 3: peak < 2x mean, no wait > cap)", "bench_reconnect.py"),
+    ("journal flash writes and metering cost (issue 4: < 1 MB/day, loss <= 60 s)", "bench_journal.py"),
+    ("throttle detection over the trace library (issue 5: median < 10 s, worst < 20 s)", "bench_detection.py"),
+]
+
+
+def main() -> int:
+    quick = ["--quick"] if os.environ.get("QUICK") else []
+    worst = 0
+    for title, script in BENCHES:
+        print(f"\n=== {title}\n", flush=True)
+        code = subprocess.call([sys.executable, str(HERE / script), *quick], cwd=HERE.parent.parent)
+        worst = max(worst, code)
+    return worst
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
