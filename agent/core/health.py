@@ -19,6 +19,7 @@ from typing import Any
 from agent.errors import AgentError
 from agent.health.classifier import Classifier
 from agent.health.outage import OutageLog
+from agent.health.probe import ProbeBudget, run_check
 from agent.health.sample import COLUMNS, Sample
 from agent.health.sampler import FlowCounter, LiveSampler, RadioReading, UdpEchoProber
 
@@ -36,6 +37,7 @@ class HealthMonitor:
                                    prober, FlowCounter(), radio=self)
         self.classifier = Classifier(plan_rate_kbps=self._plan_rate(sup.current))
         self.outages = OutageLog(sup.state_dir, sup.clock)
+        self.budget = ProbeBudget(sup.clock)
         self._radio = RadioReading()
         self._network: dict[str, Any] = {}
         self._last: dict[str, Any] = {"state": "ok", "rate_kbps": None, "evidence": {}}
@@ -67,7 +69,7 @@ class HealthMonitor:
         self.classifier = Classifier(plan_rate_kbps=self._plan_rate(facts))
 
     def summary(self) -> dict[str, Any]:
-        return dict(self._last)
+        return dict(self._last, probe_budget=self.budget.report())
 
     # ---- the task ---------------------------------------------------------------------
     async def run(self) -> None:
@@ -82,11 +84,23 @@ class HealthMonitor:
                 self._record(sample)
                 for change in self.classifier.feed(sample):
                     await self._report(change)
+                if self.classifier.wants_probe is not None:
+                    await self._active_check()
                 await asyncio.sleep(self.sup.cfg.sample_interval_s)
         finally:
             await asyncio.to_thread(self.sampler.close)
             if self._trace:
                 self._trace[0].close()
+
+    async def _active_check(self) -> None:
+        """The classifier asked: one bounded download burst, within the day's budget."""
+        probe = self.sup.cfg.probe
+        if probe is None:
+            self.classifier.probe_result(None, 0, "no probe endpoint configured")
+            return
+        # run_check never raises: a failure comes back as a measurement with kbps None.
+        result = await asyncio.to_thread(run_check, self.budget, probe[0], probe[1], self.sup.clock)
+        self.classifier.probe_result(result.kbps, result.bytes_used, result.reason)
 
     async def _refresh_radio(self) -> None:
         modem = self.sup.modem

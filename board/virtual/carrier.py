@@ -261,7 +261,7 @@ table ip carrier {{
         expected = milenage.res(bytes.fromhex(sim["ki"]), bytes.fromhex(sim["opc"]), rand)
         try:
             answer = challenge(rand)
-        except Exception as exc:  # the UE side failed to compute: same as a wrong answer
+        except Exception as exc:  # noqa: BLE001 - any UE-side failure is a failed challenge
             LOGGER.warning("carrier: challenge for %s failed: %s", imsi, type(exc).__name__)
             return EMM_ILLEGAL_UE
         if answer != expected:

@@ -127,7 +127,8 @@ def _tls_ready(host: str, port: int, ns: str) -> bool:
 
 # ---- up ---------------------------------------------------------------------------
 def up(args: argparse.Namespace) -> int:
-    from board.virtual import broker, pki, pool as pool_mod
+    from board.virtual import broker, pki
+    from board.virtual import pool as pool_mod
 
     if os.geteuid() != 0:
         raise LabError("pocket-lab up needs root (network namespaces, tc, nftables)")

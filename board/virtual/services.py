@@ -2,7 +2,8 @@
 
 - a UDP echo reflector (RFC 862 echo, port 7): the agent's delay/loss probe target;
 - a byte source on TCP 9000: a client sends one request line and gets bytes back.
-  ``GET <n>`` streams exactly n bytes then closes (downloads, the active probe);
+  ``GET <n>`` (or just ``<n>``, the agent's active check) streams exactly n bytes
+  then closes;
   ``PUT`` reads and discards until the client closes (uploads);
   every stream is bounded by ``MAX_STREAM_BYTES`` and ``MAX_STREAM_SECONDS``.
 
@@ -43,11 +44,13 @@ async def _serve_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
     try:
         line = await asyncio.wait_for(reader.readline(), 10)
         words = line.decode("ascii", "replace").split()
+        if len(words) == 1 and words[0].isdigit():
+            words = ["GET", words[0]]
         if words[:1] == ["GET"] and len(words) == 2 and words[1].isdigit():
             await asyncio.wait_for(_send(writer, min(int(words[1]), MAX_STREAM_BYTES)), MAX_STREAM_SECONDS)
         elif words[:1] == ["PUT"]:
             await asyncio.wait_for(_sink(reader), MAX_STREAM_SECONDS)
-    except (asyncio.TimeoutError, ConnectionError):
+    except (TimeoutError, ConnectionError):
         pass
     finally:
         writer.close()

@@ -51,13 +51,13 @@ class Load:
                 if not data:
                     break
                 self.down += len(data)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         finally:
             writer.close()
 
     async def put(self, nbytes: int) -> None:
-        reader, writer = await asyncio.open_connection(self.host, self.port)
+        _reader, writer = await asyncio.open_connection(self.host, self.port)
         try:
             writer.write(b"PUT\n")
             chunk = bytes(READ_CHUNK)
