@@ -573,7 +573,7 @@ class CloudLink:
             parsed = proto.parse_topic(topic)
             if parsed.device_id != self.device_id:
                 raise ProtocolError(f"message for another device on {topic!r}", topic=topic, reason="topic")
-            body = proto.decode(msg.payload, topic)
+            body = proto.decode(bytes(msg.payload), topic)
             handler = {proto.ACK: self._handle_ack, proto.ASSIGNMENT: self._handle_assignment,
                        proto.COMMAND: self._handle_command, proto.POLICY: self._handle_policy}.get(parsed.leaf)
             if handler is None:
@@ -654,7 +654,7 @@ class CloudLink:
                 raise SealError("signed header differs from the reply's assignment id/seq", reason="mismatch")
             if self._guard.check(reply.assignment_id, reply.seq) == "duplicate":
                 raise SealError(f"assignment {reply.assignment_id!r} was already applied", reason="duplicate")
-            opened = sealing.open_envelope(reply.envelope, device_id=self.device_id, device_key=self._device_key,
+            opened = sealing.open_envelope(header, device_id=self.device_id, device_key=self._device_key,
                                            platform_public=self._platform_key, now=now)
         except SealError as exc:
             self._reject(exc, topic, assignment_id=reply.assignment_id)

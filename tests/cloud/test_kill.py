@@ -72,6 +72,8 @@ def test_sigkilled_agent_resends_only_what_was_not_acknowledged(
     second = spawn(config, state, 60, iccid)
     try:
         expect(second, "drained")
+        # The kill left a will (session 1, offline); the restarted agent's birth (session 2) wins.
+        assert cloud2.wait_for(lambda: cloud2.sessions.get("dev-a", 0) >= 2 and cloud2.online.get("dev-a"), 5)
     finally:
         second.kill()
         second.wait()
@@ -80,5 +82,3 @@ def test_sigkilled_agent_resends_only_what_was_not_acknowledged(
     assert total["tx_bytes"] == sum(50 + i for i in range(1, 61))
     resent = [e["body"]["seq"] for e in cloud2.events() if e["kind"] == "usage"]
     assert min(resent) == 31 and sorted(set(resent)) == list(range(31, 61))  # only the unacknowledged
-    # The kill left a will (session 1, offline); the restarted agent's birth (session 2) wins.
-    assert cloud2.wait_for(lambda: cloud2.sessions.get("dev-a", 0) >= 2 and cloud2.online.get("dev-a"), 5)
