@@ -32,7 +32,6 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -307,9 +306,9 @@ class CloudLink:
             await self._net_event.wait()
             if delay > 0:
                 self.stats.delays.append(delay)
-                await self._sleep_while_net_up(delay)
+                await asyncio.sleep(delay)
                 if not self._net_up:
-                    continue
+                    continue  # the data link went down meanwhile: wait for it again
             outcome = await self._session_once()
             if outcome == "failed":
                 delay = self._backoff.next_delay()
@@ -318,10 +317,6 @@ class CloudLink:
                 delay = self._backoff.first_delay()
             else:
                 return
-
-    async def _sleep_while_net_up(self, delay: float) -> None:
-        """Sleep ``delay`` seconds, waking early only to stop."""
-        await asyncio.sleep(delay)
 
     async def _session_once(self) -> str:
         """One connection from attempt to end; returns why it ended."""
@@ -730,7 +725,3 @@ def _correlation(msg: mqtt.MQTTMessage) -> str | None:
     if data is None:
         return None
     return data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
-
-
-def now_iso(clock: Clock) -> str:
-    return datetime.fromtimestamp(clock.wall(), JST).isoformat(timespec="seconds")
