@@ -115,9 +115,8 @@ def start_broker(directory: Path, pki: LabPki, host: str, port: int, netns: str 
     cmd = [exe, "-c", str(conf)]
     if netns:
         cmd = ["ip", "netns", "exec", netns, *cmd]
-    log = open(Path(directory) / "mosquitto.log", "ab")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    log.close()
+    with open(Path(directory) / "mosquitto.log", "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -36,9 +36,9 @@ class EvilCloud(ReferenceCloud):
     def reseal(self, reply: dict[str, Any], **changes: Any) -> dict[str, Any]:
         env = reply["envelope"]
         iccid = self.swaps[reply["assignment_id"]]["iccid"]
-        kw: dict[str, Any] = dict(device_id=env["device"], platform_key=self.platform_key,
-                                  assignment_id=env["assignment_id"], seq=env["seq"], issued_at=env["issued_at"],
-                                  expires_at=env["expires_at"])
+        kw: dict[str, Any] = {"device_id": env["device"], "platform_key": self.platform_key,
+                              "assignment_id": env["assignment_id"], "seq": env["seq"],
+                              "issued_at": env["issued_at"], "expires_at": env["expires_at"]}
         kw.update(changes)
         kw["device_public"] = sealing.load_public_x25519(self.device_keys_dir / kw["device_id"] / "sealing.pub")
         return {**reply, "envelope": sealing.seal(self.profile(iccid), **kw)}

@@ -66,8 +66,8 @@ def test_vector_opens_to_the_published_plaintext() -> None:
 
 
 def test_fresh_envelopes_differ_but_open_the_same() -> None:
-    kw = dict(device_id="dev-a", device_public=DEVICE_KEY.public_key(), platform_key=PLATFORM_KEY,
-              assignment_id="x", seq=1, issued_at=NOW, expires_at=NOW + 60)
+    kw = {"device_id": "dev-a", "device_public": DEVICE_KEY.public_key(), "platform_key": PLATFORM_KEY,
+          "assignment_id": "x", "seq": 1, "issued_at": NOW, "expires_at": NOW + 60}
     a, b = sealing.seal(PROFILE, **kw), sealing.seal(PROFILE, **kw)
     assert a["ct"] != b["ct"] and a["epk"] != b["epk"]
     assert _open(a).profile == _open(b).profile == PROFILE
