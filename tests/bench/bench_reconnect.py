@@ -151,7 +151,7 @@ def one_run(pki: LabPki, work: Path, n: int, first_delay: float, cap: float) -> 
 
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
 def main() -> int:
