@@ -89,6 +89,12 @@ an answer (the request or its reply may have died with a broker restart)."""
 SEEN_COMMANDS = 64
 """Command ids remembered for de-duplicating QoS 1 redeliveries (commands are rare)."""
 
+ERROR_WINDOW_S = 60.0
+ERROR_EVENTS_PER_WINDOW = 20
+"""At most 20 error events (and warning lines) per minute: a flood of bad messages,
+buggy or hostile, must not turn into a flood of fsyncs and uplink traffic. The next
+event reports how many were suppressed (``suppressed_before``)."""
+
 JOIN_TIMEOUT_S = 5.0
 """How long stop() waits for paho's thread to finish after DISCONNECT."""
 
@@ -190,6 +196,9 @@ class CloudLink:
         self._probe_sent = False
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = False
+        self._error_window_start = -ERROR_WINDOW_S
+        self._errors_in_window = 0
+        self._errors_suppressed = 0
 
     # --- public API ---------------------------------------------------------------
 
@@ -585,8 +594,20 @@ class CloudLink:
                          topic)
 
     def _reject(self, exc: ProtocolError, topic: str, **extra: Any) -> None:
+        """Log, count and report upstream (rate-limited) a refused inbound message."""
         self.stats.rejected += 1
+        now = self.clock.monotonic()
+        if now - self._error_window_start >= ERROR_WINDOW_S:
+            self._error_window_start, self._errors_in_window = now, 0
+        self._errors_in_window += 1
+        if self._errors_in_window > ERROR_EVENTS_PER_WINDOW:
+            self._errors_suppressed += 1
+            LOGGER.debug("rejected message on %s (%s), error event suppressed", topic, exc.reason)
+            return
         LOGGER.warning("rejected message on %s (%s): %s", topic, exc.reason, exc)
+        if self._errors_suppressed:
+            extra = {**extra, "suppressed_before": self._errors_suppressed}
+            self._errors_suppressed = 0
         try:
             self._emit_nowait("error", {"reason": exc.reason, "topic": topic, "detail": str(exc)[:300], **extra})
         except (AgentError, OSError) as err:

@@ -246,3 +246,27 @@ def test_no_assignment_when_cloud_absent_times_out_cleanly(broker: Broker, pki: 
         finally:
             await link.stop()
     run(body())
+
+
+def test_a_flood_of_bad_messages_is_rate_limited_upstream(broker: Broker, pki: LabPki, cloud: ReferenceCloud,
+                                                          tmp_path: Path) -> None:
+    from agent.cloud.link import ERROR_EVENTS_PER_WINDOW
+    got: list[Command] = []
+
+    async def body() -> None:
+        link = CloudLink(device_config(pki, broker), state_dir=tmp_path / "agent")
+        link.on_command(got.append)
+        await link.start()
+        try:
+            assert await link.wait_connected(5)
+            assert cloud._client is not None
+            for i in range(200):
+                cloud._client.publish("pw/v1/dev-a/command", b"garbage %d" % i, qos=1)
+            cloud.send_command("dev-a", {"command_id": "after-flood", "action": "report"})
+            await until(lambda: len(got) == 1, 15)
+            assert link.stats.rejected == 200 and link.connected
+            await until(lambda: len(link.events) == 0)
+        finally:
+            await link.stop()
+    run(body())
+    assert len(errors(cloud)) == ERROR_EVENTS_PER_WINDOW
