@@ -110,6 +110,9 @@ def test_assignment_roundtrip_and_result(broker: Broker, pki: LabPki, cloud: Ref
             await until(lambda: cloud.totals()[a.profile.iccid]["device"] == "dev-a")
             b = await link.request_assignment("throttled", current_iccid=a.profile.iccid, timeout=10)
             assert b.profile.iccid != a.profile.iccid and b.seq == 2
+            on_disk = b"".join(p.read_bytes() for p in (tmp_path / "agent").rglob("*") if p.is_file())
+            for secret in (sim["ki"], sim["opc"], a.profile.ki, a.profile.opc):
+                assert (secret.encode() if isinstance(secret, str) else secret) not in on_disk
         finally:
             await link.stop()
     run(body())
