@@ -262,9 +262,9 @@ class ReferenceCloud:
         """Apply one new record. An invalid body is counted as handled (and recorded), so
         one bad record cannot block the cumulative ack for everything after it."""
         try:
-            proto.validate_record(msg, topic)
             if "rejected" in msg:
                 raise ProtocolError(f"device could not send record: {msg['rejected']}", reason="device")
+            proto.validate_record(msg, topic)
         except ProtocolError as exc:
             self.rejected += 1
             self._record(topic, device, "rejected", {"reason": exc.reason, "detail": str(exc), "seq": msg.get("seq")})

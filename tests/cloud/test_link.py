@@ -273,3 +273,57 @@ def test_a_flood_of_bad_messages_is_rate_limited_upstream(broker: Broker, pki: L
             await link.stop()
     run(body())
     assert len(errors(cloud)) == ERROR_EVENTS_PER_WINDOW
+
+
+class ListSource:
+    """A ReliableSource in memory, like the usage journal: the link must not care which."""
+
+    stream = "usage"
+
+    def __init__(self, records: list[tuple[int, dict[str, Any]]]):
+        self.records = records
+        self.acked = 0
+
+    def pending(self, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        return [r for r in self.records if r[0] > self.acked][:limit]
+
+    def ack(self, upto: int) -> None:
+        self.acked = max(self.acked, upto)
+
+
+def test_an_unsendable_record_does_not_block_its_stream(broker: Broker, pki: LabPki, cloud: ReferenceCloud,
+                                                       tmp_path: Path) -> None:
+    huge = {**usage(2), "start": "x" * (MAX_MESSAGE_BYTES + 10)}
+    source = ListSource([(1, usage(1)), (2, huge), (3, usage(3)), (4, {**usage(4), "rx_bytes": -5})])
+
+    async def body() -> None:
+        link = CloudLink(device_config(pki, broker), state_dir=tmp_path / "agent", sources=[source])
+        await link.start()
+        try:
+            await until(lambda: source.acked == 4)
+        finally:
+            await link.stop()
+    run(body())
+    rejected = [e["body"] for e in cloud.events() if e["kind"] == "rejected"]
+    assert [r["seq"] for r in rejected] == [2, 4] and rejected[0]["reason"] == "device"
+    assert cloud.totals()[ICCID]["rx_bytes"] == usage(1)["rx_bytes"] + usage(3)["rx_bytes"]
+
+
+def test_records_dropped_by_a_full_outbox_show_as_a_gap(broker: Broker, pki: LabPki, cloud: ReferenceCloud,
+                                                       tmp_path: Path) -> None:
+    async def body() -> None:
+        link = CloudLink(device_config(pki, broker), state_dir=tmp_path / "agent")
+        link.events.max_records = 3
+        link.set_network_available(False)
+        await link.start()
+        try:
+            for i in range(6):
+                await link.emit("health", {"state": f"s{i}"})
+            assert link.events.dropped == 3
+            link.set_network_available(True)
+            await until(lambda: len(link.events) == 0)
+        finally:
+            await link.stop()
+    run(body())
+    assert cloud.gaps == 3 and cloud.streams["dev-a/event"].upto == 6
+    assert [e["body"]["body"]["data"]["state"] for e in cloud.events() if e["kind"] == "health"] == ["s3", "s4", "s5"]
