@@ -82,9 +82,17 @@ there; a busy cell or a fading link moves it every second or two."""
 
 DRIFT_MAX = 0.08
 """First and last 3-s averages of the five busy seconds (2 s apart) may differ by 8 % of
-the mean at most: a cap holds its level (policed traces drift < 5 %; one frame is 3 % of
-a 3-s average at 128 kbps), while a cell whose load rises drifts *through* a throttle
-rate (4 %/s or more is caught) and would otherwise look flat near it for a few seconds."""
+the mean, plus counter quantisation (``DRIFT_FRAMES``): a cap holds its level, while a
+cell whose load rises drifts *through* a throttle rate (about 4 %/s or more is caught)
+and would otherwise look flat near it for a few seconds."""
+
+DRIFT_FRAMES = 2
+"""Whole frames a 3-s average may gain or lose by where second boundaries fall: at 128
+kbps one 1514-byte frame is ~3 % of a 3-s average, and a held-out recording of a 128k
+policer drifted up to 11 % by quantisation alone."""
+
+FRAME_BITS = 1514 * 8
+"""A full Ethernet frame, the unit the counters move by under bulk load."""
 
 KNOWN_RATE_LOW, KNOWN_RATE_HIGH = 0.80, 1.10
 """Measured/known ratio accepted as "at that rate": goodput under a policer runs ~85-95 %
@@ -453,7 +461,9 @@ class Classifier:
         return {"kbps": mean, "busy_seconds": len(busy), "flat": len(in_band) / len(smooth),
                 "drift": abs(rates[-1] - rates[0]) / mean if mean > 0 else 0.0,
                 "start_t": busy[0].t,
-                "flows": statistics.median(k.flows for k in busy),
+                # the most flows seen sharing the ceiling: under a policer some flows
+                # stall in retransmission back-off for seconds, yet they still wait
+                "flows": max(k.flows for k in busy),
                 "onset_t": in_band[0] if in_band else busy[0].t,
                 "cv": statistics.pstdev(rates) / mean if mean > 0 else 0.0}
 
@@ -462,7 +472,10 @@ class Classifier:
         ceil = self._ceiling(win)
         if self.state == "throttled" and (ceil is None or ceil["flat"] < FLAT_FRACTION):
             return self._still_throttled(win)
-        if ceil is None or ceil["flat"] < FLAT_FRACTION or ceil["drift"] > DRIFT_MAX:
+        if ceil is None or ceil["flat"] < FLAT_FRACTION:
+            return None
+        quantum = DRIFT_FRAMES * FRAME_BITS / 1000 / SMOOTH_SECONDS / ceil["kbps"]
+        if ceil["drift"] > DRIFT_MAX + quantum:
             return None
         known = nearest_known(ceil["kbps"], self.known_rates)
         if known is None:
