@@ -39,14 +39,15 @@ def test_policer_scenario_records_a_throttle_the_classifier_sees(tracegen, tmp_p
     sc = tg.Scenario("t", (tg.Phase(8), tg.Phase(22, "police", 128)), seed=3)
     out = tg.record_scenario(sc, tmp_path / "t.csv", slot=SLOT)
     samples = read_trace(out)
-    assert 27 <= len(samples) <= 31
-    assert _rates(samples, 2, 7) > 5000  # the unthrottled 20 Mbit/s link carried bulk load
-    assert 100 <= _rates(samples, 14, 28) <= 150  # the nft policer at 128 kbit/s
-    assert max(s.flows for s in samples) >= 3  # three bulk flows seen through conntrack
-    assert sum(s.rtt_ms is not None for s in samples) >= 20  # reflector answered
+    text = out.read_text()
+    assert 27 <= len(samples) <= 31, text
+    assert _rates(samples, 2, 7) > 5000, text  # the unthrottled 20 Mbit/s link carried bulk load
+    assert 100 <= _rates(samples, 14, 28) <= 150, text  # the nft policer at 128 kbit/s
+    assert max(s.flows for s in samples) >= 3, text  # three bulk flows seen through conntrack
+    assert sum(s.rtt_ms is not None for s in samples) >= 20, text  # reflector answered
     assert all(s.rsrp_dbm is not None and s.registered for s in samples)
-    states = [c.state for c in replay(samples).changes]
-    assert states[-1] == "throttled"
+    changes = replay(samples).changes
+    assert changes and changes[-1].state == "throttled", ([c.to_json() for c in changes], text)
     names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     assert tg.Topology(SLOT).ns("dev") not in names.split()  # torn down
 
