@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from agent.errors import AgentError
+from agent.errors import AgentError, AtTimeout, PortClosed
 from agent.health.classifier import Classifier
 from agent.health.outage import OutageLog
 from agent.health.probe import ProbeBudget, run_check
@@ -107,6 +107,10 @@ class HealthMonitor:
         try:
             sig = await modem.signal()
             reg = await modem.registration()
+        except (AtTimeout, PortClosed) as exc:
+            LOGGER.warning("modem stopped answering (%s): recovering", exc)
+            await self.sup.recover_modem(exc)
+            return
         except AgentError as exc:
             LOGGER.debug("radio reading failed: %s", exc)
             return

@@ -35,6 +35,7 @@ from agent.config import AgentConfig
 from agent.core.status import StatusFile
 from agent.errors import AgentError, ModemError
 from agent.modem.driver import Modem
+from agent.modem.recovery import RecoveryFailed, RecoveryLadder, reset_line_from_profile
 from agent.net.link import WanLink
 from agent.net.resolv import write_resolv
 from agent.sim import Plan, SimProfile
@@ -74,6 +75,7 @@ class Supervisor:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self.modem: Modem | None = None
+        self.ladder: RecoveryLadder | None = None
         self.cloud: CloudLink | None = None
         self.wan = WanLink(profile.data_interface)
         self.journal: UsageJournal | None = None
@@ -127,7 +129,10 @@ class Supervisor:
         self.modem = Modem(self.cfg.modem_port or self.profile.at_port, self.profile.dialect,
                            baud=self.profile.baud)
         await self.modem.open()
+        self.ladder = RecoveryLadder(self.modem, reset_line_from_profile(dict(self.profile.reset_line or {})),
+                                     clock=self.clock)
         self.cloud = self._make_cloud()
+        self.cloud.on_command(self._on_command)
         resumed = await self._resume()
         if not resumed:
             await self._use_seed()
@@ -371,6 +376,40 @@ class Supervisor:
         self.journal.flush("switch")  # the old SIM's final bytes, durable before we report
         del profile  # the keys are in the modem now; drop our reference
         await self.cloud.report_assignment_result(assignment.assignment_id, True, "attached")
+
+    async def recover_modem(self, cause: BaseException) -> None:
+        """A modem that stopped answering climbs the recovery ladder (retry, reopen, radio
+        off/on, power-cycle); if even that fails the daemon stops so its service manager
+        restarts it, rather than hang."""
+        assert self.ladder
+        try:
+            step = await self.ladder.recover(cause)
+        except RecoveryFailed as exc:
+            LOGGER.error("modem did not recover: %s", exc)
+            self.status.update(state="failed", error=f"modem: {exc}")
+            self._stop.set()
+            return
+        self.status.update(modem_recovery=self.ladder.counters())
+        if self.cloud:
+            await self.cloud.emit("health", {"state": "modem_recovered", "rate_kbps": None,
+                                             "evidence": {"step": step, "cause": type(cause).__name__,
+                                                          "ladder": self.ladder.counters()}})
+
+    def _on_command(self, command: Any) -> None:
+        """Cloud orders. ``report`` drains the usage journal now; ``swap`` and
+        ``set_policy`` belong to the hot-swap issue and are logged, not yet acted on."""
+        if command.action == "report":
+            assert self.meter and self.journal and self.cloud
+            asyncio.get_running_loop().create_task(self._report_now())
+        else:
+            LOGGER.warning("command %s (%s) is not supported by this agent version yet",
+                           command.command_id, command.action)
+
+    async def _report_now(self) -> None:
+        assert self.journal and self.cloud
+        await self._sample_once()
+        self.journal.flush("request")
+        self.cloud.kick()
 
     # ---- health ---------------------------------------------------------------------
     def _start_health(self) -> None:
