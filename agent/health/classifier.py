@@ -135,8 +135,11 @@ cell's queue fills and drains, so its spread is larger."""
 CONGEST_WINDOW = 10.0
 """Congestion is judged over 10 s: a busy cell's rate moves every few seconds."""
 
-CONGEST_SPREAD = 0.30
-"""Coefficient of variation of busy-second rates above 30 %: wandering, not flat."""
+CONGEST_SPREAD = 0.25
+"""Coefficient of variation of busy-second rates above 25 %: wandering, not flat (a cap
+or a healthy saturated link stays under ~5 %). 30 % missed a recorded busy cell whose
+rate moved by 15-40 % with a 150-400 ms queue; 15-20 % called a shaper's first seconds
+congestion."""
 
 BASE_RTT_SECONDS = 300.0
 """Base RTT = lowest RTT in the last 5 min; long enough to reach back before a shaper's
@@ -150,7 +153,7 @@ ENTER_HOLD: dict[str, float] = {
     "no_service": 2.0,   # an outage is unambiguous once seen; report it fast
     "poor_radio": 4.0,   # five noisy radio readings' median must stay bad
     "throttled": 2.0,    # the ceiling already needs 5 flat busy seconds; 3 more samples
-    "congested": 4.0,    # a wandering rate must keep wandering
+    "congested": 6.0,    # must outlast the few wandering seconds as a cap comes on
     "ok": 4.0,           # leave a bad state only once good held ~5 s
     "idle": 0.0,         # IDLE_SECONDS of no demand is already required by the rule
 }
