@@ -47,8 +47,13 @@ def dispatch(prog: str, version: str, table: dict[str, tuple[str, str]], argv: S
     """Parse ``argv`` in two passes: find the subcommand, then let its module add arguments."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(prog, version, table)
-    # First pass: which subcommand? (unknown options belong to it)
-    known, _ = parser.parse_known_args(argv)
+    # First pass: which subcommand? (unknown options belong to it; --help waits for the
+    # second pass, so that `pocket-agent record --help` lists record's own options)
+    try:
+        known, _ = parser.parse_known_args([a for a in argv if a not in ("-h", "--help")])
+    except SystemExit:
+        parser.parse_args(argv)  # no subcommand: let argparse print help or the usage error
+        raise
     module = importlib.import_module(known._module)
     sub_action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     module.configure(sub_action.choices[known.command])
