@@ -49,11 +49,9 @@ def dispatch(prog: str, version: str, table: dict[str, tuple[str, str]], argv: S
     parser = build_parser(prog, version, table)
     # First pass: which subcommand? (unknown options belong to it; --help waits for the
     # second pass, so that `pocket-agent record --help` lists record's own options)
-    try:
-        known, _ = parser.parse_known_args([a for a in argv if a not in ("-h", "--help")])
-    except SystemExit:
-        parser.parse_args(argv)  # no subcommand: let argparse print help or the usage error
-        raise
+    if not any(a in table for a in argv):
+        parser.parse_args(argv)  # no subcommand: argparse prints the help or the usage error
+    known, _ = parser.parse_known_args([a for a in argv if a not in ("-h", "--help")])
     module = importlib.import_module(known._module)
     sub_action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     module.configure(sub_action.choices[known.command])
