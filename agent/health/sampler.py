@@ -27,8 +27,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.errors import NetError
+from agent.errors import NetError, ParseError
 from agent.health.sample import Sample
+from agent.modem import parse
 
 LOGGER = logging.getLogger(__name__)
 
@@ -267,26 +268,28 @@ AT_READ_TIMEOUT = 1.0
 """+CESQ and +CEREG? answer within ~100 ms on real basebands; 1 s keeps one sampling
 second from being eaten by a modem that stopped answering."""
 
-_CESQ = re.compile(r"\+CESQ:\s*(\d+),(\d+),(\d+),(\d+),(\d+),(\d+)")
-_CEREG = re.compile(r"\+CEREG:\s*\d+,(\d+)")
+def _answer_line(text: str, prefix: str) -> str | None:
+    """The line of an AT answer that carries ``prefix`` (echo, URCs and OK around it)."""
+    return next((line.strip() for line in text.splitlines() if line.strip().startswith(prefix)), None)
 
 
 def parse_cesq(text: str) -> tuple[float | None, float | None]:
-    """(rsrp dBm, rsrq dB) from a +CESQ answer (3GPP TS 27.007 10.1.34 index scales;
-    255 = not known)."""
-    match = _CESQ.search(text)
-    if not match:
+    """(rsrp dBm, rsrq dB) from a +CESQ answer, with the modem parsers' 27.007 tables."""
+    line = _answer_line(text, "+CESQ:")
+    try:
+        sig = parse.parse_cesq(line) if line else None
+    except ParseError:
         return None, None
-    rsrq_idx, rsrp_idx = int(match.group(5)), int(match.group(6))
-    rsrq = None if rsrq_idx == 255 else -20.0 + 0.5 * rsrq_idx
-    rsrp = None if rsrp_idx == 255 else -141.0 + rsrp_idx
-    return rsrp, rsrq
+    return (sig.rsrp_dbm, sig.rsrq_db) if sig else (None, None)
 
 
 def parse_cereg_registered(text: str) -> bool | None:
     """Registered (stat 1 home or 5 roaming) from a +CEREG? answer; None if absent."""
-    match = _CEREG.search(text)
-    return None if not match else match.group(1) in ("1", "5")
+    line = _answer_line(text, "+CEREG:")
+    try:
+        return parse.parse_registration(line).stat in (1, 5) if line else None
+    except ParseError:
+        return None
 
 
 class AtRadioReader:
