@@ -226,32 +226,30 @@ class ReplayGuard:
 
 # --- key files ---------------------------------------------------------------------
 
-def load_private_x25519(path: Path | str) -> X25519PrivateKey:
-    key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
-    if not isinstance(key, X25519PrivateKey):
-        raise SealError(f"{path} is not an X25519 private key", reason="key")
+def _load_key(path: Path | str, kind: type[Any], private: bool) -> Any:
+    """A PEM key of exactly ``kind``; anything else is a SealError naming the file."""
+    data = Path(path).read_bytes()
+    key = (serialization.load_pem_private_key(data, password=None) if private
+           else serialization.load_pem_public_key(data))
+    if not isinstance(key, kind):
+        raise SealError(f"{path} is not an {kind.__name__.removesuffix('Key')} key", reason="key")
     return key
+
+
+def load_private_x25519(path: Path | str) -> X25519PrivateKey:
+    return _load_key(path, X25519PrivateKey, private=True)
 
 
 def load_public_x25519(path: Path | str) -> X25519PublicKey:
-    key = serialization.load_pem_public_key(Path(path).read_bytes())
-    if not isinstance(key, X25519PublicKey):
-        raise SealError(f"{path} is not an X25519 public key", reason="key")
-    return key
+    return _load_key(path, X25519PublicKey, private=False)
 
 
 def load_private_ed25519(path: Path | str) -> Ed25519PrivateKey:
-    key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise SealError(f"{path} is not an Ed25519 private key", reason="key")
-    return key
+    return _load_key(path, Ed25519PrivateKey, private=True)
 
 
 def load_public_ed25519(path: Path | str) -> Ed25519PublicKey:
-    key = serialization.load_pem_public_key(Path(path).read_bytes())
-    if not isinstance(key, Ed25519PublicKey):
-        raise SealError(f"{path} is not an Ed25519 public key", reason="key")
-    return key
+    return _load_key(path, Ed25519PublicKey, private=False)
 
 
 def private_pem(key: X25519PrivateKey | Ed25519PrivateKey) -> bytes:

@@ -38,7 +38,7 @@ from agent.modem.driver import Modem
 from agent.modem.recovery import RecoveryFailed, RecoveryLadder, reset_line_from_profile
 from agent.net.link import WanLink
 from agent.net.resolv import write_resolv
-from agent.sim import Plan, SimProfile
+from agent.sim import SimProfile
 from agent.usage.calendar import parse_tz
 from agent.usage.journal import UsageJournal
 from agent.usage.meter import UsageMeter
@@ -421,9 +421,3 @@ class Supervisor:
         self.health = HealthMonitor(self)
         self.spawn(self.health.run(), "health")
 
-
-def current_plan(facts: dict[str, Any] | None) -> Plan | None:
-    """The plan of the SIM in use, if the cloud told us."""
-    if not facts or not facts.get("plan"):
-        return None
-    return Plan.from_dict(facts["plan"])

@@ -27,7 +27,6 @@ subtract it per packet (the documented framing rule, docs/usage.md).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -381,7 +380,3 @@ def active_sims(state_file: Path) -> dict[str, dict[str, Any]]:
     """IMSI -> {"iccid","address","cid","index"} for SIMs with a data context up."""
     state = store.read_json(state_file, None) or {}
     return dict(state.get("active", {}))
-
-
-def describe(layout: LabLayout) -> dict[str, Any]:
-    return json.loads(json.dumps(layout.__dict__))
