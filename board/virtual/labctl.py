@@ -38,7 +38,9 @@ The modelled latencies add up to about 20 s; six times that before calling it fa
 STOP_GRACE = 15.0
 """Seconds a process gets after SIGTERM before SIGKILL (the agent drains to the cloud)."""
 
-LAYOUT = LabLayout()
+LAYOUT = LabLayout(prefix=os.environ.get("POCKET_LAB_PREFIX", "pw"))
+"""Namespace prefix from ``$POCKET_LAB_PREFIX`` (default ``pw``), so a second lab (a helper's,
+or a test run beside a demo) can live on the same machine under other names."""
 PROCESSES = ("agent", "cloud", "broker", "services", "labd", "traffic")
 """Stopped in this order by ``down``: consumers first, the modem last."""
 

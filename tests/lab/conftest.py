@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import need_root, need_tool
 
-LAB_DIR = Path("/run/pocket-lab-test")
+LAB_DIR = Path(os.environ.get("POCKET_LAB_TEST_DIR", "/run/pocket-lab-test"))
 
 
 def lab(*args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
