@@ -44,6 +44,7 @@ from agent import store
 from agent.clock import JST, Clock
 from agent.cloud import protocol as proto
 from agent.cloud import sealing
+from agent.cloud.schema import validate_event_data
 from agent.cloud.backoff import BASE_S, CAP_S, FIRST_DELAY_MAX_S, Backoff, jittered
 from agent.cloud.identity import SessionCounter, check_device_id
 from agent.cloud.outbox import Outbox, ReliableSource
@@ -95,6 +96,12 @@ ERROR_EVENTS_PER_WINDOW = 20
 buggy or hostile, must not turn into a flood of fsyncs and uplink traffic. The next
 event reports how many were suppressed (``suppressed_before``)."""
 
+SESSION_TAKEN_OVER = 0x8E
+"""MQTT 5 DISCONNECT reason 142: another client connected with this client id."""
+OWN_SWITCH_JITTER_S = 0.2
+"""Reconnect spread after the device's own SIM switch. A switch is one device's event,
+not a broker-wide outage, so it needs no fleet-sized jitter (backoff.FIRST_DELAY_MAX_S);
+a fifth of a second only keeps two back-to-back attempts apart."""
 JOIN_TIMEOUT_S = 5.0
 """How long stop() waits for paho's thread to finish after DISCONNECT."""
 
@@ -199,6 +206,8 @@ class CloudLink:
         self._error_window_start = -ERROR_WINDOW_S
         self._errors_in_window = 0
         self._errors_suppressed = 0
+        self._taken_over = 0
+        self._own_switch = False
 
     # --- public API ---------------------------------------------------------------
 
@@ -243,11 +252,19 @@ class CloudLink:
         except TimeoutError:
             return False
 
-    def set_network_available(self, up: bool) -> None:
-        """Follow the data link: no broker attempts while it is down; a random delay when it returns."""
+    def set_network_available(self, up: bool, *, own_switch: bool = False) -> None:
+        """Follow the data link: no broker attempts while it is down.
+
+        When it returns after an outage, the first attempt waits a random first delay
+        (a fleet that lost the network together must not come back together). When it
+        returns after this device's own SIM switch (``own_switch``), it reconnects at
+        once: nobody else reconnects with it.
+        """
         if up == self._net_up:
             return
         self._net_up = up
+        if up:
+            self._own_switch = own_switch
         LOGGER.info("data link %s: cloud link %s", "up" if up else "down", "resumes" if up else "pauses")
         if self._net_event is not None:
             (self._net_event.set if up else self._net_event.clear)()
@@ -321,6 +338,11 @@ class CloudLink:
             outcome = await self._session_once()
             if outcome == "failed":
                 delay = self._backoff.next_delay()
+            elif outcome == "net_down" and not self._net_up:
+                self._backoff.reset()
+                await self._net_event.wait()  # resumes when set_network_available(True)
+                own, self._own_switch = self._own_switch, False
+                delay = self._rng.uniform(0, OWN_SWITCH_JITTER_S) if own else self._backoff.first_delay()
             elif outcome in ("dropped", "net_down", "rebuilt"):
                 self._backoff.reset()
                 delay = self._backoff.first_delay()
@@ -374,7 +396,8 @@ class CloudLink:
                         properties=will)
         post = self._post
         client.on_connect = lambda cl, ud, flags, rc, props: post(self._cb_connect, gen, not rc.is_failure, str(rc))
-        client.on_disconnect = lambda cl, ud, flags, rc, props: post(self._cb_disconnect, gen, str(rc))
+        client.on_disconnect = lambda cl, ud, flags, rc, props: post(self._cb_disconnect, gen, str(rc),
+                                                                      getattr(rc, "value", None))
         client.on_message = lambda cl, ud, msg: post(self._cb_message, gen, msg)
         client.on_publish = lambda cl, ud, mid, rc, props: post(self._cb_traffic, gen)
         client.on_subscribe = lambda cl, ud, mid, rcs, props: post(self._cb_subscribe, gen, rcs)
@@ -421,10 +444,17 @@ class CloudLink:
         if not self._connect_result.done():
             self._connect_result.set_result(ok)
 
-    def _cb_disconnect(self, gen: int, reason: str) -> None:
-        if gen == self._gen:
-            LOGGER.info("cloud connection lost: %s", reason)
-            self._end_session("dropped")
+    def _cb_disconnect(self, gen: int, reason: str, code: int | None = None) -> None:
+        if gen != self._gen:
+            return
+        if code == SESSION_TAKEN_OVER:
+            # Another client connected with our client id: a cloned certificate, or a
+            # broker that does not bind client ids to certificates. Only the platform can
+            # act on it; say so once we are back (the event is durable meanwhile).
+            self._taken_over += 1
+            LOGGER.error("broker: session taken over by another client using our id (%d times)", self._taken_over)
+        LOGGER.info("cloud connection lost: %s", reason)
+        self._end_session("dropped")
 
     def _cb_thread_end(self, gen: int, reason: str) -> None:
         if gen != self._gen:
@@ -464,6 +494,11 @@ class CloudLink:
         LOGGER.info("cloud link up (session %d)", self._session)
         client.subscribe([(proto.topic(self.device_id, leaf), 1) for leaf in proto_inbound()])
         self._publish_birth()
+        if self._taken_over:
+            self._emit_nowait("security", {"reason": "session_taken_over", "count": self._taken_over,
+                                           "detail": "the broker handed our session to another client "
+                                                     "with this device's client id"})
+            self._taken_over = 0
         self._sent.clear()
         self._progress_at.clear()
         self._drain()
@@ -558,8 +593,7 @@ class CloudLink:
         self._drain()
 
     def _emit_nowait(self, kind: str, data: dict[str, Any]) -> int:
-        if kind not in proto.EVENT_KINDS:
-            raise ProtocolError(f"unknown event kind {kind!r}", reason="schema")
+        validate_event_data(kind, data)  # our own bug is caught here, loudly, not at the cloud
         body = {"kind": kind, "at": self.clock.now(JST).isoformat(timespec="seconds"), "data": data}
         proto.encode({"stream": proto.EVENT, "seq": 0, "base": 0, "body": body})  # size check before it is durable
         seq = self.events.put(body)

@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from agent.cloud.schema import EVENT_SCHEMAS, ICCID_RE, IMSI_RE, validate_event_data
 from agent.errors import ProtocolError
 
 LOGGER = logging.getLogger(__name__)
@@ -51,8 +52,6 @@ device stopped waiting for."""
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 """Device ids are certificate CNs and topic levels: no '/', '+', '#' or spaces."""
 
-ICCID_RE = re.compile(r"^89\d{16,18}$")
-IMSI_RE = re.compile(r"^\d{14,15}$")
 DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 MONTH_RE = re.compile(r"^\d{4}-\d{2}$")
 TZ_RE = re.compile(r"^[+-]\d{2}:\d{2}$")
@@ -69,8 +68,9 @@ COMMAND = "command"
 POLICY = "policy"  # retained
 ACK = "ack"
 
-EVENT_KINDS = ("health", "outage", "assignment_result", "error")
-"""Kinds a device emits on the "event" stream (topic pw/v1/<dev>/event/<kind>)."""
+EVENT_KINDS = tuple(EVENT_SCHEMAS)
+"""Kinds a device emits on the "event" stream (topic pw/v1/<dev>/event/<kind>); each
+kind's data has one schema in agent/cloud/schema.py."""
 
 COMMAND_ACTIONS = ("swap", "report", "set_policy")
 
@@ -193,17 +193,15 @@ def validate_usage(body: dict[str, Any], topic_name: str | None = None) -> dict[
 
 
 def validate_event(body: dict[str, Any], topic_name: str | None = None) -> dict[str, Any]:
-    """An event record: {"kind", "at", "data": {...}} with a per-kind minimum."""
+    """An event record: {"kind", "at", "data"}, ``data`` exactly as its kind's schema says."""
+    extra = set(body) - {"kind", "at", "data", "v"}
+    if extra:
+        raise _fail(f"unexpected fields {sorted(extra)}", body, topic_name)
     kind = require(body, "kind", str, topic_name)
     if kind not in EVENT_KINDS:
         raise _fail(f"unknown event kind {kind!r}", body, topic_name)
     require(body, "at", str, topic_name)
-    data = require(body, "data", dict, topic_name)
-    needs = {"health": ("state",), "outage": ("start",), "error": ("reason",),
-             "assignment_result": ("assignment_id", "ok", "detail")}[kind]
-    for key in needs:
-        if key not in data:
-            raise _fail(f"{kind} event without {key!r}", body, topic_name)
+    validate_event_data(kind, require(body, "data", dict, topic_name), topic_name)
     return body
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from agent.errors import AgentError, AtTimeout, PortClosed
 from agent.health.classifier import Classifier
+from agent.health.event import health_event
 from agent.health.outage import OutageLog
 from agent.health.probe import ProbeBudget, run_check
 from agent.health.sample import COLUMNS, Sample
@@ -130,14 +131,13 @@ class HealthMonitor:
             self._trace[0].flush()
 
     async def _report(self, change: Any) -> None:
-        event = change.to_event()
         sim = self.sup.current or {}
-        event["sim"] = {"iccid": sim.get("iccid"), "imsi": sim.get("imsi")}
-        event["network"] = dict(self._network)
-        self._last = {"state": event.get("state"), "rate_kbps": event.get("rate_kbps"),
-                      "evidence": event.get("evidence", {})}
-        LOGGER.info("health: %s (rate %s kbps) on SIM %s", event.get("state"), event.get("rate_kbps"), sim.get("iccid"))
-        await self.sup.cloud.emit("health", event)
+        event = health_event(change, sample_t=self.sup.clock.monotonic() - self._origin, sim=sim,
+                             network=self._network, clock=self.sup.clock)
+        self._last = {"state": event["state"], "rate_kbps": event["kbps"], "evidence": event["evidence"]}
+        LOGGER.info("health: %s (rate %s kbps) on SIM %s", event["state"], event["kbps"], sim.get("iccid"))
+        await self.sup.emit("health", event)
+        self.sup.on_health(event)
         await self._track_outage(event)
 
     async def _track_outage(self, event: dict[str, Any]) -> None:
@@ -150,6 +150,6 @@ class HealthMonitor:
         self.outages.end("no_service")
         pending = self.outages.unreported()
         for outage in pending:
-            await self.sup.cloud.emit("outage", outage)
+            await self.sup.emit("outage", outage)
         # The outbox holds them durably now; the log need not hand them over again.
         self.outages.mark_reported([o["id"] for o in pending])

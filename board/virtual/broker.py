@@ -3,6 +3,8 @@
 Configuration choices (each mirrors what a production broker for the fleet must do):
 - ``require_certificate true`` + ``use_identity_as_username true``: a client is who
   its certificate's CN says, nothing else; there is no password path.
+- ``use_username_as_clientid true``: the client id is that CN as well, whatever the
+  client asked for, so one device cannot knock another off by borrowing its client id.
 - an ACL with ``%u`` patterns: a device reads and writes only pw/v1/<its CN>/..., and
   within it only in the direction the contract says (docs/protocol.md); the user
   "cloud" reaches every tree.
@@ -87,6 +89,10 @@ def write_config(directory: Path, pki: LabPki, host: str, port: int) -> Path:
         f"keyfile {pki.broker_key}",
         "require_certificate true",
         "use_identity_as_username true",
+        # The client id is the certificate's CN too: a device presenting its own valid
+        # certificate with another device's client id cannot take that device's session
+        # over (and discard what the broker queued for it).
+        "use_username_as_clientid true",
         "tls_version tlsv1.2",
         "",
     ]))

@@ -267,6 +267,7 @@ class ReferenceCloud:
             proto.validate_record(msg, topic)
         except ProtocolError as exc:
             self.rejected += 1
+            LOGGER.warning("%s: refused record %s on %s: %s", device, msg.get("seq"), topic, exc)
             self._record(topic, device, "rejected", {"reason": exc.reason, "detail": str(exc), "seq": msg.get("seq")})
             return
         body = msg["body"]

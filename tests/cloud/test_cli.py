@@ -15,6 +15,7 @@ from agent.cloud.link import CloudLink
 from board.virtual.broker import tls_probe
 from board.virtual.pki import LabPki
 from board.virtual.pool import make_pool, save_pool
+from tests.cloud import events as ev
 from tests.cloud.conftest import HOST, Broker, device_config, free_port, run
 from tests.cloud.test_link import until
 from tests.conftest import need_tool
@@ -83,7 +84,7 @@ def test_pocket_lab_cloud_and_events_json(broker: Broker, pki: LabPki, tmp_path:
             await link.start()
             try:
                 a = await link.request_assignment("boot", timeout=10)
-                await link.emit("health", {"state": "ok", "iccid": a.profile.iccid})
+                await link.emit("health", ev.health("ok", a.profile.iccid))
                 await until(lambda: len(link.events) == 0)
             finally:
                 await link.stop()

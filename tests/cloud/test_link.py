@@ -17,7 +17,10 @@ from agent.cloud.protocol import MAX_MESSAGE_BYTES, Command
 from board.virtual.cloud import ReferenceCloud
 from board.virtual.pki import LabPki
 from board.virtual.pool import make_pool
+from tests.cloud import events
 from tests.cloud.conftest import Broker, device_config, run
+
+STATES = ("ok", "throttled", "suspect", "poor_radio", "congested", "idle")
 
 POLL_S = 0.02
 """Polling step where the condition lives in another process (broker, cloud thread)."""
@@ -55,7 +58,7 @@ def test_event_is_delivered_and_dropped_only_on_the_clouds_ack(broker: Broker, p
         await link.start()
         try:
             assert await link.wait_connected(5)
-            seq = await link.emit("health", {"state": "throttled", "iccid": ICCID})
+            seq = await link.emit("health", events.health("throttled", ICCID))
             assert len(link.events) == 1
             await until(lambda: len(link.events) == 0)
             assert seq == 1
@@ -127,7 +130,7 @@ def test_throttled_sim_is_never_assigned_again(broker: Broker, pki: LabPki, clou
         try:
             first = await link.request_assignment("boot", timeout=10)
             await link.report_assignment_result(first.assignment_id, True, "attached")
-            await link.emit("health", {"state": "throttled", "iccid": first.profile.iccid})
+            await link.emit("health", events.health("throttled", first.profile.iccid))
             await until(lambda: cloud.totals()[first.profile.iccid]["throttled"])
             for _ in range(3):
                 nxt = await link.request_assignment("throttled", timeout=10)
@@ -207,7 +210,7 @@ def test_link_follows_the_data_link(broker: Broker, pki: LabPki, cloud: Referenc
             link.set_network_available(False)
             await until(lambda: not link.connected)
             attempts = link.stats.attempts
-            await link.emit("outage", {"start": "2026-01-01T00:00:00+09:00", "cause": "radio"})
+            await link.emit("outage", events.outage("radio"))
             await asyncio.sleep(0.5)  # a window in which a hammering client would have retried
             assert link.stats.attempts == attempts and len(link.events) == 1
             link.set_network_available(True)
@@ -231,7 +234,7 @@ def test_watchdog_rebuilds_a_client_when_nothing_arrives(broker: Broker, pki: La
             finally:
                 os.kill(broker.proc.pid, signal.SIGCONT)
             await until(lambda: link.connected, 10)
-            await link.emit("health", {"state": "ok"})
+            await link.emit("health", events.health("ok"))
             await until(lambda: len(link.events) == 0, 10)
         finally:
             await link.stop()
@@ -318,7 +321,7 @@ def test_records_dropped_by_a_full_outbox_show_as_a_gap(broker: Broker, pki: Lab
         await link.start()
         try:
             for i in range(6):
-                await link.emit("health", {"state": f"s{i}"})
+                await link.emit("health", events.health(STATES[i], ICCID))
             assert link.events.dropped == 3
             link.set_network_available(True)
             await until(lambda: len(link.events) == 0)
@@ -326,4 +329,4 @@ def test_records_dropped_by_a_full_outbox_show_as_a_gap(broker: Broker, pki: Lab
             await link.stop()
     run(body())
     assert cloud.gaps == 3 and cloud.streams["dev-a/event"].upto == 6
-    assert [e["body"]["body"]["data"]["state"] for e in cloud.events() if e["kind"] == "health"] == ["s3", "s4", "s5"]
+    assert [e["body"]["body"]["data"]["state"] for e in cloud.events() if e["kind"] == "health"] == list(STATES[3:6])

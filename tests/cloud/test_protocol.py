@@ -11,6 +11,7 @@ import pytest
 from agent.cloud import protocol as proto
 from agent.cloud.backoff import Backoff
 from agent.errors import ProtocolError
+from tests.cloud import events
 
 USAGE = {"iccid": "8981100000001000019", "imsi": "440100000100001", "day": "2026-01-31", "month": "2026-01",
          "tz": "+09:00", "mcc": ["440"], "rx_bytes": 123456, "tx_bytes": 7890,
@@ -57,11 +58,38 @@ def test_usage_missing_field_refused() -> None:
 
 
 def test_event_kinds_and_minimum_fields() -> None:
-    ok = {"kind": "health", "at": "2026-01-01T00:00:00+09:00", "data": {"state": "throttled", "iccid": "x"}}
+    ok = {"kind": "health", "at": "2026-01-01T00:00:00+09:00",
+          "data": events.health("throttled", "8981100000001000019")}
     assert proto.validate_event(ok) == ok
-    for bad in ({**ok, "kind": "party"}, {**ok, "data": {}}, {**ok, "data": []}):
+    for bad in ({**ok, "kind": "party"}, {**ok, "data": {}}, {**ok, "data": []}, {**ok, "extra": 1}):
         with pytest.raises(ProtocolError):
             proto.validate_event(bad)
+
+
+@pytest.mark.parametrize("change, why", [
+    ({"iccid": None}, "must name the SIM"),
+    ({"kbps": None}, "must name the SIM"),
+    ({"plmn": "LAB MOBILE"}, "'plmn' is malformed"),
+    ({"since": 18.3}, "'since' has type float"),
+    ({"since": "2026-01-01T00:00:00"}, "'since' is malformed"),
+    ({"since": None}, "null while the clock is trusted"),
+    ({"rate_kbps": 128}, "unexpected field 'rate_kbps'"),
+    ({"sim": {"iccid": "8981100000001000019"}}, "unexpected field 'sim'"),
+    ({"mechanism": "magic"}, "'mechanism' is not one of"),
+    ({"age_s": -1}, "below"),
+    ({"clock_trusted": "yes"}, "'clock_trusted' has type str"),
+])
+def test_health_event_is_the_contracts_words(change: dict, why: str) -> None:
+    """The 2020 gap: a throttled report the platform cannot read is refused, with the reason."""
+    data = {**events.health("throttled", "8981100000001000019"), **change}
+    with pytest.raises(ProtocolError, match=re.escape(why)) as err:
+        proto.validate_event({"kind": "health", "at": "2026-01-01T00:00:00+09:00", "data": data})
+    assert err.value.reason == "schema"
+
+
+def test_untrusted_clock_health_event_has_no_since_but_an_age() -> None:
+    data = events.health("throttled", "8981100000001000019", since=None, clock_trusted=False, age_s=12.5)
+    assert proto.validate_event({"kind": "health", "at": "1970-01-01T09:00:00+09:00", "data": data})
 
 
 def test_assignment_replies() -> None:

@@ -17,9 +17,11 @@ class Dialect:
     name = "base"
     has_vsim = False
 
-    init_commands: tuple[str, ...] = ("ATE0", "AT+CMEE=1")
-    """Sent after opening: echo off (saves bytes; the framer tolerates it anyway) and
-    numeric +CME ERROR codes (the driver and recovery ladder act on numbers)."""
+    init_commands: tuple[str, ...] = ("ATE0", "AT+CMEE=1", "AT+COPS=3,2")
+    """Sent after opening: echo off (saves bytes; the framer tolerates it anyway),
+    numeric +CME ERROR codes (the driver and recovery ladder act on numbers), and the
+    numeric operator format (27.007 +COPS=3,2), so +COPS? names the network by its
+    MCC-MNC, which billing regions and the platform's health view need, not a display name."""
 
     registration_commands: tuple[str, ...] = ("AT+CEREG", "AT+CGREG", "AT+CREG")
     """Queried in this order by Modem.registration(): LTE first (our data bearer)."""
