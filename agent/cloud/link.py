@@ -44,10 +44,10 @@ from agent import store
 from agent.clock import JST, Clock
 from agent.cloud import protocol as proto
 from agent.cloud import sealing
-from agent.cloud.schema import validate_event_data
 from agent.cloud.backoff import BASE_S, CAP_S, FIRST_DELAY_MAX_S, Backoff, jittered
 from agent.cloud.identity import SessionCounter, check_device_id
 from agent.cloud.outbox import Outbox, ReliableSource
+from agent.cloud.schema import validate_event_data
 from agent.errors import AgentError, JournalError, ProtocolError, SealError
 from agent.sim import SimProfile
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import signal
 from collections.abc import Coroutine
 from pathlib import Path
@@ -32,13 +33,17 @@ from agent.boardprofile import BoardProfile, load_profile
 from agent.clock import Clock
 from agent.cloud.link import CloudConfig, CloudLink
 from agent.config import AgentConfig
+from agent.core import policy as pol
+from agent.core.health import HealthMonitor
 from agent.core.status import StatusFile
-from agent.errors import AgentError, ModemError
+from agent.core.swap import Hooks, SimFacts, SwapFailed, SwapMachine, is_registered
+from agent.errors import AgentError, ModemError, ProtocolError
+from agent.health.event import status_event
 from agent.modem.driver import Modem
 from agent.modem.recovery import RecoveryFailed, RecoveryLadder, reset_line_from_profile
 from agent.net.link import WanLink
+from agent.net.reach import udp_echo
 from agent.net.resolv import write_resolv
-from agent.sim import SimProfile
 from agent.usage.calendar import parse_tz
 from agent.usage.journal import UsageJournal
 from agent.usage.meter import UsageMeter
@@ -47,6 +52,9 @@ LOGGER = logging.getLogger(__name__)
 
 DATA_CID = 1
 """The PDP context the agent uses for user data (cid 1 is every modem's default)."""
+POLICY_TICK_S = 1.0
+"""How often the swap policy is evaluated: detection itself takes seconds, so a second
+of extra latency is noise, and the evaluation is a few comparisons."""
 REGISTRATION_TIMEOUT = 90.0
 """Seconds to wait for registration after a SIM switch or radio on. LTE attach takes
 1-10 s on a healthy network; 3GPP T3410 is 15 s and a UE retries up to five times."""
@@ -59,8 +67,6 @@ SHUTDOWN_SETTLE = 0.3
 """Seconds for the TCP close handshake to finish before the last counter reading."""
 STATUS_EVERY = 2.0
 """Seconds between status-file refreshes (usage and health move every second)."""
-REGISTERED = (1, 5)
-"""27.007 <stat>: 1 registered, home network; 5 registered, roaming."""
 
 
 class Supervisor:
@@ -82,7 +88,21 @@ class Supervisor:
         self.meter: UsageMeter | None = None
         self.current: dict[str, Any] | None = None
         """Public facts of the SIM in use (never its keys): iccid, imsi, slot, plan, assignment_id."""
-        self.health: Any = None
+        self.health: HealthMonitor | None = None
+        self.swaps: SwapMachine | None = None
+        self.policy = self._load_policy()
+        self._rng = random.Random()
+        self._swap_lock = asyncio.Lock()
+        self._swap_times: list[float] = []
+        self._swap_failures = 0
+        self._blocked_until = 0.0
+        self._order: pol.Order | None = None
+        self._health_state = ("ok", 0.0)
+        self._used_on_current = 0
+        self._low_since: float | None = None
+        self._traffic_kbps = 0.0
+        """The user's throughput over the last sample interval (the lull rule)."""
+        self._last_sample_t = 0.0
 
     @classmethod
     def from_config(cls, cfg: AgentConfig) -> Supervisor:
@@ -133,17 +153,20 @@ class Supervisor:
                                      clock=self.clock)
         self.cloud = self._make_cloud()
         self.cloud.on_command(self._on_command)
-        resumed = await self._resume()
+        self.cloud.on_policy(self._on_policy)
+        self.swaps = self._make_swaps()
+        resumed = await self.swaps.resume() is not None or await self._resume()
         if not resumed:
             await self._use_seed()
         self.cloud.set_network_available(True)
         await self.cloud.start()
-        if not resumed:
-            await self.assign("boot")
         self.spawn(self._sample_loop(), "sample")
         self.spawn(self._report_loop(), "report")
         self.spawn(self._status_loop(), "status")
         self._start_health()
+        if (self.current or {}).get("seed"):
+            await self._swap_guarded("boot")
+        self.spawn(self._policy_loop(), "policy")
 
     async def _shutdown(self) -> None:
         """Stop tasks, hand the cloud what is pending, then take the *last* sample.
@@ -207,6 +230,13 @@ class Supervisor:
         assert self.meter and self.journal
         counters = await asyncio.to_thread(self.wan.counters)
         deltas = self.meter.sample(counters)
+        current = (self.current or {}).get("iccid")
+        moved = sum(d.rx_bytes + d.tx_bytes for d in deltas)
+        self._used_on_current += sum(d.rx_bytes + d.tx_bytes for d in deltas if d.iccid == current)
+        now = self.clock.monotonic()
+        if now > self._last_sample_t:
+            self._traffic_kbps = moved * 8 / 1000 / (now - self._last_sample_t)
+        self._last_sample_t = now
         # The meter's baseline is the reading stamped with the boot id; the journal must
         # store that one, or a restart would take the same boot for a reboot.
         self.journal.add(deltas, self.meter.baseline() or counters, self.clock.wall())
@@ -299,7 +329,7 @@ class Supervisor:
         deadline = self.clock.monotonic() + REGISTRATION_TIMEOUT
         while True:
             reg = await self.modem.registration()
-            if reg.stat in REGISTERED:
+            if is_registered(reg):
                 return
             if self.clock.monotonic() > deadline:
                 raise ModemError(f"not registered after {REGISTRATION_TIMEOUT:.0f} s (stat {reg.stat}, "
@@ -329,6 +359,8 @@ class Supervisor:
 
     def _set_current(self, facts: dict[str, Any]) -> None:
         assert self.meter
+        if (self.current or {}).get("iccid") != facts.get("iccid"):
+            self._used_on_current, self._low_since = 0, None
         self.current = facts
         self.meter.set_active_sim(facts["iccid"], facts["imsi"], facts["imsi"][:3])
         store.atomic_write_json(self._current_file(), facts)
@@ -336,46 +368,125 @@ class Supervisor:
         if self.health is not None:
             self.health.on_sim_change(facts)
 
-    def _free_slot(self) -> int:
-        active = (self.current or {}).get("slot")
-        return next(s for s in self.profile.vsim_slots if s != active)
+    # ---- swaps --------------------------------------------------------------------------
+    def _make_swaps(self) -> SwapMachine:
+        assert self.modem and self.cloud
+        cloud = self.cloud
+        hooks = Hooks(
+            request=lambda reason, iccid: cloud.request_assignment(reason, current_iccid=iccid,
+                                                                   timeout=ASSIGNMENT_TIMEOUT),
+            account=self._account,
+            route=self._route_only,
+            verify=self._reachable,
+            cloud_pause=lambda up: cloud.set_network_available(up, own_switch=True),
+            report=self.emit,
+            result=cloud.report_assignment_result,
+        )
+        return SwapMachine(self.modem, hooks, self.state_dir / "swap.json", slots=tuple(self.profile.vsim_slots),
+                           clock=self.clock, attach_timeout_s=self.policy.attach_timeout_s)
 
-    async def assign(self, reason: str, evidence: dict[str, Any] | None = None) -> None:
-        """Ask the cloud for a SIM and move onto it; on failure fall back to the seed SIM."""
-        assert self.cloud
-        assignment = await self.cloud.request_assignment(
-            reason, current_iccid=(self.current or {}).get("iccid"), evidence=evidence, timeout=ASSIGNMENT_TIMEOUT)
-        await self.apply(assignment)
-
-    async def apply(self, assignment: Any) -> None:
-        """Load, switch, attach, route. The old SIM's final bytes are journaled first."""
-        assert self.modem and self.journal and self.cloud
-        profile: SimProfile = assignment.profile
-        slot = self._free_slot()
-        LOGGER.info("applying assignment %s: SIM %s into slot %d", assignment.assignment_id, profile.iccid, slot)
+    async def _account(self, facts: SimFacts) -> None:
+        """The old SIM's bytes up to this instant, durable; then the new SIM is metered."""
+        assert self.journal
         await self._sample_once()
         self.journal.flush("switch")
+        self._set_current(facts.to_dict())
+
+    async def _route_only(self, params: Any) -> None:
+        await asyncio.to_thread(self.wan.apply, params)
+        if self.cfg.resolv_file and params.dns:
+            write_resolv(self.cfg.resolv_file, list(params.dns))
+
+    async def _reachable(self) -> bool:
+        """Real reachability over the new bearer: the reflector answers (or, without one,
+        the broker takes us back)."""
+        assert self.cloud
+        if self.cfg.reflector:
+            return await asyncio.to_thread(udp_echo, *self.cfg.reflector)
+        return await self.cloud.wait_connected(10.0)
+
+    async def request_swap(self, reason: str) -> dict[str, Any]:
+        """Swap now (technician console, tests); returns the swap's result record."""
+        await self._swap_guarded(reason)
+        return self.swaps.history[-1] if self.swaps and self.swaps.history else {}
+
+    def swap_history(self) -> list[dict[str, Any]]:
+        return list(self.swaps.history) if self.swaps else []
+
+    async def _swap_guarded(self, reason: str) -> bool:
+        """One swap at a time; failures widen the platform back-off. True if it committed."""
+        assert self.swaps
+        async with self._swap_lock:
+            old = SimFacts.from_dict(self.current) if self.current else None
+            self._swap_times.append(self.clock.monotonic())
+            self.status.update(state="swapping")
+            try:
+                await self.swaps.swap(reason, old)
+            except SwapFailed as exc:
+                self._swap_failures += 1
+                delay = pol.backoff_delay(self._swap_failures, self.policy, self._rng)
+                self._blocked_until = self.clock.monotonic() + delay
+                LOGGER.warning("swap (%s) failed in %s%s; next attempt in %.0f s at the earliest", reason,
+                               exc.phase, ", rolled back" if exc.rolled_back else "", delay)
+                return False
+            finally:
+                self.status.update(state="serving", swaps=self.swaps.history[-5:])
+            self._swap_failures, self._blocked_until, self._order = 0, 0.0, None
+            self._health_state = ("ok", self.clock.monotonic())
+            return True
+
+    def _policy_inputs(self) -> pol.Inputs:
+        now = self.clock.monotonic()
+        plan = (self.current or {}).get("plan") or {}
+        remaining = plan.get("remaining_bytes")
+        left = None if remaining is None else int(remaining) - self._used_on_current
+        if left is not None and left < self.policy.swap_below_bytes and self._low_since is None:
+            self._low_since = now
+        state, since = self._health_state
+        return pol.Inputs(now=now, health=state, health_for_s=now - since, remaining_bytes=left,
+                          traffic_kbps=self._traffic_kbps, low_since=self._low_since, order=self._order,
+                          on_seed=bool((self.current or {}).get("seed")))
+
+    async def _policy_loop(self) -> None:
+        while True:
+            await asyncio.sleep(POLICY_TICK_S)
+            decision = pol.decide(self.policy, self._policy_inputs(), self._swap_times, self._blocked_until)
+            if decision.swap and decision.reason:
+                LOGGER.info("swap policy: %s (%s)", decision.reason, decision.why)
+                await self._swap_guarded(decision.reason)
+
+    def on_health(self, event: dict[str, Any]) -> None:
+        """The health task's decisions feed the swap policy."""
+        self._health_state = (str(event["state"]), self.clock.monotonic() - float(event.get("age_s") or 0.0))
+
+    def _load_policy(self) -> pol.SwapPolicy:
+        saved = store.read_json(self.state_dir / "policy.json")
         try:
-            await self.modem.load_profile(slot, profile)
-            # The session to the broker is bound to the old SIM's address, which goes away
-            # with the switch: pause the link rather than let it find out by keepalive.
-            self.cloud.set_network_available(False)
-            await self.modem.select_slot(slot)
-            await self._wait_registered()
-            facts = {"slot": slot, "iccid": profile.iccid, "imsi": profile.imsi, "seed": False,
-                     "plan": profile.plan.to_dict(), "assignment_id": assignment.assignment_id}
-            await self._bring_up_data(profile.apn, facts)
-        except ModemError as exc:
-            LOGGER.error("assignment %s failed: %s", assignment.assignment_id, exc)
-            await self.cloud.report_assignment_result(assignment.assignment_id, False, str(exc))
-            await self._use_seed()
-            self.cloud.set_network_available(True)
-            raise
-        self.cloud.set_network_available(True)
-        self._set_current(facts)
-        self.journal.flush("switch")  # the old SIM's final bytes, durable before we report
-        del profile  # the keys are in the modem now; drop our reference
-        await self.cloud.report_assignment_result(assignment.assignment_id, True, "attached")
+            return pol.policy_from_dict(saved or {})
+        except ProtocolError as exc:
+            LOGGER.warning("saved swap policy ignored: %s", exc)
+            return pol.SwapPolicy()
+
+    def _on_policy(self, body: dict[str, Any]) -> None:
+        """``set_policy`` or the retained policy: bounded, persisted, applied at once."""
+        try:
+            self.policy = pol.policy_from_dict(body, self.policy)
+        except ProtocolError as exc:
+            LOGGER.warning("policy version %s refused: %s", body.get("version"), exc)
+            return
+        store.atomic_write_json(self.state_dir / "policy.json", pol.policy_to_dict(self.policy))
+        if self.swaps:
+            self.swaps.attach_timeout_s = self.policy.attach_timeout_s
+        LOGGER.info("swap policy now %s", pol.policy_to_dict(self.policy))
+
+    async def emit(self, kind: str, data: dict[str, Any]) -> None:
+        """An event upstream; a body that breaks the contract is our bug: logged, not sent."""
+        if self.cloud is None:
+            return
+        try:
+            await self.cloud.emit(kind, data)
+        except ProtocolError as exc:
+            LOGGER.error("not sending a %s event that breaks the contract: %s", kind, exc)
 
     async def recover_modem(self, cause: BaseException) -> None:
         """A modem that stopped answering climbs the recovery ladder (retry, reopen, radio
@@ -390,20 +501,24 @@ class Supervisor:
             self._stop.set()
             return
         self.status.update(modem_recovery=self.ladder.counters())
-        if self.cloud:
-            await self.cloud.emit("health", {"state": "modem_recovered", "rate_kbps": None,
-                                             "evidence": {"step": step, "cause": type(cause).__name__,
-                                                          "ladder": self.ladder.counters()}})
+        await self.emit("health", status_event("modem_recovered", sim=self.current, clock=self.clock,
+                                               evidence={"step": step, "cause": type(cause).__name__,
+                                                         "ladder": self.ladder.counters()}))
 
     def _on_command(self, command: Any) -> None:
-        """Cloud orders. ``report`` drains the usage journal now; ``swap`` and
-        ``set_policy`` belong to the hot-swap issue and are logged, not yet acted on."""
+        """Cloud orders: ``report`` drains the usage journal now; ``swap`` is scheduled at one
+        random moment inside its window (now without one); ``set_policy`` changes the limits."""
         if command.action == "report":
-            assert self.meter and self.journal and self.cloud
-            asyncio.get_running_loop().create_task(self._report_now())
-        else:
-            LOGGER.warning("command %s (%s) is not supported by this agent version yet",
-                           command.command_id, command.action)
+            self.spawn(self._report_now(), f"report-{command.command_id}")
+        elif command.action == "swap":
+            now, wall = self.clock.monotonic(), self.clock.wall()
+            start = max(0.0, (command.not_before or wall) - wall)
+            width = max(0.0, (command.not_after or wall) - max(wall, command.not_before or wall))
+            order = pol.schedule_order(command.command_id, now + start, width, self._rng)
+            self._order = order
+            LOGGER.info("cloud command %s: swap in %.1f s", command.command_id, order.due - now)
+        elif command.action == "set_policy" and command.policy is not None:
+            self._on_policy(command.policy)
 
     async def _report_now(self) -> None:
         assert self.journal and self.cloud
@@ -413,11 +528,6 @@ class Supervisor:
 
     # ---- health ---------------------------------------------------------------------
     def _start_health(self) -> None:
-        """Link-health classification (agent/core/health.py) when its parts are configured."""
-        try:
-            from agent.core.health import HealthMonitor
-        except ImportError:  # pragma: no cover - the monitor ships with the health issue
-            return
+        """Link-health classification (agent/core/health.py)."""
         self.health = HealthMonitor(self)
         self.spawn(self.health.run(), "health")
-

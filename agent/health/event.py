@@ -58,3 +58,18 @@ def health_event(change: Any, *, sample_t: float, sim: dict[str, Any] | None, ne
         "previous": change.previous,
         "evidence": evidence,
     }
+
+
+def status_event(state: str, *, sim: dict[str, Any] | None, clock: Clock, evidence: dict[str, Any],
+                 network: dict[str, Any] | None = None, tz: timezone = JST) -> dict[str, Any]:
+    """A health event that is not a classifier decision (e.g. ``modem_recovered``): it
+    begins now."""
+    sim, network = sim or {}, network or {}
+    trusted = clock.wall_trusted()
+    return {
+        "state": state, "iccid": sim.get("iccid"), "imsi": sim.get("imsi"),
+        "plmn": numeric_plmn(network.get("plmn")), "cell": _text(network.get("cell")),
+        "tac": _text(network.get("tac")), "act": _text(network.get("act")), "kbps": None, "mechanism": None,
+        "since": datetime.fromtimestamp(clock.wall(), tz).isoformat(timespec="seconds") if trusted else None,
+        "age_s": 0.0, "clock_trusted": trusted, "previous": None, "evidence": dict(evidence),
+    }

@@ -1,0 +1,184 @@
+"""When to swap SIMs: pure decisions over plain values (no I/O, no clock of its own).
+
+The swap machine (agent/core/swap.py) knows *how* to swap; this module decides *whether*
+and *when*, from what the supervisor feeds it: the health state and how long it has
+held, how much allowance the SIM has left, whether the user's traffic is in a lull, a
+pending cloud command, and the swaps already made.
+
+Triggers (domain.md: the agent must ask for another SIM before the user suffers):
+- ``throttled``: swap now. A capped SIM stays capped until its window resets.
+- ``no_service`` for longer than ``no_service_swap_s``: the SIM itself may be refused.
+- a cloud ``swap`` command: now, or at one random moment inside the window it gives (a
+  fleet told "within the hour" spreads itself over the hour, never a 2020-style burst).
+- a low remaining allowance: swap before the cap is hit, at a traffic lull, or anyway
+  once ``lull_wait_s`` has passed.
+Never a swap for ``poor_radio`` or ``congested``: another SIM on the same radio and the
+same cell is no faster, and each swap breaks the user's connection.
+
+Damping: at most ``max_per_hour`` and ``max_per_day`` swaps (modems limit vSIM slot
+switches to protect their flash, and every swap spends the pool), and after the cloud
+answers "no capacity" or a request fails, a full-jitter exponential back-off.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from agent.errors import ProtocolError
+
+HOUR = 3600.0
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class SwapPolicy:
+    """The knobs the cloud can set (``set_policy``); defaults are safe for one router."""
+
+    version: int = 0
+    max_per_hour: int = 6
+    """Six an hour: enough to walk past several capped SIMs in a bad pool, few enough that a
+    flapping detector cannot wear the modem's flash (vendors rate slot writes in 10^4-10^5)."""
+    max_per_day: int = 24
+    no_service_swap_s: float = 180.0
+    """Three minutes without service before blaming the SIM: a cell outage or a tunnel
+    usually ends sooner, and attach retries (T3411/T3402) take that long to settle."""
+    swap_below_bytes: int = 50_000_000
+    """Swap when less than 50 MB is left: minutes of video, so the swap happens before the
+    cap, not after the user meets 128 kbps."""
+    lull_kbps: float = 64.0
+    """Below 64 kbit/s the user is reading, not streaming: a break then goes unnoticed."""
+    lull_wait_s: float = 600.0
+    """A low allowance waits at most 10 minutes for a lull, then swaps anyway."""
+    backoff_base_s: float = 30.0
+    backoff_cap_s: float = 1800.0
+    """After "no capacity": 30 s doubling to 30 min (full jitter), so a busy platform is
+    not hammered by the devices it could not serve (the 2020 access server went down)."""
+    attach_timeout_s: float = 30.0
+    """Bound on attach + data after a switch before rolling back to the old SIM."""
+
+
+BOUNDS: Mapping[str, tuple[float, float]] = {
+    "max_per_hour": (1, 30), "max_per_day": (1, 200), "no_service_swap_s": (30, 86400),
+    "swap_below_bytes": (0, 10_000_000_000), "lull_kbps": (0, 100_000), "lull_wait_s": (0, 86400),
+    "backoff_base_s": (5, 3600), "backoff_cap_s": (30, 86400), "attach_timeout_s": (5, 300),
+}
+"""A policy outside these bounds is refused whole: one that would make devices hammer the
+platform (no back-off) or never swap again (a day-long back-off base) is a mistake."""
+
+
+def policy_from_dict(body: Mapping[str, Any], base: SwapPolicy | None = None) -> SwapPolicy:
+    """A policy body from the cloud (docs/protocol.md 3.8) over ``base``; unknown keys are
+    other modules' (reporting cadence, pacing) and are left to them. ProtocolError if a
+    known key is out of its bounds or of the wrong type."""
+    base = base or SwapPolicy()
+    changes: dict[str, Any] = {}
+    names = {f.name: f for f in fields(SwapPolicy)}
+    for key, value in body.items():
+        if key not in names:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ProtocolError(f"policy field {key!r} must be a number", reason="schema")
+        if key in BOUNDS:
+            lo, hi = BOUNDS[key]
+            if not lo <= value <= hi:
+                raise ProtocolError(f"policy field {key!r}={value} outside {lo}..{hi}", reason="schema")
+        changes[key] = int(value) if names[key].type in ("int", int) else float(value)
+    merged = replace(base, **changes)
+    if merged.backoff_cap_s < merged.backoff_base_s:
+        raise ProtocolError("policy backoff_cap_s is below backoff_base_s", reason="schema")
+    return merged
+
+
+def policy_to_dict(policy: SwapPolicy) -> dict[str, Any]:
+    return asdict(policy)
+
+
+@dataclass(frozen=True)
+class Order:
+    """A cloud swap command, with the moment (monotonic) this device picked in its window."""
+
+    command_id: str
+    due: float
+
+
+def schedule_order(command_id: str, now: float, window_s: float | None, rng: random.Random) -> Order:
+    """Pick one uniform moment in ``[now, now + window_s]`` (no window: now)."""
+    return Order(command_id, now + (rng.uniform(0, window_s) if window_s and window_s > 0 else 0.0))
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What the supervisor knows at ``now`` (monotonic seconds)."""
+
+    now: float
+    health: str = "ok"
+    health_for_s: float = 0.0
+    remaining_bytes: int | None = None
+    traffic_kbps: float = 0.0
+    low_since: float | None = None
+    """When the allowance first fell below the threshold (for the lull wait)."""
+    order: Order | None = None
+    on_seed: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    swap: bool
+    reason: str | None = None
+    urgent: bool = False
+    why: str = ""
+
+
+NO = Decision(False)
+
+
+def damped(history: Sequence[float], now: float, policy: SwapPolicy) -> str | None:
+    """Why no swap may start now because of the hourly or daily limit, or None."""
+    last_hour = sum(1 for t in history if now - t < HOUR)
+    last_day = sum(1 for t in history if now - t < DAY)
+    if last_hour >= policy.max_per_hour:
+        return f"{last_hour} swaps in the last hour (limit {policy.max_per_hour})"
+    if last_day >= policy.max_per_day:
+        return f"{last_day} swaps in the last day (limit {policy.max_per_day})"
+    return None
+
+
+def decide(policy: SwapPolicy, inputs: Inputs, history: Sequence[float], blocked_until: float = 0.0) -> Decision:
+    """Swap now, and why; or not, and why not."""
+    trigger = _trigger(policy, inputs)
+    if not trigger.swap:
+        return trigger
+    if inputs.now < blocked_until:
+        return Decision(False, trigger.reason, why=f"platform back-off for {blocked_until - inputs.now:.0f} s more")
+    limit = damped(history, inputs.now, policy)
+    if limit and not inputs.on_seed:
+        return Decision(False, trigger.reason, why=limit)
+    return trigger
+
+
+def _trigger(policy: SwapPolicy, i: Inputs) -> Decision:
+    if i.on_seed:
+        return Decision(True, "boot", urgent=True, why="on the bootstrap SIM: users need a data SIM")
+    if i.health == "throttled":
+        return Decision(True, "throttled", urgent=True, why="the carrier holds this SIM at its throttle rate")
+    if i.order is not None and i.now >= i.order.due:
+        return Decision(True, "command", urgent=True, why=f"cloud command {i.order.command_id}")
+    if i.health == "no_service" and i.health_for_s >= policy.no_service_swap_s:
+        return Decision(True, "no_service", urgent=True, why=f"no service for {i.health_for_s:.0f} s")
+    if i.remaining_bytes is not None and i.remaining_bytes < policy.swap_below_bytes:
+        waited = i.now - i.low_since if i.low_since is not None else 0.0
+        if i.traffic_kbps <= policy.lull_kbps:
+            return Decision(True, "allowance", why=f"{i.remaining_bytes} bytes left; traffic lull")
+        if waited >= policy.lull_wait_s:
+            return Decision(True, "allowance", why=f"{i.remaining_bytes} bytes left; no lull in {waited:.0f} s")
+        return Decision(False, "allowance", why="allowance low: waiting for a lull")
+    return NO
+
+
+def backoff_delay(failures: int, policy: SwapPolicy, rng: random.Random) -> float:
+    """Full jitter: uniform in [0, min(cap, base * 2^(failures-1))]."""
+    ceiling = min(policy.backoff_cap_s, policy.backoff_base_s * 2 ** max(0, failures - 1))
+    return rng.uniform(0, ceiling)
