@@ -81,6 +81,11 @@ class HealthMonitor:
                 if now >= radio_due:
                     await self._refresh_radio()
                     radio_due = now + self.sup.cfg.radio_interval_s
+                if self.sup.swapping:
+                    # Our own swap breaks the link on purpose: not an outage, not a
+                    # throttle. The new SIM starts with a fresh classifier.
+                    await asyncio.sleep(self.sup.cfg.sample_interval_s)
+                    continue
                 sample = await asyncio.to_thread(self.sampler.sample, round(now - self._origin, 3))
                 self._record(sample)
                 for change in self.classifier.feed(sample):

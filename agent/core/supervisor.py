@@ -97,6 +97,8 @@ class Supervisor:
         self._swap_failures = 0
         self._blocked_until = 0.0
         self._order: pol.Order | None = None
+        self._policy_wake = asyncio.Event()
+        """Set when something the policy reads changed (a command, a health state)."""
         self._health_state = ("ok", 0.0)
         self._used_on_current = 0
         self._low_since: float | None = None
@@ -410,6 +412,11 @@ class Supervisor:
         await self._swap_guarded(reason)
         return self.swaps.history[-1] if self.swaps and self.swaps.history else {}
 
+    @property
+    def swapping(self) -> bool:
+        """A swap is in progress: the link is down on purpose, not an outage."""
+        return self._swap_lock.locked()
+
     def swap_history(self) -> list[dict[str, Any]]:
         return list(self.swaps.history) if self.swaps else []
 
@@ -449,7 +456,9 @@ class Supervisor:
 
     async def _policy_loop(self) -> None:
         while True:
-            await asyncio.sleep(POLICY_TICK_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._policy_wake.wait(), POLICY_TICK_S)
+            self._policy_wake.clear()
             decision = pol.decide(self.policy, self._policy_inputs(), self._swap_times, self._blocked_until)
             if decision.swap and decision.reason:
                 LOGGER.info("swap policy: %s (%s)", decision.reason, decision.why)
@@ -458,6 +467,7 @@ class Supervisor:
     def on_health(self, event: dict[str, Any]) -> None:
         """The health task's decisions feed the swap policy."""
         self._health_state = (str(event["state"]), self.clock.monotonic() - float(event.get("age_s") or 0.0))
+        self._policy_wake.set()
 
     def _load_policy(self) -> pol.SwapPolicy:
         saved = store.read_json(self.state_dir / "policy.json")
@@ -516,6 +526,7 @@ class Supervisor:
             width = max(0.0, (command.not_after or wall) - max(wall, command.not_before or wall))
             order = pol.schedule_order(command.command_id, now + start, width, self._rng)
             self._order = order
+            self._policy_wake.set()
             LOGGER.info("cloud command %s: swap in %.1f s", command.command_id, order.due - now)
         elif command.action == "set_policy" and command.policy is not None:
             self._on_policy(command.policy)

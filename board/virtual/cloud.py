@@ -28,7 +28,7 @@ import logging
 import os
 import signal
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,14 @@ RECONNECT_MAX_S = 1.0
 """paho reconnect ceiling for the cloud: the lab broker restarts in tens of milliseconds."""
 
 
+SPOOL_DIR = "spool"
+"""Lab controls reach the running cloud as JSON files in <state>/spool (one writer each,
+renamed into place): `pocket-lab swap` and friends need no second broker identity."""
+SPOOL_POLL_S = 0.2
+"""How often the cloud process looks at its spool: a lab operator's command is acted on
+within a fifth of a second, at no measurable cost."""
+
+
 def default_dir() -> Path:
     return Path(os.environ.get("POCKET_LAB_DIR", "/run/pocket-lab")) / "cloud"
 
@@ -107,6 +115,12 @@ class ReferenceCloud:
         self._load_state()
         self._client: mqtt.Client | None = None
         self._connected = threading.Event()
+        self.busy_until = 0.0
+        """Lab control: until then every assignment request is answered "retry after"."""
+        self.busy_retry_after = retry_after
+        self.retries_sent = 0
+        self.corrupt_next = 0
+        """Lab control: this many next assignments carry a Ki the carrier will refuse."""
 
     # --- state ----------------------------------------------------------------------
 
@@ -336,7 +350,11 @@ class ReferenceCloud:
 
     def _decide(self, device: str, req: dict[str, Any]) -> dict[str, Any]:
         rid = req["request_id"]
+        if self.clock.wall() < self.busy_until:
+            self.retries_sent += 1
+            return {"status": "retry", "request_id": rid, "retry_after": self.busy_retry_after}
         if self.active_swaps() >= self.max_concurrent_swaps:
+            self.retries_sent += 1
             return {"status": "retry", "request_id": rid, "retry_after": self.retry_after}
         iccid = self.pick_sim(device, req.get("current_iccid"))
         if iccid is None:
@@ -350,7 +368,13 @@ class ReferenceCloud:
         self.device_seq[device] = seq
         aid = f"a-{device}-{seq}"
         now = int(self.clock.wall())
-        env = sealing.seal(self.profile(iccid), device_id=device, device_public=device_key,
+        profile = self.profile(iccid)
+        if self.corrupt_next > 0:
+            # A profile whose Ki the carrier's HSS does not know: attach fails with EMM #3.
+            self.corrupt_next -= 1
+            profile = replace(profile, ki=bytes(b ^ 0xFF for b in profile.ki))
+            LOGGER.info("assignment to %s carries a corrupted Ki (lab control)", device)
+        env = sealing.seal(profile, device_id=device, device_public=device_key,
                            platform_key=self.platform_key, assignment_id=aid, seq=seq, issued_at=now,
                            expires_at=now + ASSIGNMENT_TTL_S)
         self.swaps[aid] = {"device": device, "iccid": iccid, "at": self.clock.wall()}
@@ -384,6 +408,39 @@ class ReferenceCloud:
                           plmn=sim["plmn"], apn=sim["apn"], plan=plan)
 
     # --- lab controls -----------------------------------------------------------------------
+
+    def control(self, op: dict[str, Any]) -> None:
+        """One lab control (``pocket-lab swap``, ``policy``, tests): see ``CONTROL_OPS``."""
+        kind = op.get("op")
+        with self.lock:
+            if kind == "command":
+                self.send_command(str(op["device"]), dict(op["body"]))
+            elif kind == "policy":
+                self.set_policy(str(op["device"]), dict(op["body"]))
+            elif kind == "busy":
+                self.busy_until = self.clock.wall() + float(op.get("for_s", 60))
+                self.busy_retry_after = float(op.get("retry_after", self.retry_after))
+            elif kind == "corrupt_next":
+                self.corrupt_next = int(op.get("count", 1))
+            else:
+                LOGGER.warning("unknown lab control %r ignored", kind)
+                return
+            LOGGER.info("lab control: %s", kind)
+            self._record("lab/control", str(op.get("device", "-")), "control", op)
+
+    def process_spool(self, spool: Path) -> int:
+        """Apply and remove every control file in ``spool`` (oldest first)."""
+        done = 0
+        for path in sorted(spool.glob("*.json")):
+            try:
+                op = json.loads(path.read_text())
+            except (OSError, ValueError) as exc:
+                LOGGER.warning("unreadable lab control %s: %s", path.name, exc)
+            else:
+                self.control(op)
+                done += 1
+            path.unlink(missing_ok=True)
+        return done
 
     def send_command(self, device: str, body: dict[str, Any], expiry: int = proto.COMMAND_EXPIRY_S) -> None:
         props = Properties(PacketTypes.PUBLISH)
@@ -420,9 +477,10 @@ def main(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     cloud.start()
+    spool = store.ensure_private_dir(cloud.state_dir / SPOOL_DIR)
     print(f"reference cloud on {args.broker}; state in {cloud.state_dir}", flush=True)
-    while not stop.wait(1.0):
-        pass
+    while not stop.wait(SPOOL_POLL_S):
+        cloud.process_spool(spool)
     cloud.stop()
     return 0
 

@@ -24,6 +24,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "traffic": ("board.virtual.labctl", "start or stop load from the LAN host"),
     "usage": ("board.virtual.labctl", "carrier byte counts and cloud totals per SIM"),
     "agent": ("board.virtual.labctl", "restart or kill the lab's agent"),
+    "swap": ("board.virtual.labctl", "the reference cloud commands a SIM swap (now or inside --window)"),
+    "policy": ("board.virtual.labctl", "the reference cloud publishes a device policy (--set k=v)"),
 }
 
 

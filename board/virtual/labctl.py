@@ -21,6 +21,7 @@ from typing import Any
 
 from agent import store
 from board.virtual import carrier as carrier_mod
+from board.virtual import cloud as cloud_mod
 from board.virtual import netns
 from board.virtual.carrier import CarrierNetwork, LabLayout
 
@@ -29,7 +30,9 @@ DEVICE_ID = "rtr-000001"
 SPARE_DEVICE_ID = "rtr-000002"
 BROKER_PORT = 8883
 """IANA's MQTT-over-TLS port."""
-POOL_SIZE = 6
+POOL_SIZE = 40
+"""Enough SIMs to swap many times over (tests run 20 back-to-back swaps; the lab also
+marks throttled SIMs, which are never assigned again)."""
 POOL_SEED = 20200220
 """Fixed seed: the same lab SIMs every time (the incident began in February 2020)."""
 UP_TIMEOUT = 120.0
@@ -331,6 +334,38 @@ def usage(args: argparse.Namespace) -> int:
     return 0
 
 
+def cloud_control(op: dict[str, Any]) -> Path:
+    """Hand one control to the running reference cloud through its spool (atomic rename)."""
+    spool = LAB_DIR / "cloud" / cloud_mod.SPOOL_DIR
+    if not spool.is_dir():
+        raise LabError(f"the reference cloud is not running under {LAB_DIR} (pocket-lab up)")
+    path = spool / f"{time.time_ns()}-{op['op']}.json"
+    store.atomic_write_json(path, op)
+    return path
+
+
+def swap(args: argparse.Namespace) -> int:
+    """The reference cloud commands the device to swap, now or inside ``--window`` seconds."""
+    body: dict[str, Any] = {"command_id": f"lab-swap-{time.time_ns()}", "action": "swap"}
+    if args.window:
+        now = time.time()
+        body["window"] = {"not_before": now, "not_after": now + args.window}
+    cloud_control({"op": "command", "device": args.device, "body": body})
+    print(f"swap commanded to {args.device}" + (f" within {args.window:.0f} s" if args.window else " now"))
+    return 0
+
+
+def policy(args: argparse.Namespace) -> int:
+    """Publish a retained policy (``--set key=value`` ...) with a fresh version."""
+    body: dict[str, Any] = {"version": int(time.time())}
+    for item in args.set or []:
+        key, _, value = item.partition("=")
+        body[key] = float(value) if "." in value else int(value)
+    cloud_control({"op": "policy", "device": args.device, "body": body})
+    print(f"policy {body} published for {args.device}")
+    return 0
+
+
 def agent(args: argparse.Namespace) -> int:
     if args.action == "kill":
         print("agent killed" if _stop("agent", signal.SIGKILL) else "no agent was running")
@@ -362,11 +397,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--duration", type=float, default=600.0, help="seconds, at most")
     if name == "agent":
         parser.add_argument("action", choices=["restart", "kill", "stop", "start"])
+    if name in ("swap", "policy"):
+        parser.add_argument("--device", default=DEVICE_ID, help="device id (default: the lab's router)")
+    if name == "swap":
+        parser.add_argument("--window", type=float, default=0.0,
+                            help="seconds: the device picks a random moment inside (default: now)")
+    if name == "policy":
+        parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                            help="a policy field (docs/protocol.md 3.8), e.g. max_per_hour=20")
 
 
 def main(args: argparse.Namespace) -> int:
     handler = {"up": up, "down": down, "status": status, "throttle": throttle,
-               "traffic": traffic, "usage": usage, "agent": agent}[args.command]
+               "traffic": traffic, "usage": usage, "agent": agent, "swap": swap, "policy": policy}[args.command]
     try:
         return handler(args)
     except (LabError, netns.LabCommandError) as exc:
