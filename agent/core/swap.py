@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -57,9 +58,21 @@ while busy); the URC normally wakes the wait within milliseconds."""
 VERIFY_TIMEOUT_S = 5.0
 """Bound on the post-switch reachability check: a working bearer answers an echo within
 one RTT (tens of ms on LTE); 5 s allows a slow first packet through a cold NAT."""
+HOLD_ENV = "POCKET_AGENT_SWAP_HOLD"
+"""Lab fault hook, ``PHASE:SECONDS``: after a swap persists PHASE it waits SECONDS before
+doing it, so a test can SIGKILL the agent inside any phase, however short it is
+(docs/virtual-board.md). Unset in production: costs one dictionary look-up per phase."""
 ROLLBACK_ATTACH_S = 60.0
 """Re-attaching to the old SIM's network: it worked a minute ago, so twice a normal
 attach bound before we give up and let the healer take over."""
+
+
+def _parse_hold(text: str) -> dict[str, float]:
+    phase, _, seconds = text.partition(":")
+    try:
+        return {phase: float(seconds)} if phase in PHASES else {}
+    except ValueError:
+        return {}
 
 
 def is_registered(reg: Any) -> bool:
@@ -158,6 +171,7 @@ class SwapMachine:
         self._reg_event = asyncio.Event()
         self._counter = 0
         self._current: SwapRecord | None = None
+        self._hold = _parse_hold(os.environ.get(HOLD_ENV, ""))
         for prefix in ("+CEREG", "+CGREG", "+CREG"):
             modem.subscribe(prefix, lambda _line: self._reg_event.set())
 
@@ -220,6 +234,9 @@ class SwapMachine:
         rec = replace(rec, phase=phase)
         self._save(rec)
         self._current = rec
+        if phase in self._hold:
+            LOGGER.warning("holding swap phase %s for %.1f s (%s)", phase, self._hold[phase], HOLD_ENV)
+            await asyncio.sleep(self._hold[phase])
         t0 = time.monotonic()
         try:
             value = await work
@@ -257,8 +274,10 @@ class SwapMachine:
             reg = await self.modem.registration()
             if is_registered(reg):
                 return reg
-            if reg.stat == DENIED and reg.reject_cause is not None:
-                raise ModemError(f"registration denied, EMM cause {reg.reject_cause}")
+            if reg.stat == DENIED:
+                # 27.007 stat 3: the network refused this SIM (e.g. EMM #3 after failed
+                # authentication). Waiting does not help; rolling back does.
+                raise ModemError(f"registration denied (EMM cause {reg.reject_cause if reg.reject_cause is not None else 'not reported'})")
             left = deadline - self.clock.monotonic()
             if left <= 0:
                 raise ModemError(f"not registered after {timeout:.0f} s (stat {reg.stat})")
@@ -268,8 +287,12 @@ class SwapMachine:
                 pass
 
     async def _data_up(self, apn: str) -> Any:
-        await self.modem.define_context(DATA_CID, apn)
-        await self.modem.activate_context(DATA_CID)
+        """The data context up (idempotent: an active context is kept, since modems refuse
+        to redefine one, and a resumed swap may find it up already)."""
+        states = await self.modem.context_states()
+        if not any(st.cid == DATA_CID and st.active for st in states):
+            await self.modem.define_context(DATA_CID, apn)
+            await self.modem.activate_context(DATA_CID)
         params = await self.modem.context_params(DATA_CID)
         if params is None or not params.address:
             raise ModemError("data context is up but the modem reports no address")
@@ -289,16 +312,24 @@ class SwapMachine:
             raise ModemError(f"no reachability over the new SIM within {VERIFY_TIMEOUT_S:.0f} s")
 
     async def _commit(self, rec: SwapRecord) -> SwapRecord:
+        """The platform learns the assignment took (releasing its admission slot), then the
+        swap's record with every phase's duration goes upstream."""
         assert rec.new is not None
-        rec, _ = await self._timed(rec, "commit", self._report(rec, ok=True, rolled_back=False,
-                                                               detail="serving on the new SIM"))
+        rec, _ = await self._timed(rec, "commit", self._result(rec, True, "serving on the new SIM"))
+        await self._event(rec, ok=True, rolled_back=False, detail="serving on the new SIM")
         self._clear()
         return rec
 
+    async def _result(self, rec: SwapRecord, ok: bool, detail: str) -> None:
+        if rec.new is not None and rec.new.assignment_id:
+            await self.hooks.result(rec.new.assignment_id, ok, detail)
+
     async def _report(self, rec: SwapRecord, *, ok: bool, rolled_back: bool, detail: str) -> None:
+        await self._result(rec, ok, detail)
+        await self._event(rec, ok=ok, rolled_back=rolled_back, detail=detail)
+
+    async def _event(self, rec: SwapRecord, *, ok: bool, rolled_back: bool, detail: str) -> None:
         new = rec.new
-        if new is not None and new.assignment_id:
-            await self.hooks.result(new.assignment_id, ok, detail)
         breaks = [v for k, v in rec.phases_ms.items() if k in BREAK_PHASES]
         data = {"swap_id": rec.swap_id, "reason": rec.reason, "ok": ok, "rolled_back": rolled_back,
                 "from_iccid": rec.old.iccid if rec.old else None, "to_iccid": new.iccid if new else None,
