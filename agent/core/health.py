@@ -70,7 +70,8 @@ class HealthMonitor:
         self.classifier = Classifier(plan_rate_kbps=self._plan_rate(facts))
 
     def summary(self) -> dict[str, Any]:
-        return dict(self._last, probe_budget=self.budget.report())
+        radio = {"rsrp_dbm": self._radio.rsrp_dbm, "rsrq_db": self._radio.rsrq_db, "sinr_db": self._radio.sinr_db}
+        return dict(self._last, radio=radio, network=dict(self._network), probe_budget=self.budget.report())
 
     # ---- the task ---------------------------------------------------------------------
     async def run(self) -> None:

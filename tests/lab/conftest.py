@@ -22,8 +22,9 @@ from tests.conftest import need_root, need_tool
 LAB_DIR = Path(os.environ.get("POCKET_LAB_TEST_DIR", "/run/pocket-lab-test"))
 
 
-def lab(*args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, POCKET_LAB_DIR=str(LAB_DIR))
+def lab(*args: str, check: bool = True, timeout: float = 180,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, POCKET_LAB_DIR=str(LAB_DIR), **(env or {}))
     proc = subprocess.run([sys.executable, "-m", "board.virtual.lab", *args], text=True, capture_output=True,
                           env=env, timeout=timeout, check=False)
     if check and proc.returncode != 0:
@@ -50,6 +51,18 @@ def wait_until(what: str, check: Callable[[], Any], timeout: float, interval: fl
             return last
         time.sleep(interval)
     raise AssertionError(f"{what}: not reached within {timeout:.0f} s (last: {last!r})")
+
+
+def cloud_events(kind: str | None = None) -> list[dict[str, Any]]:
+    """What the reference cloud recorded (events.jsonl), optionally of one kind."""
+    path = LAB_DIR / "cloud" / "events.jsonl"
+    events = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return [e for e in events if kind is None or e.get("kind") == kind]
+
+
+def event_data(kind: str) -> list[dict[str, Any]]:
+    """The ``data`` of every event record of ``kind`` the cloud ingested, in order."""
+    return [e["body"]["body"]["data"] for e in cloud_events(kind)]
 
 
 def agent_status() -> dict[str, Any]:

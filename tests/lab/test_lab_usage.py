@@ -99,6 +99,10 @@ def test_sigkill_twenty_times_during_traffic_loses_and_doubles_nothing(running_l
 
 
 def test_throttle_128_really_limits_the_sim(running_lab: dict[str, Any]) -> None:
+    # The carrier's policer measured alone: with the agent running it would swap away
+    # from the throttled SIM within seconds (tests/lab/test_lab_health.py); the data path
+    # keeps forwarding without it.
+    lab("agent", "stop")
     lab("throttle", "--rate", "128")
     try:
         download(running_lab["namespaces"]["lan"], 40_000, seconds=5)  # let the bucket drain
@@ -108,3 +112,4 @@ def test_throttle_128_really_limits_the_sim(running_lab: dict[str, Any]) -> None
         assert 0.8 * 128 <= kbps <= 1.2 * 128
     finally:
         lab("throttle", "--off")
+        lab("agent", "start")
