@@ -151,7 +151,9 @@ def decide(policy: SwapPolicy, inputs: Inputs, history: Sequence[float], blocked
     trigger = _trigger(policy, inputs)
     if not trigger.swap:
         return trigger
-    if inputs.now < blocked_until:
+    if inputs.now < blocked_until and trigger.reason != "command":
+        # The back-off keeps the device from asking a platform that could not serve it;
+        # a command is the platform asking, so it is not held back.
         return Decision(False, trigger.reason, why=f"platform back-off for {blocked_until - inputs.now:.0f} s more")
     limit = damped(history, inputs.now, policy)
     if limit and not inputs.on_seed:

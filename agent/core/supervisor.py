@@ -100,6 +100,7 @@ class Supervisor:
         self._policy_wake = asyncio.Event()
         """Set when something the policy reads changed (a command, a health state)."""
         self._health_state = ("ok", 0.0)
+        self._last_health: dict[str, Any] | None = None
         self._used_on_current = 0
         self._low_since: float | None = None
         self._traffic_kbps = 0.0
@@ -157,7 +158,10 @@ class Supervisor:
         self.cloud.on_command(self._on_command)
         self.cloud.on_policy(self._on_policy)
         self.swaps = self._make_swaps()
-        resumed = await self.swaps.resume() is not None or await self._resume()
+        finished = await self.swaps.resume()  # a swap a crash cut short: finished or undone
+        if finished is not None:
+            self._set_current(finished.to_dict())
+        resumed = finished is not None or await self._resume()
         if not resumed:
             await self._use_seed()
         self.cloud.set_network_available(True)
@@ -376,6 +380,7 @@ class Supervisor:
         cloud = self.cloud
         hooks = Hooks(
             request=lambda reason, iccid: cloud.request_assignment(reason, current_iccid=iccid,
+                                                                   evidence=self._request_evidence(),
                                                                    timeout=ASSIGNMENT_TIMEOUT),
             account=self._account,
             route=self._route_only,
@@ -464,8 +469,14 @@ class Supervisor:
                 LOGGER.info("swap policy: %s (%s)", decision.reason, decision.why)
                 await self._swap_guarded(decision.reason)
 
+    def _request_evidence(self) -> dict[str, Any]:
+        """What the cloud should know about why we ask: the health decision behind it."""
+        event = self._last_health or {}
+        return {k: event.get(k) for k in ("state", "kbps", "mechanism", "since", "plmn") if event.get(k) is not None}
+
     def on_health(self, event: dict[str, Any]) -> None:
         """The health task's decisions feed the swap policy."""
+        self._last_health = event
         self._health_state = (str(event["state"]), self.clock.monotonic() - float(event.get("age_s") or 0.0))
         self._policy_wake.set()
 

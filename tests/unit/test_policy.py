@@ -74,6 +74,7 @@ def test_platform_backoff_blocks_until_it_expires() -> None:
     d = decide(blocked=10_030.0, health="throttled")
     assert not d.swap and "back-off" in d.why
     assert decide(blocked=9_999.0, health="throttled").swap
+    assert decide(blocked=10_030.0, order=pol.Order("c1", due=0.0)).swap  # the platform asked
 
 
 def test_backoff_is_full_jitter_and_capped() -> None:
