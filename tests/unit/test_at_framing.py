@@ -9,7 +9,7 @@ import pytest
 
 from agent.errors import AtCommandError, AtTimeout, ModemError, PortClosed
 from agent.modem import at
-from agent.modem.at import AtChannel, LineFramer, classify_final, timeout_for
+from agent.modem.at import AtChannel, LineFramer
 from tests.unit.at_fakes import FakeModem, Faults, async_test, parse_tok, tok_line
 
 RESPONSE = b'\r\n+CGDCONT: 1,"IP","apn.example","0.0.0.0",0,0\r\n\r\nOK\r\n'
@@ -56,21 +56,8 @@ def test_control_bytes_and_bad_utf8_are_garbage_not_text() -> None:
     assert lines[0].garbage == b"\x00\x01\xfe"
 
 
-@pytest.mark.parametrize(
-    "line,kind",
-    [("OK", "ok"), ("ERROR", "fail"), ("+CME ERROR: 10", "fail"), ("+CMS ERROR: 500", "fail"),
-     ("NO CARRIER", "fail"), ("BUSY", "fail"), ("NO ANSWER", "fail"), ("NO DIALTONE", "fail"),
-     ("CONNECT", "connect"), ("CONNECT 150000000", "connect"), ("+CSQ: 1,2", None), ("OKAY", None)],
-)
-def test_final_result_codes(line: str, kind: str | None) -> None:
-    assert classify_final(line) == kind
-
-
-def test_named_timeouts_per_command() -> None:
-    assert timeout_for("AT+COPS=?") == at.COPS_SCAN_TIMEOUT
-    assert timeout_for("AT+CGACT=1,1") == at.CGACT_TIMEOUT
-    assert timeout_for("AT+CFUN=0") == at.CFUN_TIMEOUT
-    assert timeout_for("AT+CSQ") == at.DEFAULT_TIMEOUT
+# (final result codes and timeouts moved with their code: tests/unit/test_codes.py and
+#  tests/unit/test_commands.py)
 
 
 # --- the channel over fake transports -----------------------------------------------

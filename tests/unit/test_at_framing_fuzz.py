@@ -4,6 +4,7 @@ project's typed errors, and never hang a command past its timeout."""
 from __future__ import annotations
 
 import asyncio
+import re
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,6 +12,9 @@ from hypothesis import strategies as st
 from agent.errors import AgentError
 from agent.modem.at import AtChannel, LineFramer
 from tests.unit.at_fakes import FakeModem, Faults, tok_line
+
+CONTROL_BYTES = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+"""What no text line may hold: C0 controls but tab (CR and LF among them) and DEL."""
 
 chunks = st.lists(st.binary(max_size=64), max_size=20)
 noisy = st.lists(
@@ -26,12 +30,18 @@ noisy = st.lists(
 @settings(max_examples=300, deadline=None)
 @given(chunks)
 def test_framer_accepts_any_bytes(parts: list[bytes]) -> None:
+    """The framer's promise (``at.Line``): exactly one of text and garbage; text never blank,
+    never holding a terminator or a control byte; garbage never empty; nothing buffered
+    beyond the line limit."""
     framer = LineFramer(max_line=256)
     for part in parts:
         for line in framer.feed(part):
-            assert (line.text is None) != (line.garbage == b"" and line.text is not None) or line.text == ""
-            if line.text is not None:
-                assert "\r" not in line.text and "\n" not in line.text
+            if line.text is None:
+                assert line.garbage != b""
+            else:
+                assert line.garbage == b"" and line.text.strip()
+                assert not CONTROL_BYTES.search(line.text)  # includes CR and LF
+                assert len(line.text.encode()) <= 256
     assert len(framer.pending) <= 256
 
 
