@@ -47,7 +47,7 @@ from agent.cloud import sealing
 from agent.cloud.backoff import BASE_S, CAP_S, FIRST_DELAY_MAX_S, Backoff, jittered
 from agent.cloud.identity import SessionCounter, check_device_id
 from agent.cloud.outbox import Outbox, ReliableSource
-from agent.errors import AgentError, JournalError, ProtocolError, SealError
+from agent.errors import AgentError, AssignmentUnavailable, JournalError, ProtocolError, SealError
 from agent.sim import SimProfile
 
 LOGGER = logging.getLogger(__name__)
@@ -97,10 +97,6 @@ event reports how many were suppressed (``suppressed_before``)."""
 
 JOIN_TIMEOUT_S = 5.0
 """How long stop() waits for paho's thread to finish after DISCONNECT."""
-
-
-class AssignmentUnavailable(ProtocolError):
-    """No assignment could be obtained: timed out or refused by the cloud."""
 
 
 @dataclass(frozen=True)
