@@ -13,7 +13,10 @@ Layers in this module:
 * ``AtChannel`` (an ``asyncio.Protocol``): owns the command/response state machine.
   ``command()`` sends one line and returns the lines up to the final result code.
   URCs are recognised at any point, also between lines of a response, and handed to
-  subscribers. The echo of the command line is dropped.
+  subscribers. The echo of the command line is dropped. Which line is final, a URC or
+  text is not decided here: every line goes through ``codes.classify_line`` (the one
+  reading ``decode`` uses too); timeouts and which commands are sensitive come from the
+  channel's command table (``commands.py``; the driver sets its dialect's).
 * ``SerialTransport`` / ``open_channel()``: the pyserial port's non-blocking fd in the
   event loop (``loop.add_reader``); read error or EOF means the port went away
   (``PortClosed``).
