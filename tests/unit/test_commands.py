@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import pytest
 
+from agent.logs import TRACE
 from agent.modem import commands
-from agent.modem.at import AtResponse
+from agent.modem.at import AtChannel, AtResponse
 from agent.modem.cli_at import REFUSED, describe_error
 from agent.modem.cli_at import decode as at_decode
 from agent.modem.commands import KNOWN, CommandDef, split_command_line, technician_allowed
 from agent.modem.decode import decode_stream
 from agent.modem.dialects import DIALECTS, get_dialect
+from agent.modem.driver import Modem
+from tests.unit.at_fakes import FakeModem, Faults, async_test
 
 # ---- moved from test_at_framing.py ----------------------------------------------------------
 
@@ -183,3 +186,46 @@ def test_errors_use_the_same_names_in_both() -> None:
     assert describe_error("+cme error: 10") == {
         "family": decoded["family"], "code": decoded["code"], "name": decoded["name"]
     } == {"family": "+CME ERROR", "code": 10, "name": "SIM not inserted"}
+
+
+# ---- the framer and the driver read the table ---------------------------------------------
+
+SECRET = "00112233445566778899AABBCCDDEEFF"
+
+
+@async_test
+async def test_a_command_the_table_marks_sensitive_is_redacted_without_being_told(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(TRACE)
+    channel = AtChannel()
+    FakeModem(channel, Faults(echo=True))
+    resp = await channel.command(f'AT+VSIMLOAD=1,"8981","4401","{SECRET}","{SECRET}","44010","apn"')
+    assert resp.command == "AT+VSIMLOAD=<redacted>" and resp.lines == ()
+    assert SECRET not in caplog.text and "<sensitive command" in caplog.text
+
+
+async def _fake_opener(port: str, baud: int) -> AtChannel:
+    channel = AtChannel()
+    FakeModem(channel, Faults())
+    return channel
+
+
+@async_test
+async def test_the_driver_gives_the_channel_its_dialects_table() -> None:
+    for name in DIALECTS:
+        modem = Modem("fake", name, opener=_fake_opener)
+        await modem.open()
+        assert modem.channel is not None and modem.channel.commands is get_dialect(name).commands
+        await modem.close()
+
+
+@async_test
+async def test_a_lower_case_registration_urc_reaches_the_driver() -> None:
+    modem = Modem("fake", "generic", opener=_fake_opener)
+    await modem.open()
+    assert modem.channel is not None
+    modem.channel.data_received(b'\r\n+cereg: 5,"1f00","79d903",7\r\n')
+    assert modem.last_registration is not None
+    assert (modem.last_registration.stat, modem.last_registration.tac) == (5, 0x1F00)
+    await modem.close()
