@@ -10,7 +10,7 @@ import pytest
 from agent.errors import AtCommandError, AtTimeout, ModemError, PortClosed
 from agent.modem import at
 from agent.modem.at import AtChannel, LineFramer
-from tests.unit.at_fakes import FakeModem, Faults, async_test, parse_tok, tok_line
+from tests.unit.at_fakes import FakeModem, Faults, async_test, in_flight, parse_tok, tok_line
 
 RESPONSE = b'\r\n+CGDCONT: 1,"IP","apn.example","0.0.0.0",0,0\r\n\r\nOK\r\n'
 
@@ -162,10 +162,7 @@ async def test_cme_errors_are_typed(arg: str, code: int | None, name: str | None
 
 @async_test
 async def test_garbage_inside_a_response_is_a_modem_error_with_what_was_received() -> None:
-    channel = AtChannel()
-    FakeModem(channel)
-    task = asyncio.ensure_future(channel.command("AT+SILENT", timeout=1))
-    await asyncio.sleep(0)
+    channel, task = await in_flight("AT+SILENT", 1)
     channel.data_received(b"\r\n\x00\x07\x1b\r\nOK\r\n")
     with pytest.raises(ModemError) as info:
         await task
@@ -175,10 +172,7 @@ async def test_garbage_inside_a_response_is_a_modem_error_with_what_was_received
 
 @async_test
 async def test_port_loss_fails_the_command_in_flight_and_later_ones() -> None:
-    channel = AtChannel()
-    FakeModem(channel)
-    task = asyncio.ensure_future(channel.command("AT+SILENT", timeout=5))
-    await asyncio.sleep(0)
+    channel, task = await in_flight("AT+SILENT", 5)
     channel.connection_lost(OSError(5, "Input/output error"))
     with pytest.raises(PortClosed):
         await task

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.errors import AgentError
-from agent.modem.at import AtChannel, LineFramer
-from tests.unit.at_fakes import FakeModem, Faults, tok_line
+from agent.modem.at import LineFramer
+from tests.unit.at_fakes import in_flight, tok_line
 
 CONTROL_BYTES = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 """What no text line may hold: C0 controls but tab (CR and LF among them) and DEL."""
@@ -49,10 +49,7 @@ def test_framer_accepts_any_bytes(parts: list[bytes]) -> None:
 @given(noisy)
 def test_channel_survives_any_bytes_with_typed_errors_only(parts: list[bytes]) -> None:
     async def scenario() -> None:
-        channel = AtChannel()
-        FakeModem(channel, Faults())
-        task = asyncio.ensure_future(channel.command("AT+SILENT", timeout=0.05))
-        await asyncio.sleep(0)
+        channel, task = await in_flight("AT+SILENT", 0.05)
         for part in parts:
             channel.data_received(part)
         try:

@@ -3,16 +3,13 @@ case, and the framer and ``decode`` reading lines the same way."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from agent.errors import AtCommandError, AtTimeout
 from agent.modem import codes
-from agent.modem.at import AtChannel
 from agent.modem.codes import AtErrorCode, LineKind, classify_line
 from agent.modem.decode import decode_stream
-from tests.unit.at_fakes import FakeModem, Faults, async_test
+from tests.unit.at_fakes import async_test, in_flight
 
 FINAL_SAMPLES: list[tuple[str, LineKind, str]] = [
     *((code, LineKind.OK, code) for code in codes.FINAL_OK),
@@ -187,10 +184,7 @@ SHORT = 0.3
 @pytest.mark.parametrize(("line", "kind", "family"), both_cases(FINAL_SAMPLES))
 @async_test
 async def test_the_framer_ends_a_command_on_every_final_code(line: str, kind: LineKind, family: str) -> None:
-    channel = AtChannel()
-    FakeModem(channel, Faults())
-    task = asyncio.ensure_future(channel.command("AT+SILENT", timeout=SHORT))
-    await asyncio.sleep(0)
+    channel, task = await in_flight("AT+SILENT", SHORT)
     channel.data_received(b"\r\n+CSQ: 20,99\r\n" + line.encode() + b"\r\n")
     if kind is LineKind.OK:
         assert (await task).lines == ("+CSQ: 20,99",)
@@ -203,12 +197,9 @@ async def test_the_framer_ends_a_command_on_every_final_code(line: str, kind: Li
 @pytest.mark.parametrize(("line", "family"), both_cases(URC_SAMPLES))
 @async_test
 async def test_the_framer_routes_every_urc_and_decode_calls_it_one(line: str, family: str) -> None:
-    channel = AtChannel()
-    FakeModem(channel, Faults())
+    channel, task = await in_flight("AT", SHORT)
     seen: list[str] = []
     channel.subscribe(family, seen.append)
-    task = asyncio.ensure_future(channel.command("AT", timeout=SHORT))
-    await asyncio.sleep(0)
     channel.data_received(b"\r\n" + line.encode() + b"\r\nOK\r\n")
     assert (await task).lines == ()
     assert seen == [line]
@@ -218,10 +209,7 @@ async def test_the_framer_routes_every_urc_and_decode_calls_it_one(line: str, fa
 
 @async_test
 async def test_a_bare_cme_error_is_not_final_for_the_framer_either() -> None:
-    channel = AtChannel()
-    FakeModem(channel, Faults())
-    task = asyncio.ensure_future(channel.command("AT+SILENT", timeout=0.1))
-    await asyncio.sleep(0)
+    channel, task = await in_flight("AT+SILENT", 0.1)
     channel.data_received(b"\r\n+CME ERROR:\r\n")
     with pytest.raises(AtTimeout):
         await task
