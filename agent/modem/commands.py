@@ -241,7 +241,8 @@ class CommandTable(Mapping[str, CommandDef]):
     def refusal(self, command_line: str) -> str | None:
         """Why a technician may not send this line, or None. A deny-list: commands the table
         does not know are allowed (a technician's job is to try what we did not foresee)."""
-        if normalise(command_line).startswith(REPEAT_LAST):
+        text = normalise(command_line)
+        if text.startswith(REPEAT_LAST) or text.removeprefix("AT").startswith(REPEAT_LAST):
             return "A/ repeats the agent's last command line, which may carry SIM keys"
         for name, _ in split_command_line(command_line):
             found = self._defs.get(name)

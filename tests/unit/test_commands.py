@@ -73,6 +73,7 @@ def test_split_command_line(line: str, expected: list[tuple[str, str]]) -> None:
         ("AT+CLCK=\"SC\",1,\"1234\"", False),
         ("A/", False),  # repeats the agent's last line, maybe the vSIM load
         ("a/", False),
+        ("ATA/", False),  # what `pocket-agent at` makes of a typed "A/"
     ],
 )
 def test_technician_allowed(line: str, allowed: bool) -> None:
