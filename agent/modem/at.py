@@ -432,7 +432,9 @@ class AtChannel(asyncio.Protocol):
                 await self._resync(command if not sensitive else redact(command))
             return await self._exchange(command, facts, timeout, sensitive)
 
-    async def _exchange(self, command: str, facts: LineFacts, timeout: float | None, sensitive: bool) -> AtResponse:
+    async def _exchange(
+        self, command: str, facts: LineFacts, timeout: float | None, sensitive: bool
+    ) -> AtResponse:
         if self._write is None:
             raise self._closed_exc or PortClosed("serial port is not open")
         shown = redact(command) if sensitive else command

@@ -140,7 +140,7 @@ def _outside_quotes(line: str) -> Iterator[tuple[str, bool]]:
 
 def normalise(line: str) -> str:
     """Upper case, blanks outside quotes removed (V.250 §5.1: the modem ignores them)."""
-    kept = (char if quoted else char.upper() for char, quoted in _outside_quotes(line) if quoted or not char.isspace())
+    kept = (c if quoted else c.upper() for c, quoted in _outside_quotes(line) if quoted or not c.isspace())
     return "".join(kept)
 
 
@@ -151,8 +151,7 @@ def split_command_line(line: str) -> list[tuple[str, Form]]:
     ``&F``) are not listed. Within one ``;``-separated part only the first extended name is a
     command: later ones are its arguments (``AT+CMGS="+81..."`` is quoted anyway).
     """
-    text = normalise(line)
-    text = text.removeprefix("AT")
+    text = normalise(line).removeprefix("AT")
     found: list[tuple[str, Form]] = []
     part: list[str] = []
     for char, quoted in _outside_quotes(text + ";"):
