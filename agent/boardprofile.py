@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import ConfigError
+from agent.modem.dialects import DIALECTS
 
 LOGGER = logging.getLogger(__name__)
 
@@ -24,8 +25,8 @@ PROFILES_DIR = Path(__file__).resolve().parent.parent / "board" / "profiles"
 ETHERNET_HEADER_BYTES = 14
 """Dst MAC + src MAC + EtherType: the framing on veth and cdc_ether/RNDIS interfaces."""
 
-KNOWN_DIALECTS = ("generic", "virtual")
-"""Kept in step with agent.modem.dialects.DIALECTS (checked by a test)."""
+KNOWN_DIALECTS = tuple(sorted(DIALECTS))
+"""The dialect registry's names (issue 11: derived, no longer a second list)."""
 
 RESET_KINDS = ("gpio", "none", "hook")
 """gpio: a sysfs GPIO value file; hook: provided by the embedding program (the virtual

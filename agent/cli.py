@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from agent import __version__
+from agent.logs import TRACE  # issue 11: the level is defined once, in agent/logs.py
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("agent.core.run", "run the daemon (modem, cloud, data path, metering)"),
@@ -58,10 +59,6 @@ def dispatch(prog: str, version: str, table: dict[str, tuple[str, str]], argv: S
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     return int(module.main(args) or 0)
-
-
-TRACE = 5
-"""Log level below DEBUG for raw serial bytes (style.md: raw bytes under debug)."""
 
 
 def setup_logging(verbosity: int) -> None:

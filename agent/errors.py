@@ -64,6 +64,10 @@ class ProtocolError(AgentError):
         self.reason = reason
 
 
+class AssignmentUnavailable(ProtocolError):
+    """No SIM assignment could be obtained from the cloud: timed out or refused (``reason``)."""
+
+
 class SealError(ProtocolError):
     """A sealed profile failed verification: signature, device binding, expiry, replay."""
 

@@ -48,7 +48,7 @@ from agent.cloud.backoff import BASE_S, CAP_S, FIRST_DELAY_MAX_S, Backoff, jitte
 from agent.cloud.identity import SessionCounter, check_device_id
 from agent.cloud.outbox import Outbox, ReliableSource
 from agent.cloud.schema import validate_event_data
-from agent.errors import AgentError, JournalError, ProtocolError, SealError
+from agent.errors import AgentError, AssignmentUnavailable, JournalError, ProtocolError, SealError
 from agent.sim import SimProfile
 
 LOGGER = logging.getLogger(__name__)
@@ -104,10 +104,6 @@ not a broker-wide outage, so it needs no fleet-sized jitter (backoff.FIRST_DELAY
 a fifth of a second only keeps two back-to-back attempts apart."""
 JOIN_TIMEOUT_S = 5.0
 """How long stop() waits for paho's thread to finish after DISCONNECT."""
-
-
-class AssignmentUnavailable(ProtocolError):
-    """No assignment could be obtained: timed out or refused by the cloud."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,10 @@ Layers in this module:
 * ``AtChannel`` (an ``asyncio.Protocol``): owns the command/response state machine.
   ``command()`` sends one line and returns the lines up to the final result code.
   URCs are recognised at any point, also between lines of a response, and handed to
-  subscribers. The echo of the command line is dropped.
+  subscribers. The echo of the command line is dropped. Which line is final, a URC or
+  text is not decided here: every line goes through ``codes.classify_line`` (the one
+  reading ``decode`` uses too); timeouts and which commands are sensitive come from the
+  channel's command table (``commands.py``; the driver sets its dialect's).
 * ``SerialTransport`` / ``open_channel()``: the pyserial port's non-blocking fd in the
   event loop (``loop.add_reader``); read error or EOF means the port went away
   (``PortClosed``).
@@ -53,44 +56,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.errors import AtCommandError, AtTimeout, ModemError, PortClosed
-from agent.modem import parse
+from agent.logs import TRACE
+from agent.modem import codes
+from agent.modem.codes import LineKind
+from agent.modem.commands import KNOWN, CommandTable, LineFacts
 
 LOGGER = logging.getLogger(__name__)
-
-TRACE = 5
-"""Raw bytes are logged below DEBUG (style.md); ``pocket-agent -vv`` shows them."""
 
 MAX_LINE_BYTES = 4096
 """Longest line kept. +COPS=? with a dozen operators is ~600 bytes; anything far
 beyond is line noise, and an unbounded buffer is a memory leak on a router."""
-
-# --- per-command timeouts (seconds) --------------------------------------------------
-DEFAULT_TIMEOUT = 5.0
-"""27.007 commands without a network round trip answer in well under a second; 5 s is
-common practice (ModemManager uses 3-5 s) and leaves room for a busy baseband."""
-COPS_SCAN_TIMEOUT = 180.0
-"""+COPS=? scans every band; vendor manuals (Quectel EC25: 180 s) give this bound."""
-COPS_SET_TIMEOUT = 180.0
-"""+COPS=<mode>: manual/automatic selection waits for a registration attempt."""
-CGACT_TIMEOUT = 150.0
-"""+CGACT: 3GPP TS 24.301 T3380 (30 s) x 4 retransmissions of the ESM request + margin."""
-CFUN_TIMEOUT = 30.0
-"""+CFUN: radio on/off includes detach signalling; Quectel documents up to 15 s."""
-CGATT_TIMEOUT = 140.0
-"""+CGATT: attach with T3410 (15 s) x 5 attempts + margin (24.301)."""
-VSIM_TIMEOUT = 20.0
-"""vSIM load/select: profile write to the baseband plus a detach (docs/vsim-at.md)."""
-
-TIMEOUTS: tuple[tuple[str, float], ...] = (
-    ("AT+COPS=?", COPS_SCAN_TIMEOUT),
-    ("AT+COPS=", COPS_SET_TIMEOUT),
-    ("AT+CGACT=", CGACT_TIMEOUT),
-    ("AT+CFUN=", CFUN_TIMEOUT),
-    ("AT+CGATT=", CGATT_TIMEOUT),
-    ("AT+VSIMLOAD=", VSIM_TIMEOUT),
-    ("AT+VSIMSEL=", VSIM_TIMEOUT),
-)
-"""Command prefix -> timeout; first match wins, otherwise ``DEFAULT_TIMEOUT``."""
 
 # --- resynchronisation --------------------------------------------------------------
 RESYNC_QUIET = 0.05
@@ -103,32 +78,6 @@ RESYNC_TIMEOUT = 2.0
 RESYNC_ATTEMPTS = 3
 """Sentinels tried before giving up and letting the recovery ladder act."""
 
-FINAL_OK = ("OK",)
-FINAL_FAIL = tuple(parse.FINAL_ERROR)
-"""ERROR, NO CARRIER, BUSY, NO ANSWER, NO DIALTONE (+ vendor forms parse.py knows)."""
-FINAL_CONNECT = "CONNECT"
-ERROR_PREFIXES = tuple(parse.FINAL_ERROR_PREFIXES)
-"""+CME ERROR:, +CMS ERROR: (and MODEM ERROR:)."""
-
-URC_PREFIXES: tuple[str, ...] = (
-    "+CREG:", "+CGREG:", "+CEREG:", "+C5GREG:", "+CGEV:", "+CMTI:", "+CMT:", "+CDS:",
-    "+CBM:", "+CUSD:", "+CIEV:", "+CRING:", "RING", "+CPIN:", "+CFUN:", "RDY",
-    "+CTZV:", "+CTZE:", "+NITZ:", "+QIND:", "+QUSIM:", "^MODE:", "^RSSI:", "^HCSQ:",
-    "+PACSP", "+VSIMSTAT:", "POWERED DOWN", "SMS DONE", "PB DONE",
-)
-"""Lines that can arrive unsolicited. A line with one of these prefixes is a URC
-unless the command in flight *owns* that prefix (``AT+CREG?`` owns ``+CREG:``), in
-which case it is part of the response: 27.007 gives the two the same syntax."""
-
-
-def timeout_for(command: str) -> float:
-    """The named timeout of ``command`` (see ``TIMEOUTS``)."""
-    upper = command.upper()
-    for prefix, seconds in TIMEOUTS:
-        if upper.startswith(prefix):
-            return seconds
-    return DEFAULT_TIMEOUT
-
 
 def redact(command: str) -> str:
     """``AT+VSIMLOAD=1,"...ki..."`` -> ``AT+VSIMLOAD=<redacted>`` for logs and errors."""
@@ -138,41 +87,14 @@ def redact(command: str) -> str:
 
 def error_from_final(final: str, command: str, lines: tuple[str, ...]) -> AtCommandError:
     """The typed error for a failure final code: ``code`` (27.007 9.2 number, also for a
-    verbose text parse.py knows) and ``name`` (the modem's text or the standard name)."""
+    verbose text ``codes.parse_error`` knows) and ``name`` (the modem's text or the standard name)."""
     code: int | None = None
     name: str | None = final
-    parsed = parse.parse_error(final)
+    parsed = codes.parse_error(final)
     if parsed is not None:
         code, name = parsed.code, parsed.name
     raw = "\n".join((*lines, final))
     return AtCommandError(f"{command}: {final}", command=command, raw=raw, code=code, name=name)
-
-
-def classify_final(line: str) -> str | None:
-    """"ok", "fail" or "connect" when ``line`` ends a response, else None."""
-    if line in FINAL_OK:
-        return "ok"
-    if line in FINAL_FAIL or line.startswith(ERROR_PREFIXES):
-        return "fail"
-    if line == FINAL_CONNECT or line.startswith(FINAL_CONNECT + " "):
-        return "connect"
-    return None
-
-
-def urc_prefix(line: str) -> str | None:
-    """The URC prefix ``line`` starts with, if any."""
-    for prefix in URC_PREFIXES:
-        if line.startswith(prefix):
-            return prefix
-    return None
-
-
-def owns_prefix(command: str, prefix: str) -> bool:
-    """Whether ``command``'s own answer uses ``prefix`` (``AT+CREG?`` and ``+CREG:``)."""
-    name = prefix.rstrip(":").strip()
-    if not name.startswith(("+", "^")):
-        return False
-    return command.upper().startswith("AT" + name)
 
 
 # --- framing ------------------------------------------------------------------------
@@ -180,7 +102,11 @@ def owns_prefix(command: str, prefix: str) -> bool:
 
 @dataclass(frozen=True)
 class Line:
-    """One framed line: ``text`` when it decoded cleanly, else ``garbage`` holds the bytes."""
+    """One framed line: ``text`` when it decoded cleanly, else ``garbage`` holds the bytes.
+
+    The framer's promise: exactly one of the two is set. ``text`` has no CR/LF and no
+    control byte and is never blank; its blanks are kept as received (the classifier tells
+    ``+CME ERROR:`` from ``+CME ERROR: ``). ``garbage`` is never empty."""
 
     text: str | None
     garbage: bytes = b""
@@ -199,7 +125,7 @@ class LineFramer:
         self.garbage_lines = 0
 
     def feed(self, data: bytes) -> list[Line]:
-        """Add bytes; return every line completed by them (empty lines skipped)."""
+        """Add bytes; return every line completed by them (blank lines skipped)."""
         out: list[Line] = []
         for chunk in re.split(rb"([\r\n])", data):
             if chunk in (b"\r", b"\n"):
@@ -227,9 +153,11 @@ class LineFramer:
             return
         raw = bytes(self._buf)
         self._buf.clear()
-        out.append(self._decode(raw))
+        line = self._decode(raw)
+        if line is not None:
+            out.append(line)
 
-    def _decode(self, raw: bytes) -> Line:
+    def _decode(self, raw: bytes) -> Line | None:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -238,8 +166,7 @@ class LineFramer:
         if _CONTROL.search(text):
             self.garbage_lines += 1
             return Line(None, raw)
-        text = text.strip()
-        return Line(text) if text else Line("")
+        return Line(text) if text.strip() else None
 
     def discard_partial(self) -> bytes:
         """Drop an unfinished line: bytes before a command is sent belong to nothing
@@ -277,6 +204,7 @@ class _Pending:
     shown: str
     sensitive: bool
     future: asyncio.Future[AtResponse]
+    owners: tuple[str, ...] = ()
     lines: list[str] = field(default_factory=list)
     garbage: list[bytes] = field(default_factory=list)
 
@@ -344,7 +272,7 @@ class AtChannel(asyncio.Protocol):
         self,
         *,
         sentinel: Callable[[int], tuple[str, str]] = default_sentinel,
-        urc_prefixes: tuple[str, ...] = URC_PREFIXES,
+        commands: CommandTable = KNOWN,
     ):
         self._framer = LineFramer()
         self._lock = PriorityLock()
@@ -360,7 +288,9 @@ class AtChannel(asyncio.Protocol):
         self._desynced = False
         self._sentinel = sentinel
         self._resync_count = 0
-        self._urc_prefixes = urc_prefixes
+        self.commands = commands
+        """What the channel knows of each command: timeouts, secrets, answer prefixes. The
+        driver sets its dialect's table; a bare channel knows every dialect's commands."""
         self._last_rx = 0.0
         self._rx_event = asyncio.Event()
         self.stats: dict[str, int] = {
@@ -397,8 +327,9 @@ class AtChannel(asyncio.Protocol):
 
     # -- URCs ------------------------------------------------------------------------
     def subscribe(self, prefix: str, callback: UrcCallback) -> Callable[[], None]:
-        """Call ``callback(line)`` for every URC starting with ``prefix`` ("" = all)."""
-        entry = (prefix, callback)
+        """Call ``callback(line)`` for every URC starting with ``prefix`` ("" = all), in
+        any case (modems that print ``+cereg:`` exist)."""
+        entry = (prefix.upper(), callback)
         self._subscribers.append(entry)
 
         def unsubscribe() -> None:
@@ -410,23 +341,15 @@ class AtChannel(asyncio.Protocol):
     def _dispatch_urc(self, line: str) -> None:
         self.stats["urcs"] += 1
         LOGGER.debug("URC %s", line)
+        upper = line.upper()
         for prefix, callback in list(self._subscribers):
-            if line.startswith(prefix):
+            if upper.startswith(prefix):
                 try:
                     callback(line)
                 except Exception:  # a subscriber's bug must not kill the reader
                     LOGGER.exception("URC subscriber failed on %r", line)
 
     # -- line routing ----------------------------------------------------------------
-    def _is_urc(self, text: str, pending: _Pending | None) -> bool:
-        prefix = next((p for p in self._urc_prefixes if text.startswith(p)), None)
-        if prefix is None:
-            family = parse.is_urc(text)  # vendor URCs parse.py knows (^SIMST, *PSUTTZ ...)
-            if family is None:
-                return False
-            prefix = family + ":"
-        return pending is None or not owns_prefix(pending.command, prefix)
-
     def _on_line(self, line: Line) -> None:
         pending = self._pending
         if line.text is None:
@@ -435,10 +358,9 @@ class AtChannel(asyncio.Protocol):
             if pending is not None:
                 pending.garbage.append(line.garbage)
             return
-        text = line.text
-        if not text:
-            return
-        if self._is_urc(text, pending):
+        found = codes.classify_line(line.text, pending.owners if pending is not None else None)
+        text = line.text.strip()
+        if found.kind is LineKind.URC:
             self._dispatch_urc(text)
             return
         if pending is None or pending.future.done():
@@ -446,13 +368,12 @@ class AtChannel(asyncio.Protocol):
             if not pending and not self._quiet:
                 LOGGER.debug("line with no command in flight dropped: %r", text)
             return
-        self._on_response_line(pending, text)
+        self._on_response_line(pending, text, found.kind)
 
-    def _on_response_line(self, pending: _Pending, text: str) -> None:
+    def _on_response_line(self, pending: _Pending, text: str, kind: LineKind) -> None:
         if text == pending.command.strip() or (pending.sensitive and text.upper().startswith("AT")):
             return  # echo of our own line
-        kind = classify_final(text)
-        if kind is None:
+        if kind is LineKind.TEXT:
             pending.lines.append(text)
             return
         if pending.garbage:
@@ -464,7 +385,7 @@ class AtChannel(asyncio.Protocol):
                 )
             )
             return
-        if kind == "fail":
+        if kind is LineKind.ERROR:
             pending.future.set_exception(self._failure(pending, text))
             return
         pending.future.set_result(AtResponse(pending.shown, tuple(pending.lines), text))
@@ -476,7 +397,7 @@ class AtChannel(asyncio.Protocol):
         if not pending.sensitive:
             return error_from_final(final, pending.shown, tuple(pending.lines))
         err = error_from_final(final, pending.shown, ())
-        numeric = final.rsplit(":", 1)[-1].strip().isdigit() or final in FINAL_FAIL
+        numeric = final.rsplit(":", 1)[-1].strip().isdigit() or final.upper() in codes.FINAL_ERROR
         return AtCommandError(
             f"{pending.shown}: error {err.code if err.code is not None else ''}".rstrip(),
             command=pending.shown, code=err.code, name=err.name if numeric else "withheld",
@@ -504,20 +425,24 @@ class AtChannel(asyncio.Protocol):
         Raises ``AtTimeout``, ``AtCommandError``, ``PortClosed`` or ``ModemError``.
         ``priority=True`` jumps the queue (reset and recovery beat traffic).
         """
+        facts = self.commands.facts(command)
+        sensitive = sensitive or facts.sensitive
         async with self._lock.hold(priority):
             if self._desynced:
                 await self._resync(command if not sensitive else redact(command))
-            return await self._exchange(command, timeout, sensitive)
+            return await self._exchange(command, facts, timeout, sensitive)
 
-    async def _exchange(self, command: str, timeout: float | None, sensitive: bool) -> AtResponse:
+    async def _exchange(
+        self, command: str, facts: LineFacts, timeout: float | None, sensitive: bool
+    ) -> AtResponse:
         if self._write is None:
             raise self._closed_exc or PortClosed("serial port is not open")
         shown = redact(command) if sensitive else command
-        limit = timeout_for(command) if timeout is None else timeout
+        limit = facts.timeout if timeout is None else timeout
         fut: asyncio.Future[AtResponse] = asyncio.get_running_loop().create_future()
         if self._framer.discard_partial():
             self.stats["stale_lines"] += 1
-        self._pending = _Pending(command, shown, sensitive, fut)  # listener before sending
+        self._pending = _Pending(command, shown, sensitive, fut, facts.owners)  # listener before sending
         self.stats["commands"] += 1
         try:
             self._send(command, sensitive)
@@ -562,7 +487,7 @@ class AtChannel(asyncio.Protocol):
             self._resync_count += 1
             sentinel, token = self._sentinel(self._resync_count)
             try:
-                resp = await self._exchange(sentinel, RESYNC_TIMEOUT, False)
+                resp = await self._exchange(sentinel, self.commands.facts(sentinel), RESYNC_TIMEOUT, False)
             except (AtTimeout, AtCommandError, ModemError) as exc:
                 if isinstance(exc, PortClosed):
                     raise

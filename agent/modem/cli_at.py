@@ -1,29 +1,35 @@
 """``pocket-agent at --port PORT 'AT+CSQ'``: one command, its raw answer and its meaning.
 
 For the technician at the router: it prints the lines exactly as the modem sent them
-(stdout), then what parse.py makes of them as JSON, so "what does +CEREG: 2,3,... mean"
-needs no 27.007 at hand. vSIM loads are refused here: they carry keys, and a command
-line ends up in shell history.
+(stdout), then what the parsers make of them as JSON, in the same vocabulary as
+``pocket-agent decode`` (``vocabulary.py``), so "what does +CEREG: 2,3,... mean" needs no
+27.007 at hand. Commands the table marks with a refusal (the vSIM load carries keys, and a
+command line ends up in shell history; SIM lock changes) are refused here, by the same
+predicate the technician's console uses (``commands.technician_allowed``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import logging
 from typing import Any
 
 from agent.boardprofile import load_profile
 from agent.errors import AgentError, AtCommandError, ConfigError, ParseError
-from agent.modem import parse
+from agent.modem import codes
 from agent.modem.at import AtResponse, open_channel
+from agent.modem.commands import KNOWN, CommandTable, technician_allowed
+from agent.modem.dialects import Dialect, get_dialect
+from agent.modem.vocabulary import error as error_fields
 
 LOGGER = logging.getLogger(__name__)
 
-REFUSED = ("AT+VSIMLOAD",)
-"""Commands that carry secrets; never typed on a command line."""
+__all__ = ["REFUSED", "configure", "decode", "describe_error", "main", "run", "technician_allowed"]
+
+REFUSED = tuple(f"AT{name}" for name, definition in KNOWN.items() if not definition.technician)
+"""Commands refused here (derived from the command table: those with a ``refusal``)."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -34,53 +40,49 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=None, help="seconds (default: per command)")
 
 
-def decode(resp: AtResponse) -> dict[str, Any]:
-    """What each family in the answer means, via parse.FAMILIES."""
+def decode(resp: AtResponse, dialect: Dialect | None = None, table: CommandTable = KNOWN) -> dict[str, Any]:
+    """What each family in the answer means, in the vocabulary ``decode`` prints too."""
+    reading = dialect or get_dialect("generic")
     text = "\n".join(resp.lines)
     out: dict[str, Any] = {"final": resp.final}
-    families = {f for f in (parse.family_of(line) for line in resp.lines) if f}
+    families = {f for f in (table.family_of(line) for line in resp.lines) if f}
     if not families and resp.lines:
-        bare = _bare_family(resp.command)
+        bare = table.bare_family(resp.command)
         families = {bare} if bare else set()
     for family in sorted(families):
+        definition = table[family]
         try:
-            out[family] = _jsonable(parse.FAMILIES[family](text))
+            out[family] = definition.describe(definition.read(text), reading)
         except ParseError as exc:
             out[family] = {"error": str(exc), "raw": exc.raw}
     return out
 
 
-def _bare_family(command: str) -> str | None:
-    """+CIMI and +CGSN answer without a prefix: name the family from the command."""
-    head = command.upper().removeprefix("AT").split("=")[0].split("?")[0]
-    return head if head in parse.FAMILIES else None
+def describe_error(final: str) -> dict[str, Any] | None:
+    """A failure final code in the vocabulary: its family, code and name."""
+    found = codes.classify_line(final)
+    if found.error is None:
+        return None
+    return {"family": found.family, **error_fields(found.error)}
 
 
-def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {k: _jsonable(v) for k, v in dataclasses.asdict(value).items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value
-
-
-async def run(port: str, baud: int, command: str, timeout: float | None) -> int:
+async def run(port: str, baud: int, command: str, timeout: float | None, dialect: Dialect | None = None) -> int:
     channel = await open_channel(port, baud)
+    if dialect is not None:
+        channel.commands = dialect.commands
     try:
         resp = await channel.command(command, timeout=timeout)
     except AtCommandError as exc:
         print(exc.raw or str(exc))
-        err = parse.parse_error((exc.raw or "").splitlines()[-1]) if exc.raw else None
-        print(json.dumps({"error": _jsonable(err) if err else str(exc)}))
+        err = describe_error((exc.raw or "").splitlines()[-1]) if exc.raw else None
+        print(json.dumps({"error": err or str(exc)}))
         return 1
     finally:
         channel.close()
     for line in resp.lines:
         print(line)
     print(resp.final)
-    print(json.dumps(decode(resp), ensure_ascii=False))
+    print(json.dumps(decode(resp, dialect, channel.commands), ensure_ascii=False))
     return 0
 
 
@@ -88,15 +90,16 @@ def main(args: argparse.Namespace) -> int:
     command = args.command.strip()
     if not command.upper().startswith("AT"):
         command = "AT" + command
-    if command.upper().startswith(REFUSED):
-        LOGGER.error("%s carries SIM keys: use the agent, not the command line", REFUSED[0])
+    refusal = KNOWN.refusal(command)
+    if refusal is not None:
+        LOGGER.error("refused: %s (use the agent, not the command line)", refusal)
         return 2
     try:
-        port, baud = args.port, args.baud
+        port, baud, dialect = args.port, args.baud, None
         if port is None or baud is None:
             profile = load_profile(args.board)
-            port, baud = port or profile.at_port, baud or profile.baud
-        return asyncio.run(run(port, baud, command, args.timeout))
+            port, baud, dialect = port or profile.at_port, baud or profile.baud, get_dialect(profile.dialect)
+        return asyncio.run(run(port, baud, command, args.timeout, dialect))
     except ConfigError as exc:
         LOGGER.error("%s", exc)
         return 2

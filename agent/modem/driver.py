@@ -1,7 +1,7 @@
 """The modem driver: async operations in the user's words, over an ``AtChannel``.
 
 ``Modem`` sends 27.007 commands and hands the answers to the pure parsers of
-``parse.py``; what differs between basebands (vSIM, SINR, ICCID command, reset) comes
+``parse/``; what differs between basebands (vSIM, SINR, ICCID command, reset) comes
 from the dialect named by the board profile. The driver never interprets radio state
 beyond parsing: deciding what a registration or a signal *means* is the health
 detector's job.
@@ -15,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
 from agent.errors import AtCommandError, ModemError, ParseError, PortClosed
-from agent.modem import parse
+from agent.modem import codes, parse
 from agent.modem.at import DEFAULT_BAUD, AtChannel, AtResponse, open_channel
 from agent.modem.dialects import Dialect, get_dialect
 from agent.sim import SimProfile
@@ -47,6 +48,46 @@ READY_POLL = 0.5
 RADIO_OFF_FUN = 4
 """+CFUN=4 (RF off, SIM still readable) rather than 0: a vSIM can still be loaded and
 the SIM queried while the radio is down; 27.007 §8.2."""
+
+
+# --- which cid for an APN: a decision the driver makes from two readings ------------
+
+@dataclass(frozen=True)
+class CidChoice:
+    """Which cid to use for an APN, and whether that reuses or overwrites a defined context."""
+
+    cid: int
+    reuses_existing: bool
+    overwrites_existing: bool
+
+
+_OPERATOR_SUFFIX = re.compile(r"\.mnc\d+\.mcc\d+\.gprs$", re.IGNORECASE)
+
+
+def same_apn(a: str | None, b: str | None) -> bool:
+    """APNs compared as the network does: case-insensitive, operator-id suffix ignored."""
+    if not a or not b:
+        return False
+    return _OPERATOR_SUFFIX.sub("", a).lower() == _OPERATOR_SUFFIX.sub("", b).lower()
+
+
+def select_cid(
+    contexts: list[parse.PdpContext], formats: list[parse.PdpFormat], apn: str, pdp_type: str
+) -> CidChoice:
+    """Which cid to program for ``apn``: reuse a matching context, else the first free cid,
+    else overwrite a context with an empty APN, else the last one (ModemManager's order)."""
+    for ctx in contexts:
+        if same_apn(ctx.apn, apn) and ctx.pdp_type == pdp_type.upper():
+            return CidChoice(ctx.cid, reuses_existing=True, overwrites_existing=False)
+    fmt = next((f for f in formats if f.pdp_type == pdp_type.upper()), None)
+    low, high = (fmt.min_cid, fmt.max_cid) if fmt else (1, max([c.cid for c in contexts] + [1]) + 1)
+    used = sorted({c.cid for c in contexts})
+    free = next((cid for cid in range(low, high + 1) if cid not in used), None)
+    if free is not None:
+        return CidChoice(free, reuses_existing=False, overwrites_existing=False)
+    empty = next((c for c in contexts if not c.apn), None)
+    target = empty.cid if empty else contexts[-1].cid
+    return CidChoice(target, reuses_existing=False, overwrites_existing=True)
 
 
 @dataclass(frozen=True)
@@ -89,6 +130,7 @@ class Modem:
     async def open(self) -> None:
         """Open the port and bring the modem to a known state (echo off, numeric errors)."""
         self.channel = await self._opener(self.port, self.baud)
+        self.channel.commands = self.dialect.commands
         self.channel.subscribe("RDY", self._on_ready)
         self.channel.subscribe("+C", self._on_registration_urc)
         for prefix, cb in self._subscriptions:
@@ -119,8 +161,8 @@ class Modem:
         self._ready.set()
 
     def _on_registration_urc(self, line: str) -> None:
-        family = parse.is_urc(line)
-        if family not in parse.REGISTRATION_FAMILIES:
+        family = codes.is_urc(line)
+        if family not in codes.REGISTRATION_FAMILIES:
             return
         try:
             self.last_registration = parse.parse_registration(line, family=family, solicited=False)

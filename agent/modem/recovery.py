@@ -175,9 +175,7 @@ class RecoveryLadder:
             await self.modem.ping(timeout=self.policy.ping_timeout)
             return True
         except ModemError as exc:
-            self.stats.last_error = f"{type(exc).__name__}: {exc}"
-            LOGGER.info("probe failed: %s", exc)
-            return False
+            return self._failed("probe", exc)
 
     async def _backoff(self, base: float, attempt: int) -> None:
         """Full jitter: a random pause in [0, base x 2^attempt] (fleet-friendly)."""
@@ -196,10 +194,14 @@ class RecoveryLadder:
         try:
             await self.modem.reopen()
         except ModemError as exc:
-            self.stats.last_error = f"{type(exc).__name__}: {exc}"
-            LOGGER.info("reopen failed: %s", exc)
-            return False
+            return self._failed("reopen", exc)
         return await self._ping()
+
+    def _failed(self, what: str, exc: ModemError) -> bool:
+        """Record a step's error for the health report; False: the step did not recover."""
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        LOGGER.info("%s failed: %s", what, exc)
+        return False
 
     async def _step_reopen(self) -> bool:
         for attempt in range(self.policy.reopen_attempts):
@@ -225,9 +227,7 @@ class RecoveryLadder:
             await self._sleep(self.policy.radio_off_settle)
             await self.modem.set_radio(True)
         except ModemError as exc:
-            self.stats.last_error = f"{type(exc).__name__}: {exc}"
-            LOGGER.info("radio cycle failed: %s", exc)
-            return False
+            return self._failed("radio cycle", exc)
         return await self._ping()
 
     async def _step_power_cycle(self) -> bool:

@@ -14,7 +14,7 @@ import pytest
 import serial
 
 from agent.errors import AtTimeout, PortClosed
-from agent.modem import at
+from agent.modem import at, commands
 from agent.modem.at import open_channel
 from agent.modem.driver import Modem
 from agent.modem.recovery import LadderPolicy, RecoveryLadder
@@ -163,7 +163,7 @@ async def test_port_loss_is_port_closed_for_the_agent(vmodem: VirtualModem) -> N
 @async_test
 async def test_dropped_characters_time_out_or_fail_but_never_misanswer(vmodem: VirtualModem, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(at, "RESYNC_TIMEOUT", 0.2)
-    monkeypatch.setattr(at, "DEFAULT_TIMEOUT", 0.2)  # a lost final code costs 0.2 s, not 5
+    monkeypatch.setattr(commands, "DEFAULT_TIMEOUT", 0.2)  # a lost final code costs 0.2 s, not 5
     modem = Modem(vmodem.path, "virtual")
     await modem.open()
     vmodem.inject_drop_chars(0.05)
@@ -242,7 +242,7 @@ def test_pocket_agent_at_prints_raw_and_decoded(vmodem: VirtualModem) -> None:
     assert out.returncode == 0, out.stderr
     raw, final, decoded = out.stdout.splitlines()
     assert raw == "+CESQ: 99,99,255,255,18,41" and final == "OK"
-    meaning = json.loads(decoded)["+CESQ"]
+    meaning = json.loads(decoded)["+CESQ"]["converted"]  # decode's vocabulary (issue 11)
     assert meaning["rsrp_dbm"] == pytest.approx(-100, abs=1)
     err = run_cli("at", "--port", vmodem.path, "AT+CGDCONT=99")
     assert err.returncode == 1 and "+CME ERROR: 50" in err.stdout

@@ -13,7 +13,7 @@ import random
 import re
 from dataclasses import dataclass, field
 
-from agent.modem.at import AtChannel
+from agent.modem.at import AtChannel, AtResponse
 
 
 @dataclass
@@ -116,6 +116,18 @@ class FakeModem:
 
     def urc(self, line: str) -> None:
         self.deliver(b"\r\n" + line.encode() + b"\r\n")
+
+
+async def in_flight(
+    command: str = "AT+SILENT", timeout: float = 1.0, faults: Faults | None = None
+) -> tuple[AtChannel, asyncio.Task[AtResponse]]:
+    """A channel over a ``FakeModem`` with ``command`` written and its answer awaited, so a
+    test can feed the channel what the modem says (``AT+SILENT`` gets no answer of its own)."""
+    channel = AtChannel()
+    FakeModem(channel, faults or Faults())
+    task = asyncio.ensure_future(channel.command(command, timeout=timeout))
+    await asyncio.sleep(0)  # the command is written and listening before anything arrives
+    return channel, task
 
 
 def async_test(fn):  # type: ignore[no-untyped-def]

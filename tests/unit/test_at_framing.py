@@ -9,8 +9,8 @@ import pytest
 
 from agent.errors import AtCommandError, AtTimeout, ModemError, PortClosed
 from agent.modem import at
-from agent.modem.at import AtChannel, LineFramer, classify_final, timeout_for
-from tests.unit.at_fakes import FakeModem, Faults, async_test, parse_tok, tok_line
+from agent.modem.at import AtChannel, LineFramer
+from tests.unit.at_fakes import FakeModem, Faults, async_test, in_flight, parse_tok, tok_line
 
 RESPONSE = b'\r\n+CGDCONT: 1,"IP","apn.example","0.0.0.0",0,0\r\n\r\nOK\r\n'
 
@@ -56,21 +56,8 @@ def test_control_bytes_and_bad_utf8_are_garbage_not_text() -> None:
     assert lines[0].garbage == b"\x00\x01\xfe"
 
 
-@pytest.mark.parametrize(
-    "line,kind",
-    [("OK", "ok"), ("ERROR", "fail"), ("+CME ERROR: 10", "fail"), ("+CMS ERROR: 500", "fail"),
-     ("NO CARRIER", "fail"), ("BUSY", "fail"), ("NO ANSWER", "fail"), ("NO DIALTONE", "fail"),
-     ("CONNECT", "connect"), ("CONNECT 150000000", "connect"), ("+CSQ: 1,2", None), ("OKAY", None)],
-)
-def test_final_result_codes(line: str, kind: str | None) -> None:
-    assert classify_final(line) == kind
-
-
-def test_named_timeouts_per_command() -> None:
-    assert timeout_for("AT+COPS=?") == at.COPS_SCAN_TIMEOUT
-    assert timeout_for("AT+CGACT=1,1") == at.CGACT_TIMEOUT
-    assert timeout_for("AT+CFUN=0") == at.CFUN_TIMEOUT
-    assert timeout_for("AT+CSQ") == at.DEFAULT_TIMEOUT
+# (final result codes and timeouts moved with their code: tests/unit/test_codes.py and
+#  tests/unit/test_commands.py)
 
 
 # --- the channel over fake transports -----------------------------------------------
@@ -175,10 +162,7 @@ async def test_cme_errors_are_typed(arg: str, code: int | None, name: str | None
 
 @async_test
 async def test_garbage_inside_a_response_is_a_modem_error_with_what_was_received() -> None:
-    channel = AtChannel()
-    FakeModem(channel)
-    task = asyncio.ensure_future(channel.command("AT+SILENT", timeout=1))
-    await asyncio.sleep(0)
+    channel, task = await in_flight("AT+SILENT", 1)
     channel.data_received(b"\r\n\x00\x07\x1b\r\nOK\r\n")
     with pytest.raises(ModemError) as info:
         await task
@@ -188,10 +172,7 @@ async def test_garbage_inside_a_response_is_a_modem_error_with_what_was_received
 
 @async_test
 async def test_port_loss_fails_the_command_in_flight_and_later_ones() -> None:
-    channel = AtChannel()
-    FakeModem(channel)
-    task = asyncio.ensure_future(channel.command("AT+SILENT", timeout=5))
-    await asyncio.sleep(0)
+    channel, task = await in_flight("AT+SILENT", 5)
     channel.connection_lost(OSError(5, "Input/output error"))
     with pytest.raises(PortClosed):
         await task

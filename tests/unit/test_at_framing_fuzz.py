@@ -4,13 +4,17 @@ project's typed errors, and never hang a command past its timeout."""
 from __future__ import annotations
 
 import asyncio
+import re
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.errors import AgentError
-from agent.modem.at import AtChannel, LineFramer
-from tests.unit.at_fakes import FakeModem, Faults, tok_line
+from agent.modem.at import LineFramer
+from tests.unit.at_fakes import in_flight, tok_line
+
+CONTROL_BYTES = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+"""What no text line may hold: C0 controls but tab (CR and LF among them) and DEL."""
 
 chunks = st.lists(st.binary(max_size=64), max_size=20)
 noisy = st.lists(
@@ -26,12 +30,18 @@ noisy = st.lists(
 @settings(max_examples=300, deadline=None)
 @given(chunks)
 def test_framer_accepts_any_bytes(parts: list[bytes]) -> None:
+    """The framer's promise (``at.Line``): exactly one of text and garbage; text never blank,
+    never holding a terminator or a control byte; garbage never empty; nothing buffered
+    beyond the line limit."""
     framer = LineFramer(max_line=256)
     for part in parts:
         for line in framer.feed(part):
-            assert (line.text is None) != (line.garbage == b"" and line.text is not None) or line.text == ""
-            if line.text is not None:
-                assert "\r" not in line.text and "\n" not in line.text
+            if line.text is None:
+                assert line.garbage != b""
+            else:
+                assert line.garbage == b"" and line.text.strip()
+                assert not CONTROL_BYTES.search(line.text)  # includes CR and LF
+                assert len(line.text.encode()) <= 256
     assert len(framer.pending) <= 256
 
 
@@ -39,10 +49,7 @@ def test_framer_accepts_any_bytes(parts: list[bytes]) -> None:
 @given(noisy)
 def test_channel_survives_any_bytes_with_typed_errors_only(parts: list[bytes]) -> None:
     async def scenario() -> None:
-        channel = AtChannel()
-        FakeModem(channel, Faults())
-        task = asyncio.ensure_future(channel.command("AT+SILENT", timeout=0.05))
-        await asyncio.sleep(0)
+        channel, task = await in_flight("AT+SILENT", 0.05)
         for part in parts:
             channel.data_received(part)
         try:

@@ -20,8 +20,10 @@ from typing import Any
 import pytest
 
 from agent.errors import ParseError
-from agent.modem import errcodes
+from agent.modem import codes, errcodes
 from agent.modem import parse as p
+from agent.modem.dialects import get_dialect
+from agent.modem.driver import select_cid
 from tests.conftest import CORPUS
 
 GAPS_FILE = Path(__file__).resolve().parent.parent / "corpus_known_gaps.toml"
@@ -62,7 +64,7 @@ GAPS = _load_gaps()
 
 
 def _frame(raw: str) -> dict[str, Any]:
-    frame = p.final_result(raw)
+    frame = codes.final_result(raw)
     return {
         "final_result_found": frame is not None,
         "is_error": bool(frame and frame.final.is_error),
@@ -108,7 +110,7 @@ def _cops_test(v: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cpin(v: dict[str, Any]) -> dict[str, Any]:
-    if p.parse_error(v["raw"]) is not None:
+    if codes.parse_error(v["raw"]) is not None:
         return {"lock": None}
     return {"lock": p.parse_cpin(v["raw"])}
 
@@ -118,7 +120,7 @@ def _cgdcont_query(v: dict[str, Any]) -> dict[str, Any]:
     ctx = v.get("context", {})
     if "requested_apn" in ctx:
         formats = p.parse_cgdcont_test(ctx["cgdcont_test_response"])
-        choice = p.select_cid(contexts, formats, ctx["requested_apn"], ctx["requested_pdp_type"])
+        choice = select_cid(contexts, formats, ctx["requested_apn"], ctx["requested_pdp_type"])
         return {
             "selected_cid": choice.cid,
             "reuses_existing_context": choice.reuses_existing,
@@ -171,7 +173,7 @@ def _cfun(v: dict[str, Any]) -> dict[str, Any]:
     dialect = "ublox" if "blox" in v.get("vendor", "") else "generic"
     return {
         "fun": fun,
-        "power_state": p.cfun_power_state(fun, dialect),
+        "power_state": get_dialect(dialect).cfun_power_state(fun),
         "allowed_modes": p.cfun_allowed_modes(fun),
         "mbm_mode": fun if fun in (5, 6) else None,
     }
@@ -230,7 +232,7 @@ ADAPTERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "+CMS ERROR": _error,
     "MODEM ERROR": _error,
     "final result code": lambda v: _frame(v["raw"]),
-    "echo removal": lambda v: {"after_echo_removal": p.strip_echo(v["raw"])},
+    "echo removal": lambda v: {"after_echo_removal": codes.strip_echo(v["raw"])},
     "+CEER": lambda v: {"reason": p.parse_ceer(v["raw"]).reason},
     "+CCLK?": _cclk,
     "+GSN": _gsn,

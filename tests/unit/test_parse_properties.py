@@ -12,7 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.errors import ParseError
+from agent.modem import codes
 from agent.modem import parse as p
+from agent.modem.commands import FAMILIES
+from agent.modem.lex import ACT_NAMES
 
 PARSERS: dict[str, Callable[[str], Any]] = {
     "registration": p.parse_registration,
@@ -34,17 +37,17 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "cgev": p.parse_cgev,
     "ceer": p.parse_ceer,
     "cclk": p.parse_cclk,
-    "error": p.parse_error,
-    "final_result": p.final_result,
-    "strip_echo": p.strip_echo,
-    "is_urc": p.is_urc,
-    **{f"family {name}": parser for name, parser in p.FAMILIES.items()},
+    "error": codes.parse_error,
+    "final_result": codes.final_result,
+    "strip_echo": codes.strip_echo,
+    "is_urc": codes.is_urc,
+    **{f"family {name}": parser for name, parser in FAMILIES.items()},
 }
 
 PER_EXAMPLE_DEADLINE = timedelta(milliseconds=500)
 """Generous: a parser takes microseconds; this only catches pathological backtracking."""
 
-PREFIXES = [f"{name}: " for name in p.FAMILIES] + ["+CME ERROR: ", "MODEM ERROR: ", "", "AT", "+CGEV: NW "]
+PREFIXES = [f"{name}: " for name in FAMILIES] + ["+CME ERROR: ", "MODEM ERROR: ", "", "AT", "+CGEV: NW "]
 AT_ALPHABET = st.sampled_from(list('0123456789ABCDEFabcdef,"()-. :+\r\n\t^*#xX') + ["", "99", "255", "IP", "REJECT"])
 
 at_like_text = st.builds(
@@ -79,9 +82,9 @@ def _hex_field(value: int, quoted: bool, pad: int) -> str:
 
 @st.composite
 def registration_reports(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
-    family = draw(st.sampled_from(p.REGISTRATION_FAMILIES))
+    family = draw(st.sampled_from(codes.REGISTRATION_FAMILIES))
     solicited = draw(st.booleans())
-    stat = draw(st.integers(0, p.MAX_STAT))
+    stat = draw(st.integers(0, codes.MAX_STAT))
     lac = draw(st.integers(0x100, 0xFFFF))
     ci = draw(st.integers(0x1000, 0xFFFFFFF))
     act = draw(st.sampled_from([0, 2, 3, 7, 11, 12]))
@@ -93,7 +96,7 @@ def registration_reports(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     text = f"{family}:{draw(blank)}{sep.join(fields)}"
     if draw(st.booleans()):
         text = f"\r\n{text}\r\n"
-    return text, {"family": family, "stat": stat, "loc": lac, "ci": ci, "act": p.ACT_NAMES[act], "urc": not solicited}
+    return text, {"family": family, "stat": stat, "loc": lac, "ci": ci, "act": ACT_NAMES[act], "urc": not solicited}
 
 
 @settings(max_examples=300, deadline=PER_EXAMPLE_DEADLINE)
@@ -105,7 +108,7 @@ def test_registration_round_trips(case: tuple[str, dict[str, Any]]) -> None:
     assert (reg.family, reg.stat, loc, reg.ci, reg.act, reg.urc) == (
         want["family"], want["stat"], want["loc"], want["ci"], want["act"], want["urc"],
     )
-    assert p.is_urc(text) == (want["family"] if want["urc"] else None)
+    assert codes.is_urc(text) == (want["family"] if want["urc"] else None)
 
 
 @settings(max_examples=200, deadline=PER_EXAMPLE_DEADLINE)
@@ -150,9 +153,9 @@ def test_iccid_round_trips_through_bcd_storage_form(digits: str, swapped: bool, 
 @given(body=st.lists(st.text(alphabet="ABC+:0123 ,", min_size=1, max_size=20), max_size=5),
        final=st.sampled_from(["OK", "ERROR", "+CME ERROR: 10", "NO CARRIER"]))
 def test_final_result_finds_the_final_and_keeps_every_body_line(body: list[str], final: str) -> None:
-    body = [line for line in body if line.strip() and p.final_line(line) is None]
+    body = [line for line in body if line.strip() and codes.final_line(line) is None]
     buffer = "".join(f"\r\n{line}\r\n" for line in body) + f"\r\n{final}\r\n"
-    frame = p.final_result(buffer)
+    frame = codes.final_result(buffer)
     assert frame is not None
     assert frame.final.line == final
     assert list(frame.body) == [line.strip() for line in body]

@@ -9,6 +9,9 @@ import pytest
 
 from agent.errors import ParseError
 from agent.modem import parse as p
+from agent.modem.commands import FAMILIES, family_of
+from agent.modem.dialects import get_dialect
+from agent.modem.driver import CidChoice, select_cid
 
 # ---- signal ------------------------------------------------------------------------------------
 
@@ -174,8 +177,8 @@ def test_cgcontrdp_empty_body_is_no_contexts_and_garbage_is_an_error() -> None:
 
 def test_select_cid_without_test_response_takes_the_next_cid() -> None:
     contexts = [p.PdpContext(1, "IP", "ims"), p.PdpContext(2, "IPV4V6", "internet")]
-    assert p.select_cid(contexts, [], "internet", "ipv4v6") == p.CidChoice(2, True, False)
-    assert p.select_cid(contexts, [], "vsim.example", "IP") == p.CidChoice(3, False, False)
+    assert select_cid(contexts, [], "internet", "ipv4v6") == CidChoice(2, True, False)
+    assert select_cid(contexts, [], "vsim.example", "IP") == CidChoice(3, False, False)
 
 
 # ---- events and clock --------------------------------------------------------------------------
@@ -205,84 +208,22 @@ def test_cclk_jst_and_invalid_dates() -> None:
 
 def test_cfun_and_ceer_edges() -> None:
     assert p.parse_cfun("\r\n+CFUN: 1,0\r\n") == 1
-    assert p.cfun_power_state(0) == "off" and p.cfun_power_state(0, "ublox") == "low"
+    assert get_dialect("generic").cfun_power_state(0) == "off" and get_dialect("ublox").cfun_power_state(0) == "low"
     assert p.parse_ceer('+CEER: "LTE Detach","No cause"').reason == 'LTE Detach","No cause'
     with pytest.raises(ParseError):
         p.parse_cfun("+CFUN: on")
 
 
-# ---- errors, finals, echo, URCs ------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("line", "expected"),
-    [
-        ("+CME ERROR: 10", p.AtErrorCode("CME", 10, "SIM not inserted")),
-        ("+CME ERROR: SIM not inserted", p.AtErrorCode("CME", 10, "SIM not inserted")),
-        ("+CME ERROR: 9999", p.AtErrorCode("CME", 9999, "unknown CME error 9999")),
-        ("+CMS ERROR: 302", p.AtErrorCode("CMS", 302, "operation not allowed")),
-        ("+CMS ERROR: 42", p.AtErrorCode("CMS", 42, "network RP cause 42")),
-        ("+CME ERROR: ", p.AtErrorCode("CME", None, "unknown")),
-        ("MODEM ERROR: 5", p.AtErrorCode("MODEM", 5, "modem error 5")),
-        ("ERROR", p.AtErrorCode("MODEM", None, "error")),
-        ("MODEM ERROR: apple", None),
-        ("OK", None),
-        ("+CREG: 1", None),
-    ],
-)
-def test_parse_error_names_codes(line: str, expected: p.AtErrorCode | None) -> None:
-    assert p.parse_error(line) == expected
-
-
-def test_final_result_splits_body_final_and_trailing_urcs() -> None:
-    frame = p.final_result('\r\n+CGACT: 1,1\r\n\r\n+CME ERROR: 30\r\n\r\n+CREG: 1\r\n')
-    assert frame is not None
-    assert frame.body == ("+CGACT: 1,1",)
-    assert frame.final.is_error and frame.final.error == p.AtErrorCode("CME", 30, "no network service")
-    assert frame.trailing == ("+CREG: 1",)
-    assert p.final_result("\r\n+CSQ: 20,99\r\n") is None
-    assert p.final_result("\r\nCONNECT\r\n").final.is_error is False  # type: ignore[union-attr]
-
-
-def test_strip_echo_with_command_only_removes_that_command() -> None:
-    assert p.strip_echo("AT+CSQ\r\r\n+CSQ: 20,99\r\n", "AT+CSQ") == "\r\n+CSQ: 20,99\r\n"
-    assert p.strip_echo('\r\n+CREG: 1\r\nAT+CSQ\r', "AT+CSQ") == '\r\n+CREG: 1\r\nAT+CSQ\r'
-    assert p.strip_echo("at+csq\r\n+CSQ: 1,1", "AT+CSQ") == "\r\n+CSQ: 1,1"
-
-
-@pytest.mark.parametrize(
-    ("line", "family"),
-    [
-        ("+CREG: 1", "+CREG"),
-        ('+CGREG: 1,"8BE3","00002B5D",3', "+CGREG"),
-        ('+CEREG: 1,"1F00","79D903",7', "+CEREG"),
-        ("+C5GREG: 1,1F00,79D903,11,6,ABCDEF", "+C5GREG"),
-        ("+CREG: 1,3", None),  # <n>,<stat>: the answer to AT+CREG?
-        ('+CEREG: 2,1,"1F00","79D903",7', None),
-        ("+CGEV: NW DETACH", "+CGEV"),
-        ("+CPIN: READY", "+CPIN"),
-        ("+CFUN: 1", "+CFUN"),
-        ("RDY", "RDY"),
-        ("RING", "RING"),
-        ("^MODE: 17,17", "^MODE"),
-        ("+QIND: SMS DONE", "+QIND"),
-        ("+VSIMSTAT: 1,\"READY\"", "+VSIMSTAT"),
-        ("+CSQ: 20,99", None),
-        ("OK", None),
-        ("", None),
-    ],
-)
-def test_is_urc(line: str, family: str | None) -> None:
-    assert p.is_urc(line) == family
+# ---- errors, finals, echo, URCs: moved with their code to tests/unit/test_codes.py ----------
 
 
 def test_families_table_dispatches_by_prefix() -> None:
-    assert p.FAMILIES["+CSQ"]("+CSQ: 10,0").rssi_dbm == -93.0
-    assert p.FAMILIES["+COPS"]('+COPS: 0,2,"44010",7') == p.Operator(0, 2, "44010", "lte")
-    assert p.FAMILIES["+COPS"]('+COPS: (2,"","","44010",7),,(0-4),(0-2)')[0].numeric == "44010"
-    assert p.FAMILIES["+CGDCONT"]('+CGDCONT: (1-24),"IP",,,(0-3),(0-4)') == [p.PdpFormat("IP", 1, 24)]
-    assert p.family_of("+CGCONTRDP: 1,5") == "+CGCONTRDP"
-    assert p.family_of("+XYZ: 1") is None
+    assert FAMILIES["+CSQ"]("+CSQ: 10,0").rssi_dbm == -93.0
+    assert FAMILIES["+COPS"]('+COPS: 0,2,"44010",7') == p.Operator(0, 2, "44010", "lte")
+    assert FAMILIES["+COPS"]('+COPS: (2,"","","44010",7),,(0-4),(0-2)')[0].numeric == "44010"
+    assert FAMILIES["+CGDCONT"]('+CGDCONT: (1-24),"IP",,,(0-3),(0-4)') == [p.PdpFormat("IP", 1, 24)]
+    assert family_of("+CGCONTRDP: 1,5") == "+CGCONTRDP"
+    assert family_of("+XYZ: 1") is None
 
 
 def test_oversized_input_is_refused_before_parsing() -> None:

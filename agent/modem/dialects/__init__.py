@@ -5,12 +5,15 @@ from __future__ import annotations
 from agent.errors import ConfigError
 from agent.modem.dialects.base import Dialect
 from agent.modem.dialects.generic import GenericDialect
+from agent.modem.dialects.ublox import UbloxDialect
 from agent.modem.dialects.virtual import VirtualDialect
 
 DIALECTS: dict[str, type[Dialect]] = {
     GenericDialect.name: GenericDialect,
+    UbloxDialect.name: UbloxDialect,
     VirtualDialect.name: VirtualDialect,
 }
+"""The registry: a board profile's ``dialect`` must be one of these names."""
 
 
 def get_dialect(name: str) -> Dialect:

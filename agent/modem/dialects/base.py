@@ -8,6 +8,7 @@ vendor-specific answer, and does everything 27.007 itself. Only what differs is 
 from __future__ import annotations
 
 from agent.errors import ModemError
+from agent.modem.commands import BASE, CommandTable
 from agent.sim import SimProfile
 
 
@@ -16,6 +17,14 @@ class Dialect:
 
     name = "base"
     has_vsim = False
+
+    commands: CommandTable = BASE
+    """What the framer knows of each command (timeouts, secrets, parsers): 27.007 here; a
+    dialect adds or overrides entries with ``BASE.with_(...)``, never copies the table."""
+
+    low_power_fun: frozenset[int] = frozenset({4})
+    """+CFUN levels that mean "on, radio off" (27.007 §8.2: 4 disables both transmit and
+    receive RF circuits)."""
 
     init_commands: tuple[str, ...] = ("ATE0", "AT+CMEE=1", "AT+COPS=3,2")
     """Sent after opening: echo off (saves bytes; the framer tolerates it anyway),
@@ -37,6 +46,14 @@ class Dialect:
 
     def parse_sinr(self, lines: tuple[str, ...]) -> float | None:
         return None
+
+    def cfun_power_state(self, fun: int) -> str:
+        """``off``, ``low`` or ``on`` for a +CFUN level, as this baseband defines it."""
+        if fun in self.low_power_fun:
+            return "low"
+        if fun == 0:
+            return "off"
+        return "on"
 
     # -- vSIM ------------------------------------------------------------------------
     def _no_vsim(self, what: str) -> ModemError:

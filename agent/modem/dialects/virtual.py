@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from agent.errors import ParseError
+from agent.modem.commands import BASE, VSIM_COMMANDS
 from agent.modem.dialects.base import Dialect
 from agent.sim import SimProfile
 
@@ -19,6 +20,7 @@ _VSINR = re.compile(r"^\+VSINR:\s*(-?\d+(?:\.\d+)?)\s*$")
 class VirtualDialect(Dialect):
     name = "virtual"
     has_vsim = True
+    commands = BASE.with_(*VSIM_COMMANDS)
     sinr_command = "AT+VSINR?"
 
     def parse_sinr(self, lines: tuple[str, ...]) -> float | None:

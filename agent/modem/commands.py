@@ -1,0 +1,352 @@
+"""The AT commands the agent knows, each declared once, as data.
+
+Why a table: what the agent knows about a command (how long it may take and why, which
+parser reads its answer, the JSON names of that answer, whether it may answer without its
+prefix, whether it carries secrets, whether a technician may type it) used to be spread
+over the framer, the parsers, ``decode`` and ``pocket-agent at``, and the copies disagreed.
+Now the framer's timeouts and sensitive-command redaction, ``decode``, ``at`` and the
+technician's deny-list are all read from one :class:`CommandTable`. Modelled on
+zigpy-znp's ``CommandDef`` (every command declared once, with its schemas) and bellows'
+per-version command tables, which override only what changed: a dialect's table is
+``BASE.with_(...)`` (see ``dialects/``).
+
+Where a new command goes: one ``CommandDef`` below (or in the dialect that adds it), a
+parser in ``parse/`` if its answer has meaning, and its JSON names in ``vocabulary.py``.
+Final result codes and URCs are not commands: they are in ``codes.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from agent.modem import vocabulary as v
+from agent.modem.parse import (
+    parse_cclk,
+    parse_ceer,
+    parse_cesq,
+    parse_cfun,
+    parse_cgact_query,
+    parse_cgcontrdp,
+    parse_cgdcont,
+    parse_cgev,
+    parse_cgpaddr,
+    parse_cimi,
+    parse_cops,
+    parse_cpin,
+    parse_csq,
+    parse_gsn,
+    parse_iccid,
+    parse_registration,
+    parse_text,
+)
+
+LOGGER = logging.getLogger(__name__)
+
+Form = Literal["exec", "read", "test", "set"]
+"""V.250 §5.4.2: ``AT+X`` exec, ``AT+X?`` read, ``AT+X=?`` test, ``AT+X=<args>`` set."""
+
+
+@dataclass(frozen=True)
+class Timeout:
+    """Seconds a command may take, and where the number comes from."""
+
+    seconds: float
+    reason: str
+
+
+DEFAULT_TIMEOUT = 5.0
+"""27.007 commands without a network round trip answer in well under a second; 5 s is
+common practice (ModemManager uses 3-5 s) and leaves room for a busy baseband."""
+
+COPS_SCAN_TIMEOUT = Timeout(180.0, "+COPS=? scans every band; vendor manuals (Quectel EC25: 180 s)")
+COPS_SET_TIMEOUT = Timeout(180.0, "+COPS=<mode>: manual/automatic selection waits for a registration attempt")
+CGACT_TIMEOUT = Timeout(150.0, "3GPP TS 24.301 T3380 (30 s) x 4 retransmissions of the ESM request + margin")
+CFUN_TIMEOUT = Timeout(30.0, "radio on/off includes detach signalling; Quectel documents up to 15 s")
+CGATT_TIMEOUT = Timeout(140.0, "attach with T3410 (15 s) x 5 attempts + margin (24.301)")
+VSIM_TIMEOUT = Timeout(20.0, "vSIM load/select: profile write to the baseband plus a detach (docs/vsim-at.md)")
+
+Parser = Callable[..., Any]
+Describer = Callable[[Any, v.Reading], v.Fields]
+
+
+@dataclass(frozen=True)
+class CommandDef:
+    """One AT command (without ``AT``): ``name`` is also the prefix of its answer lines."""
+
+    name: str
+    summary: str
+    parser: Parser | None = None
+    """Answer body -> typed value (``parse/``); None when the answer carries no meaning we use."""
+    fields: Describer | None = None
+    """Typed value -> its JSON names (``vocabulary.py``)."""
+    timeouts: Mapping[Form, Timeout] = field(default_factory=dict)
+    """Per form; a form not listed gets ``DEFAULT_TIMEOUT``."""
+    bare_answer: bool = False
+    """May answer without its prefix (``AT+CIMI`` -> ``440101234567890``)."""
+    charset_aware: bool = False
+    """The parser decodes strings per the modem's ``+CSCS`` (takes ``charset=``)."""
+    sensitive: bool = False
+    """Carries secrets: never logged, echo dropped, error text withheld (``at.py``)."""
+    refusal: str | None = None
+    """Why a technician may not send it; None: allowed."""
+
+    @property
+    def technician(self) -> bool:
+        return self.refusal is None
+
+    def timeout(self, form: Form) -> float:
+        found = self.timeouts.get(form)
+        return found.seconds if found is not None else DEFAULT_TIMEOUT
+
+    def read(self, text: str, *, charset: str = "GSM") -> Any:
+        """The typed value of an answer body; ParseError if it does not parse."""
+        if self.parser is None:
+            raise ValueError(f"{self.name} has no parser")
+        return self.parser(text, charset=charset) if self.charset_aware else self.parser(text)
+
+    def describe(self, value: Any, reading: v.Reading) -> v.Fields:
+        """The value's fields in the one JSON vocabulary."""
+        if self.fields is None:
+            return {"value": repr(value)}
+        return self.fields(value, reading)
+
+
+# --------------------------------------------------------------------------------------------
+# Command lines
+# --------------------------------------------------------------------------------------------
+
+_EXTENDED = re.compile(r"([+^*$%!#][A-Z][A-Z0-9_]*)(=\?|\?|=)?")
+"""An extended command name and the form mark after it (V.250 §5.4.1: a prefix character
+then a name; vendors use ``^``, ``*``, ``$``, ``%``, ``!`` and ``#`` as well as ``+``)."""
+
+REPEAT_LAST = "A/"
+"""V.250 §6.2.2: repeat the previous command line, whatever it was (no ``AT`` prefix)."""
+
+_FORMS: dict[str | None, Form] = {"=?": "test", "?": "read", "=": "set", None: "exec"}
+
+
+def _outside_quotes(line: str) -> Iterator[tuple[str, bool]]:
+    quoted = False
+    for char in line:
+        if char == '"':
+            quoted = not quoted
+        yield char, quoted
+
+
+def normalise(line: str) -> str:
+    """Upper case, blanks outside quotes removed (V.250 §5.1: the modem ignores them)."""
+    kept = (c if quoted else c.upper() for c, quoted in _outside_quotes(line) if quoted or not c.isspace())
+    return "".join(kept)
+
+
+def split_command_line(line: str) -> list[tuple[str, Form]]:
+    """The extended commands of a command line, in order, with their forms.
+
+    ``AT+CSQ;+CESQ`` -> ``[("+CSQ", "exec"), ("+CESQ", "exec")]``; basic commands (``E0``,
+    ``&F``) are not listed. Within one ``;``-separated part only the first extended name is a
+    command: later ones are its arguments (``AT+CMGS="+81..."`` is quoted anyway).
+    """
+    text = normalise(line).removeprefix("AT")
+    found: list[tuple[str, Form]] = []
+    part: list[str] = []
+    for char, quoted in _outside_quotes(text + ";"):
+        if char == ";" and not quoted:
+            match = _EXTENDED.search(_unquoted("".join(part)))
+            if match is not None:
+                found.append((match.group(1), _FORMS[match.group(2)]))
+            part = []
+        else:
+            part.append(char)
+    return found
+
+
+def _unquoted(text: str) -> str:
+    """``text`` with quoted strings blanked, so a name inside an argument is not a command."""
+    return "".join('"' if quoted or char == '"' else char for char, quoted in _outside_quotes(text))
+
+
+def answer_prefixes(command_line: str) -> tuple[str, ...]:
+    """The prefixes of the answers this line expects (``AT+CREG?`` -> ``("+CREG",)``): the
+    framer's ``owners`` for ``codes.classify_line``. Empty for ``AT``, ``ATE0``, sentinels."""
+    return tuple(name for name, _ in split_command_line(command_line))
+
+
+# --------------------------------------------------------------------------------------------
+# The table
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LineFacts:
+    """One command line as the framer sees it."""
+
+    owners: tuple[str, ...]
+    """Answer prefixes of its commands (``codes.classify_line``'s ``owners``)."""
+    timeout: float
+    """The longest named timeout among its commands, else ``DEFAULT_TIMEOUT``."""
+    sensitive: bool
+    """Any of its commands carries secrets."""
+
+
+class CommandTable(Mapping[str, CommandDef]):
+    """Commands by name. Immutable; ``with_`` gives a new table that adds or overrides."""
+
+    def __init__(self, defs: Iterable[CommandDef]):
+        self._defs: dict[str, CommandDef] = {}
+        for definition in defs:
+            if definition.name in self._defs:
+                raise ValueError(f"{definition.name} declared twice")
+            self._defs[definition.name] = definition
+
+    def __getitem__(self, name: str) -> CommandDef:
+        return self._defs[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._defs)
+
+    def __len__(self) -> int:
+        return len(self._defs)
+
+    def with_(self, *defs: CommandDef) -> CommandTable:
+        """This table with ``defs`` added, or replacing the same names (bellows' override)."""
+        return CommandTable([*(d for d in self._defs.values() if d.name not in {x.name for x in defs}), *defs])
+
+    def changed(self, name: str, **changes: Any) -> CommandTable:
+        """This table with only the named fields of one command changed."""
+        return self.with_(replace(self._defs[name], **changes))
+
+    def facts(self, command_line: str) -> LineFacts:
+        """What the framer needs to send this line, from one reading of it."""
+        names = split_command_line(command_line)
+        known = [(self._defs[n], f) for n, f in names if n in self._defs]
+        return LineFacts(
+            owners=tuple(n for n, _ in names),
+            timeout=max((d.timeout(f) for d, f in known), default=DEFAULT_TIMEOUT),
+            sensitive=any(d.sensitive for d, _ in known),
+        )
+
+    def timeout_for(self, command_line: str) -> float:
+        """The longest named timeout among the line's commands, else ``DEFAULT_TIMEOUT``."""
+        return self.facts(command_line).timeout
+
+    def is_sensitive(self, command_line: str) -> bool:
+        return self.facts(command_line).sensitive
+
+    def refusal(self, command_line: str) -> str | None:
+        """Why a technician may not send this line, or None. A deny-list: commands the table
+        does not know are allowed (a technician's job is to try what we did not foresee)."""
+        text = normalise(command_line)
+        if text.startswith(REPEAT_LAST) or text.removeprefix("AT").startswith(REPEAT_LAST):
+            return "A/ repeats the agent's last command line, which may carry SIM keys"
+        for name, _ in split_command_line(command_line):
+            found = self._defs.get(name)
+            if found is not None and found.refusal is not None:
+                return f"{name}: {found.refusal}"
+        return None
+
+    def technician_allowed(self, command_line: str) -> bool:
+        return self.refusal(command_line) is None
+
+    @functools.cached_property
+    def families(self) -> dict[str, Parser]:
+        """Answer prefix -> parser, for the commands whose answer we read."""
+        return {name: d.parser for name, d in self._defs.items() if d.parser is not None}
+
+    def family_of(self, line: str) -> str | None:
+        """The command whose answer ``line`` is, by its prefix, if we read that answer."""
+        head, colon, _ = line.strip().partition(":")
+        head = head.upper()
+        return head if colon and head in self.families else None
+
+    def bare_family(self, command_line: str) -> str | None:
+        """The family of a prefix-less answer to ``command_line`` (``AT+CIMI`` -> ``+CIMI``)."""
+        names = split_command_line(command_line)
+        found = self._defs.get(names[0][0]) if names else None
+        return found.name if found is not None and found.bare_answer and found.parser else None
+
+
+def _registration(family: str) -> CommandDef:
+    return CommandDef(
+        family, f"{family} registration status (answer and, with =2, a URC)",
+        parser=functools.partial(parse_registration, family=family), fields=v.registration,
+    )
+
+
+def _text(name: str, summary: str) -> CommandDef:
+    return CommandDef(name, summary, parser=parse_text, fields=v.text, bare_answer=True)
+
+
+def _iccid(name: str, vendor: str) -> CommandDef:
+    return CommandDef(name, f"ICCID ({vendor})", parser=parse_iccid, fields=v.iccid, bare_answer=True)
+
+
+SIM_LOCK_REFUSAL = "changes the SIM's PIN lock; three wrong PINs block the SIM until a PUK is entered"
+
+BASE = CommandTable([
+    *(_registration(family) for family in ("+CREG", "+CGREG", "+CEREG", "+C5GREG")),
+    CommandDef("+CSQ", "signal quality (rssi, ber)", parser=parse_csq, fields=v.signal),
+    CommandDef("+CESQ", "extended signal quality (rsrp, rsrq ...)", parser=parse_cesq, fields=v.signal),
+    CommandDef("+COPS", "operator: current (?), scan (=?), select (=)", parser=parse_cops, fields=v.operator,
+               charset_aware=True, timeouts={"test": COPS_SCAN_TIMEOUT, "set": COPS_SET_TIMEOUT}),
+    CommandDef("+CPIN", "SIM lock state", parser=parse_cpin, fields=v.lock),
+    CommandDef("+CIMI", "IMSI", parser=parse_cimi, fields=v.imsi, bare_answer=True),
+    _iccid("+CCID", "27.007 practice"),
+    _iccid("+ICCID", "Sierra, Telit"),
+    _iccid("^ICCID", "Huawei"),
+    _iccid("+QCCID", "Quectel"),
+    CommandDef("+CGSN", "IMEI (or ESN/MEID)", parser=parse_gsn, fields=v.device_ids, bare_answer=True),
+    CommandDef("+GSN", "IMEI, V.250 name", parser=parse_gsn, fields=v.device_ids, bare_answer=True),
+    _text("+CGMI", "manufacturer"),
+    _text("+CGMM", "model"),
+    _text("+CGMR", "firmware revision"),
+    CommandDef("+CGDCONT", "PDP context definitions", parser=parse_cgdcont, fields=v.pdp_contexts),
+    CommandDef("+CGACT", "PDP context activation", parser=parse_cgact_query, fields=v.context_states,
+               timeouts={"set": CGACT_TIMEOUT}),
+    CommandDef("+CGPADDR", "context addresses", parser=parse_cgpaddr, fields=v.context_addresses),
+    CommandDef("+CGCONTRDP", "what the network gave a context", parser=parse_cgcontrdp, fields=v.context_params),
+    CommandDef("+CGATT", "packet domain attach", timeouts={"set": CGATT_TIMEOUT}),
+    CommandDef("+CFUN", "functionality level (radio on/off, reset)", parser=parse_cfun, fields=v.functionality,
+               timeouts={"set": CFUN_TIMEOUT}),
+    CommandDef("+CGEV", "packet domain event (a URC; enabled by AT+CGEREP)", parser=parse_cgev, fields=v.cgev),
+    CommandDef("+CEER", "extended error report", parser=parse_ceer, fields=v.ceer, bare_answer=True),
+    CommandDef("+CCLK", "clock (set from the network)", parser=parse_cclk, fields=v.clock),
+    CommandDef("+CLCK", "facility lock (SIM PIN on/off)", refusal=SIM_LOCK_REFUSAL),
+    CommandDef("+CPWD", "change a facility password (SIM PIN)", refusal=SIM_LOCK_REFUSAL),
+])
+"""3GPP TS 27.007 and the V.250 basics every dialect shares."""
+
+VSIM_COMMANDS: tuple[CommandDef, ...] = (
+    CommandDef("+VSIMLOAD", "write a vSIM profile into a slot", timeouts={"set": VSIM_TIMEOUT}, sensitive=True,
+               refusal="carries SIM keys (Ki, OPc); a typed command line ends up in history and scrollback"),
+    CommandDef("+VSIMSEL", "select or query the active vSIM slot", timeouts={"set": VSIM_TIMEOUT}),
+    CommandDef("+VSINR", "SINR of the serving cell"),
+)
+"""The vSIM extension (docs/vsim-at.md); the ``virtual`` dialect adds it to ``BASE``."""
+
+KNOWN = BASE.with_(*VSIM_COMMANDS)
+"""Every command any dialect declares: the table of a channel opened without a dialect
+(``pocket-agent at``, ``decode``), and the technician's deny-list, which must refuse a
+secret-carrying command whatever the board."""
+
+FAMILIES = KNOWN.families
+"""Answer prefix -> parser (``family_of`` finds the key of a line)."""
+
+
+def timeout_for(command_line: str) -> float:
+    """The named timeout of ``command_line`` in ``KNOWN``."""
+    return KNOWN.timeout_for(command_line)
+
+
+def family_of(line: str) -> str | None:
+    return KNOWN.family_of(line)
+
+
+def technician_allowed(command_line: str) -> bool:
+    """May a technician send this command line? False for a command that carries secrets or
+    can lock the SIM, in any dialect, and for ``A/``; unknown commands are allowed."""
+    return KNOWN.technician_allowed(command_line)
