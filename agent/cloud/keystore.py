@@ -142,12 +142,13 @@ class KeyStore:
                               "(fix the board image, keys are never put in a shared directory)")
 
     @contextmanager
-    def lock(self) -> Iterator[None]:
-        """Exclusive for the whole run: two provisioning runs on one device must not interleave."""
+    def lock(self, *, blocking: bool = True) -> Iterator[None]:
+        """Exclusive for the whole run: provisioning and renewal on one device must not
+        interleave. Non-blocking (renewal, inside the daemon's event loop) raises BlockingIOError."""
         self.ensure_dir()
         fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, store.PRIVATE_MODE)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
             yield
         finally:
             os.close(fd)
