@@ -16,7 +16,7 @@ from agent.cloud import keystore as ks
 from agent.cloud import protocol as proto
 from agent.cloud.connect_once import ConnectResult, connect_once
 from agent.cloud.link import CloudConfig, CloudLink
-from agent.cloud.renewal import CertRenewal, Probe, RenewalResult, broker_probe
+from agent.cloud.renewal import CertRenewal, Probe, RenewalResult, attach, key_dir_of
 from agent.faces.provision import exitcodes
 from board.virtual.cloud import ReferenceCloud
 from board.virtual.pki import LabPki
@@ -28,6 +28,9 @@ DUE_CERT_DAYS = 10
 
 ANSWER_S = 10.0
 """Renewal answer timeout in the lab: the cloud signs within milliseconds."""
+
+RESEND_S = 1.0
+"""Re-send interval in the lab (production: a minute)."""
 
 LOST_ANSWER_S = 0.5
 """Timeout for the attempt whose answer never comes (the cloud is down)."""
@@ -66,13 +69,14 @@ def device_link(unit: Line) -> CloudLink:
 def with_renewal(unit: Line, body: Callable[[CloudLink, CertRenewal], Coroutine[Any, Any, Any]],
                  probe: Probe | None = None) -> Any:
     """Run ``body`` with the daemon's link up and a renewal wired to it, as the daemon does."""
-    host, port = unit.broker.split(":")
-
     async def go() -> Any:
         link = device_link(unit)
-        renewal = CertRenewal(unit.key_dir, publish=link.publish_leaf, probe=probe or broker_probe(host, int(port)),
-                              resend_s=1.0)
-        link.add_inbound(proto.CERT, renewal.on_reply)
+        cfg = agent_config.load(unit.config).cloud
+        renewal = attach(link, cfg.cert, cfg.host, cfg.port)  # the daemon's wiring (agent.core.supervisor)
+        assert renewal is not None
+        renewal.resend_s = RESEND_S
+        if probe is not None:
+            renewal.probe = probe
         await link.start()
         try:
             assert await link.wait_connected(10.0)
@@ -205,3 +209,9 @@ def test_same_key_renewal_and_not_due(unit: Line, make_cloud: Callable[..., Refe
     new = unit.current()
     assert new is not None and new.record["tls_key_sha256"] == old.record["tls_key_sha256"]
     assert new.read(ks.CERT) != old.read(ks.CERT)
+
+
+def test_attach_only_to_a_provisioned_key_store(tmp_path: Path) -> None:
+    assert key_dir_of(tmp_path / "keys" / ks.CURRENT / ks.CERT) == tmp_path / "keys"
+    assert key_dir_of(tmp_path / "devices" / "dev-a" / "cert.pem") is None  # the lab's hand-made identities
+    assert attach(object(), tmp_path / "devices" / "dev-a" / "cert.pem", "127.0.0.1", 1) is None
