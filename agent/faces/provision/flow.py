@@ -22,6 +22,7 @@ import datetime as dt
 import json
 import logging
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,8 +142,12 @@ class Provisioner:
         self.store = ks.KeyStore(req.key_dir)
         self.record: dict[str, Any] = {"agent_version": __version__, "board_profile": req.profile.name}
         self.checks: list[st.Check] = []
+        self.timings: dict[str, float] = {}
+        """Seconds per phase, in the record: "modem" is the modem's own latency (AT answers,
+        registration), what the line cannot speed up; the rest is ours."""
 
     def run(self) -> Outcome:
+        started = time.monotonic()
         try:
             code = self._run()
         except ProvisionError as exc:
@@ -156,6 +161,8 @@ class Provisioner:
         self.record["selftest"] = st.as_dicts(self.checks)
         self.record["ok"] = code == exitcodes.OK
         self.record["exit_code"] = code
+        self.timings["total"] = time.monotonic() - started
+        self.record["timings_s"] = {k: round(v, 4) for k, v in self.timings.items()}
         return Outcome(code, self.record)
 
     def _run(self) -> int:
@@ -167,13 +174,18 @@ class Provisioner:
         with self.store.lock():
             self.store.recover()
             _step("recovered")
+            t0 = time.monotonic()
             facts = self._modem()
+            t1 = time.monotonic()
             gen = self._identity(facts, ca_pem, platform_pem)
+            self.timings.update(modem=t1 - t0, identity=time.monotonic() - t1)
             ks.link_config(self.req.config_path, self.req.key_dir)
             store.ensure_private_dir(self.req.state_dir)
             _step("config_linked")
         self._report(gen)
+        t0 = time.monotonic()
         self._selftest(gen)
+        self.timings["selftest"] = time.monotonic() - t0
         _step("selftest")
         return exitcodes.OK if all(c.ok for c in self.checks) else exitcodes.SELFTEST_FAILED
 
