@@ -205,15 +205,9 @@ class KeyStore:
                 os.unlink(link)
             except FileNotFoundError:
                 return
+            store.fsync_dir(self.dir)
         else:
-            tmp = self.dir / f".{name}.{os.getpid()}.tmp"
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            os.symlink(gen.path.name, tmp)
-            os.replace(tmp, link)
-        store.fsync_dir(self.dir)
+            replace_symlink(link, gen.path.name)
 
     def commit(self, gen: Generation, *, keep_previous: bool) -> None:
         """Make ``gen`` current. With ``keep_previous`` the old one stays reachable as "previous"."""
@@ -263,11 +257,16 @@ def link_config(config_path: Path, key_dir: Path) -> None:
     if config_path.is_symlink() and Path(os.readlink(config_path)) == target:
         return
     config_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = config_path.with_name(f".{config_path.name}.{os.getpid()}.tmp")
+    replace_symlink(config_path, str(target))
+
+
+def replace_symlink(link: Path, target: str) -> None:
+    """Point ``link`` at ``target`` atomically: a new symlink under a temp name, renamed over."""
+    tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
     try:
         os.unlink(tmp)
     except FileNotFoundError:
         pass
     os.symlink(target, tmp)
-    os.replace(tmp, config_path)
-    store.fsync_dir(config_path.parent)
+    os.replace(tmp, link)
+    store.fsync_dir(link.parent)

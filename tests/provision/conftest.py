@@ -22,21 +22,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from agent.cloud import keystore as ks
 from agent.cloud.certs import fingerprint, load_tls_key, sign_csr
-from board.virtual.modem import FAST_SCALE, ModemConfig, VirtualModem
+from board.virtual.modem import VirtualModem
 from board.virtual.pki import LabPki
 from tests.cloud.conftest import HOST, Broker, broker, pki  # noqa: F401 - fixtures
+from tests.integration.test_virtual_modem import vmodem  # noqa: F401 - fixture
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_S = 60.0
 """Upper bound on one provisioning run; a run normally takes about half a second."""
-
-
-@pytest.fixture
-def vmodem() -> Iterator[VirtualModem]:
-    modem = VirtualModem(ModemConfig(time_scale=FAST_SCALE))
-    modem.start()
-    yield modem
-    modem.stop()
 
 
 @pytest.fixture
