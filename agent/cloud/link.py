@@ -597,7 +597,8 @@ class CloudLink:
             handler = {proto.ACK: self._handle_ack, proto.ASSIGNMENT: self._handle_assignment,
                        proto.COMMAND: self._handle_command, proto.POLICY: self._handle_policy}.get(parsed.leaf)
             if handler is None and parsed.leaf in self._extra_inbound:
-                handler = lambda b, t: self._extra_inbound[parsed.leaf](b)  # a ProtocolError is rejected below
+                self._extra_inbound[parsed.leaf](body)  # a ProtocolError it raises is rejected below
+                return
             if handler is None:
                 raise ProtocolError(f"no inbound messages expected on {topic!r}", topic=topic, reason="topic")
             if parsed.leaf == proto.ASSIGNMENT:

@@ -167,7 +167,8 @@ class CertRenewal:
         staging.write_public(ks.CSR, certs.make_csr(key, cur.record["device_id"], cur.record["imei"]))
         for name in (ks.SEALING_KEY, ks.SEALING_PUB, ks.CA, ks.PLATFORM_PUB, ks.AGENT_CONFIG):
             staging.link_from(cur, name)
-        record = {k: cur.record[k] for k in ("device_id", "imei", "sealing_key_sha256", "broker") if k in cur.record}
+        kept = ("device_id", "imei", "sealing_key_sha256", "broker")
+        record: dict[str, Any] = {k: cur.record[k] for k in kept if k in cur.record}
         record.update(created_at=now, tls_key_sha256=certs.fingerprint(key.public_key()),
                       request_id=uuid.uuid4().hex, renewal_of=cur.number)
         gen = self.store.seal(staging, record)

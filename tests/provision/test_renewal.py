@@ -5,6 +5,7 @@ renewal interrupted half way resumes instead of starting over."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -215,3 +216,22 @@ def test_attach_only_to_a_provisioned_key_store(tmp_path: Path) -> None:
     assert key_dir_of(tmp_path / "keys" / ks.CURRENT / ks.CERT) == tmp_path / "keys"
     assert key_dir_of(tmp_path / "devices" / "dev-a" / "cert.pem") is None  # the lab's hand-made identities
     assert attach(object(), tmp_path / "devices" / "dev-a" / "cert.pem", "127.0.0.1", 1) is None
+
+
+def test_a_malformed_certificate_reply_is_rejected_by_the_link_and_changes_nothing(
+        unit: Line, make_cloud: Callable[..., ReferenceCloud], pki: LabPki) -> None:  # noqa: F811
+    cloud = lab_cloud(make_cloud, pki)
+    old = unit.current()
+    assert old is not None
+
+    def reported(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [e for e in events if e["kind"] == "error" and e["body"]["body"]["data"]["topic"].endswith("/cert")]
+
+    async def body(link: CloudLink, renewal: CertRenewal) -> int:
+        cloud._publish(old.record["device_id"], proto.CERT, {"request_id": "r1", "status": "ok", "cert": "junk"})
+        # the device refuses it and reports an "error" event upstream: wait for that to arrive
+        assert await asyncio.to_thread(cloud.wait_for, lambda: bool(reported(cloud.events())), ANSWER_S)
+        return link.stats.rejected
+
+    assert with_renewal(unit, body) == 1
+    assert unit.current() == old and ks.KeyStore(unit.key_dir).pointer(ks.PENDING) is None
