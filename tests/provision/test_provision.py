@@ -9,6 +9,7 @@ import asyncio
 import datetime as dt
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -231,3 +232,14 @@ def test_usage_errors(line: Line, tmp_path: Path) -> None:
     not_key = line.run("--platform-key", str(line.pki.ca_cert))
     assert not_key.code == exitcodes.USAGE
     assert line.current() is None
+
+
+def test_two_runs_on_one_unit_at_once_are_serialised(line: Line) -> None:
+    """A station script that starts the same unit twice: the key-store lock orders them, and
+    the second finds the first's identity (kept), rather than both making keys."""
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: line.run(), range(2)))
+    assert [r.code for r in results] == [exitcodes.OK, exitcodes.OK], [r.stderr for r in results]
+    assert sorted(r.record["status"] for r in results) == ["kept", "provisioned"]
+    assert results[0].record["tls_key_sha256"] == results[1].record["tls_key_sha256"]
+    assert len(list(line.key_dir.glob("gen-*"))) == 1
