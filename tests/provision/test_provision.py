@@ -243,3 +243,11 @@ def test_two_runs_on_one_unit_at_once_are_serialised(line: Line) -> None:
     assert sorted(r.record["status"] for r in results) == ["kept", "provisioned"]
     assert results[0].record["tls_key_sha256"] == results[1].record["tls_key_sha256"]
     assert len(list(line.key_dir.glob("gen-*"))) == 1
+
+
+def test_a_key_directory_others_can_read_is_refused(line: Line) -> None:
+    line.key_dir.mkdir(parents=True, mode=0o755)
+    os.chmod(line.key_dir, 0o755)  # a board image that made it world-readable (umask would hide it)
+    res = line.run()
+    assert res.code == exitcodes.STORAGE and "0700" in res.record["error"]
+    assert not any(line.key_dir.iterdir()), "nothing may be written into it"
