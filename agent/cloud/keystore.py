@@ -210,13 +210,15 @@ class KeyStore:
             replace_symlink(link, gen.path.name)
 
     def commit(self, gen: Generation, *, keep_previous: bool) -> None:
-        """Make ``gen`` current. With ``keep_previous`` the old one stays reachable as "previous"."""
+        """Make ``gen`` current. With ``keep_previous`` (renewal) the old one stays reachable as
+        "previous"; without (provisioning) the old one and any renewal staged from it are void."""
         old = self.current()
         if keep_previous and old is not None and old.path != gen.path:
             self.point(PREVIOUS, old)
         self.point(CURRENT, gen)
         if not keep_previous:
             self.point(PREVIOUS, None)
+            self.point(PENDING, None)
         self.prune()
 
     def recover(self) -> list[str]:

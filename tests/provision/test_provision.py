@@ -32,8 +32,9 @@ RADIO_WAIT_S = "0.5"
 SILENT_DEADLINE_S = 1.5
 """--modem-timeout for the silent-port case; the run must end within it plus start-up."""
 
-START_UP_S = 3.0
-"""Interpreter start and imports of a provisioning process on a loaded 2-core runner."""
+MARGIN_S = 1.0
+"""Scheduling slack on a loaded 2-core runner, added to the deadline the run itself measures
+(its record's timings_s.total: from start of the run to its end, interpreter start excluded)."""
 
 
 CERT_DAYS = 90
@@ -208,19 +209,17 @@ def test_selftest_failures_are_reported_together_and_keep_the_identity(tmp_path:
 def test_missing_modem_is_reported_clearly_and_quickly(line: Line) -> None:
     gone = Line(line.root, line.pki, str(line.root / "ttyUSB9"), line.console).run()
     assert gone.code == exitcodes.MODEM_NOT_FOUND and "ttyUSB9" in gone.record["error"]
-    assert gone.elapsed < START_UP_S
+    assert gone.record["timings_s"]["total"] < MARGIN_S  # a port that does not exist fails at once
     master, slave = os.openpty()  # a port that exists but where nothing answers
     try:
         silent = Line(line.root, line.pki, os.ttyname(slave), line.console)
-        t0 = time.monotonic()
         res = silent.run("--modem-timeout", str(SILENT_DEADLINE_S))
-        elapsed = time.monotonic() - t0
     finally:
         os.close(master)
         os.close(slave)
     assert res.code == exitcodes.MODEM_NOT_FOUND, res.stderr
     assert "no modem answers" in res.record["error"] and "modem not found" in res.stderr
-    assert elapsed < SILENT_DEADLINE_S + START_UP_S
+    assert res.record["timings_s"]["total"] < SILENT_DEADLINE_S + MARGIN_S
     assert line.current() is None
 
 
