@@ -52,6 +52,11 @@ class BoardProfile:
     reset_line: dict[str, Any] = field(default_factory=lambda: {"kind": "none"})
     resolv_file: str = "/tmp/resolv.conf.d/resolv.conf.auto"
     lan_interface: str = "br-lan"
+    # --- factory provisioning (issue 13) ---
+    key_dir: str = "/etc/pocket-agent/keys"
+    """Where provisioning keeps the device's keys and certificate (0700; agent.cloud.keystore)."""
+    console_port: str = ""
+    """The technician console's serial port; the factory self-test checks that it exists."""
 
 
 def _need(data: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
@@ -95,6 +100,8 @@ def profile_from_dict(data: dict[str, Any]) -> BoardProfile:
         reset_line=_check_reset(data.get("reset_line", {"kind": "none"})),
         resolv_file=data.get("resolv_file", "/tmp/resolv.conf.d/resolv.conf.auto"),
         lan_interface=data.get("lan_interface", "br-lan"),
+        key_dir=data.get("key_dir", "/etc/pocket-agent/keys"),
+        console_port=data.get("console_port", ""),
     )
     _check_values(profile)
     return profile

@@ -25,6 +25,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "decode": ("agent.modem.decode", "decode modem output on stdin to one JSON object per line"),
     "replay": ("agent.health.replay", "run the low-speed classifier over a recorded trace"),
     "record": ("agent.health.record", "record a health trace CSV from the live data path"),
+    "provision": ("agent.faces.provision.command", "factory provisioning: keys, CSR, certificate, self-test"),
+    "identity": ("agent.faces.provision.show", "show this device's identity and certificate expiry"),
 }
 """name -> (module, one-line help). Keep this table the single place a name is added."""
 

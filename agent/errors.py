@@ -78,3 +78,22 @@ class JournalError(AgentError):
 
 class NetError(AgentError):
     """A netlink operation on the data interface failed."""
+
+
+class CertificateMismatch(AgentError):
+    """A device certificate (or CSR) cannot be installed: wrong key, wrong device, not
+    from the configured CA, expired or not yet valid (``reason`` says which)."""
+
+    def __init__(self, message: str, *, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+class ProvisionError(AgentError):
+    """Factory provisioning stopped; ``exit_code`` is the documented code for the line
+    (docs/provisioning.md), ``reason`` a short word for the factory database."""
+
+    def __init__(self, message: str, *, exit_code: int, reason: str):
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.reason = reason

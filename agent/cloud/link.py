@@ -204,6 +204,22 @@ class CloudLink:
         self._errors_suppressed = 0
         self._taken_over = 0
         self._own_switch = False
+        self._extra_inbound: dict[str, Callable[[dict[str, Any]], Any]] = {}  # add_inbound()
+
+    # --- extensions: other modules' messages over this session (issue 13: certificate renewal) ---
+
+    def add_inbound(self, leaf: str, cb: Callable[[dict[str, Any]], Any]) -> None:
+        """Subscribe to pw/v1/<dev>/<leaf> on every session; decoded bodies go to ``cb``."""
+        self._extra_inbound[leaf] = cb
+        if self._client is not None and self.connected:
+            self._client.subscribe(proto.topic(self.device_id, leaf), qos=1)
+
+    def publish_leaf(self, leaf: str, body: dict[str, Any], *, expiry: int | None = None) -> bool:
+        """QoS 1 publish of ``body`` on pw/v1/<dev>/<leaf>; False when not connected (caller retries)."""
+        props = Properties(PacketTypes.PUBLISH)
+        if expiry is not None:
+            props.MessageExpiryInterval = expiry
+        return self._publish(proto.topic(self.device_id, leaf), proto.encode(body), props=props)
 
     # --- public API ---------------------------------------------------------------
 
@@ -488,7 +504,7 @@ class CloudLink:
         self._last_rx = self.clock.monotonic()
         self._probe_sent = False
         LOGGER.info("cloud link up (session %d)", self._session)
-        client.subscribe([(proto.topic(self.device_id, leaf), 1) for leaf in proto_inbound()])
+        client.subscribe([(proto.topic(self.device_id, leaf), 1) for leaf in (*proto_inbound(), *self._extra_inbound)])
         self._publish_birth()
         if self._taken_over:
             self._emit_nowait("security", {"reason": "session_taken_over", "count": self._taken_over,
@@ -610,6 +626,9 @@ class CloudLink:
             body = proto.decode(bytes(msg.payload), topic)
             handler = {proto.ACK: self._handle_ack, proto.ASSIGNMENT: self._handle_assignment,
                        proto.COMMAND: self._handle_command, proto.POLICY: self._handle_policy}.get(parsed.leaf)
+            if handler is None and parsed.leaf in self._extra_inbound:
+                self._extra_inbound[parsed.leaf](body)  # a ProtocolError it raises is rejected below
+                return
             if handler is None:
                 raise ProtocolError(f"no inbound messages expected on {topic!r}", topic=topic, reason="topic")
             if parsed.leaf == proto.ASSIGNMENT:

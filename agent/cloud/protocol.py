@@ -314,3 +314,41 @@ def validate_request(body: dict[str, Any], topic_name: str | None = None) -> dic
     if ev is not None and not isinstance(ev, dict):
         raise _fail("field 'evidence' must be an object", body, topic_name)
     return body
+
+
+# --- certificate renewal (issue 13; docs/protocol.md section 7) ----------------------------
+
+CERT_REQUEST = "cert/request"
+"""Device -> cloud: a CSR for a new client certificate."""
+CERT = "cert"
+"""Cloud -> device: the signed certificate (or a refusal)."""
+
+CERT_REQUEST_EXPIRY_S = 3600
+"""A renewal request may wait an hour for a cloud that is restarting: renewal starts 30
+days before expiry, so there is no hurry, and a stale request only costs one signature."""
+
+MAX_PEM_CHARS = 8 * 1024
+"""A P-256 CSR is ~400 characters, a certificate with one intermediate ~1,500."""
+
+
+def validate_cert_request(body: dict[str, Any], topic_name: str | None = None) -> dict[str, Any]:
+    require(body, "request_id", str, topic_name)
+    csr = require(body, "csr", str, topic_name)
+    if "BEGIN CERTIFICATE REQUEST" not in csr or len(csr) > MAX_PEM_CHARS:
+        raise _fail("field 'csr' is not a PEM CSR", body, topic_name)
+    return body
+
+
+def validate_cert_reply(body: dict[str, Any], topic_name: str | None = None) -> dict[str, Any]:
+    """{"request_id", "status": "ok", "cert": PEM} or {"request_id", "status": "refused", "reason"}."""
+    require(body, "request_id", str, topic_name)
+    status = require(body, "status", str, topic_name)
+    if status == "ok":
+        cert = require(body, "cert", str, topic_name)
+        if "BEGIN CERTIFICATE" not in cert or len(cert) > MAX_PEM_CHARS:
+            raise _fail("field 'cert' is not a PEM certificate", body, topic_name)
+    elif status == "refused":
+        require(body, "reason", str, topic_name)
+    else:
+        raise _fail(f"unknown status {status!r}", body, topic_name)
+    return body

@@ -31,6 +31,7 @@ from typing import Any
 from agent import store
 from agent.boardprofile import BoardProfile, load_profile
 from agent.clock import Clock
+from agent.cloud import renewal as cert_renewal
 from agent.cloud.link import CloudConfig, CloudLink
 from agent.config import AgentConfig
 from agent.core import policy as pol
@@ -169,6 +170,9 @@ class Supervisor:
         self.spawn(self._sample_loop(), "sample")
         self.spawn(self._report_loop(), "report")
         self.spawn(self._status_loop(), "status")
+        renewal = cert_renewal.attach(self.cloud, self.cfg.cloud.cert, self.cfg.cloud.host, self.cfg.cloud.port)
+        if renewal is not None:  # issue 13: certificate renewal over MQTT, once a day when due
+            self.spawn(cert_renewal.run_periodically(renewal), "cert-renewal")
         self._start_health()
         if (self.current or {}).get("seed"):
             await self._swap_guarded("boot")

@@ -44,8 +44,8 @@ POLL_S = 0.05
 MAX_QUEUED = 1000
 """Per-client queue while offline: a device's backlog is bounded by its own outbox anyway."""
 
-DEVICE_WRITE = ("state", "usage", "event/#", "assign/request")
-DEVICE_READ = ("assignment", "command", "policy", "ack")
+DEVICE_WRITE = ("state", "usage", "event/#", "assign/request", "cert/request")
+DEVICE_READ = ("assignment", "command", "policy", "ack", "cert")
 
 
 def acl_text() -> str:

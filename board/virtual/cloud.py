@@ -23,6 +23,7 @@ It uses paho's own reconnect (it is the lab's cloud, not a device in a fleet).
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import os
@@ -33,15 +34,18 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent import store
 from agent.clock import Clock
+from agent.cloud import certs, sealing
 from agent.cloud import protocol as proto
-from agent.cloud import sealing
-from agent.errors import ProtocolError
+from agent.errors import CertificateMismatch, ProtocolError
 from agent.sim import Plan, SimProfile
 from board.virtual.pool import load_pool
 
@@ -72,6 +76,11 @@ CONNECT_TIMEOUT_S = 10.0
 RECONNECT_MAX_S = 1.0
 """paho reconnect ceiling for the cloud: the lab broker restarts in tens of milliseconds."""
 
+RENEWED_CERT_DAYS = 90
+"""Validity of a certificate renewed by the lab cloud: beyond the device's 30-day renewal
+window (agent.cloud.renewal), so a renewed device is not due again at once. A lab CA
+lives 30 days; a leaf outliving it is harmless in a lab."""
+
 
 SPOOL_DIR = "spool"
 """Lab controls reach the running cloud as JSON files in <state>/spool (one writer each,
@@ -97,7 +106,9 @@ class ReferenceCloud:
     def __init__(self, *, state_dir: Path, host: str, port: int, ca_file: Path, cert_file: Path, key_file: Path,
                  pool: dict[str, Any], platform_key_file: Path, device_keys_dir: Path,
                  max_concurrent_swaps: int = MAX_CONCURRENT_SWAPS, retry_after: float = RETRY_AFTER_S,
-                 swap_hold: float = SWAP_HOLD_S, clock: Clock | None = None, client_id: str = "cloud"):
+                 swap_hold: float = SWAP_HOLD_S, clock: Clock | None = None, client_id: str = "cloud",
+                 ca_cert_file: Path | None = None, ca_key_file: Path | None = None,
+                 renewed_cert_days: int = RENEWED_CERT_DAYS):
         self.state_dir = store.ensure_private_dir(state_dir)
         self.host, self.port = host, port
         self.tls = (str(ca_file), str(cert_file), str(key_file))
@@ -121,6 +132,11 @@ class ReferenceCloud:
         self.retries_sent = 0
         self.corrupt_next = 0
         """Lab control: this many next assignments carry a Ki the carrier will refuse."""
+        # certificate renewal (issue 13): signs device CSRs with the lab CA when given it
+        self.ca_files = (ca_cert_file, ca_key_file) if ca_cert_file and ca_key_file else None
+        self.renewed_cert_days = renewed_cert_days
+        self.cert_replies: dict[str, dict[str, Any]] = {}
+        """(device/request_id) -> the reply sent: a re-sent request gets the same certificate."""
 
     # --- state ----------------------------------------------------------------------
 
@@ -217,7 +233,7 @@ class ReferenceCloud:
         except ProtocolError:
             return
         device, leaf = parsed.device_id, parsed.leaf
-        if leaf in (proto.ACK, proto.ASSIGNMENT, proto.COMMAND, proto.POLICY):
+        if leaf in (proto.ACK, proto.ASSIGNMENT, proto.COMMAND, proto.POLICY, proto.CERT):
             return  # our own messages to devices
         try:
             body = proto.decode(msg.payload, msg.topic)
@@ -233,6 +249,40 @@ class ReferenceCloud:
             self._on_record(device, msg.topic, body)
         elif leaf == proto.ASSIGN_REQUEST:
             self._on_request(device, msg, body)
+        elif leaf == proto.CERT_REQUEST:
+            self._on_cert_request(device, body)
+
+    def _on_cert_request(self, device: str, body: dict[str, Any]) -> None:
+        """Sign a renewal CSR with the lab CA, if it names the device that sent it (the
+        broker's ACL guarantees the topic's device is the sender's certificate CN)."""
+        try:
+            req = proto.validate_cert_request(body, proto.topic(device, proto.CERT_REQUEST))
+        except ProtocolError as exc:
+            self.rejected += 1
+            self._record(proto.topic(device, proto.CERT_REQUEST), device, "rejected", {"reason": exc.reason})
+            return
+        key = f"{device}/{req['request_id']}"
+        reply = self.cert_replies.get(key) or self._sign(device, req)
+        self.cert_replies[key] = reply
+        self._publish(device, proto.CERT, reply)
+
+    def _sign(self, device: str, req: dict[str, Any]) -> dict[str, Any]:
+        refused = {"request_id": req["request_id"], "status": "refused"}
+        if self.ca_files is None:
+            return {**refused, "reason": "this cloud has no CA to sign with"}
+        try:
+            csr = certs.load_csr(req["csr"].encode())
+        except CertificateMismatch as exc:
+            return {**refused, "reason": str(exc)}
+        if certs.subject_value(csr.subject, NameOID.COMMON_NAME) != device:
+            return {**refused, "reason": "CSR names another device"}
+        ca = x509.load_pem_x509_certificate(self.ca_files[0].read_bytes())
+        ca_key = serialization.load_pem_private_key(self.ca_files[1].read_bytes(), password=None)
+        now = dt.datetime.fromtimestamp(self.clock.wall(), dt.UTC)
+        pem = certs.sign_csr(req["csr"].encode(), ca_cert=ca, ca_key=ca_key,  # type: ignore[arg-type]
+                             days=self.renewed_cert_days, now=now)
+        LOGGER.info("renewed the certificate of %s", device)
+        return {"request_id": req["request_id"], "status": "ok", "cert": pem.decode()}
 
     def _on_state(self, device: str, body: dict[str, Any]) -> None:
         try:
@@ -465,6 +515,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device-keys", type=Path, required=True, help="directory of <device>/sealing.pub")
     parser.add_argument("--max-concurrent-swaps", type=int, default=MAX_CONCURRENT_SWAPS)
     parser.add_argument("--retry-after", type=float, default=RETRY_AFTER_S)
+    parser.add_argument("--ca-key", type=Path, default=None, help="sign certificate renewals with this CA key")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -472,7 +523,8 @@ def main(args: argparse.Namespace) -> int:
     cloud = ReferenceCloud(state_dir=args.state_dir or default_dir(), host=host, port=int(port), ca_file=args.ca,
                            cert_file=args.cert, key_file=args.key, pool=load_pool(args.pool),
                            platform_key_file=args.platform_key, device_keys_dir=args.device_keys,
-                           max_concurrent_swaps=args.max_concurrent_swaps, retry_after=args.retry_after)
+                           max_concurrent_swaps=args.max_concurrent_swaps, retry_after=args.retry_after,
+                           ca_cert_file=args.ca if args.ca_key else None, ca_key_file=args.ca_key)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -166,7 +166,8 @@ def cloud_args(lab_pki: Any) -> list[str]:
     return ["--state-dir", str(LAB_DIR / "cloud"), "--broker", f"{LAYOUT.internet_addr}:{BROKER_PORT}",
             "--ca", str(lab_pki.ca_cert), "--cert", str(lab_pki.cloud_cert), "--key", str(lab_pki.cloud_key),
             "--pool", str(LAB_DIR / "pool.json"), "--platform-key", str(lab_pki.platform_key),
-            "--device-keys", str(lab_pki.devices_dir)]
+            "--device-keys", str(lab_pki.devices_dir),
+            "--ca-key", str(lab_pki.ca_key)]  # signs certificate renewals (docs/protocol.md section 7)
 
 
 def write_agent_config(lab_pki: Any, pty: str) -> Path:

@@ -19,6 +19,7 @@ BENCHES = [
     ("throttle detection over the trace library (issue 5: median < 10 s, worst < 20 s)", "bench_detection.py"),
     ("swap break, throttle to full speed, cloud back (issue 8: p95 < modelled + 150 ms; median < 20 s)",
      "bench_swap.py"),
+    ("factory provisioning, 1 and 8 units in parallel (issue 13: < 2 s each excl. modem)", "bench_provision.py"),
 ]
 
 
