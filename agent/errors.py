@@ -74,3 +74,11 @@ class JournalError(AgentError):
 
 class NetError(AgentError):
     """A netlink operation on the data interface failed."""
+
+
+class AlreadyRunning(AgentError):
+    """Another agent instance holds the PID lock on this state directory (agent/pidlock.py)."""
+
+    def __init__(self, message: str, *, pid: int | None = None):
+        super().__init__(message)
+        self.pid = pid

@@ -32,12 +32,14 @@ from agent.boardprofile import BoardProfile, load_profile
 from agent.clock import Clock
 from agent.cloud.link import CloudConfig, CloudLink
 from agent.config import AgentConfig
+from agent.core.exitcodes import exit_code_for
 from agent.core.status import StatusFile
 from agent.errors import AgentError, ModemError
 from agent.modem.driver import Modem
 from agent.modem.recovery import RecoveryFailed, RecoveryLadder, reset_line_from_profile
 from agent.net.link import WanLink
 from agent.net.resolv import write_resolv
+from agent.sdnotify import Notifier, ProgressWatchdog
 from agent.sim import SimProfile
 from agent.usage.calendar import parse_tz
 from agent.usage.journal import UsageJournal
@@ -83,6 +85,8 @@ class Supervisor:
         self.current: dict[str, Any] | None = None
         """Public facts of the SIM in use (never its keys): iccid, imsi, slot, plan, assignment_id."""
         self.health: Any = None
+        self.watchdog = ProgressWatchdog(Notifier(None), None)
+        """Service-manager hooks (agent/sdnotify.py); run.py installs the real one."""
 
     @classmethod
     def from_config(cls, cfg: AgentConfig) -> Supervisor:
@@ -98,12 +102,14 @@ class Supervisor:
             await self._start()
             self.status.update(state="serving")
             LOGGER.info("serving on SIM %s", (self.current or {}).get("iccid"))
+            self.watchdog.serving(f"serving on SIM {(self.current or {}).get('iccid')}")
             await self._stop.wait()
         except AgentError as exc:
             LOGGER.error("cannot serve: %s: %s", type(exc).__name__, exc)
             self.status.update(state="failed", error=f"{type(exc).__name__}: {exc}")
-            code = 1
+            code = exit_code_for(exc)
         finally:
+            self.watchdog.stopping()
             await self._shutdown()
         return code
 
@@ -217,6 +223,7 @@ class Supervisor:
                 await self._sample_once()
             except AgentError as exc:
                 LOGGER.warning("usage sample failed: %s", exc)
+            self.watchdog.mark()  # the main loop made a pass: the watchdog may ping
             interval = self.cfg.sample_interval_s
             to_boundary = self.meter.next_boundary() - self.clock.wall() if self.meter else interval
             await asyncio.sleep(max(0.0, min(interval, to_boundary)))
