@@ -65,7 +65,7 @@ def test_daemon_refuses_to_start_twice(tmp_path: Path) -> None:
         platform_key = "/nonexistent/platform.pem"
     """))
     with PidLock.in_dir(state):
-        done = subprocess.run([sys.executable, "-m", "agent", "run", "--config", str(cfg)], cwd=REPO,
+        done = subprocess.run([sys.executable, "-m", "agent", "run", "--config", str(cfg)], cwd=REPO, check=False,
                               capture_output=True, text=True, timeout=60)
     assert done.returncode == ExitCode.ALREADY_RUNNING, done.stderr
     assert f"locked by process {os.getpid()}" in done.stderr
@@ -74,6 +74,6 @@ def test_daemon_refuses_to_start_twice(tmp_path: Path) -> None:
 def test_invalid_configuration_exits_config_invalid(tmp_path: Path) -> None:
     cfg = tmp_path / "agent.toml"
     cfg.write_text('device_id = 5\n')
-    done = subprocess.run([sys.executable, "-m", "agent", "run", "--config", str(cfg)], cwd=REPO,
+    done = subprocess.run([sys.executable, "-m", "agent", "run", "--config", str(cfg)], cwd=REPO, check=False,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == ExitCode.CONFIG_INVALID == 78, done.stderr

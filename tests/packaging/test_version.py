@@ -13,10 +13,10 @@ from tests.conftest import REPO
 
 
 def test_version_from_a_checkout_names_the_git_build() -> None:
-    done = subprocess.run([sys.executable, "-m", "agent", "--version"], cwd=REPO, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "agent", "--version"], cwd=REPO, check=False, capture_output=True,
                           text=True, timeout=30)
     assert done.returncode == 0, done.stderr
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, check=True, capture_output=True,
                           text=True).stdout.strip()
     assert done.stdout.startswith(f"pocket-agent {__version__} (build git ")
     assert head in done.stdout
