@@ -36,8 +36,8 @@ def paho_1() -> Path:
 def test_cloud_link_passes_its_tests_on_paho_1_6_1(paho_1: Path) -> None:
     need_tool("mosquitto")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(paho_1), str(REPO)])}
-    probe = subprocess.run([sys.executable, "-c", "import paho.mqtt, agent.cloud.paho_compat as c; "
-                            "print(paho.mqtt.__version__, c.PAHO_2)"], env=env, cwd=REPO, capture_output=True,
+    code = "import paho.mqtt, agent.cloud.paho_compat as c; print(paho.mqtt.__version__, c.PAHO_2)"
+    probe = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True,
                            text=True, timeout=60, check=True)
     assert probe.stdout.split() == [PAHO_1, "False"]  # really the old paho, really the 1.x path
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W",
