@@ -17,6 +17,7 @@ BENCHES = [
     ("reconnect storm, 500 cloud links (issue 3: peak < 2x mean, no wait > cap)", "bench_reconnect.py"),
     ("journal flash writes and metering cost (issue 4: < 1 MB/day, loss <= 60 s)", "bench_journal.py"),
     ("throttle detection over the trace library (issue 5: median < 10 s, worst < 20 s)", "bench_detection.py"),
+    ("footprint while serving, and package size (issue 14: RSS < 35 MB, idle CPU < 0.5 %)", "bench_footprint.py"),
 ]
 
 
