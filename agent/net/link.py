@@ -1,4 +1,4 @@
-"""The WAN data interface over netlink (pyroute2): address, default route, events, counters.
+"""The WAN data interface over netlink (agent/net/rtnl.py): address, default route, events, counters.
 
 ``WanLink`` applies the modem's data context (address/prefix, gateway, DNS, MTU) to the
 data interface, replaces the default route in one RTM_NEWROUTE with NLM_F_REPLACE (so a
@@ -13,23 +13,36 @@ thread via ``asyncio.to_thread`` or calls them from the sampler's thread.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import ipaddress
 import logging
 import os
-import socket
 import struct
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-from pyroute2 import AsyncIPRoute, IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl import RTMGRP_LINK
+from dataclasses import dataclass
+from typing import Protocol
 
 from agent.errors import NetError
+from agent.net.rtnl import (
+    IFINFO,
+    IFLA_IFNAME,
+    IFLA_STATS64,
+    NETLINK_TIMEOUT_S,
+    NLM_F_REQUEST,
+    NLMSG,
+    NLMSG_ERROR,
+    RTATTR,
+    RTM_DELLINK,
+    RTM_GETLINK,
+    RTM_NEWLINK,
+    LinkMessage,
+    Rtnl,
+    RtnlError,
+    event_socket,
+    link_events,
+    socket_in,
+)
 from agent.usage.counters import Counters
 
 LOGGER = logging.getLogger(__name__)
@@ -81,7 +94,8 @@ class LinkEvent:
 class _Applied:
     address: str | None = None
     prefix: int = 0
-    route: dict[str, Any] = field(default_factory=dict)
+    route: tuple[int, str | None] | None = None
+    """(oif, gateway) of the default route we installed."""
 
 
 class WanLink:
@@ -97,28 +111,30 @@ class WanLink:
     # -- plumbing ---------------------------------------------------------------
 
     @contextmanager
-    def _ipr(self, operation: str) -> Iterator[IPRoute]:
-        """An IPRoute for one operation; every netlink failure becomes a NetError."""
+    def _ipr(self, operation: str) -> Iterator[Rtnl]:
+        """A netlink socket for one operation; every netlink failure becomes a NetError."""
         try:
-            ipr = IPRoute(netns=self.netns) if self.netns else IPRoute()
-        except (OSError, NetlinkError) as exc:
+            rt = Rtnl(self.netns)
+        except OSError as exc:
             raise NetError(f"{operation} {self.ifname}: cannot open netlink ({exc})") from exc
         try:
-            yield ipr
-        except NetlinkError as exc:
-            raise NetError(f"{operation} {self.ifname}: {exc.args[-1] if exc.args else exc} "
-                           f"(errno {exc.code})") from exc
+            yield rt
+        except RtnlError as exc:
+            raise NetError(f"{operation} {self.ifname}: {exc.strerror} (errno {exc.errno})") from exc
         except OSError as exc:
             raise NetError(f"{operation} {self.ifname}: {exc}") from exc
         finally:
-            ipr.close()
+            rt.close()
 
-    def _index(self, ipr: IPRoute, operation: str) -> int:
-        found = ipr.link_lookup(ifname=self.ifname)
-        if not found:
+    def _link(self, rt: Rtnl, operation: str) -> LinkMessage:
+        found = rt.link(self.ifname)
+        if found is None:
             raise NetError(f"{operation} {self.ifname}: no such interface"
                            + (f" in netns {self.netns}" if self.netns else ""))
-        return int(found[0])
+        return found
+
+    def _index(self, rt: Rtnl, operation: str) -> int:
+        return self._link(rt, operation).index
 
     def ifindex(self) -> int:
         """The interface's current index (changes when the interface is re-created)."""
@@ -131,53 +147,45 @@ class WanLink:
         """Bring the interface up with the context's MTU and address, then make it the
         default route (replacing whichever default there was, in one message)."""
         address, prefix, gateway = _validate(ctx, self.ifname)
-        with self._ipr("apply") as ipr:
-            idx = self._index(ipr, "apply")
-            link_args: dict[str, Any] = {"index": idx, "state": "up"}
-            if ctx.mtu:
-                link_args["mtu"] = int(ctx.mtu)
-            ipr.link("set", **link_args)
+        with self._ipr("apply") as rt:
+            idx = self._index(rt, "apply")
+            rt.set_link_up(idx, int(ctx.mtu) if ctx.mtu else None)
             if self._applied.address and (self._applied.address, self._applied.prefix) != (address, prefix):
-                self._del_addr(ipr, idx, self._applied.address, self._applied.prefix)
-            ipr.addr("replace", index=idx, address=address, prefixlen=prefix)
+                self._del_addr(rt, idx, self._applied.address, self._applied.prefix)
+            rt.replace_addr(idx, address, prefix)
             self._applied.address, self._applied.prefix = address, prefix
-            self._replace_default(ipr, idx, gateway)
+            self._replace_default(rt, idx, gateway)
         LOGGER.info("%s: %s/%d gw %s mtu %s applied", self.ifname, address, prefix, gateway, ctx.mtu)
 
-    def _replace_default(self, ipr: IPRoute, idx: int, gateway: str | None) -> None:
-        route: dict[str, Any] = {"dst": "0.0.0.0/0", "oif": idx}
-        if gateway:
-            route["gateway"] = gateway
-        else:
-            route["scope"] = 253  # RT_SCOPE_LINK: point-to-point wwan has no gateway
-        ipr.route("replace", **route)
-        self._applied.route = route
+    def _replace_default(self, rt: Rtnl, idx: int, gateway: str | None) -> None:
+        rt.replace_default(idx, gateway)  # no gateway: on-link (point-to-point wwan)
+        self._applied.route = (idx, gateway)
 
     def release(self) -> None:
         """Remove the address (and with it our default route); leave the link as found."""
-        with self._ipr("release") as ipr:
-            found = ipr.link_lookup(ifname=self.ifname)
-            if not found:
+        with self._ipr("release") as rt:
+            found = rt.link(self.ifname)
+            if found is None:
                 LOGGER.info("%s: already gone at release", self.ifname)
                 self._applied = _Applied()
                 return
-            idx = int(found[0])
+            idx = found.index
             if self._applied.route:
                 try:
-                    ipr.route("del", **self._applied.route)
-                except NetlinkError as exc:
-                    if exc.code != 3:  # ESRCH: already replaced by another uplink
+                    rt.del_default(*self._applied.route)
+                except RtnlError as exc:
+                    if exc.errno != 3:  # ESRCH: already replaced by another uplink
                         raise
             if self._applied.address:
-                self._del_addr(ipr, idx, self._applied.address, self._applied.prefix)
+                self._del_addr(rt, idx, self._applied.address, self._applied.prefix)
         self._applied = _Applied()
 
     @staticmethod
-    def _del_addr(ipr: IPRoute, idx: int, address: str, prefix: int) -> None:
+    def _del_addr(rt: Rtnl, idx: int, address: str, prefix: int) -> None:
         try:
-            ipr.addr("del", index=idx, address=address, prefixlen=prefix)
-        except NetlinkError as exc:
-            if exc.code not in (99, 19):  # EADDRNOTAVAIL / ENODEV: nothing to remove
+            rt.del_addr(idx, address, prefix)
+        except RtnlError as exc:
+            if exc.errno not in (99, 19):  # EADDRNOTAVAIL / ENODEV: nothing to remove
                 raise
 
     # -- observation ----------------------------------------------------------------
@@ -186,7 +194,7 @@ class WanLink:
         """The 64-bit counters (IFLA_STATS64). rx = downlink, tx = uplink.
 
         Read over one raw netlink socket kept open (about 50 us a read, against ~14 ms for
-        a fresh pyroute2 IPRoute): the sampler calls this every second, on a small CPU."""
+        a fresh netlink client object): the sampler calls this every second, on a small CPU."""
         with self._stats_lock:
             if self._stats is None:
                 self._stats = _StatsSocket(self.netns, self.ifname)
@@ -205,9 +213,9 @@ class WanLink:
                 self._stats = None
 
     def is_up(self) -> bool:
-        with self._ipr("query") as ipr:
-            (msg,) = ipr.get_links(self._index(ipr, "query"))
-            return bool(msg["flags"] & IFF_UP and msg["flags"] & IFF_LOWER_UP)
+        with self._ipr("query") as rt:
+            flags = self._link(rt, "query").flags
+            return bool(flags & IFF_UP and flags & IFF_LOWER_UP)
 
     def watch(self, callback: Callable[[LinkEvent], None], stop: threading.Event) -> threading.Thread:
         """Call ``callback`` with up/down/gone events from a daemon thread until ``stop``.
@@ -248,21 +256,21 @@ class WanLink:
         """Read RTMGRP_LINK messages, polling ``stopped`` every EVENT_POLL_S; a change of
         state for our interface name becomes one LinkEvent."""
         try:
-            ipr = AsyncIPRoute(netns=self.netns) if self.netns else AsyncIPRoute()
-            await ipr.bind(groups=RTMGRP_LINK)
+            sock = event_socket(self.netns)
         except Exception as exc:  # noqa: BLE001
             failure.append(exc)
             ready.set()
             return
         ready.set()
         last: str | None = None
+        loop = asyncio.get_running_loop()
         try:
             while not stopped():
                 try:
-                    messages = await asyncio.wait_for(_one_batch(ipr), EVENT_POLL_S)
+                    data = await asyncio.wait_for(loop.sock_recv(sock, RECV_EVENTS_BYTES), EVENT_POLL_S)
                 except TimeoutError:
                     continue
-                for msg in messages:
+                for msg in link_events(data):
                     event = self._classify(msg)
                     if event is not None and event.kind != last:
                         last = event.kind
@@ -271,33 +279,20 @@ class WanLink:
             failure.append(exc)
             LOGGER.exception("%s: link watcher stopped", self.ifname)
         finally:
-            closing = ipr.close()
-            if asyncio.iscoroutine(closing):
-                await closing
+            sock.close()
 
-    def _classify(self, msg: Any) -> LinkEvent | None:
-        if msg.get("IFLA_IFNAME") != self.ifname:
+    def _classify(self, msg: LinkMessage) -> LinkEvent | None:
+        if msg.ifname != self.ifname:
             return None
-        idx = int(msg["index"])
-        if msg["event"] == "RTM_DELLINK":
-            return LinkEvent("gone", self.ifname, idx)
-        if msg["event"] != "RTM_NEWLINK":
-            return None
-        up = msg["flags"] & IFF_UP and msg["flags"] & IFF_LOWER_UP
-        return LinkEvent("up" if up else "down", self.ifname, idx)
+        if msg.kind == RTM_DELLINK:
+            return LinkEvent("gone", self.ifname, msg.index)
+        up = msg.flags & IFF_UP and msg.flags & IFF_LOWER_UP
+        return LinkEvent("up" if up else "down", self.ifname, msg.index)
 
 
-NETLINK_ROUTE = 0
-RTM_NEWLINK, RTM_GETLINK, NLMSG_ERROR = 16, 18, 2
-NLM_F_REQUEST = 1
-IFLA_IFNAME, IFLA_STATS64 = 3, 23
-CLONE_NEWNET = 0x40000000
-NLMSG = struct.Struct("=IHHII")
-IFINFO = struct.Struct("=BxHiII")
-RTATTR = struct.Struct("=HH")
 STATS64_HEAD = struct.Struct("=QQQQ")  # rx_packets, tx_packets, rx_bytes, tx_bytes
-NETLINK_TIMEOUT_S = 2.0
-"""The kernel answers RTM_GETLINK at once; 2 s only bounds a wedged socket."""
+RECV_EVENTS_BYTES = 65536
+"""One read of link events: a burst of RTM_NEWLINK messages fits many times over."""
 
 
 class _StatsSocket:
@@ -309,7 +304,7 @@ class _StatsSocket:
     def __init__(self, netns: str | None, ifname: str):
         self._seq = 0
         try:
-            self._sock = _socket_in(netns)
+            self._sock = socket_in(netns)
         except OSError as exc:
             raise NetError(f"read counters of {ifname}: cannot open netlink ({exc})") from exc
         self._sock.settimeout(NETLINK_TIMEOUT_S)
@@ -356,39 +351,6 @@ class _StatsSocket:
                 return Counters(index, rxb, txb, rxp, txp)
             pos += (alen + 3) & ~3
         raise NetError(f"read counters of {ifname}: kernel sent no IFLA_STATS64")
-
-
-def _socket_in(netns: str | None) -> socket.socket:
-    """A NETLINK_ROUTE socket in ``netns`` (None: ours); never creates a namespace."""
-    if netns is None:
-        return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-    result: list[socket.socket | OSError] = []
-
-    def enter_and_open() -> None:
-        try:
-            fd = os.open(f"/var/run/netns/{netns}", os.O_RDONLY)
-            try:
-                if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns {netns}: {os.strerror(err)}")
-            finally:
-                os.close(fd)
-            result.append(socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE))
-        except OSError as exc:
-            result.append(exc)
-
-    worker = threading.Thread(target=enter_and_open, name=f"netns-{netns}")
-    worker.start()
-    worker.join()
-    (got,) = result
-    if isinstance(got, OSError):
-        raise got
-    return got
-
-
-async def _one_batch(ipr: AsyncIPRoute) -> list[Any]:
-    """The messages of one netlink read (cancellable while waiting: nothing is lost)."""
-    return [msg async for msg in ipr.get()]
 
 
 def _validate(ctx: ContextLike, ifname: str) -> tuple[str, int, str | None]:

@@ -48,7 +48,6 @@ STAGES = [
     ("+ cryptography", ("import cryptography.hazmat.primitives.asymmetric.x25519, "
                         "cryptography.hazmat.primitives.asymmetric.ed25519, "
                         "cryptography.hazmat.primitives.ciphers.aead")),
-    ("+ pyroute2", "import pyroute2"),
     ("+ the agent (supervisor, health)", "import agent.core.run, agent.core.supervisor, agent.core.health"),
 ]
 
