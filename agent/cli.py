@@ -32,7 +32,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 def build_parser(prog: str, version: str | Callable[[], str], table: dict[str, tuple[str, str]]) -> argparse.ArgumentParser:
     """An argparse parser whose subcommands come from ``table`` (module imported lazily)."""
     parser = argparse.ArgumentParser(prog=prog)
-    parser.add_argument("--version", action=VersionAction, version=version)  # version and build, lazily
+    parser.add_argument("--version", action=VersionAction, text=version)  # version and build, lazily
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: raw bytes)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

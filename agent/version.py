@@ -48,14 +48,14 @@ def describe() -> str:
 class VersionAction(argparse.Action):
     """argparse's ``version`` action, with the text computed only when asked for."""
 
-    def __init__(self, option_strings: Sequence[str], version: str | Callable[[], str] = describe,
+    def __init__(self, option_strings: Sequence[str], text: str | Callable[[], str] = describe,
                  dest: str = argparse.SUPPRESS, default: Any = argparse.SUPPRESS,
                  help: str = "print the version and build, then exit"):
         super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
-        self.version = version
+        self.text = text
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: Any, option_string: str | None = None) -> None:
-        text = self.version() if callable(self.version) else self.version
+        text = self.text() if callable(self.text) else self.text
         print(f"{parser.prog} {text}")  # stdout, as argparse's own version action
         parser.exit()

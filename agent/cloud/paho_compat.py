@@ -121,7 +121,7 @@ def loop_start(client: mqtt.Client) -> None:
                 except OSError as exc:
                     LOGGER.warning("paho 1.6.1 network loop failed (%s): reconnecting", exc)
                     client._sock_close()
-                    client._do_on_disconnect(mqtt.MQTT_ERR_CONN_LOST)
+                    client._do_on_disconnect(mqtt.MQTT_ERR_CONN_LOST)  # type: ignore[call-arg,arg-type] # 1.6.1
 
         client._thread_main = resilient_main  # type: ignore[method-assign]
     client.loop_start()
