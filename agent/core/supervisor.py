@@ -32,7 +32,7 @@ from agent.boardprofile import BoardProfile, load_profile
 from agent.clock import Clock
 from agent.cloud.link import CloudConfig, CloudLink
 from agent.config import AgentConfig
-from agent.core.exitcodes import exit_code_for
+from agent.core.exitcodes import ExitCode, exit_code_for
 from agent.core.status import StatusFile
 from agent.errors import AgentError, ModemError
 from agent.modem.driver import Modem
@@ -87,6 +87,8 @@ class Supervisor:
         self.health: Any = None
         self.watchdog = ProgressWatchdog(Notifier(None), None)
         """Service-manager hooks (agent/sdnotify.py); run.py installs the real one."""
+        self.exit_code = ExitCode.OK
+        """Why a stop that was not asked for happened (a restart must follow: not 0)."""
 
     @classmethod
     def from_config(cls, cfg: AgentConfig) -> Supervisor:
@@ -111,7 +113,7 @@ class Supervisor:
         finally:
             self.watchdog.stopping()
             await self._shutdown()
-        return code
+        return code or self.exit_code
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         """Start a task the supervisor owns; a crash in it is logged and stops the daemon."""
@@ -125,6 +127,7 @@ class Supervisor:
         exc = task.exception()
         if exc is not None:
             LOGGER.error("task %s died: %r; stopping so the service manager restarts us", task.get_name(), exc)
+            self.exit_code = exit_code_for(exc)
             self._stop.set()
 
     async def _start(self) -> None:
@@ -394,6 +397,7 @@ class Supervisor:
         except RecoveryFailed as exc:
             LOGGER.error("modem did not recover: %s", exc)
             self.status.update(state="failed", error=f"modem: {exc}")
+            self.exit_code = ExitCode.MODEM_LOST
             self._stop.set()
             return
         self.status.update(modem_recovery=self.ladder.counters())
