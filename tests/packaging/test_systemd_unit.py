@@ -9,6 +9,7 @@ import configparser
 import json
 import re
 import subprocess
+from pathlib import Path
 
 from agent.core.exitcodes import NO_RESTART, ExitCode
 from tests.conftest import REPO, need_tool
@@ -53,3 +54,20 @@ def test_notify_watchdog_and_restart_rules_match_the_agent() -> None:
     assert service["StateDirectoryMode"] == "0700" and service["UMask"] == "0077"
     assert service["CapabilityBoundingSet"] == service["AmbientCapabilities"] == "CAP_NET_ADMIN"
     assert service["ExecStart"].startswith("/usr/bin/pocket-agent run --config ")
+
+
+def test_default_configuration_fits_the_unit() -> None:
+    """The packaged agent.toml loads, and its paths are the ones the unit provides: the
+    state in StateDirectory=, the status file in RuntimeDirectory=, the key the unit's
+    condition waits for."""
+    from agent.config import load
+
+    cfg = load(REPO / "packaging/debian/agent.toml")
+    parsed = unit()
+    service = parsed["Service"]
+    assert cfg.state_dir == Path("/var/lib") / service["StateDirectory"]
+    assert cfg.status_file is not None and cfg.status_file.parent == Path("/run") / service["RuntimeDirectory"]
+    assert parsed["Unit"]["ConditionPathExists"] == str(cfg.cloud.key)
+    assert cfg.board_profile == Path("/usr/share/pocket-agent/profiles/quectel-ec25-openwrt.toml")
+    assert (REPO / "board/profiles" / cfg.board_profile.name).exists()
+    assert service["ExecStart"].endswith("--config /etc/pocket-agent/agent.toml")
