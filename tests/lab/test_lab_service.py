@@ -64,4 +64,4 @@ def test_agent_says_ready_pings_while_serving_and_says_stopping(running_lab: dic
         assert receive(sock, "STOPPING", timeout=30)[-1] == {"STOPPING": "1"}
     finally:
         sock.close()
-        lab_with({}, "agent", "start")  # back to the lab's own agent for the other lab tests
+        lab_with({}, "agent", "restart")  # the lab's own agent again (no notify socket) for the other tests
