@@ -12,8 +12,11 @@ STAMP  := $(VENV)/.installed
 # conntrack for flow counting, procps for sysctl.
 APT_NEEDS := mosquitto:mosquitto nft:nftables ip:iproute2 tc:iproute2 picocom:picocom \
              conntrack:conntrack sysctl:procps
+# Packaging (issue 14): dpkg-deb builds the .deb, ar lists the .ipk, systemd-analyze
+# verifies and scores the unit (Debian 12 ships it in the systemd package).
+APT_NEEDS += dpkg-deb:dpkg ar:binutils systemd-analyze:systemd
 
-.PHONY: all setup deps run test bench lint clean
+.PHONY: all setup deps run test bench lint clean package
 
 all: test
 
@@ -44,6 +47,10 @@ test: setup
 
 bench: setup
 	$(BIN)/python tests/bench/run_all.py
+
+# The Debian package and the OpenWrt .ipk, into build/packages (packaging/README.md).
+package: deps
+	$(PYTHON) packaging/build.py --out build/packages
 
 lint: setup
 	$(BIN)/ruff check agent board tests

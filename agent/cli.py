@@ -14,10 +14,10 @@ import argparse
 import importlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from agent import __version__
 from agent.logs import TRACE  # issue 11: the level is defined once, in agent/logs.py
+from agent.version import VersionAction, describe
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("agent.core.run", "run the daemon (modem, cloud, data path, metering)"),
@@ -27,14 +27,15 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "record": ("agent.health.record", "record a health trace CSV from the live data path"),
     "provision": ("agent.faces.provision.command", "factory provisioning: keys, CSR, certificate, self-test"),
     "identity": ("agent.faces.provision.show", "show this device's identity and certificate expiry"),
+    "uci2toml": ("agent.uciconf", "write the agent's TOML config from OpenWrt UCI options (init script)"),
 }
 """name -> (module, one-line help). Keep this table the single place a name is added."""
 
 
-def build_parser(prog: str, version: str, table: dict[str, tuple[str, str]]) -> argparse.ArgumentParser:
+def build_parser(prog: str, version: str | Callable[[], str], table: dict[str, tuple[str, str]]) -> argparse.ArgumentParser:
     """An argparse parser whose subcommands come from ``table`` (module imported lazily)."""
     parser = argparse.ArgumentParser(prog=prog)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version}")
+    parser.add_argument("--version", action=VersionAction, text=version)  # version and build, lazily
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: raw bytes)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -46,7 +47,7 @@ def build_parser(prog: str, version: str, table: dict[str, tuple[str, str]]) -> 
     return parser
 
 
-def dispatch(prog: str, version: str, table: dict[str, tuple[str, str]], argv: Sequence[str] | None) -> int:
+def dispatch(prog: str, version: str | Callable[[], str], table: dict[str, tuple[str, str]], argv: Sequence[str] | None) -> int:
     """Parse ``argv`` in two passes: find the subcommand, then let its module add arguments."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(prog, version, table)
@@ -76,7 +77,7 @@ def setup_logging(verbosity: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pocket-agent`` console script."""
-    return dispatch("pocket-agent", __version__, SUBCOMMANDS, argv)
+    return dispatch("pocket-agent", describe, SUBCOMMANDS, argv)
 
 
 if __name__ == "__main__":

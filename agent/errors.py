@@ -97,3 +97,9 @@ class ProvisionError(AgentError):
         super().__init__(message)
         self.exit_code = exit_code
         self.reason = reason
+class AlreadyRunning(AgentError):
+    """Another agent instance holds the PID lock on this state directory (agent/pidlock.py)."""
+
+    def __init__(self, message: str, *, pid: int | None = None):
+        super().__init__(message)
+        self.pid = pid

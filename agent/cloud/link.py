@@ -36,14 +36,13 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent import store
 from agent.clock import JST, Clock
+from agent.cloud import paho_compat, sealing
 from agent.cloud import protocol as proto
-from agent.cloud import sealing
 from agent.cloud.backoff import BASE_S, CAP_S, FIRST_DELAY_MAX_S, Backoff, jittered
 from agent.cloud.identity import SessionCounter, check_device_id
 from agent.cloud.outbox import Outbox, ReliableSource
@@ -391,12 +390,11 @@ class CloudLink:
 
     def _make_client(self, gen: int) -> mqtt.Client:
         c = self.config
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.device_id, protocol=mqtt.MQTTv5,
-                             reconnect_on_failure=False)
+        client = paho_compat.make_client(self.device_id, reconnect_on_failure=False)  # paho 1.6.1 or 2.x
         client.tls_set(ca_certs=str(c.ca_file), certfile=str(c.cert_file), keyfile=str(c.key_file))
         client.max_inflight_messages_set(c.max_inflight)
         client.max_queued_messages_set(c.max_queued)
-        client.connect_timeout = c.connect_timeout
+        paho_compat.set_connect_timeout(client, c.connect_timeout)
         # With a socket-register-write callback installed, publish() from the asyncio
         # thread only queues the packet and wakes paho's loop through its socket pair;
         # without one, paho writes to the TLS socket from the caller's thread when no
@@ -407,12 +405,15 @@ class CloudLink:
                         proto.encode({"online": False, "session": self._session}), qos=1, retain=True,
                         properties=will)
         post = self._post
-        client.on_connect = lambda cl, ud, flags, rc, props: post(self._cb_connect, gen, not rc.is_failure, str(rc))
-        client.on_disconnect = lambda cl, ud, flags, rc, props: post(self._cb_disconnect, gen, str(rc),
-                                                                      getattr(rc, "value", None))
-        client.on_message = lambda cl, ud, msg: post(self._cb_message, gen, msg)
-        client.on_publish = lambda cl, ud, mid, rc, props: post(self._cb_traffic, gen)
-        client.on_subscribe = lambda cl, ud, mid, rcs, props: post(self._cb_subscribe, gen, rcs)
+        paho_compat.set_callbacks(
+            client,
+            on_connect=lambda cl, ud, flags, rc, props: post(self._cb_connect, gen, not rc.is_failure, str(rc)),
+            on_disconnect=lambda cl, ud, flags, rc, props: post(self._cb_disconnect, gen, str(rc),
+                                                                 getattr(rc, "value", None)),
+            on_message=lambda cl, ud, msg: post(self._cb_message, gen, msg),
+            on_publish=lambda cl, ud, mid, rc, props: post(self._cb_traffic, gen),
+            on_subscribe=lambda cl, ud, mid, rcs, props: post(self._cb_subscribe, gen, rcs),
+        )
         return client
 
     def _paho_thread(self, client: mqtt.Client, gen: int) -> None:

@@ -1,13 +1,27 @@
-"""``pocket-agent run --config FILE``: the daemon."""
+"""``pocket-agent run --config FILE``: the daemon.
+
+Around the supervisor, what a service manager needs: one instance per state directory
+(agent/pidlock.py), an exit code that says whether a restart can help
+(agent/core/exitcodes.py), and systemd's notify protocol with a watchdog that pings
+only while the main loop makes progress (agent/sdnotify.py).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from agent import config as config_mod
-from agent.errors import ConfigError
+from agent import store
+from agent.core.exitcodes import ExitCode
+from agent.errors import AlreadyRunning, ConfigError
+from agent.pidlock import PidLock
+from agent.sdnotify import Notifier, ProgressWatchdog, watchdog_interval
+
+if TYPE_CHECKING:
+    from agent.core.supervisor import Supervisor
 
 LOGGER = logging.getLogger(__name__)
 
@@ -24,5 +38,31 @@ def main(args: argparse.Namespace) -> int:
         supervisor = Supervisor.from_config(cfg)
     except ConfigError as exc:
         LOGGER.error("configuration: %s", exc)
-        return 2
-    return asyncio.run(supervisor.run())
+        return ExitCode.CONFIG_INVALID
+    try:
+        store.ensure_private_dir(cfg.state_dir)
+        lock = PidLock.in_dir(cfg.state_dir)
+        lock.acquire()
+    except AlreadyRunning as exc:
+        LOGGER.error("%s", exc)
+        return ExitCode.ALREADY_RUNNING
+    except OSError as exc:
+        LOGGER.error("state directory %s is not writable: %s", cfg.state_dir, exc)
+        return ExitCode.STATE_UNWRITABLE
+    notifier = Notifier.from_env()
+    supervisor.watchdog = ProgressWatchdog(notifier, watchdog_interval())
+    try:
+        return asyncio.run(_serve(supervisor))
+    finally:
+        notifier.close()
+        lock.release()
+
+
+async def _serve(supervisor: Supervisor) -> int:
+    """The supervisor's run, with the watchdog pinger beside it on the same loop (so a
+    blocked loop also silences the pinger)."""
+    pinger = asyncio.get_running_loop().create_task(supervisor.watchdog.run(), name="watchdog")
+    try:
+        return int(await supervisor.run())
+    finally:
+        pinger.cancel()

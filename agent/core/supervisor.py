@@ -35,6 +35,7 @@ from agent.cloud import renewal as cert_renewal
 from agent.cloud.link import CloudConfig, CloudLink
 from agent.config import AgentConfig
 from agent.core import policy as pol
+from agent.core.exitcodes import ExitCode, exit_code_for
 from agent.core.health import HealthMonitor
 from agent.core.status import StatusFile
 from agent.core.swap import Hooks, SimFacts, SwapFailed, SwapMachine, is_registered
@@ -45,6 +46,7 @@ from agent.modem.recovery import RecoveryFailed, RecoveryLadder, reset_line_from
 from agent.net.link import WanLink
 from agent.net.reach import udp_echo
 from agent.net.resolv import write_resolv
+from agent.sdnotify import Notifier, ProgressWatchdog
 from agent.usage.calendar import parse_tz
 from agent.usage.journal import UsageJournal
 from agent.usage.meter import UsageMeter
@@ -107,6 +109,10 @@ class Supervisor:
         self._traffic_kbps = 0.0
         """The user's throughput over the last sample interval (the lull rule)."""
         self._last_sample_t = 0.0
+        self.watchdog = ProgressWatchdog(Notifier(None), None)
+        """Service-manager hooks (agent/sdnotify.py); run.py installs the real one."""
+        self.exit_code = ExitCode.OK
+        """Why a stop that was not asked for happened (a restart must follow: not 0)."""
 
     @classmethod
     def from_config(cls, cfg: AgentConfig) -> Supervisor:
@@ -122,14 +128,16 @@ class Supervisor:
             await self._start()
             self.status.update(state="serving")
             LOGGER.info("serving on SIM %s", (self.current or {}).get("iccid"))
+            self.watchdog.serving(f"serving on SIM {(self.current or {}).get('iccid')}")
             await self._stop.wait()
         except AgentError as exc:
             LOGGER.error("cannot serve: %s: %s", type(exc).__name__, exc)
             self.status.update(state="failed", error=f"{type(exc).__name__}: {exc}")
-            code = 1
+            code = exit_code_for(exc)
         finally:
+            self.watchdog.stopping()
             await self._shutdown()
-        return code
+        return code or self.exit_code
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         """Start a task the supervisor owns; a crash in it is logged and stops the daemon."""
@@ -143,6 +151,7 @@ class Supervisor:
         exc = task.exception()
         if exc is not None:
             LOGGER.error("task %s died: %r; stopping so the service manager restarts us", task.get_name(), exc)
+            self.exit_code = exit_code_for(exc)
             self._stop.set()
 
     async def _start(self) -> None:
@@ -257,6 +266,7 @@ class Supervisor:
                 await self._sample_once()
             except AgentError as exc:
                 LOGGER.warning("usage sample failed: %s", exc)
+            self.watchdog.mark()  # the main loop made a pass: the watchdog may ping
             interval = self.cfg.sample_interval_s
             to_boundary = self.meter.next_boundary() - self.clock.wall() if self.meter else interval
             await asyncio.sleep(max(0.0, min(interval, to_boundary)))
@@ -523,6 +533,7 @@ class Supervisor:
         except RecoveryFailed as exc:
             LOGGER.error("modem did not recover: %s", exc)
             self.status.update(state="failed", error=f"modem: {exc}")
+            self.exit_code = ExitCode.MODEM_LOST
             self._stop.set()
             return
         self.status.update(modem_recovery=self.ladder.counters())

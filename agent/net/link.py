@@ -17,6 +17,7 @@ import ctypes
 import ipaddress
 import logging
 import os
+import select
 import socket
 import struct
 import threading
@@ -25,7 +26,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pyroute2 import AsyncIPRoute, IPRoute
+from pyroute2 import IPRoute
+
+try:  # pyroute2 >= 0.9; OpenWrt (0.7.9) and Debian 12 (0.7.2) have only the blocking API
+    from pyroute2 import AsyncIPRoute
+except ImportError:  # pragma: no cover - exercised on the distributions' pyroute2
+    AsyncIPRoute = None
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTMGRP_LINK
 
@@ -100,7 +106,7 @@ class WanLink:
     def _ipr(self, operation: str) -> Iterator[IPRoute]:
         """An IPRoute for one operation; every netlink failure becomes a NetError."""
         try:
-            ipr = IPRoute(netns=self.netns) if self.netns else IPRoute()
+            ipr = _iproute(self.netns)
         except (OSError, NetlinkError) as exc:
             raise NetError(f"{operation} {self.ifname}: cannot open netlink ({exc})") from exc
         try:
@@ -217,7 +223,10 @@ class WanLink:
         failure: list[BaseException] = []
 
         def run() -> None:
-            asyncio.run(self._watch_async(callback, stop.is_set, ready, failure))
+            if AsyncIPRoute is None:
+                self._watch_sync(callback, stop.is_set, ready, failure)
+            else:
+                asyncio.run(self._watch_async(callback, stop.is_set, ready, failure))
 
         thread = threading.Thread(target=run, name=f"wanlink-{self.ifname}", daemon=True)
         thread.start()
@@ -228,6 +237,10 @@ class WanLink:
 
     async def events(self) -> AsyncIterator[LinkEvent]:
         """Async iterator over link events, on the caller's loop (ends when cancelled)."""
+        if AsyncIPRoute is None:  # the distributions' pyroute2: the thread watcher feeds a queue
+            async for event in self._events_from_thread():
+                yield event
+            return
         queue: asyncio.Queue[LinkEvent] = asyncio.Queue()
         ready = threading.Event()
         failure: list[BaseException] = []
@@ -274,6 +287,57 @@ class WanLink:
             closing = ipr.close()
             if asyncio.iscoroutine(closing):
                 await closing
+
+    async def _events_from_thread(self) -> AsyncIterator[LinkEvent]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[LinkEvent] = asyncio.Queue()
+        stop = threading.Event()
+
+        def put(event: LinkEvent) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, event)
+
+        thread = await asyncio.to_thread(self.watch, put, stop)
+        try:
+            while True:
+                try:
+                    yield await asyncio.wait_for(queue.get(), EVENT_POLL_S)
+                except TimeoutError:
+                    if not thread.is_alive():
+                        raise NetError(f"watch {self.ifname}: watcher ended") from None
+        finally:
+            stop.set()
+
+    def _watch_sync(self, callback: Callable[[LinkEvent], None], stopped: Callable[[], bool],
+                    ready: threading.Event, failure: list[BaseException]) -> None:
+        """Read RTMGRP_LINK messages, checking ``stopped`` every EVENT_POLL_S; a change of
+        state for our interface name becomes one LinkEvent.
+
+        For pyroute2 before 0.9 (no ``AsyncIPRoute``), whose blocking ``get()`` returns
+        every message of one read, so ``select`` on its socket sees all that is pending."""
+        try:
+            ipr = _iproute(self.netns)
+            ipr.bind(groups=RTMGRP_LINK)
+        except Exception as exc:  # noqa: BLE001
+            failure.append(exc)
+            ready.set()
+            return
+        ready.set()
+        last: str | None = None
+        try:
+            while not stopped():
+                readable, _, _ = select.select([ipr], [], [], EVENT_POLL_S)
+                if not readable:
+                    continue
+                for msg in ipr.get():
+                    event = self._classify(msg)
+                    if event is not None and event.kind != last:
+                        last = event.kind
+                        callback(event)
+        except Exception as exc:  # the watcher must never take the daemon down
+            failure.append(exc)
+            LOGGER.exception("%s: link watcher stopped", self.ifname)
+        finally:
+            ipr.close()
 
     def _classify(self, msg: Any) -> LinkEvent | None:
         if msg.get("IFLA_IFNAME") != self.ifname:
@@ -386,7 +450,19 @@ def _socket_in(netns: str | None) -> socket.socket:
     return got
 
 
-async def _one_batch(ipr: AsyncIPRoute) -> list[Any]:
+def _iproute(netns: str | None) -> Any:
+    """A blocking rtnetlink socket, in ``netns`` when given: pyroute2 0.9 takes it as an
+    argument, 0.7 (the distributions') has the separate ``NetNS`` class."""
+    if netns is None:
+        return IPRoute()
+    if AsyncIPRoute is None:
+        from pyroute2 import NetNS
+
+        return NetNS(netns)
+    return IPRoute(netns=netns)
+
+
+async def _one_batch(ipr: Any) -> list[Any]:
     """The messages of one netlink read (cancellable while waiting: nothing is lost)."""
     return [msg async for msg in ipr.get()]
 

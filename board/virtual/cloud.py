@@ -37,13 +37,12 @@ import paho.mqtt.client as mqtt
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent import store
 from agent.clock import Clock
-from agent.cloud import certs, sealing
+from agent.cloud import certs, paho_compat, sealing
 from agent.cloud import protocol as proto
 from agent.errors import CertificateMismatch, ProtocolError
 from agent.sim import Plan, SimProfile
@@ -184,18 +183,17 @@ class ReferenceCloud:
     # --- MQTT -------------------------------------------------------------------------
 
     def start(self) -> None:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5)
+        client = paho_compat.make_client(self.client_id)  # paho 1.6.1 or 2.x, as the agent
         client.tls_set(ca_certs=self.tls[0], certfile=self.tls[1], keyfile=self.tls[2])
         client.reconnect_delay_set(0.05, RECONNECT_MAX_S)
         client.max_queued_messages_set(10_000)
-        client.on_connect = self._on_connect
-        client.on_disconnect = lambda *a: self._connected.clear()
-        client.on_message = self._on_message
+        paho_compat.set_callbacks(client, on_connect=self._on_connect, on_message=self._on_message,
+                                  on_disconnect=lambda *a: self._connected.clear())
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600
         self._client = client
         client.connect_async(self.host, self.port, 30, clean_start=False, properties=props)
-        client.loop_start()
+        paho_compat.loop_start(client)
         if not self._connected.wait(CONNECT_TIMEOUT_S):
             self.stop()
             raise RuntimeError(f"reference cloud could not connect to {self.host}:{self.port}")

@@ -20,6 +20,7 @@ BENCHES = [
     ("swap break, throttle to full speed, cloud back (issue 8: p95 < modelled + 150 ms; median < 20 s)",
      "bench_swap.py"),
     ("factory provisioning, 1 and 8 units in parallel (issue 13: < 2 s each excl. modem)", "bench_provision.py"),
+    ("footprint while serving, and package size (issue 14: RSS < 35 MB, idle CPU < 0.5 %)", "bench_footprint.py"),
 ]
 
 

@@ -1,0 +1,46 @@
+"""The real notifier and progress watchdog under a service manager's environment.
+
+Run as ``python -m tests.packaging.notify_harness`` with ``NOTIFY_SOCKET`` and
+``WATCHDOG_USEC`` set, as systemd sets them. It does what the daemon does: start the
+pinger beside the main loop (agent/core/run.py), say READY once serving, mark progress
+on every pass of its loop (the supervisor's sample loop). SIGUSR1 makes the loop get
+stuck on an await that never returns: the pinger is still scheduled, but must stop
+pinging. SIGTERM says STOPPING=1 and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from agent.sdnotify import Notifier, ProgressWatchdog, watchdog_interval
+
+PASS_S = 0.02
+"""One pass of the stand-in main loop (the daemon's is one second)."""
+
+
+async def main() -> None:
+    watchdog = ProgressWatchdog(Notifier.from_env(), watchdog_interval())
+    pinger = asyncio.get_running_loop().create_task(watchdog.run())
+    stuck, stop = asyncio.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGUSR1, stuck.set)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+
+    async def main_loop() -> None:
+        while True:
+            if stuck.is_set():
+                await asyncio.Event().wait()  # an await that never returns
+            watchdog.mark()
+            await asyncio.sleep(PASS_S)
+
+    worker = loop.create_task(main_loop())
+    watchdog.serving("serving on SIM test")
+    await stop.wait()
+    watchdog.stopping()
+    worker.cancel()
+    pinger.cancel()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,128 @@
+"""sd_notify and the progress watchdog against a real unix datagram socket.
+
+The test plays systemd: it binds the notify socket (a path, and an abstract name), runs
+the real notifier and watchdog in a separate process with ``NOTIFY_SOCKET`` and
+``WATCHDOG_USEC`` in its environment, and reads what arrives.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.sdnotify import Notifier, ProgressWatchdog, watchdog_interval
+from tests.conftest import REPO
+
+WATCHDOG_USEC = 300_000
+"""0.3 s watchdog: the harness pings every 0.15 s, so the test sees several pings fast."""
+PING_S = WATCHDOG_USEC / 1e6 / 2
+
+
+class NotifySocket:
+    """The service manager's end: a bound SOCK_DGRAM socket and what it received."""
+
+    def __init__(self, sock: socket.socket, name: str):
+        self.sock, self.name = sock, name
+
+    def recv(self, timeout: float) -> dict[str, str] | None:
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(4096)
+        except TimeoutError:
+            return None
+        return dict(line.split("=", 1) for line in data.decode().splitlines())
+
+    def recv_until(self, key: str, timeout: float) -> list[dict[str, str]]:
+        """Messages up to and including the first carrying ``key``."""
+        got: list[dict[str, str]] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = self.recv(deadline - time.monotonic())
+            if msg is None:
+                break
+            got.append(msg)
+            if key in msg:
+                return got
+        raise AssertionError(f"no {key} within {timeout} s; got {got}")
+
+
+@pytest.fixture(params=["path", "abstract"])
+def notify_socket(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NotifySocket]:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    if request.param == "path":
+        name = str(tmp_path / "notify")
+        sock.bind(name)
+    else:
+        name = f"@pocket-agent-test-{os.getpid()}-{id(sock)}"
+        sock.bind(b"\0" + name[1:].encode())
+    yield NotifySocket(sock, name)
+    sock.close()
+
+
+def start_harness(notify: NotifySocket) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "NOTIFY_SOCKET": notify.name, "WATCHDOG_USEC": str(WATCHDOG_USEC)}
+    return subprocess.Popen([sys.executable, "-m", "tests.packaging.notify_harness"], cwd=REPO, env=env)
+
+
+def test_ready_then_pings_then_silence_when_the_loop_is_stuck(notify_socket: NotifySocket) -> None:
+    proc = start_harness(notify_socket)
+    try:
+        first = notify_socket.recv_until("READY", timeout=10)
+        assert first[-1] == {"READY": "1", "STATUS": "serving on SIM test"}
+        pings = [notify_socket.recv(timeout=PING_S * 4) for _ in range(3)]
+        assert pings == [{"WATCHDOG": "1"}] * 3  # the loop makes progress: pings keep coming
+        proc.send_signal(signal.SIGUSR1)  # the main loop gets stuck on an await
+        # At most one ping already decided before the signal landed; then silence for
+        # well over the watchdog timeout, while the process (and its pinger) is alive.
+        late = [m for m in iter(lambda: notify_socket.recv(timeout=PING_S * 8), None)]
+        assert len(late) <= 1 and all(m == {"WATCHDOG": "1"} for m in late), late
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        assert notify_socket.recv_until("STOPPING", timeout=10)[-1] == {"STOPPING": "1"}
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_no_socket_means_no_op() -> None:
+    notifier = Notifier.from_env({})
+    assert not notifier.enabled and not notifier.ready("x") and not notifier.watchdog()
+
+
+def test_gone_service_manager_does_not_raise(tmp_path: Path) -> None:
+    notifier = Notifier(str(tmp_path / "nobody-listens"))
+    assert notifier.enabled and notifier.ready() is False
+
+
+def test_watchdog_interval_is_half_the_timeout_and_only_for_our_pid() -> None:
+    assert watchdog_interval({"WATCHDOG_USEC": "30000000"}) == 15.0
+    assert watchdog_interval({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getpid())}) == 15.0
+    assert watchdog_interval({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}, pid=2) is None
+    assert watchdog_interval({}) is None and watchdog_interval({"WATCHDOG_USEC": "0"}) is None
+
+
+def test_pings_during_startup_then_only_on_progress() -> None:
+    sent: list[str] = []
+
+    class Recorder(Notifier):
+        def send(self, **fields: str | int) -> bool:
+            sent.extend(fields)
+            return True
+
+    wd = ProgressWatchdog(Recorder("@x"), 10.0)
+    assert wd.tick() and wd.tick()  # start-up: bounded by TimeoutStartSec, pings anyway
+    wd.serving()
+    assert not wd.tick() and wd.missed == 1  # serving, no pass since READY
+    wd.mark()
+    assert wd.tick() and wd.missed == 0
+    assert not wd.tick()
+    assert sent == ["WATCHDOG", "WATCHDOG", "READY", "WATCHDOG"]
