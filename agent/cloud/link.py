@@ -42,9 +42,9 @@ from paho.mqtt.properties import Properties
 
 from agent import store
 from agent.clock import JST, Clock
+from agent.cloud import pacing, sealing
 from agent.cloud import protocol as proto
-from agent.cloud import sealing
-from agent.cloud.backoff import BASE_S, CAP_S, FIRST_DELAY_MAX_S, Backoff, jittered
+from agent.cloud.backoff import BASE_S, CAP_S, FIRST_DELAY_MAX_S
 from agent.cloud.identity import SessionCounter, check_device_id
 from agent.cloud.outbox import Outbox, ReliableSource
 from agent.errors import AgentError, JournalError, ProtocolError, SealError
@@ -126,6 +126,7 @@ class CloudConfig:
     max_inflight: int = MAX_INFLIGHT
     max_queued: int = MAX_QUEUED
     request_attempt: float = REQUEST_ATTEMPT_S
+    request_window: float = pacing.REQUEST_WINDOW_S  # pacing: until the platform sets one
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,12 @@ class CloudLink:
         self.stats = LinkStats()
         self.connected = False
         self._rng = rng or random.Random()
-        self._backoff = Backoff(config.backoff_base, config.backoff_cap, config.first_delay_max, self._rng)
+        # pacing (issue 15): the platform's persisted policy, else this config's values
+        local = pacing.PacingPolicy(reconnect_window_s=config.first_delay_max, resume_window_s=config.first_delay_max,
+                                    request_window_s=config.request_window, backoff_base_s=config.backoff_base,
+                                    backoff_cap_s=config.backoff_cap)
+        self.pacer = pacing.Pacer(pacing.load(self.state_dir, local), self._rng)
+        self._refusal: int | None = None  # CONNACK failure reason of the current attempt
         self._guard = sealing.ReplayGuard(self.state_dir / "replay.json")
         self._sessions = SessionCounter(self.state_dir)
         self._device_key = sealing.load_private_x25519(config.sealing_key_file)
@@ -288,6 +294,7 @@ class CloudLink:
         verification: also reported upstream as an "error" event).
         """
         assert self._loop is not None, "start() first"
+        await asyncio.sleep(self.pacer.before_request())  # pacing: boot spread / after "no capacity"
         deadline = self.clock.monotonic() + timeout
         while True:
             remaining = deadline - self.clock.monotonic()
@@ -298,12 +305,14 @@ class CloudLink:
             if reply is None:
                 continue
             if reply.status == "retry":
-                delay = min(jittered(reply.retry_after, self._rng), max(0.0, deadline - self.clock.monotonic()))
+                delay = min(self.pacer.retry_after(reply.retry_after), max(0.0, deadline - self.clock.monotonic()))
                 LOGGER.info("cloud busy: retrying assignment request in %.1fs", delay)
                 await asyncio.sleep(delay)
                 continue
             if reply.status == "refused":
+                self.pacer.no_capacity()
                 raise AssignmentUnavailable(f"cloud refused assignment: {reply.reason}", reason="refused")
+            self.pacer.served()
             return self._open(reply)
 
     # --- reconnect loop ---------------------------------------------------------------
@@ -320,10 +329,14 @@ class CloudLink:
                     continue  # the data link went down meanwhile: wait for it again
             outcome = await self._session_once()
             if outcome == "failed":
-                delay = self._backoff.next_delay()
-            elif outcome in ("dropped", "net_down", "rebuilt"):
-                self._backoff.reset()
-                delay = self._backoff.first_delay()
+                delay = self.pacer.after_failure()
+            elif outcome == "refused":
+                assert self._refusal is not None
+                delay = self.pacer.after_refusal(self._refusal)
+            elif outcome == "net_down":
+                delay = self.pacer.after_resume()
+            elif outcome in ("dropped", "rebuilt"):
+                delay = self.pacer.after_drop()
             else:
                 return
 
@@ -336,6 +349,7 @@ class CloudLink:
         self._session = self._sessions.next()
         self._connect_result = loop.create_future()
         self._session_end = loop.create_future()
+        self._refusal = None
         self.stats.attempts += 1
         client = self._make_client(gen)
         self._client = client
@@ -349,7 +363,10 @@ class CloudLink:
         if not ok or self._session_end.done():
             self.stats.failures += 1
             self._teardown(client)
-            return "failed" if not self._session_end.done() else self._session_end.result()
+            if self._refusal is not None:
+                return "refused"  # even if the broker's close was seen first: the answer decides
+            ended = self._session_end.result() if self._session_end.done() else "failed"
+            return "failed" if ended == "dropped" else ended  # never live: not a drop, so the back-off grows
         self._on_live(client)
         outcome = await self._session_end
         self._on_dead(client, outcome)
@@ -373,7 +390,8 @@ class CloudLink:
                         proto.encode({"online": False, "session": self._session}), qos=1, retain=True,
                         properties=will)
         post = self._post
-        client.on_connect = lambda cl, ud, flags, rc, props: post(self._cb_connect, gen, not rc.is_failure, str(rc))
+        client.on_connect = lambda cl, ud, flags, rc, props: post(self._cb_connect, gen, not rc.is_failure, str(rc),
+                                                                       rc.value)
         client.on_disconnect = lambda cl, ud, flags, rc, props: post(self._cb_disconnect, gen, str(rc))
         client.on_message = lambda cl, ud, msg: post(self._cb_message, gen, msg)
         client.on_publish = lambda cl, ud, mid, rc, props: post(self._cb_traffic, gen)
@@ -413,11 +431,12 @@ class CloudLink:
 
     # --- paho callbacks, now on the asyncio loop ----------------------------------
 
-    def _cb_connect(self, gen: int, ok: bool, reason: str) -> None:
+    def _cb_connect(self, gen: int, ok: bool, reason: str, code: int = 0) -> None:
         if gen != self._gen or self._connect_result is None:
             return
         if not ok:
-            LOGGER.warning("broker refused connection: %s", reason)
+            LOGGER.warning("broker refused connection: %s (0x%02X)", reason, code)
+            self._refusal = code
         if not self._connect_result.done():
             self._connect_result.set_result(ok)
 
@@ -687,6 +706,8 @@ class CloudLink:
         if cmd.command_id in self._seen_commands:
             LOGGER.info("command %s redelivered: already handled", cmd.command_id)
             return
+        if cmd.action == "set_policy" and cmd.policy is not None:
+            self._apply_pacing(cmd.policy)
         self._seen_commands = [*self._seen_commands, cmd.command_id][-SEEN_COMMANDS:]
         self._save_inbound()
         LOGGER.info("command %s: %s", cmd.command_id, cmd.action)
@@ -696,9 +717,18 @@ class CloudLink:
         policy = proto.validate_policy(body, topic)
         if policy["version"] <= self._policy_version:
             return
+        self._apply_pacing(policy)
         self._policy_version = int(policy["version"])
         self._save_inbound()
         self._dispatch(self._policy_cbs, policy)
+
+    def _apply_pacing(self, policy: dict[str, Any]) -> None:
+        """Adopt and persist a policy's pacing; PacingError (a ProtocolError) refuses the whole policy."""
+        paced = pacing.from_policy(policy, self.pacer.policy)
+        if paced is not None:
+            pacing.save(self.state_dir, paced)
+            self.pacer.set_policy(paced)
+            LOGGER.info("pacing policy %d in force: %s", paced.version, paced.to_dict())
 
     def _save_inbound(self) -> None:
         store.atomic_write_json(self.state_dir / "inbound.json",
