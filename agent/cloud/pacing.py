@@ -22,9 +22,10 @@ The rules, for every path that talks to the platform:
 - **back-off**: failed attempts use full jitter (agent.cloud.backoff) with the policy's
   base and cap.
 - **widening**: MQTT 5 CONNACK 0x89 "Server busy" and 0x9F "Connection rate exceeded" mean
-  "not now" from a server that is alive: the ceiling at least doubles, to no less than the
-  reconnect window and no more than the cap, and the delay is drawn from the upper half
-  (an immediate retry is exactly wrong). The cloud's "retry" answer (``retry_after``) is
+  "not now" from a server that is alive: the back-off ceiling doubles (never past the cap)
+  and the delay is drawn from its upper half, since an immediate retry is exactly wrong.
+  Doubling rather than a jump to a long floor: a fleet paced to ~95 % of the broker's
+  admission sees a few refusals every second, and those few should come back in seconds. The cloud's "retry" answer (``retry_after``) is
   honoured: never earlier than it asks, never later than the cap, spread above it by a
   ceiling that doubles with each consecutive "retry". A "no capacity" refusal widens the
   next request's delay the same way.
@@ -197,13 +198,15 @@ class Pacer:
 
     __slots__ = ("_booted", "_request_floor", "_retry_streak", "backoff", "policy", "rng")
 
-    def __init__(self, policy: PacingPolicy, rng: random.Random):
+    def __init__(self, policy: PacingPolicy, rng: random.Random, *, booted: bool = True):
+        """``booted``: this process just started, so its first request gets the boot spread
+        (the simulator passes False for devices that have long been running)."""
         self.policy = policy
         self.rng = rng
         self.backoff = Backoff(policy.backoff_base_s, policy.backoff_cap_s, policy.reconnect_window_s, rng)
         self._retry_streak = 0
         self._request_floor = 0.0
-        self._booted = True
+        self._booted = booted
 
     def set_policy(self, policy: PacingPolicy) -> None:
         """Adopt a new (already checked) policy; the back-off keeps its progress."""
@@ -232,7 +235,7 @@ class Pacer:
         if reason not in BUSY_REASONS:
             return self.backoff.next_delay()
         b = self.backoff
-        ceiling = min(b.cap, max(2.0 * b.ceiling(), self.policy.reconnect_window_s))
+        ceiling = min(b.cap, 2.0 * b.ceiling())
         while b.ceiling() < ceiling and b.attempt < 32:
             b.attempt += 1  # the widened ceiling is where the next plain failure continues from
         return self.rng.uniform(ceiling / 2.0, ceiling)
