@@ -2,121 +2,34 @@
 widen its back-off, and the platform's pacing policy is adopted, persisted and bounded.
 
 mosquitto 2.0 never answers CONNACK with 0x89 or 0x9F and has no connection rate limit,
-so a tiny TLS front (``BusyFront``) sits before the real mosquitto: it answers the first
-connections itself with a refusing CONNACK (five bytes), then pipes every later
+so a tiny TLS front (board.fleet.front) sits before the real mosquitto: it answers the
+first connections itself with a refusing CONNACK (five bytes), then pipes every later
 connection, untouched, to mosquitto, where the link's session goes live for real.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
-import ssl
-import threading
-import time
+from itertools import pairwise
 from pathlib import Path
 
 from agent.cloud import pacing
 from agent.cloud.link import CloudLink
 from agent.cloud.pacing import CONNECTION_RATE_EXCEEDED, SERVER_BUSY
+from board.fleet.front import ConnackFront
 from board.virtual.cloud import ReferenceCloud
 from board.virtual.pki import LabPki
-from tests.cloud.conftest import HOST, Broker, device_config, run
+from tests.cloud.conftest import Broker, device_config, run
 from tests.cloud.test_link import errors, until
-
-IO_TIMEOUT_S = 5.0
-"""Bound on every socket operation of the front: loopback answers in milliseconds."""
-
-
-def connack(reason: int) -> bytes:
-    """MQTT 5 CONNACK: type 2, remaining length 3, no session present, reason, no properties."""
-    return bytes([0x20, 0x03, 0x00, reason, 0x00])
-
-
-def read_packet(conn: ssl.SSLSocket) -> bytes:
-    """One MQTT packet (fixed header with variable-length remaining length, then the body)."""
-    head = conn.recv(1)
-    length, shift = 0, 0
-    while True:
-        byte = conn.recv(1)[0]
-        length |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            break
-    body = b""
-    while len(body) < length:
-        body += conn.recv(length - len(body))
-    return head + body
-
-
-class BusyFront:
-    """Loopback TLS front: refuses with ``codes`` in turn, then forwards to the real broker."""
-
-    def __init__(self, pki: LabPki, broker: Broker, codes: list[int]):
-        self.codes = list(codes)
-        self.broker = broker
-        self.refused_at: list[float] = []
-        self.forwarded_at: list[float] = []
-        self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.ctx.load_cert_chain(pki.broker_cert, pki.broker_key)
-        self.sock = socket.create_server((HOST, 0))
-        self.port = self.sock.getsockname()[1]
-        self._stop = False
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._stop = True
-        self.sock.close()
-        self._thread.join(IO_TIMEOUT_S)
-
-    def _serve(self) -> None:
-        while not self._stop:
-            try:
-                raw, _ = self.sock.accept()
-            except OSError:
-                return
-            raw.settimeout(IO_TIMEOUT_S)
-            if self.codes:
-                self._refuse(raw, self.codes.pop(0))
-            else:
-                self.forwarded_at.append(time.monotonic())
-                upstream = socket.create_connection((self.broker.host, self.broker.port), IO_TIMEOUT_S)
-                upstream.settimeout(None)
-                raw.settimeout(None)
-                for a, b in ((raw, upstream), (upstream, raw)):
-                    threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
-
-    def _refuse(self, raw: socket.socket, code: int) -> None:
-        try:
-            with self.ctx.wrap_socket(raw, server_side=True) as conn:
-                packet = read_packet(conn)
-                assert packet[0] >> 4 == 1, "expected CONNECT"
-                self.refused_at.append(time.monotonic())
-                conn.sendall(connack(code))
-        except (OSError, AssertionError, IndexError):
-            raw.close()
-
-
-def _pipe(src: socket.socket, dst: socket.socket) -> None:
-    try:
-        while data := src.recv(65536):
-            dst.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 def test_busy_and_rate_exceeded_connacks_widen_the_real_links_backoff(broker: Broker, pki: LabPki,
                                                                       tmp_path: Path) -> None:
-    front = BusyFront(pki, broker, [SERVER_BUSY, CONNECTION_RATE_EXCEEDED, SERVER_BUSY])
+    script = [SERVER_BUSY, CONNECTION_RATE_EXCEEDED, SERVER_BUSY]
+    front = ConnackFront(pki.broker_cert, pki.broker_key, (broker.host, broker.port),
+                         lambda: script.pop(0) if script else None)
     window, base, cap = 0.05, 0.05, 2.0
-    config = device_config(pki, broker, port=front.port, backoff_base=base, backoff_cap=cap,
+    config = device_config(pki, broker, port=front.start(), backoff_base=base, backoff_cap=cap,
                            first_delay_max=window)
 
     async def body() -> CloudLink:
@@ -131,8 +44,9 @@ def test_busy_and_rate_exceeded_connacks_widen_the_real_links_backoff(broker: Br
     try:
         link = run(body())
     finally:
-        front.close()
-    assert len(front.refused_at) == 3 and len(front.forwarded_at) == 1
+        front.stop()
+    assert [code for _, code in front.refused] == [SERVER_BUSY, CONNECTION_RATE_EXCEEDED, SERVER_BUSY]
+    assert len(front.forwarded) == 1
     assert link.stats.attempts == 4 and link.stats.connects == 1
     # Each refusal's wait was drawn from the upper half of a doubling ceiling (0.1, 0.2,
     # 0.4 s); plain failures would wait anywhere in [0, 0.05], [0, 0.1], [0, 0.2] s.
@@ -141,7 +55,8 @@ def test_busy_and_rate_exceeded_connacks_widen_the_real_links_backoff(broker: Br
     assert 4 * base / 2 <= d2 <= 4 * base
     assert 8 * base / 2 <= d3 <= 8 * base
     assert max(link.stats.delays) <= cap
-    gaps = [b - a for a, b in zip(front.refused_at, [*front.refused_at[1:], front.forwarded_at[0]])]
+    seen = [t for t, _ in front.refused] + front.forwarded
+    gaps = [b - a for a, b in pairwise(seen)]
     assert all(g >= d for g, d in zip(gaps, (d1, d2, d3)))  # the broker saw the waits, not just the counters
 
 
