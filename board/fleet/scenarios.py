@@ -74,6 +74,9 @@ SPARE_SIMS = 0.10
 BULK_AT_S = CAP_WAVE_S
 """The 2020 platform switches every affected user at once when the wave is over."""
 
+ORDER_AT_S = 60.0
+"""When the platform decides to move devices in the bulk-order scenario."""
+
 
 def size_policy(fleet: int, region: int, connections: Resource = CONNECTIONS,
                 assignments: Resource = ASSIGNMENTS, *, version: int = 1) -> PacingPolicy:
@@ -206,6 +209,30 @@ def sim_caps(n: int, paced: bool, seed: int = 1, scale: float = 1.0, capped: int
     return _finish(f"{capped:,} SIMs capped in 10 min", fleet, paced, cap_at, detect_p99 + SWAP_S, started, policy)
 
 
+def bulk_order(n: int, paced: bool, seed: int = 1, scale: float = 1.0, order: int | None = None) -> Outcome:
+    """The platform must move ``order`` devices now (a wholesaler announced its caps). Paced:
+    one swap command each, whose ``window`` the platform sizes to its admission rate; the
+    device starts inside it (agent.cloud.pacing.swap_delay, the swap policy's seam). 2020:
+    every device at once, on the 2020 access server."""
+    started = time.monotonic()
+    order = order if order is not None else max(1, round(CAPPED_SIMS * scale))
+    policy = size_policy(n, int(n * REGION_SHARE), scaled(CONNECTIONS, scale), scaled(ASSIGNMENTS, scale))
+    fleet = _fleet(n, paced, policy, seed, ASSIGNMENTS if paced else ASSIGNMENTS_2020, tracks_throttled=paced)
+    _scale(fleet, scale)
+    fleet.after_connect = lambda dev, t: None  # served means: on its new SIM
+    fleet.free_sims = list(range(n, n + max(order, int(n * SPARE_SIMS))))
+    fleet.affected = random.Random(seed).sample(range(n), order)
+    admit = fleet.assign.resource.admit_per_s
+    not_after = ORDER_AT_S + math.ceil(order / (UTILISATION * admit))
+    for dev in fleet.affected:
+        delay = pacing.swap_delay(policy, fleet.rng, now=ORDER_AT_S, not_before=ORDER_AT_S,
+                                  not_after=not_after) if paced else 0.0
+        fleet.wants_sim[dev] = True
+        fleet.at(ORDER_AT_S + delay, REQUEST, dev)
+    ideal = 0.99 * order / admit + SWAP_S
+    return _finish(f"platform moves {order:,} devices", fleet, paced, ORDER_AT_S, ideal, started, policy)
+
+
 def scaled(res: Resource, scale: float) -> Resource:
     """A platform ``scale`` times the size (small fleets in tests keep the same proportions)."""
     return replace(res, admit_per_s=max(1, round(res.admit_per_s * scale)),
@@ -221,6 +248,7 @@ SCENARIOS: dict[str, Callable[..., Outcome]] = {
     "restart": broker_restart,
     "caps": sim_caps,
     "outage": regional_outage,
+    "order": bulk_order,
 }
 
 
