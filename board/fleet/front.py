@@ -100,6 +100,7 @@ class ConnackFront:
         if reason is not None:
             await self._loop.run_in_executor(None, self._refuse, conn, reason)
             return
+        self.forwarded.append(time.monotonic())  # admitted: the decision's time, as a rate limit counts
         try:
             reader, writer = await asyncio.open_connection(sock=conn)
         except OSError:
@@ -130,7 +131,6 @@ class ConnackFront:
 
     async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection(*self.upstream)
-        self.forwarded.append(time.monotonic())
         self._writers.add(up_writer)
         try:
             await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))

@@ -10,6 +10,8 @@ connection, untouched, to mosquitto, where the link's session goes live for real
 from __future__ import annotations
 
 import asyncio
+import random
+import time
 from itertools import pairwise
 from pathlib import Path
 
@@ -84,3 +86,28 @@ def test_platform_pacing_is_adopted_persisted_and_a_reckless_one_refused(
     run(first_run())
     kept = asyncio.run(after_restart())
     assert (kept.version, kept.reconnect_window_s, kept.request_window_s, kept.backoff_cap_s) == (4, 350, 60, 600)
+
+
+def test_first_request_after_boot_waits_its_spread_over_the_request_window(
+        broker: Broker, pki: LabPki, cloud: ReferenceCloud, tmp_path: Path) -> None:
+    """The link's first assignment request after start waits uniform [0, request_window],
+    drawn from the link's rng; the cloud sees the request only after that wait."""
+    window, seed = 2.0, 5
+    expected = random.Random(seed).uniform(0.0, window)  # the link's first draw: the setup connects without one
+
+    async def body() -> float:
+        link = CloudLink(device_config(pki, broker, request_window=window), state_dir=tmp_path / "agent",
+                         rng=random.Random(seed))
+        await link.start()
+        try:
+            assert await link.wait_connected(5)
+            asked = time.time()
+            await link.request_assignment("boot", timeout=10)
+            return asked
+        finally:
+            await link.stop()
+
+    asked = run(body())
+    arrived = next(e["t"] for e in cloud.events() if e["kind"] == "assign/request")
+    assert expected > 0.2  # the seed gives a wait worth measuring
+    assert arrived - asked >= expected - 0.05
