@@ -175,6 +175,7 @@ class CloudLink:
                                     backoff_cap_s=config.backoff_cap)
         self.pacer = pacing.Pacer(pacing.load(self.state_dir, local), self._rng)
         self._refusal: int | None = None  # CONNACK failure reason of the current attempt
+        self._own_pause = False  # the last data-link pause was our own (a swap), not an outage
         self._guard = sealing.ReplayGuard(self.state_dir / "replay.json")
         self._sessions = SessionCounter(self.state_dir)
         self._device_key = sealing.load_private_x25519(config.sealing_key_file)
@@ -249,11 +250,17 @@ class CloudLink:
         except TimeoutError:
             return False
 
-    def set_network_available(self, up: bool) -> None:
-        """Follow the data link: no broker attempts while it is down; a random delay when it returns."""
+    def set_network_available(self, up: bool, *, own: bool = False) -> None:
+        """Follow the data link: no broker attempts while it is down; a random delay when it returns.
+
+        ``own`` (with ``up=False``): this device pauses the link itself for a moment (a SIM
+        swap), so on return it waits only a short delay of its own, not the resume window
+        that spreads a whole region coming back after an outage (pacing, issue 15)."""
         if up == self._net_up:
             return
         self._net_up = up
+        if not up:
+            self._own_pause = own
         LOGGER.info("data link %s: cloud link %s", "up" if up else "down", "resumes" if up else "pauses")
         if self._net_event is not None:
             (self._net_event.set if up else self._net_event.clear)()
@@ -334,7 +341,7 @@ class CloudLink:
                 assert self._refusal is not None
                 delay = self.pacer.after_refusal(self._refusal)
             elif outcome == "net_down":
-                delay = self.pacer.after_resume()
+                delay = self.pacer.after_own_pause() if self._own_pause else self.pacer.after_resume()
             elif outcome in ("dropped", "rebuilt"):
                 delay = self.pacer.after_drop()
             else:

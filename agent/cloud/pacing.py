@@ -226,6 +226,11 @@ class Pacer:
         self.backoff.reset()
         return self.rng.uniform(0.0, self.policy.resume_window_s)
 
+    def after_own_pause(self) -> float:
+        """The device paused its own link for a moment (a SIM swap): nobody else returns with it."""
+        self.backoff.reset()
+        return self.rng.uniform(0.0, self.policy.backoff_base_s)
+
     def after_failure(self) -> float:
         """An attempt failed without an answer (refused TCP, TLS error, timeout)."""
         return self.backoff.next_delay()

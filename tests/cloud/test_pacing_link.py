@@ -111,3 +111,29 @@ def test_first_request_after_boot_waits_its_spread_over_the_request_window(
     arrived = next(e["t"] for e in cloud.events() if e["kind"] == "assign/request")
     assert expected > 0.2  # the seed gives a wait worth measuring
     assert arrived - asked >= expected - 0.05
+
+
+def test_a_swap_pause_resumes_at_once_and_an_outage_waits_the_resume_window(broker: Broker, pki: LabPki,
+                                                                          tmp_path: Path) -> None:
+    window, base = 30.0, 0.1  # a 30 s resume window would make a swap's return take up to 30 s
+
+    async def body() -> CloudLink:
+        link = CloudLink(device_config(pki, broker, first_delay_max=window, backoff_base=base),
+                         state_dir=tmp_path / "agent")
+        await link.start()
+        try:
+            assert await link.wait_connected(5)
+            link.set_network_available(False, own=True)  # the supervisor switching SIMs
+            link.set_network_available(True)
+            await until(lambda: link.stats.connects == 2, 5)
+            link.set_network_available(False)  # the carrier went away
+            link.set_network_available(True)
+            await until(lambda: len(link.stats.delays) == 2)
+        finally:
+            await link.stop()
+        return link
+
+    link = run(body())
+    own, outage = link.stats.delays
+    assert own <= base
+    assert 0.0 <= outage <= window  # drawn over the whole window (the link sleeps it; not awaited here)

@@ -128,3 +128,10 @@ def test_the_protocol_docs_pacing_example_is_a_policy_the_device_accepts() -> No
     assert paced, "docs/protocol.md 3.8.1 shows a policy with pacing"
     for body in paced:
         assert pacing.from_policy(body, PacingPolicy()) is not None
+
+
+def test_an_own_pause_returns_quickly_while_a_regions_return_is_spread() -> None:
+    policy = PacingPolicy(resume_window_s=600.0, backoff_base_s=2.0)
+    p = Pacer(policy, random.Random(6))
+    assert all(d <= 2.0 for d in (p.after_own_pause() for _ in range(100)))  # a swap: the device alone
+    assert max(p.after_resume() for _ in range(100)) > 300.0  # an outage's end: the region together
