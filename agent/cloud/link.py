@@ -309,7 +309,8 @@ class CloudLink:
                 raise AssignmentUnavailable(f"no assignment within {timeout:.0f}s", reason="timeout")
             reply = await self._ask_once(reason, current_iccid, evidence,
                                          min(self.config.request_attempt, deadline - self.clock.monotonic()))
-            if reply is None:
+            if reply is None:  # no answer at all: the platform may be overrun; do not resend in step
+                await asyncio.sleep(min(self.pacer.after_silence(), max(0.0, deadline - self.clock.monotonic())))
                 continue
             if reply.status == "retry":
                 delay = min(self.pacer.retry_after(reply.retry_after), max(0.0, deadline - self.clock.monotonic()))

@@ -28,7 +28,8 @@ The rules, for every path that talks to the platform:
   admission sees a few refusals every second, and those few should come back in seconds. The cloud's "retry" answer (``retry_after``) is
   honoured: never earlier than it asks, never later than the cap, spread above it by a
   ceiling that doubles with each consecutive "retry". A "no capacity" refusal widens the
-  next request's delay the same way.
+  next request's delay the same way, and a request that got no answer at all is sent again
+  after full jitter over that doubling ceiling (not in step with every other device).
 
 Everything here is pure (no I/O except ``load``/``save``, which go through agent.store) and
 takes its randomness from an injected ``random.Random``, which is what lets the fleet
@@ -264,6 +265,14 @@ class Pacer:
         widened = self.policy.backoff_base_s * (2 ** min(self._retry_streak, 32))
         ceiling = min(cap, max(floor * (1.0 + RETRY_SPREAD), widened))
         return self.rng.uniform(floor, max(floor, ceiling))
+
+    def after_silence(self) -> float:
+        """An assignment request got no answer at all (lost, or the platform is overrun):
+        full jitter over a ceiling that doubles with each silence in a row, so a fleet's
+        unanswered requests are not all sent again in the same second."""
+        self._retry_streak += 1
+        ceiling = min(self.policy.backoff_cap_s, self.policy.backoff_base_s * (2 ** min(self._retry_streak, 32)))
+        return self.rng.uniform(0.0, ceiling)
 
     def no_capacity(self) -> None:
         """The cloud refused for lack of capacity: the next request waits a widened delay."""

@@ -213,8 +213,8 @@ class Fleet:
         elif answer == "refused":
             self.at(t + (p.retry_after(RETRY_AFTER_S) if self.paced else jittered(RETRY_AFTER_S, self.rng)),
                     REQUEST, dev)
-        else:  # busy: no answer; the link re-sends with a new request id
-            self.at(t + REQUEST_ATTEMPT_S, REQUEST, dev)
+        else:  # busy: no answer; the link re-sends with a new request id (paced: after a jittered wait)
+            self.at(t + REQUEST_ATTEMPT_S + (p.after_silence() if self.paced else 0.0), REQUEST, dev)
 
     def _assign(self, dev: int, t: float) -> None:
         """The platform picks a SIM: never one reported throttled, if it tracks them."""

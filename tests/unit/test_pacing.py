@@ -135,3 +135,12 @@ def test_an_own_pause_returns_quickly_while_a_regions_return_is_spread() -> None
     p = Pacer(policy, random.Random(6))
     assert all(d <= 2.0 for d in (p.after_own_pause() for _ in range(100)))  # a swap: the device alone
     assert max(p.after_resume() for _ in range(100)) > 300.0  # an outage's end: the region together
+
+
+def test_unanswered_requests_are_resent_out_of_step_and_bounded() -> None:
+    policy = PacingPolicy(backoff_base_s=1.0, backoff_cap_s=60.0)
+    fleet = [Pacer(policy, random.Random(seed)) for seed in range(300)]
+    first = [p.after_silence() for p in fleet]
+    later = [max(p.after_silence() for _ in range(10)) for p in fleet]
+    assert max(first) <= 2.0 and len({round(d, 1) for d in first}) > 15  # spread, not one instant
+    assert all(d <= 60.0 for d in later) and max(later) > 30.0  # widened, within the cap
