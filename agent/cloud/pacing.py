@@ -22,10 +22,13 @@ The rules, for every path that talks to the platform:
 - **back-off**: failed attempts use full jitter (agent.cloud.backoff) with the policy's
   base and cap.
 - **widening**: MQTT 5 CONNACK 0x89 "Server busy" and 0x9F "Connection rate exceeded" mean
-  "not now" from a server that is alive: the back-off ceiling doubles (never past the cap)
-  and the delay is drawn from its upper half, since an immediate retry is exactly wrong.
-  Doubling rather than a jump to a long floor: a fleet paced to ~95 % of the broker's
-  admission sees a few refusals every second, and those few should come back in seconds. The cloud's "retry" answer (``retry_after``) is
+  "not now" from a server that is alive: the back-off ceiling doubles, to no less than half
+  the window the device is returning within (reconnect or resume), never past the cap, and
+  the delay is drawn from its upper half, since an immediate retry is exactly wrong. Why
+  half the window: the platform sized the window as fleet / admission, so a backlog of up
+  to the whole fleet retrying over half a window or more stays within a broker that can
+  answer (refuse) about four times what it admits, even when the policy is stale (a fleet
+  that outgrew it by k doubles its way there in log2 k refusals). Simulated: docs/fleet.md. The cloud's "retry" answer (``retry_after``) is
   honoured: never earlier than it asks, never later than the cap, spread above it by a
   ceiling that doubles with each consecutive "retry". A "no capacity" refusal widens the
   next request's delay the same way, and a request that got no answer at all is sent again
@@ -197,7 +200,7 @@ class Pacer:
     """One device's pacing state: the policy in force, its back-off, and how far busy
     answers have widened it. The link asks it for every delay; the simulator does too."""
 
-    __slots__ = ("_booted", "_request_floor", "_retry_streak", "backoff", "policy", "rng")
+    __slots__ = ("_booted", "_request_floor", "_retry_streak", "_window", "backoff", "policy", "rng")
 
     def __init__(self, policy: PacingPolicy, rng: random.Random, *, booted: bool = True):
         """``booted``: this process just started, so its first request gets the boot spread
@@ -208,6 +211,7 @@ class Pacer:
         self._retry_streak = 0
         self._request_floor = 0.0
         self._booted = booted
+        self._window = policy.reconnect_window_s  # the spread this device is returning within
 
     def set_policy(self, policy: PacingPolicy) -> None:
         """Adopt a new (already checked) policy; the back-off keeps its progress."""
@@ -220,28 +224,37 @@ class Pacer:
     def after_drop(self) -> float:
         """A live connection dropped (the broker went away, likely for everyone)."""
         self.backoff.reset()
-        return self.rng.uniform(0.0, self.policy.reconnect_window_s)
+        self._window = self.policy.reconnect_window_s
+        return self.rng.uniform(0.0, self._window)
 
     def after_resume(self) -> float:
         """Our data link came back (likely for a whole region at once)."""
         self.backoff.reset()
-        return self.rng.uniform(0.0, self.policy.resume_window_s)
+        self._window = self.policy.resume_window_s
+        return self.rng.uniform(0.0, self._window)
 
     def after_own_pause(self) -> float:
         """The device paused its own link for a moment (a SIM swap): nobody else returns with it."""
         self.backoff.reset()
-        return self.rng.uniform(0.0, self.policy.backoff_base_s)
+        self._window = self.policy.backoff_base_s
+        return self.rng.uniform(0.0, self._window)
 
     def after_failure(self) -> float:
-        """An attempt failed without an answer (refused TCP, TLS error, timeout)."""
-        return self.backoff.next_delay()
+        """An attempt failed without an answer (refused TCP, TLS error, timeout): full jitter
+        over the back-off ceiling, or over half the window the device is returning within if
+        that is wider, so the devices that met a broker still restarting, or one overrun,
+        come back spread as widely as they left instead of piling onto its first second."""
+        b = self.backoff
+        ceiling = max(b.ceiling(), min(b.cap, self._window / 2.0))
+        b.attempt += 1
+        return self.rng.uniform(0.0, ceiling)
 
     def after_refusal(self, reason: int) -> float:
         """The broker answered CONNACK with a failure ``reason``; busy ones widen."""
         if reason not in BUSY_REASONS:
-            return self.backoff.next_delay()
+            return self.after_failure()
         b = self.backoff
-        ceiling = min(b.cap, 2.0 * b.ceiling())
+        ceiling = min(b.cap, max(2.0 * b.ceiling(), self._window / 2.0))
         while b.ceiling() < ceiling and b.attempt < 32:
             b.attempt += 1  # the widened ceiling is where the next plain failure continues from
         return self.rng.uniform(ceiling / 2.0, ceiling)

@@ -35,22 +35,26 @@ def main(argv: list[str] | None = None) -> int:
                     help="run only this scenario (repeatable; default all)")
     ap.add_argument("--variant", choices=("paced", "2020", "both"), default="both")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--sized-for", type=int, default=None, metavar="N",
+                    help="devices get a policy sized for N devices (what a stale policy does to a larger fleet)")
     ap.add_argument("--policy", action="store_true", help="print the sized pacing policy as JSON and stop")
     args = ap.parse_args(argv)
     if args.devices < 1 or args.scale <= 0:
         ap.error("--devices must be >= 1 and --scale > 0")
-    policy = size_policy(args.devices, int(args.devices * REGION_SHARE), scaled(CONNECTIONS, args.scale),
+    sized = args.sized_for or args.devices
+    policy = size_policy(sized, int(sized * REGION_SHARE), scaled(CONNECTIONS, args.scale),
                          scaled(ASSIGNMENTS, args.scale))
     if args.policy:
         print(json.dumps({"pacing": {k: v for k, v in policy.to_dict().items() if k != "version"}}))
         return 0
-    print(f"pacing policy sized for {args.devices:,} devices: {json.dumps(policy.to_dict())}", flush=True)
+    print(f"pacing policy sized for {sized:,} devices: {json.dumps(policy.to_dict())}", flush=True)
     variants = {"paced": [True], "2020": [False], "both": [True, False]}[args.variant]
     started = time.monotonic()
     outcomes = []
     for name in args.scenario or list(SCENARIOS):
         for paced in variants:
-            outcomes.append(SCENARIOS[name](args.devices, paced, seed=args.seed, scale=args.scale))
+            outcomes.append(SCENARIOS[name](args.devices, paced, seed=args.seed, scale=args.scale,
+                                            sized_for=args.sized_for))
             print(report(outcomes[-1:]), flush=True)
     print(f"simulated {len(outcomes)} runs in {time.monotonic() - started:.1f} s wall")
     return 0

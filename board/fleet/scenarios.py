@@ -106,6 +106,12 @@ def size_policy(fleet: int, region: int, connections: Resource = CONNECTIONS,
         backoff_base_s=base, backoff_cap_s=min(BOUNDS["backoff_cap_s"].high, cap)))
 
 
+def _policy(n: int, sized_for: int | None, scale: float) -> PacingPolicy:
+    """The policy the platform sends: sized for ``sized_for`` devices (a stale policy) or the fleet."""
+    m = sized_for or n
+    return size_policy(m, int(m * REGION_SHARE), scaled(CONNECTIONS, scale), scaled(ASSIGNMENTS, scale))
+
+
 @dataclass
 class Outcome:
     scenario: str
@@ -155,25 +161,27 @@ def _finish(name: str, fleet: Fleet, paced: bool, since: float | dict[int, float
                    fleet.processed, time.monotonic() - started, policy)
 
 
-def broker_restart(n: int, paced: bool, seed: int = 1, scale: float = 1.0) -> Outcome:
-    """Every device loses the broker at t=0; the broker listens again after RESTART_S."""
+def broker_restart(n: int, paced: bool, seed: int = 1, scale: float = 1.0, sized_for: int | None = None,
+                   down_s: float = RESTART_S) -> Outcome:
+    """Every device loses the broker at t=0; the broker listens again after ``down_s``."""
     started = time.monotonic()
-    policy = size_policy(n, int(n * REGION_SHARE), scaled(CONNECTIONS, scale), scaled(ASSIGNMENTS, scale))
+    policy = _policy(n, sized_for, scale)
     fleet = _fleet(n, paced, policy, seed)
     _scale(fleet, scale)
-    fleet.broker_up_at = RESTART_S
+    fleet.broker_up_at = down_s
     fleet.affected = list(range(n))
     for dev in fleet.affected:
         fleet.drop(dev, 0.0)
     ideal = 0.99 * n / fleet.conn.resource.admit_per_s
-    return _finish("broker restart", fleet, paced, RESTART_S, ideal, started, policy)
+    return _finish("broker restart", fleet, paced, down_s, ideal, started, policy)
 
 
-def regional_outage(n: int, paced: bool, seed: int = 1, scale: float = 1.0) -> Outcome:
+def regional_outage(n: int, paced: bool, seed: int = 1, scale: float = 1.0, sized_for: int | None = None
+                    ) -> Outcome:
     """A region's carrier is down for OUTAGE_S; its devices' links pause, then resume together."""
     started = time.monotonic()
     region = int(n * REGION_SHARE)
-    policy = size_policy(n, region, scaled(CONNECTIONS, scale), scaled(ASSIGNMENTS, scale))
+    policy = _policy(n, sized_for, scale)
     fleet = _fleet(n, paced, policy, seed)
     _scale(fleet, scale)
     fleet.affected = random.Random(seed).sample(range(n), region)
@@ -186,13 +194,14 @@ def regional_outage(n: int, paced: bool, seed: int = 1, scale: float = 1.0) -> O
     return _finish("regional outage 30 min", fleet, paced, recovery, ideal, started, policy)
 
 
-def sim_caps(n: int, paced: bool, seed: int = 1, scale: float = 1.0, capped: int | None = None) -> Outcome:
+def sim_caps(n: int, paced: bool, seed: int = 1, scale: float = 1.0, capped: int | None = None,
+             sized_for: int | None = None) -> Outcome:
     """A wholesaler caps ``capped`` in-use SIMs within CAP_WAVE_S. Paced: each device detects
     its own, reports it, asks for a SIM. 2020: nobody detects; the platform orders every
     affected device to swap at once when the wave is over, from a pool it cannot tell apart."""
     started = time.monotonic()
     capped = capped if capped is not None else max(1, round(CAPPED_SIMS * scale))
-    policy = size_policy(n, int(n * REGION_SHARE), scaled(CONNECTIONS, scale), scaled(ASSIGNMENTS, scale))
+    policy = _policy(n, sized_for, scale)
     fleet = _fleet(n, paced, policy, seed, ASSIGNMENTS if paced else ASSIGNMENTS_2020, tracks_throttled=paced)
     _scale(fleet, scale)
     fleet.after_connect = lambda dev, t: None  # served means: on a SIM that is not capped
@@ -209,14 +218,15 @@ def sim_caps(n: int, paced: bool, seed: int = 1, scale: float = 1.0, capped: int
     return _finish(f"{capped:,} SIMs capped in 10 min", fleet, paced, cap_at, detect_p99 + SWAP_S, started, policy)
 
 
-def bulk_order(n: int, paced: bool, seed: int = 1, scale: float = 1.0, order: int | None = None) -> Outcome:
+def bulk_order(n: int, paced: bool, seed: int = 1, scale: float = 1.0, order: int | None = None,
+               sized_for: int | None = None) -> Outcome:
     """The platform must move ``order`` devices now (a wholesaler announced its caps). Paced:
     one swap command each, whose ``window`` the platform sizes to its admission rate; the
     device starts inside it (agent.cloud.pacing.swap_delay, the swap policy's seam). 2020:
     every device at once, on the 2020 access server."""
     started = time.monotonic()
     order = order if order is not None else max(1, round(CAPPED_SIMS * scale))
-    policy = size_policy(n, int(n * REGION_SHARE), scaled(CONNECTIONS, scale), scaled(ASSIGNMENTS, scale))
+    policy = _policy(n, sized_for, scale)
     fleet = _fleet(n, paced, policy, seed, ASSIGNMENTS if paced else ASSIGNMENTS_2020, tracks_throttled=paced)
     _scale(fleet, scale)
     fleet.after_connect = lambda dev, t: None  # served means: on its new SIM

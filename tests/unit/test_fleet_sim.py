@@ -16,26 +16,34 @@ from board.fleet.__main__ import main as fleet_main
 from board.fleet.sim import Load, Resource
 
 N, SCALE = 2000, 0.1
+SMALL = {"restart": {"down_s": 2.0}}
+"""The broker restart is 10 s at 100,000 devices (a 422 s window); with this fleet's 85 s
+window the same share of the window is 2 s."""
 
 
 @pytest.mark.parametrize("name", sorted(scenarios.SCENARIOS))
 def test_paced_fleet_never_overruns_the_platform_and_everyone_is_served(name: str) -> None:
     for seed in (1, 2, 3):
-        o = scenarios.SCENARIOS[name](N, True, seed=seed, scale=SCALE)
+        o = scenarios.SCENARIOS[name](N, True, seed=seed, scale=SCALE, **SMALL.get(name, {}))
         assert o.within_capacity(), f"{name} seed {seed}: offered above what the platform answers"
         assert o.busy_s(o.conn) == 0 and o.busy_s(o.assign) == 0
         assert max(o.conn.admitted) <= o.conn.resource.admit_per_s
         assert o.unserved == 0
         assert o.reassigned_throttled == 0
-        assert o.t99 is not None and o.t99 <= 1.5 * o.ideal, f"{name}: 99 % after {o.t99} s, capacity {o.ideal} s"
+        # At 25 connections a second the per-second noise is a fifth of the rate, so more
+        # devices are refused and come back half a window later than at 250/s (the bench's
+        # 100,000 devices meet the 10 % goal). Bound here: what capacity allows plus one
+        # widened retry.
+        bound = o.ideal + o.policy.reconnect_window_s / 2
+        assert o.t99 is not None and o.t99 <= bound, f"{name}: 99 % after {o.t99:.0f} s, bound {bound:.0f} s"
 
 
 @pytest.mark.parametrize("name", sorted(scenarios.SCENARIOS))
 def test_the_2020_behaviour_overruns_the_same_platform(name: str) -> None:
-    o = scenarios.SCENARIOS[name](N, False, scale=SCALE)
+    o = scenarios.SCENARIOS[name](N, False, scale=SCALE, **SMALL.get(name, {}))
     assert not o.within_capacity()
     assert o.busy_s(o.conn) + o.busy_s(o.assign) > 60
-    paced = scenarios.SCENARIOS[name](N, True, scale=SCALE)
+    paced = scenarios.SCENARIOS[name](N, True, scale=SCALE, **SMALL.get(name, {}))
     assert o.t99 is None or o.t99 > paced.t99  # and it serves everyone later, or never
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -64,20 +65,36 @@ def test_busy_connack_widens_within_the_cap_and_never_retries_at_once() -> None:
     policy = PacingPolicy(reconnect_window_s=20.0, backoff_base_s=1.0, backoff_cap_s=120.0)
     for seed in range(50):
         p = Pacer(policy, random.Random(seed))
+        p.after_drop()  # returning within the reconnect window
         ceilings = []
         for code in (SERVER_BUSY, CONNECTION_RATE_EXCEEDED) * 5:
-            ceiling = min(policy.backoff_cap_s, 2 * p.backoff.ceiling())
+            ceiling = min(policy.backoff_cap_s, max(2 * p.backoff.ceiling(), policy.reconnect_window_s / 2))
             delay = p.after_refusal(code)
             assert ceiling / 2 <= delay <= ceiling <= policy.backoff_cap_s  # upper half: never at once
             ceilings.append(ceiling)
-        assert ceilings[:4] == [2.0, 4.0, 8.0, 16.0]  # doubles from the base
+        assert ceilings[0] == policy.reconnect_window_s / 2  # the first: half the window it returns within
+        assert all(b >= min(policy.backoff_cap_s, 2 * a) for a, b in pairwise(ceilings))  # then doubling
         assert ceilings[-1] == policy.backoff_cap_s
         assert p.backoff.ceiling() == 120.0  # a plain failure afterwards continues from the widened ceiling
 
 
+def test_failures_while_returning_are_spread_over_half_the_window() -> None:
+    """Devices that met a broker still restarting must not pile onto its first second."""
+    policy = PacingPolicy(reconnect_window_s=400.0, backoff_base_s=1.0, backoff_cap_s=600.0)
+    retries = []
+    for seed in range(400):
+        p = Pacer(policy, random.Random(seed))
+        p.after_drop()
+        retries.append(p.after_failure())
+    assert max(retries) <= 200.0 and sum(1 for r in retries if r > 100) > 150  # uniform over [0, 200]
+    lone = Pacer(policy, random.Random(1))
+    lone.after_own_pause()  # after its own short pause, a failure is a plain back-off
+    assert lone.after_failure() <= 1.0
+
+
 def test_other_connack_refusals_are_plain_failures() -> None:
-    p = Pacer(PacingPolicy(backoff_base_s=1.0), random.Random(1))
-    assert 0 <= p.after_refusal(0x87) <= 1.0  # not authorized: no widening, ordinary back-off
+    p = Pacer(PacingPolicy(reconnect_window_s=4.0, backoff_base_s=1.0), random.Random(1))
+    assert all(0 <= p.after_refusal(0x87) <= 2.0 for _ in range(1))  # not authorized: no upper-half widening
 
 
 def test_retry_after_is_honoured_widened_by_the_streak_and_bounded() -> None:
