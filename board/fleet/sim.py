@@ -179,17 +179,21 @@ class Fleet:
         if self.net_down[dev] or self.connected[dev]:
             return
         if t < self.broker_up_at:  # TCP refused at once: a plain failure
-            self.at(t + p.after_failure(), CONNECT, dev)
+            self.at(t + self._failed(p), CONNECT, dev)
             return
         answer = self.conn.offer(t)
         if answer == "ok":
             self.connected[dev] = True
             self.after_connect(dev, t)
         elif answer == "refused":
-            delay = p.after_refusal(CONNECTION_RATE_EXCEEDED) if self.paced else p.after_failure()
+            delay = p.after_refusal(CONNECTION_RATE_EXCEEDED) if self.paced else self._failed(p)
             self.at(t + delay, CONNECT, dev)
         else:  # busy: no CONNACK; the link gives up after its connect timeout
-            self.at(t + CONNECT_TIMEOUT_S + p.after_failure(), CONNECT, dev)
+            self.at(t + CONNECT_TIMEOUT_S + self._failed(p), CONNECT, dev)
+
+    def _failed(self, p: Pacer) -> float:
+        """Delay after a failed attempt: the Pacer's, or the plain back-off the link used before it."""
+        return p.after_failure() if self.paced else p.backoff.next_delay()
 
     def _served_on_connect(self, dev: int, t: float) -> None:
         if dev not in self.served_at:
