@@ -176,6 +176,7 @@ class CloudLink:
         self.pacer = pacing.Pacer(pacing.load(self.state_dir, local), self._rng)
         self._refusal: int | None = None  # CONNACK failure reason of the current attempt
         self._own_pause = False  # the last data-link pause was our own (a swap), not an outage
+        self._boot_delay = 0.0  # the first connection's spread (start() draws it)
         self._guard = sealing.ReplayGuard(self.state_dir / "replay.json")
         self._sessions = SessionCounter(self.state_dir)
         self._device_key = sealing.load_private_x25519(config.sealing_key_file)
@@ -212,6 +213,8 @@ class CloudLink:
     async def start(self) -> None:
         """Start the reconnect loop and the watchdog; returns at once (not when connected)."""
         self._loop = asyncio.get_running_loop()
+        # pacing: a region powered on together must not connect (nor ask for SIMs) together
+        self._boot_delay = self.pacer.after_boot()
         self._net_event = asyncio.Event()
         self._connected_event = asyncio.Event()
         if self._net_up:
@@ -301,7 +304,7 @@ class CloudLink:
         verification: also reported upstream as an "error" event).
         """
         assert self._loop is not None, "start() first"
-        await asyncio.sleep(self.pacer.before_request())  # pacing: boot spread / after "no capacity"
+        await asyncio.sleep(self.pacer.before_request())  # pacing: after "no capacity"
         deadline = self.clock.monotonic() + timeout
         while True:
             remaining = deadline - self.clock.monotonic()
@@ -327,7 +330,7 @@ class CloudLink:
 
     async def _run(self) -> None:
         assert self._net_event is not None
-        delay = 0.0
+        delay = self._boot_delay
         while not self._stopping:
             await self._net_event.wait()
             if delay > 0:

@@ -14,9 +14,10 @@ The rules, for every path that talks to the platform:
   everyone): the first attempt waits uniform [0, reconnect_window].
 - **resume window**: the device's own data link came back (a carrier outage ended for a
   whole region at once): uniform [0, resume_window].
-- **request window**: the first assignment request after boot waits uniform [0,
-  request_window] (every device powered on by the same outage's end would otherwise ask in
-  the same second).
+- **request window** (boot): the first connection after start, and with it the first
+  assignment request, waits uniform [0, request_window]: every device powered on by the
+  same outage's end would otherwise connect and ask in the same second. One spread for
+  both, so that they do not add up.
 - **swap window**: a swap the platform ordered happens uniform [0, swap_window] after the
   order (inside the command's own window); ``swap_delay()`` is the seam for the swap policy.
 - **back-off**: failed attempts use full jitter (agent.cloud.backoff) with the policy's
@@ -221,6 +222,14 @@ class Pacer:
 
     # --- broker connection -------------------------------------------------------------
 
+    def after_boot(self) -> float:
+        """The first connection after start, and with it the first assignment request: a
+        region whose power came back boots together. Spread over the request window."""
+        self.backoff.reset()
+        self._booted = False  # the request rides on this spread; no second one
+        self._window = self.policy.request_window_s
+        return self.rng.uniform(0.0, self._window)
+
     def after_drop(self) -> float:
         """A live connection dropped (the broker went away, likely for everyone)."""
         self.backoff.reset()
@@ -262,8 +271,9 @@ class Pacer:
     # --- assignment requests ------------------------------------------------------------
 
     def before_request(self) -> float:
-        """Delay before an assignment request: the boot spread for the first one, the
-        widened floor after a "no capacity" refusal, else nothing."""
+        """Delay before an assignment request: the boot spread for the first one if the
+        connection did not already take it (``after_boot``), the widened floor after a
+        "no capacity" refusal, else nothing."""
         if self._booted:
             self._booted = False
             return self.rng.uniform(0.0, self.policy.request_window_s)

@@ -22,9 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from agent.cloud import pacing
-from agent.cloud.pacing import BOUNDS, PacingPolicy
+from agent.cloud.pacing import BOUNDS, Pacer, PacingPolicy
 from board.fleet.sim import (
     CAPPED,
+    CONNECT,
     DETECT_MEDIAN_S,
     DETECT_P95_S,
     REQUEST,
@@ -84,7 +85,9 @@ def size_policy(fleet: int, region: int, connections: Resource = CONNECTIONS,
     ``UTILISATION`` of admission, for the largest group that can be hit at once.
 
     - reconnect: the whole fleet loses the broker together;
-    - resume and boot requests: a region (one carrier, one power cut) comes back together;
+    - resume: a region (one carrier) comes back together;
+    - boot (request window): a region powered on together connects, asks, swaps and so
+      connects again: twice the region in connections, the region in assignments;
     - swap: the largest bulk order is the whole region;
     - back-off base: half a broker restart, so the devices whose attempt fell into the
       restart retry over the next restart's length instead of piling onto its first second;
@@ -101,7 +104,8 @@ def size_policy(fleet: int, region: int, connections: Resource = CONNECTIONS,
     return pacing.check(PacingPolicy(
         version=version, reconnect_window_s=reconnect,
         resume_window_s=window(region, connections.admit_per_s, "resume_window_s"),
-        request_window_s=window(region, assignments.admit_per_s, "request_window_s"),
+        request_window_s=max(window(2 * region, connections.admit_per_s, "request_window_s"),
+                             window(region, assignments.admit_per_s, "request_window_s")),
         swap_window_s=window(region, assignments.admit_per_s, "swap_window_s"),
         backoff_base_s=base, backoff_cap_s=min(BOUNDS["backoff_cap_s"].high, cap)))
 
@@ -243,6 +247,38 @@ def bulk_order(n: int, paced: bool, seed: int = 1, scale: float = 1.0, order: in
     return _finish(f"platform moves {order:,} devices", fleet, paced, ORDER_AT_S, ideal, started, policy)
 
 
+def power_cut(n: int, paced: bool, seed: int = 1, scale: float = 1.0, sized_for: int | None = None) -> Outcome:
+    """A region's power is cut for OUTAGE_S; when it returns its routers boot together, each
+    connects, asks for a SIM (the vSIM did not survive the power cut) and swaps onto it,
+    which costs a second connection (the session was bound to the seed SIM's address).
+    Paced: the first connection, and the request with it, wait the boot spread over the
+    request window (as the link does). 2020: connect at once, ask at once."""
+    started = time.monotonic()
+    region = int(n * REGION_SHARE)
+    policy = _policy(n, sized_for, scale)
+    fleet = _fleet(n, paced, policy, seed, ASSIGNMENTS if paced else ASSIGNMENTS_2020, tracks_throttled=paced)
+    _scale(fleet, scale)
+    fleet.free_sims = list(range(n, n + max(region, int(n * SPARE_SIMS))))
+    fleet.affected = random.Random(seed).sample(range(n), region)
+    restore = OUTAGE_AT_S + OUTAGE_S
+    for dev in fleet.affected:
+        pacer = fleet.pacers[dev] = Pacer(fleet.pacers[dev].policy, fleet.rng)  # a fresh process: just booted
+        fleet.connected[dev] = False
+        fleet.at(restore + (pacer.after_boot() if paced else 0.0), CONNECT, dev)
+    asked: set[int] = set()
+
+    def ask_once(dev: int, t: float) -> None:
+        if dev in fleet.affected_set and dev not in asked:
+            asked.add(dev)
+            fleet.ask(dev, t)
+
+    fleet.affected_set = set(fleet.affected)
+    fleet.after_connect = ask_once
+    conn, assign = fleet.conn.resource, fleet.assign.resource
+    ideal = 0.99 * max(2 * region / conn.admit_per_s, region / assign.admit_per_s) + SWAP_S
+    return _finish("power cut 30 min, region boots together", fleet, paced, restore, ideal, started, policy)
+
+
 def scaled(res: Resource, scale: float) -> Resource:
     """A platform ``scale`` times the size (small fleets in tests keep the same proportions)."""
     return replace(res, admit_per_s=max(1, round(res.admit_per_s * scale)),
@@ -259,6 +295,7 @@ SCENARIOS: dict[str, Callable[..., Outcome]] = {
     "caps": sim_caps,
     "outage": regional_outage,
     "order": bulk_order,
+    "powercut": power_cut,
 }
 
 

@@ -141,6 +141,7 @@ class Fleet:
         self.reassigned_throttled = 0
         self.served_at: dict[int, float] = {}
         self.affected: list[int] = []
+        self.affected_set: set[int] = set()
         self.wants_sim = [False] * n
         self.detection = Detection(self.rng)
         self.events: list[tuple[float, int, int]] = []

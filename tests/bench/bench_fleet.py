@@ -153,6 +153,8 @@ def modelled(n: int, rate: int, window: float, cap: float, gap: float, seed: int
     fleet.affected = list(range(n))
     drawn: list[float] = []
     fleet.pacers = [RecordingPacer(policy, fleet.rng, drawn) for _ in range(n)]
+    for pacer in fleet.pacers:
+        pacer.after_boot()  # the real links drew their boot spread when the workers started them
     for dev in fleet.affected:
         fleet.drop(dev, 0.0)
     fleet.run()
@@ -168,6 +170,9 @@ class RecordingPacer(Pacer):
     def __init__(self, policy: PacingPolicy, rng: random.Random, drawn: list[float]):
         super().__init__(policy, rng, booted=False)
         self.drawn = drawn
+
+    def after_boot(self) -> float:
+        return self._note(super().after_boot())
 
     def after_drop(self) -> float:
         return self._note(super().after_drop())
