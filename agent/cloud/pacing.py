@@ -205,7 +205,8 @@ class Pacer:
 
     def __init__(self, policy: PacingPolicy, rng: random.Random, *, booted: bool = True):
         """``booted``: this process just started, so its first request gets the boot spread
-        (the simulator passes False for devices that have long been running)."""
+        unless its first connection took it (``after_boot``); the simulator passes False
+        for devices that have long been running."""
         self.policy = policy
         self.rng = rng
         self.backoff = Backoff(policy.backoff_base_s, policy.backoff_cap_s, policy.reconnect_window_s, rng)

@@ -72,7 +72,6 @@ class Load:
     horizon: int
     offered: list[int] = field(default_factory=list)
     admitted: list[int] = field(default_factory=list)
-    busy: list[bool] = field(default_factory=list)
     busy_until: float = -1.0
     overruns: int = 0
     busy_spans: list[list[float]] = field(default_factory=list)
@@ -80,7 +79,6 @@ class Load:
     def __post_init__(self) -> None:
         self.offered = [0] * (self.horizon + 1)
         self.admitted = [0] * (self.horizon + 1)
-        self.busy = [False] * (self.horizon + 1)
 
     def busy_seconds(self) -> float:
         """Time the resource answered nothing, within the run."""
@@ -97,7 +95,6 @@ class Load:
                 self.busy_spans.append([t, t + res.busy_s])
             self.busy_until = self.busy_spans[-1][1] = max(self.busy_until, t + res.busy_s)
         if t < self.busy_until:
-            self.busy[s] = True
             return "busy"
         if self.admitted[s] < res.admit_per_s:
             self.admitted[s] += 1
