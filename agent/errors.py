@@ -72,6 +72,16 @@ class SealError(ProtocolError):
     """A sealed profile failed verification: signature, device binding, expiry, replay."""
 
 
+class PacingError(ProtocolError):
+    """A pacing policy from the platform would make devices hammer it or wait forever
+    (agent.cloud.pacing.BOUNDS); it is refused whole and the previous one stays."""
+
+    def __init__(self, message: str, *, field: str, value: object):
+        super().__init__(message, reason="policy_bounds")
+        self.field = field
+        self.value = value
+
+
 class JournalError(AgentError):
     """The usage journal cannot be written (disk full, read-only flash)."""
 

@@ -41,9 +41,9 @@ from paho.mqtt.properties import Properties
 
 from agent import store
 from agent.clock import JST, Clock
-from agent.cloud import paho_compat, sealing
+from agent.cloud import pacing, paho_compat, sealing
 from agent.cloud import protocol as proto
-from agent.cloud.backoff import BASE_S, CAP_S, FIRST_DELAY_MAX_S, Backoff, jittered
+from agent.cloud.backoff import BASE_S, CAP_S, FIRST_DELAY_MAX_S
 from agent.cloud.identity import SessionCounter, check_device_id
 from agent.cloud.outbox import Outbox, ReliableSource
 from agent.cloud.schema import validate_event_data
@@ -97,10 +97,6 @@ event reports how many were suppressed (``suppressed_before``)."""
 
 SESSION_TAKEN_OVER = 0x8E
 """MQTT 5 DISCONNECT reason 142: another client connected with this client id."""
-OWN_SWITCH_JITTER_S = 0.2
-"""Reconnect spread after the device's own SIM switch. A switch is one device's event,
-not a broker-wide outage, so it needs no fleet-sized jitter (backoff.FIRST_DELAY_MAX_S);
-a fifth of a second only keeps two back-to-back attempts apart."""
 JOIN_TIMEOUT_S = 5.0
 """How long stop() waits for paho's thread to finish after DISCONNECT."""
 
@@ -128,6 +124,7 @@ class CloudConfig:
     max_inflight: int = MAX_INFLIGHT
     max_queued: int = MAX_QUEUED
     request_attempt: float = REQUEST_ATTEMPT_S
+    request_window: float = pacing.REQUEST_WINDOW_S  # pacing: until the platform sets one
 
 
 @dataclass(frozen=True)
@@ -170,7 +167,14 @@ class CloudLink:
         self.stats = LinkStats()
         self.connected = False
         self._rng = rng or random.Random()
-        self._backoff = Backoff(config.backoff_base, config.backoff_cap, config.first_delay_max, self._rng)
+        # pacing (issue 15): the platform's persisted policy, else this config's values
+        local = pacing.PacingPolicy(reconnect_window_s=config.first_delay_max, resume_window_s=config.first_delay_max,
+                                    request_window_s=config.request_window, backoff_base_s=config.backoff_base,
+                                    backoff_cap_s=config.backoff_cap)
+        self.pacer = pacing.Pacer(pacing.load(self.state_dir, local), self._rng)
+        self._refusal: int | None = None  # CONNACK failure reason of the current attempt
+        self._own_pause = False  # the last data-link pause was our own (a swap), not an outage
+        self._boot_delay = 0.0  # the first connection's spread (start() draws it)
         self._guard = sealing.ReplayGuard(self.state_dir / "replay.json")
         self._sessions = SessionCounter(self.state_dir)
         self._device_key = sealing.load_private_x25519(config.sealing_key_file)
@@ -202,7 +206,6 @@ class CloudLink:
         self._errors_in_window = 0
         self._errors_suppressed = 0
         self._taken_over = 0
-        self._own_switch = False
         self._extra_inbound: dict[str, Callable[[dict[str, Any]], Any]] = {}  # add_inbound()
 
     # --- extensions: other modules' messages over this session (issue 13: certificate renewal) ---
@@ -225,6 +228,8 @@ class CloudLink:
     async def start(self) -> None:
         """Start the reconnect loop and the watchdog; returns at once (not when connected)."""
         self._loop = asyncio.get_running_loop()
+        # pacing: a region powered on together must not connect (nor ask for SIMs) together
+        self._boot_delay = self.pacer.after_boot()
         self._net_event = asyncio.Event()
         self._connected_event = asyncio.Event()
         if self._net_up:
@@ -263,19 +268,17 @@ class CloudLink:
         except TimeoutError:
             return False
 
-    def set_network_available(self, up: bool, *, own_switch: bool = False) -> None:
-        """Follow the data link: no broker attempts while it is down.
+    def set_network_available(self, up: bool, *, own: bool = False) -> None:
+        """Follow the data link: no broker attempts while it is down; a random delay when it returns.
 
-        When it returns after an outage, the first attempt waits a random first delay
-        (a fleet that lost the network together must not come back together). When it
-        returns after this device's own SIM switch (``own_switch``), it reconnects at
-        once: nobody else reconnects with it.
-        """
+        ``own`` (with ``up=False``): this device pauses the link itself for a moment (a SIM
+        swap), so on return it waits only a short delay of its own, not the resume window
+        that spreads a whole region coming back after an outage (pacing, issue 15)."""
         if up == self._net_up:
             return
         self._net_up = up
-        if up:
-            self._own_switch = own_switch
+        if not up:
+            self._own_pause = own
         LOGGER.info("data link %s: cloud link %s", "up" if up else "down", "resumes" if up else "pauses")
         if self._net_event is not None:
             (self._net_event.set if up else self._net_event.clear)()
@@ -316,6 +319,7 @@ class CloudLink:
         verification: also reported upstream as an "error" event).
         """
         assert self._loop is not None, "start() first"
+        await asyncio.sleep(self.pacer.before_request())  # pacing: after "no capacity"
         deadline = self.clock.monotonic() + timeout
         while True:
             remaining = deadline - self.clock.monotonic()
@@ -323,22 +327,25 @@ class CloudLink:
                 raise AssignmentUnavailable(f"no assignment within {timeout:.0f}s", reason="timeout")
             reply = await self._ask_once(reason, current_iccid, evidence,
                                          min(self.config.request_attempt, deadline - self.clock.monotonic()))
-            if reply is None:
+            if reply is None:  # no answer at all: the platform may be overrun; do not resend in step
+                await asyncio.sleep(min(self.pacer.after_silence(), max(0.0, deadline - self.clock.monotonic())))
                 continue
             if reply.status == "retry":
-                delay = min(jittered(reply.retry_after, self._rng), max(0.0, deadline - self.clock.monotonic()))
+                delay = min(self.pacer.retry_after(reply.retry_after), max(0.0, deadline - self.clock.monotonic()))
                 LOGGER.info("cloud busy: retrying assignment request in %.1fs", delay)
                 await asyncio.sleep(delay)
                 continue
             if reply.status == "refused":
+                self.pacer.no_capacity()
                 raise AssignmentUnavailable(f"cloud refused assignment: {reply.reason}", reason="refused")
+            self.pacer.served()
             return self._open(reply)
 
     # --- reconnect loop ---------------------------------------------------------------
 
     async def _run(self) -> None:
         assert self._net_event is not None
-        delay = 0.0
+        delay = self._boot_delay
         while not self._stopping:
             await self._net_event.wait()
             if delay > 0:
@@ -348,15 +355,14 @@ class CloudLink:
                     continue  # the data link went down meanwhile: wait for it again
             outcome = await self._session_once()
             if outcome == "failed":
-                delay = self._backoff.next_delay()
-            elif outcome == "net_down" and not self._net_up:
-                self._backoff.reset()
-                await self._net_event.wait()  # resumes when set_network_available(True)
-                own, self._own_switch = self._own_switch, False
-                delay = self._rng.uniform(0, OWN_SWITCH_JITTER_S) if own else self._backoff.first_delay()
-            elif outcome in ("dropped", "net_down", "rebuilt"):
-                self._backoff.reset()
-                delay = self._backoff.first_delay()
+                delay = self.pacer.after_failure()
+            elif outcome == "refused":
+                assert self._refusal is not None
+                delay = self.pacer.after_refusal(self._refusal)
+            elif outcome == "net_down":
+                delay = self.pacer.after_own_pause() if self._own_pause else self.pacer.after_resume()
+            elif outcome in ("dropped", "rebuilt"):
+                delay = self.pacer.after_drop()
             else:
                 return
 
@@ -369,6 +375,7 @@ class CloudLink:
         self._session = self._sessions.next()
         self._connect_result = loop.create_future()
         self._session_end = loop.create_future()
+        self._refusal = None
         self.stats.attempts += 1
         client = self._make_client(gen)
         self._client = client
@@ -382,7 +389,10 @@ class CloudLink:
         if not ok or self._session_end.done():
             self.stats.failures += 1
             self._teardown(client)
-            return "failed" if not self._session_end.done() else self._session_end.result()
+            if self._refusal is not None:
+                return "refused"  # even if the broker's close was seen first: the answer decides
+            ended = self._session_end.result() if self._session_end.done() else "failed"
+            return "failed" if ended == "dropped" else ended  # never live: not a drop, so the back-off grows
         self._on_live(client)
         outcome = await self._session_end
         self._on_dead(client, outcome)
@@ -407,7 +417,8 @@ class CloudLink:
         post = self._post
         paho_compat.set_callbacks(
             client,
-            on_connect=lambda cl, ud, flags, rc, props: post(self._cb_connect, gen, not rc.is_failure, str(rc)),
+            on_connect=lambda cl, ud, flags, rc, props: post(self._cb_connect, gen, not rc.is_failure, str(rc),
+                                                              getattr(rc, "value", None)),
             on_disconnect=lambda cl, ud, flags, rc, props: post(self._cb_disconnect, gen, str(rc),
                                                                  getattr(rc, "value", None)),
             on_message=lambda cl, ud, msg: post(self._cb_message, gen, msg),
@@ -449,11 +460,12 @@ class CloudLink:
 
     # --- paho callbacks, now on the asyncio loop ----------------------------------
 
-    def _cb_connect(self, gen: int, ok: bool, reason: str) -> None:
+    def _cb_connect(self, gen: int, ok: bool, reason: str, code: int = 0) -> None:
         if gen != self._gen or self._connect_result is None:
             return
         if not ok:
-            LOGGER.warning("broker refused connection: %s", reason)
+            LOGGER.warning("broker refused connection: %s (0x%02X)", reason, code)
+            self._refusal = code
         if not self._connect_result.done():
             self._connect_result.set_result(ok)
 
@@ -737,6 +749,8 @@ class CloudLink:
         if cmd.command_id in self._seen_commands:
             LOGGER.info("command %s redelivered: already handled", cmd.command_id)
             return
+        if cmd.action == "set_policy" and cmd.policy is not None:
+            self._apply_pacing(cmd.policy)
         self._seen_commands = [*self._seen_commands, cmd.command_id][-SEEN_COMMANDS:]
         self._save_inbound()
         LOGGER.info("command %s: %s", cmd.command_id, cmd.action)
@@ -746,9 +760,18 @@ class CloudLink:
         policy = proto.validate_policy(body, topic)
         if policy["version"] <= self._policy_version:
             return
+        self._apply_pacing(policy)
         self._policy_version = int(policy["version"])
         self._save_inbound()
         self._dispatch(self._policy_cbs, policy)
+
+    def _apply_pacing(self, policy: dict[str, Any]) -> None:
+        """Adopt and persist a policy's pacing; PacingError (a ProtocolError) refuses the whole policy."""
+        paced = pacing.from_policy(policy, self.pacer.policy)
+        if paced is not None:
+            pacing.save(self.state_dir, paced)
+            self.pacer.set_policy(paced)
+            LOGGER.info("pacing policy %d in force: %s", paced.version, paced.to_dict())
 
     def _save_inbound(self) -> None:
         store.atomic_write_json(self.state_dir / "inbound.json",

@@ -399,7 +399,7 @@ class Supervisor:
             account=self._account,
             route=self._route_only,
             verify=self._reachable,
-            cloud_pause=lambda up: cloud.set_network_available(up, own_switch=True),
+            cloud_pause=lambda up: cloud.set_network_available(up, own=True),
             report=self.emit,
             result=cloud.report_assignment_result,
         )

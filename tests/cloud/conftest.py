@@ -114,5 +114,6 @@ def device_config(pki: LabPki, broker: Broker, device_id: str = "dev-a", **overr
     base = CloudConfig(device_id=device_id, host=broker.host, port=broker.port, ca_file=pki.ca_cert,
                        cert_file=d.cert, key_file=d.key, sealing_key_file=d.sealing_key,
                        platform_key_file=pki.platform_pub, backoff_base=0.1, backoff_cap=0.5,
-                       first_delay_max=0.2, ack_timeout=2.0, connect_timeout=3.0, request_attempt=5.0)
+                       first_delay_max=0.2, ack_timeout=2.0, connect_timeout=3.0, request_attempt=5.0,
+                       request_window=0.0)
     return replace(base, **overrides)
