@@ -34,11 +34,13 @@ import time
 import tomllib
 import tty
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, Self
 
+from agent.sim import SimProfile
 from board.virtual.modem_cmds import CommandSet
+from board.virtual.modem_term import OVERFLOW, LineEditor, Registers
 
 LOGGER = logging.getLogger(__name__)
 
@@ -125,22 +127,11 @@ class NullCarrier:
 # --- configuration ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SlotSim:
-    """A SIM as held in a vSIM slot (the modem's memory; never logged)."""
-
-    iccid: str
-    imsi: str
-    ki: bytes = field(repr=False)
-    opc: bytes = field(repr=False)
-    plmn: str = "44010"
-    apn: str = "internet"
-
-    def __repr__(self) -> str:
-        return f"SlotSim(iccid={self.iccid!r}, imsi={self.imsi!r}, ki=<redacted>, opc=<redacted>)"
+SlotSim = SimProfile
+"""A SIM as held in a vSIM slot is the agent's own ``SimProfile`` (keys never shown)."""
 
 
-DEFAULT_SEED = SlotSim(
+DEFAULT_SEED = SimProfile(
     iccid="8981100000000000001",
     imsi="440101234500001",
     ki=bytes.fromhex("465b5ce8b199b49faa5f0a2ee238a6bc"),
@@ -155,7 +146,7 @@ DEFAULT_SEED = SlotSim(
 class ModemConfig:
     """What the lab (or a test) chooses about the virtual modem."""
 
-    seed: SlotSim = DEFAULT_SEED
+    seed: SimProfile = DEFAULT_SEED
     vsim_slots: tuple[int, ...] = (1, 2)
     manufacturer: str = "PocketLab"
     model: str = "VM-1"
@@ -189,7 +180,7 @@ class ModemConfig:
             s = dict(data.pop("seed"))
             s["ki"] = bytes.fromhex(s["ki"])
             s["opc"] = bytes.fromhex(s["opc"])
-            data["seed"] = SlotSim(**s)
+            data["seed"] = SimProfile(**s)
         if "vsim_slots" in data:
             data["vsim_slots"] = tuple(data["vsim_slots"])
         known = set(cls.__dataclass_fields__)
@@ -232,7 +223,7 @@ class VirtualModem:
         self._running = False
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
-        self._rxbuf = bytearray()
+        self._editor = LineEditor(Registers(lambda n: self.cmds.sregs.get(n, 0)), lambda: self.cmds.echo)
         self._queue: list[str] = []
         self._busy_until = 0.0
         self._hang_until = 0.0
@@ -380,7 +371,7 @@ class VirtualModem:
             tty.setraw(self._slave)
             os.set_blocking(self._master, False)
             self.path = os.ttyname(self._slave)
-            self._rxbuf.clear()
+            self._editor.clear()
             self.cmds.reboot()
             return self.path
 
@@ -436,16 +427,14 @@ class VirtualModem:
             return
         except OSError:
             return  # slave not open (yet / any more): nothing to read
-        for byte in data:
-            if byte in (13, 10):
-                if self._rxbuf:
-                    line = self._rxbuf.decode("latin-1")
-                    self._rxbuf.clear()
-                    if self.cmds.echo:
-                        self._write(line.encode("latin-1") + b"\r\n")
-                    self._queue.append(line)
-            elif len(self._rxbuf) < 4096:
-                self._rxbuf.append(byte)
+        # --- terminal (issue 16): per-character echo, S3/S5 editing, A/ (modem_term.py)
+        if self.cmds.sink is not None:  # SMS text after the "> " prompt, or a data call
+            data = self.cmds.sink(data)  # the bytes after its end go to the command line
+        echo, lines = self._editor.feed(data)
+        if echo:
+            self._write(echo)
+        self._queue.extend(lines)
+        # --- end terminal
 
     def _run_timers(self) -> None:
         now = time.monotonic()
@@ -464,6 +453,9 @@ class VirtualModem:
             now = time.monotonic()
 
     def _handle(self, line: str) -> None:
+        if line == OVERFLOW:
+            self._respond(["ERROR"], COMMAND_LATENCY)  # V.250: command line too long
+            return
         text = line.strip()
         if not text.upper().startswith("AT"):
             return  # real modems ignore lines that are not commands
@@ -489,10 +481,11 @@ class VirtualModem:
     def send_lines(self, lines: list[str]) -> None:
         """Write response or URC lines in CR LF framing, with random URCs between."""
         out = bytearray()
+        eol = self.cmds.eol
         for line in lines:
             if self.config.urc_probability and self.rng.random() < self.config.urc_probability:
-                out += b"\r\n" + self.cmds.random_urc().encode() + b"\r\n"
-            out += b"\r\n" + line.encode() + b"\r\n"
+                out += eol + self.cmds.random_urc().encode() + eol
+            out += eol + line.encode() + eol
         self._write(bytes(out))
 
     def _spontaneous_urc(self) -> None:
@@ -502,7 +495,8 @@ class VirtualModem:
 
     def urc(self, line: str) -> None:
         """Emit one URC now."""
-        self._write(b"\r\n" + line.encode() + b"\r\n")
+        eol = self.cmds.eol
+        self._write(eol + line.encode() + eol)
 
     def _write(self, data: bytes) -> None:
         if self._master < 0:

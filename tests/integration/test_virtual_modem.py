@@ -48,9 +48,11 @@ def exchange(port: serial.Serial, command: str, until: bytes = b"OK\r\n") -> byt
 
 
 def test_echo_until_ate0_and_crlf_framing(vmodem: VirtualModem) -> None:
+    # A real EC25 echoes each character as it arrives, the CR included, then frames the
+    # answer in CR LF: "AT\r" + "\r\nOK\r\n".
     with serial.serial_for_url(vmodem.path, timeout=0.05) as port:
-        assert exchange(port, "AT") == b"AT\r\n\r\nOK\r\n"
-        assert exchange(port, "ATE0") == b"ATE0\r\n\r\nOK\r\n"
+        assert exchange(port, "AT") == b"AT\r\r\nOK\r\n"
+        assert exchange(port, "ATE0") == b"ATE0\r\r\nOK\r\n"
         assert exchange(port, "AT+CGMI") == b"\r\nPocketLab\r\n\r\nOK\r\n"
 
 
@@ -85,7 +87,7 @@ def test_urcs_arrive_inside_responses_when_configured() -> None:
     with VirtualModem(config) as vm, serial.serial_for_url(vm.path, timeout=0.05) as port:
         out = exchange(port, "AT+CGDCONT?")
     lines = [ln for ln in out.split(b"\r\n") if ln]
-    assert lines[0] == b"AT+CGDCONT?"  # echo
+    assert lines[0] == b"AT+CGDCONT?\r"  # echo, terminator included
     assert lines[1].startswith((b"+CIEV:", b"+QIND:")) and lines[3].startswith((b"+CIEV:", b"+QIND:"))
 
 

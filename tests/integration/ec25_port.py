@@ -1,0 +1,47 @@
+"""Talking to the virtual modem over its real pty through pyserial, as a terminal does.
+
+Shared by the EC25-conformance tests: ``ask`` writes one command line and returns the
+information lines and the final result code, waiting for the final code (an event) with
+a deadline rather than sleeping.
+"""
+
+from __future__ import annotations
+
+import time
+
+import serial
+
+READ_DEADLINE = 3.0
+"""Seconds to wait for a final result code (the modem thread answers in milliseconds;
+the margin covers a loaded 2-core CI machine)."""
+
+FINALS = (b"OK", b"ERROR", b"NO CARRIER", b"CONNECT", b"BUSY", b"NO ANSWER", b"NO DIALTONE")
+
+
+def read_until(port: serial.Serial, done: bytes | None = None, deadline: float = READ_DEADLINE) -> bytes:
+    """Read until a final result code line (or the line/bytes ``done``) has arrived."""
+    buf = b""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        buf += port.read(512)
+        if done is not None and done in buf:
+            return buf
+        lines = buf.split(b"\r\n")[:-1]
+        if done is None and any(ln in FINALS or ln.startswith((b"+CME ERROR", b"+CMS ERROR", b"CONNECT")) for ln in lines):
+            return buf
+    raise AssertionError(f"no final result code within {deadline} s; got {buf!r}")
+
+
+def ask(port: serial.Serial, command: str) -> tuple[list[str], str]:
+    """Send ``command`` (echo must be off) -> (information lines, final result code)."""
+    port.write(command.encode() + b"\r")
+    raw = read_until(port)
+    lines = [ln.decode() for ln in raw.split(b"\r\n") if ln]
+    return lines[:-1], lines[-1]
+
+
+def info(port: serial.Serial, command: str) -> list[str]:
+    """The information lines of a command that must answer OK."""
+    lines, final = ask(port, command)
+    assert final == "OK", (command, lines, final)
+    return lines
