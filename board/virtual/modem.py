@@ -161,6 +161,9 @@ class ModemConfig:
     radio_on_at_boot: bool = True
     """Real modems come up with +CFUN=1 and attach on their own."""
     sinr_db: float = 12.0
+    ppp_on_at_port: bool = False
+    """Whether ATD*99# on this port answers CONNECT (a PPP-capable port) or NO CARRIER
+    (the board's data path is a network interface, as the virtual board's wwan0)."""
     rsrp_dbm: float = -85.0
     rsrq_db: float = -9.0
 

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from agent.modem.errcodes import CME_ERRORS
+from board.virtual.modem_data import DataCommands
 from board.virtual.modem_ident import TEST_FORMS, IdentityCommands
 from board.virtual.modem_simfs import SimFiles
 
@@ -81,6 +82,8 @@ class CommandSet:
         self.table.update(self.ident.handlers())
         self.simfs = SimFiles(self)
         self.table.update(self.simfs.handlers())
+        self.data = DataCommands(self)
+        self.table.update(self.data.handlers())
 
     # -- helpers ---------------------------------------------------------------------
     def cme(self, code: int) -> str:
@@ -128,6 +131,8 @@ class CommandSet:
     # -- dispatch --------------------------------------------------------------------
     def execute(self, text: str) -> Result:
         body = text[2:]
+        if body[:1].upper() == "D":
+            return self.data.dial(body[1:])
         if not body.startswith(("+", "^")):
             return self._basic(body)
         m = re.match(r"^([+^][A-Z0-9]+)(=\?|\?|=(.*))?$", body, re.IGNORECASE)
@@ -151,7 +156,7 @@ class CommandSet:
         lines: list[str] = []
         pos = 0
         token = re.compile(
-            r"E([01])|S(\d+)=(\d+)|S(\d+)\?|V1|Q0|X[0-4]?|&C[01]?|&D[0-2]?|Z0?|I0?|&F0?|&W0?",
+            r"E([01])|S(\d+)=(\d+)|S(\d+)\?|V1|Q0|X[0-4]?|&C[01]?|&D[0-2]?|Z0?|I0?|&F0?|&W0?|H0?|O0?",
             re.IGNORECASE,
         )
         while pos < len(body):
@@ -168,6 +173,8 @@ class CommandSet:
             elif word in ("I", "I0"):
                 cfg = self.m.config  # the EC25's ATI: manufacturer, model, revision
                 lines += [cfg.manufacturer, cfg.model, f"Revision: {cfg.revision}"]
+            elif word[0] in "HO":
+                return self.data.hangup() if word[0] == "H" else self.data.online()
             elif word[0] == "Z" or word[:2] == "&F":
                 self.echo, self.cmee = True, 1  # back to the stored (factory) profile
                 self.ident.reset()
@@ -380,7 +387,7 @@ class CommandSet:
         return self._ok()
 
     def _cgact(self, kind: str, args: str) -> Result:
-        from board.virtual.modem import CONTEXT_LATENCY, CarrierReject
+        from board.virtual.modem import CONTEXT_LATENCY
 
         if kind == "query":
             return self._ok(
@@ -396,15 +403,31 @@ class CommandSet:
                 self.m.carrier.deactivate(sim.imsi, cid)
             ctx.params = None
             return self._ok(latency=CONTEXT_LATENCY / 2)
+        code = self.activate(cid)
+        if code is not None:
+            return self._err(code, CONTEXT_LATENCY if code != 30 else None)
+        return self._ok(latency=CONTEXT_LATENCY)
+
+    def activate(self, cid: int) -> int | None:
+        """Bring context ``cid`` up with the carrier: None, or the +CME ERROR code (the
+        failure is kept for +CEER)."""
+        from board.virtual.modem import CarrierReject
+
+        ctx, sim = self.contexts.get(cid), self.sim
+        if ctx is None:
+            return 50
         if not self.attached or sim is None:
-            return self._err(30)
+            self.data.failed(30, None)
+            return 30
         if ctx.params is not None:
-            return self._ok()
+            return None
         try:
             ctx.params = self.m.carrier.activate(sim.imsi, cid, ctx.apn or sim.apn)
         except CarrierReject as exc:
-            return self._err(ESM_TO_CME.get(exc.cause, 148), CONTEXT_LATENCY)
-        return self._ok(latency=CONTEXT_LATENCY)
+            code = ESM_TO_CME.get(exc.cause, 148)
+            self.data.failed(code, exc.cause)
+            return code
+        return None
 
     def _cgpaddr(self, kind: str, args: str) -> Result:
         if kind == "test":  # the cids that are defined
@@ -510,6 +533,7 @@ class CommandSet:
         """Cold start: volatile state back to defaults; slots and the selection persist."""
         self.echo, self.cmee, self.cfun, self.cops_format = True, 1, 0, 0
         self.ident.reset()
+        self.data.reset()
         self.reg_n = {"CREG": 0, "CGREG": 0, "CEREG": 0}
         self.stat, self.reject_cause, self.attached = 0, None, False
         for ctx in self.contexts.values():
@@ -529,6 +553,7 @@ class CommandSet:
         from board.virtual.modem import BOOT_LATENCY
 
         self.m.reboots += 1
+        self.data.reset()  # a data call ends with the power
         self.m._hang_until = 0.0  # a power cycle cures a hung baseband
         self._detach()
         self.stat, self.cfun = 0, 0
