@@ -318,6 +318,10 @@ class VirtualModem:
         cond = RadioConditions(rsrp_dbm, rsrq_db, sinr_db, registered, reject_cause)
         self.call(lambda: self.cmds.set_conditions(cond))
 
+    def deliver_sms(self, sender: str, text: str) -> int | None:
+        """The network delivers a text to the active SIM (stored, +CMTI); returns its index."""
+        return self.call_wait(lambda: self.cmds.sms.deliver(sender, text))  # type: ignore[no-any-return]
+
     # -- faults ----------------------------------------------------------------------
     def inject_hang(self, seconds: float) -> None:
         """Answer nothing (and process nothing) for ``seconds``; then carry on."""
@@ -481,14 +485,21 @@ class VirtualModem:
                 self._timers, (self._busy_until, next(self._seq), lambda: self.send_lines(lines))
             )
 
-    def send_lines(self, lines: list[str]) -> None:
-        """Write response or URC lines in CR LF framing, with random URCs between."""
+    def send_lines(self, lines: list[str], final: bool = True) -> None:
+        """Write lines in V.250 framing, with random URCs between: information lines as
+        ``<S3><S4>line1<S3><S4>line2<S3><S4>``, the final result code (the last line, when
+        ``final``) as ``<S3><S4>OK<S3><S4>`` after them, as a real EC25 frames them."""
         out = bytearray()
         eol = self.cmds.eol
-        for line in lines:
+        lead = True
+        for i, line in enumerate(lines):
             if self.config.urc_probability and self.rng.random() < self.config.urc_probability:
                 out += eol + self.cmds.random_urc().encode() + eol
-            out += eol + line.encode() + eol
+                lead = True
+            if lead or (final and i == len(lines) - 1):
+                out += eol
+            out += line.encode() + eol
+            lead = False
         self._write(bytes(out))
 
     def _spontaneous_urc(self) -> None:

@@ -18,6 +18,7 @@ from agent.modem.errcodes import CME_ERRORS
 from board.virtual.modem_data import DataCommands
 from board.virtual.modem_ident import TEST_FORMS, IdentityCommands
 from board.virtual.modem_simfs import SimFiles
+from board.virtual.modem_sms import SmsCommands
 
 if TYPE_CHECKING:
     from board.virtual.modem import RadioConditions, SlotSim, VirtualModem
@@ -84,6 +85,8 @@ class CommandSet:
         self.table.update(self.simfs.handlers())
         self.data = DataCommands(self)
         self.table.update(self.data.handlers())
+        self.sms = SmsCommands(self)
+        self.table.update(self.sms.handlers())
 
     # -- helpers ---------------------------------------------------------------------
     def cme(self, code: int) -> str:
@@ -534,6 +537,7 @@ class CommandSet:
         self.echo, self.cmee, self.cfun, self.cops_format = True, 1, 0, 0
         self.ident.reset()
         self.data.reset()
+        self.sms.reset()
         self.reg_n = {"CREG": 0, "CGREG": 0, "CEREG": 0}
         self.stat, self.reject_cause, self.attached = 0, None, False
         for ctx in self.contexts.values():

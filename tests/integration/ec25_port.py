@@ -45,3 +45,15 @@ def info(port: serial.Serial, command: str) -> list[str]:
     lines, final = ask(port, command)
     assert final == "OK", (command, lines, final)
     return lines
+
+
+def read_lines(port: serial.Serial, count: int, deadline: float = READ_DEADLINE) -> list[bytes]:
+    """Read until ``count`` complete non-empty lines have arrived; return them."""
+    buf = b""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        buf += port.read(512)
+        lines = [ln for ln in buf.split(b"\r\n")[:-1] if ln]
+        if len(lines) >= count:
+            return lines
+    raise AssertionError(f"fewer than {count} lines within {deadline} s; got {buf!r}")
