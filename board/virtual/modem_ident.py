@@ -82,6 +82,8 @@ TEST_FORMS: dict[str, list[str]] = {
     "+CPOL": [f"+CPOL: (1-{CPOL_MAX}),(0-2)"],
     "+CPLS": ["+CPLS: (0-2)"],
     "+CPAS": ["+CPAS: (0-5)"],
+    "+IFC": ["+IFC: (0,2),(0,2)"],
+    "+CLCC": [],
 }
 """``AT<cmd>=?`` answers (information lines; OK follows). An empty list is a test form
 that only says the command exists, as 27.007 gives for action commands without values."""
@@ -103,6 +105,9 @@ class Settings:
     cemode: int = CEMODE_DEFAULT
     cpls: int = 0
     cpol: dict[int, str] = field(default_factory=dict)
+    ifc: tuple[int, int] = (0, 0)
+    """+IFC flow control (DCE by DTE, DTE by DCE): none, the EC25's default; a pty has no
+    RTS/CTS, so 2 (hardware) is accepted and changes nothing."""
 
 
 class IdentityCommands:
@@ -123,6 +128,7 @@ class IdentityCommands:
             "+CIND": self._cind, "+CMER": self._cmer, "+CGEREP": self._cgerep,
             "+CTZU": self._ctzu, "+CTZR": self._ctzr, "+CEMODE": self._cemode,
             "+CNUM": self._cnum, "+CPOL": self._cpol, "+CPLS": self._cpls, "+CPAS": self._cpas,
+            "+IFC": self._ifc, "+CLCC": self._clcc,
         }
 
     # -- identity --------------------------------------------------------------------
@@ -240,6 +246,20 @@ class IdentityCommands:
     def _cpas(self, kind: str, args: str) -> Result:
         return self.cs._ok(["+CPAS: 0"])  # ready: no call in progress
 
+    def _ifc(self, kind: str, args: str) -> Result:
+        if kind == "query":
+            return self.cs._ok([f"+IFC: {self.s.ifc[0]},{self.s.ifc[1]}"])
+        if kind != "set":
+            return self.cs._err(50)
+        values = [int(v) for v in args.split(",")]
+        if len(values) != 2 or any(v not in (0, 2) for v in values):
+            return self.cs._err(50)
+        self.s.ifc = (values[0], values[1])
+        return self.cs._ok()
+
+    def _clcc(self, kind: str, args: str) -> Result:
+        return self.cs._ok()  # a data-only modem has no calls to list
+
     def _cpol(self, kind: str, args: str) -> Result:
         sim = self.cs.sim
         if sim is None:
@@ -253,6 +273,8 @@ class IdentityCommands:
         from board.virtual.modem_cmds import _split_args
 
         parts = _split_args(args)
+        if not parts[0]:  # "AT+CPOL=,2": only the format of the read answer
+            return self.cs._ok() if len(parts) > 1 and parts[1] in ("0", "1", "2") else self.cs._err(50)
         index = int(parts[0])
         if not 1 <= index <= CPOL_MAX:
             return self.cs._err(21)  # invalid index

@@ -35,7 +35,7 @@ EF_AD = 0x6FAD
 EF_GID1 = 0x6F3E
 EF_GID2 = 0x6F3F
 EF_LOCI = 0x6F7E
-EF_MSISDN = 0x6F40
+EF_ECC = 0x6FB7
 
 # --- +CRSM commands (27.007 8.18) ----------------------------------------------------
 READ_BINARY = 176
@@ -68,6 +68,10 @@ GID1 = bytes.fromhex("0A") + b"\xff" * 7
 GID2 = b"\xff" * 8
 """Group identifiers (TS 31.102 4.2.10/11): GID1 0x0A marks the lab's cloud-SIM MVNO,
 GID2 unused; 8 bytes as many cards ship them."""
+EMERGENCY_CODES = ("110", "118", "119")
+"""EF_ECC: Japan's police, coast guard, fire/ambulance numbers (5 slots of 3 bytes, the
+transparent form ModemManager reads with +CRSM)."""
+ECC_SLOTS = 5
 LAC = 0x1A2B
 """Location area code in EF_LOCI: the TAC the virtual cell reports in +CEREG."""
 
@@ -103,6 +107,7 @@ def build_files(sim: SimProfile, spn: str, attached: bool) -> dict[int, bytes]:
         EF_AD: bytes([0x00, 0x00, 0x00, len(sim.plmn) - 3]),
         EF_GID1: GID1,
         EF_GID2: GID2,
+        EF_ECC: b"".join(bcd_swapped(code, 3) for code in EMERGENCY_CODES).ljust(3 * ECC_SLOTS, b"\xff"),
         # TMSI (none), LAI = PLMN + LAC, RFU, update status 0 updated / 1 not updated
         EF_LOCI: b"\xff" * 4 + plmn_bcd(sim.plmn) + LAC.to_bytes(2, "big") + b"\xff" + bytes([0 if attached else 1]),
     }

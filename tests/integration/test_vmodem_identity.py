@@ -116,6 +116,10 @@ def test_cnum_cpol_cpas(port: serial.Serial) -> None:
     assert ask(port, 'AT+CPOL=9,2,"44020"')[1] == "+CME ERROR: 21"
     assert ask(port, 'AT+CPOL=3,2,"4x"')[1] == "+CME ERROR: 50"
     assert info(port, "AT+CPAS") == ["+CPAS: 0"]
+    assert info(port, "AT+CPOL=,2") == []  # format only, as ModemManager sends it
+    assert info(port, "AT+IFC?") == ["+IFC: 0,0"] and info(port, "AT+IFC=2,2") == []
+    assert ask(port, "AT+IFC=1,1")[1] == "+CME ERROR: 50"
+    assert info(port, "AT+CLCC") == []
 
 
 def test_basic_commands_modem_managers_send(port: serial.Serial) -> None:
