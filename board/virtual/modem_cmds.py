@@ -232,17 +232,20 @@ class CommandSet:
         if fun == self.cfun:
             latency = 0.0
         self.cfun = fun
+        self.ident.report_indicators()  # the signal indicator follows the radio at once
         self.m.schedule(latency, self.reevaluate)
         return self._ok(latency=latency)
 
     def set_conditions(self, cond: RadioConditions) -> None:
         self.m.conditions = cond
         self.reevaluate()
+        self.ident.report_indicators()
 
     def _set_stat(self, stat: int, cause: int | None = None) -> None:
         if stat == self.stat and cause == self.reject_cause:
             return
         self.stat, self.reject_cause = stat, cause
+        self.ident.report_indicators()
         for name, n in self.reg_n.items():
             if n > 0:
                 self.m.urc(f"+{name}: {self._reg_fields(name, n)}")

@@ -58,7 +58,7 @@ CPOL_MAX = 8
 TEST_FORMS: dict[str, list[str]] = {
     "+CGMI": [], "+CGMM": [], "+CGMR": [], "+CGSN": [], "+GMI": [], "+GMM": [], "+GMR": [],
     "+GSN": [], "+QGMR": [], "+GCAP": [], "+CIMI": [], "+CCID": [], "+ICCID": [], "+QCCID": [],
-    "+CPIN": [], "+CCLK": [], "+CNUM": [], "+VSINR": [], "+VSIMLIST": [],
+    "+CPIN": [], "+CCLK": [], "+CNUM": [], "+VSINR": [], "+VSIMLIST": [], "+CEER": [], "+CLAC": [], "+CRSM": [], "+CSIM": [],
     "+CMEE": ["+CMEE: (0-2)"],
     "+CFUN": ["+CFUN: (0,1,4),(0-1)"],
     "+CSQ": ["+CSQ: (0-31,99),(0-7,99)"],
@@ -116,6 +116,8 @@ class IdentityCommands:
     def __init__(self, cs: CommandSet):
         self.cs = cs
         self.s = Settings()
+        self._last: list[int] | None = None
+        """Indicator values last reported (or read at +CMER), for +CIEV on change."""
 
     def reset(self) -> None:
         """Power-up defaults (reboot, ``ATZ``)."""
@@ -173,14 +175,28 @@ class IdentityCommands:
         return self.cs._err(50)
 
     # -- indicators and event reporting ----------------------------------------------
+    def indicators(self) -> list[int]:
+        """Current values in +CIND order (battery full: a router is mains powered)."""
+        cs = self.cs
+        return [5, cs.signal_bars(), int(cs.stat in (1, 5)), 0, int(cs.stat == 5), 0, int(cs.attached), 0]
+
     def _cind(self, kind: str, args: str) -> Result:
         if kind != "query":
             return self.cs._err(4)  # the EC25 lets no indicator be set
-        cs = self.cs
-        registered = cs.stat in (1, 5)
-        values = [5, cs.signal_bars(), int(registered), 0, int(cs.stat == 5), 0,
-                  int(cs.attached), 0]
-        return cs._ok(["+CIND: " + ",".join(map(str, values))])
+        return self.cs._ok(["+CIND: " + ",".join(map(str, self.indicators()))])
+
+    def report_indicators(self) -> None:
+        """``+CIEV: <index>,<value>`` for each indicator that changed since the last report,
+        when +CMER asks for them (mode and ind not 0); how a modem manager learns of a
+        signal or service change without polling."""
+        values = self.indicators()
+        last, self._last = self._last, values
+        mode, ind = self.s.cmer
+        if mode == 0 or ind == 0 or last is None:
+            return
+        for index, (old, new) in enumerate(zip(last, values, strict=True), start=1):
+            if old != new:
+                self.cs.m.urc(f"+CIEV: {index},{new}")
 
     def _cmer(self, kind: str, args: str) -> Result:
         if kind == "query":
@@ -194,6 +210,7 @@ class IdentityCommands:
         if not 0 <= mode <= 3 or not 0 <= ind <= 2:
             return self.cs._err(50)
         self.s.cmer = (mode, ind)
+        self._last = self.indicators()  # report changes from now on
         return self.cs._ok()
 
     def _cgerep(self, kind: str, args: str) -> Result:

@@ -60,6 +60,7 @@ ModemManager --no-auto-scan --test-no-udev --test-no-suspend-resume \
 # 4. What a user does: find the modem, enable it, wait until it is registered.
 wait_for 150 sh -c 'mmcli -L 2>/dev/null | grep -q /Modem/0'
 mmcli -m 0 -e
-wait_for 100 sh -c 'mmcli -m 0 -K | grep -q "modem.generic.state *: registered"'
+wait_for 100 sh -c 'mmcli -m 0 -K > "$0/state" && grep -q "modem.generic.state *: registered" "$0/state" \
+  && ! grep -q "modem.generic.signal-quality.value *: 0$" "$0/state"' "$W"
 mmcli -m 0 -J > "$W/modem.json"
 mmcli -i 0 -J > "$W/sim.json"

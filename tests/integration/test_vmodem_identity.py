@@ -143,3 +143,28 @@ def test_cgerep_0_silences_cgev() -> None:
         info(p, "AT+CGEREP=0")
         vm.call_wait(lambda: vm.cmds.cgev("ME PDN DEACT 1"))
         assert info(p, "AT") == []  # a +CGEV written before this OK would be in the answer
+
+
+def test_every_command_in_the_table_has_a_test_form(port: serial.Serial) -> None:
+    """27.007 4.1: every extended command answers ``=?``; none answers with a current value."""
+    with VirtualModem(EC25) as vm:
+        names = sorted(vm.cmds.table)
+    assert len(names) > 60
+    for name in names:
+        lines, final = ask(port, f"AT{name}=?")
+        assert final == "OK", (name, lines, final)
+        for line in lines:
+            assert line.startswith(f"{name}: (") or name == "+COPS", (name, line)
+
+
+def test_ciev_reports_signal_and_service_changes_when_cmer_asks() -> None:
+    with VirtualModem(EC25) as vm, serial.serial_for_url(vm.path, timeout=0.02) as p:
+        p.write(b"ATE0\r")
+        read_until(p)
+        vm.set_radio_conditions(-110.0, -12.0, 2.0, True)  # no +CMER yet: nothing reported
+        assert info(p, "AT+CIND?") == ["+CIND: 5,1,1,0,0,0,1,0"]
+        info(p, "AT+CMER=3,0,0,1")
+        vm.set_radio_conditions(-85.0, -9.0, 12.0, True)
+        assert read_until(p, b"+CIEV: 2,5\r\n") == b"\r\n+CIEV: 2,5\r\n"
+        vm.set_radio_conditions(-85.0, -9.0, 12.0, False)  # out of service
+        assert read_until(p, b"+CIEV: 7,0\r\n").endswith(b"\r\n+CIEV: 3,0\r\n\r\n+CIEV: 7,0\r\n")
