@@ -530,6 +530,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="ModemConfig as JSON or TOML (seed SIM, timings)")
     parser.add_argument("--fast", action="store_true", help=f"time_scale {FAST_SCALE}")
     parser.add_argument("--urc-probability", type=float, default=None)
+    parser.add_argument("--ec25", action="store_true", help="name itself Quectel EC25 (ATI, +CGMI, +CGMM, +CGMR)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -539,6 +540,10 @@ def main(args: argparse.Namespace) -> int:
         config = replace(config, time_scale=FAST_SCALE)
     if args.urc_probability is not None:
         config = replace(config, urc_probability=args.urc_probability)
+    if args.ec25:
+        from board.virtual.modem_ident import EC25_IDENTITY
+
+        config = replace(config, **EC25_IDENTITY)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

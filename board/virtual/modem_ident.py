@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 
 LOGGER = logging.getLogger(__name__)
 
+EC25_IDENTITY = {"manufacturer": "Quectel", "model": "EC25", "revision": "EC25EFAR06A06M4G"}
+"""``ModemConfig`` fields that make the virtual modem name itself as an EC25 (a common
+EC25-E firmware); ``pocket-lab modem --ec25`` and the peer checks use them."""
+
 QGMR_SUFFIX = "_01.001.01.001"
 """+QGMR is +CGMR plus the application build, e.g. EC25EFAR06A06M4G_01.001.01.001."""
 

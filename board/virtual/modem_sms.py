@@ -226,7 +226,7 @@ class SmsCommands:
         from board.virtual.modem_cmds import _split_args
 
         number = _split_args(args)[0]
-        if not number.lstrip("+").isdigit():
+        if number and not number.lstrip("+").isdigit():  # "" clears it: +CMS ERROR: 330 then
             return self.cs._err(50)
         self.s.csca = number
         return self.cs._ok()

@@ -16,8 +16,9 @@ import pytest
 from gsmmodem.modem import GsmModem
 
 from board.virtual.modem import FAST_SCALE, ModemConfig, VirtualModem
+from board.virtual.modem_ident import EC25_IDENTITY
 
-EC25 = ModemConfig(time_scale=FAST_SCALE, manufacturer="Quectel", model="EC25", revision="EC25EFAR06A06M4G")
+EC25 = ModemConfig(time_scale=FAST_SCALE, **EC25_IDENTITY)
 NOTICE = "Your 3 GB data cap is used up. Speed is now 128 kbps."
 CALLBACK_DEADLINE = 5.0
 """Seconds for the library's reader thread to hand over a received SMS."""

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from board.virtual.modem import ModemConfig, VirtualModem
+from board.virtual.modem_ident import EC25_IDENTITY
 from tests.conftest import need_root, need_tool
 
 SCRIPT = Path(__file__).with_name("mm_namespace.sh")
@@ -31,7 +32,7 @@ RUN_TIMEOUT = 90.0
 """Seconds for the whole run: probing takes ~5 s of ModemManager's fixed waits, enabling
 and registering a few more; 90 s means it is stuck (the log is shown)."""
 
-EC25 = ModemConfig(time_scale=TIME_SCALE, manufacturer="Quectel", model="EC25", revision="EC25EFAR06A06M4G")
+EC25 = ModemConfig(time_scale=TIME_SCALE, **EC25_IDENTITY)
 
 
 @pytest.fixture(scope="module")

@@ -7,17 +7,22 @@ to list ranges, not the current value (the bug: ``AT+CSQ=?`` gave ``+CSQ: 28,99`
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import serial
 
 from agent.modem import parse
 from board.virtual.modem import FAST_SCALE, ModemConfig, VirtualModem
-from board.virtual.modem_ident import TEST_FORMS, WS46_MODES
+from board.virtual.modem_ident import EC25_IDENTITY, TEST_FORMS, WS46_MODES
 from tests.integration.ec25_port import ask, info, read_until
 
-EC25 = ModemConfig(time_scale=FAST_SCALE, manufacturer="Quectel", model="EC25", revision="EC25EFAR06A06M4G")
+REPO = Path(__file__).resolve().parents[2]
+EC25 = ModemConfig(time_scale=FAST_SCALE, **EC25_IDENTITY)
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +173,22 @@ def test_ciev_reports_signal_and_service_changes_when_cmer_asks() -> None:
         assert read_until(p, b"+CIEV: 2,5\r\n") == b"\r\n+CIEV: 2,5\r\n"
         vm.set_radio_conditions(-85.0, -9.0, 12.0, False)  # out of service
         assert read_until(p, b"+CIEV: 7,0\r\n").endswith(b"\r\n+CIEV: 3,0\r\n\r\n+CIEV: 7,0\r\n")
+
+
+def test_pocket_lab_modem_ec25_names_itself_quectel() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "board.virtual.lab", "modem", "--fast", "--ec25"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        path = proc.stdout.readline().strip()  # type: ignore[union-attr]
+        with serial.serial_for_url(path, timeout=0.02) as p:
+            p.write(b"ATE0\r")
+            read_until(p)
+            assert info(p, "ATI") == ["Quectel", "EC25", "Revision: EC25EFAR06A06M4G"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=5) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -53,6 +53,9 @@ def test_sms_settings_and_test_forms(port: serial.Serial) -> None:
     assert info(port, "AT+CSCA?") == ['+CSCA: "+819000000100",145']
     info(port, 'AT+CSCA="+819000000200"')
     assert info(port, "AT+CSCA?") == ['+CSCA: "+819000000200",145']
+    info(port, 'AT+CSCA=""')
+    assert ask(port, "AT+CSCA?")[1] == "+CMS ERROR: 330"  # what python-gsmmodem expects then
+    assert ask(port, 'AT+CSCA="12ab"')[1] == "+CME ERROR: 50"
     assert info(port, "AT+CPMS=?") == ['+CPMS: ("SM","ME"),("SM","ME"),("SM","ME")']
     assert info(port, "AT+CPMS?") == ['+CPMS: "ME",0,255,"ME",0,255,"ME",0,255']
     assert info(port, 'AT+CPMS="SM","SM","SM"') == ["+CPMS: 0,50,0,50,0,50"]
