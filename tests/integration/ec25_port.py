@@ -7,9 +7,17 @@ a deadline rather than sleeping.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import serial
+
+REPO = Path(__file__).resolve().parents[2]
 
 READ_DEADLINE = 3.0
 """Seconds to wait for a final result code (the modem thread answers in milliseconds;
@@ -57,3 +65,23 @@ def read_lines(port: serial.Serial, count: int, deadline: float = READ_DEADLINE)
         if len(lines) >= count:
             return lines
     raise AssertionError(f"fewer than {count} lines within {deadline} s; got {buf!r}")
+
+
+@contextlib.contextmanager
+def pocket_lab_modem(*options: str) -> Iterator[str]:
+    """``pocket-lab modem <options>`` as a real process: yields the pty path it prints,
+    then stops it with SIGTERM and checks that it exits 0."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "board.virtual.lab", "modem", *options],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        path = proc.stdout.readline().strip()  # type: ignore[union-attr]
+        assert path.startswith("/dev/pts/"), path
+        yield path
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=5) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from agent.modem.at import open_channel
 from agent.modem.driver import Modem
 from agent.modem.recovery import LadderPolicy, RecoveryLadder
 from board.virtual.modem import FAST_SCALE, CarrierReject, ModemConfig, NullCarrier, VirtualModem
+from tests.integration.ec25_port import pocket_lab_modem
 from tests.unit.at_fakes import async_test
 
 REPO = Path(__file__).resolve().parents[2]
@@ -217,21 +217,8 @@ async def test_hung_modem_is_recovered_by_the_ladder(vmodem: VirtualModem, monke
 
 
 def test_pocket_lab_modem_prints_its_pty_and_stops_on_sigterm() -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "board.virtual.lab", "modem", "--fast"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        path = proc.stdout.readline().strip()  # type: ignore[union-attr]
-        assert path.startswith("/dev/pts/")
-        with serial.serial_for_url(path, timeout=0.05) as port:
-            assert b"OK" in exchange(port, "AT")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=5) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    with pocket_lab_modem("--fast") as path, serial.serial_for_url(path, timeout=0.05) as port:
+        assert b"OK" in exchange(port, "AT")
 
 
 def run_cli(*argv: str) -> subprocess.CompletedProcess[str]:

@@ -7,11 +7,7 @@ to list ranges, not the current value (the bug: ``AT+CSQ=?`` gave ``+CSQ: 28,99`
 from __future__ import annotations
 
 import re
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import serial
@@ -19,9 +15,8 @@ import serial
 from agent.modem import parse
 from board.virtual.modem import FAST_SCALE, ModemConfig, VirtualModem
 from board.virtual.modem_ident import EC25_IDENTITY, TEST_FORMS, WS46_MODES
-from tests.integration.ec25_port import ask, info, read_until
+from tests.integration.ec25_port import ask, info, pocket_lab_modem, read_until
 
-REPO = Path(__file__).resolve().parents[2]
 EC25 = ModemConfig(time_scale=FAST_SCALE, **EC25_IDENTITY)
 
 
@@ -176,19 +171,7 @@ def test_ciev_reports_signal_and_service_changes_when_cmer_asks() -> None:
 
 
 def test_pocket_lab_modem_ec25_names_itself_quectel() -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "board.virtual.lab", "modem", "--fast", "--ec25"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        path = proc.stdout.readline().strip()  # type: ignore[union-attr]
-        with serial.serial_for_url(path, timeout=0.02) as p:
-            p.write(b"ATE0\r")
-            read_until(p)
-            assert info(p, "ATI") == ["Quectel", "EC25", "Revision: EC25EFAR06A06M4G"]
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=5) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    with pocket_lab_modem("--fast", "--ec25") as path, serial.serial_for_url(path, timeout=0.02) as p:
+        p.write(b"ATE0\r")
+        read_until(p)
+        assert info(p, "ATI") == ["Quectel", "EC25", "Revision: EC25EFAR06A06M4G"]
