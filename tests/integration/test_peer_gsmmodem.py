@@ -59,5 +59,6 @@ def test_receives_a_cap_notice_and_a_ussd_answer(peer: tuple[VirtualModem, GsmMo
     assert arrived.wait(CALLBACK_DEADLINE)
     assert (received[0].number, received[0].text) == ("+819012340000", NOTICE)
     assert modem.listStoredSms() == []  # the library read it and deleted it (+CMGD)
+    modem.waitForNetworkCoverage(timeout=5)  # USSD needs the network, as on a real modem
     answer = modem.sendUssd("*100#", responseTimeout=5)
     assert answer.message.startswith("Data plan active") and not answer.sessionActive
