@@ -320,7 +320,8 @@ class VirtualModem:
 
     def deliver_sms(self, sender: str, text: str) -> int | None:
         """The network delivers a text to the active SIM (stored, +CMTI); returns its index."""
-        return self.call_wait(lambda: self.cmds.sms.deliver(sender, text))  # type: ignore[no-any-return]
+        index: int | None = self.call_wait(lambda: self.cmds.sms.deliver(sender, text))
+        return index
 
     # -- faults ----------------------------------------------------------------------
     def inject_hang(self, seconds: float) -> None:
@@ -543,7 +544,8 @@ def main(args: argparse.Namespace) -> int:
     if args.ec25:
         from board.virtual.modem_ident import EC25_IDENTITY
 
-        config = replace(config, **EC25_IDENTITY)
+        ident = EC25_IDENTITY
+        config = replace(config, manufacturer=ident["manufacturer"], model=ident["model"], revision=ident["revision"])
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
