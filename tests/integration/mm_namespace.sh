@@ -1,7 +1,8 @@
 #!/bin/bash
 # ModemManager against the virtual modem, as a Quectel EC25 on ttyUSB2.
-# Run by tests/integration/test_peer_modemmanager.py INSIDE `unshare -m --propagation private`:
-# every mount below is private to this namespace; nothing on the host changes.
+# Run by tests/integration/test_peer_modemmanager.py INSIDE `unshare --mount --pid ...`:
+# every mount below is private to this namespace, nothing on the host changes, and every
+# process started here ends with the namespace.
 #   $1 the virtual modem's pty   $2 a scratch directory (on the host's /tmp)   $3 python
 # Writes $2/modem.json and $2/sim.json (mmcli -J) and $2/mm.log.
 set -euo pipefail

@@ -3,7 +3,7 @@
 ModemManager is the reference modem stack on Linux; it probes a port with its own command
 sequence (+GCAP, +WS46=?, +CRSM reads of the SIM's files, +CSIM PIN counters, +CEREG, ...)
 and refuses or misreads a modem whose answers are not what real basebands give. Here it
-runs against the virtual modem in a private mount namespace (tests/integration/
+runs against the virtual modem in private mount and PID namespaces (tests/integration/
 mm_namespace.sh): a fake sysfs entry for a USB device 2c7c:0125 whose interface 2 holds
 ttyUSB2, /dev/ttyUSB2 pointing at the modem's pty, a private system bus, and
 ``ModemManager --no-auto-scan --test-no-udev --initial-kernel-events``. The test asserts
@@ -43,7 +43,10 @@ def mmcli(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     work = tmp_path_factory.mktemp("mm")
     with VirtualModem(EC25) as vm:
         run = subprocess.run(
-            ["unshare", "--mount", "--propagation", "private", str(SCRIPT), vm.path, str(work), sys.executable],
+            # A PID namespace too: if the run is killed (timeout), its init dies and the
+            # kernel ends ModemManager, the bus and the fake polkit with it.
+            ["unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", "--mount-proc",
+             str(SCRIPT), vm.path, str(work), sys.executable],
             capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False,
         )
     if run.returncode != 0:
