@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from agent.modem.errcodes import CME_ERRORS
 from board.virtual.modem_data import DataCommands
 from board.virtual.modem_ident import TEST_FORMS, IdentityCommands
+from board.virtual.modem_quectel import QuectelCommands
 from board.virtual.modem_simfs import SimFiles
 from board.virtual.modem_sms import SmsCommands
 
@@ -87,6 +88,8 @@ class CommandSet:
         self.table.update(self.data.handlers())
         self.sms = SmsCommands(self)
         self.table.update(self.sms.handlers())
+        self.quectel = QuectelCommands(self)
+        self.table.update(self.quectel.handlers())
 
     # -- helpers ---------------------------------------------------------------------
     def cme(self, code: int) -> str:
@@ -111,6 +114,11 @@ class CommandSet:
     def eol(self) -> bytes:
         """V.250 response framing: S3 then S4 (CR LF unless changed with ATS3=/ATS4=)."""
         return bytes((self.sregs.get(3, 13), self.sregs.get(4, 10)))
+
+    def lte_allowed(self) -> bool:
+        """The virtual cell is LTE: a mode without E-UTRAN (+WS46 12/22/29, Quectel
+        nwscanmode 1/2) finds no cell, as a real EC25 would on an LTE-only network."""
+        return self.ident.s.ws46 not in (12, 22, 29) and self.quectel.nwscanmode not in (1, 2)
 
     def signal_bars(self) -> int:
         """The +CIND/+CIEV "signal" indicator (0-5) from RSRP."""
@@ -267,7 +275,7 @@ class CommandSet:
         sim, cond = self.sim, self.m.conditions
         if not self.simfs.ready:  # no SIM, or its PIN not entered yet
             sim = None
-        if self.cfun != 1 or sim is None or not cond.registered:
+        if self.cfun != 1 or sim is None or not cond.registered or not self.lte_allowed():
             self._detach()
             self._set_stat(0 if self.cfun != 1 or sim is None else 2)
             return
@@ -541,6 +549,7 @@ class CommandSet:
         self.ident.reset()
         self.data.reset()
         self.sms.reset()
+        self.quectel.reset()
         self.reg_n = {"CREG": 0, "CGREG": 0, "CEREG": 0}
         self.stat, self.reject_cause, self.attached = 0, None, False
         for ctx in self.contexts.values():

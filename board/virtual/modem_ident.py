@@ -62,7 +62,7 @@ CPOL_MAX = 8
 TEST_FORMS: dict[str, list[str]] = {
     "+CGMI": [], "+CGMM": [], "+CGMR": [], "+CGSN": [], "+GMI": [], "+GMM": [], "+GMR": [],
     "+GSN": [], "+QGMR": [], "+GCAP": [], "+CIMI": [], "+CCID": [], "+ICCID": [], "+QCCID": [],
-    "+CPIN": [], "+CCLK": [], "+CNUM": [], "+VSINR": [], "+VSIMLIST": [], "+CEER": [], "+CLAC": [], "+CRSM": [], "+CSIM": [],
+    "+CPIN": [], "+CCLK": [], "+CNUM": [], "+VSINR": [], "+VSIMLIST": [], "+CEER": [], "+CLAC": [], "+CRSM": [], "+CSIM": [], "+QNWINFO": [], "+QSPN": [],
     "+CMEE": ["+CMEE: (0-2)"],
     "+CFUN": ["+CFUN: (0,1,4),(0-1)"],
     "+CSQ": ["+CSQ: (0-31,99),(0-7,99)"],
@@ -164,6 +164,7 @@ class IdentityCommands:
             if mode not in WS46_MODES:
                 return self.cs._err(50)
             self.s.ws46 = mode
+            self.cs.reevaluate()  # without E-UTRAN the LTE cell is out of reach
             return self.cs._ok()
         return self.cs._err(50)
 
