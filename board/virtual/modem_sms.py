@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
+from agent.modem.errcodes import CMS_ERRORS
+
 if TYPE_CHECKING:
     from board.virtual.modem_cmds import CommandSet, Handler, Result
 
@@ -296,7 +298,10 @@ class SmsCommands:
     def _cms(self, code: int) -> Result:
         from board.virtual.modem import COMMAND_LATENCY
 
-        return [f"+CMS ERROR: {code}" if self.cs.cmee else "ERROR"], COMMAND_LATENCY
+        if self.cs.cmee == 0:
+            return ["ERROR"], COMMAND_LATENCY
+        text = CMS_ERRORS.get(code, str(code)) if self.cs.cmee == 2 else str(code)
+        return [f"+CMS ERROR: {text}"], COMMAND_LATENCY
 
     def _ready(self) -> Result | None:
         if self.cs.sim is None:

@@ -65,6 +65,9 @@ def test_cmti_then_read_list_delete_in_pdu_mode(fast_vm: VirtualModem, quiet_por
     head, pdu = info(quiet_port, "AT+CMGR=0")
     assert head == f"+CMGR: 1,,{len(pdu) // 2 - 8}" and decodeSmsPdu(pdu)["number"] == SENDER
     assert ask(quiet_port, "AT+CMGR=7")[1] == "+CMS ERROR: 321"
+    info(quiet_port, "AT+CMEE=2")
+    assert ask(quiet_port, "AT+CMGR=7")[1] == "+CMS ERROR: invalid memory index"  # the agent's table
+    info(quiet_port, "AT+CMEE=1")
     assert info(quiet_port, "AT+CMGD=?") == ["+CMGD: (0),(0-4)"]
     info(quiet_port, "AT+CMGD=0")
     assert ask(quiet_port, "AT+CMGD=0")[1] == "+CMS ERROR: 321"
