@@ -130,6 +130,11 @@ class NullCarrier:
 SlotSim = SimProfile
 """A SIM as held in a vSIM slot is the agent's own ``SimProfile`` (keys never shown)."""
 
+SEED_PLMN = "44010"
+SEED_APN = "internet"
+"""A seed SIM given without PLMN or APN in a config file is a home SIM of the lab's
+carrier (MCC 440, MNC 10) on its default APN."""
+
 
 DEFAULT_SEED = SimProfile(
     iccid="8981100000000000001",
@@ -183,6 +188,8 @@ class ModemConfig:
             s = dict(data.pop("seed"))
             s["ki"] = bytes.fromhex(s["ki"])
             s["opc"] = bytes.fromhex(s["opc"])
+            s.setdefault("plmn", SEED_PLMN)
+            s.setdefault("apn", SEED_APN)
             data["seed"] = SimProfile(**s)
         if "vsim_slots" in data:
             data["vsim_slots"] = tuple(data["vsim_slots"])
@@ -436,7 +443,7 @@ class VirtualModem:
         except OSError:
             return  # slave not open (yet / any more): nothing to read
         # --- terminal (issue 16): per-character echo, S3/S5 editing, A/ (modem_term.py)
-        if self.cmds.sink is not None:  # SMS text after the "> " prompt, or a data call
+        if self.cmds.sink is not None:  # online data mode after ATD*99# (modem_data.py)
             data = self.cmds.sink(data)  # the bytes after its end go to the command line
         echo, lines = self._editor.feed(data)
         if echo:

@@ -78,8 +78,8 @@ class CommandSet:
         for name in ("CREG", "CGREG", "CEREG"):
             self.table["+" + name] = _reg_handler(self, name)
         self.sink: Callable[[bytes], bytes] | None = None
-        """While set, bytes from the port go here instead of the command line (SMS text
-        after the ``> `` prompt, a data call); it returns the bytes that follow its end."""
+        """While set, bytes from the port go here instead of the command line (online data
+        mode of a data call); it returns the bytes that follow its end."""
         self.ident = IdentityCommands(self)
         self.table.update(self.ident.handlers())
         self.simfs = SimFiles(self)
