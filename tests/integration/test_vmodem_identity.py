@@ -32,7 +32,7 @@ def test_ati_and_revision_commands_answer_as_the_ec25(port: serial.Serial) -> No
     assert info(port, "ATI") == ["Quectel", "EC25", "Revision: EC25EFAR06A06M4G"]
     assert info(port, "AT+CGMI") == info(port, "AT+GMI") == ["Quectel"]
     assert info(port, "AT+CGMM") == info(port, "AT+GMM") == ["EC25"]
-    assert info(port, "AT+CGMR") == ["EC25EFAR06A06M4G"]
+    assert info(port, "AT+CGMR") == info(port, "AT+GMR") == ["EC25EFAR06A06M4G"]
     assert info(port, "AT+QGMR") == ["EC25EFAR06A06M4G_01.001.01.001"]
     assert parse.parse_imei("\n".join(info(port, "AT+GSN"))) == EC25.imei
 
@@ -120,6 +120,20 @@ def test_cnum_cpol_cpas(port: serial.Serial) -> None:
     assert info(port, "AT+IFC?") == ["+IFC: 0,0"] and info(port, "AT+IFC=2,2") == []
     assert ask(port, "AT+IFC=1,1")[1] == "+CME ERROR: 50"
     assert info(port, "AT+CLCC") == []
+
+
+def test_atz_restores_echo_and_settings() -> None:
+    with VirtualModem(EC25) as vm, serial.serial_for_url(vm.path, timeout=0.02) as p:
+        p.write(b"ATE0\r")
+        read_until(p)
+        info(p, "AT+CMEE=2")
+        info(p, "AT+CSCS=\"UCS2\"")
+        p.write(b"ATZ\r")
+        assert read_until(p) == b"\r\nOK\r\n"  # ATZ itself was not echoed: E0 until it ran
+        p.write(b"AT+CSCS?\r")
+        assert read_until(p) == b'AT+CSCS?\r\r\n+CSCS: "GSM"\r\n\r\nOK\r\n'
+        assert ask(p, "ATE0&W")[1] == "OK"
+        assert ask(p, "AT+WS46=99")[1] == "+CME ERROR: 50"  # numeric again
 
 
 def test_basic_commands_modem_managers_send(port: serial.Serial) -> None:
