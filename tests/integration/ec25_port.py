@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,18 +27,43 @@ the margin covers a loaded 2-core CI machine)."""
 FINALS = (b"OK", b"ERROR", b"NO CARRIER", b"CONNECT", b"BUSY", b"NO ANSWER", b"NO DIALTONE")
 
 
+_PENDING: weakref.WeakKeyDictionary[serial.Serial, bytes] = weakref.WeakKeyDictionary()
+"""Bytes read past what a call returned (a URC right after a final code): the next read
+on that port starts with them, so nothing the modem sent is lost between calls."""
+
+
+def _is_final(line: bytes) -> bool:
+    return line in FINALS or line.startswith((b"+CME ERROR", b"+CMS ERROR", b"CONNECT"))
+
+
+def _end_of_final(buf: bytes) -> int:
+    """Offset just past the first complete final-result-code line, or -1."""
+    pos = 0
+    while (nl := buf.find(b"\r\n", pos)) >= 0:
+        if _is_final(buf[pos:nl]):
+            return nl + 2
+        pos = nl + 2
+    return -1
+
+
 def read_until(port: serial.Serial, done: bytes | None = None, deadline: float = READ_DEADLINE) -> bytes:
-    """Read until a final result code line (or the line/bytes ``done``) has arrived."""
-    buf = b""
+    """Read up to and including the first final result code line (or the bytes ``done``);
+    what came after it is kept for the next read."""
+    buf = _PENDING.pop(port, b"")
     end = time.monotonic() + deadline
-    while time.monotonic() < end:
+    while True:
+        if done is None:
+            cut = _end_of_final(buf)
+        else:
+            found = buf.find(done)
+            cut = found + len(done) if found >= 0 else -1
+        if cut >= 0:
+            if buf[cut:]:
+                _PENDING[port] = buf[cut:]
+            return buf[:cut]
+        if time.monotonic() >= end:
+            raise AssertionError(f"no {done or 'final result code'!r} within {deadline} s; got {buf!r}")
         buf += port.read(512)
-        if done is not None and done in buf:
-            return buf
-        lines = buf.split(b"\r\n")[:-1]
-        if done is None and any(ln in FINALS or ln.startswith((b"+CME ERROR", b"+CMS ERROR", b"CONNECT")) for ln in lines):
-            return buf
-    raise AssertionError(f"no final result code within {deadline} s; got {buf!r}")
 
 
 def ask(port: serial.Serial, command: str) -> tuple[list[str], str]:
@@ -56,15 +82,24 @@ def info(port: serial.Serial, command: str) -> list[str]:
 
 
 def read_lines(port: serial.Serial, count: int, deadline: float = READ_DEADLINE) -> list[bytes]:
-    """Read until ``count`` complete non-empty lines have arrived; return them."""
-    buf = b""
+    """Read until ``count`` complete non-empty lines have arrived; return them (what came
+    after the last of them is kept for the next read)."""
+    buf = _PENDING.pop(port, b"")
     end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        buf += port.read(512)
-        lines = [ln for ln in buf.split(b"\r\n")[:-1] if ln]
-        if len(lines) >= count:
+    while True:
+        lines: list[bytes] = []
+        pos = 0
+        while len(lines) < count and (nl := buf.find(b"\r\n", pos)) >= 0:
+            if nl > pos:
+                lines.append(buf[pos:nl])
+            pos = nl + 2
+        if len(lines) == count:
+            if buf[pos:]:
+                _PENDING[port] = buf[pos:]
             return lines
-    raise AssertionError(f"fewer than {count} lines within {deadline} s; got {buf!r}")
+        if time.monotonic() >= end:
+            raise AssertionError(f"fewer than {count} lines within {deadline} s; got {buf!r}")
+        buf += port.read(512)
 
 
 @contextlib.contextmanager
