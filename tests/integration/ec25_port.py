@@ -102,6 +102,15 @@ def read_lines(port: serial.Serial, count: int, deadline: float = READ_DEADLINE)
         buf += port.read(512)
 
 
+def wait_registered(port: serial.Serial, registered: bool) -> None:
+    """Wait until the modem is (or is not) registered. Needs ``AT+CEREG=1``: the +CEREG URC
+    is the event; the query first, in case the change happened already."""
+    want = b"+CEREG: 1\r\n" if registered else b"+CEREG: 2\r\n"
+    query = next(ln for ln in info(port, "AT+CEREG?") if ln.startswith("+CEREG: 1,"))  # not a URC
+    if (query == "+CEREG: 1,1") != registered:
+        read_until(port, want)
+
+
 @contextlib.contextmanager
 def pocket_lab_modem(*options: str) -> Iterator[str]:
     """``pocket-lab modem <options>`` as a real process: yields the pty path it prints,

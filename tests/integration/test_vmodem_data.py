@@ -8,17 +8,15 @@ import pytest
 import serial
 
 from board.virtual.modem import FAST_SCALE, CarrierReject, ModemConfig, NullCarrier, VirtualModem
-from tests.integration.ec25_port import ask, info, read_until
+from tests.integration.ec25_port import ask, info, read_until, wait_registered
 
 
 def open_port(vm: VirtualModem) -> serial.Serial:
     port = serial.serial_for_url(vm.path, timeout=0.02)
     port.write(b"ATE0\r")
     read_until(port)
-    port.write(b"AT+CEREG=1\r")
-    read_until(port)
-    if not info(port, "AT+CEREG?")[0].endswith(",1"):
-        read_until(port, b"+CEREG: 1\r\n")  # wait for the attach
+    info(port, "AT+CEREG=1")
+    wait_registered(port, True)  # the attach
     return port
 
 

@@ -7,15 +7,7 @@ import serial
 
 from agent.modem import parse
 from board.virtual.modem import VirtualModem
-from tests.integration.ec25_port import ask, info, read_until
-
-
-def wait_registered(port: serial.Serial, registered: bool) -> None:
-    """+CEREG URCs (mode 1) tell when registration changes: wait for the one wanted."""
-    want = b"+CEREG: 1\r\n" if registered else b"+CEREG: 2\r\n"
-    query = next(ln for ln in info(port, "AT+CEREG?") if ln.startswith("+CEREG: 1,"))  # not a URC
-    if (query == "+CEREG: 1,1") != registered:
-        read_until(port, want)
+from tests.integration.ec25_port import ask, info, wait_registered
 
 
 def test_network_info_signal_and_names_agree_with_27007(quiet_port: serial.Serial) -> None:
