@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "agent": ("board.virtual.labctl", "restart or kill the lab's agent"),
     "swap": ("board.virtual.labctl", "the reference cloud commands a SIM swap (now or inside --window)"),
     "policy": ("board.virtual.labctl", "the reference cloud publishes a device policy (--set k=v)"),
+    "sms": ("board.virtual.labsms", "the carrier texts the SIM in use (default: its cap notice)"),
 }
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from agent import store
 from board.virtual import carrier as carrier_mod
+from board.virtual import labsms
 from board.virtual.carrier import CarrierNetwork, LabLayout
 from board.virtual.pool import load_pool
 
@@ -48,6 +49,7 @@ def enforce_caps(layout: LabLayout, pool: dict[str, Any], state_file: Path, poli
             LOGGER.info("carrier: %s used %d of %d bytes: policing to %d kbps", sim["iccid"], used, cap, rate)
             carrier_mod.police(layout, active["address"], index, rate)
             policed[sim["iccid"]] = rate
+            labsms.queue_sms(state_file.parent, labsms.CARRIER_SENDER, labsms.cap_notice(plan))  # as carriers do
 
 
 def main() -> int:
@@ -75,6 +77,10 @@ def main() -> int:
             enforce_caps(layout, pool, state_file, policed)
         except Exception:  # a failed check must not take the modem down with it
             LOGGER.exception("cap check failed")
+        try:
+            labsms.deliver_pending(args.lab_dir, modem)  # pocket-lab sms
+        except Exception:
+            LOGGER.exception("SMS delivery failed")
     modem.stop()
     return 0
 

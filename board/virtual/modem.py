@@ -34,11 +34,13 @@ import time
 import tomllib
 import tty
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, Self
 
+from agent.sim import SimProfile
 from board.virtual.modem_cmds import CommandSet
+from board.virtual.modem_term import OVERFLOW, LineEditor, Registers
 
 LOGGER = logging.getLogger(__name__)
 
@@ -125,22 +127,16 @@ class NullCarrier:
 # --- configuration ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SlotSim:
-    """A SIM as held in a vSIM slot (the modem's memory; never logged)."""
+SlotSim = SimProfile
+"""A SIM as held in a vSIM slot is the agent's own ``SimProfile`` (keys never shown)."""
 
-    iccid: str
-    imsi: str
-    ki: bytes = field(repr=False)
-    opc: bytes = field(repr=False)
-    plmn: str = "44010"
-    apn: str = "internet"
-
-    def __repr__(self) -> str:
-        return f"SlotSim(iccid={self.iccid!r}, imsi={self.imsi!r}, ki=<redacted>, opc=<redacted>)"
+SEED_PLMN = "44010"
+SEED_APN = "internet"
+"""A seed SIM given without PLMN or APN in a config file is a home SIM of the lab's
+carrier (MCC 440, MNC 10) on its default APN."""
 
 
-DEFAULT_SEED = SlotSim(
+DEFAULT_SEED = SimProfile(
     iccid="8981100000000000001",
     imsi="440101234500001",
     ki=bytes.fromhex("465b5ce8b199b49faa5f0a2ee238a6bc"),
@@ -155,7 +151,7 @@ DEFAULT_SEED = SlotSim(
 class ModemConfig:
     """What the lab (or a test) chooses about the virtual modem."""
 
-    seed: SlotSim = DEFAULT_SEED
+    seed: SimProfile = DEFAULT_SEED
     vsim_slots: tuple[int, ...] = (1, 2)
     manufacturer: str = "PocketLab"
     model: str = "VM-1"
@@ -170,6 +166,9 @@ class ModemConfig:
     radio_on_at_boot: bool = True
     """Real modems come up with +CFUN=1 and attach on their own."""
     sinr_db: float = 12.0
+    ppp_on_at_port: bool = False
+    """Whether ATD*99# on this port answers CONNECT (a PPP-capable port) or NO CARRIER
+    (the board's data path is a network interface, as the virtual board's wwan0)."""
     rsrp_dbm: float = -85.0
     rsrq_db: float = -9.0
 
@@ -189,7 +188,9 @@ class ModemConfig:
             s = dict(data.pop("seed"))
             s["ki"] = bytes.fromhex(s["ki"])
             s["opc"] = bytes.fromhex(s["opc"])
-            data["seed"] = SlotSim(**s)
+            s.setdefault("plmn", SEED_PLMN)
+            s.setdefault("apn", SEED_APN)
+            data["seed"] = SimProfile(**s)
         if "vsim_slots" in data:
             data["vsim_slots"] = tuple(data["vsim_slots"])
         known = set(cls.__dataclass_fields__)
@@ -232,7 +233,7 @@ class VirtualModem:
         self._running = False
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
-        self._rxbuf = bytearray()
+        self._editor = LineEditor(Registers(lambda n: self.cmds.sregs.get(n, 0)), lambda: self.cmds.echo)
         self._queue: list[str] = []
         self._busy_until = 0.0
         self._hang_until = 0.0
@@ -324,6 +325,11 @@ class VirtualModem:
         cond = RadioConditions(rsrp_dbm, rsrq_db, sinr_db, registered, reject_cause)
         self.call(lambda: self.cmds.set_conditions(cond))
 
+    def deliver_sms(self, sender: str, text: str) -> int | None:
+        """The network delivers a text to the active SIM (stored, +CMTI); returns its index."""
+        index: int | None = self.call_wait(lambda: self.cmds.sms.deliver(sender, text))
+        return index
+
     # -- faults ----------------------------------------------------------------------
     def inject_hang(self, seconds: float) -> None:
         """Answer nothing (and process nothing) for ``seconds``; then carry on."""
@@ -380,7 +386,7 @@ class VirtualModem:
             tty.setraw(self._slave)
             os.set_blocking(self._master, False)
             self.path = os.ttyname(self._slave)
-            self._rxbuf.clear()
+            self._editor.clear()
             self.cmds.reboot()
             return self.path
 
@@ -436,16 +442,14 @@ class VirtualModem:
             return
         except OSError:
             return  # slave not open (yet / any more): nothing to read
-        for byte in data:
-            if byte in (13, 10):
-                if self._rxbuf:
-                    line = self._rxbuf.decode("latin-1")
-                    self._rxbuf.clear()
-                    if self.cmds.echo:
-                        self._write(line.encode("latin-1") + b"\r\n")
-                    self._queue.append(line)
-            elif len(self._rxbuf) < 4096:
-                self._rxbuf.append(byte)
+        # --- terminal (issue 16): per-character echo, S3/S5 editing, A/ (modem_term.py)
+        if self.cmds.sink is not None:  # online data mode after ATD*99# (modem_data.py)
+            data = self.cmds.sink(data)  # the bytes after its end go to the command line
+        echo, lines = self._editor.feed(data)
+        if echo:
+            self._write(echo)
+        self._queue.extend(lines)
+        # --- end terminal
 
     def _run_timers(self) -> None:
         now = time.monotonic()
@@ -464,6 +468,9 @@ class VirtualModem:
             now = time.monotonic()
 
     def _handle(self, line: str) -> None:
+        if line == OVERFLOW:
+            self._respond(["ERROR"], COMMAND_LATENCY)  # V.250: command line too long
+            return
         text = line.strip()
         if not text.upper().startswith("AT"):
             return  # real modems ignore lines that are not commands
@@ -486,13 +493,21 @@ class VirtualModem:
                 self._timers, (self._busy_until, next(self._seq), lambda: self.send_lines(lines))
             )
 
-    def send_lines(self, lines: list[str]) -> None:
-        """Write response or URC lines in CR LF framing, with random URCs between."""
+    def send_lines(self, lines: list[str], final: bool = True) -> None:
+        """Write lines in V.250 framing, with random URCs between: information lines as
+        ``<S3><S4>line1<S3><S4>line2<S3><S4>``, the final result code (the last line, when
+        ``final``) as ``<S3><S4>OK<S3><S4>`` after them, as a real EC25 frames them."""
         out = bytearray()
-        for line in lines:
+        eol = self.cmds.eol
+        lead = True
+        for i, line in enumerate(lines):
             if self.config.urc_probability and self.rng.random() < self.config.urc_probability:
-                out += b"\r\n" + self.cmds.random_urc().encode() + b"\r\n"
-            out += b"\r\n" + line.encode() + b"\r\n"
+                out += eol + self.cmds.random_urc().encode() + eol
+                lead = True
+            if lead or (final and i == len(lines) - 1):
+                out += eol
+            out += line.encode() + eol
+            lead = False
         self._write(bytes(out))
 
     def _spontaneous_urc(self) -> None:
@@ -502,7 +517,8 @@ class VirtualModem:
 
     def urc(self, line: str) -> None:
         """Emit one URC now."""
-        self._write(b"\r\n" + line.encode() + b"\r\n")
+        eol = self.cmds.eol
+        self._write(eol + line.encode() + eol)
 
     def _write(self, data: bytes) -> None:
         if self._master < 0:
@@ -522,6 +538,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="ModemConfig as JSON or TOML (seed SIM, timings)")
     parser.add_argument("--fast", action="store_true", help=f"time_scale {FAST_SCALE}")
     parser.add_argument("--urc-probability", type=float, default=None)
+    parser.add_argument("--ec25", action="store_true", help="name itself Quectel EC25 (ATI, +CGMI, +CGMM, +CGMR)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -531,6 +548,11 @@ def main(args: argparse.Namespace) -> int:
         config = replace(config, time_scale=FAST_SCALE)
     if args.urc_probability is not None:
         config = replace(config, urc_probability=args.urc_probability)
+    if args.ec25:
+        from board.virtual.modem_ident import EC25_IDENTITY
+
+        ident = EC25_IDENTITY
+        config = replace(config, manufacturer=ident["manufacturer"], model=ident["model"], revision=ident["revision"])
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

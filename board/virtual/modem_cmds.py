@@ -14,6 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from agent.modem.errcodes import CME_ERRORS
+from board.virtual.modem_data import DataCommands
+from board.virtual.modem_ident import TEST_FORMS, IdentityCommands
+from board.virtual.modem_quectel import QuectelCommands
+from board.virtual.modem_simfs import SimFiles
+from board.virtual.modem_sms import SmsCommands
+
 if TYPE_CHECKING:
     from board.virtual.modem import RadioConditions, SlotSim, VirtualModem
 
@@ -23,21 +30,8 @@ SEED_SLOT = 0
 BEARER_ID_BASE = 5
 """EPS bearer ids 5..15 (TS 24.007); the default bearer of cid n gets 4+n."""
 
-CME_TEXT: dict[int, str] = {
-    3: "operation not allowed",
-    4: "operation not supported",
-    10: "SIM not inserted",
-    13: "SIM failure",
-    14: "SIM busy",
-    30: "no network service",
-    50: "incorrect parameters",
-    100: "unknown",
-    133: "requested service option not subscribed",
-    148: "unspecified GPRS error",
-    149: "PDP authentication failure",
-    515: "please wait, init or command processing in progress",
-}
-"""27.007 clause 9.2 codes the virtual modem gives, and the vendor-ish 515."""
+VENDOR_CME_TEXT: dict[int, str] = {515: "please wait, init or command processing in progress"}
+"""Vendor +CME ERROR codes beyond 27.007's table (agent/modem/errcodes.py): Quectel's 515."""
 
 ESM_TO_CME = {33: 133, 29: 149}
 """ESM reject cause (TS 24.301) -> +CME ERROR code; anything else is 148."""
@@ -75,8 +69,7 @@ class CommandSet:
         self.cops_format = 0
         self.table: dict[str, Handler] = {
             "+CGMI": self._cgmi, "+CGMM": self._cgmm, "+CGMR": self._cgmr, "+CGSN": self._cgsn,
-            "+CMEE": self._cmee, "+CFUN": self._cfun, "+CPIN": self._cpin, "+CIMI": self._cimi,
-            "+CCID": self._ccid, "+ICCID": self._ccid, "+CSQ": self._csq, "+CESQ": self._cesq, "+COPS": self._cops,
+            "+CMEE": self._cmee, "+CFUN": self._cfun, "+CIMI": self._cimi, "+CSQ": self._csq, "+CESQ": self._cesq, "+COPS": self._cops,
             "+CGDCONT": self._cgdcont, "+CGACT": self._cgact, "+CGPADDR": self._cgpaddr,
             "+CGCONTRDP": self._cgcontrdp, "+CGATT": self._cgatt, "+CCLK": self._cclk,
             "+VSIMLOAD": self._vsimload, "+VSIMSEL": self._vsimsel, "+VSIMLIST": self._vsimlist,
@@ -84,13 +77,26 @@ class CommandSet:
         }
         for name in ("CREG", "CGREG", "CEREG"):
             self.table["+" + name] = _reg_handler(self, name)
+        self.sink: Callable[[bytes], bytes] | None = None
+        """While set, bytes from the port go here instead of the command line (online data
+        mode of a data call); it returns the bytes that follow its end."""
+        self.ident = IdentityCommands(self)
+        self.table.update(self.ident.handlers())
+        self.simfs = SimFiles(self)
+        self.table.update(self.simfs.handlers())
+        self.data = DataCommands(self)
+        self.table.update(self.data.handlers())
+        self.sms = SmsCommands(self)
+        self.table.update(self.sms.handlers())
+        self.quectel = QuectelCommands(self)
+        self.table.update(self.quectel.handlers())
 
     # -- helpers ---------------------------------------------------------------------
     def cme(self, code: int) -> str:
         if self.cmee == 0:
             return "ERROR"
         if self.cmee == 2:
-            return f"+CME ERROR: {CME_TEXT.get(code, 'unknown')}"
+            return f"+CME ERROR: {CME_ERRORS.get(code) or VENDOR_CME_TEXT.get(code, 'unknown')}"
         return f"+CME ERROR: {code}"
 
     def _err(self, code: int, latency: float | None = None) -> Result:
@@ -105,17 +111,39 @@ class CommandSet:
         return [*(lines or []), "OK"], COMMAND_LATENCY if latency is None else latency
 
     @property
+    def eol(self) -> bytes:
+        """V.250 response framing: S3 then S4 (CR LF unless changed with ATS3=/ATS4=)."""
+        return bytes((self.sregs.get(3, 13), self.sregs.get(4, 10)))
+
+    def lte_allowed(self) -> bool:
+        """The virtual cell is LTE: a mode without E-UTRAN (+WS46 12/22/29, Quectel
+        nwscanmode 1/2) finds no cell, as a real EC25 would on an LTE-only network."""
+        return self.ident.s.ws46 not in (12, 22, 29) and self.quectel.nwscanmode not in (1, 2)
+
+    def signal_bars(self) -> int:
+        """The +CIND/+CIEV "signal" indicator (0-5) from RSRP."""
+        if self.cfun != 1:
+            return 0
+        return max(0, min(5, int((self.m.conditions.rsrp_dbm + 125) // 8)))
+
+    def cgev(self, event: str) -> None:
+        """A +CGEV URC, when +CGEREP asks for them."""
+        if self.ident.cgev_enabled():
+            self.m.urc(f"+CGEV: {event}")
+
+    @property
     def sim(self) -> SlotSim | None:
         return self.slots.get(self.active_slot)
 
     def random_urc(self) -> str:
         """A truthful, harmless URC for random injection (signal bars, access tech)."""
-        bars = max(0, min(5, int((self.m.conditions.rsrp_dbm + 125) // 8)))
-        return self.m.rng.choice([f"+CIEV: 2,{bars}", '+QIND: "act","LTE"'])
+        return self.m.rng.choice([f"+CIEV: 2,{self.signal_bars()}", '+QIND: "act","LTE"'])
 
     # -- dispatch --------------------------------------------------------------------
     def execute(self, text: str) -> Result:
         body = text[2:]
+        if body[:1].upper() == "D":
+            return self.data.dial(body[1:])
         if not body.startswith(("+", "^")):
             return self._basic(body)
         m = re.match(r"^([+^][A-Z0-9]+)(=\?|\?|=(.*))?$", body, re.IGNORECASE)
@@ -127,6 +155,8 @@ class CommandSet:
             return ["ERROR"], 0.0
         suffix = m.group(2)
         kind = "exec" if suffix is None else "test" if suffix == "=?" else "query" if suffix == "?" else "set"
+        if kind == "test" and name in TEST_FORMS:
+            return self._ok(TEST_FORMS[name])  # ranges, never current values
         try:
             return handler(kind, m.group(3) or "")
         except (ValueError, IndexError):
@@ -136,7 +166,10 @@ class CommandSet:
         """V.250 basic commands, concatenated (``ATE0``, ``ATS7=5S7?``, ``ATI``, ``ATZ``)."""
         lines: list[str] = []
         pos = 0
-        token = re.compile(r"E([01])|S(\d+)=(\d+)|S(\d+)\?|V1|Q0|Z|I|&F|&W", re.IGNORECASE)
+        token = re.compile(
+            r"E([01])|S(\d+)=(\d+)|S(\d+)\?|V1|Q0|X[0-4]?|&C[01]?|&D[0-2]?|Z0?|I0?|&F0?|&W0?|H0?|O0?",
+            re.IGNORECASE,
+        )
         while pos < len(body):
             m = token.match(body, pos)
             if not m:
@@ -148,9 +181,14 @@ class CommandSet:
                 self.sregs[int(m.group(2))] = int(m.group(3)) % 256
             elif m.group(4):
                 lines.append(f"{self.sregs.get(int(m.group(4)), 0):03d}")
-            elif word == "I":
-                cfg = self.m.config
+            elif word in ("I", "I0"):
+                cfg = self.m.config  # the EC25's ATI: manufacturer, model, revision
                 lines += [cfg.manufacturer, cfg.model, f"Revision: {cfg.revision}"]
+            elif word[0] in "HO":
+                return self.data.hangup() if word[0] == "H" else self.data.online()
+            elif word[0] == "Z" or word[:2] == "&F":
+                self.echo, self.cmee = True, 1  # back to the stored (factory) profile
+                self.ident.reset()
             pos = m.end()
         return self._ok(lines)
 
@@ -183,19 +221,6 @@ class CommandSet:
             return self._err(10)
         return self._ok([sim.imsi])
 
-    def _ccid(self, kind: str, args: str) -> Result:
-        sim = self.sim
-        if sim is None:
-            return self._err(10)
-        return self._ok([f"+CCID: {sim.iccid}"])
-
-    def _cpin(self, kind: str, args: str) -> Result:
-        if self.sim is None:
-            return self._err(10)
-        if kind == "query":
-            return self._ok(["+CPIN: READY"])
-        return self._err(3)
-
     # -- radio -----------------------------------------------------------------------
     def _cfun(self, kind: str, args: str) -> Result:
         from board.virtual.modem import RADIO_OFF_LATENCY, RADIO_ON_LATENCY
@@ -215,17 +240,20 @@ class CommandSet:
         if fun == self.cfun:
             latency = 0.0
         self.cfun = fun
+        self.ident.report_indicators()  # the signal indicator follows the radio at once
         self.m.schedule(latency, self.reevaluate)
         return self._ok(latency=latency)
 
     def set_conditions(self, cond: RadioConditions) -> None:
         self.m.conditions = cond
         self.reevaluate()
+        self.ident.report_indicators()
 
     def _set_stat(self, stat: int, cause: int | None = None) -> None:
         if stat == self.stat and cause == self.reject_cause:
             return
         self.stat, self.reject_cause = stat, cause
+        self.ident.report_indicators()
         for name, n in self.reg_n.items():
             if n > 0:
                 self.m.urc(f"+{name}: {self._reg_fields(name, n)}")
@@ -245,7 +273,9 @@ class CommandSet:
         from board.virtual.modem import ATTACH_LATENCY
 
         sim, cond = self.sim, self.m.conditions
-        if self.cfun != 1 or sim is None or not cond.registered:
+        if not self.simfs.ready:  # no SIM, or its PIN not entered yet
+            sim = None
+        if self.cfun != 1 or sim is None or not cond.registered or not self.lte_allowed():
             self._detach()
             self._set_stat(0 if self.cfun != 1 or sim is None else 2)
             return
@@ -289,7 +319,7 @@ class CommandSet:
         for cid, ctx in self.contexts.items():
             if ctx.params is not None:
                 ctx.params = None
-                self.m.urc(f"+CGEV: ME PDN DEACT {cid}")
+                self.cgev(f"ME PDN DEACT {cid}")
         if self.attached and sim is not None:
             self.m.carrier.detach(sim.imsi)
         self.attached = False
@@ -371,7 +401,7 @@ class CommandSet:
         return self._ok()
 
     def _cgact(self, kind: str, args: str) -> Result:
-        from board.virtual.modem import CONTEXT_LATENCY, CarrierReject
+        from board.virtual.modem import CONTEXT_LATENCY
 
         if kind == "query":
             return self._ok(
@@ -387,17 +417,35 @@ class CommandSet:
                 self.m.carrier.deactivate(sim.imsi, cid)
             ctx.params = None
             return self._ok(latency=CONTEXT_LATENCY / 2)
+        code = self.activate(cid)
+        if code is not None:
+            return self._err(code, CONTEXT_LATENCY if code != 30 else None)
+        return self._ok(latency=CONTEXT_LATENCY)
+
+    def activate(self, cid: int) -> int | None:
+        """Bring context ``cid`` up with the carrier: None, or the +CME ERROR code (the
+        failure is kept for +CEER)."""
+        from board.virtual.modem import CarrierReject
+
+        ctx, sim = self.contexts.get(cid), self.sim
+        if ctx is None:
+            return 50
         if not self.attached or sim is None:
-            return self._err(30)
+            self.data.failed(30, None)
+            return 30
         if ctx.params is not None:
-            return self._ok()
+            return None
         try:
             ctx.params = self.m.carrier.activate(sim.imsi, cid, ctx.apn or sim.apn)
         except CarrierReject as exc:
-            return self._err(ESM_TO_CME.get(exc.cause, 148), CONTEXT_LATENCY)
-        return self._ok(latency=CONTEXT_LATENCY)
+            code = ESM_TO_CME.get(exc.cause, 148)
+            self.data.failed(code, exc.cause)
+            return code
+        return None
 
     def _cgpaddr(self, kind: str, args: str) -> Result:
+        if kind == "test":  # the cids that are defined
+            return self._ok([f"+CGPADDR: ({','.join(map(str, sorted(self.contexts)))})"])
         cids = [int(a) for a in _split_args(args)] if args else sorted(self.contexts)
         lines = []
         for cid in cids:
@@ -409,6 +457,9 @@ class CommandSet:
         return self._ok(lines)
 
     def _cgcontrdp(self, kind: str, args: str) -> Result:
+        if kind == "test":  # the cids that are active
+            active = [cid for cid, c in sorted(self.contexts.items()) if c.params is not None]
+            return self._ok([f"+CGCONTRDP: ({','.join(map(str, active))})"])
         cids = [int(a) for a in _split_args(args)] if args else sorted(self.contexts)
         lines = []
         for cid in cids:
@@ -453,6 +504,8 @@ class CommandSet:
         if kind == "query":
             sim = self.sim
             return self._ok([f'+VSIMSEL: {self.active_slot},"{sim.iccid if sim else ""}"'])
+        if kind == "test":
+            return self._ok([f"+VSIMSEL: ({','.join(map(str, (SEED_SLOT, *self.m.config.vsim_slots)))})"])
         if kind != "set":
             return self._err(50)
         slot = int(args.strip())
@@ -478,6 +531,8 @@ class CommandSet:
         return self._ok(lines)
 
     def _vsimdel(self, kind: str, args: str) -> Result:
+        if kind == "test":
+            return self._ok([f"+VSIMDEL: ({','.join(map(str, self.m.config.vsim_slots))})"])
         slot = int(args.strip())
         if slot == SEED_SLOT or slot == self.active_slot:
             return self._err(3)
@@ -491,17 +546,22 @@ class CommandSet:
     def power_on(self, boot_urcs: bool = True) -> None:
         """Cold start: volatile state back to defaults; slots and the selection persist."""
         self.echo, self.cmee, self.cfun, self.cops_format = True, 1, 0, 0
+        self.ident.reset()
+        self.data.reset()
+        self.sms.reset()
+        self.quectel.reset()
         self.reg_n = {"CREG": 0, "CGREG": 0, "CEREG": 0}
         self.stat, self.reject_cause, self.attached = 0, None, False
         for ctx in self.contexts.values():
             ctx.params = None
+        self.simfs.power_on()
         if boot_urcs:
             self.m.urc("RDY")
         if self.m.config.radio_on_at_boot:
             self.cfun = 1
             if boot_urcs:
                 self.m.urc("+CFUN: 1")
-                self.m.urc("+CPIN: READY" if self.sim else "+CPIN: NOT INSERTED")
+                self.m.urc(f"+CPIN: {self.simfs.cpin_status()}")
             self.reevaluate()
 
     def reboot(self) -> None:
@@ -509,6 +569,7 @@ class CommandSet:
         from board.virtual.modem import BOOT_LATENCY
 
         self.m.reboots += 1
+        self.data.reset()  # a data call ends with the power
         self.m._hang_until = 0.0  # a power cycle cures a hung baseband
         self._detach()
         self.stat, self.cfun = 0, 0

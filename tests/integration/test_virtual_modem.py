@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from agent.modem.at import open_channel
 from agent.modem.driver import Modem
 from agent.modem.recovery import LadderPolicy, RecoveryLadder
 from board.virtual.modem import FAST_SCALE, CarrierReject, ModemConfig, NullCarrier, VirtualModem
+from tests.integration.ec25_port import pocket_lab_modem
 from tests.unit.at_fakes import async_test
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,9 +48,11 @@ def exchange(port: serial.Serial, command: str, until: bytes = b"OK\r\n") -> byt
 
 
 def test_echo_until_ate0_and_crlf_framing(vmodem: VirtualModem) -> None:
+    # A real EC25 echoes each character as it arrives, the CR included, then frames the
+    # answer in CR LF: "AT\r" + "\r\nOK\r\n".
     with serial.serial_for_url(vmodem.path, timeout=0.05) as port:
-        assert exchange(port, "AT") == b"AT\r\n\r\nOK\r\n"
-        assert exchange(port, "ATE0") == b"ATE0\r\n\r\nOK\r\n"
+        assert exchange(port, "AT") == b"AT\r\r\nOK\r\n"
+        assert exchange(port, "ATE0") == b"ATE0\r\r\nOK\r\n"
         assert exchange(port, "AT+CGMI") == b"\r\nPocketLab\r\n\r\nOK\r\n"
 
 
@@ -85,7 +87,7 @@ def test_urcs_arrive_inside_responses_when_configured() -> None:
     with VirtualModem(config) as vm, serial.serial_for_url(vm.path, timeout=0.05) as port:
         out = exchange(port, "AT+CGDCONT?")
     lines = [ln for ln in out.split(b"\r\n") if ln]
-    assert lines[0] == b"AT+CGDCONT?"  # echo
+    assert lines[0] == b"AT+CGDCONT?\r"  # echo, terminator included
     assert lines[1].startswith((b"+CIEV:", b"+QIND:")) and lines[3].startswith((b"+CIEV:", b"+QIND:"))
 
 
@@ -215,21 +217,8 @@ async def test_hung_modem_is_recovered_by_the_ladder(vmodem: VirtualModem, monke
 
 
 def test_pocket_lab_modem_prints_its_pty_and_stops_on_sigterm() -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "board.virtual.lab", "modem", "--fast"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        path = proc.stdout.readline().strip()  # type: ignore[union-attr]
-        assert path.startswith("/dev/pts/")
-        with serial.serial_for_url(path, timeout=0.05) as port:
-            assert b"OK" in exchange(port, "AT")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=5) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    with pocket_lab_modem("--fast") as path, serial.serial_for_url(path, timeout=0.05) as port:
+        assert b"OK" in exchange(port, "AT")
 
 
 def run_cli(*argv: str) -> subprocess.CompletedProcess[str]:
