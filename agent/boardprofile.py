@@ -51,6 +51,9 @@ class BoardProfile:
     reset_line: dict[str, Any] = field(default_factory=lambda: {"kind": "none"})
     resolv_file: str = "/tmp/resolv.conf.d/resolv.conf.auto"
     lan_interface: str = "br-lan"
+    console_port: str = ""
+    """The technician console's serial port (a USB gadget port such as /dev/ttyGS0);
+    empty: this board has none (docs/console.md)."""
 
 
 def _need(data: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
@@ -94,6 +97,7 @@ def profile_from_dict(data: dict[str, Any]) -> BoardProfile:
         reset_line=_check_reset(data.get("reset_line", {"kind": "none"})),
         resolv_file=data.get("resolv_file", "/tmp/resolv.conf.d/resolv.conf.auto"),
         lan_interface=data.get("lan_interface", "br-lan"),
+        console_port=data.get("console_port", ""),
     )
     _check_values(profile)
     return profile
@@ -112,6 +116,8 @@ def _check_values(p: BoardProfile) -> None:
         raise ConfigError(f"board profile: key 'seed_slot' {p.seed_slot} must not be one of vsim_slots {p.vsim_slots}")
     if p.dialect == "generic" and p.vsim_slots:
         raise ConfigError("board profile: key 'vsim_slots' must be empty for dialect generic (no vSIM)")
+    if not isinstance(p.console_port, str):
+        raise ConfigError(f"board profile: key 'console_port' must be a string, got {p.console_port!r}")
     for key in ("at_port", "data_interface", "resolv_file", "lan_interface"):
         if not getattr(p, key):
             raise ConfigError(f"board profile: key {key!r} is empty")

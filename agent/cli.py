@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "decode": ("agent.modem.decode", "decode modem output on stdin to one JSON object per line"),
     "replay": ("agent.health.replay", "run the low-speed classifier over a recorded trace"),
     "record": ("agent.health.record", "record a health trace CSV from the live data path"),
+    "console": ("agent.faces.console.tool", "technician console: serve apart from the daemon, keygen, sign"),
 }
 """name -> (module, one-line help). Keep this table the single place a name is added."""
 

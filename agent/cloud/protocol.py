@@ -69,7 +69,7 @@ COMMAND = "command"
 POLICY = "policy"  # retained
 ACK = "ack"
 
-EVENT_KINDS = ("health", "outage", "assignment_result", "error")
+EVENT_KINDS = ("health", "outage", "assignment_result", "error", "audit")
 """Kinds a device emits on the "event" stream (topic pw/v1/<dev>/event/<kind>)."""
 
 COMMAND_ACTIONS = ("swap", "report", "set_policy")
@@ -200,7 +200,7 @@ def validate_event(body: dict[str, Any], topic_name: str | None = None) -> dict[
     require(body, "at", str, topic_name)
     data = require(body, "data", dict, topic_name)
     needs = {"health": ("state",), "outage": ("start",), "error": ("reason",),
-             "assignment_result": ("assignment_id", "ok", "detail")}[kind]
+             "assignment_result": ("assignment_id", "ok", "detail"), "audit": ("action",)}[kind]
     for key in needs:
         if key not in data:
             raise _fail(f"{kind} event without {key!r}", body, topic_name)

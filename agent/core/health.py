@@ -71,6 +71,17 @@ class HealthMonitor:
     def summary(self) -> dict[str, Any]:
         return dict(self._last, probe_budget=self.budget.report())
 
+    def start_trace(self, path: Path) -> None:
+        """Record every sample to ``path`` (CSV, ``pocket-agent replay`` reads it) from now on:
+        the console's ``trace start``. A trace already running is closed first."""
+        self.stop_trace()
+        self._trace = self._open_trace(path)
+
+    def stop_trace(self) -> None:
+        if self._trace:
+            self._trace[0].close()
+            self._trace = None
+
     # ---- the task ---------------------------------------------------------------------
     async def run(self) -> None:
         radio_due = 0.0

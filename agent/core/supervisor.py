@@ -83,6 +83,7 @@ class Supervisor:
         self.current: dict[str, Any] | None = None
         """Public facts of the SIM in use (never its keys): iccid, imsi, slot, plan, assignment_id."""
         self.health: Any = None
+        self.consoled: Any = None  # console (issue 12): control socket + technician console
 
     @classmethod
     def from_config(cls, cfg: AgentConfig) -> Supervisor:
@@ -124,6 +125,10 @@ class Supervisor:
     async def _start(self) -> None:
         store.ensure_private_dir(self.state_dir)
         self.status.update(state="starting", device_id=self.cfg.device_id)
+        # ---- console (issue 12): up first, so a technician can see a daemon stuck starting
+        from agent.core import consoled
+        self.consoled = await consoled.start(self)
+        # ---- end console
         self._open_usage()
         await self._first_reading()
         self.modem = Modem(self.cfg.modem_port or self.profile.at_port, self.profile.dialect,
@@ -172,6 +177,8 @@ class Supervisor:
                 await self._sample_once()
             with contextlib.suppress(AgentError):
                 self.journal.flush("shutdown")
+        if self.consoled:  # console (issue 12)
+            await self.consoled.stop()
         if self.modem:
             with contextlib.suppress(Exception):
                 await self.modem.close()
