@@ -20,6 +20,7 @@ def rig(tmp_path: Path) -> Iterator[ConsoleRig]:
 @pytest.fixture
 def term(rig: ConsoleRig) -> Iterator[Terminal]:
     t = Terminal(rig.cables[0].technician_path)
+    rig.start()
     t.expect(r"Type help for commands\.\r\nrtr-test01 serving> $")
     yield t
     t.close()

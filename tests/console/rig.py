@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import re
 import select
 import threading
 import time
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +94,8 @@ class FakeProvider:
         raise ControlError("swap history is not available in this build", reason="not_available")
 
     async def log(self, n: int) -> dict[str, Any]:
-        return {"lines": [f"line {i}" for i in range(n)]}
+        return {"lines": [f"2026-11-27 15:00:{i % 60:02d} INFO agent.core.supervisor: log line {i:03d} " + "." * 60
+                          for i in range(n)]}
 
     async def selftest(self) -> dict[str, Any]:
         return {"checks": [{"name": "modem answers", "ok": True, "detail": "answers AT"},
@@ -146,7 +147,14 @@ class ConsoleRig:
         self.call(self.server.start())
         self.console = ConsoleServer([str(c.device_path) for c in self.cables],
                                      lambda: ControlClient(self.socket), idle_logout=idle_logout)
-        self.task: Future[Any] = asyncio.run_coroutine_threadsafe(self.console.run(), self.loop)
+        self.task: asyncio.Task[Any] | None = None
+
+    def start(self) -> None:
+        """Start serving the ports. Open the technicians' ``Terminal``s first: opening a
+        serial port flushes its input, so a terminal opened later misses the greeting."""
+        async def spawn() -> asyncio.Task[Any]:
+            return asyncio.get_running_loop().create_task(self.console.run())
+        self.task = self.call(spawn())
 
     def call(self, coro: Any, timeout: float = EXPECT_TIMEOUT) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -155,12 +163,20 @@ class ConsoleRig:
         store.atomic_write_json(self.technicians_file, {"version": version, "keys": [{"name": name, "ed25519": public_b64}]})
 
     def close(self) -> None:
-        self.task.cancel()
+        if self.task is not None:
+            self.call(self._cancel(self.task))
         self.call(self.server.stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         for c in self.cables:
             c.close()
+
+
+    @staticmethod
+    async def _cancel(task: asyncio.Task[Any]) -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 class Terminal:

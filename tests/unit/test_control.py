@@ -53,7 +53,8 @@ def test_request_and_typed_errors(tmp_path: Path) -> None:
     async def body(server: ControlServer) -> None:
         client = ControlClient(server.path)
         assert (await client.request("device"))["device_id"] == "rtr-test01"
-        assert (await client.request("log", n=3))["lines"] == ["line 0", "line 1", "line 2"]
+        lines = (await client.request("log", n=3))["lines"]
+        assert len(lines) == 3 and "log line 002" in lines[2]
         with pytest.raises(ControlError) as exc:
             await client.request("swaps")
         assert exc.value.reason == "not_available"

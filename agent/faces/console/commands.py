@@ -198,6 +198,8 @@ def split(line: str) -> tuple[str, list[str], str, bool]:
     and ``--json`` is taken out wherever it stands."""
     want_json = bool(re.search(r"(^|\s)--json(\s|$)", line))
     line = re.sub(r"(^|\s)--json(?=\s|$)", " ", line).strip()
+    if re.match(r"(?i)at[+&^%$]", line):  # "at+csq" typed the way modem manuals write it
+        return "at", line.split(), line, want_json
     name, _, rest = line.partition(" ")
     return name.lower(), rest.split(), rest.strip(), want_json
 

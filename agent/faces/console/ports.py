@@ -45,6 +45,11 @@ READ_CHUNK = 1024
 OUT_MAX = 16 * 1024
 """Output held for a terminal that is not reading: ~1.4 s of 115200 baud, more than any
 one answer (``log 500`` is the largest, and is cut rather than blocking anything)."""
+LOW_WATER = OUT_MAX // 4
+"""A long answer is written in pieces, each once the buffer is down to this."""
+STALL_S = 2.0
+"""Seconds a long answer waits for the terminal to take the next piece before the rest is
+dropped: a terminal reading at 115200 baud takes 4 kB in 0.35 s."""
 REOPEN_EVERY = 1.0
 """Seconds between attempts to reopen a port that went away (USB re-enumeration takes
 about a second)."""
@@ -59,6 +64,8 @@ class Output:
         self.buf = bytearray()
         self.dropped = 0
         self._watching = False
+        self._low = asyncio.Event()
+        self._low.set()
 
     def write(self, data: bytes) -> None:
         if self.fd < 0:
@@ -84,7 +91,22 @@ class Output:
             if not self.buf and self.dropped:
                 self.buf += f"\r\n[console: {self.dropped} bytes of output dropped: terminal not reading]\r\n".encode()
                 self.dropped = 0
+        if len(self.buf) <= LOW_WATER:
+            self._low.set()
+        else:
+            self._low.clear()
         self._watch(bool(self.buf))
+
+    async def drain(self) -> bool:
+        """Wait until the terminal has taken most of what is buffered; False if it did not
+        within ``STALL_S`` (the caller goes on, and what does not fit is dropped)."""
+        if self.fd < 0:
+            return False
+        try:
+            await asyncio.wait_for(self._low.wait(), STALL_S)
+        except TimeoutError:
+            return False
+        return True
 
     def _watch(self, want: bool) -> None:
         if want and not self._watching:
@@ -109,6 +131,7 @@ class Terminal:
         self.sessions = 0
         """Sessions served so far (each reopen of the port starts one)."""
         self.session: Session | None = None
+        self.output: Output | None = None
         self._gone = asyncio.Event()
 
     async def run(self) -> None:
@@ -138,8 +161,9 @@ class Terminal:
         fd = ser.fileno()
         os.set_blocking(fd, False)
         self._gone = asyncio.Event()
-        out = Output(fd, loop, self._gone.set)
+        out = self.output = Output(fd, loop, self._gone.set)
         session = self.make_session(out.write, self.port)
+        session.drain = out.drain
         self.session, self.sessions = session, self.sessions + 1
         reader = _RateLimitedReader(fd, loop, session.feed, self._gone.set)
         LOGGER.info("console on %s: terminal connected", self.port)

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agent.errors import ConfigError, ControlError
@@ -36,6 +36,8 @@ WATCH_EVERY = 1.0
 """Seconds between ``signal watch`` readings: the daemon's radio refresh is 5 s, the AT
 channel answers +CESQ in ~50 ms, so once a second is live without crowding the channel."""
 NEWLINE = "\r\n"
+SHOW_CHUNK = 20
+"""Lines written before waiting for the terminal to take them (about 2 kB)."""
 
 
 class Session:
@@ -57,6 +59,8 @@ class Session:
         self._challenge: str | None = None
         self._last_input = monotonic()
         self.closed = False
+        self.drain: Callable[[], Awaitable[bool]] | None = None
+        """Set by the port: waits until the terminal took most of the output (or stalled)."""
 
     # ---- input ------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -171,17 +175,22 @@ class Session:
         elif name == "signal" and words == ["watch"]:
             await self._watch(cmd, want_json)
         else:
-            self._show(cmd, await self.client.request(cmd.op, **args), want_json)
+            await self._show(cmd, await self.client.request(cmd.op, **args), want_json)
 
-    def _show(self, cmd: cmds.Command, result: dict[str, Any], want_json: bool) -> None:
-        if want_json:
-            self.say(cmds.as_json(result))
-        else:
-            self.say(*cmd.render(result))
+    async def _show(self, cmd: cmds.Command, result: dict[str, Any], want_json: bool) -> None:
+        lines = [cmds.as_json(result)] if want_json else cmd.render(result)
+        waiting = self.drain is not None and len(lines) > SHOW_CHUNK
+        for start in range(0, len(lines), SHOW_CHUNK):
+            self.say(*lines[start:start + SHOW_CHUNK])
+            if waiting and self.drain is not None and not await self.drain():
+                # The terminal stopped reading: the rest of this answer is written without
+                # waiting, and the port's bounded buffer drops (and later reports) what does not fit.
+                LOGGER.debug("console %s: terminal not reading", self.terminal)
+                waiting = False
 
     async def _watch(self, cmd: cmds.Command, want_json: bool) -> None:
         while not self.interrupted.is_set() and not self.closed:
-            self._show(cmd, await self.client.request("signal"), want_json)
+            await self._show(cmd, await self.client.request("signal"), want_json)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.interrupted.wait(), WATCH_EVERY)
         # The Ctrl-C that stopped us is still queued; it has done its job.
@@ -201,7 +210,7 @@ class Session:
             await self._audit(dict(entry, outcome=f"{exc.reason}: {exc}"))
             raise
         await self._audit(dict(entry, outcome="ok"))
-        self._show(cmd, result, want_json)
+        await self._show(cmd, result, want_json)
 
     async def _audit(self, entry: dict[str, Any]) -> None:
         """Every privileged action and every login attempt: on the device and upstream."""
