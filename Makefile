@@ -9,9 +9,9 @@ STAMP  := $(VENV)/.installed
 
 # command -> Debian package. The lab uses real parts: mosquitto for the broker,
 # nftables and iproute2 (ip, tc) for the carrier network, picocom for the console,
-# conntrack for flow counting, procps for sysctl.
+# conntrack for flow counting, procps for sysctl, tmux to drive picocom in the console tests.
 APT_NEEDS := mosquitto:mosquitto nft:nftables ip:iproute2 tc:iproute2 picocom:picocom \
-             conntrack:conntrack sysctl:procps
+             conntrack:conntrack sysctl:procps tmux:tmux
 
 .PHONY: all setup deps run test bench lint clean
 

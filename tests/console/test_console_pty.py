@@ -112,6 +112,7 @@ def test_signal_watch_repeats_until_ctrl_c(rig: ConsoleRig, term: Terminal) -> N
     calls = rig.provider.calls.count("signal")
     assert "VM-1" in term.command("modem").decode()
     assert rig.provider.calls.count("signal") == calls  # stopped
+    assert rig.console.terminals[0].sessions == 1  # and the session goes on
 
 
 def test_privileged_commands_need_a_login(rig: ConsoleRig, term: Terminal) -> None:

@@ -181,8 +181,11 @@ class Terminal:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(session.close("port closed"), 5.0)
                 task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            with contextlib.suppress(asyncio.CancelledError):
+                try:
+                    await task
+                except Exception:  # a console bug ends this session only; the port is reopened
+                    LOGGER.exception("console session on %s failed", self.port)
             with contextlib.suppress(Exception):
                 session.client.close()
             self.session = None

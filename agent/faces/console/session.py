@@ -193,10 +193,7 @@ class Session:
             await self._show(cmd, await self.client.request("signal"), want_json)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.interrupted.wait(), WATCH_EVERY)
-        # The Ctrl-C that stopped us is still queued; it has done its job.
-        with contextlib.suppress(asyncio.QueueEmpty):
-            while isinstance(self.queue._queue[0], Interrupt):  # type: ignore[attr-defined]
-                self.queue.get_nowait()
+        # The Ctrl-C that stopped us is still queued: handling it later is harmless.
 
     async def _privileged(self, cmd: cmds.Command, args: dict[str, Any], want_json: bool) -> None:
         if self.technician is None:
