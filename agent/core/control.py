@@ -42,9 +42,9 @@ command line (256 characters); anything bigger is a bug or an attack."""
 MAX_RESPONSE = 1 << 20
 """Bytes per response line the client accepts (a ``log 500`` answer is ~60 kB)."""
 RATE_PER_S = 20.0
-RATE_BURST = 40
+RATE_BURST = 60
 """A technician types a few commands a minute and ``watch`` asks once a second; 20/s with
-a burst of 40 leaves room for scripts and still bounds what one client can ask of the
+a burst of 60 leaves room for scripts and still bounds what one client can ask of the
 modem's single AT channel."""
 OP_TIMEOUT = 30.0
 """Seconds one op may take. The slowest read-only op is ``selftest`` (a handful of AT

@@ -38,6 +38,8 @@ LOG_RING = 500
 THROUGHPUT_MIN_INTERVAL = 0.5
 """Seconds between two counter readings for a throughput figure; closer readings reuse
 the last figure rather than divide by a tiny interval."""
+UNSET_ADDRESSES = ("0.0.0.0", "0:0:0:0:0:0:0:0", "::")
+"""What +CGPADDR prints for a context without an address (after a modem reboot)."""
 SIM_PUBLIC = ("iccid", "imsi", "slot", "seed", "plan", "assignment_id")
 REG_WORDS = {0: "not registered, not searching", 1: "registered (home)", 2: "searching", 3: "denied",
              4: "unknown", 5: "registered (roaming)"}
@@ -152,13 +154,14 @@ class SupervisorView:
             return out
         out["signal"] = {k: radio[k] for k in ("rsrp_dbm", "rsrq_db", "sinr_db", "rssi_dbm", "rating")}
         out.update(operator=op.oper, technology=radio["technology"] or op.act, registration=radio["registration"],
-                   address=addresses[0] if addresses else None)
+                   address=next((a for a in addresses if a not in UNSET_ADDRESSES), None))
         return out
 
     async def modem(self) -> dict[str, Any]:
         ident = await self._modem().identity()
         return {"manufacturer": ident.manufacturer, "model": ident.model, "firmware": ident.revision,
-                "imei": ident.imei, "dialect": self.sup.profile.dialect, "port": self.sup.profile.at_port}
+                "imei": ident.imei, "dialect": self.sup.profile.dialect,
+                "port": self.sup.cfg.modem_port or self.sup.profile.at_port}
 
     async def signal(self) -> dict[str, Any]:
         return await self._radio()
@@ -245,7 +248,7 @@ class SupervisorView:
         return reg.stat in (1, 5), f"{REG_WORDS.get(reg.stat, reg.stat)}{cause}"
 
     async def _t_data(self) -> tuple[bool, str]:
-        addresses = await self._modem().addresses(DATA_CID)
+        addresses = [a for a in await self._modem().addresses(DATA_CID) if a not in UNSET_ADDRESSES]
         up = await asyncio.to_thread(self.sup.wan.is_up)
         where = addresses[0] if addresses else "none"
         return bool(addresses) and up, f"address {where}, {self.sup.profile.data_interface} {'up' if up else 'down'}"
@@ -297,8 +300,18 @@ class SupervisorView:
         return {"requested": True, "result": result if isinstance(result, dict | str | None) else str(result)}
 
     async def modem_reset(self) -> dict[str, Any]:
-        await self._modem().reset(wait=True)
-        return {"reset": True}
+        """Through the supervisor only: a bare +CFUN=1,1 would leave the data context down
+        with nobody bringing it back (the lab shows exactly that), so without the
+        supervisor's ``reset_modem`` this build refuses rather than break the link."""
+        reset = getattr(self.sup, "reset_modem", None)
+        if reset is None:
+            raise ControlError("modem reset is not available in this build (the agent could not bring data "
+                               "back afterwards); restart the agent or power-cycle the router instead",
+                               reason="not_available")
+        result = reset("technician")
+        if asyncio.iscoroutine(result):
+            result = await result
+        return {"reset": True, "result": result if isinstance(result, dict | str | None) else str(result)}
 
     async def reboot(self) -> dict[str, Any]:
         if not self.reboot_command:

@@ -122,7 +122,7 @@ def render_signal(r: dict[str, Any]) -> list[str]:
 
 
 def render_selftest(r: dict[str, Any]) -> list[str]:
-    lines = [f"{'PASS' if c['ok'] else 'FAIL'}  {c['name']:<16} {c.get('detail', '')}" for c in r.get("checks", [])]
+    lines = [f"{'PASS' if c['ok'] else 'FAIL'}  {c['name']:<18} {c.get('detail', '')}" for c in r.get("checks", [])]
     return lines + [f"{r.get('passed', 0)} of {len(r.get('checks', []))} checks passed"]
 
 

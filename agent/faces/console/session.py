@@ -56,6 +56,7 @@ class Session:
         self.interrupted = asyncio.Event()
         self.technician: str | None = None
         self.device_id = "?"
+        self.state = "?"
         self._challenge: str | None = None
         self._last_input = monotonic()
         self.closed = False
@@ -81,10 +82,13 @@ class Session:
         self._write("".join(redact(line) + NEWLINE for line in lines).encode("ascii", "replace"))
 
     async def prompt(self) -> None:
-        state = "?"
-        with contextlib.suppress(ControlError):
+        try:
             dev = await self.client.request("device")
-            self.device_id, state = str(dev.get("device_id", "?")), str(dev.get("state", "?"))
+            self.device_id, self.state = str(dev.get("device_id", "?")), str(dev.get("state", "?"))
+        except ControlError as exc:
+            LOGGER.warning("console prompt: %s (%s)", exc, exc.reason)
+            self.state = "unreachable" if exc.reason == "not_available" else self.state
+        state = self.state
         if self._challenge is not None:
             self._write(b"signature> ")
         else:
