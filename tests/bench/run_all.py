@@ -17,6 +17,8 @@ BENCHES = [
     ("reconnect storm, 500 cloud links (issue 3: peak < 2x mean, no wait > cap)", "bench_reconnect.py"),
     ("journal flash writes and metering cost (issue 4: < 1 MB/day, loss <= 60 s)", "bench_journal.py"),
     ("throttle detection over the trace library (issue 5: median < 10 s, worst < 20 s)", "bench_detection.py"),
+    ("technician console: loop jitter under a garbage flood, status round trip (issue 12: p95 change < 5 ms)",
+     "bench_console.py"),
 ]
 
 

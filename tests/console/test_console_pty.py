@@ -88,11 +88,13 @@ def test_backspace_delete_and_ctrl_c(term: Terminal) -> None:
     term.expect(r"\^C\r\n" + PROMPT)
 
 
-def test_noise_and_binary_garbage_then_work_as_usual(term: Terminal) -> None:
+def test_noise_and_binary_garbage_then_work_as_usual(rig: ConsoleRig, term: Terminal) -> None:
     noise = bytes(range(256)) * 20 + b"\x1b[31m\xff\xfe" * 50
     term.send(noise + b"\x15")  # Ctrl-U: whatever printable noise got into the line goes
+    term.expect(r"line noise: \d+ stray bytes, line ignored")
     term.drain()
     assert b"\x1b" not in term.transcript  # nothing the terminal could take as a command
+    assert rig.provider.calls == []  # and noise ran no command
     assert "VM-1" in term.command("modem").decode()
 
 

@@ -6,7 +6,15 @@ import random
 
 import pytest
 
-from agent.faces.console.linedisc import LINE_MAX, Interrupt, Line, LineDiscipline, Logout, TooLong
+from agent.faces.console.linedisc import (
+    LINE_MAX,
+    Interrupt,
+    Line,
+    LineDiscipline,
+    Logout,
+    Noise,
+    TooLong,
+)
 
 
 def feed(data: bytes, **kw: int) -> tuple[bytes, list[object]]:
@@ -65,10 +73,15 @@ def test_arrow_keys_and_escape_sequences_are_swallowed() -> None:
 def test_binary_garbage_is_dropped_and_counted() -> None:
     disc = LineDiscipline()
     noise = bytes(b for b in range(256) if b >= 0x80 or b in (0, 1, 2, 5, 6, 7, 0x0B, 0x0C, 0x0E, 0x1F))
-    echo, events = disc.feed(noise + b"sim\r")
-    assert events == [Line("sim")]
+    echo, events = disc.feed(noise + b"\rsim\r")
+    assert events == [Noise(len(noise)), Line("sim")]
     assert disc.dropped == len(noise)
     assert all(0x20 <= b < 0x7F or b in b"\r\n" for b in echo)
+
+
+def test_a_line_with_noise_in_it_never_runs() -> None:
+    _, events = feed(b"rebo\x00ot\r")
+    assert events == [Noise(1)]
 
 
 def test_a_10000_character_line_is_refused_whole_and_bounded() -> None:

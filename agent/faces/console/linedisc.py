@@ -13,7 +13,8 @@ terminal sent them, and terminals disagree:
 * Line noise and a cable plugged into the wrong thing produce arbitrary bytes: anything
   that is not printable ASCII or one of the keys above is dropped and counted.
 
-Ctrl-C abandons the line (and stops ``watch``), Ctrl-D on an empty line logs out, Ctrl-U
+A line that carried any such noise byte is reported as ``Noise`` and never run: noise
+must not be able to type a command. Ctrl-C abandons the line (and stops ``watch``), Ctrl-D on an empty line logs out, Ctrl-U
 erases the whole line. A line longer than ``max_line`` is not kept: the excess is not
 echoed and the line is reported as too long when Enter comes, so a 10,000-character
 paste costs at most ``max_line`` bytes of memory.
@@ -50,6 +51,14 @@ class TooLong:
 
 
 @dataclass(frozen=True)
+class Noise:
+    """Enter ended a line that carried bytes no keyboard sends (line noise, a baud rate
+    mismatch, binary data): it is never run as a command."""
+
+    dropped: int
+
+
+@dataclass(frozen=True)
 class Interrupt:
     """Ctrl-C: the line was abandoned (and a running ``watch`` must stop)."""
 
@@ -59,7 +68,7 @@ class Logout:
     """Ctrl-D on an empty line."""
 
 
-Event = Line | TooLong | Interrupt | Logout
+Event = Line | TooLong | Noise | Interrupt | Logout
 
 
 class LineDiscipline:
@@ -74,6 +83,8 @@ class LineDiscipline:
         self._length = 0
         """Characters typed into this line, including those past the limit."""
         self._after_cr = False
+        self._noise = 0
+        """Noise bytes dropped since the current line began."""
         self._escape = 0
         """0: normal; 1: after ESC; 2: inside a CSI/SS3 sequence (until its final byte)."""
 
@@ -118,6 +129,7 @@ class LineDiscipline:
             self._escape = 1
         else:
             self.dropped += 1
+            self._noise += 1
 
     def _in_escape(self, byte: int) -> None:
         """Swallow ``ESC x`` and ``ESC [ ... final`` / ``ESC O final`` (ECMA-48 5.4)."""
@@ -144,7 +156,9 @@ class LineDiscipline:
 
     def _enter(self, echo: bytearray, events: list[Event]) -> None:
         echo += NEWLINE
-        if self._length > self.max_line:
+        if self._noise:
+            events.append(Noise(self._noise))
+        elif self._length > self.max_line:
             events.append(TooLong(self._length))
         else:
             events.append(Line(self._buf.decode("ascii")))
@@ -153,3 +167,4 @@ class LineDiscipline:
     def _reset(self) -> None:
         self._buf.clear()
         self._length = 0
+        self._noise = 0

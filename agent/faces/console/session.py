@@ -24,7 +24,7 @@ from typing import Any
 from agent.errors import ConfigError, ControlError
 from agent.faces.console import commands as cmds
 from agent.faces.console.auth import IDLE_LOGOUT, Authenticator, AuthFailed, parse_technicians
-from agent.faces.console.linedisc import Interrupt, Line, LineDiscipline, Logout, TooLong
+from agent.faces.console.linedisc import Interrupt, Line, LineDiscipline, Logout, Noise, TooLong
 from agent.sim import redact_keys as redact
 
 LOGGER = logging.getLogger(__name__)
@@ -36,6 +36,11 @@ WATCH_EVERY = 1.0
 """Seconds between ``signal watch`` readings: the daemon's radio refresh is 5 s, the AT
 channel answers +CESQ in ~50 ms, so once a second is live without crowding the channel."""
 NEWLINE = "\r\n"
+PROMPT_REFRESH_S = 1.0
+"""The prompt's state is asked of the daemon at most once a second: a held-down Enter key
+or line noise must not turn into a stream of requests."""
+NOISE_NOTICE_EVERY = 10.0
+"""Seconds between two "line noise" notices: tell the technician once, not per line."""
 SHOW_CHUNK = 20
 """Lines written before waiting for the terminal to take them (about 2 kB)."""
 
@@ -57,6 +62,8 @@ class Session:
         self.technician: str | None = None
         self.device_id = "?"
         self.state = "?"
+        self._state_at = float("-inf")
+        self._noise_said = float("-inf")
         self._challenge: str | None = None
         self._last_input = monotonic()
         self.closed = False
@@ -75,19 +82,23 @@ class Session:
             try:
                 self.queue.put_nowait(event)
             except asyncio.QueueFull:
-                self.say("(busy: line dropped)")
+                if isinstance(event, Line):  # noise is dropped quietly; a typed line is not
+                    self.say("(busy: line dropped)")
 
     # ---- output -----------------------------------------------------------------------
     def say(self, *lines: str) -> None:
         self._write("".join(redact(line) + NEWLINE for line in lines).encode("ascii", "replace"))
 
     async def prompt(self) -> None:
-        try:
-            dev = await self.client.request("device")
-            self.device_id, self.state = str(dev.get("device_id", "?")), str(dev.get("state", "?"))
-        except ControlError as exc:
-            LOGGER.warning("console prompt: %s (%s)", exc, exc.reason)
-            self.state = "unreachable" if exc.reason == "not_available" else self.state
+        now = self._monotonic()
+        if now - self._state_at >= PROMPT_REFRESH_S:
+            self._state_at = now
+            try:
+                dev = await self.client.request("device")
+                self.device_id, self.state = str(dev.get("device_id", "?")), str(dev.get("state", "?"))
+            except ControlError as exc:
+                LOGGER.warning("console prompt: %s (%s)", exc, exc.reason)
+                self.state = "unreachable" if exc.reason == "not_available" else self.state
         state = self.state
         if self._challenge is not None:
             self._write(b"signature> ")
@@ -123,12 +134,14 @@ class Session:
         self.interrupted.clear()
         if isinstance(event, Interrupt):
             self._challenge = None
-        elif isinstance(event, Logout):
-            if self.technician:
-                await self._logout("ctrl-d")
-                self.say("logged out")
-            else:
-                self.say("bye")
+        elif isinstance(event, Logout) and self.technician:  # (nothing to do when not logged in)
+            await self._logout("ctrl-d")
+            self.say("logged out")
+        elif isinstance(event, Noise):
+            now = self._monotonic()
+            if now - self._noise_said >= NOISE_NOTICE_EVERY:
+                self._noise_said = now
+                self.say(f"(line noise: {event.dropped} stray bytes, line ignored; check the baud rate, 115200 8N1)")
         elif isinstance(event, TooLong):
             self.say(f"line too long ({event.length} characters, at most {self.disc.max_line}): ignored")
         elif isinstance(event, Line):
