@@ -146,7 +146,7 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
     Command("status", "status", "state, SIM, operator, signal, address, throughput, link verdict",
             "Everything at a glance: the agent's state, the SIM in use (ICCID and IMSI), the operator "
             "and radio technology, signal in dBm/dB with a rating in words, the data address, "
-            "throughput right now, and the link classification (ok, throttled, weak radio, "
+            "throughput right now, and the link classification (ok, throttled, poor radio, "
             "congested, no service, idle) with the reason.", "status", render=render_status),
     Command("modem", "modem", "modem identity and firmware",
             "Manufacturer, model, firmware revision and IMEI, as the modem reports them.", "modem"),
