@@ -260,7 +260,7 @@ class ControlClient:
         if self._writer is None:
             self._reader, self._writer = await asyncio.wait_for(
                 asyncio.open_unix_connection(str(self.path), limit=MAX_RESPONSE), CONNECT_TIMEOUT)
-        assert self._reader is not None
+        assert self._reader is not None and self._writer is not None
         self._next_id += 1
         self._writer.write(json.dumps({"id": self._next_id, "op": op, "args": args}).encode() + b"\n")
         await self._writer.drain()
