@@ -1,7 +1,7 @@
 """``pocket-agent console serve|sign|keygen``: the console apart from the daemon, and the
 technician's support tool.
 
-* ``serve --port TTY [--port TTY2] --control SOCK``: run the console as its own process
+* ``[serve] --port TTY [--port TTY2] --control SOCK``: run the console as its own process
   against a running daemon's control socket (for boards that set ``[console] in_daemon =
   false``; the default is to run inside the daemon, see agent/core/consoled.py).
 * ``keygen --out FILE``: a technician's new Ed25519 key (0600); prints the public key
@@ -21,13 +21,18 @@ from agent.errors import ConfigError
 LOGGER = logging.getLogger(__name__)
 
 
+def _serve_options(parser: argparse.ArgumentParser, required: bool) -> None:
+    parser.add_argument("--port", action="append", required=required, help="tty path (repeat for two terminals)")
+    parser.add_argument("--control", required=required, help="the daemon's control socket")
+    parser.add_argument("--idle-logout", type=float, default=None, help="seconds (default 300)")
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
+    # ``pocket-agent console --port P --control S`` serves, like ``console serve ...``.
+    _serve_options(parser, required=False)
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
-    sub.required = True
-    serve = sub.add_parser("serve", help="serve the console on serial ports, talking to a running daemon")
-    serve.add_argument("--port", action="append", required=True, help="tty path (repeat for two terminals)")
-    serve.add_argument("--control", required=True, help="the daemon's control socket")
-    serve.add_argument("--idle-logout", type=float, default=None, help="seconds (default 300)")
+    _serve_options(sub.add_parser("serve", help="serve the console on serial ports, talking to a running daemon"),
+                   required=True)
     sign = sub.add_parser("sign", help="sign a console login challenge with your key")
     sign.add_argument("--key", required=True, type=Path, help="your Ed25519 private key (PEM)")
     sign.add_argument("challenge", help="the challenge exactly as the console printed it")
@@ -43,8 +48,11 @@ def main(args: argparse.Namespace) -> int:
             print(auth.sign(auth.load_private_key(args.key), args.challenge))
         elif args.action == "keygen":
             print(auth.generate_key(args.out))
-        else:
+        elif args.port and args.control:
             return asyncio.run(serve(args.port, args.control, args.idle_logout))
+        else:
+            LOGGER.error("console: give --port and --control to serve, or an action (serve, sign, keygen)")
+            return 2
     except (ConfigError, FileExistsError) as exc:
         LOGGER.error("%s", exc)
         return 2
