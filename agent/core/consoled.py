@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.errors import ConfigError
+from agent.errors import AgentError, ConfigError
 
 LOGGER = logging.getLogger(__name__)
 
@@ -108,13 +108,14 @@ class Consoled:
 async def start(sup: Any) -> Consoled | None:
     """The supervisor's one call. A bad [console] table is logged and the daemon serves
     without a console rather than not at all (a technician can still read the logs)."""
+    consoled: Consoled | None = None
     try:
         consoled = Consoled(sup)
-        if not consoled.settings.enabled:
-            consoled.view.close()
-            return None
-        await consoled.start(sup)
-        return consoled
-    except (ConfigError, OSError) as exc:
-        LOGGER.error("technician console not started: %s", exc)
-        return None
+        if consoled.settings.enabled:
+            await consoled.start(sup)
+            return consoled
+    except (AgentError, OSError) as exc:  # a bad table, an unwritable audit log, a socket path in use
+        LOGGER.error("technician console not started: %s: %s", type(exc).__name__, exc)
+    if consoled is not None:
+        consoled.view.close()
+    return None

@@ -103,3 +103,15 @@ def test_audit_is_durable_masked_and_sent_upstream(tmp_path: Path) -> None:
 
 async def _value(v: Any) -> Any:
     return v
+
+
+def test_a_bad_console_table_leaves_the_daemon_serving_without_a_console(tmp_path: Path) -> None:
+    import logging
+
+    from agent.core import consoled
+
+    sup = fake_sup(tmp_path)
+    sup.cfg = SimpleNamespace(device_id="rtr-x", modem_port=None, state_dir=tmp_path, console={"ports": "oops"})
+    handlers = list(logging.getLogger().handlers)
+    assert run(consoled.start(sup)) is None
+    assert logging.getLogger().handlers == handlers  # nothing left behind
