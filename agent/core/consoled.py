@@ -99,6 +99,13 @@ class Consoled:
             sup.spawn(console.run(), "console")
             LOGGER.info("technician console on %s", ", ".join(self.settings.ports))
 
+    def attach_cloud(self, cloud: Any) -> None:
+        """Technician keys rotate with the cloud's retained policy (agent/core/technicians.py)."""
+        from agent.core import technicians
+
+        path = self.settings.technicians
+        cloud.on_policy(lambda policy: technicians.on_policy(path, policy))
+
     async def stop(self) -> None:
         with contextlib.suppress(Exception):
             await self.server.stop()

@@ -138,6 +138,8 @@ class Supervisor:
                                      clock=self.clock)
         self.cloud = self._make_cloud()
         self.cloud.on_command(self._on_command)
+        if self.consoled:  # console (issue 12): technician keys rotate with the cloud's policy
+            self.consoled.attach_cloud(self.cloud)
         resumed = await self._resume()
         if not resumed:
             await self._use_seed()

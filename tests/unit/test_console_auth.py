@@ -9,15 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from agent.core import technicians
+from agent.core.technicians import Technician
 from agent.errors import ConfigError
 from agent.faces.console import auth
-from agent.faces.console.auth import (
-    BACKOFF_CAP,
-    CHALLENGE_TTL,
-    Authenticator,
-    AuthFailed,
-    Technician,
-)
+from agent.faces.console.auth import BACKOFF_CAP, CHALLENGE_TTL, Authenticator, AuthFailed
 
 
 class FakeTime:
@@ -104,11 +100,11 @@ def test_success_resets_the_slow_down(keys) -> None:
 def test_policy_replaces_pinned_keys_only_with_a_newer_valid_version(tmp_path: Path, keys) -> None:
     path = tmp_path / "technicians.json"
     good = {"version": 2, "keys": [{"name": "bob", "ed25519": base64.b64encode(b"\2" * 32).decode()}]}
-    assert auth.apply_policy(path, good)
-    assert auth.load_technicians(path)[1][0].name == "bob"
-    assert not auth.apply_policy(path, dict(good, version=1))
+    assert technicians.apply_policy(path, good)
+    assert technicians.load_technicians(path)[1][0].name == "bob"
+    assert not technicians.apply_policy(path, dict(good, version=1))
     with pytest.raises(ConfigError, match="not a base64 32-byte"):
-        auth.apply_policy(path, {"version": 3, "keys": [{"name": "eve", "ed25519": "short"}]})
+        technicians.apply_policy(path, {"version": 3, "keys": [{"name": "eve", "ed25519": "short"}]})
     assert json.loads(path.read_text())["version"] == 2
 
 
@@ -116,3 +112,14 @@ def test_sign_refuses_text_that_is_not_a_challenge(keys) -> None:
     key, _ = keys
     with pytest.raises(ConfigError):
         auth.sign(key, "rm -rf /")
+
+
+def test_cloud_policy_rotates_the_pinned_keys(tmp_path: Path) -> None:
+    path = tmp_path / "technicians.json"
+    doc = {"version": 5, "keys": [{"name": "carol", "ed25519": base64.b64encode(b"\3" * 32).decode()}]}
+    technicians.on_policy(path, {"version": 40, "swap_below_bytes": 1})  # no keys in it: nothing pinned
+    assert not path.exists()
+    technicians.on_policy(path, {"version": 41, "technician_keys": doc})
+    assert [t.name for t in technicians.load_technicians(path)[1]] == ["carol"]
+    technicians.on_policy(path, {"version": 42, "technician_keys": {"version": 6, "keys": [{"name": "x"}]}})
+    assert technicians.load_technicians(path)[0] == 5  # refused whole, the pinned set stays

@@ -10,8 +10,8 @@ id and the time::
 the technician's support tool signs exactly that text with the technician's Ed25519
 private key (``pocket-agent console sign``), and the technician pastes the signature
 back. The device checks it against the technicians' *public* keys pinned in its state
-directory, which the cloud's policy replaces (``apply_policy``) when a technician joins
-or leaves. A challenge is single-use and expires after ``CHALLENGE_TTL``, and it names
+directory (``agent/core/technicians.py``), which the cloud's policy replaces when a
+technician joins or leaves. A challenge is single-use and expires after ``CHALLENGE_TTL``, and it names
 the device, so a signature cannot be replayed later or on another router.
 
 Failed attempts slow down exponentially (``BACKOFF_BASE`` doubling up to ``BACKOFF_CAP``)
@@ -26,18 +26,16 @@ import base64
 import binascii
 import logging
 import os
-import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from agent import store
+from agent.core.technicians import Technician
 from agent.errors import ConfigError
 
 LOGGER = logging.getLogger(__name__)
@@ -57,10 +55,7 @@ anyway, and a technician who mistyped twice waits 2 s."""
 IDLE_LOGOUT = 300.0
 """Seconds without a keystroke before a logged-in technician is logged out: long enough
 to read a log, short enough that a laptop left plugged in does not stay privileged."""
-KEY_BYTES = 32
 SIGNATURE_BYTES = 64
-MAX_TECHNICIANS = 256
-NAME_RE = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 
 
 class AuthFailed(Exception):
@@ -70,61 +65,6 @@ class AuthFailed(Exception):
         super().__init__(reason)
         self.reason = reason
         self.wait_s = wait_s
-
-
-@dataclass(frozen=True)
-class Technician:
-    name: str
-    key: bytes
-    """The raw 32-byte Ed25519 public key."""
-
-
-def parse_technicians(doc: Any) -> tuple[int, list[Technician]]:
-    """``{"version": n, "keys": [{"name": ..., "ed25519": base64}]}`` -> (version, list).
-
-    ConfigError names the first bad entry; a policy with a bad key is refused whole."""
-    if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
-        raise ConfigError("technician keys: expected {\"version\": n, \"keys\": [...]}")
-    version = doc.get("version", 0)
-    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
-        raise ConfigError(f"technician keys: bad version {version!r}")
-    if len(doc["keys"]) > MAX_TECHNICIANS:
-        raise ConfigError(f"technician keys: more than {MAX_TECHNICIANS}")
-    out = []
-    for i, entry in enumerate(doc["keys"]):
-        name = entry.get("name") if isinstance(entry, dict) else None
-        if not isinstance(name, str) or not NAME_RE.match(name):
-            raise ConfigError(f"technician keys: entry {i} has a bad name")
-        try:
-            key = base64.b64decode(str(entry.get("ed25519", "")), validate=True)
-        except (binascii.Error, ValueError):
-            key = b""
-        if len(key) != KEY_BYTES:
-            raise ConfigError(f"technician keys: {name}: not a base64 32-byte Ed25519 public key")
-        out.append(Technician(name, key))
-    return version, out
-
-
-def load_technicians(path: Path) -> tuple[int, list[Technician]]:
-    """The pinned keys; none pinned (no file) means nobody can log in, which is safe."""
-    doc = store.read_json(path)
-    if doc is None:
-        return 0, []
-    return parse_technicians(doc)
-
-
-def apply_policy(path: Path, doc: Any) -> bool:
-    """Replace the pinned keys with the cloud policy's ``technician_keys`` document if it is
-    valid and newer than what is pinned; returns whether it replaced them."""
-    version, techs = parse_technicians(doc)
-    current, _ = load_technicians(path)
-    if version <= current:
-        LOGGER.info("technician keys: policy version %d is not newer than %d: kept", version, current)
-        return False
-    store.atomic_write_json(path, {"version": version, "keys": [
-        {"name": t.name, "ed25519": base64.b64encode(t.key).decode()} for t in techs]})
-    LOGGER.info("technician keys: version %d pinned (%d technicians)", version, len(techs))
-    return True
 
 
 class Authenticator:

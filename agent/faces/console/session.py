@@ -21,9 +21,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from agent.core.technicians import parse_technicians
 from agent.errors import ConfigError, ControlError
 from agent.faces.console import commands as cmds
-from agent.faces.console.auth import IDLE_LOGOUT, Authenticator, AuthFailed, parse_technicians
+from agent.faces.console.auth import IDLE_LOGOUT, Authenticator, AuthFailed
 from agent.faces.console.linedisc import Interrupt, Line, LineDiscipline, Logout, Noise, TooLong
 from agent.sim import redact_keys as redact
 
