@@ -135,12 +135,14 @@ def test_login_at_passthrough_refusals_audit_and_logout(rig: ConsoleRig, term: T
     leaky = term.command("at +VSIMLIST", until=ADMIN).decode()
     assert "8981100000000000017" in leaky and "hex digits hidden" in leaky
     assert "True" in term.command("swap cell is congested", until=ADMIN).decode()
+    assert json.loads(term.command("modem-reset --json", until=ADMIN).decode().splitlines()[1]) == {"reset": True}
     assert "not configured" in term.command("reboot", until=ADMIN).decode()
     term.send("\x04")
     term.expect("logged out\r\n" + PROMPT)
     actions = [(e["action"], e.get("outcome")) for e in rig.provider.audit_log.entries()]
     assert actions[0] == ("login", None)
-    assert ("at", "ok") in actions and ("swap", "ok") in actions and actions[-1] == ("logout", None)
+    assert ("at", "ok") in actions and ("swap", "ok") in actions and ("modem-reset", "ok") in actions
+    assert actions[-1] == ("logout", None)
     assert any(a == "at" and o and o.startswith("refused") for a, o in actions)
     assert rig.provider.upstream == rig.provider.audit_log.entries()
     audit_bytes = (rig.provider.audit_log._log.path).read_bytes()
