@@ -63,6 +63,17 @@ def test_help_for_every_command(term: Terminal) -> None:
     assert json.loads(term.command("help status --json").decode().splitlines()[1])["help"]
 
 
+def test_no_escape_sequences_unless_colour_is_asked_for(term: Terminal) -> None:
+    plain = term.command("selftest").decode() + term.command("status").decode()
+    assert "\x1b" not in plain and "PASS" in plain
+    assert term.command("colour on").decode().endswith("colour on\r\n")
+    coloured = term.command("selftest").decode() + term.command("status").decode()
+    assert "\x1b[32mPASS\x1b[0m" in coloured and "\x1b[31mFAIL\x1b[0m" in coloured
+    assert "\x1b[31mthrottled\x1b[0m" in coloured
+    term.command("colour off")
+    assert "\x1b" not in term.command("selftest").decode()
+
+
 def test_not_available_and_usage_errors_are_clear(term: Terminal) -> None:
     assert "not available in this build" in term.command("swaps").decode()
     assert json.loads(term.command("swaps --json").decode().splitlines()[1])["error"]["reason"] == "not_available"

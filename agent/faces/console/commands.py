@@ -188,6 +188,9 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
             "Prints a challenge; sign it on your laptop with 'pocket-agent console sign --key KEY "
             "\"CHALLENGE\"' and paste the signature at the prompt.", None),
     Command("logout", "logout", "log out (Ctrl-D does the same)", "Ends the technician login.", None),
+    Command("colour", "colour on|off", "colour verdicts (off by default: no escape sequences)",
+            "With colour on, PASS/FAIL and the link verdict are coloured with ANSI escape sequences; "
+            "off (the default), the console sends plain text only.", None),
     Command("help", "help [command]", "list commands, or explain one", "Add --json to any command "
             "for one JSON object, for scripts.", None),
 ]}
@@ -213,6 +216,22 @@ def help_lines(name: str | None = None) -> list[str]:
     if cmd is None:
         raise UsageError(f"no command {name!r}; type help")
     return [f"{cmd.usage}: {cmd.summary}", cmd.details] + (["(privileged: login first)"] if cmd.privileged else [])
+
+
+ANSI = {"green": "\x1b[32m", "yellow": "\x1b[33m", "red": "\x1b[31m", "reset": "\x1b[0m"}
+VERDICT_COLOUR = {"PASS": "green", "FAIL": "red", "ok": "green", "idle": "green", "throttled": "red",
+                  "no_service": "red", "poor_radio": "yellow", "congested": "yellow"}
+"""Only asked-for colour: the session applies it after rendering, when ``colour on``."""
+VERDICT_RE = re.compile(r"^(PASS|FAIL)\b|^(link\s+)(\w+)")
+
+
+def colourise(line: str) -> str:
+    """Colour a selftest verdict or the status ``link`` verdict at the start of ``line``."""
+    def paint(word: str) -> str:
+        colour = VERDICT_COLOUR.get(word)
+        return f"{ANSI[colour]}{word}{ANSI['reset']}" if colour else word
+
+    return VERDICT_RE.sub(lambda m: paint(m.group(1)) if m.group(1) else m.group(2) + paint(m.group(3)), line)
 
 
 def as_json(obj: dict[str, Any]) -> str:

@@ -68,6 +68,8 @@ class Session:
         self._challenge: str | None = None
         self._last_input = monotonic()
         self.closed = False
+        self.colour = False
+        """No escape sequence reaches the terminal unless the technician asks (``colour on``)."""
         self.drain: Callable[[], Awaitable[bool]] | None = None
         """Set by the port: waits until the terminal took most of the output (or stalled)."""
 
@@ -179,6 +181,12 @@ class Session:
         if name == "login":
             await self._start_login(want_json)
             return
+        if name in ("colour", "color"):
+            if words not in (["on"], ["off"]):
+                raise cmds.UsageError("colour on|off")
+            self.colour = words == ["on"]
+            self.say(cmds.as_json({"colour": self.colour}) if want_json else f"colour {words[0]}")
+            return
         if name in ("logout", "exit", "quit"):
             if self.technician:
                 await self._logout("logout")
@@ -197,6 +205,8 @@ class Session:
 
     async def _show(self, cmd: cmds.Command, result: dict[str, Any], want_json: bool) -> None:
         lines = [cmds.as_json(result)] if want_json else cmd.render(result)
+        if self.colour and not want_json:
+            lines = [cmds.colourise(line) for line in lines]
         waiting = self.drain is not None and len(lines) > SHOW_CHUNK
         for start in range(0, len(lines), SHOW_CHUNK):
             self.say(*lines[start:start + SHOW_CHUNK])
