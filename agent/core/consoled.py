@@ -90,6 +90,7 @@ class Consoled:
 
     async def start(self, sup: Any) -> None:
         await self.server.start()
+        sup.spawn(self.view.run(), "console view")
         if self.settings.in_daemon and self.settings.ports:
             from agent.core.control import ControlClient
             from agent.faces.console.ports import ConsoleServer

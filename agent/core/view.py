@@ -35,9 +35,10 @@ DATA_CID = 1
 """The PDP context the supervisor uses for user data (agent.core.supervisor.DATA_CID)."""
 LOG_RING = 500
 """Log lines kept in memory for ``log [N]`` (commands.LOG_MAX): ~60 kB."""
-THROUGHPUT_MIN_INTERVAL = 0.5
-"""Seconds between two counter readings for a throughput figure; closer readings reuse
-the last figure rather than divide by a tiny interval."""
+THROUGHPUT_EVERY = 2.0
+"""Seconds between the view's own readings of the data interface's counters: "throughput
+now" is the rate over the last two seconds (one netlink read each, negligible), so the
+first ``status`` after plugging in already has a figure and never waits for one."""
 UNSET_ADDRESSES = ("0.0.0.0", "0:0:0:0:0:0:0:0", "::")
 """What +CGPADDR prints for a context without an address (after a modem reboot)."""
 SIM_PUBLIC = ("iccid", "imsi", "slot", "seed", "plan", "assignment_id")
@@ -101,20 +102,24 @@ class SupervisorView:
             raise ControlError("the modem is not open yet", reason="not_available")
         return self.sup.modem
 
-    async def _throughput(self) -> dict[str, float | None]:
+    async def run(self) -> None:
+        """The view's one task (owned by the supervisor): keep "throughput now" fresh."""
+        while True:
+            await self.read_throughput()
+            await asyncio.sleep(THROUGHPUT_EVERY)
+
+    async def read_throughput(self) -> None:
         try:
             c = await asyncio.to_thread(self.sup.wan.counters)
         except (AgentError, OSError):
-            return {"rx_kbps": None, "tx_kbps": None}
+            self._rate, self._last_counters = {"rx_kbps": None, "tx_kbps": None}, None
+            return
         now = time.monotonic()
         last, self._last_counters = self._last_counters, (now, c.rx_bytes, c.tx_bytes)
-        if last is not None and now - last[0] >= THROUGHPUT_MIN_INTERVAL:
+        if last is not None and now > last[0]:
             dt = now - last[0]
             self._rate = {"rx_kbps": max(0, c.rx_bytes - last[1]) * 8 / 1000 / dt,
                           "tx_kbps": max(0, c.tx_bytes - last[2]) * 8 / 1000 / dt}
-        elif last is not None:
-            self._last_counters = last
-        return dict(self._rate)
 
     def _classification(self) -> dict[str, Any]:
         if self.sup.health is None:
@@ -143,7 +148,7 @@ class SupervisorView:
         out["sim"] = _public_sim(self.sup.current)
         out["cloud"] = {"connected": bool(self.sup.cloud and self.sup.cloud.connected)}
         out["classification"] = self._classification()
-        out["throughput"] = await self._throughput()
+        out["throughput"] = dict(self._rate)
         try:
             radio = await self._radio()
             op = await self._modem().operator()

@@ -115,3 +115,19 @@ def test_a_bad_console_table_leaves_the_daemon_serving_without_a_console(tmp_pat
     handlers = list(logging.getLogger().handlers)
     assert run(consoled.start(sup)) is None
     assert logging.getLogger().handlers == handlers  # nothing left behind
+
+
+def test_throughput_now_is_the_rate_between_the_last_two_readings(tmp_path: Path) -> None:
+    readings = iter([SimpleNamespace(rx_bytes=0, tx_bytes=0), SimpleNamespace(rx_bytes=250_000, tx_bytes=25_000)])
+    v = view(tmp_path, wan=SimpleNamespace(counters=lambda: next(readings)))
+
+    async def body() -> dict[str, Any]:
+        await v.read_throughput()
+        assert v._rate == {"rx_kbps": None, "tx_kbps": None}  # one reading is no rate yet
+        v._last_counters = (v._last_counters[0] - 2.0, 0, 0)  # as if read two seconds ago
+        await v.read_throughput()
+        return dict(v._rate)
+
+    rate = run(body())
+    assert rate["rx_kbps"] == pytest.approx(1000, rel=0.01) and rate["tx_kbps"] == pytest.approx(100, rel=0.01)
+    v.close()
