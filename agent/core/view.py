@@ -105,7 +105,10 @@ class SupervisorView:
     async def run(self) -> None:
         """The view's one task (owned by the supervisor): keep "throughput now" fresh."""
         while True:
-            await self.read_throughput()
+            try:
+                await self.read_throughput()
+            except Exception:  # a console nicety must never stop the daemon (supervisor.spawn would)
+                LOGGER.exception("console view: throughput reading failed")
             await asyncio.sleep(THROUGHPUT_EVERY)
 
     async def read_throughput(self) -> None:
