@@ -56,7 +56,8 @@ class BoardProfile:
     key_dir: str = "/etc/pocket-agent/keys"
     """Where provisioning keeps the device's keys and certificate (0700; agent.cloud.keystore)."""
     console_port: str = ""
-    """The technician console's serial port; the factory self-test checks that it exists."""
+    """The technician console's serial port (a USB gadget port such as /dev/ttyGS0); empty:
+    this board has none (docs/console.md). The factory self-test checks that it exists."""
 
 
 def _need(data: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
@@ -120,6 +121,8 @@ def _check_values(p: BoardProfile) -> None:
         raise ConfigError(f"board profile: key 'seed_slot' {p.seed_slot} must not be one of vsim_slots {p.vsim_slots}")
     if p.dialect == "generic" and p.vsim_slots:
         raise ConfigError("board profile: key 'vsim_slots' must be empty for dialect generic (no vSIM)")
+    if not isinstance(p.console_port, str):
+        raise ConfigError(f"board profile: key 'console_port' must be a string, got {p.console_port!r}")
     for key in ("at_port", "data_interface", "resolv_file", "lan_interface"):
         if not getattr(p, key):
             raise ConfigError(f"board profile: key {key!r} is empty")

@@ -55,6 +55,8 @@ class AgentConfig:
     probe: tuple[str, int] | None = None
     resolv_file: Path | None = None
     record_trace: Path | None = None
+    console: dict[str, Any] = field(default_factory=dict)
+    """The [console] table, validated by agent/core/consoled.py (docs/console.md)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -122,4 +124,5 @@ def load(path: Path | str) -> AgentConfig:
         probe=_hostport(_get(health, "probe", str, f"{where} [health]", ""), where),
         resolv_file=Path(resolv) if resolv else None,
         record_trace=Path(record) if record else None,
+        console=_get(data, "console", dict, where, {}),
     )

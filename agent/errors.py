@@ -113,3 +113,12 @@ class AlreadyRunning(AgentError):
     def __init__(self, message: str, *, pid: int | None = None):
         super().__init__(message)
         self.pid = pid
+class ControlError(AgentError):
+    """A request on the daemon's local control socket was refused or failed.
+
+    ``reason`` is one of ``bad_request``, ``rate_limited``, ``refused``, ``not_available``,
+    ``failed``; the console shows the message and keeps the session."""
+
+    def __init__(self, message: str, *, reason: str = "failed"):
+        super().__init__(message)
+        self.reason = reason

@@ -8,6 +8,7 @@ text cannot leak them; ``public()`` is the form that may go into logs and report
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,3 +77,13 @@ class SimProfile:
     def public(self) -> dict[str, Any]:
         """Everything but the keys: safe for logs, reports and the console."""
         return {"iccid": self.iccid, "imsi": self.imsi, "plmn": self.plmn, "apn": self.apn, "plan": self.plan.to_dict()}
+
+
+KEY_HEX_RE = re.compile(r"[0-9A-Fa-f]{32,}")
+"""A run of 32+ hex digits: the shape of a 128-bit Ki or OPc written out. No legitimate
+console answer or audit entry has one (ICCIDs are 19-20 digits, IMSIs 15)."""
+
+
+def redact_keys(text: str) -> str:
+    """Mask anything shaped like a SIM key: the last line of defence before a cable or a log."""
+    return KEY_HEX_RE.sub(lambda m: f"<{len(m.group())} hex digits hidden>", text)

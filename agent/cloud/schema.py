@@ -128,9 +128,22 @@ SECURITY: Schema = {
 }
 """Something only an attacker (or a cloned certificate) causes, reported once back online."""
 
+AUDIT: Schema = {
+    "action": f(str),
+    "at": f(str, required=False, pattern=ISO_OFFSET_RE),
+    "wall_trusted": f(bool, required=False),
+    "technician": f(str, required=False, nullable=True),
+    "terminal": f(str, required=False, nullable=True),
+    "args": f(dict, required=False),
+    "outcome": f(str, required=False),
+    "reason": f(str, required=False),
+    "failures": f(int, required=False, minimum=0),
+}
+"""A technician console action or login attempt (agent/core/audit.py, docs/console.md)."""
+
 EVENT_SCHEMAS: dict[str, Schema] = {
     "health": HEALTH, "outage": OUTAGE, "assignment_result": ASSIGNMENT_RESULT, "error": ERROR,
-    "swap": SWAP, "security": SECURITY,
+    "swap": SWAP, "security": SECURITY, "audit": AUDIT,
 }
 """Event kind -> the schema of its ``data``. Adding a kind means one line here."""
 

@@ -73,6 +73,17 @@ class HealthMonitor:
         radio = {"rsrp_dbm": self._radio.rsrp_dbm, "rsrq_db": self._radio.rsrq_db, "sinr_db": self._radio.sinr_db}
         return dict(self._last, radio=radio, network=dict(self._network), probe_budget=self.budget.report())
 
+    def start_trace(self, path: Path) -> None:
+        """Record every sample to ``path`` (CSV, ``pocket-agent replay`` reads it) from now on:
+        the console's ``trace start``. A trace already running is closed first."""
+        self.stop_trace()
+        self._trace = self._open_trace(path)
+
+    def stop_trace(self) -> None:
+        if self._trace:
+            self._trace[0].close()
+            self._trace = None
+
     # ---- the task ---------------------------------------------------------------------
     async def run(self) -> None:
         radio_due = 0.0

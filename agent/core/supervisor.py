@@ -113,6 +113,7 @@ class Supervisor:
         """Service-manager hooks (agent/sdnotify.py); run.py installs the real one."""
         self.exit_code = ExitCode.OK
         """Why a stop that was not asked for happened (a restart must follow: not 0)."""
+        self.consoled: Any = None  # console (issue 12): control socket + technician console
 
     @classmethod
     def from_config(cls, cfg: AgentConfig) -> Supervisor:
@@ -157,6 +158,10 @@ class Supervisor:
     async def _start(self) -> None:
         store.ensure_private_dir(self.state_dir)
         self.status.update(state="starting", device_id=self.cfg.device_id)
+        # ---- console (issue 12): up first, so a technician can see a daemon stuck starting
+        from agent.core import consoled
+        self.consoled = await consoled.start(self)
+        # ---- end console
         self._open_usage()
         await self._first_reading()
         self.modem = Modem(self.cfg.modem_port or self.profile.at_port, self.profile.dialect,
@@ -167,6 +172,8 @@ class Supervisor:
         self.cloud = self._make_cloud()
         self.cloud.on_command(self._on_command)
         self.cloud.on_policy(self._on_policy)
+        if self.consoled:  # console (issue 12): technician keys rotate with the cloud's policy
+            self.consoled.attach_cloud(self.cloud)
         self.swaps = self._make_swaps()
         finished = await self.swaps.resume()  # a swap a crash cut short: finished or undone
         if finished is not None:
@@ -214,6 +221,8 @@ class Supervisor:
                 await self._sample_once()
             with contextlib.suppress(AgentError):
                 self.journal.flush("shutdown")
+        if self.consoled:  # console (issue 12)
+            await self.consoled.stop()
         if self.modem:
             with contextlib.suppress(Exception):
                 await self.modem.close()

@@ -177,6 +177,10 @@ class OutageLog:
         self._append(ev)
         self._apply(ev)
 
+    def history(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest ``limit`` intervals, open or closed, oldest first (for the console)."""
+        return [iv.to_report() for iv in list(self._intervals.values())[-limit:]]
+
     def unreported(self) -> list[dict[str, Any]]:
         """Closed intervals not yet acknowledged upstream, oldest first."""
         return [iv.to_report() for iv in sorted(self._intervals.values(), key=lambda i: i.id)

@@ -31,6 +31,30 @@ __all__ = ["REFUSED", "configure", "decode", "describe_error", "main", "run", "t
 REFUSED = tuple(f"AT{name}" for name, definition in KNOWN.items() if not definition.technician)
 """Commands refused here (derived from the command table: those with a ``refusal``)."""
 
+TECHNICIAN_REFUSED: dict[str, str] = {
+    "AT+VSIMLOAD": "loads a SIM profile: it carries keys, only the agent may send it",
+    "AT+VSIMDEL": "deletes a SIM profile: use swap",
+    "AT+VSIMSEL": "switches the SIM behind the agent's back: use swap",
+    "AT+EGMR": "writes the modem's identity (IMEI)",
+    "AT+QNVW": "writes modem NV items (identity, calibration)",
+    "AT+QNVFW": "writes modem NV files (identity, calibration)",
+    "AT^NVWR": "writes modem NV items (identity, calibration)",
+    "AT+QFOTADL": "downloads and flashes modem firmware",
+    "AT+UFWUPD": "flashes modem firmware",
+    "AT+QPOWD": "powers the modem off until the router is power-cycled",
+}
+"""Prefix -> why: what a technician's ``at`` pass-through refuses (identity and firmware
+writes, profile loads and SIM switches). One place; the console asks ``refusal()``."""
+
+
+def refusal(command: str) -> str | None:
+    """Why ``command`` may not be passed through for a technician, or None if it may."""
+    head = command.strip().upper().replace(" ", "")
+    for prefix, why in TECHNICIAN_REFUSED.items():
+        if head.startswith(prefix):
+            return f"{prefix} refused: {why}"
+    return None
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("command", help="the AT command, e.g. 'AT+CSQ'")

@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "swap": ("board.virtual.labctl", "the reference cloud commands a SIM swap (now or inside --window)"),
     "policy": ("board.virtual.labctl", "the reference cloud publishes a device policy (--set k=v)"),
     "sms": ("board.virtual.labsms", "the carrier texts the SIM in use (default: its cap notice)"),
+    "console": ("board.virtual.console_lab", "the technician console's cable: unplug, plug, path"),
 }
 
 

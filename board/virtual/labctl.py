@@ -202,6 +202,9 @@ flush_interval_s = 10
 reflector = "{LAYOUT.internet_addr}:7"
 probe = "{LAYOUT.internet_addr}:9000"
 resolv_file = "{agent_dir / 'resolv.conf'}"
+
+[console]
+ports = ["{LAB_DIR / 'console-device.pty'}"]
 """
     path = agent_dir / "agent.toml"
     store.atomic_write(path, text.encode())
@@ -252,6 +255,8 @@ def build_status(lab_pki: Any) -> dict[str, Any]:
         },
         "agent": {},
         "modem": {"pty": (store.read_json(LAB_DIR / "modem.json") or {}).get("pty")},
+        "console": {"pty": str(LAB_DIR / "console.pty"), "device_pty": str(LAB_DIR / "console-device.pty"),
+                    "control_socket": str(LAB_DIR / "agent" / "state" / "control.sock")},
         "lab_dir": str(LAB_DIR),
     }
 

@@ -68,6 +68,14 @@ def main() -> int:
     path = modem.start()
     store.atomic_write_json(args.lab_dir / "modem.json", {"pty": path}, mode=store.PUBLIC_MODE)
     LOGGER.info("virtual modem on %s", path)
+    # ---- console (issue 12): the technician's USB cable, a pty pair; SIGUSR1 pulls it
+    from board.virtual.cable import PtyCable
+    from board.virtual.console_lab import DEVICE_END, TECHNICIAN_END
+
+    cable = PtyCable(args.lab_dir / DEVICE_END, args.lab_dir / TECHNICIAN_END)
+    signal.signal(signal.SIGUSR1, lambda *_: cable.unplug())
+    signal.signal(signal.SIGUSR2, lambda *_: cable.plug())
+    # ---- end console
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -82,6 +90,7 @@ def main() -> int:
         except Exception:
             LOGGER.exception("SMS delivery failed")
     modem.stop()
+    cable.close()  # console (issue 12)
     return 0
 
 

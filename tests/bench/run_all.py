@@ -22,6 +22,8 @@ BENCHES = [
     ("factory provisioning, 1 and 8 units in parallel (issue 13: < 2 s each excl. modem)", "bench_provision.py"),
     ("footprint while serving, and package size (issue 14: RSS < 35 MB, idle CPU < 0.5 %)", "bench_footprint.py"),
     ("100,000 simulated devices vs 2020, real links vs the model (issue 15: load <= capacity)", "bench_fleet.py"),
+    ("technician console: loop jitter under a garbage flood, status round trip (issue 12: p95 change < 5 ms)",
+     "bench_console.py"),
 ]
 
 

@@ -1,0 +1,14 @@
+"""The field technician's console over USB serial (docs/console.md).
+
+A face: it never opens the modem's AT port and never touches the supervisor's objects.
+Everything it shows or does goes through the daemon's control socket
+(``agent/core/control.py``). The parts, each with one job:
+
+* ``linedisc``: bytes in -> echo, edits and whole lines out (pure);
+* ``commands``: the command table, each command's help, text and ``--json`` rendering;
+* ``auth``: technician login by Ed25519 challenge-response, slow-down, idle logout;
+* ``session``: one terminal's conversation (prompt, login, dispatch, ``watch``);
+* ``ports``: the serial port itself (pyserial, 115200 8N1), reopened when it vanishes, with a
+  bounded output buffer so a terminal that stops reading never blocks anything;
+* ``tool``: ``pocket-agent console serve|sign|keygen``.
+"""

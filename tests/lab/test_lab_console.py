@@ -1,0 +1,121 @@
+"""The technician console against the real daemon in the lab (root; shares the lab session).
+
+The terminal opens the lab's technician end (``console.pty`` in ``pocket-lab status
+--json``); labd relays it to the device end the agent serves, and the agent answers from
+its real supervisor through the control socket. The pool's SIMs have known Ki and OPc
+(pool.json): not one of them may appear in anything the console wrote, in the audit
+log on the device, or in what went upstream.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.core.control import ControlClient
+from agent.recordlog import RecordLog
+from tests.console.rig import Terminal
+from tests.lab.conftest import LAB_DIR, agent_status, lab, wait_until
+
+PROMPT = r"rtr-000001 \w+[>#] $"
+ADMIN = r"rtr-000001 \w+# $"
+
+
+def secrets() -> list[bytes]:
+    pool = json.loads((LAB_DIR / "pool.json").read_text())
+    out = []
+    for sim in [pool["seed"], *pool["sims"]]:
+        for key in (sim["ki"], sim["opc"]):
+            raw = bytes.fromhex(key)
+            out += [key.lower().encode(), key.upper().encode(), base64.b64encode(raw), raw]
+    return out
+
+
+@pytest.fixture
+def console(running_lab: dict[str, Any], tmp_path: Path) -> Any:
+    term = Terminal(running_lab["console"]["pty"])
+    term.send("\r")
+    term.expect(PROMPT)
+    yield term
+    term.close()
+    transcript = bytes(term.transcript)
+    for form in secrets():
+        assert form not in transcript
+
+
+def test_read_only_commands_from_the_real_daemon(console: Terminal) -> None:
+    status = console.command("status", until=PROMPT).decode()
+    iccid = (agent_status().get("sim") or {}).get("iccid")
+    assert iccid and iccid in status and "LAB MOBILE" in status and "dBm" in status
+    assert "kbit/s" in status and "down - kbit/s" not in status  # the view's own 2-s throughput reading
+    for line in ("modem", "signal", "sim", "usage", "health", "log 5", "selftest"):
+        out = console.command(line, until=PROMPT).decode()
+        assert "\r\nerror: " not in out, out  # (a log line may well mention an error)
+    selftest = console.command("selftest --json", until=PROMPT).decode().splitlines()[1]
+    checks = {c["name"]: c["ok"] for c in json.loads(selftest)["checks"]}
+    assert len(checks) == 7 and checks["modem answers"] and checks["SIM ready"] and checks["state writable"]
+    assert "not available in this build" in console.command("swaps", until=PROMPT).decode()
+    started = console.command("trace start --json", until=PROMPT).decode().splitlines()[1]
+    trace = Path(json.loads(started)["file"])
+    console.command("trace stop", until=PROMPT)
+    assert trace.read_text().startswith("t,")  # the header pocket-agent replay reads
+
+
+def test_technician_login_audit_and_refusals(console: Terminal, tmp_path: Path) -> None:
+    key = tmp_path / "alice.key"
+    public = subprocess.run([sys.executable, "-m", "agent", "console", "keygen", "--out", str(key)],
+                            check=True, capture_output=True, text=True).stdout.strip()
+    pinned = LAB_DIR / "agent" / "state" / "console" / "technicians.json"
+    pinned.write_text(json.dumps({"version": 1, "keys": [{"name": "alice", "ed25519": public}]}))
+    out = console.command("login", until=r"signature> $").decode()
+    challenge = next(line.strip() for line in out.splitlines() if line.strip().startswith("pwc1 rtr-000001 "))
+    signature = subprocess.run([sys.executable, "-m", "agent", "console", "sign", "--key", str(key), challenge],
+                               check=True, capture_output=True, text=True).stdout.strip()
+    console.send(signature + "\r")
+    console.expect(ADMIN)
+    assert "+CESQ:" in console.command("at +CESQ", until=PROMPT).decode()
+    assert "refused" in console.command("at+vsimload=1", until=PROMPT).decode()
+    listing = console.command("at AT+VSIMLIST", until=PROMPT).decode()
+    assert "+VSIMLIST:" in listing
+    assert "not available in this build" in console.command("modem-reset", until=PROMPT).decode()
+    console.command("logout", until=PROMPT)
+    audit_file = LAB_DIR / "agent" / "state" / "console" / "console-audit.log"
+    entries = [json.loads(r) for r in RecordLog(audit_file).records]
+    assert [e["action"] for e in entries[-1:]] == ["logout"]
+    assert any(e["action"] == "at" and e.get("outcome") == "ok" for e in entries)
+    assert any(e["action"] == "at" and str(e.get("outcome")).startswith("refused") for e in entries)
+    audit_bytes = audit_file.read_bytes()
+    upstream = wait_until("audit events at the cloud", lambda: [
+        line for line in (LAB_DIR / "cloud" / "events.jsonl").read_text().splitlines() if '"audit"' in line
+        and '"logout"' in line], timeout=30)
+    for form in secrets():
+        assert form not in audit_bytes
+        assert form not in "".join(upstream).encode()
+
+
+def test_cable_pulled_and_plugged_back(console: Terminal, running_lab: dict[str, Any]) -> None:
+    lab("console", "unplug")
+    lab("console", "plug")
+    console.expect(r"Type help for commands\.\r\n" + PROMPT, timeout=15)
+    assert "dBm" in console.command("signal", until=PROMPT).decode()
+
+
+def test_control_socket_of_the_running_daemon(running_lab: dict[str, Any]) -> None:
+    import asyncio
+
+    async def ask() -> dict[str, Any]:
+        client = ControlClient(running_lab["console"]["control_socket"])
+        try:
+            return await client.request("status")
+        finally:
+            client.close()
+
+    status = asyncio.run(ask())
+    assert status["device_id"] == "rtr-000001" and status["state"] == "serving"
+    assert set(status["sim"]) <= {"iccid", "imsi", "slot", "seed", "plan", "assignment_id"}
