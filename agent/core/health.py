@@ -130,7 +130,7 @@ class HealthMonitor:
             self._trace[0].flush()
 
     async def _report(self, change: Any) -> None:
-        event = change.to_event()
+        event = change.to_json()
         sim = self.sup.current or {}
         event["sim"] = {"iccid": sim.get("iccid"), "imsi": sim.get("imsi")}
         event["network"] = dict(self._network)
