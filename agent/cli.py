@@ -23,7 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "at": ("agent.modem.cli_at", "send one AT command and print the raw and decoded answer"),
     "decode": ("agent.modem.decode", "decode modem output on stdin to one JSON object per line"),
     "replay": ("agent.health.replay", "run the low-speed classifier over a recorded trace"),
-    "record": ("agent.health.record", "record a health trace CSV from the live data path"),
+    "record": ("agent.core.record", "record a health trace CSV from the live data path"),
 }
 """name -> (module, one-line help). Keep this table the single place a name is added."""
 

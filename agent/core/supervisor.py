@@ -415,9 +415,18 @@ class Supervisor:
     def _start_health(self) -> None:
         """Link-health classification (agent/core/health.py) when its parts are configured."""
         try:
-            from agent.core.health import HealthMonitor
+            from agent.core.health import HealthMonitor, HealthSettings
+            from agent.core.radio import ModemRadio
         except ImportError:  # pragma: no cover - the monitor ships with the health issue
             return
-        self.health = HealthMonitor(self)
+        assert self.modem and self.cloud
+        settings = HealthSettings(
+            wan=self.profile.data_interface, lan=getattr(self.profile, "lan_interface", None) or None,
+            state_dir=self.state_dir, reflector=self.cfg.reflector, probe=self.cfg.probe,
+            broker=(self.cfg.cloud.host, self.cfg.cloud.port), sample_interval_s=self.cfg.sample_interval_s,
+            radio_interval_s=self.cfg.radio_interval_s, record_trace=self.cfg.record_trace,
+            tz=parse_tz(self.cfg.tz_offset))
+        self.health = HealthMonitor(settings, radio=ModemRadio(self.modem), active_sim=lambda: self.current,
+                                    emit=self.cloud.emit, clock=self.clock, recover=self.recover_modem)
         self.spawn(self.health.run(), "health")
 

@@ -171,6 +171,11 @@ PROBE_CONFIRM_FACTOR = 1.3
 """A probe burst that got no more than 1.3x the ceiling confirms the cap: a burst on
 an uncapped 4G link runs at Mbit/s, many times any throttle rate."""
 
+PROBE_BYTES = 256 * 1024
+"""At most 256 KiB per check: 16 s at 128 kbps would be too long, so the check's time cap
+(agent/net/activecheck.py, 3 s) bites first on a throttled SIM; on an unthrottled 4G link
+it takes ~0.1-0.5 s, long enough to leave a throttle rate far behind."""
+
 PROBE_VALID_SECONDS = 300.0
 """A probe's answer stands for 5 min for the same ceiling; then ask again if needed."""
 

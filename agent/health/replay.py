@@ -26,8 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from agent.errors import AgentError
-from agent.health.classifier import Classifier, Observation, StateChange
-from agent.health.probe import PROBE_BYTES
+from agent.health.classifier import PROBE_BYTES, Classifier, Observation, StateChange
 from agent.health.sample import Sample
 from agent.health.trace import read_trace
 

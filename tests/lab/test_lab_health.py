@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from agent.health.event import EVENT_KEYS
 from tests.lab.conftest import LAB_DIR, lab, wait_until
 
 RATE = 128
@@ -19,7 +20,7 @@ def throttled_events(iccid: str) -> list[dict[str, Any]]:
         if event.get("kind") != "health":
             continue
         data = event["body"]["body"]["data"]
-        if data.get("state") == "throttled" and data.get("sim", {}).get("iccid") == iccid:
+        if data.get("state") == "throttled" and data.get("iccid") == iccid:
             out.append(data)
     return out
 
@@ -37,6 +38,7 @@ def test_policed_sim_under_bulk_load_is_reported_throttled(running_lab: dict[str
         lab("traffic", "stop")
         lab("throttle", "--off")
     event = events[0]
-    print(f"\nthrottled event: rate {event['rate_kbps']} kbps, evidence {event['evidence']}")
-    assert abs(event["rate_kbps"] - RATE) <= 0.2 * RATE
-    assert event["network"]["cell"] is not None and event["sim"]["imsi"]
+    print(f"\nthrottled event: rate {event['kbps']} kbps, evidence {event['evidence']}")
+    assert set(event) == set(EVENT_KEYS)
+    assert abs(event["kbps"] - RATE) <= 0.2 * RATE and event["mechanism"] == "policer"
+    assert event["cell"] is not None and event["imsi"] and event["plmn"] and event["plmn"].isdigit()
