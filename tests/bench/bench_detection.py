@@ -24,8 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from agent.health.classifier import Classifier
-from agent.health.probe import PROBE_BYTES
+from agent.health.classifier import PROBE_BYTES, Classifier
 from agent.health.replay import replay
 from agent.health.trace import read_trace
 from board.virtual.tracegen import probe_model
