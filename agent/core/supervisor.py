@@ -42,6 +42,7 @@ from agent.sim import SimProfile
 from agent.usage.calendar import parse_tz
 from agent.usage.journal import UsageJournal
 from agent.usage.meter import UsageMeter
+from agent.usage.reporting import ReportGate, ReportPolicy
 
 LOGGER = logging.getLogger(__name__)
 
@@ -83,6 +84,8 @@ class Supervisor:
         self.current: dict[str, Any] | None = None
         """Public facts of the SIM in use (never its keys): iccid, imsi, slot, plan, assignment_id."""
         self.health: Any = None
+        self.report_gate: ReportGate | None = None
+        """Issue 10: usage goes upstream when there is usage to report, or as a heartbeat."""
 
     @classmethod
     def from_config(cls, cfg: AgentConfig) -> Supervisor:
@@ -163,6 +166,8 @@ class Supervisor:
                 with contextlib.suppress(AgentError, OSError):
                     await self._sample_once()
                     self.journal.flush("shutdown")
+            if self.report_gate:
+                self.report_gate.open_now("shutdown")
             self.cloud.kick()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.cloud.stop(), SHUTDOWN_DRAIN + 2)
@@ -224,8 +229,9 @@ class Supervisor:
     async def _report_loop(self) -> None:
         while True:
             await asyncio.sleep(self.cfg.report_interval_s)
-            assert self.cloud
-            self.cloud.kick()
+            assert self.cloud and self.report_gate
+            if self.report_gate.due():
+                self.cloud.kick()
 
     async def _status_loop(self) -> None:
         while True:
@@ -241,9 +247,11 @@ class Supervisor:
         c = self.cfg.cloud
         config = CloudConfig(device_id=self.cfg.device_id, host=c.host, port=c.port, ca_file=c.ca,
                              cert_file=c.cert, key_file=c.key, sealing_key_file=c.sealing_key,
-                             platform_key_file=c.platform_key)
+                             platform_key_file=c.platform_key, keepalive=c.keepalive_s)
         assert self.journal
-        return CloudLink(config, state_dir=self.state_dir / "cloud", clock=self.clock, sources=[self.journal])
+        self.report_gate = ReportGate(self.journal, self.clock, ReportPolicy(
+            min_interval_s=self.cfg.report_interval_s, heartbeat_s=self.cfg.heartbeat_s))
+        return CloudLink(config, state_dir=self.state_dir / "cloud", clock=self.clock, sources=[self.report_gate])
 
     def _current_file(self) -> Path:
         return self.state_dir / "current.json"
@@ -409,6 +417,8 @@ class Supervisor:
         assert self.journal and self.cloud
         await self._sample_once()
         self.journal.flush("request")
+        if self.report_gate:
+            self.report_gate.open_now("request")
         self.cloud.kick()
 
     # ---- health ---------------------------------------------------------------------

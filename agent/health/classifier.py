@@ -208,6 +208,10 @@ five seconds; its capacity changes several times a second and never holds for 15
 SLOW_LINK_WINDOW_SECONDS = 25.0
 """...found within the last 25 s (web think time may sit between them)."""
 
+FAST_ECHO_EVERY = 5
+"""While the link runs faster than any cap, one echo in five seconds: enough base-RTT
+history, a fifth of the bytes (~88 B per echo both ways with headers)."""
+
 SUSPECT_REPEAT_SECONDS = 60.0
 """A ``suspect`` observation is repeated at most once a minute while it lasts (the log
 and the status want to see it persist, not one line a second)."""
@@ -387,14 +391,19 @@ class Classifier:
 
     @property
     def wants_traffic_probe(self) -> bool:
-        """Whether the reflector's RTT/loss echo is worth its bytes now: while there is
-        traffic to judge, while a non-idle verdict stands, or on the way to no_service.
-        An idle router with nobody waiting needs no echo (the agent's own traffic budget)."""
+        """Whether the reflector's RTT/loss echo is worth its bytes now (the agent's own
+        traffic budget): every second while there is traffic near throttle rates to judge
+        or a non-ok verdict stands; one second in ``FAST_ECHO_EVERY`` while the link runs
+        faster than any cap (only a change needs noticing); never while nobody waits."""
         if not self._ticks:
             return True
         last = self._ticks[-1]
-        return last.flows > 0 or last.kbps >= IDLE_KBPS or self.state not in (None, "idle", "ok") \
-            or not last.registered
+        if self.state not in (None, "idle", "ok") or not last.registered:
+            return True
+        if last.flows == 0 and last.kbps < IDLE_KBPS:
+            return False
+        fast = self._fast_seen_t is not None and last.t - self._fast_seen_t <= SMOOTH_SECONDS
+        return not fast or len(self._ticks) % FAST_ECHO_EVERY == 0
 
     def feed(self, sample: Sample) -> list[StateChange]:
         """Take one sample; return the state changes decided at it (0 or 1)."""
