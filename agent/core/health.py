@@ -3,7 +3,9 @@
 It puts the live pieces together with *explicit inputs* (no supervisor object): a radio
 reader (``ModemRadio``, through the one ``Modem`` driver), an ``active_sim()`` getter,
 an ``emit(kind, data)`` callback for upstream, an optional ``recover(exc)`` for a modem
-that stopped answering, and ``HealthSettings`` (the config values it needs). The
+that stopped answering, an optional ``on_network(network)`` told when the serving PLMN
+changes (billing regions), and ``HealthSettings`` (the config values it needs). While the
+wall clock is not trusted it asks the network's time (+CCLK?) to vouch for it. The
 sampler's I/O lives in ``agent/net`` and ``agent/core/sampler.py``; ``agent/health``
 is the pure classifier and the event shape.
 
@@ -69,12 +71,15 @@ class HealthMonitor:
 
     def __init__(self, settings: HealthSettings, *, radio: Any, active_sim: Callable[[], dict[str, Any] | None],
                  emit: Emit, clock: Clock, recover: Callable[[BaseException], Awaitable[None]] | None = None,
-                 sampler: LiveSampler | None = None, conntrack: ConntrackFlows | None = None):
+                 sampler: LiveSampler | None = None, conntrack: ConntrackFlows | None = None,
+                 on_network: Callable[[ServingNetwork], None] | None = None):
         self.settings = settings
         self._radio_reader = radio
         self._active_sim = active_sim
         self._emit = emit
         self._recover = recover
+        self._on_network = on_network
+        """Told each time the serving PLMN changes (billing regions: the usage meter)."""
         self.clock = clock
         if sampler is None:
             prober = UdpEchoProber(*settings.reflector) if settings.reflector else None
@@ -185,7 +190,11 @@ class HealthMonitor:
         except AgentError as exc:
             LOGGER.debug("radio reading failed: %s", exc)
             return
+        if snap.network.plmn != self._network.plmn and self._on_network is not None:
+            self._on_network(snap.network)
         self._radio, self._network = snap.radio, snap.network
+        if not self.clock.wall_trusted() and snap.radio.registered:
+            await self._radio_reader.vouch_time(self.clock)
 
     def _record(self, sample: Sample) -> None:
         if self._trace:

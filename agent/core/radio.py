@@ -49,6 +49,10 @@ class ModemRadio:
                                  act=act_number(reg.act))
         return RadioSnapshot(radio, network)
 
+    async def vouch_time(self, clock: Any) -> bool:
+        """The network's time vouches for the wall clock (see ``vouch_network_time``)."""
+        return await vouch_network_time(self.modem, clock)
+
     async def _plmn(self) -> str | None:
         try:
             if not self._numeric:
@@ -62,3 +66,15 @@ class ModemRadio:
         except AgentError as exc:
             LOGGER.debug("no numeric operator: %s", exc)
             return None
+
+
+async def vouch_network_time(modem: Any, clock: Any) -> bool:
+    """Let the network's time (+CCLK?, set from NITZ) vouch for the wall clock; False when
+    the modem has none (not registered, or no NITZ from this network)."""
+    try:
+        network_time = await modem.network_time()
+    except AgentError as exc:
+        LOGGER.debug("no network time: %s", exc)
+        return False
+    clock.vouch("network", network_time.timestamp())
+    return True

@@ -32,6 +32,7 @@ from agent.boardprofile import BoardProfile, load_profile
 from agent.clock import Clock
 from agent.cloud.link import CloudConfig, CloudLink
 from agent.config import AgentConfig
+from agent.core.radio import vouch_network_time
 from agent.core.status import StatusFile
 from agent.errors import AgentError, ModemError
 from agent.modem.driver import Modem
@@ -39,7 +40,7 @@ from agent.modem.recovery import RecoveryFailed, RecoveryLadder, reset_line_from
 from agent.net.link import WanLink
 from agent.net.resolv import write_resolv
 from agent.sim import SimProfile
-from agent.usage.calendar import parse_tz
+from agent.usage.calendar import parse_tz, plan_tz
 from agent.usage.journal import UsageJournal
 from agent.usage.meter import UsageMeter
 from agent.usage.reporting import ReportGate, ReportPolicy
@@ -70,7 +71,7 @@ class Supervisor:
     def __init__(self, cfg: AgentConfig, profile: BoardProfile, clock: Clock | None = None):
         self.cfg = cfg
         self.profile = profile
-        self.clock = clock or Clock()
+        self.clock = clock or Clock(strict=True)  # issue 10: wall time trusted only when a source vouched
         self.status = StatusFile(cfg.status_file)
         self.state_dir = Path(cfg.state_dir)
         self._stop = asyncio.Event()
@@ -139,6 +140,7 @@ class Supervisor:
         resumed = await self._resume()
         if not resumed:
             await self._use_seed()
+        await vouch_network_time(self.modem, self.clock)  # issue 10: NITZ before billing or expiry checks
         self.cloud.set_network_available(True)
         await self.cloud.start()
         if not resumed:
@@ -331,6 +333,7 @@ class Supervisor:
             await self._sample_once()
             assert self.meter
             self.meter.set_active_sim(facts["iccid"], facts["imsi"], facts["imsi"][:3])
+            self.meter.set_plan_tz(plan_tz(facts, self.cfg.tz_offset))  # issue 10: the plan's zone
         await asyncio.to_thread(self.wan.apply, params)
         if self.cfg.resolv_file and params.dns:
             write_resolv(self.cfg.resolv_file, list(params.dns))
@@ -339,6 +342,7 @@ class Supervisor:
         assert self.meter
         self.current = facts
         self.meter.set_active_sim(facts["iccid"], facts["imsi"], facts["imsi"][:3])
+        self.meter.set_plan_tz(plan_tz(facts, self.cfg.tz_offset))  # issue 10: the plan's zone
         store.atomic_write_json(self._current_file(), facts)
         self.status.update(sim=facts)
         if self.health is not None:
@@ -436,7 +440,10 @@ class Supervisor:
             broker=(self.cfg.cloud.host, self.cfg.cloud.port), sample_interval_s=self.cfg.sample_interval_s,
             radio_interval_s=self.cfg.radio_interval_s, record_trace=self.cfg.record_trace,
             tz=parse_tz(self.cfg.tz_offset))
+        meter = self.meter
+        assert meter
         self.health = HealthMonitor(settings, radio=ModemRadio(self.modem), active_sim=lambda: self.current,
-                                    emit=self.cloud.emit, clock=self.clock, recover=self.recover_modem)
+                                    emit=self.cloud.emit, clock=self.clock, recover=self.recover_modem,
+                                    on_network=lambda net: meter.set_serving_mcc(net.mcc))  # billing regions
         self.spawn(self.health.run(), "health")
 

@@ -67,7 +67,9 @@ BODY_KEYS = frozenset({"iccid", "imsi", "day", "month", "tz", "mcc", "rx_bytes",
 
 @dataclass
 class _Acc:
-    """Usage accumulated in memory for one (iccid, imsi, day, tz) since the last flush."""
+    """Usage accumulated in memory for one (iccid, imsi, day, tz, region) since the last
+    flush. One record per region: a day on which the SIM roamed is split by the MCC of
+    the network that carried each byte, so each region is billed its own bytes."""
 
     mccs: set[str] = field(default_factory=set)
     rx: int = 0
@@ -142,7 +144,7 @@ class UsageJournal:
         self._durable_wall = 0.0
         self._durable_seq = 0
         self._queued: tuple[Counters | None, float] = (None, 0.0)
-        self._acc: dict[tuple[str, str, str, str], _Acc] = {}
+        self._acc: dict[tuple[str, str, str, str, str], _Acc] = {}
         self._acc_bytes = 0
         self._file_boot: str | None = None
         self._file_kids: dict[tuple[Any, ...], int] = {}
@@ -240,7 +242,7 @@ class UsageJournal:
         flushes when the interval or byte threshold is reached (write errors are logged
         and retried at the next sample, never raised here)."""
         for d in deltas:
-            acc = self._acc.setdefault((d.iccid, d.imsi, d.day, d.tz), _Acc())
+            acc = self._acc.setdefault((d.iccid, d.imsi, d.day, d.tz, d.mcc), _Acc())
             acc.mccs.add(d.mcc)
             acc.rx += d.rx_bytes
             acc.tx += d.tx_bytes
@@ -285,7 +287,8 @@ class UsageJournal:
     def _encode_units(self) -> list[list[int]]:
         """[kid, rx, tx, end_ms, dur_ms] per accumulation, appending "K" records as needed."""
         units = []
-        for key, acc in self._acc.items():
+        for full_key, acc in self._acc.items():
+            key = full_key[:4]
             mccs = sorted(acc.mccs)
             kid = self._file_kids.get((*key, *mccs))
             if kid is None:
@@ -299,7 +302,7 @@ class UsageJournal:
     def _commit_acc(self) -> None:
         """Move the accumulations into the pending list under fresh seqs (record queued)."""
         for key, acc in self._acc.items():
-            body = make_body(key, list(acc.mccs), acc.rx, acc.tx, _ms(acc.start), _ms(acc.end))
+            body = make_body(key[:4], list(acc.mccs), acc.rx, acc.tx, _ms(acc.start), _ms(acc.end))
             self._pending.append((self._next_seq, body))
             self._next_seq += 1
         self._acc.clear()
@@ -368,7 +371,7 @@ class UsageJournal:
         keep = [(s, b) for s, b in self._pending if s <= floor]
         merged: dict[tuple[str, ...], tuple[int, dict[str, Any]]] = {}
         for seq, body in (p for p in self._pending if p[0] > floor):
-            key = (body["iccid"], body["imsi"], body["day"], body["tz"])
+            key = (body["iccid"], body["imsi"], body["day"], body["tz"], *sorted(body["mcc"]))
             if key not in merged:
                 merged[key] = (seq, dict(body, mcc=list(body["mcc"])))
                 continue

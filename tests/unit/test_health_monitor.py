@@ -43,6 +43,9 @@ class FakeRadio:
     async def read(self) -> RadioSnapshot:
         return RadioSnapshot(RadioReading(-90, -9, 15, True), ServingNetwork("44010", 0x1A2B3C, 0x1234, 7))
 
+    async def vouch_time(self, clock: Any) -> bool:
+        return False  # a network without NITZ: the clock stays untrusted
+
 
 def run_trace(name: str, tmp_path: Path, clock: FakeClock) -> tuple[list[tuple[str, dict[str, Any]]], TraceSampler]:
     events: list[tuple[str, dict[str, Any]]] = []

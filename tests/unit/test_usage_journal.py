@@ -133,7 +133,8 @@ def test_switch_flush_mcc_and_two_sims(tmp_path: Path, clock: FakeClock) -> None
     drive(j, clock, 4, meter=meter)
     j.close()
     bodies = [b for _, b in UsageJournal(tmp_path / "u.log", clock=clock).pending(10)]
-    assert [(b["iccid"][-1], b["mcc"], b["rx_bytes"]) for b in bodies] == [("1", ["440", "441"], 5000),
+    # issue 10: one record per region, so each region is billed its own bytes
+    assert [(b["iccid"][-1], b["mcc"], b["rx_bytes"]) for b in bodies] == [("1", ["440"], 3000), ("1", ["441"], 2000),
                                                                          ("2", ["310"], 4000)]
 
 
