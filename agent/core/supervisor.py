@@ -41,7 +41,7 @@ from agent.net.link import WanLink
 from agent.net.resolv import write_resolv
 from agent.sim import SimProfile
 from agent.usage.calendar import parse_tz, plan_tz
-from agent.usage.journal import UsageJournal
+from agent.usage.journal import TRICKLE_FLUSH_S, UsageJournal
 from agent.usage.meter import UsageMeter
 from agent.usage.reporting import ReportGate, ReportPolicy
 
@@ -189,7 +189,9 @@ class Supervisor:
     # ---- usage ----------------------------------------------------------------------
     def _open_usage(self) -> None:
         self.journal = UsageJournal(self.state_dir / "usage.journal", clock=self.clock,
-                                    flush_interval_s=self.cfg.flush_interval_s)
+                                    flush_interval_s=self.cfg.flush_interval_s,
+                                    # issue 10: fewer records when idle (4 per heartbeat at most)
+                                    trickle_flush_s=min(TRICKLE_FLUSH_S, self.cfg.heartbeat_s / 4))
         self.meter = UsageMeter(self.clock, tz=parse_tz(self.cfg.tz_offset),
                                 header_bytes=self.profile.link_header_bytes)
         baseline = self.journal.baseline()
@@ -249,7 +251,10 @@ class Supervisor:
         c = self.cfg.cloud
         config = CloudConfig(device_id=self.cfg.device_id, host=c.host, port=c.port, ca_file=c.ca,
                              cert_file=c.cert, key_file=c.key, sealing_key_file=c.sealing_key,
-                             platform_key_file=c.platform_key, keepalive=c.keepalive_s)
+                             platform_key_file=c.platform_key, keepalive=c.keepalive_s,
+                             # issue 10: the idle watchdog follows the keep-alive (600 s at the
+                             # default 300 s), so a longer keep-alive is not undone by probes
+                             watchdog_idle=2.0 * c.keepalive_s)
         assert self.journal
         self.report_gate = ReportGate(self.journal, self.clock, ReportPolicy(
             min_interval_s=self.cfg.report_interval_s, heartbeat_s=self.cfg.heartbeat_s))

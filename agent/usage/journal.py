@@ -50,6 +50,15 @@ FLUSH_INTERVAL_S = 60.0
 """At most a minute of usage is lost on power failure (vnStat's default is 5 minutes);
 one ~120-byte record a minute is ~170 KB of flash a day."""
 
+TRICKLE_BYTES = 64 * 1024
+"""Issue 10: less than this since the last flush is a trickle (keep-alives, an idle
+phone's background): it waits for ``TRICKLE_FLUSH_S`` instead of the minute, because
+every record is later a message on the user's SIM (~300-500 bytes with its ack)."""
+
+TRICKLE_FLUSH_S = 900.0
+"""A trickle is flushed every 15 minutes: four small records an hour on an idle router
+instead of sixty; a power cut loses at most 15 minutes of a trickle (< 64 KiB)."""
+
 FLUSH_BYTES = 8 << 20
 """Heavy use flushes earlier, so no more than 8 MiB of billed usage is ever at risk."""
 
@@ -128,12 +137,16 @@ class UsageJournal:
         flush_bytes: int = FLUSH_BYTES,
         compact_at_bytes: int = COMPACT_AT_BYTES,
         max_pending: int = MAX_PENDING,
+        trickle_flush_s: float | None = None,
     ):
+        """``trickle_flush_s``: flush less than TRICKLE_BYTES only this often (the daemon
+        passes TRICKLE_FLUSH_S; None keeps the plain interval)."""
         self._clock = clock
         self._interval = flush_interval_s
         self._flush_bytes = flush_bytes
         self._compact_at = compact_at_bytes
         self._max_pending = max_pending
+        self._trickle_s = trickle_flush_s
         self._pending: list[tuple[int, dict[str, Any]]] = []
         self._next_seq = 1
         self._acked = 0
@@ -252,7 +265,9 @@ class UsageJournal:
         self._base, self._base_wall = baseline, wall
         # The very first baseline is made durable at once: until it is, a restart could
         # not tell which bytes are already counted.
-        due = (self._clock.monotonic() - self._last_flush >= self._interval
+        elapsed = self._clock.monotonic() - self._last_flush
+        trickle = self._trickle_s is not None and self._acc_bytes < TRICKLE_BYTES
+        due = (elapsed >= (max(self._interval, self._trickle_s or 0.0) if trickle else self._interval)
                or self._durable_base is None)
         if due or self._acc_bytes >= self._flush_bytes:
             try:

@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,9 @@ def lab(*args: str, timeout: float = 240) -> str:
     return done.stdout
 
 
+LabRunner = Callable[..., str]
+
+
 def scaled_config(text: str, scale: float) -> str:
     """The lab's agent.toml with production cadences divided by ``scale``."""
     values = {k: (max(1, round(v / scale)) if isinstance(v, int) else v / scale) for k, v in PRODUCTION.items()}
@@ -55,37 +59,40 @@ def scaled_config(text: str, scale: float) -> str:
     return text.replace("[cloud]\n", f"[cloud]\nkeepalive_s = {values['keepalive_s']}\n")
 
 
-def carrier_bytes(iccid: str) -> int:
-    row = json.loads(lab("usage", "--json")).get(iccid, {}).get("carrier", {})
+def carrier_bytes(run_lab: LabRunner, iccid: str) -> int:
+    row = json.loads(run_lab("usage", "--json")).get(iccid, {}).get("carrier", {})
     return int(row.get("up", 0)) + int(row.get("down", 0))
 
 
-def status() -> dict[str, Any]:
-    return json.loads((LAB_DIR / "agent" / "status.json").read_text())
+def status(lab_dir: Path) -> dict[str, Any]:
+    return json.loads((lab_dir / "agent" / "status.json").read_text())  # type: ignore[no-any-return]
 
 
-def measure(scale: float, seconds: float, windows: int, settle: float = 20.0) -> dict[str, Any]:
-    """Restart the agent with scaled cadences, let it settle, count the carrier's bytes."""
-    cfg = LAB_DIR / "agent" / "agent.toml"
+def measure(scale: float, seconds: float, windows: int, *, lab_dir: Path = LAB_DIR, run_lab: LabRunner = lab,
+            settle: float = 15.0) -> dict[str, Any]:
+    """Restart the agent with scaled cadences, let it settle, count the carrier's bytes.
+    The carrier's counters are read from outside (the lab's nft counters), never from
+    the agent; the wait between readings is the measured span itself."""
+    cfg = lab_dir / "agent" / "agent.toml"
     original = cfg.read_text()
     cfg.write_text(scaled_config(original, scale))
     try:
-        lab("agent", "restart")
+        run_lab("agent", "restart")
         time.sleep(settle)  # boot and connect are not idle cost
-        iccid = status()["sim"]["iccid"]
-        start = carrier_bytes(iccid)
+        iccid = status(lab_dir)["sim"]["iccid"]
+        start = carrier_bytes(run_lab, iccid)
         marks = [start]
         t0 = time.monotonic()
         for i in range(1, windows + 1):
             time.sleep(max(0.0, t0 + i * seconds / windows - time.monotonic()))
-            marks.append(carrier_bytes(iccid))
+            marks.append(carrier_bytes(run_lab, iccid))
         per_day = [(b - a) * 86400 / (seconds / windows * scale) for a, b in itertools.pairwise(marks)]
         total = (marks[-1] - start) * 86400 / (seconds * scale)
-        return {"iccid": iccid, "per_window_per_day": per_day, "per_day": total,
-                "own": status().get("health", {}).get("own_traffic")}
+        return {"iccid": iccid, "per_window_per_day": per_day, "per_day": total, "bytes": marks[-1] - start,
+                "own": status(lab_dir).get("health", {}).get("own_traffic")}
     finally:
         cfg.write_text(original)
-        lab("agent", "restart")
+        run_lab("agent", "restart")
 
 
 def pct(values: list[float], p: float) -> float:
