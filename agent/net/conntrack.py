@@ -8,14 +8,20 @@ switches it on where the kernel allows (root, the sysctl present).
 
 Where conntrack is absent (no module, no permission, accounting refused) ``available``
 is False with the ``reason``; the sampler then falls back to LAN-side counters and the
-health evidence says so (docs/health.md). Flows to the agent's own endpoints (its
-reflector, its probe endpoint, its broker) are not user demand: they are left out of
-the count and their bytes are summed as the agent's own traffic instead.
+health evidence says so (docs/health.md).
+
+The router's own flows (its original source is one of the router's addresses: the echo,
+the active check, the broker connection) are not user demand: they are left out of the
+count. A LAN client's flow is forwarded, so its original source is the client's address,
+even when it goes to the same server and port as the agent's (in the lab the probe
+endpoint and the users' byte source are one server). The bytes of the router's flows to
+the endpoints named with ``own()`` (the broker) are summed as the agent's own traffic.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +84,20 @@ def flow_from_message(msg: Any) -> FlowBytes | None:
     return FlowBytes((int(proto), str(src), str(dst), int(sport), int(dport)), int(total))
 
 
+LOCAL_ADDRESSES_TTL_S = 10.0
+"""The router's addresses are re-read at most every 10 s (a SIM switch changes the WAN's)."""
+
+
+def _local_addresses() -> set[str]:
+    from pyroute2 import IPRoute
+
+    try:
+        with IPRoute() as ipr:
+            return {str(a.get_attr("IFA_ADDRESS")) for a in ipr.get_addr()} - {"None"}
+    except Exception as exc:  # pyroute2 raises NetlinkError, OSError and others
+        raise NetError(f"cannot list the router's addresses: {exc}") from exc
+
+
 def _netlink_dump() -> list[FlowBytes]:
     from pyroute2 import NFCTSocket  # netlink only: imported where it is used
 
@@ -93,8 +113,10 @@ class ConntrackFlows:
 
     def __init__(self, dump: Callable[[], Iterable[FlowBytes]] = _netlink_dump,
                  active_seconds: float = FLOW_ACTIVE_SECONDS, accounting: bool = True,
-                 acct_path: Path = ACCT_SYSCTL):
+                 acct_path: Path = ACCT_SYSCTL, local_addresses: Callable[[], set[str]] = _local_addresses):
         self._dump = dump
+        self._read_local = local_addresses
+        self._local: tuple[float, set[str]] | None = None
         self._active_seconds = active_seconds
         self._own: set[tuple[str, int]] = set()
         self._bytes: dict[FlowKey, int] = {}
@@ -110,8 +132,14 @@ class ConntrackFlows:
                 LOGGER.warning("conntrack byte accounting unavailable (%s): demand from LAN counters", why)
 
     def own(self, host: str, port: int) -> None:
-        """Flows to ``host:port`` are the agent's own (reflector, probe endpoint, broker)."""
+        """The router's flows to ``host:port`` are counted as the agent's own bytes (the broker)."""
         self._own.add((host, port))
+
+    def _local_set(self) -> set[str]:
+        now = time.monotonic()
+        if self._local is None or now - self._local[0] >= LOCAL_ADDRESSES_TTL_S:
+            self._local = (now, self._read_local())
+        return self._local[1]
 
     def update(self, now: float) -> int | None:
         """Active user flows at ``now``; None when conntrack cannot be read (logged once)."""
@@ -119,6 +147,7 @@ class ConntrackFlows:
             return None
         try:
             flows = list(self._dump())
+            local = self._local_set()
         except NetError as exc:
             self.available, self.reason = False, str(exc)
             LOGGER.warning("%s: demand from LAN counters from now on", exc)
@@ -129,13 +158,14 @@ class ConntrackFlows:
             key = flow.key
             seen.add(key)
             before = self._bytes.get(key)
-            if (key[2], key[4]) in self._own:
-                self.own_bytes += flow.bytes - before if before is not None and flow.bytes >= before else \
-                    (flow.bytes if before is None else 0)
-            elif before is None or flow.bytes != before:
-                self._moved_at[key] = now
             self._bytes[key] = flow.bytes
-            if (key[2], key[4]) not in self._own and now - self._moved_at.get(key, -1e9) <= self._active_seconds:
+            if key[1] in local:  # the router's own flow: never demand
+                if (key[2], key[4]) in self._own:
+                    self.own_bytes += flow.bytes - (before or 0) if flow.bytes >= (before or 0) else 0
+                continue
+            if before is None or flow.bytes != before:
+                self._moved_at[key] = now
+            if now - self._moved_at.get(key, -1e9) <= self._active_seconds:
                 active += 1
         for key in [k for k in self._bytes if k not in seen]:
             del self._bytes[key]

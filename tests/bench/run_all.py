@@ -17,6 +17,7 @@ BENCHES = [
     ("reconnect storm, 500 cloud links (issue 3: peak < 2x mean, no wait > cap)", "bench_reconnect.py"),
     ("journal flash writes and metering cost (issue 4: < 1 MB/day, loss <= 60 s)", "bench_journal.py"),
     ("throttle detection over the trace library (issue 5: median < 10 s, worst < 20 s)", "bench_detection.py"),
+    ("the agent's own bytes on an idle router, at the lab carrier (issue 10: < 0.5 MB/day)", "bench_own_bytes.py"),
 ]
 
 

@@ -109,7 +109,15 @@ def test_replay_cli_prints_one_json_object_per_change() -> None:
     lines = [json.loads(line) for line in out.splitlines()]
     assert any(d["state"] == "throttled" and isinstance(d["rate_kbps"], (int, float)) for d in lines)
     for d in lines:
-        assert set(d) >= {"t", "state", "rate_kbps", "evidence"}
+        assert set(d) >= {"t", "rate_kbps", "evidence"} and ("state" in d) != ("observation" in d)
+
+
+def test_replay_cli_prints_suspect_observations() -> None:
+    out = subprocess.run([sys.executable, "-m", "agent.cli", "replay", str(TRACES / "app128_stream.csv")],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [d["observation"] for d in lines if "observation" in d] == ["suspect"]
+    assert "throttled" not in [d.get("state") for d in lines]
 
 
 def test_replay_cli_rejects_a_bad_trace_with_a_clear_error(tmp_path: Path) -> None:

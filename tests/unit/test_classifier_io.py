@@ -77,7 +77,8 @@ def test_flows_count_only_those_that_moved_and_not_our_own(tmp_path: Path) -> No
     table: list[list[FlowBytes]] = [ct(100, 5000, 40)]
     acct = tmp_path / "nf_conntrack_acct"
     acct.write_text("0\n")
-    fc = ConntrackFlows(dump=lambda: table[0], active_seconds=3, acct_path=acct)
+    fc = ConntrackFlows(dump=lambda: table[0], active_seconds=3, acct_path=acct,
+                        local_addresses=lambda: {"10.0.0.1"})
     assert acct.read_text().strip() == "1" and fc.available  # accounting switched on
     fc.own("9.9.9.9", 7)
     assert fc.update(0.0) == 1
@@ -87,7 +88,10 @@ def test_flows_count_only_those_that_moved_and_not_our_own(tmp_path: Path) -> No
     assert fc.update(5.0) == 0  # stalled for 5 s; the echo flow never counts as demand
     table[0] = ct(160, 9000, 160)
     assert fc.update(6.0) == 1
-    assert fc.own_bytes == 2 * 160  # the echo flow's bytes are the agent's own
+    assert fc.own_bytes == 2 * 160  # the router's flow to an own endpoint: the agent's bytes
+    # a LAN client's flow to the very same server and port is demand, not the agent's
+    table[0] = [FlowBytes((17, "10.0.0.7", "9.9.9.9", 4001, 7), 10), *ct(160, 9000, 160)]
+    assert fc.update(7.0) == 2
 
 
 def test_accounting_refused_is_said_not_hidden(tmp_path: Path) -> None:
@@ -131,7 +135,8 @@ def test_live_sampler_leaves_out_its_own_probe_flow(tmp_path: Path,
         (stats / "rx_bytes").write_text("10")
         (stats / "tx_bytes").write_text("20")
     host, port = echo_server
-    fc = ConntrackFlows(dump=lambda: ct(0, 0, 40, own=(host, port))[1:], accounting=False)
+    fc = ConntrackFlows(dump=lambda: ct(0, 0, 40, own=(host, port))[1:], accounting=False,
+                        local_addresses=lambda: {"10.0.0.1"})
     sampler = LiveSampler("wan0", "lan0", UdpEchoProber(host, port), fc, root=tmp_path)
     try:
         sample = sampler.sample(0.0)
