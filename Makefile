@@ -9,9 +9,9 @@ STAMP  := $(VENV)/.installed
 
 # command -> Debian package. The lab uses real parts: mosquitto for the broker,
 # nftables and iproute2 (ip, tc) for the carrier network, picocom for the console,
-# conntrack for flow counting, procps for sysctl.
+# procps for sysctl. (No conntrack tool: flows are read over netlink, issue 10.)
 APT_NEEDS := mosquitto:mosquitto nft:nftables ip:iproute2 tc:iproute2 picocom:picocom \
-             conntrack:conntrack sysctl:procps
+             sysctl:procps
 
 .PHONY: all setup deps run test bench lint clean
 
