@@ -208,9 +208,10 @@ five seconds; its capacity changes several times a second and never holds for 15
 SLOW_LINK_WINDOW_SECONDS = 25.0
 """...found within the last 25 s (web think time may sit between them)."""
 
-FAST_ECHO_EVERY = 5
-"""While the link runs faster than any cap, one echo in five seconds: enough base-RTT
-history, a fifth of the bytes (~88 B per echo both ways with headers)."""
+FAST_ECHO_EVERY = 10
+"""While the link runs faster than any cap, one echo in ten seconds: enough base-RTT
+history for when a cap comes (BASE_RTT_SECONDS keeps 5 min), a tenth of the bytes
+(~88 B per echo both ways with headers: ~32 kB per busy hour instead of ~320 kB)."""
 
 SUSPECT_REPEAT_SECONDS = 60.0
 """A ``suspect`` observation is repeated at most once a minute while it lasts (the log
@@ -393,14 +394,14 @@ class Classifier:
     def wants_traffic_probe(self) -> bool:
         """Whether the reflector's RTT/loss echo is worth its bytes now (the agent's own
         traffic budget): every second while there is traffic near throttle rates to judge
-        or a non-ok verdict stands; one second in ``FAST_ECHO_EVERY`` while the link runs
+        or a non-ok verdict stands; one second in ``FAST_ECHO_EVERY`` (10) while the link runs
         faster than any cap (only a change needs noticing); never while nobody waits."""
         if not self._ticks:
             return True
         last = self._ticks[-1]
         if self.state not in (None, "idle", "ok") or not last.registered:
             return True
-        if last.flows == 0 and last.kbps < IDLE_KBPS:
+        if last.flows == 0:  # nobody's flow: the WAN bytes are the agent's own (a report)
             return False
         fast = self._fast_seen_t is not None and last.t - self._fast_seen_t <= SMOOTH_SECONDS
         return not fast or len(self._ticks) % FAST_ECHO_EVERY == 0

@@ -4,7 +4,7 @@ Every report is bytes on the user's SIM (MQTT publish, TLS record, TCP/IP header
 cloud's ack back: ~1.5 kB for a record or two). Reporting every few seconds whether or
 not anything was used is what made an idle router spend ~15 MB a day on itself. So:
 
-* usage is sent when the unsent usage reaches ``min_bytes`` (a user is using the SIM:
+* usage is sent when the unsent usage reaches ``min_bytes`` (1 MiB: a user is using the SIM:
   the platform wants near real-time remaining data), at most every ``min_interval_s``;
 * otherwise whatever is pending (the agent's own keep-alives, a few kB) goes out once per
   ``heartbeat_s`` (config ``[usage] heartbeat_s``; later the cloud's policy sets it);
@@ -29,9 +29,10 @@ HEARTBEAT_S = 3600.0
 """An idle router reports once an hour: the platform still sees it alive and its small
 own usage counted, for ~24 messages (~40 kB) a day."""
 
-MIN_BYTES = 256 * 1024
-"""Usage worth a message of its own: 256 KiB is a quarter of a percent of a 100 MB plan
-and ~0.6 % of its daily share; the report (~1.5 kB) costs well under 1 % of it."""
+MIN_BYTES = 1024 * 1024
+"""Usage worth a message of its own: 1 MiB is 1 % of a 100 MB plan (the platform's view of
+the remaining allowance stays within 1 %), and a user of that plan's whole daily share
+(~33 MB) causes ~33 reports (~50 kB), not hundreds."""
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from agent.clock import FakeClock
 from agent.usage.reporting import ReportGate, ReportPolicy, report_due
 
 POLICY = ReportPolicy(min_interval_s=60, heartbeat_s=3600, min_bytes=256 * 1024)
+"""Explicit values: the rules, not the defaults, are under test here."""
 
 
 def test_report_due_rules() -> None:
