@@ -593,8 +593,9 @@ def _same_load_run(phases: tuple[Phase, ...], i: int) -> list[Phase]:
     return run
 
 
-def record_scenario(sc: Scenario, out: Path, slot: int = 0) -> Path:
-    """Bring the topology up, run the phases while recording, tear down; writes ``out``."""
+def record_scenario(sc: Scenario, out: Path, slot: int = 0, conntrack: bool = True) -> Path:
+    """Bring the topology up, run the phases while recording, tear down; writes ``out``.
+    ``conntrack`` False records as on a kernel without it: demand from LAN counters."""
     topo = Topology(slot)
     driver = LinkDriver(topo, sc.seed)
     env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -612,7 +613,8 @@ def record_scenario(sc: Scenario, out: Path, slot: int = 0) -> Path:
             raw = Path(tmp) / "raw.csv"
             rec = subprocess.Popen(_py(topo.ns("dev"), "-m", "agent.cli", "record", "--wan", "wan0",
                                        "--lan", "lan0", "--reflector", f"{topo.server_ip}:{UDP_PORT}",
-                                       "--duration", str(sc.seconds - 1), "--out", str(raw)), env=env)
+                                       "--duration", str(sc.seconds - 1), "--out", str(raw),
+                                       *([] if conntrack else ["--no-conntrack"])), env=env)
             procs.append(rec)
             _wait_rows(raw, 1, rec)
             ld = None
@@ -675,6 +677,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", default=str(REPO / "tests" / "traces"))
     parser.add_argument("--parallel", type=int, default=1, help="slots recording at once (max 8)")
     parser.add_argument("--slot", type=int, default=0)
+    parser.add_argument("--no-conntrack", action="store_true",
+                        help="record as on a kernel without conntrack (demand from LAN counters)")
     parser.add_argument("--seed", type=int, default=None,
                         help="override the scenarios' seeds (a fresh, held-out recording)")
     args = parser.parse_args(argv)
@@ -699,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in names:
             SCENARIOS[n] = dataclasses.replace(SCENARIOS[n], seed=args.seed)
     if args.out and len(names) == 1:
-        record_scenario(SCENARIOS[names[0]], Path(args.out), args.slot)
+        record_scenario(SCENARIOS[names[0]], Path(args.out), args.slot, conntrack=not args.no_conntrack)
         write_expectations(Path(args.out).parent / "expected.json", names)
         return 0
     slots = max(1, min(8, args.parallel))
