@@ -18,6 +18,7 @@ BENCHES = [
     ("journal flash writes and metering cost (issue 4: < 1 MB/day, loss <= 60 s)", "bench_journal.py"),
     ("throttle detection over the trace library (issue 5: median < 10 s, worst < 20 s)", "bench_detection.py"),
     ("the agent's own bytes on an idle router, at the lab carrier (issue 10: < 0.5 MB/day)", "bench_own_bytes.py"),
+    ("uplink under policing: device count vs carrier count (issue 10, docs/usage.md)", "bench_uplink_policing.py"),
 ]
 
 
