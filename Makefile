@@ -9,11 +9,11 @@ STAMP  := $(VENV)/.installed
 
 # command -> Debian package. The lab uses real parts: mosquitto for the broker,
 # nftables and iproute2 (ip, tc) for the carrier network, picocom for the console,
-# conntrack for flow counting, procps for sysctl, tmux to drive picocom in the console tests.
+# procps for sysctl (no conntrack tool: flows are read over netlink, issue 10), tmux to drive picocom in the console tests.
 # ModemManager (with dbus-daemon and unshare) is the peer check of the virtual modem
 # (tests/integration/test_peer_modemmanager.py).
 APT_NEEDS := mosquitto:mosquitto nft:nftables ip:iproute2 tc:iproute2 picocom:picocom \
-             conntrack:conntrack sysctl:procps tmux:tmux \
+             sysctl:procps tmux:tmux \
              ModemManager:modemmanager mmcli:modemmanager dbus-daemon:dbus-daemon unshare:util-linux
 # Packaging (issue 14): dpkg-deb builds the .deb, ar lists the .ipk, systemd-analyze
 # verifies and scores the unit (Debian 12 ships it in the systemd package).

@@ -24,7 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "at": ("agent.modem.cli_at", "send one AT command and print the raw and decoded answer"),
     "decode": ("agent.modem.decode", "decode modem output on stdin to one JSON object per line"),
     "replay": ("agent.health.replay", "run the low-speed classifier over a recorded trace"),
-    "record": ("agent.health.record", "record a health trace CSV from the live data path"),
+    "record": ("agent.core.record", "record a health trace CSV from the live data path"),
     "provision": ("agent.faces.provision.command", "factory provisioning: keys, CSR, certificate, self-test"),
     "identity": ("agent.faces.provision.show", "show this device's identity and certificate expiry"),
     "uci2toml": ("agent.uciconf", "write the agent's TOML config from OpenWrt UCI options (init script)"),

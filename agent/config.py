@@ -24,6 +24,14 @@ SAMPLE_INTERVAL_S = 1.0
 """The health classifier is designed for about one sample a second (docs/health.md)."""
 RADIO_INTERVAL_S = 5.0
 """Signal quality changes slowly; asking the modem every 5 s keeps the AT channel free."""
+HEARTBEAT_S = 3600.0
+"""Issue 10: an idle router reports usage once an hour, not every report interval (see
+agent/usage/reporting.py); the cloud's policy may set it later."""
+KEEPALIVE_S = 300
+"""Issue 10: MQTT keep-alive. Each one costs ~300 bytes on the SIM (PINGREQ/PINGRESP
+in TLS records, TCP/IP headers, ACKs): 60 s would be ~430 kB a day on an idle router.
+Mobile carriers keep established TCP NAT mappings well past 5 minutes (RFC 5382 asks for
+2 h 4 min), so 300 s keeps the mapping and finds a dead path within ~7.5 min."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,7 @@ class CloudSection:
     key: Path
     sealing_key: Path
     platform_key: Path
+    keepalive_s: int = KEEPALIVE_S
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,7 @@ class AgentConfig:
     modem_port: str | None = None
     """Overrides the profile's AT port (the virtual modem's pty path changes per run)."""
     report_interval_s: float = REPORT_INTERVAL_S
+    heartbeat_s: float = HEARTBEAT_S
     flush_interval_s: float = FLUSH_INTERVAL_S
     sample_interval_s: float = SAMPLE_INTERVAL_S
     radio_interval_s: float = RADIO_INTERVAL_S
@@ -114,9 +124,11 @@ def load(path: Path | str) -> AgentConfig:
             key=Path(_get(cloud, "key", str, cw)),
             sealing_key=Path(_get(cloud, "sealing_key", str, cw)),
             platform_key=Path(_get(cloud, "platform_key", str, cw)),
+            keepalive_s=_get(cloud, "keepalive_s", int, cw, KEEPALIVE_S),
         ),
         report_interval_s=_get(usage, "report_interval_s", float, f"{where} [usage]", REPORT_INTERVAL_S),
         flush_interval_s=_get(usage, "flush_interval_s", float, f"{where} [usage]", FLUSH_INTERVAL_S),
+        heartbeat_s=_get(usage, "heartbeat_s", float, f"{where} [usage]", HEARTBEAT_S),
         tz_offset=_get(usage, "tz", str, f"{where} [usage]", "+09:00"),
         sample_interval_s=_get(health, "sample_interval_s", float, f"{where} [health]", SAMPLE_INTERVAL_S),
         radio_interval_s=_get(health, "radio_interval_s", float, f"{where} [health]", RADIO_INTERVAL_S),

@@ -26,15 +26,20 @@ class Plan:
     """Rate the carrier polices to once the cap is used up (128, 200, 384 ...)."""
     remaining_bytes: int | None = None
     """Allowance left when the cloud assigned the SIM (the cloud's view)."""
+    tz: str | None = None
+    """"+09:00"-style zone of the plan's day and month boundaries (None: the config's)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "cap_bytes": self.cap_bytes,
             "window": self.window,
             "throttle_kbps": self.throttle_kbps,
             "remaining_bytes": self.remaining_bytes,
         }
+        if self.tz is not None:
+            out["tz"] = self.tz
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Plan:
@@ -44,6 +49,7 @@ class Plan:
             window=str(d.get("window", "month")),
             throttle_kbps=d.get("throttle_kbps"),
             remaining_bytes=d.get("remaining_bytes"),
+            tz=str(d["tz"]) if d.get("tz") else None,
         )
 
 

@@ -1,49 +1,110 @@
-"""The supervisor's health task: sample the data path, classify, report changes.
+"""The health task: sample the data path, classify, report changes, count own bytes.
 
-It puts the live pieces of ``agent/health`` together: the sampler (WAN/LAN counters from
-sysfs, flows from conntrack, RTT/loss from the UDP echo reflector), radio readings from
-the modem driver (the supervisor owns the AT port, so radio comes from here, refreshed
-every ``radio_interval_s``), the pure classifier, and the outage log. Every state change
-goes upstream as a ``health`` event naming the SIM and the serving network, which is what
-lets the platform stop assigning a throttled SIM.
+It puts the live pieces together with *explicit inputs* (no supervisor object): a radio
+reader (``ModemRadio``, through the one ``Modem`` driver), an ``active_sim()`` getter,
+an ``emit(kind, data)`` callback for upstream, an optional ``recover(exc)`` for a modem
+that stopped answering, an optional ``on_network(network)`` told when the serving PLMN
+changes (billing regions), and ``HealthSettings`` (the config values it needs). While the
+wall clock is not trusted it asks the network's time (+CCLK?) to vouch for it. The
+sampler's I/O lives in ``agent/net`` and ``agent/core/sampler.py``; ``agent/health``
+is the pure classifier and the event shape.
+
+Every state change goes upstream as a ``health`` event in the contract's shape
+(``agent.health.event``), which is what lets the platform stop assigning a throttled
+SIM. ``suspect`` observations are logged and shown on the status, not sent as states.
+
+The agent's own traffic has a budget (issue 10): the reflector echo runs only while the
+classifier has traffic to judge (``wants_traffic_probe``); the active check spends from
+a per-day budget kept across restarts; and the bytes of both, plus the broker
+connection's (from conntrack), are counted per day in ``OwnTraffic``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
+from agent.clock import JST, Clock
+from agent.core.radio import RadioSnapshot
+from agent.core.sampler import LiveSampler, RadioReading
 from agent.errors import AgentError, AtTimeout, PortClosed
-from agent.health.classifier import Classifier
-from agent.health.event import health_event
+from agent.health.classifier import PROBE_BYTES, Classifier, StateChange
+from agent.health.event import ServingNetwork, health_event
 from agent.health.outage import OutageLog
-from agent.health.probe import ProbeBudget, run_check
 from agent.health.sample import COLUMNS, Sample
-from agent.health.sampler import FlowCounter, LiveSampler, RadioReading, UdpEchoProber
+from agent.net.activecheck import run_check
+from agent.net.conntrack import ConntrackFlows
+from agent.net.reflector import UdpEchoProber
+from agent.usage.own import OwnTraffic
 
 LOGGER = logging.getLogger(__name__)
 
+Emit = Callable[[str, dict[str, Any]], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class HealthSettings:
+    """The configuration values the health task needs, and nothing else."""
+
+    wan: str
+    lan: str | None
+    state_dir: Path
+    reflector: tuple[str, int] | None = None
+    probe: tuple[str, int] | None = None
+    broker: tuple[str, int] | None = None
+    """The cloud broker: its flow is the agent's own (counted as "mqtt", not demand)."""
+    sample_interval_s: float = 1.0
+    radio_interval_s: float = 5.0
+    record_trace: Path | None = None
+    tz: tzinfo = JST
+    """Zone for "since" and for the own-traffic day (the plan's; JST by default)."""
+
 
 class HealthMonitor:
-    """Owned by the supervisor; ``run()`` is one of its tasks."""
+    """``run()`` is one of the supervisor's tasks; the rest is what it may call."""
 
-    def __init__(self, sup: Any):
-        self.sup = sup
-        cfg, profile = sup.cfg, sup.profile
-        prober = UdpEchoProber(*cfg.reflector) if cfg.reflector else None
-        self.sampler = LiveSampler(profile.data_interface, getattr(profile, "lan_interface", None) or None,
-                                   prober, FlowCounter(), radio=self)
-        self.classifier = Classifier(plan_rate_kbps=self._plan_rate(sup.current))
-        self.outages = OutageLog(sup.state_dir, sup.clock)
-        self.budget = ProbeBudget(sup.clock)
+    def __init__(self, settings: HealthSettings, *, radio: Any, active_sim: Callable[[], dict[str, Any] | None],
+                 emit: Emit, clock: Clock, recover: Callable[[BaseException], Awaitable[None]] | None = None,
+                 sampler: LiveSampler | None = None, conntrack: ConntrackFlows | None = None,
+                 on_network: Callable[[ServingNetwork], None] | None = None,
+                 paused: Callable[[], bool] = lambda: False,
+                 on_decision: Callable[[dict[str, Any]], None] | None = None):
+        self.settings = settings
+        self._radio_reader = radio
+        self._active_sim = active_sim
+        self._emit = emit
+        self._recover = recover
+        self._on_network = on_network
+        """Told each time the serving PLMN changes (billing regions: the usage meter)."""
+        self._paused = paused
+        """True while the supervisor's own swap has the link down on purpose: no sample is
+        judged then (a swap is not an outage, and not a throttle)."""
+        self._on_decision = on_decision
+        """Told every reported state (the swap policy reads it)."""
+        self.clock = clock
+        if sampler is None:
+            prober = UdpEchoProber(*settings.reflector) if settings.reflector else None
+            conntrack = conntrack or ConntrackFlows()
+            for endpoint in (settings.probe, settings.broker):
+                if endpoint is not None:
+                    conntrack.own(*endpoint)
+            sampler = LiveSampler(settings.wan, settings.lan, prober, conntrack)
+        self.sampler = sampler
+        self.classifier = Classifier(plan_rate_kbps=self._plan_rate(active_sim()))
+        self.outages = OutageLog(settings.state_dir, clock)
+        self.own = OwnTraffic.load(settings.state_dir / "own_traffic.json", clock, settings.tz)
         self._radio = RadioReading()
-        self._network: dict[str, Any] = {}
-        self._last: dict[str, Any] = {"state": "ok", "rate_kbps": None, "evidence": {}}
-        self._trace = self._open_trace(cfg.record_trace)
-        self._origin = sup.clock.monotonic()
+        self._network = ServingNetwork()
+        self._last: dict[str, Any] = {"state": None, "kbps": None, "evidence": {}}
+        self._trace = self._open_trace(settings.record_trace)
+        self._origin = clock.monotonic()
 
     @staticmethod
     def _plan_rate(facts: dict[str, Any] | None) -> float | None:
@@ -61,17 +122,21 @@ class HealthMonitor:
         return fh, writer
 
     # ---- what the supervisor calls ----------------------------------------------------
-    def read(self) -> RadioReading:
-        """The sampler's radio source: the latest reading the driver gave us."""
-        return self._radio
+    @property
+    def network(self) -> ServingNetwork:
+        """The serving network as last read (numeric PLMN for billing regions)."""
+        return self._network
 
     def on_sim_change(self, facts: dict[str, Any]) -> None:
         """A new SIM starts with a fresh classifier and its own plan rate."""
         self.classifier = Classifier(plan_rate_kbps=self._plan_rate(facts))
 
     def summary(self) -> dict[str, Any]:
+        suspect = self.classifier.last_suspect
         radio = {"rsrp_dbm": self._radio.rsrp_dbm, "rsrq_db": self._radio.rsrq_db, "sinr_db": self._radio.sinr_db}
-        return dict(self._last, radio=radio, network=dict(self._network), probe_budget=self.budget.report())
+        return dict(self._last, suspect=suspect.to_json() if suspect else None, radio=radio,
+                    network=dataclasses.asdict(self._network), demand_source=self.sampler.demand_source,
+                    own_traffic=self.own.report())
 
     def start_trace(self, path: Path) -> None:
         """Record every sample to ``path`` (CSV, ``pocket-agent replay`` reads it) from now on:
@@ -89,72 +154,90 @@ class HealthMonitor:
         radio_due = 0.0
         try:
             while True:
-                now = self.sup.clock.monotonic()
+                now = self.clock.monotonic()
                 if now >= radio_due:
                     await self._refresh_radio()
-                    radio_due = now + self.sup.cfg.radio_interval_s
-                if self.sup.swapping:
-                    # Our own swap breaks the link on purpose: not an outage, not a
-                    # throttle. The new SIM starts with a fresh classifier.
-                    await asyncio.sleep(self.sup.cfg.sample_interval_s)
-                    continue
-                sample = await asyncio.to_thread(self.sampler.sample, round(now - self._origin, 3))
-                self._record(sample)
-                for change in self.classifier.feed(sample):
-                    await self._report(change)
-                if self.classifier.wants_probe is not None:
-                    await self._active_check()
-                await asyncio.sleep(self.sup.cfg.sample_interval_s)
+                    radio_due = now + self.settings.radio_interval_s
+                if not self._paused():
+                    await self.step(round(now - self._origin, 3))
+                await asyncio.sleep(self.settings.sample_interval_s)
         finally:
+            self.own.save()
             await asyncio.to_thread(self.sampler.close)
             if self._trace:
                 self._trace[0].close()
 
+    async def step(self, t: float) -> list[StateChange]:
+        """One sampling second: sample, classify, report, check if asked, count own bytes."""
+        probing = self.classifier.wants_traffic_probe
+        sample = await asyncio.to_thread(self.sampler.sample, t, self._radio, probing)
+        self._record(sample)
+        changes = self.classifier.feed(sample)
+        for change in changes:
+            await self._report(change, t)
+        for obs in self.classifier.take_observations():
+            LOGGER.info("health observation: %s", obs.to_json())
+        if self.classifier.wants_probe is not None:
+            await self._active_check()
+        self._count_own()
+        return changes
+
+    def _count_own(self) -> None:
+        if self.sampler.prober is not None:
+            self.own.observe("reflector", self.sampler.prober.own_bytes)
+        if self.sampler.flows is not None and self.sampler.flows.available:
+            self.own.observe("mqtt", self.sampler.flows.own_bytes)
+        self.own.maybe_save()
+
     async def _active_check(self) -> None:
         """The classifier asked: one bounded download burst, within the day's budget."""
-        probe = self.sup.cfg.probe
+        probe = self.settings.probe
         if probe is None:
             self.classifier.probe_result(None, 0, "no probe endpoint configured")
             return
-        # run_check never raises: a failure comes back as a measurement with kbps None.
-        result = await asyncio.to_thread(run_check, self.budget, probe[0], probe[1], self.sup.clock)
+        allowance = min(PROBE_BYTES, self.own.check_allowance())
+        result = await asyncio.to_thread(run_check, allowance, probe[0], probe[1], self.clock)
+        if allowance > 0:
+            self.own.check_spent(result.bytes_used)
         self.classifier.probe_result(result.kbps, result.bytes_used, result.reason)
 
     async def _refresh_radio(self) -> None:
-        modem = self.sup.modem
         try:
-            sig = await modem.signal()
-            reg = await modem.registration()
+            snap: RadioSnapshot = await self._radio_reader.read()
         except (AtTimeout, PortClosed) as exc:
             LOGGER.warning("modem stopped answering (%s): recovering", exc)
-            await self.sup.recover_modem(exc)
+            if self._recover is not None:
+                await self._recover(exc)
             return
         except AgentError as exc:
             LOGGER.debug("radio reading failed: %s", exc)
             return
-        self._radio = RadioReading(rsrp_dbm=sig.rsrp_dbm, rsrq_db=sig.rsrq_db, sinr_db=sig.sinr_db,
-                                   registered=reg.stat in (1, 5))
-        self._network = {"cell": reg.ci, "tac": reg.tac if reg.tac is not None else reg.lac, "act": reg.act,
-                         "plmn": None}
-        try:
-            op = await modem.operator()
-            self._network["plmn"] = op.oper
-        except AgentError:
-            pass
+        if snap.network.plmn != self._network.plmn and self._on_network is not None:
+            self._on_network(snap.network)
+        self._radio, self._network = snap.radio, snap.network
+        if not self.clock.wall_trusted() and snap.radio.registered:
+            await self._radio_reader.vouch_time(self.clock)
 
     def _record(self, sample: Sample) -> None:
         if self._trace:
             self._trace[1].writerow(sample.row())
             self._trace[0].flush()
 
-    async def _report(self, change: Any) -> None:
-        sim = self.sup.current or {}
-        event = health_event(change, sample_t=self.sup.clock.monotonic() - self._origin, sim=sim,
-                             network=self._network, clock=self.sup.clock)
-        self._last = {"state": event["state"], "rate_kbps": event["kbps"], "evidence": event["evidence"]}
-        LOGGER.info("health: %s (rate %s kbps) on SIM %s", event["state"], event["kbps"], sim.get("iccid"))
-        await self.sup.emit("health", event)
-        self.sup.on_health(event)
+    async def _report(self, change: StateChange, now_t: float) -> None:
+        evidence = dict(change.evidence, demand_source=self.sampler.demand_source)
+        if self.sampler.demand_source != "conntrack" and self.sampler.flows is not None:
+            evidence["demand_note"] = f"conntrack unavailable ({self.sampler.flows.reason}): flows from LAN counters"
+        change = StateChange(t=change.t, state=change.state, rate_kbps=change.rate_kbps, evidence=evidence,
+                             onset_t=change.onset_t, previous=change.previous)
+        event = health_event(change, sim=self._active_sim(), network=self._network, now_t=now_t,
+                             wall=self.clock.wall(), clock_trusted=self.clock.wall_trusted(), tz=self.settings.tz)
+        self._last = {"state": event["state"], "kbps": event["kbps"], "mechanism": event["mechanism"],
+                      "evidence": event["evidence"]}
+        LOGGER.info("health: %s (rate %s kbps, %s) on SIM %s", event["state"], event["kbps"], event["mechanism"],
+                    event["iccid"])
+        await self._emit("health", event)
+        if self._on_decision is not None:
+            self._on_decision(event)
         await self._track_outage(event)
 
     async def _track_outage(self, event: dict[str, Any]) -> None:
@@ -167,6 +250,6 @@ class HealthMonitor:
         self.outages.end("no_service")
         pending = self.outages.unreported()
         for outage in pending:
-            await self.sup.emit("outage", outage)
+            await self._emit("outage", outage)
         # The outbox holds them durably now; the log need not hand them over again.
         self.outages.mark_reported([o["id"] for o in pending])

@@ -36,7 +36,8 @@ from agent.cloud.link import CloudConfig, CloudLink
 from agent.config import AgentConfig
 from agent.core import policy as pol
 from agent.core.exitcodes import ExitCode, exit_code_for
-from agent.core.health import HealthMonitor
+from agent.core.health import HealthMonitor, HealthSettings
+from agent.core.radio import ModemRadio, vouch_network_time
 from agent.core.status import StatusFile
 from agent.core.swap import Hooks, SimFacts, SwapFailed, SwapMachine, is_registered
 from agent.errors import AgentError, ModemError, ProtocolError
@@ -47,9 +48,10 @@ from agent.net.link import WanLink
 from agent.net.reach import udp_echo
 from agent.net.resolv import write_resolv
 from agent.sdnotify import Notifier, ProgressWatchdog
-from agent.usage.calendar import parse_tz
-from agent.usage.journal import UsageJournal
+from agent.usage.calendar import parse_tz, plan_tz
+from agent.usage.journal import TRICKLE_FLUSH_S, UsageJournal
 from agent.usage.meter import UsageMeter
+from agent.usage.reporting import ReportGate, ReportPolicy
 
 LOGGER = logging.getLogger(__name__)
 
@@ -78,7 +80,7 @@ class Supervisor:
     def __init__(self, cfg: AgentConfig, profile: BoardProfile, clock: Clock | None = None):
         self.cfg = cfg
         self.profile = profile
-        self.clock = clock or Clock()
+        self.clock = clock or Clock(strict=True)  # issue 10: wall time trusted only when a source vouched
         self.status = StatusFile(cfg.status_file)
         self.state_dir = Path(cfg.state_dir)
         self._stop = asyncio.Event()
@@ -114,6 +116,8 @@ class Supervisor:
         self.exit_code = ExitCode.OK
         """Why a stop that was not asked for happened (a restart must follow: not 0)."""
         self.consoled: Any = None  # console (issue 12): control socket + technician console
+        self.report_gate: ReportGate | None = None
+        """Issue 10: usage goes upstream when there is usage to report, or as a heartbeat."""
 
     @classmethod
     def from_config(cls, cfg: AgentConfig) -> Supervisor:
@@ -181,6 +185,7 @@ class Supervisor:
         resumed = finished is not None or await self._resume()
         if not resumed:
             await self._use_seed()
+        await vouch_network_time(self.modem, self.clock)  # issue 10: NITZ before billing or expiry checks
         self.cloud.set_network_available(True)
         await self.cloud.start()
         self.spawn(self._sample_loop(), "sample")
@@ -212,6 +217,8 @@ class Supervisor:
                 with contextlib.suppress(AgentError, OSError):
                     await self._sample_once()
                     self.journal.flush("shutdown")
+            if self.report_gate:
+                self.report_gate.open_now("shutdown")
             self.cloud.kick()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.cloud.stop(), SHUTDOWN_DRAIN + 2)
@@ -233,7 +240,9 @@ class Supervisor:
     # ---- usage ----------------------------------------------------------------------
     def _open_usage(self) -> None:
         self.journal = UsageJournal(self.state_dir / "usage.journal", clock=self.clock,
-                                    flush_interval_s=self.cfg.flush_interval_s)
+                                    flush_interval_s=self.cfg.flush_interval_s,
+                                    # issue 10: fewer records when idle (4 per heartbeat at most)
+                                    trickle_flush_s=min(TRICKLE_FLUSH_S, self.cfg.heartbeat_s / 4))
         self.meter = UsageMeter(self.clock, tz=parse_tz(self.cfg.tz_offset),
                                 header_bytes=self.profile.link_header_bytes)
         baseline = self.journal.baseline()
@@ -283,8 +292,9 @@ class Supervisor:
     async def _report_loop(self) -> None:
         while True:
             await asyncio.sleep(self.cfg.report_interval_s)
-            assert self.cloud
-            self.cloud.kick()
+            assert self.cloud and self.report_gate
+            if self.report_gate.due():
+                self.cloud.kick()
 
     async def _status_loop(self) -> None:
         while True:
@@ -300,9 +310,15 @@ class Supervisor:
         c = self.cfg.cloud
         config = CloudConfig(device_id=self.cfg.device_id, host=c.host, port=c.port, ca_file=c.ca,
                              cert_file=c.cert, key_file=c.key, sealing_key_file=c.sealing_key,
-                             platform_key_file=c.platform_key)
+                             platform_key_file=c.platform_key, keepalive=c.keepalive_s,
+                             # issue 10: the idle watchdog follows the keep-alive (20 min at the
+                             # default 300 s; its probe at half that): paho already finds a dead
+                             # path by the missing PINGRESP within 1.5 keep-alives
+                             watchdog_idle=4.0 * c.keepalive_s)
         assert self.journal
-        return CloudLink(config, state_dir=self.state_dir / "cloud", clock=self.clock, sources=[self.journal])
+        self.report_gate = ReportGate(self.journal, self.clock, ReportPolicy(
+            min_interval_s=self.cfg.report_interval_s, heartbeat_s=self.cfg.heartbeat_s))
+        return CloudLink(config, state_dir=self.state_dir / "cloud", clock=self.clock, sources=[self.report_gate])
 
     def _current_file(self) -> Path:
         return self.state_dir / "current.json"
@@ -382,6 +398,7 @@ class Supervisor:
             await self._sample_once()
             assert self.meter
             self.meter.set_active_sim(facts["iccid"], facts["imsi"], facts["imsi"][:3])
+            self.meter.set_plan_tz(plan_tz(facts, self.cfg.tz_offset))  # issue 10: the plan's zone
         await asyncio.to_thread(self.wan.apply, params)
         if self.cfg.resolv_file and params.dns:
             write_resolv(self.cfg.resolv_file, list(params.dns))
@@ -392,6 +409,7 @@ class Supervisor:
             self._used_on_current, self._low_since = 0, None
         self.current = facts
         self.meter.set_active_sim(facts["iccid"], facts["imsi"], facts["imsi"][:3])
+        self.meter.set_plan_tz(plan_tz(facts, self.cfg.tz_offset))  # issue 10: the plan's zone
         store.atomic_write_json(self._current_file(), facts)
         self.status.update(sim=facts)
         if self.health is not None:
@@ -420,6 +438,8 @@ class Supervisor:
         assert self.journal
         await self._sample_once()
         self.journal.flush("switch")
+        if self.report_gate:  # the old SIM's final usage goes up as soon as the link is back
+            self.report_gate.open_now("switch")
         self._set_current(facts.to_dict())
 
     async def _route_only(self, params: Any) -> None:
@@ -546,9 +566,10 @@ class Supervisor:
             self._stop.set()
             return
         self.status.update(modem_recovery=self.ladder.counters())
-        await self.emit("health", status_event("modem_recovered", sim=self.current, clock=self.clock,
-                                               evidence={"step": step, "cause": type(cause).__name__,
-                                                         "ladder": self.ladder.counters()}))
+        await self.emit("health", status_event(
+            "modem_recovered", sim=self.current, network=self.health.network if self.health else None,
+            wall=self.clock.wall(), clock_trusted=self.clock.wall_trusted(), tz=parse_tz(self.cfg.tz_offset),
+            evidence={"step": step, "cause": type(cause).__name__, "ladder": self.ladder.counters()}))
 
     def _on_command(self, command: Any) -> None:
         """Cloud orders: ``report`` drains the usage journal now; ``swap`` is scheduled at one
@@ -570,10 +591,23 @@ class Supervisor:
         assert self.journal and self.cloud
         await self._sample_once()
         self.journal.flush("request")
+        if self.report_gate:
+            self.report_gate.open_now("request")
         self.cloud.kick()
 
     # ---- health ---------------------------------------------------------------------
     def _start_health(self) -> None:
-        """Link-health classification (agent/core/health.py)."""
-        self.health = HealthMonitor(self)
+        """Link-health classification (agent/core/health.py), with explicit inputs."""
+        assert self.modem and self.cloud and self.meter
+        settings = HealthSettings(
+            wan=self.profile.data_interface, lan=getattr(self.profile, "lan_interface", None) or None,
+            state_dir=self.state_dir, reflector=self.cfg.reflector, probe=self.cfg.probe,
+            broker=(self.cfg.cloud.host, self.cfg.cloud.port), sample_interval_s=self.cfg.sample_interval_s,
+            radio_interval_s=self.cfg.radio_interval_s, record_trace=self.cfg.record_trace,
+            tz=parse_tz(self.cfg.tz_offset))
+        meter = self.meter
+        self.health = HealthMonitor(settings, radio=ModemRadio(self.modem), active_sim=lambda: self.current,
+                                    emit=self.emit, clock=self.clock, recover=self.recover_modem,
+                                    on_network=lambda net: meter.set_serving_mcc(net.mcc),  # billing regions
+                                    paused=lambda: self.swapping, on_decision=self.on_health)
         self.spawn(self.health.run(), "health")

@@ -20,11 +20,19 @@ connection for nothing. So:
   good signal delivering 128 kbps is not a radio problem.
 * **delay** - a shaper queues to a fixed rate (RTT up by ``SHAPER_QUEUE_MS`` and steady),
   a policer drops without queueing (RTT near base), congestion queues and wanders.
-* **active check** - only when these disagree: a flat ceiling at a known rate carried by a
-  single flow without a queue could be an application that sends at that rate by
-  itself (internet radio at 128 kbps). Then ``wants_probe`` asks for one bounded
-  download burst; its answer settles it. Several flows whose *sum* sits flat at a known
-  rate, or a steady queue, need no probe.
+* **agreement** - a flat rate near a throttle rate is only a cap when other evidence
+  agrees: several flows sharing the ceiling (their *sum* pinned), a shaper's steady
+  queue, a policer's loss under demand, LAN-side demand the WAN does not deliver, or a
+  confirming active check. A single quiet flow (internet radio at 128 kbps, a video at a
+  fixed bitrate) is otherwise indistinguishable from a cap: ``wants_probe`` asks for one
+  bounded download burst; a refuting answer is ``ok`` (``app_limited``), and when no
+  check can run the classifier records a ``suspect`` ``Observation`` and does *not*
+  raise ``throttled`` (a false alarm costs a swap and marks a good SIM bad).
+* **slow links** - a 3G/EVDO-class link wanders between ~50 and 1,500 kbps and can sit
+  flat near a throttle rate, queue included, for five seconds by chance. A link on
+  which no 3-s average faster than ``FAST_KBPS`` was seen in the last five minutes needs
+  ``SLOW_LINK_BUSY_SECONDS`` flat busy seconds, not five, before any cap verdict (an
+  active check that ran fast also shows the link is not slow: a light user on LTE).
 
 Hysteresis: a state is entered only after its candidate held for ``ENTER_HOLD[state]``
 seconds of trace time and about as many samples, and since leaving a state means
@@ -159,20 +167,55 @@ ENTER_HOLD: dict[str, float] = {
 }
 """Seconds a candidate must hold before the state changes (entered and left this way)."""
 
-AMBIGUOUS_HOLD = 5.0
-"""When an active check was wanted but could not run (no endpoint, budget spent, a
-replay), the passive throttle verdict must hold this much longer and is flagged
-``confidence: passive``: report late rather than never, but not on one window."""
-
 PROBE_CONFIRM_FACTOR = 1.3
 """A probe burst that got no more than 1.3x the ceiling confirms the cap: a burst on
 an uncapped 4G link runs at Mbit/s, many times any throttle rate."""
+
+PROBE_BYTES = 256 * 1024
+"""At most 256 KiB per check: 16 s at 128 kbps would be too long, so the check's time cap
+(agent/net/activecheck.py, 3 s) bites first on a throttled SIM; on an unthrottled 4G link
+it takes ~0.1-0.5 s, long enough to leave a throttle rate far behind."""
 
 PROBE_VALID_SECONDS = 300.0
 """A probe's answer stands for 5 min for the same ceiling; then ask again if needed."""
 
 PROBE_RETRY_SECONDS = 600.0
 """At most one probe per 10 min for an unresolved question: SIM data costs money."""
+
+POLICER_LOSS_PCT = 10.0
+"""Echo loss under demand that counts as a policer's drops: an idle or healthy LTE link
+loses well under 1 %; a token bucket emptied by the user's traffic drops what arrives
+while it is empty. Needs ``POLICER_LOSS_MIN`` echoes lost, so one late echo is not it."""
+
+POLICER_LOSS_MIN = 2
+
+DEMAND_GAP = 1.25
+"""LAN-side bytes this much above the WAN's over the ceiling's seconds: users offer more
+than the SIM carries (the router's own uplink queue overflowing in front of a capped
+modem). Forwarding adds no bytes, so LAN and WAN agree within framing (~5 %)."""
+
+FAST_KBPS = 1500.0
+"""A 3-s average above this shows the link is not a slow radio link: 3G/EVDO-class links
+deliver at most ~1.5 Mbit/s to one user (the issue's recorded links wandered 50-1,500
+kbps), LTE delivers Mbit/s; and it is 1.5x the highest throttle rate, which a policed
+link's bucket never reaches over 3 s (EXCEED_FACTOR)."""
+
+SLOW_LINK_BUSY_SECONDS = 15
+"""On a link never seen faster than FAST_KBPS, a cap needs 15 flat busy seconds: the
+issue's field case was a 3G-class link flat at ~193 kbps with a steady ~220 ms queue for
+five seconds; its capacity changes several times a second and never holds for 15."""
+
+SLOW_LINK_WINDOW_SECONDS = 25.0
+"""...found within the last 25 s (web think time may sit between them)."""
+
+FAST_ECHO_EVERY = 10
+"""While the link runs faster than any cap, one echo in ten seconds: enough base-RTT
+history for when a cap comes (BASE_RTT_SECONDS keeps 5 min), a tenth of the bytes
+(~88 B per echo both ways with headers: ~32 kB per busy hour instead of ~320 kB)."""
+
+SUSPECT_REPEAT_SECONDS = 60.0
+"""A ``suspect`` observation is repeated at most once a minute while it lasts (the log
+and the status want to see it persist, not one line a second)."""
 
 HISTORY_SECONDS = BASE_RTT_SECONDS
 """How much per-second history is kept (bounded memory: ~300 small tuples)."""
@@ -199,10 +242,27 @@ class StateChange:
             out["onset_t"] = self.onset_t
         return out
 
-    def to_event(self) -> dict[str, Any]:
-        """The health event body upstream; the supervisor adds ICCID/IMSI and network."""
-        return {"state": self.state, "rate_kbps": self.rate_kbps, "since": self.t,
-                "onset": self.onset_t, "previous": self.previous, "evidence": self.evidence}
+    @property
+    def mechanism(self) -> str | None:
+        """"policer" or "shaper" for ``throttled``; None otherwise."""
+        mech = self.evidence.get("mechanism") if self.state == "throttled" else None
+        return mech if mech in ("policer", "shaper") else None
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Something worth logging that is not a state: ``suspect`` = a flat rate near a
+    throttle rate that no other evidence confirms (an app-limited stream, or a cap the
+    agent could not check)."""
+
+    t: float
+    kind: str
+    rate_kbps: float | None
+    evidence: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        """The replay output line (``observation`` instead of ``state``)."""
+        return {"t": self.t, "observation": self.kind, "rate_kbps": self.rate_kbps, "evidence": self.evidence}
 
 
 @dataclass(frozen=True)
@@ -212,6 +272,7 @@ class ProbeRequest:
     t: float
     ceiling_kbps: float
     reason: str
+    known_rate_kbps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -294,10 +355,16 @@ class Classifier:
         self._ticks: deque[_Tick] = deque()
         self._pending: _Pending | None = None
         self._wants: ProbeRequest | None = None
-        self._probe_asked_t: float | None = None
-        self._probe: tuple[float, ProbeOutcome] | None = None
+        self._probe_asked: dict[int | None, float] = {}
+        self._probe: tuple[float, int | None, ProbeOutcome] | None = None
         self.probes_requested = 0
         self.probe_bytes_used = 0
+        self._observations: list[Observation] = []
+        self._fast_seen_t: float | None = None
+        self._last_busy: deque[_Tick] = deque(maxlen=SMOOTH_SECONDS)
+        self._suspect_at: dict[int, float] = {}
+        self.last_suspect: Observation | None = None
+        """The latest ``suspect`` observation (for the status file)."""
 
     # ------------------------------------------------------------------ API
 
@@ -311,9 +378,33 @@ class Classifier:
         if self._wants is None:
             LOGGER.debug("probe result without a request; kept anyway")
         t = self._wants.t if self._wants else (self._ticks[-1].t if self._ticks else 0.0)
-        self._probe = (t, ProbeOutcome(kbps, bytes_used, reason))
+        known = self._wants.known_rate_kbps if self._wants else None
+        self._probe = (t, known, ProbeOutcome(kbps, bytes_used, reason))
+        if kbps is not None and kbps > FAST_KBPS:
+            self._fast_seen_t = t  # a light user on a fast link: the check showed its speed
         self.probe_bytes_used += bytes_used
         self._wants = None
+
+    def take_observations(self) -> list[Observation]:
+        """Observations made since the last call (``suspect``), oldest first."""
+        out, self._observations = self._observations, []
+        return out
+
+    @property
+    def wants_traffic_probe(self) -> bool:
+        """Whether the reflector's RTT/loss echo is worth its bytes now (the agent's own
+        traffic budget): every second while there is traffic near throttle rates to judge
+        or a non-ok verdict stands; one second in ``FAST_ECHO_EVERY`` (10) while the link runs
+        faster than any cap (only a change needs noticing); never while nobody waits."""
+        if not self._ticks:
+            return True
+        last = self._ticks[-1]
+        if self.state not in (None, "idle", "ok") or not last.registered:
+            return True
+        if last.flows == 0:  # nobody's flow: the WAN bytes are the agent's own (a report)
+            return False
+        fast = self._fast_seen_t is not None and last.t - self._fast_seen_t <= SMOOTH_SECONDS
+        return not fast or len(self._ticks) % FAST_ECHO_EVERY == 0
 
     def feed(self, sample: Sample) -> list[StateChange]:
         """Take one sample; return the state changes decided at it (0 or 1)."""
@@ -326,6 +417,7 @@ class Classifier:
             return []
         tick = self._tick(prev, sample)
         self._ticks.append(tick)
+        self._note_speed(tick)
         while self._ticks and tick.t - self._ticks[0].t > HISTORY_SECONDS:
             self._ticks.popleft()
         cand = self._candidate(tick)
@@ -433,11 +525,13 @@ class Classifier:
         sent = win[-1].sent - win[0].sent if len(win) > 1 else 0
         lost = win[-1].lost - win[0].lost if len(win) > 1 else 0
         out: dict[str, Any] = {"rtt_ms": None, "base_rtt_ms": _r(base), "queue_ms": None,
-                               "rtt_spread_ms": None, "loss_pct": _r(100 * lost / sent) if sent > 0 else None}
+                               "rtt_spread_ms": None, "queue_q3_ms": None,
+                               "loss_pct": _r(100 * lost / sent) if sent > 0 else None}
         if rtts and base is not None:
             med = statistics.median(rtts)
             q = statistics.quantiles(rtts, n=4) if len(rtts) >= 2 else [med, med, med]
-            out.update(rtt_ms=_r(med), queue_ms=_r(med - base), rtt_spread_ms=_r(q[2] - q[0]))
+            out.update(rtt_ms=_r(med), queue_ms=_r(med - base), rtt_spread_ms=_r(q[2] - q[0]),
+                       queue_q3_ms=_r(q[2] - base))
         return out
 
     @staticmethod
@@ -450,12 +544,12 @@ class Classifier:
             out.append((run[0].t, kbits / sum(k.dt for k in run)))
         return out
 
-    def _ceiling(self, win: list[_Tick]) -> dict[str, Any] | None:
-        """The most recent MIN_BUSY_SECONDS busy seconds inside the window: judging only
-        those (not every busy second of the window) lets the verdict come as soon as
-        five seconds at the new rate exist, without the seconds before the cap."""
-        busy = [k for k in win if k.busy][-MIN_BUSY_SECONDS:]
-        if len(busy) < MIN_BUSY_SECONDS:
+    def _ceiling(self, win: list[_Tick], need: int = MIN_BUSY_SECONDS) -> dict[str, Any] | None:
+        """The most recent ``need`` busy seconds inside the window: judging only those
+        (not every busy second of the window) lets the verdict come as soon as enough
+        seconds at the new rate exist, without the seconds before the cap."""
+        busy = [k for k in win if k.busy][-need:]
+        if len(busy) < need:
             return None
         mean = sum(k.kbps * k.dt for k in busy) / sum(k.dt for k in busy)
         smooth = self._smoothed(busy)
@@ -467,14 +561,56 @@ class Classifier:
                 # the most flows seen sharing the ceiling: under a policer some flows
                 # stall in retransmission back-off for seconds, yet they still wait
                 "flows": max(k.flows for k in busy),
+                # ...and the flows most of its seconds saw: a second connection that
+                # overlaps one stream for a moment (a player's next segment, a page's
+                # beacon) is not several flows sharing a cap
+                "flows_typical": statistics.median_low(k.flows for k in busy),
                 "onset_t": in_band[0] if in_band else busy[0].t,
                 "cv": statistics.pstdev(rates) / mean if mean > 0 else 0.0}
 
+    def _seen_fast(self) -> bool:
+        """A 3-s average above FAST_KBPS, or an active check that fast, within the
+        history: not a slow radio link."""
+        now = self._ticks[-1].t
+        return self._fast_seen_t is not None and now - self._fast_seen_t <= HISTORY_SECONDS
+
+    def _note_speed(self, tick: _Tick) -> None:
+        """Keep the time of the last 3-s average (over busy seconds) above FAST_KBPS."""
+        if not tick.busy:
+            return
+        self._last_busy.append(tick)
+        if len(self._last_busy) == SMOOTH_SECONDS:
+            ((_, kbps),) = self._smoothed(list(self._last_busy))
+            if kbps > FAST_KBPS:
+                self._fast_seen_t = tick.t
+
+    def _agreement(self, ceil: dict[str, Any], delay: dict[str, Any], seconds: list[_Tick],
+                   shaper: bool, same_cap: bool) -> list[str]:
+        """The evidence, besides a flat rate, that says "cap" (empty: none)."""
+        why = []
+        if ceil["flows_typical"] >= 2:
+            why.append("flows")
+        if shaper:
+            why.append("shaper_queue")
+        lost = seconds[-1].lost - seconds[0].lost if len(seconds) > 1 else 0
+        if lost >= POLICER_LOSS_MIN and (delay["loss_pct"] or 0.0) >= POLICER_LOSS_PCT:
+            why.append("policer_loss")
+        lan = sum(k.lan_kbps * k.dt for k in seconds)
+        wan = sum((k.down_kbps + k.up_kbps) * k.dt for k in seconds)
+        if wan > 0 and lan >= DEMAND_GAP * wan:
+            why.append("lan_demand")
+        if same_cap:
+            why.append("same_cap")
+        return why
+
     def _throttled(self, tick: _Tick) -> _Candidate | None:
-        win = self._window(WINDOW_SECONDS)
-        ceil = self._ceiling(win)
+        slow = not self._seen_fast()
+        need, span = (SLOW_LINK_BUSY_SECONDS, SLOW_LINK_WINDOW_SECONDS) if slow else \
+            (MIN_BUSY_SECONDS, WINDOW_SECONDS)
+        win = self._window(span)
+        ceil = self._ceiling(win, need)
         if self.state == "throttled" and (ceil is None or ceil["flat"] < FLAT_FRACTION):
-            return self._still_throttled(win)
+            return self._still_throttled(self._window(WINDOW_SECONDS))
         if ceil is None or ceil["flat"] < FLAT_FRACTION:
             return None
         quantum = DRIFT_FRAMES * FRAME_BITS / 1000 / SMOOTH_SECONDS / ceil["kbps"]
@@ -485,7 +621,8 @@ class Classifier:
             return None
         # Delay over the same seconds the ceiling was judged on, not the whole window:
         # RTTs from before the cap would blur a shaper's steady queue.
-        delay = self._delay_loss([k for k in win if k.t >= ceil["start_t"]])
+        seconds = [k for k in win if k.t >= ceil["start_t"]]
+        delay = self._delay_loss(seconds)
         queue, spread = delay["queue_ms"], delay["rtt_spread_ms"]
         shaper = queue is not None and queue >= SHAPER_QUEUE_MS and spread is not None and \
             spread <= STEADY_RTT_SPREAD * queue
@@ -493,30 +630,52 @@ class Classifier:
         if not (shaper or policer):
             return None  # flat rate but a wandering queue: not a cap's signature
         radio = self._radio()
+        window_delay = self._delay_loss(win)
         ev: dict[str, Any] = {
             "ceiling_kbps": _r(ceil["kbps"]), "known_rate_kbps": known,
             "plan_rate_kbps": self.plan_rate_kbps, "flat_fraction": _r(ceil["flat"], 2),
             "cv": _r(ceil["cv"], 3), "drift": _r(ceil["drift"], 3), "busy_seconds": ceil["busy_seconds"], "flows": ceil["flows"],
-            "mechanism": "shaper" if shaper else "policer", **delay,
+            # A policer never queues; a shaper under one TCP flow fills and drains its
+            # queue for a while before it settles, so queueing in a quarter of the
+            # window's echoes already names it, even when too unsteady to be agreement.
+            "mechanism": "shaper" if shaper or (window_delay["queue_q3_ms"] or 0.0) >= SHAPER_QUEUE_MS
+            else "policer", **delay,
             "radio": {k: _r(v) for k, v in radio.items()},
         }
         # Already throttled at this rate: the verdict stands on its earlier agreement; a
         # load that thinned to one flow does not reopen the question (nor spend data).
         same_cap = self.state == "throttled" and self.rate_kbps is not None and \
             nearest_known(self.rate_kbps, self.known_rates) == known
-        agree = ceil["flows"] >= 2 or shaper or same_cap
-        hold = None
+        # Loss over the whole window: one echo a second gives too few in five seconds.
+        agree = self._agreement(ceil, window_delay, seconds, shaper, same_cap)
+        if slow:
+            ev["slow_link"] = True
         if not agree:
-            verdict = self._probe_verdict(tick.t, ceil["kbps"])
+            verdict = self._probe_verdict(tick.t, ceil["kbps"], known)
             ev["probe"] = verdict
             if verdict["result"] == "pending":
                 return None
             if verdict["result"] == "refuted":
                 return _Candidate("ok", None, {**ev, "why": "app_limited"}, tick.t)
             if verdict["result"] == "unavailable":
-                ev["confidence"] = "passive"
-                hold = ENTER_HOLD["throttled"] + AMBIGUOUS_HOLD
-        return _Candidate("throttled", round(ceil["kbps"]), ev, ceil["onset_t"], hold)
+                self._suspect(tick.t, known, round(ceil["kbps"]), ev)
+                return None  # no opinion on a cap: the other rules decide (usually ok)
+            agree = ["active_check"]
+        ev["agreement"] = agree
+        return _Candidate("throttled", round(ceil["kbps"]), ev, ceil["onset_t"])
+
+    def _suspect(self, t: float, known: int, kbps: float, ev: dict[str, Any]) -> None:
+        """Record a ``suspect`` observation (at most once a minute per known rate)."""
+        last = self._suspect_at.get(known)
+        if last is not None and t - last < SUSPECT_REPEAT_SECONDS:
+            return
+        self._suspect_at[known] = t
+        facts = {k: v for k, v in ev.items() if k != "mechanism"}  # no cap, so no mechanism
+        obs = Observation(t, "suspect", kbps, {**facts, "why": "flat rate on one flow, nothing confirms a cap"})
+        self._observations.append(obs)
+        self.last_suspect = obs
+        LOGGER.info("health: suspect at t=%s: flat %.0f kbps near %d kbps, no agreeing evidence (%s)",
+                    t, kbps, known, ev.get("probe", {}).get("reason", "no check"))
 
     def _still_throttled(self, win: list[_Tick]) -> _Candidate | None:
         """While throttled, stay unless busy seconds clearly exceed the ceiling."""
@@ -528,17 +687,20 @@ class Classifier:
                                            "ceiling_kbps": ceiling}, above[0][0])
         return _Candidate("throttled", self.rate_kbps, {}, win[0].t) if win else None
 
-    def _probe_verdict(self, t: float, ceiling: float) -> dict[str, Any]:
-        if self._probe is not None and t - self._probe[0] <= PROBE_VALID_SECONDS:
-            _, outcome = self._probe
+    def _probe_verdict(self, t: float, ceiling: float, known: int) -> dict[str, Any]:
+        """The active check's answer for this ceiling (its known rate): an answer about
+        another rate does not count, since a cap that came on later changes the rate."""
+        if self._probe is not None and self._probe[1] == known and t - self._probe[0] <= PROBE_VALID_SECONDS:
+            _, _, outcome = self._probe
             if outcome.kbps is None:
                 return {"result": "unavailable", "reason": outcome.reason}
             confirmed = outcome.kbps <= PROBE_CONFIRM_FACTOR * ceiling
             return {"result": "confirmed" if confirmed else "refuted", "probe_kbps": _r(outcome.kbps),
                     "bytes": outcome.bytes_used}
-        if self._wants is None and (self._probe_asked_t is None or t - self._probe_asked_t >= PROBE_RETRY_SECONDS):
-            self._wants = ProbeRequest(t, round(ceiling, 1), "flat ceiling on a single flow, no queue")
-            self._probe_asked_t = t
+        asked = self._probe_asked.get(known)
+        if self._wants is None and (asked is None or t - asked >= PROBE_RETRY_SECONDS):
+            self._wants = ProbeRequest(t, round(ceiling, 1), "flat ceiling on a single flow, no queue", known)
+            self._probe_asked[known] = t
             self.probes_requested += 1
             LOGGER.info("active check wanted at t=%s: ceiling %.0f kbps on one flow", t, ceiling)
         elif self._wants is None:

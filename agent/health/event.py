@@ -1,75 +1,89 @@
-"""The health event upstream, in the contract's words (agent/cloud/schema.py HEALTH).
+"""The health event upstream: one flat shape, built from pure values.
 
-Pure: it is handed the classifier's decision, the SIM in use, the serving network as the
-modem reported it and the clock, and returns the body the cloud validates. Two things
-the platform depends on are decided here: the network is an MCC-MNC code (the numeric
-``+COPS`` format), never an operator's display name, and ``since`` is wall time with its
-UTC offset only while the wall clock is trusted; otherwise it is null and ``age_s``
-(monotonic, always right) says how long ago the state began.
+The platform marks a SIM bad from this event, so it names the SIM (ICCID, IMSI) and the
+serving network as codes, not names: ``plmn`` is the numeric MCC-MNC ("44010") from
+``+COPS`` in numeric format, ``act`` the 27.007 access technology number. ``since`` is
+the wall time the state began with its UTC offset, or null while the wall clock is not
+trusted (an unset RTC would date it 1970); ``age_s`` is always there, from the
+monotonic clock, so the cloud can date it itself.
+
+Keys (the contract's, exactly): state, iccid, imsi, plmn, cell, tac, act, kbps,
+mechanism, since, age_s, clock_trusted, previous, evidence.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import tzinfo
 from typing import Any
 
-from agent.clock import JST, Clock
-from agent.cloud.schema import PLMN_RE
+from agent.health.classifier import StateChange
+from agent.usage.calendar import iso
+
+EVENT_KEYS = ("state", "iccid", "imsi", "plmn", "cell", "tac", "act", "kbps", "mechanism",
+              "since", "age_s", "clock_trusted", "previous", "evidence")
+
+ACT_NUMBERS: dict[str, int] = {
+    "gsm": 0, "gsm_compact": 1, "umts": 2, "edge": 3, "hsdpa": 4, "hsupa": 5, "hspa": 6,
+    "lte": 7, "ec_gsm_iot": 8, "lte_nb_iot": 9, "5gnr": 11,
+}
+"""The modem parser's AcT names back to 27.007 <AcT> numbers (E-UTRA 7, NR 11)."""
 
 
-def numeric_plmn(value: Any) -> str | None:
-    """The MCC-MNC if ``value`` is one (``"44010"``), else None (a name is no network code)."""
-    text = str(value or "").strip().strip('"')
-    return text if PLMN_RE.match(text) else None
+@dataclass(frozen=True)
+class ServingNetwork:
+    """Where the SIM is attached, as the modem reports it (any field may be unknown)."""
+
+    plmn: str | None = None
+    """Numeric MCC-MNC, e.g. "44010"; None when the modem gave a name or nothing."""
+    cell: int | None = None
+    tac: int | None = None
+    act: int | None = None
+
+    @property
+    def mcc(self) -> str | None:
+        return self.plmn[:3] if self.plmn else None
 
 
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
+def numeric_plmn(oper: str | None) -> str | None:
+    """A +COPS <oper> in numeric format ("44010", 5 or 6 digits) or None (a name)."""
+    if oper and oper.isdigit() and len(oper) in (5, 6):
+        return oper
+    return None
 
 
-def health_event(change: Any, *, sample_t: float, sim: dict[str, Any] | None, network: dict[str, Any],
-                 clock: Clock, tz: timezone = JST) -> dict[str, Any]:
-    """The ``health`` event data for ``change`` (a classifier ``StateChange``).
+def act_number(name: str | None) -> int | None:
+    return ACT_NUMBERS.get(name) if name else None
 
-    ``sample_t`` is the sample clock's "now" (the same clock as ``change.t``), so the age
-    of the state is exact whatever the wall clock does.
-    """
+
+def health_event(change: StateChange, *, sim: dict[str, Any] | None, network: ServingNetwork,
+                 now_t: float, wall: float, clock_trusted: bool, tz: tzinfo) -> dict[str, Any]:
+    """The event for ``change``; ``now_t`` is the sample clock now and ``wall`` the wall
+    time now, so the state's start is dated as wall - (now_t - start)."""
+    start = min(change.t, change.onset_t) if change.onset_t is not None else change.t
+    age = max(0.0, now_t - start)
     sim = sim or {}
-    onset = change.onset_t if change.onset_t is not None else change.t
-    age = max(0.0, round(sample_t - onset, 3))
-    trusted = clock.wall_trusted()
-    since = (datetime.fromtimestamp(clock.wall() - age, tz).isoformat(timespec="seconds")
-             if trusted else None)
-    evidence = dict(change.evidence or {})
-    mechanism = evidence.get("mechanism") if change.state == "throttled" else None
     return {
         "state": change.state,
         "iccid": sim.get("iccid"),
         "imsi": sim.get("imsi"),
-        "plmn": numeric_plmn(network.get("plmn")),
-        "cell": _text(network.get("cell")),
-        "tac": _text(network.get("tac")),
-        "act": _text(network.get("act")),
-        "kbps": None if change.rate_kbps is None else round(float(change.rate_kbps), 1),
-        "mechanism": mechanism if mechanism in ("policer", "shaper") else None,
-        "since": since,
-        "age_s": age,
-        "clock_trusted": trusted,
+        "plmn": network.plmn,
+        "cell": network.cell,
+        "tac": network.tac,
+        "act": network.act,
+        "kbps": change.rate_kbps,
+        "mechanism": change.mechanism,
+        "since": iso(wall - age, tz) if clock_trusted else None,
+        "age_s": round(age, 3),
+        "clock_trusted": clock_trusted,
         "previous": change.previous,
-        "evidence": evidence,
+        "evidence": change.evidence,
     }
 
 
-def status_event(state: str, *, sim: dict[str, Any] | None, clock: Clock, evidence: dict[str, Any],
-                 network: dict[str, Any] | None = None, tz: timezone = JST) -> dict[str, Any]:
-    """A health event that is not a classifier decision (e.g. ``modem_recovered``): it
-    begins now."""
-    sim, network = sim or {}, network or {}
-    trusted = clock.wall_trusted()
-    return {
-        "state": state, "iccid": sim.get("iccid"), "imsi": sim.get("imsi"),
-        "plmn": numeric_plmn(network.get("plmn")), "cell": _text(network.get("cell")),
-        "tac": _text(network.get("tac")), "act": _text(network.get("act")), "kbps": None, "mechanism": None,
-        "since": datetime.fromtimestamp(clock.wall(), tz).isoformat(timespec="seconds") if trusted else None,
-        "age_s": 0.0, "clock_trusted": trusted, "previous": None, "evidence": dict(evidence),
-    }
+def status_event(state: str, *, sim: dict[str, Any] | None, network: ServingNetwork | None, wall: float,
+                 clock_trusted: bool, tz: tzinfo, evidence: dict[str, Any]) -> dict[str, Any]:
+    """A health event that is not a classifier decision (``modem_recovered``): it begins now."""
+    change = StateChange(t=0.0, state=state, rate_kbps=None, evidence=dict(evidence))
+    return health_event(change, sim=sim, network=network or ServingNetwork(), now_t=0.0, wall=wall,
+                        clock_trusted=clock_trusted, tz=tz)

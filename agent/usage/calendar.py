@@ -8,11 +8,15 @@ cutting at every midnight is enough for both.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
+from typing import Any
 
 from agent.clock import JST
 from agent.errors import ConfigError
+
+LOGGER = logging.getLogger(__name__)
 
 MAX_SEGMENTS = 400
 """A delta spanning more than ~13 months of midnights is a clock jump, not traffic: the
@@ -40,6 +44,19 @@ def parse_tz(offset: str | None) -> tzinfo:
     if parsed is None:
         raise ConfigError(f"bad time zone offset {offset!r} (want e.g. '+09:00')")
     return JST if parsed.utcoffset(None) == JST.utcoffset(None) else parsed
+
+
+def plan_tz(facts: dict[str, Any] | None, default: str | None) -> tzinfo:
+    """The zone of a SIM's plan (the assignment's ``plan.tz``, "+09:00"-style), else the
+    config's ``default``, else JST. A bad plan zone is logged and the default used: a
+    typo from the cloud must not stop the meter."""
+    offset = ((facts or {}).get("plan") or {}).get("tz")
+    if offset:
+        try:
+            return parse_tz(str(offset))
+        except ConfigError as exc:
+            LOGGER.error("plan time zone ignored: %s", exc)
+    return parse_tz(default)
 
 
 def day_of(t: float, tz: tzinfo = JST) -> date:

@@ -50,6 +50,15 @@ FLUSH_INTERVAL_S = 60.0
 """At most a minute of usage is lost on power failure (vnStat's default is 5 minutes);
 one ~120-byte record a minute is ~170 KB of flash a day."""
 
+TRICKLE_BYTES = 64 * 1024
+"""Issue 10: less than this since the last flush is a trickle (keep-alives, an idle
+phone's background): it waits for ``TRICKLE_FLUSH_S`` instead of the minute, because
+every record is later a message on the user's SIM (~300-500 bytes with its ack)."""
+
+TRICKLE_FLUSH_S = 900.0
+"""A trickle is flushed every 15 minutes: four small records an hour on an idle router
+instead of sixty; a power cut loses at most 15 minutes of a trickle (< 64 KiB)."""
+
 FLUSH_BYTES = 8 << 20
 """Heavy use flushes earlier, so no more than 8 MiB of billed usage is ever at risk."""
 
@@ -67,7 +76,9 @@ BODY_KEYS = frozenset({"iccid", "imsi", "day", "month", "tz", "mcc", "rx_bytes",
 
 @dataclass
 class _Acc:
-    """Usage accumulated in memory for one (iccid, imsi, day, tz) since the last flush."""
+    """Usage accumulated in memory for one (iccid, imsi, day, tz, region) since the last
+    flush. One record per region: a day on which the SIM roamed is split by the MCC of
+    the network that carried each byte, so each region is billed its own bytes."""
 
     mccs: set[str] = field(default_factory=set)
     rx: int = 0
@@ -126,12 +137,16 @@ class UsageJournal:
         flush_bytes: int = FLUSH_BYTES,
         compact_at_bytes: int = COMPACT_AT_BYTES,
         max_pending: int = MAX_PENDING,
+        trickle_flush_s: float | None = None,
     ):
+        """``trickle_flush_s``: flush less than TRICKLE_BYTES only this often (the daemon
+        passes TRICKLE_FLUSH_S; None keeps the plain interval)."""
         self._clock = clock
         self._interval = flush_interval_s
         self._flush_bytes = flush_bytes
         self._compact_at = compact_at_bytes
         self._max_pending = max_pending
+        self._trickle_s = trickle_flush_s
         self._pending: list[tuple[int, dict[str, Any]]] = []
         self._next_seq = 1
         self._acked = 0
@@ -142,7 +157,7 @@ class UsageJournal:
         self._durable_wall = 0.0
         self._durable_seq = 0
         self._queued: tuple[Counters | None, float] = (None, 0.0)
-        self._acc: dict[tuple[str, str, str, str], _Acc] = {}
+        self._acc: dict[tuple[str, str, str, str, str], _Acc] = {}
         self._acc_bytes = 0
         self._file_boot: str | None = None
         self._file_kids: dict[tuple[Any, ...], int] = {}
@@ -240,7 +255,7 @@ class UsageJournal:
         flushes when the interval or byte threshold is reached (write errors are logged
         and retried at the next sample, never raised here)."""
         for d in deltas:
-            acc = self._acc.setdefault((d.iccid, d.imsi, d.day, d.tz), _Acc())
+            acc = self._acc.setdefault((d.iccid, d.imsi, d.day, d.tz, d.mcc), _Acc())
             acc.mccs.add(d.mcc)
             acc.rx += d.rx_bytes
             acc.tx += d.tx_bytes
@@ -250,7 +265,9 @@ class UsageJournal:
         self._base, self._base_wall = baseline, wall
         # The very first baseline is made durable at once: until it is, a restart could
         # not tell which bytes are already counted.
-        due = (self._clock.monotonic() - self._last_flush >= self._interval
+        elapsed = self._clock.monotonic() - self._last_flush
+        trickle = self._trickle_s is not None and self._acc_bytes < TRICKLE_BYTES
+        due = (elapsed >= (max(self._interval, self._trickle_s or 0.0) if trickle else self._interval)
                or self._durable_base is None)
         if due or self._acc_bytes >= self._flush_bytes:
             try:
@@ -285,7 +302,8 @@ class UsageJournal:
     def _encode_units(self) -> list[list[int]]:
         """[kid, rx, tx, end_ms, dur_ms] per accumulation, appending "K" records as needed."""
         units = []
-        for key, acc in self._acc.items():
+        for full_key, acc in self._acc.items():
+            key = full_key[:4]
             mccs = sorted(acc.mccs)
             kid = self._file_kids.get((*key, *mccs))
             if kid is None:
@@ -299,7 +317,7 @@ class UsageJournal:
     def _commit_acc(self) -> None:
         """Move the accumulations into the pending list under fresh seqs (record queued)."""
         for key, acc in self._acc.items():
-            body = make_body(key, list(acc.mccs), acc.rx, acc.tx, _ms(acc.start), _ms(acc.end))
+            body = make_body(key[:4], list(acc.mccs), acc.rx, acc.tx, _ms(acc.start), _ms(acc.end))
             self._pending.append((self._next_seq, body))
             self._next_seq += 1
         self._acc.clear()
@@ -368,7 +386,7 @@ class UsageJournal:
         keep = [(s, b) for s, b in self._pending if s <= floor]
         merged: dict[tuple[str, ...], tuple[int, dict[str, Any]]] = {}
         for seq, body in (p for p in self._pending if p[0] > floor):
-            key = (body["iccid"], body["imsi"], body["day"], body["tz"])
+            key = (body["iccid"], body["imsi"], body["day"], body["tz"], *sorted(body["mcc"]))
             if key not in merged:
                 merged[key] = (seq, dict(body, mcc=list(body["mcc"])))
                 continue

@@ -16,6 +16,15 @@ Rules (docs/usage.md explains each):
 * **Boundaries.** A delta is cut at local midnights (JST by default) in proportion to
   the time on each side; ``next_boundary()`` tells the sampler when to read so the cut
   falls between two readings and the proportional rule never has to guess.
+* **Regions.** Each delta carries the MCC of the network that carried it: the serving
+  network's (numeric +COPS, told by ``set_serving_mcc`` each time it changes), else the
+  SIM's home MCC. A Japanese SIM roaming abroad is billed to the country it roamed in.
+* **Untrusted clock.** While no source vouched for the wall clock (agent/clock.py) the
+  bytes are still counted, per SIM and region, stamped with the *monotonic* clock and
+  held; once the clock is trusted they are dated (wall now - monotonic age) and cut into
+  days like any other. A SIM switch while holding keeps each SIM's bytes its own. The
+  durable baseline (``baseline()``) stays where holding began, so a crash while holding
+  recounts those bytes rather than losing them.
 """
 
 from __future__ import annotations
@@ -70,6 +79,18 @@ class ActiveSim:
     mcc: str
 
 
+@dataclass
+class _Held:
+    """Bytes counted while the wall clock was untrusted, with monotonic times."""
+
+    sim: ActiveSim
+    mcc: str
+    start_mono: float
+    end_mono: float
+    rx: int
+    tx: int
+
+
 def _advance(prev: int, cur: int, limit: int) -> int | None:
     """How far one counter advanced; None if it went backwards without a plausible wrap."""
     if cur >= prev:
@@ -109,6 +130,9 @@ class UsageMeter:
         self._prev_wall = 0.0
         self._prev_mono: float | None = None
         self._waiting_for_time = False
+        self._serving_mcc: str | None = None
+        self._held: list[_Held] = []
+        self._held_base: tuple[Counters, float] | None = None
         self.rejected = 0
         """Readings refused as implausible jumps (each logged)."""
         self.unattributed_bytes = 0
@@ -117,12 +141,18 @@ class UsageMeter:
     # -- state -------------------------------------------------------------------
 
     def baseline(self) -> Counters | None:
-        """The last accepted reading: deltas so far are computed up to it."""
-        return self._prev
+        """The reading deltas so far are computed up to (where holding began, while usage
+        is held for an untrusted clock: the durable record must not move past it)."""
+        return self._held_base[0] if self._held_base else self._prev
 
     def baseline_wall(self) -> float:
         """Wall time at which ``baseline()`` was read."""
-        return self._prev_wall
+        return self._held_base[1] if self._held_base else self._prev_wall
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes counted but not yet dated (the wall clock is not trusted yet)."""
+        return sum(h.rx + h.tx for h in self._held)
 
     @property
     def boot_id(self) -> str:
@@ -136,7 +166,20 @@ class UsageMeter:
         LOGGER.info("meter resumed from baseline %s", baseline)
 
     def set_active_sim(self, iccid: str, imsi: str, mcc: str) -> None:
+        """The SIM now carrying traffic (``mcc``: its home MCC, the fallback region).
+        Sample first, so the bytes so far stay with the previous SIM."""
         self._sim = ActiveSim(iccid, imsi, mcc)
+
+    def set_plan_tz(self, tz: tzinfo) -> None:
+        """The zone of the active SIM's plan (its day and month boundaries). Sample first."""
+        self._tz = tz
+
+    def set_serving_mcc(self, mcc: str | None) -> None:
+        """The serving network's MCC (numeric +COPS), each time it changes; None: unknown.
+        Sample first, so the bytes so far stay with the previous region."""
+        if mcc != self._serving_mcc:
+            LOGGER.info("usage region: serving MCC %s -> %s", self._serving_mcc, mcc)
+        self._serving_mcc = mcc
 
     def clear_active_sim(self) -> None:
         self._sim = None
@@ -150,12 +193,7 @@ class UsageMeter:
     def sample(self, counters: Counters) -> list[UsageDelta]:
         """Account one reading; returns the deltas (possibly none) it produced."""
         wall, mono = self._clock.wall(), self._clock.monotonic()
-        if self._prev is not None and not self._clock.wall_trusted():
-            if not self._waiting_for_time:
-                LOGGER.warning("wall clock not set (reads %.0f): holding usage until it is", wall)
-            self._waiting_for_time = True
-            return []  # baseline kept: these bytes are attributed once the day is known
-        self._waiting_for_time = False
+        trusted = self._clock.wall_trusted()
         cur = counters.with_boot_id(self._boot_id)
         prev, prev_wall, prev_mono = self._prev, self._prev_wall, self._prev_mono
         self._prev, self._prev_wall, self._prev_mono = cur, wall, mono
@@ -163,21 +201,60 @@ class UsageMeter:
             LOGGER.info("first reading %s taken as baseline", cur)
             return []
         by_mono = prev_mono is not None and prev.boot_id == cur.boot_id
-        elapsed = mono - prev_mono if by_mono else wall - prev_wall  # type: ignore[operator]
-        limit = int(self._max_rate_bps / 8 * max(elapsed, MIN_PLAUSIBILITY_WINDOW_S))
+        if by_mono:
+            elapsed = mono - prev_mono  # type: ignore[operator]
+            limit = int(self._max_rate_bps / 8 * max(elapsed, MIN_PLAUSIBILITY_WINDOW_S))
+        elif trusted and prev_wall > 0:
+            elapsed = wall - prev_wall
+            limit = int(self._max_rate_bps / 8 * max(elapsed, MIN_PLAUSIBILITY_WINDOW_S))
+        else:  # resumed from another process with an untrusted clock: how long is unknown
+            elapsed, limit = 0.0, 1 << 64
+        out = self._release_held(wall, mono) if trusted else []
         moved = self._moved(prev, cur, limit)
-        if moved is None:
-            return []
+        if moved is None or moved == (0, 0):
+            return out
         rx, tx = moved
-        if rx == 0 and tx == 0:
-            return []
         if self._sim is None:
             self.unattributed_bytes += rx + tx
             LOGGER.warning("%d rx + %d tx bytes moved with no active SIM; not billed", rx, tx)
-            return []
+            return out
+        if not trusted:
+            self._hold(prev, prev_wall, mono - max(0.0, elapsed), mono, rx, tx)
+            return out
         # The interval ends now; its start comes from the monotonic clock when it can, so
         # an NTP step or an RTC set while we waited does not stretch it over other days.
-        return self._split(wall - elapsed if by_mono else prev_wall, wall, rx, tx)
+        return out + self._split(self._sim, self._region(), wall - elapsed if by_mono else prev_wall, wall, rx, tx)
+
+    def _region(self) -> str:
+        assert self._sim is not None
+        return self._serving_mcc or self._sim.mcc
+
+    def _hold(self, prev: Counters, prev_wall: float, start: float, end: float, rx: int, tx: int) -> None:
+        assert self._sim is not None
+        if not self._waiting_for_time:
+            LOGGER.warning("wall clock not trusted yet: holding usage (dated when it is)")
+            self._waiting_for_time = True
+        if self._held_base is None:
+            self._held_base = (prev, prev_wall)
+        region = self._region()
+        last = self._held[-1] if self._held else None
+        if last is not None and last.sim == self._sim and last.mcc == region:
+            last.end_mono, last.rx, last.tx = end, last.rx + rx, last.tx + tx
+        else:
+            self._held.append(_Held(self._sim, region, start, end, rx, tx))
+
+    def _release_held(self, wall: float, mono: float) -> list[UsageDelta]:
+        """Date what was held (wall now - monotonic age) now that the clock is trusted."""
+        if not self._held:
+            self._held_base, self._waiting_for_time = None, False
+            return []
+        out: list[UsageDelta] = []
+        for h in self._held:
+            out += self._split(h.sim, h.mcc, wall - (mono - h.start_mono), wall - (mono - h.end_mono), h.rx, h.tx)
+        LOGGER.info("wall clock trusted: %d held bytes dated and billed to %d SIM(s)",
+                    sum(h.rx + h.tx for h in self._held), len({h.sim for h in self._held}))
+        self._held, self._held_base, self._waiting_for_time = [], None, False
+        return out
 
     def _moved(self, prev: Counters, cur: Counters, limit: int) -> tuple[int, int] | None:
         """IP-level (rx, tx) since ``prev``, or None if the reading is rejected."""
@@ -214,9 +291,8 @@ class UsageMeter:
             return 0
         return ip
 
-    def _split(self, t0: float, t1: float, rx: int, tx: int) -> list[UsageDelta]:
+    def _split(self, sim: ActiveSim, mcc: str, t0: float, t1: float, rx: int, tx: int) -> list[UsageDelta]:
         """Cut at local midnights, bytes in proportion to time (microsecond weights)."""
-        assert self._sim is not None
         segments = calendar.split_days(t0, t1, self._tz)
         weights = [round((s.end - s.start) * 1_000_000) for s in segments]
         out: list[UsageDelta] = []
@@ -225,7 +301,7 @@ class UsageMeter:
             if srx == 0 and stx == 0:
                 continue
             out.append(UsageDelta(
-                iccid=self._sim.iccid, imsi=self._sim.imsi, mcc=self._sim.mcc,
+                iccid=sim.iccid, imsi=sim.imsi, mcc=mcc,
                 day=seg.day.isoformat(), month=calendar.month_of(seg.day),
                 tz=calendar.tz_offset(seg.start, self._tz),
                 start=seg.start, end=seg.end, rx_bytes=srx, tx_bytes=stx,

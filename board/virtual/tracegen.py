@@ -52,7 +52,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -62,7 +62,8 @@ from typing import Any
 LOGGER = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
-NS_PREFIX = "pwtg-"
+NS_PREFIX = os.environ.get("POCKET_TRACEGEN_PREFIX", "pwtg-")
+"""Namespace prefix; another prefix lets two recordings (two worktrees) share a machine."""
 TCP_PORT = 5001
 UDP_PORT = 5007
 
@@ -70,18 +71,35 @@ BASE_LINK_KBIT = 20_000
 """The unthrottled LTE link: 20 Mbit/s is a typical 4G downlink for one user, and caps
 the CPU a bulk TCP load burns on veth (which would otherwise run at many Gbit/s)."""
 
-WANDER_PERIOD = {"congest": 1.0, "poor": 0.5}
+WANDER_PERIOD = {"congest": 1.0, "poor": 0.5, "wander3g": 0.25}
 """How often a busy cell / weak link changes its rate: the cell scheduler's share moves
-with other users' bursts every second or so, fading within fractions of one."""
+with other users' bursts every second or so, fading within fractions of one. A 3G/EVDO
+link's capacity (recorded 3G-class traces) moves several times a second."""
 
 WANDER_SIGMA = 0.3
 """Log-normal step of the wander (+-35 % typical): a busy LTE cell's per-user rate
 moves by tens of percent from second to second."""
 
-WANDER_RANGE_KBIT = {"congest": (600, 4000), "poor": (200, 2500)}
-QUEUE_MS = {"shape": 250, "congest": 500, "poor": 150, "ok": 50}
+WANDER_RANGE_KBIT = {"congest": (600, 4000), "poor": (200, 2500), "wander3g": (50, 1500)}
+QUEUE_MS = {"shape": 250, "congest": 500, "poor": 150, "ok": 50, "wander3g": 250}
 """tbf latency (queue depth in time): carrier shapers hold a few hundred ms; a busy
 cell's scheduler buffers deeper; our idle LTE link ~50 ms."""
+
+DIP_CHANCE = 0.03
+"""Per step (0.25 s) chance that a slow 3G link dips: about one dip every 8 s, as in the
+recorded 3G-class capacity traces (the issue: dips of seconds)."""
+
+DIP_KBIT, DIP_SECONDS = (50, 90), (1.0, 3.0)
+"""A dip: capacity falls to 50-90 kbps for 1-3 s (a fade, a handover, a scheduler gap)."""
+
+STREAM_TICK_S = 0.1
+"""An app-limited stream sends its bitrate in 100 ms slices, as a streaming server
+paces a fixed-bitrate audio or video stream."""
+
+STREAM_CAPS = ((200, 128), (384, 200), (1000, 384), (1500, 1000))
+"""(stream kbps, cap kbps): the same fixed-bitrate streams on a capped SIM, each capped at
+the next throttle rate below it so the cap binds (a cap above a stream's own rate
+changes nothing a router can see, and nothing the user notices)."""
 
 POOR_LOSS_PCT = 5
 START_TIMEOUT = 10.0
@@ -91,12 +109,16 @@ START_TIMEOUT = 10.0
 @dataclass(frozen=True)
 class Phase:
     seconds: float
-    link: str = "ok"           # ok | police | shape | congest | poor | down
+    link: str = "ok"           # ok | police | shape | congest | poor | wander3g | down
     rate_kbps: int | None = None
-    load: str = "bulk"         # bulk | web | video | mixed | idle
+    load: str = "bulk"         # bulk | web | video | mixed | idle | streamN (N kbps, one flow)
     radio: str = "good"        # good | weak | none
+    expect: str | None = None
+    """The expected state when the link alone does not say it (a wandering 3G link)."""
 
     def expected_state(self) -> str:
+        if self.expect is not None:
+            return self.expect
         if self.link == "down":
             return "no_service"
         if self.radio == "weak" or self.link == "poor":
@@ -105,6 +127,16 @@ class Phase:
             return "idle"
         return {"police": "throttled", "shape": "throttled", "congest": "congested"}.get(
             self.link, "ok")
+
+    def probe_kbps(self) -> float | None:
+        """What the agent's active check (a download burst) would measure on this link: the
+        cap's rate, the unthrottled link, a busy cell's or weak link's low end, and for a
+        3G-class link a slow moment near a throttle rate (the worst case for us)."""
+        if self.link == "down":
+            return None
+        if self.link in ("police", "shape"):
+            return float(self.rate_kbps or 128)
+        return {"congest": 600.0, "poor": 200.0, "wander3g": 200.0}.get(self.link, 0.9 * BASE_LINK_KBIT)
 
 
 @dataclass(frozen=True)
@@ -120,13 +152,16 @@ class Scenario:
 
     def expectations(self) -> dict[str, Any]:
         """Expected states in order with the trace second each phase starts."""
-        states, t, onset, rate, applied = [], 0.0, None, None, None
+        states, t, onset, rate, applied, mechanism = [], 0.0, None, None, None, None
         for p in self.phases:
+            if p.link in ("police", "shape") and mechanism is None:
+                mechanism = {"police": "policer", "shape": "shaper"}[p.link]
             st = p.expected_state()
             if p.link in ("police", "shape") and applied is None:
                 applied = t
             states.append({"state": st, "from_t": t, "to_t": t + p.seconds,
-                           "rate_kbps": p.rate_kbps if st == "throttled" else None})
+                           "rate_kbps": p.rate_kbps if st == "throttled" else None,
+                           "probe_kbps": p.probe_kbps()})
             if st == "throttled" and onset is None:
                 onset, rate = t, p.rate_kbps
             t += p.seconds
@@ -134,7 +169,22 @@ class Scenario:
         # measured from); cap_applied_t: when the cap went on, possibly while idle.
         return {"note": self.note, "seconds": t, "phases": states, "throttle_onset_t": onset,
                 "cap_applied_t": applied,
-                "throttle_rate_kbps": rate, "throttled": onset is not None}
+                "throttle_rate_kbps": rate, "throttled": onset is not None, "mechanism": mechanism}
+
+
+def probe_model(expectation: dict[str, Any]) -> Callable[[float], float | None]:
+    """An expected.json entry -> (trace second -> what an active check would measure then),
+    for replaying a recorded trace with the check answered as the live link would have.
+    Entries written before ``probe_kbps`` existed are modelled from their states."""
+    def at(t: float) -> float | None:
+        phase = next((p for p in expectation["phases"] if p["from_t"] <= t < p["to_t"]),
+                     expectation["phases"][-1])
+        if "probe_kbps" in phase:
+            return phase["probe_kbps"]
+        if phase["state"] == "no_service":
+            return None
+        return float(phase["rate_kbps"]) if phase["state"] == "throttled" else 0.9 * BASE_LINK_KBIT
+    return at
 
 
 def _p(*args: Any, **kw: Any) -> Phase:
@@ -171,6 +221,22 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("video_ok", (_p(90, load="video"),), "unthrottled video chunks"),
     Scenario("outage_bulk", (_p(30), _p(30, "down", radio="none"), _p(40)),
              "carrier link down and unregistered for 30 s"),
+    # Issue 10: app-limited single streams near each throttle rate, uncapped (never
+    # throttled) and the same streams on a capped SIM (throttled at the cap's rate).
+    *[Scenario(f"app{r}_stream", (_p(70, load=f"stream{r}"),),
+               f"one {r} kbps stream on an uncapped link (app-limited, not throttled)", seed=r)
+      for r in (128, 200, 384, 1000)],
+    *[Scenario(f"{kind}{cap}_stream{r}", (_p(20, load=f"stream{r}"), _p(50, kind, cap, f"stream{r}")),
+               f"one {r} kbps stream, then the SIM {kind}d at {cap} kbps (the cap binds)", seed=r + 1)
+      for kind in ("police", "shape") for r, cap in STREAM_CAPS],
+    # A wandering link with a queue is what ``congested`` describes (rate moving, delay
+    # queueing); the point of these traces is that it is never ``throttled``.
+    Scenario("wander3g_bulk", (_p(90, "wander3g", load="bulk", expect="congested"),),
+             "3G/EVDO-like capacity wandering 50-1500 kbps with dips, bulk load", seed=31),
+    Scenario("wander3g_web", (_p(90, "wander3g", load="web", expect="congested"),),
+             "3G/EVDO-like capacity wandering 50-1500 kbps with dips, web load", seed=32),
+    Scenario("wander3g_stream128", (_p(90, "wander3g", load="stream128", expect="ok"),),
+             "3G/EVDO-like link under a 128 kbps stream", seed=33),
 ]}
 
 
@@ -295,7 +361,8 @@ class LinkDriver:
         set_nft(self.topo, down, up, POOR_LOSS_PCT if phase.link == "poor" else 0)
         if phase.link in WANDER_PERIOD:
             self._stop.clear()
-            self._thread = threading.Thread(target=self._wander, args=(phase.link,), daemon=True)
+            target = self._wander3g if phase.link == "wander3g" else self._wander
+            self._thread = threading.Thread(target=target, args=(phase.link,), daemon=True)
             self._thread.start()
 
     def _wander(self, kind: str) -> None:
@@ -307,6 +374,26 @@ class LinkDriver:
             step = 0.5 * math.log(kbit) + 0.5 * math.log(centre) + self.rng.gauss(0, WANDER_SIGMA)
             kbit = min(hi, max(lo, math.exp(step)))
             set_tbf(self.topo, int(kbit), QUEUE_MS[kind])
+            self._stop.wait(WANDER_PERIOD[kind])
+
+    def _wander3g(self, kind: str) -> None:
+        """The slow wander plus dips: a 3G-class link's capacity changed several times a
+        second, its average often sitting near a throttle rate."""
+        lo, hi = WANDER_RANGE_KBIT[kind]
+        centre = math.sqrt(lo * hi)
+        kbit = centre
+        dip_until = 0.0
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now < dip_until:
+                rate = self.rng.uniform(*DIP_KBIT)
+            elif self.rng.random() < DIP_CHANCE:
+                dip_until = now + self.rng.uniform(*DIP_SECONDS)
+                rate = self.rng.uniform(*DIP_KBIT)
+            else:
+                step = 0.7 * math.log(kbit) + 0.3 * math.log(centre) + self.rng.gauss(0, WANDER_SIGMA)
+                kbit = rate = min(hi, max(lo, math.exp(step)))
+            set_tbf(self.topo, int(rate), QUEUE_MS[kind])
             self._stop.wait(WANDER_PERIOD[kind])
 
     def _stop_wander(self) -> None:
@@ -324,8 +411,13 @@ class LinkDriver:
 class _Handler(socketserver.StreamRequestHandler):
     def handle(self) -> None:
         try:
-            want = int(self.rfile.readline(32).strip() or b"0")
+            words = self.rfile.readline(32).split()
+            want = int(words[0]) if words else 0
+            kbps = int(words[1]) if len(words) > 1 else 0
         except ValueError:
+            return
+        if kbps:
+            self._paced(kbps)
             return
         chunk = b"\0" * 16384
         sent = 0
@@ -334,6 +426,21 @@ class _Handler(socketserver.StreamRequestHandler):
                 n = len(chunk) if want == 0 else min(len(chunk), want - sent)
                 self.wfile.write(chunk[:n])
                 sent += n
+        except OSError:
+            pass
+
+
+    def _paced(self, kbps: int) -> None:
+        """A fixed-bitrate stream: ``kbps`` in STREAM_TICK_S slices on an absolute
+        schedule (a capped link makes writes block; the schedule then catches up, as a
+        streaming server's buffer does)."""
+        piece = b"\0" * round(kbps * 1000 / 8 * STREAM_TICK_S)
+        due = time.monotonic()
+        try:
+            while True:
+                self.wfile.write(piece)
+                due += STREAM_TICK_S
+                time.sleep(max(0.0, due - time.monotonic()))
         except OSError:
             pass
 
@@ -359,12 +466,13 @@ def serve(host: str, tcp_port: int, udp_port: int) -> None:
         server.serve_forever()
 
 
-def fetch(server: tuple[str, int], nbytes: int, deadline: float) -> int:
-    """Download ``nbytes`` (0 = until the deadline); returns bytes received."""
+def fetch(server: tuple[str, int], nbytes: int, deadline: float, kbps: int = 0) -> int:
+    """Download ``nbytes`` (0 = until the deadline; ``kbps``: paced by the server);
+    returns bytes received."""
     got = 0
     try:
         with socket.create_connection(server, timeout=5) as s:
-            s.sendall(f"{nbytes}\n".encode())
+            s.sendall(f"{nbytes} {kbps}\n".encode() if kbps else f"{nbytes}\n".encode())
             while time.monotonic() < deadline and (nbytes == 0 or got < nbytes):
                 s.settimeout(max(0.1, min(5.0, deadline - time.monotonic())))
                 data = s.recv(65536)
@@ -382,6 +490,9 @@ def load(kind: str, server: tuple[str, int], seconds: float, seed: int) -> None:
     deadline = time.monotonic() + seconds
     if kind == "idle":
         time.sleep(seconds)
+        return
+    if kind.startswith("stream"):
+        fetch(server, 0, deadline, int(kind[len("stream"):]))
         return
     bulk_flows = {"bulk": 3, "mixed": 1}.get(kind, 0)
     threads = [threading.Thread(target=fetch, args=(server, 0, deadline), daemon=True)
@@ -471,8 +582,20 @@ def _wait_rows(path: Path, rows: int, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("recorder did not start")
 
 
-def record_scenario(sc: Scenario, out: Path, slot: int = 0) -> Path:
-    """Bring the topology up, run the phases while recording, tear down; writes ``out``."""
+def _same_load_run(phases: tuple[Phase, ...], i: int) -> list[Phase]:
+    """Phase ``i`` and, for a stream, the phases right after it with the same load."""
+    run = [phases[i]]
+    if phases[i].load.startswith("stream"):
+        for p in phases[i + 1:]:
+            if p.load != phases[i].load:
+                break
+            run.append(p)
+    return run
+
+
+def record_scenario(sc: Scenario, out: Path, slot: int = 0, conntrack: bool = True) -> Path:
+    """Bring the topology up, run the phases while recording, tear down; writes ``out``.
+    ``conntrack`` False records as on a kernel without it: demand from LAN counters."""
     topo = Topology(slot)
     driver = LinkDriver(topo, sc.seed)
     env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -490,19 +613,27 @@ def record_scenario(sc: Scenario, out: Path, slot: int = 0) -> Path:
             raw = Path(tmp) / "raw.csv"
             rec = subprocess.Popen(_py(topo.ns("dev"), "-m", "agent.cli", "record", "--wan", "wan0",
                                        "--lan", "lan0", "--reflector", f"{topo.server_ip}:{UDP_PORT}",
-                                       "--duration", str(sc.seconds - 1), "--out", str(raw)), env=env)
+                                       "--duration", str(sc.seconds - 1), "--out", str(raw),
+                                       *([] if conntrack else ["--no-conntrack"])), env=env)
             procs.append(rec)
             _wait_rows(raw, 1, rec)
+            ld = None
             for i, phase in enumerate(sc.phases):
                 started = time.monotonic()
                 driver.apply(phase)
-                ld = subprocess.Popen(_py(topo.ns("lan"), "-m", "board.virtual.tracegen", "load",
-                                          "--kind", phase.load, "--server", f"{server[0]}:{server[1]}",
-                                          "--seconds", str(phase.seconds), "--seed", str(sc.seed + i)),
-                                      env=env)
-                procs.append(ld)
+                # A stream goes on across phases (the same connection, as a player's would):
+                # restarting it would show two flows for a moment at every phase change.
+                if not (i and phase.load.startswith("stream") and phase.load == sc.phases[i - 1].load):
+                    seconds = sum(p.seconds for p in _same_load_run(sc.phases, i))
+                    ld = subprocess.Popen(_py(topo.ns("lan"), "-m", "board.virtual.tracegen", "load",
+                                              "--kind", phase.load, "--server", f"{server[0]}:{server[1]}",
+                                              "--seconds", str(seconds), "--seed", str(sc.seed + i)),
+                                          env=env)
+                    procs.append(ld)
                 time.sleep(max(0.0, phase.seconds - (time.monotonic() - started)))
-                if ld.poll() is None:
+                last_of_run = i + 1 == len(sc.phases) or sc.phases[i + 1].load != phase.load \
+                    or not phase.load.startswith("stream")
+                if last_of_run and ld is not None and ld.poll() is None:
                     ld.terminate()
             rec.wait(timeout=30)
             with open(raw, newline="") as fh:
@@ -546,6 +677,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", default=str(REPO / "tests" / "traces"))
     parser.add_argument("--parallel", type=int, default=1, help="slots recording at once (max 8)")
     parser.add_argument("--slot", type=int, default=0)
+    parser.add_argument("--no-conntrack", action="store_true",
+                        help="record as on a kernel without conntrack (demand from LAN counters)")
     parser.add_argument("--seed", type=int, default=None,
                         help="override the scenarios' seeds (a fresh, held-out recording)")
     args = parser.parse_args(argv)
@@ -570,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in names:
             SCENARIOS[n] = dataclasses.replace(SCENARIOS[n], seed=args.seed)
     if args.out and len(names) == 1:
-        record_scenario(SCENARIOS[names[0]], Path(args.out), args.slot)
+        record_scenario(SCENARIOS[names[0]], Path(args.out), args.slot, conntrack=not args.no_conntrack)
         write_expectations(Path(args.out).parent / "expected.json", names)
         return 0
     slots = max(1, min(8, args.parallel))

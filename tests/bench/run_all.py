@@ -24,6 +24,8 @@ BENCHES = [
     ("100,000 simulated devices vs 2020, real links vs the model (issue 15: load <= capacity)", "bench_fleet.py"),
     ("technician console: loop jitter under a garbage flood, status round trip (issue 12: p95 change < 5 ms)",
      "bench_console.py"),
+    ("the agent's own bytes on an idle router, at the lab carrier (issue 10: < 0.5 MB/day)", "bench_own_bytes.py"),
+    ("uplink under policing: device count vs carrier count (issue 10, docs/usage.md)", "bench_uplink_policing.py"),
 ]
 
 

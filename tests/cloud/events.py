@@ -11,7 +11,7 @@ def health(state: str = "ok", iccid: str | None = None, **fields: Any) -> dict[s
     """A health body that validates: the given state and SIM, everything else unknown."""
     assert state in HEALTH_STATES, state
     body: dict[str, Any] = {"state": state, "iccid": iccid, "imsi": None, "plmn": "44010", "cell": None,
-                            "tac": None, "act": "lte", "kbps": None, "mechanism": None,
+                            "tac": None, "act": 7, "kbps": None, "mechanism": None,
                             "since": "2026-01-01T00:00:00+09:00", "age_s": 0.0, "clock_trusted": True,
                             "previous": None, "evidence": {}}
     if state == "throttled":

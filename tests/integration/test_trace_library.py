@@ -1,6 +1,12 @@
 """Replay of the whole recorded trace library (tests/traces, recorded on real tc/nft by
 board/virtual/tracegen.py): every expected state is reached, in order, and no trace
-without throttling ever says ``throttled``."""
+without throttling ever says ``throttled``.
+
+Each trace is replayed twice: with every active check the classifier asks for answered
+as the recorded link would have answered it (tracegen's ``probe_model``: the cap's rate,
+the unthrottled link's, a 3G link's slow moment), which is what a live device with a
+probe endpoint does; and with no check possible (replay's default), where a single
+quiet flow nothing else confirms must stay a ``suspect`` observation."""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import pytest
 
 from agent.health.replay import replay
 from agent.health.trace import read_trace
+from board.virtual.tracegen import probe_model
 
 TRACES = Path(__file__).resolve().parents[1] / "traces"
 EXPECTED: dict[str, dict] = json.loads((TRACES / "expected.json").read_text())
@@ -53,16 +60,46 @@ def test_library_is_complete() -> None:
 @pytest.mark.parametrize("lib, name", CASES, ids=[f"{lib.name}-{n}" for lib, n in CASES])
 def test_trace_reaches_expected_states(lib: Path, name: str) -> None:
     exp = json.loads((lib / "expected.json").read_text())[name]
-    result = replay(read_trace(lib / f"{name}.csv"))
+    samples = read_trace(lib / f"{name}.csv")
+    result = replay(samples, probe=probe_model(exp))
+    passive = replay(samples)
     got = [c.state for c in result.changes]
     assert is_subsequence(expected_sequence(exp), got), (got, expected_sequence(exp))
     if not exp["throttled"]:
         assert "throttled" not in got, [c.to_json() for c in result.changes]
+        assert "throttled" not in [c.state for c in passive.changes], [c.to_json() for c in passive.changes]
         return
     first = next(c for c in result.changes if c.state == "throttled")
     assert first.t - exp["throttle_onset_t"] <= DETECT_WORST_S
     assert first.t >= exp["throttle_onset_t"]  # never before the cap was applied
     assert abs(first.rate_kbps - exp["throttle_rate_kbps"]) <= 0.2 * exp["throttle_rate_kbps"]
+    if "_stream" in name:  # issue 10: the capped streams name their mechanism right
+        assert first.mechanism == exp["mechanism"], first.to_json()
+
+
+APP_LIMITED = sorted(n for n in EXPECTED if n.startswith("app"))
+
+
+def test_library_has_the_issue_10_traces() -> None:
+    assert {EXPECTED[n]["phases"][0]["state"] for n in APP_LIMITED} == {"ok"}
+    assert len(APP_LIMITED) == 4
+    capped = [n for n in EXPECTED if "_stream" in n and EXPECTED[n]["throttled"]]
+    assert {EXPECTED[n]["mechanism"] for n in capped} == {"policer", "shaper"}
+    assert {EXPECTED[n]["throttle_rate_kbps"] for n in capped} == {128, 200, 384, 1000}
+    assert [n for n in EXPECTED if n.startswith("wander3g")]
+
+
+@pytest.mark.parametrize("name", APP_LIMITED)
+def test_app_limited_stream_is_suspect_without_a_check_and_ok_with_one(name: str) -> None:
+    samples = read_trace(TRACES / f"{name}.csv")
+    passive = replay(samples)
+    assert "throttled" not in [c.state for c in passive.changes]
+    assert [o.kind for o in passive.observations][:1] == ["suspect"]
+    rate = int(name[len("app"):].split("_")[0])
+    assert passive.observations[0].evidence["known_rate_kbps"] == rate
+    checked = replay(samples, probe=probe_model(EXPECTED[name]))
+    assert checked.probes_requested >= 1 and not checked.observations
+    assert "throttled" not in [c.state for c in checked.changes]
 
 
 def test_replay_cli_prints_one_json_object_per_change() -> None:
@@ -72,7 +109,15 @@ def test_replay_cli_prints_one_json_object_per_change() -> None:
     lines = [json.loads(line) for line in out.splitlines()]
     assert any(d["state"] == "throttled" and isinstance(d["rate_kbps"], (int, float)) for d in lines)
     for d in lines:
-        assert set(d) >= {"t", "state", "rate_kbps", "evidence"}
+        assert set(d) >= {"t", "rate_kbps", "evidence"} and ("state" in d) != ("observation" in d)
+
+
+def test_replay_cli_prints_suspect_observations() -> None:
+    out = subprocess.run([sys.executable, "-m", "agent.cli", "replay", str(TRACES / "app128_stream.csv")],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [d["observation"] for d in lines if "observation" in d] == ["suspect"]
+    assert "throttled" not in [d.get("state") for d in lines]
 
 
 def test_replay_cli_rejects_a_bad_trace_with_a_clear_error(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from agent.cloud.schema import validate_event_data
+from agent.health.event import EVENT_KEYS
 from tests.lab.conftest import LAB_DIR, agent_status, event_data, lab, wait_until
 
 RATE = 128
@@ -46,7 +47,8 @@ def test_policed_sim_is_reported_marked_and_swapped_away(running_lab: dict[str, 
     print(f"\nthrottled event: {event['kbps']} kbps ({event['mechanism']}) on {event['plmn']} cell {event['cell']} "
           f"since {event['since']}; swap {swaps[0]['phases_ms']} break {swaps[0]['break_ms']} ms")
     validate_event_data("health", event)
-    assert abs(event["kbps"] - RATE) <= 0.2 * RATE
+    assert set(event) == set(EVENT_KEYS)
+    assert abs(event["kbps"] - RATE) <= 0.2 * RATE and event["mechanism"] == "policer"
     assert event["imsi"] and event["plmn"] == event["imsi"][:5]  # numeric network code, not "LAB MOBILE"
     assert event["cell"] is not None and event["since"].endswith("+09:00") and event["clock_trusted"]
     totals = json.loads((LAB_DIR / "cloud" / "totals.json").read_text())

@@ -12,18 +12,16 @@ from pathlib import Path
 import pytest
 
 from agent.clock import FakeClock
+from agent.core.sampler import LiveSampler
 from agent.errors import NetError
-from agent.health import probe
+from agent.health.classifier import PROBE_BYTES
 from agent.health.sample import COLUMNS, Sample
-from agent.health.sampler import (
-    FlowCounter,
-    LiveSampler,
-    UdpEchoProber,
-    parse_cereg_registered,
-    parse_cesq,
-    read_counters,
-)
 from agent.health.trace import TraceError, dumps, iter_samples, read_trace
+from agent.net import activecheck
+from agent.net.conntrack import ConntrackFlows, FlowBytes
+from agent.net.ifstats import read_counters
+from agent.net.reflector import UdpEchoProber
+from agent.usage.own import OwnTraffic
 
 HEADER = ",".join(COLUMNS)
 
@@ -69,18 +67,64 @@ def test_counters_from_a_sysfs_tree(tmp_path: Path) -> None:
         read_counters("lan9", tmp_path)
 
 
-CT = ("ipv4     2 tcp      6 431999 ESTABLISHED src=10.0.0.2 dst=1.2.3.4 sport=5555 dport=443 "
-      "packets=3 bytes={a} src=1.2.3.4 dst=10.0.0.2 sport=443 dport=5555 packets=3 bytes={b} [ASSURED]\n"
-      "ipv4     2 udp      17 29 src=10.0.0.1 dst=9.9.9.9 sport=4000 dport=7 packets=1 bytes={c} "
-      "src=9.9.9.9 dst=10.0.0.1 sport=7 dport=4000 packets=1 bytes={c}\n")
+def ct(a: int, b: int, c: int, own: tuple[str, int] = ("9.9.9.9", 7)) -> list[FlowBytes]:
+    """A conntrack table: one user TCP flow (a+b bytes) and the agent's echo flow (c)."""
+    return [FlowBytes((6, "10.0.0.2", "1.2.3.4", 5555, 443), a + b),
+            FlowBytes((17, "10.0.0.1", own[0], 4000, own[1]), 2 * c)]
 
 
-def test_flows_count_only_those_that_moved_and_not_our_prober() -> None:
-    fc = FlowCounter(conntrack="/bin/true", active_seconds=3, ignore=(("9.9.9.9", 7),))
-    assert fc.update(0.0, CT.format(a=100, b=5000, c=40)) == 1
-    assert fc.update(1.0, CT.format(a=100, b=5000, c=80)) == 1  # still within 3 s of moving
-    assert fc.update(5.0, CT.format(a=100, b=5000, c=120)) == 0  # stalled for 5 s
-    assert fc.update(6.0, CT.format(a=160, b=9000, c=160)) == 1
+def test_flows_count_only_those_that_moved_and_not_our_own(tmp_path: Path) -> None:
+    table: list[list[FlowBytes]] = [ct(100, 5000, 40)]
+    acct = tmp_path / "nf_conntrack_acct"
+    acct.write_text("0\n")
+    fc = ConntrackFlows(dump=lambda: table[0], active_seconds=3, acct_path=acct,
+                        local_addresses=lambda: {"10.0.0.1"})
+    assert acct.read_text().strip() == "1" and fc.available  # accounting switched on
+    fc.own("9.9.9.9", 7)
+    assert fc.update(0.0) == 1
+    table[0] = ct(100, 5000, 80)
+    assert fc.update(1.0) == 1  # still within 3 s of moving
+    table[0] = ct(100, 5000, 120)
+    assert fc.update(5.0) == 0  # stalled for 5 s; the echo flow never counts as demand
+    table[0] = ct(160, 9000, 160)
+    assert fc.update(6.0) == 1
+    assert fc.own_bytes == 2 * 160  # the router's flow to an own endpoint: the agent's bytes
+    # a LAN client's flow to the very same server and port is demand, not the agent's
+    table[0] = [FlowBytes((17, "10.0.0.7", "9.9.9.9", 4001, 7), 10), *ct(160, 9000, 160)]
+    assert fc.update(7.0) == 2
+
+
+def test_accounting_refused_is_said_not_hidden(tmp_path: Path) -> None:
+    fc = ConntrackFlows(dump=list, acct_path=tmp_path / "missing" / "nf_conntrack_acct")
+    assert not fc.available and "nf_conntrack_acct" in fc.reason
+    assert fc.update(0.0) is None
+
+
+def test_without_conntrack_demand_comes_from_lan_counters(tmp_path: Path) -> None:
+    def broken() -> list[FlowBytes]:
+        raise NetError("conntrack dump over netlink failed: no such module")
+
+    fc = ConntrackFlows(dump=broken, accounting=False)
+    for name in ("wan0", "lan0"):
+        (tmp_path / name / "statistics").mkdir(parents=True)
+
+    def counters(wan: int, lan: int) -> None:
+        for f in ("rx_bytes", "tx_bytes"):
+            (tmp_path / "wan0" / "statistics" / f).write_text(str(wan))
+        (tmp_path / "lan0" / "statistics" / "rx_bytes").write_text("0")
+        (tmp_path / "lan0" / "statistics" / "tx_bytes").write_text(str(lan))
+
+    clock = FakeClock()
+    sampler = LiveSampler("wan0", "lan0", None, fc, root=tmp_path, clock=clock)
+    counters(0, 0)
+    assert sampler.sample(0.0).flows == 0
+    clock.advance(1.0)
+    counters(50_000, 50_000)  # 400 kbps through the LAN
+    assert sampler.sample(1.0).flows == 1
+    assert sampler.demand_source == "lan_counters" and "no such module" in fc.reason
+    clock.advance(1.0)
+    counters(50_100, 50_100)
+    assert sampler.sample(2.0).flows == 0
 
 
 def test_live_sampler_leaves_out_its_own_probe_flow(tmp_path: Path,
@@ -91,24 +135,17 @@ def test_live_sampler_leaves_out_its_own_probe_flow(tmp_path: Path,
         (stats / "rx_bytes").write_text("10")
         (stats / "tx_bytes").write_text("20")
     host, port = echo_server
-    fc = FlowCounter(conntrack="/bin/true")
+    fc = ConntrackFlows(dump=lambda: ct(0, 0, 40, own=(host, port))[1:], accounting=False,
+                        local_addresses=lambda: {"10.0.0.1"})
     sampler = LiveSampler("wan0", "lan0", UdpEchoProber(host, port), fc, root=tmp_path)
     try:
-        own = (f"ipv4 2 udp 17 29 src=10.0.0.1 dst={host} sport=4000 dport={port} packets=1 bytes=40 "
-               f"src={host} dst=10.0.0.1 sport={port} dport=4000 packets=1 bytes=40\n")
-        assert fc.update(0.0, own) == 0
         sample = sampler.sample(0.0)
-        assert (sample.wan_rx_bytes, sample.lan_tx_bytes, sample.probes_sent) == (10, 20, 1)
+        assert (sample.wan_rx_bytes, sample.lan_tx_bytes, sample.probes_sent, sample.flows) == (10, 20, 1, 0)
+        paused = sampler.sample(1.0, probe=False)
+        assert paused.probes_sent == 1  # no echo while there is nothing to judge
+        assert sampler.prober is not None and sampler.prober.bytes_sent == 44  # 16 B payload + 28 B headers
     finally:
         sampler.close()
-
-
-def test_radio_parsers() -> None:
-    assert parse_cesq("+CESQ: 99,99,255,255,20,40\r\nOK") == (-101.0, -10.0)
-    assert parse_cesq("+CESQ: 99,99,255,255,255,255") == (None, None)
-    assert parse_cereg_registered("+CEREG: 2,5,\"1A2B\"") is True
-    assert parse_cereg_registered("+CEREG: 0,3") is False
-    assert parse_cereg_registered("ERROR") is None
 
 
 @pytest.fixture
@@ -192,27 +229,30 @@ def byte_source() -> Iterator[tuple[str, int, list[int]]]:
     srv.close()
 
 
-def test_probe_is_bounded_and_budgeted(byte_source: tuple[str, int, list[int]]) -> None:
+def test_probe_is_bounded_and_budgeted_across_restarts(byte_source: tuple[str, int, list[int]],
+                                                       tmp_path: Path) -> None:
     host, port, asked = byte_source
-    budget = probe.ProbeBudget(FakeClock(), daily_bytes=probe.PROBE_BYTES + 1000)
-    first = probe.run_check(budget, host, port)
-    assert first.bytes_used == probe.PROBE_BYTES and first.kbps and first.kbps > 1000
-    second = probe.run_check(budget, host, port)  # only 1000 bytes left today
-    assert second.bytes_used == 1000 and asked == [probe.PROBE_BYTES, 1000]
-    third = probe.run_check(budget, host, port)
-    assert third.kbps is None and third.reason == "budget spent"
-    report = budget.report()
-    assert report["used_today"] == probe.PROBE_BYTES + 1000 and report["refused"] == 1
-    budget.clock.advance(86400)  # type: ignore[attr-defined]
-    assert budget.allow() == probe.PROBE_BYTES  # a new JST day
+    clock = FakeClock()
+    ledger = tmp_path / "own.json"
+    own = OwnTraffic.load(ledger, clock, check_budget_bytes=PROBE_BYTES + 1000)
+    first = activecheck.run_check(min(PROBE_BYTES, own.check_allowance()), host, port)
+    own.check_spent(first.bytes_used)
+    assert asked == [PROBE_BYTES] and first.kbps and first.kbps > 1000
+    assert first.bytes_used > PROBE_BYTES  # headers billed too
+    again = OwnTraffic.load(ledger, clock, check_budget_bytes=PROBE_BYTES + 1000)  # a restart
+    assert again.check_allowance() == 0 and again.report()["checks"] == 1
+    refused = activecheck.run_check(again.check_allowance(), host, port)
+    assert refused.kbps is None and refused.reason == "budget spent" and asked == [PROBE_BYTES]
+    assert again.report()["check_refused"] == 2
+    clock.advance(86400)  # a new plan day
+    assert again.check_allowance() == PROBE_BYTES + 1000
 
 
 def test_probe_to_a_dead_endpoint_is_a_result_not_a_crash() -> None:
-    budget = probe.ProbeBudget(FakeClock())
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound, not listening: connection refused
-        result = probe.run_check(budget, "127.0.0.1", port)
+        result = activecheck.run_check(PROBE_BYTES, "127.0.0.1", port)
     assert result.kbps is None and "refused" in result.reason.lower()
 
 
@@ -227,8 +267,7 @@ def test_record_cli_refuses_an_unknown_interface_clearly() -> None:
 
 
 def test_record_writes_rows_on_schedule(tmp_path: Path) -> None:
-    from agent.health.record import record
-    from agent.health.sampler import LiveSampler
+    from agent.core.record import record
     from agent.health.trace import TraceWriter
 
     stats = tmp_path / "wan0" / "statistics"

@@ -133,7 +133,8 @@ def test_switch_flush_mcc_and_two_sims(tmp_path: Path, clock: FakeClock) -> None
     drive(j, clock, 4, meter=meter)
     j.close()
     bodies = [b for _, b in UsageJournal(tmp_path / "u.log", clock=clock).pending(10)]
-    assert [(b["iccid"][-1], b["mcc"], b["rx_bytes"]) for b in bodies] == [("1", ["440", "441"], 5000),
+    # issue 10: one record per region, so each region is billed its own bytes
+    assert [(b["iccid"][-1], b["mcc"], b["rx_bytes"]) for b in bodies] == [("1", ["440"], 3000), ("1", ["441"], 2000),
                                                                          ("2", ["310"], 4000)]
 
 
@@ -230,3 +231,28 @@ def test_ack_survives_clean_shutdown(tmp_path: Path, clock: FakeClock) -> None:
     j.ack(j.pending(10)[-2][0])
     j.close()  # no new usage, but the ack must be durable
     assert [s for s, _ in UsageJournal(path, clock=clock).pending(10)] == [3]
+
+
+def test_a_trickle_is_flushed_every_15_minutes_not_every_minute(tmp_path: Path) -> None:
+    """Issue 10: every record is later a message on the user's SIM."""
+    from agent.usage.journal import TRICKLE_BYTES, TRICKLE_FLUSH_S
+
+    clock = FakeClock(epoch=MIDNIGHT + 12 * 3600)  # noon: no day boundary in the way
+    j = UsageJournal(tmp_path / "u.log", clock=clock, flush_interval_s=60, trickle_flush_s=TRICKLE_FLUSH_S)
+    meter = drive(j, clock, 1)
+    first = len(j.pending(1000))
+    rx = meter.baseline().rx_bytes  # type: ignore[union-attr]
+    for _ in range(int(TRICKLE_FLUSH_S // 60) - 1):  # keep-alive-sized usage each minute
+        clock.advance(60)
+        rx += 300
+        j.add(meter.sample(base(rx)), meter.baseline(), clock.wall())  # type: ignore[arg-type]
+    assert len(j.pending(1000)) == first  # no record for a trickle yet
+    clock.advance(60)
+    rx += 300
+    j.add(meter.sample(base(rx)), meter.baseline(), clock.wall())  # type: ignore[arg-type]
+    assert len(j.pending(1000)) == first + 1  # one record for the quarter hour
+    clock.advance(60)
+    rx += TRICKLE_BYTES
+    j.add(meter.sample(base(rx)), meter.baseline(), clock.wall())  # type: ignore[arg-type]
+    assert len(j.pending(1000)) == first + 2  # real usage: the minute again
+    j.close()

@@ -1,9 +1,9 @@
-"""The active check: one bounded download burst from a probe endpoint.
+"""The active check: one bounded download burst from a probe endpoint (socket I/O).
 
-Only run when the passive signals disagree (see classifier.py). SIM data costs money,
-so every check is capped twice: ``PROBE_BYTES`` / ``PROBE_SECONDS`` per check, and
-``DAILY_BUDGET_BYTES`` per JST day (the plans' day) across checks. The budget state is
-reported (``ProbeBudget.report()``) so the platform sees what detection cost.
+Only run when the passive signals disagree (see agent/health/classifier.py). SIM data
+costs money, so every check is capped twice: the classifier's ``PROBE_BYTES`` and
+``PROBE_SECONDS`` here per check, and a per-day budget across checks that the caller
+keeps durable (``agent.usage.own.OwnTraffic``), so a restart does not reset it.
 
 The endpoint is a TCP server that streams bytes as soon as a client connects (the
 virtual board's tracegen server sends bytes after a ``"N\\n"`` request line, which we
@@ -17,15 +17,10 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.clock import JST, Clock
+from agent.clock import Clock
 from agent.errors import NetError
 
 LOGGER = logging.getLogger(__name__)
-
-PROBE_BYTES = 256 * 1024
-"""256 KiB per check: 16 s at 128 kbps would be too long, so the time cap bites first on
-a throttled SIM; on an unthrottled 4G link it takes ~0.1-0.5 s, long enough to leave a
-throttle rate far behind (PROBE_CONFIRM_FACTOR)."""
 
 PROBE_SECONDS = 3.0
 """3 s: enough to pass a policer's initial bucket (typ. 0.5-1 s of tokens) and measure
@@ -37,48 +32,6 @@ CONNECT_TIMEOUT = 3.0
 SKIP_SECONDS = 0.5
 """The rate is measured after the first 0.5 s, so a policer's bucket burst does not make
 a capped SIM look fast."""
-
-DAILY_BUDGET_BYTES = 4 * 1024 * 1024
-"""4 MiB per JST day = 16 full checks: ~0.1 % of a 100 MB / 3 days plan's daily share."""
-
-
-@dataclass
-class ProbeBudget:
-    """Per-check and per-JST-day byte budget; ``allow()`` before, ``spend()`` after."""
-
-    clock: Clock
-    daily_bytes: int = DAILY_BUDGET_BYTES
-    per_check_bytes: int = PROBE_BYTES
-    day: str = ""
-    used_today: int = 0
-    used_total: int = 0
-    checks: int = 0
-    refused: int = 0
-
-    def _roll(self) -> None:
-        today = self.clock.now(JST).date().isoformat()
-        if today != self.day:
-            self.day, self.used_today = today, 0
-
-    def allow(self) -> int:
-        """Bytes the next check may use (0: refused, budget spent)."""
-        self._roll()
-        left = min(self.per_check_bytes, self.daily_bytes - self.used_today)
-        if left <= 0:
-            self.refused += 1
-            return 0
-        return left
-
-    def spend(self, nbytes: int) -> None:
-        self._roll()
-        self.used_today += nbytes
-        self.used_total += nbytes
-        self.checks += 1
-
-    def report(self) -> dict[str, Any]:
-        self._roll()
-        return {"day": self.day, "used_today": self.used_today, "daily_budget": self.daily_bytes,
-                "used_total": self.used_total, "checks": self.checks, "refused": self.refused}
 
 
 @dataclass(frozen=True)
@@ -125,19 +78,23 @@ def download_burst(host: str, port: int, max_bytes: int, max_seconds: float = PR
     return ProbeMeasurement(round(kbps, 1), got, round(end - start, 3))
 
 
-def run_check(budget: ProbeBudget, host: str, port: int, clock: Clock | None = None) -> ProbeMeasurement:
-    """One budgeted check; never raises: a failure is a measurement with kbps None."""
-    allowed = budget.allow()
-    if allowed <= 0:
-        LOGGER.warning("active check refused: daily probe budget spent (%s)", budget.report())
+TCP_IP_OVERHEAD = 1.05
+"""IP and TCP headers over payload on a full-size segment (52 of ~1,448 bytes) plus the
+handshake and ACKs: what the carrier bills beyond the bytes read."""
+
+
+def run_check(allowance: int, host: str, port: int, clock: Clock | None = None) -> ProbeMeasurement:
+    """One check of at most ``allowance`` bytes; never raises: a failure (or no
+    allowance left) is a measurement with kbps None. ``bytes_used`` includes headers."""
+    if allowance <= 0:
+        LOGGER.warning("active check refused: the day's check budget is spent")
         return ProbeMeasurement(None, 0, 0.0, "budget spent")
     try:
-        result = download_burst(host, port, allowed, clock=clock)
+        result = download_burst(host, port, allowance, clock=clock)
     except NetError as exc:
         LOGGER.warning("active check failed: %s", exc)
-        budget.spend(0)
         return ProbeMeasurement(None, 0, 0.0, str(exc))
-    budget.spend(result.bytes_used)
-    LOGGER.info("active check: %.0f kbps over %d bytes in %.2f s (budget %s)", result.kbps or 0,
-                result.bytes_used, result.seconds, budget.report())
-    return result
+    billed = round(result.bytes_used * TCP_IP_OVERHEAD)
+    LOGGER.info("active check: %.0f kbps over %d bytes in %.2f s", result.kbps or 0, result.bytes_used,
+                result.seconds)
+    return ProbeMeasurement(result.kbps, billed, result.seconds, result.reason, result.extra)
