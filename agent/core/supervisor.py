@@ -426,6 +426,7 @@ class Supervisor:
             account=self._account,
             route=self._route_only,
             verify=self._reachable,
+            unroute=lambda: asyncio.to_thread(self.wan.release),
             cloud_pause=lambda up: cloud.set_network_available(up, own=True),
             report=self.emit,
             result=cloud.report_assignment_result,

@@ -5,8 +5,9 @@ a power cut in any phase resumes or rolls back cleanly on the next start):
 
 ``request``  ask the cloud for a SIM (skipped when one was prefetched while serving)
 ``stage``    load the sealed profile into the idle vSIM slot, still serving on the old one
-``switch``   the break starts: pause the cloud link, select the slot, read the ICCID back
-             (some modems answer OK to a switch they did not do)
+``switch``   the break starts: pause the cloud link, take the route off the data interface
+             (nothing is sent into a bearer that is going), select the slot, read the
+             ICCID back (some modems answer OK to a switch they did not do)
 ``attach``   wait for registration: URC-driven, with a slow poll as the safety net
 ``data``     define and activate the data context, read its address
 ``route``    account the old SIM's last bytes, hand the meter to the new SIM (durably),
@@ -147,6 +148,11 @@ class Hooks:
     """Move address, default route and DNS onto the context parameters."""
     verify: Callable[[], Awaitable[bool]]
     """Is the internet reachable over the new bearer (reflector echo)?"""
+    unroute: Callable[[], Awaitable[None]]
+    """Take address and default route off the data interface before the bearer goes: what
+    the LAN sends meanwhile is refused at the router (fast failure for its TCP), not
+    transmitted into a dead bearer where the device would count bytes the carrier never
+    carries."""
     cloud_pause: Callable[[bool], None]
     """False before the switch, True (own switch: reconnect at once) after the route."""
     report: Callable[[str, dict[str, Any]], Awaitable[None]]
@@ -259,6 +265,7 @@ class SwapMachine:
 
     async def _switch(self, new: SimFacts) -> None:
         self.hooks.cloud_pause(False)
+        await self.hooks.unroute()
         self._reg_event.clear()
         await self.modem.select_slot(new.slot)
         slot, iccid = await self.modem.active_profile()
@@ -366,6 +373,7 @@ class SwapMachine:
         t0 = time.monotonic()
         try:
             self.hooks.cloud_pause(False)
+            await self.hooks.unroute()
             slot, _ = await self.modem.active_profile()
             if slot != old.slot:
                 await self.modem.select_slot(old.slot)

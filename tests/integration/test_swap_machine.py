@@ -71,6 +71,9 @@ class Recorder:
             self.calls.append(("verify", None))
             return True
 
+        async def unroute() -> None:
+            self.calls.append(("unroute", None))
+
         async def report(kind: str, data: dict[str, Any]) -> None:
             validate_event_data(kind, data)  # what goes upstream fits the contract
             self.events.append((kind, data))
@@ -78,7 +81,7 @@ class Recorder:
         async def result(aid: str, ok: bool, detail: str) -> None:
             self.calls.append(("result", (aid, ok)))
 
-        return Hooks(request=request, account=account, route=route, verify=verify,
+        return Hooks(request=request, account=account, route=route, verify=verify, unroute=unroute,
                      cloud_pause=lambda up: self.calls.append(("cloud", up)), report=report, result=result)
 
     def names(self) -> list[str]:
@@ -127,10 +130,11 @@ async def test_swap_runs_every_phase_in_order(vmodem: VirtualModem, tmp_path: Pa
     assert (new.slot, new.iccid, new.apn) == (2, NEW.iccid, NEW.apn)
     assert await modem.active_profile() == (2, NEW.iccid)
     # paused before the switch, metered SIM handed over before the route, link back after it
-    assert rec.names() == ["request", "cloud", "account", "route", "cloud", "verify", "result"]
+    # the route comes off before the switch: nothing is sent into a bearer that is going
+    assert rec.names() == ["request", "cloud", "unroute", "account", "route", "cloud", "verify", "result"]
     assert rec.events and rec.calls.index(("result", ("a-1", True))) == len(rec.calls) - 1
-    assert rec.calls[1] == ("cloud", False) and rec.calls[4] == ("cloud", True)
-    assert rec.calls[2] == ("account", NEW.iccid)
+    assert rec.calls[1] == ("cloud", False) and rec.calls[5] == ("cloud", True)
+    assert rec.calls[3] == ("account", NEW.iccid)
     [(kind, data)] = rec.events
     assert kind == "swap" and data["ok"] and not data["rolled_back"]
     assert list(data["phases_ms"]) == ["request", "stage", "switch", "attach", "data", "route", "verify", "commit"]
