@@ -97,6 +97,9 @@ event reports how many were suppressed (``suppressed_before``)."""
 
 SESSION_TAKEN_OVER = 0x8E
 """MQTT 5 DISCONNECT reason 142: another client connected with this client id."""
+QUIESCE_S = 0.3
+"""Bound on waiting for a paused session's socket to close (``quiesce``): a DISCONNECT and a
+FIN take one write; the bound only keeps a stuck socket from delaying a SIM switch."""
 JOIN_TIMEOUT_S = 5.0
 """How long stop() waits for paho's thread to finish after DISCONNECT."""
 
@@ -284,6 +287,17 @@ class CloudLink:
             (self._net_event.set if up else self._net_event.clear)()
         if not up:
             self._end_session("net_down")
+
+    async def quiesce(self, timeout: float = QUIESCE_S) -> None:
+        """After ``set_network_available(False)``: wait, bounded, until the session's socket
+        is closed, so its goodbye (DISCONNECT, FIN) leaves on the bearer that is going.
+        Otherwise the kernel sends it later over the next bearer with the old source
+        address, bytes the device counts and no carrier carries."""
+        for _ in range(3):  # let the reconnect task see the session end and tear it down
+            await asyncio.sleep(0)
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            await asyncio.to_thread(thread.join, timeout)
 
     def on_command(self, cb: Callable[[proto.Command], Any]) -> None:
         self._command_cbs.append(cb)

@@ -426,7 +426,7 @@ class Supervisor:
             account=self._account,
             route=self._route_only,
             verify=self._reachable,
-            unroute=lambda: asyncio.to_thread(self.wan.release),
+            unroute=self._unroute,
             cloud_pause=lambda up: cloud.set_network_available(up, own=True),
             report=self.emit,
             result=cloud.report_assignment_result,
@@ -442,6 +442,13 @@ class Supervisor:
         if self.report_gate:  # the old SIM's final usage goes up as soon as the link is back
             self.report_gate.open_now("switch")
         self._set_current(facts.to_dict())
+
+    async def _unroute(self) -> None:
+        """Before the bearer goes: the paused cloud session says goodbye on it, then address
+        and route come off the data interface (agent/core/swap.py, ``switch``)."""
+        assert self.cloud
+        await self.cloud.quiesce()
+        await asyncio.to_thread(self.wan.release)
 
     async def _route_only(self, params: Any) -> None:
         await asyncio.to_thread(self.wan.apply, params)
