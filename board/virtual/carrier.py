@@ -37,6 +37,7 @@ from typing import Any
 
 from agent import store
 from board.virtual import milenage, netns
+from board.virtual.modem import CarrierReject  # the one the modem catches (CarrierHooks' contract)
 from board.virtual.netns import run
 
 LOGGER = logging.getLogger(__name__)
@@ -120,14 +121,6 @@ def pool_sims(pool: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
 
 def counter_name(direction: str, iccid: str) -> str:
     return f"{direction}_{iccid}"
-
-
-class CarrierReject(Exception):
-    """The network refused an attach or a data context; ``cause`` is the 3GPP cause."""
-
-    def __init__(self, cause: int, message: str = ""):
-        super().__init__(message or f"rejected with cause {cause}")
-        self.cause = cause
 
 
 class CarrierNetwork:

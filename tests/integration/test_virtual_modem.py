@@ -242,3 +242,11 @@ def test_pocket_agent_at_refuses_vsim_loads(vmodem: VirtualModem) -> None:
     out = run_cli("at", "--port", vmodem.path, 'AT+VSIMLOAD=1,"x"')
     assert out.returncode == 2 and "carries SIM keys" in out.stderr
     assert "+VSIMLOAD" not in vmodem.commands_seen
+
+
+def test_lab_carrier_refuses_with_the_exception_the_modem_handles() -> None:
+    """One CarrierReject: a refusal from the lab's carrier (e.g. an unknown APN) must reach
+    the virtual modem as +CME ERROR, not end the modem's thread (it once did)."""
+    from board.virtual import carrier, modem
+
+    assert carrier.CarrierReject is modem.CarrierReject
