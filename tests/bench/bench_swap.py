@@ -84,7 +84,7 @@ async def main(port, ifname):
         if p is not None and p.address:
             break
         await asyncio.sleep(1.0)
-    WanLink(ifname).apply(p); await m.close()
+    await asyncio.to_thread(WanLink(ifname).apply, p); await m.close()
 asyncio.run(main(sys.argv[1], sys.argv[2]))
 """
 
