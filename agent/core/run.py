@@ -7,6 +7,7 @@ import asyncio
 import logging
 
 from agent import config as config_mod
+from agent.core import exitcodes
 from agent.errors import ConfigError
 
 LOGGER = logging.getLogger(__name__)
@@ -24,5 +25,5 @@ def main(args: argparse.Namespace) -> int:
         supervisor = Supervisor.from_config(cfg)
     except ConfigError as exc:
         LOGGER.error("configuration: %s", exc)
-        return 2
+        return exitcodes.CONFIG_INVALID
     return asyncio.run(supervisor.run())

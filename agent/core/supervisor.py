@@ -32,6 +32,7 @@ from agent.boardprofile import BoardProfile, load_profile
 from agent.clock import Clock
 from agent.cloud.link import CloudConfig, CloudLink
 from agent.config import AgentConfig
+from agent.core import exitcodes, failure  # issue 9
 from agent.core.status import StatusFile
 from agent.errors import AgentError, ModemError
 from agent.modem.driver import Modem
@@ -71,6 +72,7 @@ class Supervisor:
         self.profile = profile
         self.clock = clock or Clock()
         self.status = StatusFile(cfg.status_file)
+        self.give_up = failure.GiveUp(self.status)  # issue 9: exit code + reason
         self.state_dir = Path(cfg.state_dir)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -93,19 +95,17 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        code = 0
         try:
             await self._start()
             self.status.update(state="serving")
             LOGGER.info("serving on SIM %s", (self.current or {}).get("iccid"))
             await self._stop.wait()
-        except AgentError as exc:
+        except (AgentError, OSError) as exc:  # issue 9: honest exit codes
             LOGGER.error("cannot serve: %s: %s", type(exc).__name__, exc)
-            self.status.update(state="failed", error=f"{type(exc).__name__}: {exc}")
-            code = 1
+            self.give_up(failure.code_for(exc), f"{type(exc).__name__}: {exc}")
         finally:
             await self._shutdown()
-        return code
+        return self.give_up.code
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         """Start a task the supervisor owns; a crash in it is logged and stops the daemon."""
@@ -119,6 +119,7 @@ class Supervisor:
         exc = task.exception()
         if exc is not None:
             LOGGER.error("task %s died: %r; stopping so the service manager restarts us", task.get_name(), exc)
+            self.give_up(exitcodes.FAILURE, f"task {task.get_name()} died: {exc!r}")  # issue 9
             self._stop.set()
 
     async def _start(self) -> None:
@@ -177,7 +178,8 @@ class Supervisor:
                 await self.modem.close()
         if self.journal:
             self.journal.close()
-        self.status.update(state="stopped")
+        if not self.give_up.failed:  # issue 9: a failure stays in the status file
+            self.status.update(state="stopped")
 
     # ---- usage ----------------------------------------------------------------------
     def _open_usage(self) -> None:
@@ -386,7 +388,7 @@ class Supervisor:
             step = await self.ladder.recover(cause)
         except RecoveryFailed as exc:
             LOGGER.error("modem did not recover: %s", exc)
-            self.status.update(state="failed", error=f"modem: {exc}")
+            self.give_up(exitcodes.MODEM_LOST, f"modem: {exc}")  # issue 9
             self._stop.set()
             return
         self.status.update(modem_recovery=self.ladder.counters())

@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "traffic": ("board.virtual.labctl", "start or stop load from the LAN host"),
     "usage": ("board.virtual.labctl", "carrier byte counts and cloud totals per SIM"),
     "agent": ("board.virtual.labctl", "restart or kill the lab's agent"),
+    "fault": ("board.virtual.labctl", "inject a fault (modem, network, platform, device); `fault clear` undoes"),
 }
 
 

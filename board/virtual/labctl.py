@@ -21,7 +21,7 @@ from typing import Any
 
 from agent import store
 from board.virtual import carrier as carrier_mod
-from board.virtual import netns
+from board.virtual import faults, netns
 from board.virtual.carrier import CarrierNetwork, LabLayout
 
 LAB_DIR = Path(os.environ.get("POCKET_LAB_DIR", "/run/pocket-lab"))
@@ -151,6 +151,7 @@ def up(args: argparse.Namespace) -> int:
     pty = _wait_for("the virtual modem's pty", lambda: (store.read_json(LAB_DIR / "modem.json") or {}).get("pty"),
                     15, "labd.log")
     write_agent_config(lab_pki, pty)
+    faults.mount_state_dir(LAB_DIR / "agent" / "state")  # issue 9: a small tmpfs, so "full" is real
     store.atomic_write_json(LAB_DIR / "lab.json", build_status(lab_pki), mode=store.PUBLIC_MODE)
     start_agent()
     status = status_dict()
@@ -179,7 +180,7 @@ board_profile = "{profile}"
 status_file = "{agent_dir / 'status.json'}"
 
 [modem]
-port = "{pty}"
+port = "{LAB_DIR / faults.PORT_LINK_NAME}"
 
 [cloud]
 host = "{LAYOUT.internet_addr}"
@@ -223,6 +224,7 @@ def start_agent() -> None:
 def down(args: argparse.Namespace, quiet: bool = False) -> int:
     for name in PROCESSES:
         _stop(name)
+    faults.unmount_under(LAB_DIR)  # issue 9: the state tmpfs and any read-only bind
     for name in LAYOUT.all_namespaces:
         netns.delete(name)
     if LAB_DIR.exists():
@@ -331,6 +333,21 @@ def usage(args: argparse.Namespace) -> int:
     return 0
 
 
+def fault(args: argparse.Namespace) -> int:
+    """``pocket-lab fault KIND [options]`` / ``fault clear`` / ``fault list`` (issue 9)."""
+    request: dict[str, Any] = {"kind": args.kind}
+    for option in ("seconds", "bytes", "count", "code", "cause", "rsrp", "sinr", "retry_after", "refuse", "step"):
+        value = getattr(args, option, None)
+        if value not in (None, False):
+            request[option] = value
+    try:
+        reply = faults.send(LAB_DIR, request)
+    except faults.FaultError as exc:
+        raise LabError(str(exc)) from exc
+    print(json.dumps(reply) if args.json else " ".join(f"{k}={v}" for k, v in reply.items() if k != "ok"))
+    return 0
+
+
 def agent(args: argparse.Namespace) -> int:
     if args.action == "kill":
         print("agent killed" if _stop("agent", signal.SIGKILL) else "no agent was running")
@@ -362,11 +379,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--duration", type=float, default=600.0, help="seconds, at most")
     if name == "agent":
         parser.add_argument("action", choices=["restart", "kill", "stop", "start"])
+    if name == "fault":  # issue 9: options per kind in docs/virtual-board.md
+        parser.add_argument("kind", choices=[*faults.KINDS, "clear", "list"])
+        parser.add_argument("--seconds", type=float, help=f"how long it lasts (default {faults.DEFAULT_SECONDS:g})")
+        parser.add_argument("--bytes", type=int, help="garbage: bytes of noise")
+        parser.add_argument("--count", type=int, help="busy: commands answered busy")
+        parser.add_argument("--code", type=int, help="busy: +CME ERROR code (14 or 515)")
+        parser.add_argument("--cause", type=int, help="reject: EMM cause; pdn-reject: ESM cause")
+        parser.add_argument("--rsrp", type=float, help="radio: RSRP dBm")
+        parser.add_argument("--sinr", type=float, help="radio: SINR dB")
+        parser.add_argument("--retry-after", type=float, help="cloud-busy: seconds the cloud asks for")
+        parser.add_argument("--refuse", action="store_true", help="cloud-busy: answer 'no capacity'")
+        parser.add_argument("--step", type=float, help="clock: seconds to step the wall clock (negative: back)")
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def main(args: argparse.Namespace) -> int:
     handler = {"up": up, "down": down, "status": status, "throttle": throttle,
-               "traffic": traffic, "usage": usage, "agent": agent}[args.command]
+               "traffic": traffic, "usage": usage, "agent": agent, "fault": fault}[args.command]
     try:
         return handler(args)
     except (LabError, netns.LabCommandError) as exc:
