@@ -32,7 +32,7 @@ from agent.boardprofile import BoardProfile, load_profile
 from agent.clock import Clock
 from agent.cloud.link import CloudConfig, CloudLink
 from agent.config import AgentConfig
-from agent.core import exitcodes, failure  # issue 9
+from agent.core import exitcodes, failure, heal_wiring  # issue 9
 from agent.core.status import StatusFile
 from agent.errors import AgentError, ModemError
 from agent.modem.driver import Modem
@@ -85,6 +85,7 @@ class Supervisor:
         self.current: dict[str, Any] | None = None
         """Public facts of the SIM in use (never its keys): iccid, imsi, slot, plan, assignment_id."""
         self.health: Any = None
+        self.healer: Any = None  # issue 9
 
     @classmethod
     def from_config(cls, cfg: AgentConfig) -> Supervisor:
@@ -145,6 +146,8 @@ class Supervisor:
         self.spawn(self._report_loop(), "report")
         self.spawn(self._status_loop(), "status")
         self._start_health()
+        self.healer = heal_wiring.healer_for(self)  # issue 9: self-healing (agent/core/heal.py)
+        self.spawn(self.healer.run(), "heal")  # issue 9
 
     async def _shutdown(self) -> None:
         """Stop tasks, hand the cloud what is pending, then take the *last* sample.
@@ -385,7 +388,7 @@ class Supervisor:
         restarts it, rather than hang."""
         assert self.ladder
         try:
-            step = await self.ladder.recover(cause)
+            step = await (self.healer.modem_trouble(cause) if self.healer else self.ladder.recover(cause))  # issue 9
         except RecoveryFailed as exc:
             LOGGER.error("modem did not recover: %s", exc)
             self.give_up(exitcodes.MODEM_LOST, f"modem: {exc}")  # issue 9

@@ -212,7 +212,7 @@ def _agent_state() -> str | None:
 def start_agent() -> None:
     (LAB_DIR / "agent" / "status.json").unlink(missing_ok=True)
     _spawn("agent", [_python(), "-m", "agent", "run", "--config", str(LAB_DIR / "agent" / "agent.toml")],
-           ns=LAYOUT.dev)
+           ns=LAYOUT.dev, env={"POCKET_AGENT_CLOCK_OFFSET_FILE": str(LAB_DIR / "agent" / faults.CLOCK_OFFSET_NAME)})
     _wait_for("the agent serving", lambda: _agent_state() == "serving" or (_pid("agent") is None and "exited"),
               UP_TIMEOUT, "agent.log")
     if _agent_state() != "serving":
