@@ -188,11 +188,12 @@ class Healer:
         self._pdn_event: str | None = None
         """The last +CGEV that took the data context down (its cause, until it is back)."""
         self._data_up = True
+        self._rebooted = False
         self.gave_up = False
         modem.subscribe("+CGEV:", self._on_cgev)
         modem.subscribe("+CEREG:", self._on_wake_urc)
         modem.subscribe("+CGREG:", self._on_wake_urc)
-        modem.subscribe("RDY", self._on_wake_urc)
+        modem.subscribe("RDY", self._on_ready)
 
     # ---- events: they only wake the loop ---------------------------------------------
     def wake(self, why: str) -> None:
@@ -201,6 +202,10 @@ class Healer:
 
     def _on_wake_urc(self, line: str) -> None:
         self.wake(line.split(":", 1)[0].lstrip("+").lower())
+
+    def _on_ready(self, line: str) -> None:
+        self._rebooted = True  # the cause of what follows: contexts and registration are gone
+        self.wake("rdy")
 
     def _on_cgev(self, line: str) -> None:
         try:
@@ -228,7 +233,7 @@ class Healer:
         try:
             while not self.gave_up:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.check_interval)
+                    await asyncio.wait_for(self._wake.wait(), self._next_pass_in())
                 if self._wake.is_set():
                     await asyncio.sleep(WAKE_DEBOUNCE)
                 self._wake.clear()
@@ -237,6 +242,14 @@ class Healer:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await watcher
+
+    def _next_pass_in(self) -> float:
+        """Until the next pass: the check interval, or sooner when a retry falls due."""
+        wait = self.check_interval
+        if not self._data_up:
+            due = self._reactivation.not_before - self.clock.monotonic()
+            wait = min(wait, max(WAKE_DEBOUNCE, due))
+        return wait
 
     async def check(self) -> str:
         """One pass: find the first thing broken and take the cheapest step on it.
@@ -333,7 +346,7 @@ class Healer:
             if cause in PERMANENT_EMM and not self._on_seed() and self._swap.due(now):
                 await self._swap_sim(text)
             return
-        self._outage_start("no_service", await self._no_service_cause())
+        self._outage_start("no_service", "modem_rebooted (RDY)" if self._rebooted else await self._no_service_cause())
         if now - self._unregistered_since >= REATTACH_AFTER and self._radio.due(now):
             self._radio.failed(now)  # schedule the next cycle however this one goes
             self.stats.reattaches += 1
@@ -388,7 +401,7 @@ class Healer:
             await self._reactivate()
         except AtCommandError as exc:
             self.stats.reactivation_failures += 1
-            self._reactivation.failed(now)
+            self._reactivation.failed(self.clock.monotonic())
             cause = await self._ceer_cause("ESM")
             text = f"pdn_rejected: ESM cause #{cause}" if cause is not None else f"pdn_rejected: {exc}"
             self._outage_start("no_data", text)
@@ -398,13 +411,14 @@ class Healer:
             return
         except (ModemError, NetError) as exc:
             self.stats.reactivation_failures += 1
-            self._reactivation.failed(now)
+            self._reactivation.failed(self.clock.monotonic())
             LOGGER.warning("re-activation failed: %s", exc)
             return
         LOGGER.info("data context re-activated")
         await self._data_ok()
 
     def _data_lost(self) -> None:
+        self._broker_lost_since = None  # no data path: not the broker's fault
         if self._data_up:
             self._data_up = False
             self._network_available(False)
@@ -414,6 +428,7 @@ class Healer:
         if not self._on_seed():
             self._swap.reset()
         self._pdn_event = None
+        self._rebooted = False
         if not self._data_up:
             self._data_up = True
             self._network_available(True)
@@ -434,12 +449,12 @@ class Healer:
         if self._broker_lost_since is None:
             self._broker_lost_since = now
         elif now - self._broker_lost_since >= BROKER_GRACE:
-            self._outage_start("broker_unreachable", "broker_unreachable")
+            self._outage_start("broker_unreachable", "broker_unreachable", ago=now - self._broker_lost_since)
 
     # ---- helpers -------------------------------------------------------------------------
-    def _outage_start(self, kind: str, cause: str) -> None:
+    def _outage_start(self, kind: str, cause: str, ago: float = 0.0) -> None:
         self.stats.last_cause = cause
-        self.outages.start(kind, cause)
+        self.outages.start(kind, cause, ago)
 
     async def _ceer_cause(self, family: str) -> int | None:
         """The EMM or ESM cause number in the modem's +CEER report, if it gives one."""

@@ -150,8 +150,9 @@ class OutageLog:
     def _open(self, kind: str) -> _Interval | None:
         return next((iv for iv in self._intervals.values() if iv.kind == kind and iv.end_wall is None), None)
 
-    def start(self, kind: str, cause: str) -> int:
-        """Record that an outage of ``kind`` began now (idempotent while one is open)."""
+    def start(self, kind: str, cause: str, ago: float = 0.0) -> int:
+        """Record that an outage of ``kind`` began now, or ``ago`` seconds before now when
+        it is only recognised after a grace period (idempotent while one is open)."""
         if kind not in KINDS:
             raise JournalError(f"unknown outage kind {kind!r}")
         existing = self._open(kind)
@@ -159,8 +160,8 @@ class OutageLog:
             return existing.id
         ident = self._next_id
         ev = {"op": "open", "id": ident, "kind": kind, "cause": str(cause)[:MAX_CAUSE_CHARS],
-              "wall": self.clock.wall(), "trusted": self.clock.wall_trusted(),
-              "mono": self.clock.monotonic(), "boot": self._boot}
+              "wall": self.clock.wall() - ago, "trusted": self.clock.wall_trusted(),
+              "mono": self.clock.monotonic() - ago, "boot": self._boot}
         self._append(ev)
         self._apply(ev)
         LOGGER.warning("outage %d began: %s (%s)", ident, kind, ev["cause"])

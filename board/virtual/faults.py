@@ -69,6 +69,8 @@ CONGESTION_KBIT = (1_000, 12_000)
 CONGESTION_QUEUE_MS = 400
 """Queueing a congested eNodeB shows (bufferbloat of hundreds of ms), against 50 ms normally."""
 BROKER_PORT = 8883
+OUTAGE_RSRP = -140.0
+"""What the antenna measures while the cell is down: 27.007's floor (no usable signal)."""
 
 SOCKET_TIMEOUT = 10.0
 """Seconds ``pocket-lab fault`` waits for the board process to answer."""
@@ -82,9 +84,10 @@ class FaultError(RuntimeError):
 class FaultyCarrier:
     """The carrier's hooks with faults in between (the modem calls these on its thread)."""
 
-    def __init__(self, inner: Any, seed_imsi: str | None):
+    def __init__(self, inner: Any, seed_imsi: str | None, layout: LabLayout | None = None):
         self.inner = inner
         self.seed_imsi = seed_imsi
+        self.layout = layout
         self.auth_fail = False
         self.pdn_reject: int | None = None
         self.last_esm: int | None = None
@@ -103,13 +106,30 @@ class FaultyCarrier:
             self.last_esm = self.pdn_reject
             raise CarrierReject(self.pdn_reject)
         self.last_esm = None
+        self._cell_link(True)
         return self.inner.activate(imsi, cid, apn)  # type: ignore[no-any-return]
 
     def deactivate(self, imsi: str, cid: int) -> None:
         self.inner.deactivate(imsi, cid)
+        self._follow_contexts()
 
     def detach(self, imsi: str) -> None:
         self.inner.detach(imsi)
+        self._follow_contexts()
+
+    def _follow_contexts(self) -> None:
+        """No data context, no data channel: a real modem's data interface passes nothing
+        while no bearer is up, so the lab's cell link goes down with the last context (the
+        router's ``wwan0`` loses its carrier; what it tries to send is dropped, never counted
+        as sent, exactly as the carrier does not bill it)."""
+        state = getattr(self.inner, "_state", None)
+        if state is not None and not state.get("active"):
+            self._cell_link(False)
+
+    def _cell_link(self, up: bool) -> None:
+        if self.layout is not None:
+            netns.run(["ip", "link", "set", self.layout.cell_if, "up" if up else "down"], netns=self.layout.core,
+                      check=False)
 
 
 def install_ceer(modem: Any, carrier: FaultyCarrier) -> None:
@@ -296,16 +316,13 @@ class FaultRunner:
         values.update(changes)
         self.modem.set_radio_conditions(**values)
 
-    def _cell_link(self, up: bool) -> None:
-        netns.run(["ip", "link", "set", self.layout.cell_if, "up" if up else "down"], netns=self.layout.core)
-
     def _outage(self, req: dict[str, Any], seconds: float) -> Undo:
-        self._conditions(registered=False)
-        self._cell_link(False)
+        rsrp = self.modem.conditions.rsrp_dbm
+        # The detach drops the data context, and with it the cell link (FaultyCarrier).
+        self._conditions(registered=False, rsrp_dbm=OUTAGE_RSRP)
 
         def back() -> None:
-            self._cell_link(True)
-            self._conditions(registered=True)
+            self._conditions(registered=True, rsrp_dbm=rsrp)
 
         return back
 
@@ -418,20 +435,16 @@ table inet labfault_broker {{
 
     def _state_full(self, req: dict[str, Any], seconds: float) -> Undo:
         ballast = self._state_dir() / BALLAST_NAME
-        with open(ballast, "wb") as fh:
-            chunk = b"\0" * (1 << 20)
-            try:
-                while True:
-                    fh.write(chunk)
-                    fh.flush()
-            except OSError:
-                pass
-            try:  # the last few bytes too: a full filesystem, not a nearly full one
-                while True:
-                    fh.write(b"\0" * 512)
-                    fh.flush()
-            except OSError:
-                pass
+        fd = os.open(ballast, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            for size in (1 << 20, 4096, 1):  # down to the last byte: full, not nearly full
+                try:
+                    while os.write(fd, b"\0" * size):
+                        pass
+                except OSError:
+                    pass
+        finally:
+            os.close(fd)
         return lambda: ballast.unlink(missing_ok=True)
 
 
