@@ -106,24 +106,26 @@ class FaultyCarrier:
             self.last_esm = self.pdn_reject
             raise CarrierReject(self.pdn_reject)
         self.last_esm = None
-        self._cell_link(True)
-        return self.inner.activate(imsi, cid, apn)  # type: ignore[no-any-return]
+        params = self.inner.activate(imsi, cid, apn)
+        self._cell_link(True)  # after the carrier admits the address: nothing sent is unbilled
+        return params  # type: ignore[no-any-return]
 
     def deactivate(self, imsi: str, cid: int) -> None:
+        self._before_last_context_goes(imsi)
         self.inner.deactivate(imsi, cid)
-        self._follow_contexts()
 
     def detach(self, imsi: str) -> None:
+        self._before_last_context_goes(imsi)
         self.inner.detach(imsi)
-        self._follow_contexts()
 
-    def _follow_contexts(self) -> None:
+    def _before_last_context_goes(self, imsi: str) -> None:
         """No data context, no data channel: a real modem's data interface passes nothing
         while no bearer is up, so the lab's cell link goes down with the last context (the
         router's ``wwan0`` loses its carrier; what it tries to send is dropped, never counted
-        as sent, exactly as the carrier does not bill it)."""
+        as sent). Down *before* the carrier forgets the address, so no packet is counted
+        by the router and then dropped unbilled by the carrier."""
         state = getattr(self.inner, "_state", None)
-        if state is not None and not state.get("active"):
+        if state is not None and not set(state.get("active", {})) - {imsi}:
             self._cell_link(False)
 
     def _cell_link(self, up: bool) -> None:
