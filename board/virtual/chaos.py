@@ -250,20 +250,17 @@ def inject(lab: Lab, spec: FaultSpec) -> None:
 
 
 def recovery_after(probe: ServingProbe, spec: FaultSpec, applied: float, timeout: float) -> float | None:
-    """Seconds from the end of the fault (a one-shot fault ends when it happens) to
-    serving again. Some faults break service only as they end (a USB modem that comes
-    back re-enumerates and reboots; a reboot takes a moment to bite): if service breaks
-    within ``SETTLE`` after the end, the time runs until it is back."""
+    """Seconds from the end of the fault (``applied``: when ``pocket-lab fault`` returned,
+    plus its seconds; a one-shot fault ends when it happens) to serving again. Service
+    that breaks within ``SETTLE`` after the end counts too (a USB modem that comes back
+    re-enumerates and reboots; a reboot takes a moment to bite). 0 when it never broke."""
     end = applied + spec.seconds
     time.sleep(max(0.0, end - time.monotonic()))
-    back = probe.wait_serving(end, timeout)
-    if back is None:
-        return None
-    broke = _first_failure(probe, end + back, SETTLE)
+    broke = _first_failure(probe, end, SETTLE)
     if broke is None:
-        return back
-    again = probe.wait_serving(broke, timeout)
-    return None if again is None else broke + again - end
+        return 0.0
+    back = probe.wait_serving(broke, timeout)
+    return None if back is None else broke + back - end
 
 
 SETTLE = 3.0
@@ -293,8 +290,8 @@ def run_soak(lab: Lab, probe: ServingProbe, seconds: float, rng: random.Random, 
     start = time.monotonic()
     while time.monotonic() - start < seconds:
         spec = rng.choice(kinds)
-        applied = time.monotonic()
         inject(lab, spec)
+        applied = time.monotonic()
         took = recovery_after(probe, spec, applied, spec.bound_s + 30.0)
         if spec.cuts_service and spec.seconds:
             excluded.append((applied, applied + spec.seconds))
