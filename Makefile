@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed
 APT_NEEDS := mosquitto:mosquitto nft:nftables ip:iproute2 tc:iproute2 picocom:picocom \
              conntrack:conntrack sysctl:procps
 
-.PHONY: all setup deps run test bench lint clean
+.PHONY: all setup deps run test bench soak lint clean
 
 all: test
 
@@ -44,6 +44,11 @@ test: setup
 
 bench: setup
 	$(BIN)/python tests/bench/run_all.py
+
+# Issue 9: random faults under LAN traffic for SOAK_SECONDS (default 1200), root only.
+SOAK_SECONDS ?= 1200
+soak: setup
+	SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/python tests/bench/soak.py
 
 lint: setup
 	$(BIN)/ruff check agent board tests

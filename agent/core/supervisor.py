@@ -125,6 +125,7 @@ class Supervisor:
 
     async def _start(self) -> None:
         store.ensure_private_dir(self.state_dir)
+        self._lock_fd = failure.hold_state_lock(self.state_dir)  # issue 9: ALREADY_RUNNING (75)
         self.status.update(state="starting", device_id=self.cfg.device_id)
         self._open_usage()
         await self._first_reading()

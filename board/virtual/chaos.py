@@ -242,16 +242,21 @@ Lab = Callable[..., Any]
 """Runs ``pocket-lab ARGS`` (raising on failure)."""
 
 
-def inject(lab: Lab, spec: FaultSpec) -> None:
-    args = ["fault", spec.kind, *spec.options]
+def inject(lab: Lab, spec: FaultSpec) -> float:
+    """Inject ``spec``; returns when the board process applied it, on this process's
+    monotonic clock (the command's own start-up and exit take a while on a busy machine
+    and must not count as recovery)."""
+    args = ["fault", spec.kind, *spec.options, "--json"]
     if spec.seconds:
         args += ["--seconds", str(spec.seconds)]
-    lab(*args)
+    out = lab(*args)
+    reply = json.loads(getattr(out, "stdout", out))
+    return time.monotonic() - max(0.0, time.time() - float(reply["at"]))
 
 
 def recovery_after(probe: ServingProbe, spec: FaultSpec, applied: float, timeout: float) -> float | None:
-    """Seconds from the end of the fault (``applied``: when ``pocket-lab fault`` returned,
-    plus its seconds; a one-shot fault ends when it happens) to serving again. Service
+    """Seconds from the end of the fault (``applied`` plus its seconds; a one-shot fault
+    ends when it happens) to serving again. Service
     that breaks within ``SETTLE`` after the end counts too (a USB modem that comes back
     re-enumerates and reboots; a reboot takes a moment to bite). 0 when it never broke."""
     end = applied + spec.seconds
@@ -290,8 +295,7 @@ def run_soak(lab: Lab, probe: ServingProbe, seconds: float, rng: random.Random, 
     start = time.monotonic()
     while time.monotonic() - start < seconds:
         spec = rng.choice(kinds)
-        inject(lab, spec)
-        applied = time.monotonic()
+        applied = inject(lab, spec)
         took = recovery_after(probe, spec, applied, spec.bound_s + 30.0)
         if spec.cuts_service and spec.seconds:
             excluded.append((applied, applied + spec.seconds))

@@ -87,8 +87,7 @@ def test_fault_heals_by_itself(kind: str, running_lab: dict[str, Any], probe: ch
     if kind == "broker-down":  # long enough to count as an outage of the platform
         spec = chaos.FaultSpec("broker-down", (), 17.0, 0.0, bound_s=5.0, cuts_service=False)
     known, pid = len(chaos.cloud_outages(LAB_DIR)), agent_pid()
-    chaos.inject(lab, spec)
-    applied = time.monotonic()
+    applied = chaos.inject(lab, spec)
     took = chaos.recovery_after(probe, spec, applied, spec.bound_s)
     print(f"\n{kind}: serving {took} s after it ended (bound {spec.bound_s} s, modelled minimum {spec.minimum_s} s)")
     assert took is not None and took <= spec.bound_s

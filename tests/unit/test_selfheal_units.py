@@ -116,3 +116,14 @@ def test_offset_clock_steps_only_the_agent(tmp_path: Path) -> None:
     path.unlink()
     clock._read_at = float("-inf")
     assert abs(clock.wall() - base) < 1
+
+
+def test_a_second_agent_on_the_same_state_is_refused(tmp_path: Path) -> None:
+    fd = failure.hold_state_lock(tmp_path)
+    try:
+        with pytest.raises(failure.AlreadyRunning) as info:
+            failure.hold_state_lock(tmp_path)
+        assert failure.code_for(info.value) == exitcodes.ALREADY_RUNNING
+    finally:
+        os.close(fd)
+    os.close(failure.hold_state_lock(tmp_path))  # released with its holder
