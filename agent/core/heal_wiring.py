@@ -26,7 +26,7 @@ RADIO_OFF_SETTLE = 2.0
 def healer_for(sup: Any) -> Healer:
     """A healer for the running supervisor ``sup`` (after ``_start``: modem, ladder and
     cloud exist). Shares the health monitor's outage log: one writer per file."""
-    from agent.core.supervisor import DATA_CID
+    from agent.core.supervisor import ASSIGNMENT_TIMEOUT, DATA_CID
 
     outages = sup.health.outages if sup.health is not None else OutageLog(sup.state_dir, sup.clock)
 
@@ -43,12 +43,16 @@ def healer_for(sup: Any) -> Healer:
         await sup.modem.set_radio(True)
 
     async def request_swap(reason: str) -> None:
-        if not (sup.current or {}).get("seed"):
+        refused = sup.current or {}
+        if not refused.get("seed"):
             # The refused SIM cannot reach the cloud: ask over the bootstrap SIM.
             sup.cloud.set_network_available(False)
             await sup._use_seed()
             sup.cloud.set_network_available(True)
-        await sup.assign(reason)
+        # Name the refused SIM as the current one, so the cloud picks another.
+        assignment = await sup.cloud.request_assignment(
+            reason, current_iccid=refused.get("iccid"), evidence={"cause": reason}, timeout=ASSIGNMENT_TIMEOUT)
+        await sup.apply(assignment)
 
     async def report_outages(pending: list[dict[str, Any]]) -> None:
         for outage in pending:
