@@ -343,6 +343,7 @@ class Healer:
             cause = reg.reject_cause if reg.reject_cause is not None else await self._ceer_cause("EMM")
             text = f"registration_rejected: EMM cause #{cause}" if cause is not None else "registration_rejected"
             self._outage_start("no_service", text)
+            self.outages.amend_cause("no_service", text)  # a reject says more than "searching" did
             if cause in PERMANENT_EMM and not self._on_seed() and self._swap.due(now):
                 await self._swap_sim(text)
             return
