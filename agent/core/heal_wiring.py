@@ -54,6 +54,10 @@ def healer_for(sup: Any) -> Healer:
             reason, current_iccid=refused.get("iccid"), evidence={"cause": reason}, timeout=ASSIGNMENT_TIMEOUT)
         await sup.apply(assignment)
 
+    def give_up(code: int, reason: str) -> None:
+        sup.give_up(code, reason)
+        sup._stop.set()  # the daemon stops and exits with ``code``
+
     async def report_outages(pending: list[dict[str, Any]]) -> None:
         for outage in pending:
             await sup.cloud.emit("outage", outage)
@@ -62,7 +66,7 @@ def healer_for(sup: Any) -> Healer:
     return Healer(
         sup.modem, sup.ladder, sup.wan, outages=outages, clock=sup.clock,
         reactivate_data=reactivate_data, reattach=reattach, request_swap=request_swap,
-        give_up=lambda code, reason: (sup.give_up(code, reason), sup._stop.set()), report_outages=report_outages,
+        give_up=give_up, report_outages=report_outages,
         on_seed=lambda: bool((sup.current or {}).get("seed")),
         cloud_connected=lambda: bool(sup.cloud and sup.cloud.connected),
         network_available=sup.cloud.set_network_available,
