@@ -48,7 +48,15 @@ from typing import Any
 from agent.clock import Clock
 from agent.cloud.backoff import Backoff
 from agent.core import exitcodes
-from agent.errors import AgentError, AtCommandError, ModemError, NetError, ParseError
+from agent.errors import (
+    AgentError,
+    AtCommandError,
+    AtTimeout,
+    ModemError,
+    NetError,
+    ParseError,
+    PortClosed,
+)
 from agent.health.outage import OutageLog
 from agent.modem import parse
 from agent.modem.recovery import RecoveryFailed
@@ -257,7 +265,11 @@ class Healer:
         async with self._lock:
             self.stats.passes += 1
             try:
-                found = await self._pass()
+                try:
+                    found = await self._pass()
+                except (AtTimeout, PortClosed) as exc:  # silent mid-pass: the same as a failed ping
+                    await self.modem_trouble(exc)
+                    found = "modem"
             except RecoveryFailed as exc:
                 found = await self._modem_lost(exc)
             except AgentError as exc:  # one failed pass is retried at the next one
