@@ -155,6 +155,7 @@ class Healer:
         clock: Clock,
         reactivate_data: Callable[[], Awaitable[None]],
         reattach: Callable[[], Awaitable[None]],
+        release_data: Callable[[], Awaitable[None]],
         request_swap: Callable[[str], Awaitable[None]],
         give_up: Callable[[int, str], None],
         report_outages: Callable[[list[dict[str, Any]]], Awaitable[None]],
@@ -174,6 +175,7 @@ class Healer:
         self.clock = clock
         self._reactivate = reactivate_data
         self._reattach = reattach
+        self._release_data = release_data
         self._request_swap = request_swap
         self._give_up = give_up
         self._report = report_outages
@@ -350,7 +352,7 @@ class Healer:
         now = self.clock.monotonic()
         if self._unregistered_since is None:
             self._unregistered_since = now
-        self._data_lost()
+        await self._data_lost()
         if reg.stat == 3:
             cause = reg.reject_cause if reg.reject_cause is not None else await self._ceer_cause("EMM")
             text = f"registration_rejected: EMM cause #{cause}" if cause is not None else "registration_rejected"
@@ -401,7 +403,7 @@ class Healer:
         return any(s.cid == self.data_cid and s.active for s in states)
 
     async def _data_down(self) -> None:
-        self._data_lost()
+        await self._data_lost()
         now = self.clock.monotonic()
         network_said = self._pdn_event is not None and not self._pdn_event.startswith("me_")
         if network_said:
@@ -430,11 +432,18 @@ class Healer:
         LOGGER.info("data context re-activated")
         await self._data_ok()
 
-    def _data_lost(self) -> None:
+    async def _data_lost(self) -> None:
+        """The bearer is gone: take its address and route off the data interface, so
+        nothing leaves with an address the carrier no longer admits (it would be counted
+        as sent and never billed), and the LAN learns at once that there is no route."""
         self._broker_lost_since = None  # no data path: not the broker's fault
         if self._data_up:
             self._data_up = False
             self._network_available(False)
+            try:
+                await self._release_data()
+            except AgentError as exc:
+                LOGGER.warning("could not release the data interface: %s", exc)
 
     async def _data_ok(self) -> None:
         self._reactivation.reset()

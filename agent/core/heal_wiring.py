@@ -37,6 +37,9 @@ def healer_for(sup: Any) -> Healer:
             raise ModemError("data context is up but the modem reports no address")
         await sup._route(params)  # same SIM: the meter keeps counting for it
 
+    async def release_data() -> None:
+        await asyncio.to_thread(sup.wan.release)
+
     async def reattach() -> None:
         await sup.modem.set_radio(False)
         await asyncio.sleep(RADIO_OFF_SETTLE)
@@ -44,6 +47,8 @@ def healer_for(sup: Any) -> Healer:
 
     async def request_swap(reason: str) -> None:
         refused = sup.current or {}
+        # Nothing may leave with the old SIM's address during the switch (unbilled bytes).
+        await release_data()
         if not refused.get("seed"):
             # The refused SIM cannot reach the cloud: ask over the bootstrap SIM.
             sup.cloud.set_network_available(False)
@@ -52,6 +57,7 @@ def healer_for(sup: Any) -> Healer:
         # Name the refused SIM as the current one, so the cloud picks another.
         assignment = await sup.cloud.request_assignment(
             reason, current_iccid=refused.get("iccid"), evidence={"cause": reason}, timeout=ASSIGNMENT_TIMEOUT)
+        await release_data()  # the seed's address goes before the switch, for the same reason
         await sup.apply(assignment)
 
     def give_up(code: int, reason: str) -> None:
@@ -65,7 +71,7 @@ def healer_for(sup: Any) -> Healer:
 
     return Healer(
         sup.modem, sup.ladder, sup.wan, outages=outages, clock=sup.clock,
-        reactivate_data=reactivate_data, reattach=reattach, request_swap=request_swap,
+        reactivate_data=reactivate_data, reattach=reattach, release_data=release_data, request_swap=request_swap,
         give_up=give_up, report_outages=report_outages,
         on_seed=lambda: bool((sup.current or {}).get("seed")),
         cloud_connected=lambda: bool(sup.cloud and sup.cloud.connected),

@@ -41,6 +41,9 @@ EXPECTED_OUTAGE: dict[str, tuple[str, str] | None] = {
 """Fault kind -> (outage kind, a piece of its cause) the cloud must receive; None: the
 fault must not interrupt the user at all."""
 
+BROKER_DOWN_S = 28.0
+"""Long enough to count: the link notices the loss at its next packet (a report every 10 s
+in the lab), then the healer's grace (agent/core/heal.py BROKER_GRACE, 15 s)."""
 LOCAL_OUTAGE_TIMEOUT = 15.0
 """An interval is closed on the healer's first pass after serving again (2 s cadence)."""
 REPORTED_AT_CLOUD = ("pdn-deact", "reject", "usb-gone")
@@ -104,7 +107,7 @@ def last_outage_id() -> int:
 def test_fault_heals_by_itself(kind: str, running_lab: dict[str, Any], probe: chaos.ServingProbe) -> None:
     spec = BY_KIND[kind]
     if kind == "broker-down":  # long enough to count as an outage of the platform
-        spec = chaos.FaultSpec("broker-down", (), 17.0, 0.0, bound_s=5.0, cuts_service=False)
+        spec = chaos.FaultSpec("broker-down", (), BROKER_DOWN_S, 0.0, bound_s=5.0, cuts_service=False)
     known, local, pid = len(chaos.cloud_outages(LAB_DIR)), last_outage_id(), agent_pid()
     applied = chaos.inject(lab, spec)
     took = chaos.recovery_after(probe, spec, applied, spec.bound_s)
