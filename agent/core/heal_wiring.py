@@ -47,10 +47,10 @@ def healer_for(sup: Any) -> Healer:
 
     async def request_swap(reason: str) -> None:
         refused = sup.current or {}
-        # Nothing may leave with the old SIM's address during the switch (unbilled bytes).
-        await release_data()
         if not refused.get("seed"):
-            # The refused SIM cannot reach the cloud: ask over the bootstrap SIM.
+            # The refused SIM cannot reach the cloud: ask over the bootstrap SIM. Nothing may
+            # leave with the refused SIM's address meanwhile (counted, never billed).
+            await release_data()
             sup.cloud.set_network_available(False)
             await sup._use_seed()
             sup.cloud.set_network_available(True)
