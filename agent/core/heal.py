@@ -102,6 +102,10 @@ PERMANENT_EMM = frozenset({3, 6, 7, 8})
 """EMM causes that condemn the SIM, not the moment (TS 24.301 §5.5.1.2.5): #3 illegal UE
 (authentication failed), #6 illegal ME, #7 EPS services not allowed, #8 EPS and non-EPS
 services not allowed. Retrying the same SIM cannot help: the swap machinery must."""
+NETWORK_EVENTS = frozenset({"nw_pdn_deact", "nw_deact_pdp", "nw_detach", "reject"})
+"""+CGEV events by which the network took the data context away (27.007 §10.1.19)."""
+MODEM_EVENTS = frozenset({"me_pdn_deact", "me_deact_pdp", "me_detach"})
+"""+CGEV events by which the modem dropped it (usually the consequence of a detach)."""
 CAUSE_RE = re.compile(r"(EMM|ESM)\D{0,12}?(\d{1,3})", re.IGNORECASE)
 """Pulls "EMM cause #15" / "ESM cause: 33" out of a vendor's +CEER text."""
 
@@ -223,7 +227,9 @@ class Healer:
         except ParseError as exc:
             LOGGER.warning("unreadable +CGEV %r: %s", line, exc)
             return
-        if event.event in ("nw_pdn_deact", "nw_deact_pdp", "nw_detach", "reject") or event.event in ("me_pdn_deact", "me_deact_pdp", "me_detach") and self._pdn_event is None:
+        network_said = event.event in NETWORK_EVENTS
+        if network_said or (event.event in MODEM_EVENTS and self._pdn_event is None):
+            # The network's word beats the modem's (a detach's ME PDN DEACT follows it).
             self._pdn_event = f"{event.event} (+CGEV: {line.split(':', 1)[1].strip()})"
         self.wake("cgev")
 
