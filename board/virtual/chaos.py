@@ -12,6 +12,7 @@ modem's latency constants (the steps a perfect agent would take, nothing else).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import math
@@ -21,7 +22,7 @@ import socket
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,7 @@ class ServingProbe:
         self.target = (reflector, port)
         self.timeline: list[tuple[float, bool]] = []
         self._stop = threading.Event()
+        self._paused = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="serving-probe", daemon=True)
         self._seq = 0
@@ -98,8 +100,22 @@ class ServingProbe:
             return False
         return False
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """No echoes meanwhile (a usage cut compares counters on a quiet link: the probe's
+        own packets would be billed while the agent is stopped and counted only later)."""
+        self._paused.set()
+        time.sleep(PROBE_INTERVAL + PROBE_TIMEOUT)  # the echo in flight comes back or is lost
+        try:
+            yield
+        finally:
+            self._paused.clear()
+
     def _run(self) -> None:
         while not self._stop.is_set():
+            if self._paused.is_set():
+                self._stop.wait(PROBE_INTERVAL)
+                continue
             started = time.monotonic()
             ok = self.once()
             with self._lock:

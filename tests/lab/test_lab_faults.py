@@ -104,13 +104,14 @@ def closed_outages() -> set[int]:
     return {o["id"] for o in chaos.agent_outages(LAB_DIR) if o["end"] is not None}
 
 
-def usage_cut() -> dict[str, dict[str, int]]:
-    """Stop the agent (a quiet link), take cloud + journal - carrier per SIM, start it again."""
-    lab("agent", "stop")
-    try:
-        return chaos.usage_difference(lab_json("usage"), chaos.journal_pending(LAB_DIR))
-    finally:
-        lab("agent", "start")
+def usage_cut(probe: chaos.ServingProbe) -> dict[str, dict[str, int]]:
+    """Stop the agent on a quiet link, take cloud + journal - carrier per SIM, start it again."""
+    with probe.paused():
+        lab("agent", "stop")
+        try:
+            return chaos.usage_difference(lab_json("usage"), chaos.journal_pending(LAB_DIR))
+        finally:
+            lab("agent", "start")
 
 
 @pytest.mark.parametrize("kind", list(EXPECTED_OUTAGE))
@@ -139,9 +140,9 @@ def test_fault_heals_by_itself(kind: str, running_lab: dict[str, Any], probe: ch
     assert agent_status()["state"] == "serving"
 
 
-def test_usage_exact_after_every_fault_kind(running_lab: dict[str, Any]) -> None:
+def test_usage_exact_after_every_fault_kind(running_lab: dict[str, Any], probe: chaos.ServingProbe) -> None:
     """Cloud + journal-pending = carrier for every SIM, to the byte, after every kind above."""
-    diff = usage_cut()
+    diff = usage_cut(probe)
     print(f"\nusage difference after the fault kinds: {diff}")
     assert all(d == {"up": 0, "down": 0} for d in diff.values())
 
@@ -236,13 +237,13 @@ def with_signal(proc: subprocess.Popen[bytes], sig: int) -> None:
 
 def test_short_chaos_soak(running_lab: dict[str, Any], probe: chaos.ServingProbe) -> None:
     """Random faults, one at a time, under LAN traffic: every one healed, no crash."""
-    before = usage_cut()
+    before = usage_cut(probe)
     lab("traffic", "start", "--kind", "web", "--duration", str(SOAK_SECONDS + 60))
     try:
         result = chaos.run_soak(lab, probe, SOAK_SECONDS, random.Random(99), agent_pid=agent_pid, log=print)
     finally:
         lab("traffic", "stop")
-    after = usage_cut()
+    after = usage_cut(probe)
     print(result, f"\nusage difference before the soak {before}, after {after}")
     assert result["crashes"] == 0
     assert all(row["failures"] == 0 for row in result["recovery"].values())
