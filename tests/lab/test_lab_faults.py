@@ -79,6 +79,17 @@ def probe(running_lab: dict[str, Any]) -> Iterator[chaos.ServingProbe]:
         p.stop()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def fresh_lab_afterwards(running_lab: dict[str, Any]) -> Iterator[None]:
+    """Leave a fresh lab to the modules after this one: the faults here swap SIMs and may
+    leave a packet in flight at a bearer drop on the carrier's counters, which the usage
+    and health tests (they compare totals since the lab came up) must not inherit."""
+    yield
+    lab("fault", "clear", check=False)
+    lab("down", check=False)
+    lab("up", timeout=240)
+
+
 @pytest.fixture(autouse=True)
 def clear_faults() -> Iterator[None]:
     yield
