@@ -102,6 +102,8 @@ PERMANENT_EMM = frozenset({3, 6, 7, 8})
 """EMM causes that condemn the SIM, not the moment (TS 24.301 §5.5.1.2.5): #3 illegal UE
 (authentication failed), #6 illegal ME, #7 EPS services not allowed, #8 EPS and non-EPS
 services not allowed. Retrying the same SIM cannot help: the swap machinery must."""
+HEALER_CAUSES = ("registration_rejected", "no_signal", "not_registered", "modem_rebooted")
+"""Causes the healer writes for ``no_service``; anything else came from the classifier."""
 NETWORK_EVENTS = frozenset({"nw_pdn_deact", "nw_deact_pdp", "nw_detach", "reject"})
 """+CGEV events by which the network took the data context away (27.007 §10.1.19)."""
 MODEM_EVENTS = frozenset({"me_pdn_deact", "me_deact_pdp", "me_detach"})
@@ -367,7 +369,12 @@ class Healer:
             if cause in PERMANENT_EMM and not self._on_seed() and self._swap.due(now):
                 await self._swap_sim(text)
             return
-        self._outage_start("no_service", "modem_rebooted (RDY)" if self._rebooted else await self._no_service_cause())
+        cause = "modem_rebooted (RDY)" if self._rebooted else await self._no_service_cause()
+        self._outage_start("no_service", cause)
+        opened = self.outages.open_interval("no_service") or {}
+        if not str(opened.get("cause", "")).startswith(HEALER_CAUSES):
+            # Opened by the traffic classifier, which cannot see why: the modem can.
+            self.outages.amend_cause("no_service", cause)
         if now - self._unregistered_since >= REATTACH_AFTER and self._radio.due(now):
             self._radio.failed(now)  # schedule the next cycle however this one goes
             self.stats.reattaches += 1

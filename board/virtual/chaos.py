@@ -175,7 +175,7 @@ CATALOGUE: tuple[FaultSpec, ...] = (
     FaultSpec("reject", ("--cause", "15"), 4.0, ATTACH_AND_CONTEXT, bound_s=10.0),
     FaultSpec("reboot", minimum_s=BOOT_LATENCY + ATTACH_AND_CONTEXT, bound_s=12.0),
     FaultSpec("usb-gone", (), 4.0, BOOT_LATENCY + ATTACH_AND_CONTEXT, bound_s=20.0),
-    FaultSpec("hang", (), 4.0, 0.0, bound_s=5.0, cuts_service=False),
+    FaultSpec("hang", (), 6.0, 0.0, bound_s=5.0, cuts_service=False),
     FaultSpec("busy", ("--count", "4"), 0.0, 0.0, bound_s=5.0, cuts_service=False),
     FaultSpec("garbage", ("--bytes", "256"), 0.0, 0.0, bound_s=5.0, cuts_service=False),
     FaultSpec("radio", ("--rsrp", "-115", "--sinr", "-3"), 3.0, 0.0, bound_s=5.0, cuts_service=False),
