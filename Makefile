@@ -19,7 +19,7 @@ APT_NEEDS := mosquitto:mosquitto nft:nftables ip:iproute2 tc:iproute2 picocom:pi
 # verifies and scores the unit (Debian 12 ships it in the systemd package).
 APT_NEEDS += dpkg-deb:dpkg ar:binutils systemd-analyze:systemd
 
-.PHONY: all setup deps run test bench lint clean package
+.PHONY: all setup deps run test bench soak lint clean package
 
 all: test
 
@@ -54,6 +54,11 @@ bench: setup
 # The Debian package and the OpenWrt .ipk, into build/packages (packaging/README.md).
 package: deps
 	$(PYTHON) packaging/build.py --out build/packages
+
+# Issue 9: random faults under LAN traffic for SOAK_SECONDS (default 1200), root only.
+SOAK_SECONDS ?= 1200
+soak: setup
+	SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/python tests/bench/soak.py
 
 lint: setup
 	$(BIN)/ruff check agent board tests

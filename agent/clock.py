@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -121,6 +122,31 @@ class Clock:
     def now(self, tz: timezone = JST) -> datetime:
         """Wall time as an aware datetime in ``tz``."""
         return datetime.fromtimestamp(self.wall(), tz)
+
+
+class OffsetFileClock(Clock):
+    """Wall time plus an offset read from a file: how the lab steps *the agent's* clock
+    (``pocket-lab fault clock``) without touching the host's. The file holds
+    ``{"offset_s": S}``; no file means no offset. Read at most every ``REREAD_S``."""
+
+    REREAD_S = 0.5
+    """A step is seen within half a second; the sampler calls wall() every second."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._offset = 0.0
+        self._read_at = float("-inf")
+
+    def wall(self) -> float:
+        now = time.monotonic()
+        if now - self._read_at >= self.REREAD_S:
+            self._read_at = now
+            try:
+                with open(self.path) as fh:
+                    self._offset = float(json.load(fh).get("offset_s", 0.0))
+            except (OSError, ValueError, AttributeError):
+                self._offset = 0.0
+        return time.time() + self._offset
 
 
 @dataclass

@@ -18,6 +18,7 @@ records a caller still needs, which bounds its size.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import struct
@@ -107,8 +108,16 @@ class RecordLog:
         try:
             fd = store.open_private_append(self.path)
             try:
-                os.write(fd, blob)
-                os.fsync(fd)
+                size = os.fstat(fd).st_size
+                try:
+                    os.write(fd, blob)
+                    os.fsync(fd)
+                except OSError:
+                    # A full disk may take part of the blob: cut it off again, or the torn
+                    # frame would hide every record appended after it on the next open.
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, size)
+                    raise
             finally:
                 os.close(fd)
         except OSError as exc:

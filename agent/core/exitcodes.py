@@ -15,6 +15,7 @@ stopped without reading its log.
 
 from __future__ import annotations
 
+import errno
 from enum import IntEnum
 
 
@@ -37,16 +38,28 @@ NO_RESTART = (ExitCode.CONFIG_INVALID,)
 """Codes a service manager must not restart on (systemd RestartPreventExitStatus=)."""
 
 
+OK, FAILURE, MODEM_LOST = ExitCode.OK, ExitCode.FAILURE, ExitCode.MODEM_LOST
+STATE_UNWRITABLE, ALREADY_RUNNING, CONFIG_INVALID = (ExitCode.STATE_UNWRITABLE, ExitCode.ALREADY_RUNNING,
+                                                     ExitCode.CONFIG_INVALID)
+"""The same codes as plain names (``exitcodes.MODEM_LOST``)."""
+
+STATE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT})
+"""Errors of a state directory that cannot be written (permissions, read-only or full
+flash): a restart cannot help until the storage is fixed."""
+
+
 def exit_code_for(exc: BaseException) -> ExitCode:
-    """The exit code for the error that stopped the daemon."""
-    from agent.errors import AlreadyRunning, ConfigError, JournalError, ModemError
+    """The exit code for the error that stopped the daemon (the one mapping)."""
+    from agent.errors import AlreadyRunning, ConfigError, JournalError, PortClosed
+    from agent.modem.recovery import RecoveryFailed
 
     if isinstance(exc, ConfigError):
         return ExitCode.CONFIG_INVALID
-    if isinstance(exc, ModemError):
-        return ExitCode.MODEM_LOST
-    if isinstance(exc, (JournalError, PermissionError)):
-        return ExitCode.STATE_UNWRITABLE
     if isinstance(exc, AlreadyRunning):
         return ExitCode.ALREADY_RUNNING
+    if isinstance(exc, (RecoveryFailed, PortClosed)):
+        # the modem itself is gone; "not registered" and other network trouble is not (FAILURE)
+        return ExitCode.MODEM_LOST
+    if isinstance(exc, (JournalError, PermissionError)) or (isinstance(exc, OSError) and exc.errno in STATE_ERRNOS):
+        return ExitCode.STATE_UNWRITABLE
     return ExitCode.FAILURE

@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 from typing import TYPE_CHECKING
 
 from agent import config as config_mod
 from agent import store
+from agent.clock import OffsetFileClock
 from agent.core.exitcodes import ExitCode
 from agent.errors import AlreadyRunning, ConfigError
 from agent.pidlock import PidLock
@@ -24,6 +26,9 @@ if TYPE_CHECKING:
     from agent.core.supervisor import Supervisor
 
 LOGGER = logging.getLogger(__name__)
+
+CLOCK_OFFSET_ENV = "POCKET_AGENT_CLOCK_OFFSET_FILE"
+"""Set by the virtual board only: a file with the offset added to the agent's wall clock."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +41,9 @@ def main(args: argparse.Namespace) -> int:
     try:
         cfg = config_mod.load(args.config)
         supervisor = Supervisor.from_config(cfg)
+        offset_file = os.environ.get(CLOCK_OFFSET_ENV)
+        if offset_file:  # the lab steps the agent's clock, never the host's (pocket-lab fault clock)
+            supervisor.clock = OffsetFileClock(offset_file)
     except ConfigError as exc:
         LOGGER.error("configuration: %s", exc)
         return ExitCode.CONFIG_INVALID

@@ -34,8 +34,9 @@ from agent.clock import Clock
 from agent.cloud import renewal as cert_renewal
 from agent.cloud.link import CloudConfig, CloudLink
 from agent.config import AgentConfig
+from agent.core import failure, heal_wiring  # issue 9
 from agent.core import policy as pol
-from agent.core.exitcodes import ExitCode, exit_code_for
+from agent.core.exitcodes import ExitCode
 from agent.core.health import HealthMonitor, HealthSettings
 from agent.core.radio import ModemRadio, vouch_network_time
 from agent.core.status import StatusFile
@@ -82,6 +83,7 @@ class Supervisor:
         self.profile = profile
         self.clock = clock or Clock(strict=True)  # issue 10: wall time trusted only when a source vouched
         self.status = StatusFile(cfg.status_file)
+        self.give_up = failure.GiveUp(self.status)  # issue 9: exit code + reason
         self.state_dir = Path(cfg.state_dir)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -106,6 +108,8 @@ class Supervisor:
         """Set when something the policy reads changed (a command, a health state)."""
         self._health_state = ("ok", 0.0)
         self._last_health: dict[str, Any] | None = None
+        self._refused_iccid: str | None = None
+        """A SIM the network refused: named to the cloud as the one to replace."""
         self._used_on_current = 0
         self._low_since: float | None = None
         self._traffic_kbps = 0.0
@@ -113,11 +117,10 @@ class Supervisor:
         self._last_sample_t = 0.0
         self.watchdog = ProgressWatchdog(Notifier(None), None)
         """Service-manager hooks (agent/sdnotify.py); run.py installs the real one."""
-        self.exit_code = ExitCode.OK
-        """Why a stop that was not asked for happened (a restart must follow: not 0)."""
         self.consoled: Any = None  # console (issue 12): control socket + technician console
         self.report_gate: ReportGate | None = None
         """Issue 10: usage goes upstream when there is usage to report, or as a heartbeat."""
+        self.healer: Any = None  # issue 9
 
     @classmethod
     def from_config(cls, cfg: AgentConfig) -> Supervisor:
@@ -128,21 +131,19 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        code = 0
         try:
             await self._start()
             self.status.update(state="serving")
             LOGGER.info("serving on SIM %s", (self.current or {}).get("iccid"))
             self.watchdog.serving(f"serving on SIM {(self.current or {}).get('iccid')}")
             await self._stop.wait()
-        except AgentError as exc:
+        except (AgentError, OSError) as exc:  # issue 9: honest exit codes
             LOGGER.error("cannot serve: %s: %s", type(exc).__name__, exc)
-            self.status.update(state="failed", error=f"{type(exc).__name__}: {exc}")
-            code = exit_code_for(exc)
+            self.give_up(failure.code_for(exc), f"{type(exc).__name__}: {exc}")
         finally:
             self.watchdog.stopping()
             await self._shutdown()
-        return code or self.exit_code
+        return self.give_up.code
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         """Start a task the supervisor owns; a crash in it is logged and stops the daemon."""
@@ -156,7 +157,7 @@ class Supervisor:
         exc = task.exception()
         if exc is not None:
             LOGGER.error("task %s died: %r; stopping so the service manager restarts us", task.get_name(), exc)
-            self.exit_code = exit_code_for(exc)
+            self.give_up(failure.code_for(exc), f"{type(exc).__name__}: {exc}")
             self._stop.set()
 
     async def _start(self) -> None:
@@ -195,6 +196,8 @@ class Supervisor:
         if renewal is not None:  # issue 13: certificate renewal over MQTT, once a day when due
             self.spawn(cert_renewal.run_periodically(renewal), "cert-renewal")
         self._start_health()
+        self.healer = heal_wiring.healer_for(self)  # issue 9: self-healing (agent/core/heal.py)
+        self.spawn(self.healer.run(), "heal")
         if (self.current or {}).get("seed"):
             await self._swap_guarded("boot")
         self.spawn(self._policy_loop(), "policy")
@@ -235,7 +238,8 @@ class Supervisor:
                 await self.modem.close()
         if self.journal:
             self.journal.close()
-        self.status.update(state="stopped")
+        if not self.give_up.failed:  # issue 9: a failure stays in the status file
+            self.status.update(state="stopped")
 
     # ---- usage ----------------------------------------------------------------------
     def _open_usage(self) -> None:
@@ -420,7 +424,7 @@ class Supervisor:
         assert self.modem and self.cloud
         cloud = self.cloud
         hooks = Hooks(
-            request=lambda reason, iccid: cloud.request_assignment(reason, current_iccid=iccid,
+            request=lambda reason, iccid: cloud.request_assignment(reason, current_iccid=self._refused_iccid or iccid,
                                                                    evidence=self._request_evidence(),
                                                                    timeout=ASSIGNMENT_TIMEOUT),
             account=self._account,
@@ -472,6 +476,24 @@ class Supervisor:
     def swapping(self) -> bool:
         """A swap is in progress: the link is down on purpose, not an outage."""
         return self._swap_lock.locked()
+
+    async def swap_from_refused_sim(self, cause: str) -> None:
+        """The network refuses the SIM in use (issue 9's healer saw a permanent EMM cause):
+        fall back to the seed SIM to reach the cloud, then swap from there, naming the
+        refused SIM so the cloud picks another."""
+        refused = dict(self.current or {})
+        LOGGER.warning("SIM %s refused by the network (%s): swapping over the seed SIM", refused.get("iccid"), cause)
+        if not refused.get("seed"):
+            await asyncio.to_thread(self.wan.release)  # nothing leaves with the refused SIM's address
+            assert self.cloud
+            self.cloud.set_network_available(False, own=True)
+            await self._use_seed()
+            self.cloud.set_network_available(True)
+        self._refused_iccid = refused.get("iccid")
+        try:
+            await self._swap_guarded("auth_failed")
+        finally:
+            self._refused_iccid = None
 
     def swap_history(self) -> list[dict[str, Any]]:
         return list(self.swaps.history) if self.swaps else []
@@ -566,11 +588,10 @@ class Supervisor:
         restarts it, rather than hang."""
         assert self.ladder
         try:
-            step = await self.ladder.recover(cause)
+            step = await (self.healer.modem_trouble(cause) if self.healer else self.ladder.recover(cause))  # issue 9
         except RecoveryFailed as exc:
             LOGGER.error("modem did not recover: %s", exc)
-            self.status.update(state="failed", error=f"modem: {exc}")
-            self.exit_code = ExitCode.MODEM_LOST
+            self.give_up(ExitCode.MODEM_LOST, f"modem: {exc}")
             self._stop.set()
             return
         self.status.update(modem_recovery=self.ladder.counters())

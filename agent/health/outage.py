@@ -33,9 +33,11 @@ from agent.store import ensure_private_dir
 
 LOGGER = logging.getLogger(__name__)
 
-KINDS = ("no_service", "no_data")
+KINDS = ("no_service", "no_data", "modem_unresponsive", "broker_unreachable")
 """no_service: not registered / no signal; no_data: registered but the data context is
-down or rejected, or nothing passes."""
+down or rejected, or nothing passes; modem_unresponsive: the modem did not answer (the
+recovery ladder was climbing); broker_unreachable: the data path was up but the platform
+could not be reached (issue 9: the self-healing agent records the last two)."""
 
 LOG_NAME = "outages.log"
 
@@ -89,8 +91,14 @@ class OutageLog:
     # --------------------------------------------------------------- storage
 
     def _append(self, event: dict[str, Any]) -> None:
+        """Queue ``event`` and write it. A state directory that cannot be written (full,
+        read-only) must not stop the agent: the event stays queued in memory, in order,
+        and goes to flash with the next event that can be written."""
         self._log.append(json.dumps(event, sort_keys=True, separators=(",", ":")).encode())
-        self._log.flush()
+        try:
+            self._log.flush()
+        except JournalError as exc:
+            LOGGER.error("outage log not written (kept in memory, retried with the next event): %s", exc)
 
     def _fold(self) -> None:
         for raw in self._log.records:
@@ -118,6 +126,10 @@ class OutageLog:
         elif op == "seq":  # written by compaction: ids keep growing past dropped intervals
             self._next_id = max(self._next_id, int(ev["next"]))
             self._boot = max(self._boot, int(ev["boot"]))
+        elif op == "cause":  # issue 9: the cause became clearer while the outage lasted
+            iv = self._intervals.get(int(ev["id"]))
+            if iv is not None:
+                iv.cause = str(ev["cause"])
         elif op == "reported":
             for i in ev["ids"]:
                 if int(i) in self._intervals:
@@ -138,8 +150,9 @@ class OutageLog:
     def _open(self, kind: str) -> _Interval | None:
         return next((iv for iv in self._intervals.values() if iv.kind == kind and iv.end_wall is None), None)
 
-    def start(self, kind: str, cause: str) -> int:
-        """Record that an outage of ``kind`` began now (idempotent while one is open)."""
+    def start(self, kind: str, cause: str, ago: float = 0.0) -> int:
+        """Record that an outage of ``kind`` began now, or ``ago`` seconds before now when
+        it is only recognised after a grace period (idempotent while one is open)."""
         if kind not in KINDS:
             raise JournalError(f"unknown outage kind {kind!r}")
         existing = self._open(kind)
@@ -147,12 +160,23 @@ class OutageLog:
             return existing.id
         ident = self._next_id
         ev = {"op": "open", "id": ident, "kind": kind, "cause": str(cause)[:MAX_CAUSE_CHARS],
-              "wall": self.clock.wall(), "trusted": self.clock.wall_trusted(),
-              "mono": self.clock.monotonic(), "boot": self._boot}
+              "wall": self.clock.wall() - ago, "trusted": self.clock.wall_trusted(),
+              "mono": self.clock.monotonic() - ago, "boot": self._boot}
         self._append(ev)
         self._apply(ev)
         LOGGER.warning("outage %d began: %s (%s)", ident, kind, ev["cause"])
         return ident
+
+    def amend_cause(self, kind: str, cause: str) -> None:
+        """The outage of ``kind`` in progress has a clearer cause now (a deactivation that
+        turned into a refused re-activation): record it (no-op if none is open or unchanged)."""
+        iv = self._open(kind)
+        cause = str(cause)[:MAX_CAUSE_CHARS]
+        if iv is None or iv.cause == cause:
+            return
+        ev = {"op": "cause", "id": iv.id, "cause": cause}
+        self._append(ev)
+        self._apply(ev)
 
     def end(self, kind: str) -> dict[str, Any] | None:
         """Record that the outage of ``kind`` in progress ended now; its report form."""
@@ -195,7 +219,10 @@ class OutageLog:
         self._append(ev)
         self._apply(ev)
         if len(self._log.records) >= COMPACT_AFTER_RECORDS:
-            self.compact()
+            try:
+                self.compact()
+            except JournalError as exc:  # compaction is housekeeping: retried next time
+                LOGGER.error("outage log not compacted: %s", exc)
 
     def compact(self) -> None:
         """Rewrite the log with only open or unreported intervals."""

@@ -145,6 +145,7 @@ class WanLink:
             ipr.link("set", **link_args)
             if self._applied.address and (self._applied.address, self._applied.prefix) != (address, prefix):
                 self._del_addr(ipr, idx, self._applied.address, self._applied.prefix)
+            self._del_stale(ipr, idx, address, prefix)
             ipr.addr("replace", index=idx, address=address, prefixlen=prefix)
             self._applied.address, self._applied.prefix = address, prefix
             self._replace_default(ipr, idx, gateway)
@@ -177,6 +178,17 @@ class WanLink:
             if self._applied.address:
                 self._del_addr(ipr, idx, self._applied.address, self._applied.prefix)
         self._applied = _Applied()
+
+    def _del_stale(self, ipr: IPRoute, idx: int, address: str, prefix: int) -> None:
+        """Remove IPv4 addresses a previous run (or a previous context) left on the data
+        interface: the agent owns it, and a stale primary address would become the source
+        of every packet, which the carrier drops (issue 9: a restart after the modem lost
+        its context moved to another address and never reached the cloud)."""
+        for msg in ipr.get_addr(index=idx, family=socket.AF_INET):
+            old, old_prefix = msg.get_attr("IFA_ADDRESS"), int(msg["prefixlen"])
+            if old and (old, old_prefix) != (address, prefix):
+                LOGGER.info("%s: removing stale address %s/%d", self.ifname, old, old_prefix)
+                self._del_addr(ipr, idx, old, old_prefix)
 
     @staticmethod
     def _del_addr(ipr: IPRoute, idx: int, address: str, prefix: int) -> None:

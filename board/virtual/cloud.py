@@ -404,6 +404,9 @@ class ReferenceCloud:
         if self.active_swaps() >= self.max_concurrent_swaps:
             self.retries_sent += 1
             return {"status": "retry", "request_id": rid, "retry_after": self.retry_after}
+        fault = self._injected_fault()  # pocket-lab fault cloud-busy (board/virtual/faults.py)
+        if fault is not None:
+            return fault | {"request_id": rid}
         iccid = self.pick_sim(device, req.get("current_iccid"))
         if iccid is None:
             return {"status": "refused", "request_id": rid, "reason": "no SIM with room"}
@@ -430,6 +433,15 @@ class ReferenceCloud:
         LOGGER.info("assigned %s to %s as %s", iccid, device, aid)
         return {"status": "ok", "request_id": rid, "assignment_id": aid, "seq": seq, "envelope": env,
                 "window": {"not_before": now, "not_after": now + ASSIGNMENT_TTL_S}}
+
+    def _injected_fault(self) -> dict[str, Any] | None:
+        """The lab's "no capacity" / "retry after" fault, while it lasts (cloud/fault.json)."""
+        fault = store.read_json(self.state_dir / "fault.json")
+        if not fault or float(fault.get("until", 0)) < self.clock.wall():
+            return None
+        if fault.get("mode") == "refuse":
+            return {"status": "refused", "reason": "no capacity"}
+        return {"status": "retry", "retry_after": float(fault.get("retry_after", self.retry_after))}
 
     def pick_sim(self, device: str, current_iccid: str | None) -> str | None:
         """The SIM with the most room that is not throttled, nearly empty, current or taken."""

@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "policy": ("board.virtual.labctl", "the reference cloud publishes a device policy (--set k=v)"),
     "sms": ("board.virtual.labsms", "the carrier texts the SIM in use (default: its cap notice)"),
     "console": ("board.virtual.console_lab", "the technician console's cable: unplug, plug, path"),
+    "fault": ("board.virtual.labctl", "inject a fault (modem, network, platform, device); `fault clear` undoes"),
 }
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from agent import store
 from board.virtual import carrier as carrier_mod
 from board.virtual import cloud as cloud_mod
-from board.virtual import netns
+from board.virtual import faults, netns
 from board.virtual.carrier import CarrierNetwork, LabLayout
 
 LAB_DIR = Path(os.environ.get("POCKET_LAB_DIR", "/run/pocket-lab"))
@@ -154,6 +154,7 @@ def up(args: argparse.Namespace) -> int:
     pty = _wait_for("the virtual modem's pty", lambda: (store.read_json(LAB_DIR / "modem.json") or {}).get("pty"),
                     15, "labd.log")
     write_agent_config(lab_pki, pty)
+    faults.mount_state_dir(LAB_DIR / "agent" / "state")  # issue 9: a small tmpfs, so "full" is real
     store.atomic_write_json(LAB_DIR / "lab.json", build_status(lab_pki), mode=store.PUBLIC_MODE)
     start_agent()
     status = status_dict()
@@ -183,7 +184,7 @@ board_profile = "{profile}"
 status_file = "{agent_dir / 'status.json'}"
 
 [modem]
-port = "{pty}"
+port = "{LAB_DIR / faults.PORT_LINK_NAME}"
 
 [cloud]
 host = "{LAYOUT.internet_addr}"
@@ -218,7 +219,7 @@ def _agent_state() -> str | None:
 def start_agent() -> None:
     (LAB_DIR / "agent" / "status.json").unlink(missing_ok=True)
     _spawn("agent", [_python(), "-m", "agent", "run", "--config", str(LAB_DIR / "agent" / "agent.toml")],
-           ns=LAYOUT.dev)
+           ns=LAYOUT.dev, env={"POCKET_AGENT_CLOCK_OFFSET_FILE": str(LAB_DIR / "agent" / faults.CLOCK_OFFSET_NAME)})
     _wait_for("the agent serving", lambda: _agent_state() == "serving" or (_pid("agent") is None and "exited"),
               UP_TIMEOUT, "agent.log")
     if _agent_state() != "serving":
@@ -230,6 +231,7 @@ def start_agent() -> None:
 def down(args: argparse.Namespace, quiet: bool = False) -> int:
     for name in PROCESSES:
         _stop(name)
+    faults.unmount_under(LAB_DIR)  # issue 9: the state tmpfs and any read-only bind
     for name in LAYOUT.all_namespaces:
         netns.delete(name)
     if LAB_DIR.exists():
@@ -369,6 +371,18 @@ def policy(args: argparse.Namespace) -> int:
         body[key] = float(value) if "." in value else int(value)
     cloud_control({"op": "policy", "device": args.device, "body": body})
     print(f"policy {body} published for {args.device}")
+def fault(args: argparse.Namespace) -> int:
+    """``pocket-lab fault KIND [options]`` / ``fault clear`` / ``fault list`` (issue 9)."""
+    request: dict[str, Any] = {"kind": args.kind}
+    for option in ("seconds", "bytes", "count", "code", "cause", "rsrp", "sinr", "retry_after", "refuse", "step"):
+        value = getattr(args, option, None)
+        if value not in (None, False):
+            request[option] = value
+    try:
+        reply = faults.send(LAB_DIR, request)
+    except faults.FaultError as exc:
+        raise LabError(str(exc)) from exc
+    print(json.dumps(reply) if args.json else " ".join(f"{k}={v}" for k, v in reply.items() if k != "ok"))
     return 0
 
 
@@ -411,11 +425,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
     if name == "policy":
         parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                             help="a policy field (docs/protocol.md 3.8), e.g. max_per_hour=20")
+    if name == "fault":  # issue 9: options per kind in docs/virtual-board.md
+        parser.add_argument("kind", choices=[*faults.KINDS, "clear", "list"])
+        parser.add_argument("--seconds", type=float, help=f"how long it lasts (default {faults.DEFAULT_SECONDS:g})")
+        parser.add_argument("--bytes", type=int, help="garbage: bytes of noise")
+        parser.add_argument("--count", type=int, help="busy: commands answered busy")
+        parser.add_argument("--code", type=int, help="busy: +CME ERROR code (14 or 515)")
+        parser.add_argument("--cause", type=int, help="reject: EMM cause; pdn-reject: ESM cause")
+        parser.add_argument("--rsrp", type=float, help="radio: RSRP dBm")
+        parser.add_argument("--sinr", type=float, help="radio: SINR dB")
+        parser.add_argument("--retry-after", type=float, help="cloud-busy: seconds the cloud asks for")
+        parser.add_argument("--refuse", action="store_true", help="cloud-busy: answer 'no capacity'")
+        parser.add_argument("--step", type=float, help="clock: seconds to step the wall clock (negative: back)")
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def main(args: argparse.Namespace) -> int:
     handler = {"up": up, "down": down, "status": status, "throttle": throttle,
-               "traffic": traffic, "usage": usage, "agent": agent, "swap": swap, "policy": policy}[args.command]
+               "traffic": traffic, "usage": usage, "agent": agent, "swap": swap, "policy": policy,
+               "fault": fault}[args.command]
     try:
         return handler(args)
     except (LabError, netns.LabCommandError) as exc:

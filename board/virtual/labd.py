@@ -13,12 +13,13 @@ import argparse
 import logging
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from agent import store
 from board.virtual import carrier as carrier_mod
-from board.virtual import labsms
+from board.virtual import faults, labsms
 from board.virtual.carrier import CarrierNetwork, LabLayout
 from board.virtual.pool import load_pool
 
@@ -63,11 +64,18 @@ def main() -> int:
     layout = LabLayout(prefix=args.prefix)
     pool = load_pool(args.lab_dir / "pool.json")
     state_file = args.lab_dir / "carrier.json"
-    carrier = CarrierNetwork(layout, pool, state_file)
+    # Faults (pocket-lab fault, board/virtual/faults.py) sit between the modem and the carrier.
+    carrier = faults.FaultyCarrier(CarrierNetwork(layout, pool, state_file), (pool.get("seed") or {}).get("imsi"),
+                                   layout)
     modem = VirtualModem(modem_config_from(pool), carrier)
-    path = modem.start()
-    store.atomic_write_json(args.lab_dir / "modem.json", {"pty": path}, mode=store.PUBLIC_MODE)
-    LOGGER.info("virtual modem on %s", path)
+    faults.install_ceer(modem, carrier)
+
+    def publish_port(path: str) -> None:
+        store.atomic_write_json(args.lab_dir / "modem.json", {"pty": path}, mode=store.PUBLIC_MODE)
+        faults.link_port(args.lab_dir, path)
+        LOGGER.info("virtual modem on %s (stable path %s)", path, args.lab_dir / faults.PORT_LINK_NAME)
+
+    publish_port(modem.start())
     # ---- console (issue 12): the technician's USB cable, a pty pair; SIGUSR1 pulls it
     from board.virtual.cable import PtyCable
     from board.virtual.console_lab import DEVICE_END, TECHNICIAN_END
@@ -79,8 +87,15 @@ def main() -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    runner = faults.FaultRunner(modem, carrier, layout, args.lab_dir, on_port=publish_port)
+    faults.serve(runner, args.lab_dir / faults.SOCKET_NAME, stop)
     policed: dict[str, int] = {}
-    while not stop.wait(CAP_CHECK_SECONDS):
+    next_cap_check = 0.0
+    while not stop.wait(faults.TICK):
+        runner.tick()
+        if time.monotonic() < next_cap_check:
+            continue
+        next_cap_check = time.monotonic() + CAP_CHECK_SECONDS
         try:
             enforce_caps(layout, pool, state_file, policed)
         except Exception:  # a failed check must not take the modem down with it
@@ -89,6 +104,7 @@ def main() -> int:
             labsms.deliver_pending(args.lab_dir, modem)  # pocket-lab sms
         except Exception:
             LOGGER.exception("SMS delivery failed")
+    runner.clear_all()
     modem.stop()
     cable.close()  # console (issue 12)
     return 0

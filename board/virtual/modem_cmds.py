@@ -253,6 +253,8 @@ class CommandSet:
         if stat == self.stat and cause == self.reject_cause:
             return
         self.stat, self.reject_cause = stat, cause
+        if stat == 3 and cause is not None:  # +CEER then names the reject, as real modems do
+            self.data.ceer = f"EMM cause #{cause}: registration rejected"
         self.ident.report_indicators()
         for name, n in self.reg_n.items():
             if n > 0:

@@ -13,7 +13,7 @@ from agent.boardprofile import load_profile
 from agent.config import AgentConfig, CloudSection
 from agent.core.exitcodes import ExitCode, exit_code_for
 from agent.core.supervisor import Supervisor
-from agent.errors import ConfigError, JournalError, ModemError
+from agent.errors import ConfigError, JournalError, ModemError, PortClosed
 from tests.conftest import REPO
 
 
@@ -50,12 +50,12 @@ def test_modem_lost_at_start_is_69(tmp_path: Path) -> None:
     sup = supervisor(tmp_path)
 
     async def start() -> None:
-        raise ModemError("not registered after 90 s")
+        raise PortClosed("cannot open /dev/ttyUSB2")
 
     assert run_with_start(sup, start) == ExitCode.MODEM_LOST == 69
 
 
-@pytest.mark.parametrize(("error", "code"), [(ConfigError("x"), 78), (ModemError("x"), 69),
+@pytest.mark.parametrize(("error", "code"), [(ConfigError("x"), 78), (ModemError("not registered"), 1), (PortClosed("x"), 69),
                                              (JournalError("x"), 73), (PermissionError("x"), 73),
                                              (RuntimeError("x"), 1)])
 def test_exit_code_for(error: BaseException, code: int) -> None:
