@@ -477,6 +477,17 @@ class Supervisor:
         """A swap is in progress: the link is down on purpose, not an outage."""
         return self._swap_lock.locked()
 
+    async def reset_modem(self, reason: str) -> dict[str, Any]:
+        """Reboot the baseband on request (the technician console's ``modem-reset``) and let
+        the healer bring registration and data back, as after any modem reboot."""
+        assert self.modem
+        LOGGER.warning("modem reset requested (%s)", reason)
+        async with self._swap_lock:  # never in the middle of a swap
+            await self.modem.reset(wait=True)
+        if self.healer is not None:
+            self.healer.wake(f"modem reset ({reason})")
+        return {"reset": True, "reason": reason}
+
     async def swap_from_refused_sim(self, cause: str) -> None:
         """The network refuses the SIM in use (issue 9's healer saw a permanent EMM cause):
         fall back to the seed SIM to reach the cloud, then swap from there, naming the
