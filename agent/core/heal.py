@@ -169,6 +169,7 @@ class Healer:
         cloud_connected: Callable[[], bool] = lambda: True,
         network_available: Callable[[bool], None] = lambda up: None,
         on_change: Callable[[dict[str, Any]], None] = lambda summary: None,
+        paused: Callable[[], bool] = lambda: False,
         rng: random.Random | None = None,
         check_interval: float = CHECK_INTERVAL,
         port_return_timeout: float = PORT_RETURN_TIMEOUT,
@@ -183,6 +184,9 @@ class Healer:
         self._reattach = reattach
         self._release_data = release_data
         self._request_swap = request_swap
+        self._paused = paused
+        """True while the supervisor's own swap has the modem: registration and data are
+        down on purpose then, and the swap machine owns the recovery (it rolls back)."""
         self._give_up = give_up
         self._report = report_outages
         self._on_seed = on_seed
@@ -255,6 +259,8 @@ class Healer:
                 if self._wake.is_set():
                     await asyncio.sleep(WAKE_DEBOUNCE)
                 self._wake.clear()
+                if self._paused():
+                    continue
                 await self.check()
         finally:
             watcher.cancel()

@@ -66,5 +66,6 @@ def healer_for(sup: Any) -> Healer:
         cloud_connected=lambda: bool(sup.cloud and sup.cloud.connected),
         network_available=sup.cloud.set_network_available,
         on_change=lambda summary: sup.status.data.__setitem__("heal", summary),
+        paused=lambda: sup.swapping,  # the swap machine owns the modem during a swap
         data_cid=DATA_CID,
     )

@@ -492,6 +492,8 @@ class Supervisor:
         """The network refuses the SIM in use (issue 9's healer saw a permanent EMM cause):
         fall back to the seed SIM to reach the cloud, then swap from there, naming the
         refused SIM so the cloud picks another."""
+        if self.swapping:  # a decision taken during our own swap is stale: the machine rolls back
+            return
         refused = dict(self.current or {})
         LOGGER.warning("SIM %s refused by the network (%s): swapping over the seed SIM", refused.get("iccid"), cause)
         if not refused.get("seed"):

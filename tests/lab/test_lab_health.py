@@ -29,7 +29,7 @@ def throttled_events(iccid: str) -> list[dict[str, Any]]:
 
 
 def swaps_from(iccid: str) -> list[dict[str, Any]]:
-    return [d for d in event_data("swap") if d["from_iccid"] == iccid and d["ok"]]
+    return [d for d in event_data("swap") if d["from_iccid"] == iccid and d["ok"] and d["reason"] == "throttled"]
 
 
 def test_policed_sim_is_reported_marked_and_swapped_away(running_lab: dict[str, Any]) -> None:
