@@ -69,11 +69,18 @@ def test_lab_status_names_the_contract_keys(running_lab: dict[str, Any]) -> None
     assert not agent_status()["sim"]["seed"], "the agent should serve on its assigned SIM, not the seed"
 
 
+def since(before: dict[str, Any], cut: dict[str, Any]) -> dict[str, Any]:
+    """A cut's difference less the one the SIM already had (bytes in flight at an earlier
+    bearer drop, docs/swap.md): what this test's own traffic added."""
+    return dict(cut, diff={d: cut["diff"][d] - before["diff"][d] for d in ("up", "down")})
+
+
 def test_50mb_transfer_cloud_total_equals_carrier_count(running_lab: dict[str, Any]) -> None:
     iccid = current_iccid()
+    before = exact_cut(iccid)
     result = download(running_lab["namespaces"]["lan"], TRANSFER_BYTES)
     assert result["bytes_down"] == TRANSFER_BYTES
-    cut = exact_cut(iccid)
+    cut = since(before, exact_cut(iccid))
     print(f"\n50 MB transfer: carrier {cut['carrier']}, cloud {cut['cloud']}, journal pending {cut['pending']}; "
           f"cloud + pending - carrier = {cut['diff']} bytes (framing rule: IP bytes)")
     assert cut["carrier"]["down"] >= TRANSFER_BYTES  # payload plus TCP/IP headers
@@ -82,6 +89,7 @@ def test_50mb_transfer_cloud_total_equals_carrier_count(running_lab: dict[str, A
 
 def test_sigkill_twenty_times_during_traffic_loses_and_doubles_nothing(running_lab: dict[str, Any]) -> None:
     iccid = current_iccid()
+    before = exact_cut(iccid)
     rng = random.Random(4)
     lab("traffic", "start", "--kind", "bulk", "--duration", "300")
     try:
@@ -92,7 +100,7 @@ def test_sigkill_twenty_times_during_traffic_loses_and_doubles_nothing(running_l
             assert current_iccid() == iccid, "a restarted agent must resume on the same SIM"
     finally:
         lab("traffic", "stop")
-    cut = exact_cut(iccid)
+    cut = since(before, exact_cut(iccid))
     print(f"\nafter 20 SIGKILLs under load: carrier {cut['carrier']}, cloud {cut['cloud']}, "
           f"pending {cut['pending']}; difference {cut['diff']}")
     assert cut["diff"] == {"up": 0, "down": 0}
