@@ -167,6 +167,8 @@ def test_sigkill_in_every_swap_phase_comes_back_serving_with_exact_usage(running
     # one. docs/swap.md, "what is not exact".
     assert all(abs(d["down"]) <= STRAY_BYTES and abs(d["up"]) <= STRAY_BYTES for d in diffs.values()), diffs
     commanded_swap()  # the next tests start on a SIM with no history
+    wait_until("the agent serving after the last swap",
+               lambda: agent_status().get("state") == "serving" and not swap_file.exists(), SWAP_TIMEOUT)
 
 
 def test_every_message_each_end_sent_fits_the_contract(running_lab: dict[str, Any]) -> None:
