@@ -287,11 +287,7 @@ class WanLink:
                     messages = await asyncio.wait_for(_one_batch(ipr), EVENT_POLL_S)
                 except TimeoutError:
                     continue
-                for msg in messages:
-                    event = self._classify(msg)
-                    if event is not None and event.kind != last:
-                        last = event.kind
-                        callback(event)
+                last = self._deliver(messages, callback, last)
         except Exception as exc:  # the watcher must never take the daemon down
             failure.append(exc)
             LOGGER.exception("%s: link watcher stopped", self.ifname)
@@ -340,16 +336,21 @@ class WanLink:
                 readable, _, _ = select.select([ipr], [], [], EVENT_POLL_S)
                 if not readable:
                     continue
-                for msg in ipr.get():
-                    event = self._classify(msg)
-                    if event is not None and event.kind != last:
-                        last = event.kind
-                        callback(event)
+                last = self._deliver(ipr.get(), callback, last)
         except Exception as exc:  # the watcher must never take the daemon down
             failure.append(exc)
             LOGGER.exception("%s: link watcher stopped", self.ifname)
         finally:
             ipr.close()
+
+    def _deliver(self, messages: Any, callback: Callable[[LinkEvent], None], last: str | None) -> str | None:
+        """Each change of our interface's state in ``messages`` becomes one LinkEvent."""
+        for msg in messages:
+            event = self._classify(msg)
+            if event is not None and event.kind != last:
+                last = event.kind
+                callback(event)
+        return last
 
     def _classify(self, msg: Any) -> LinkEvent | None:
         if msg.get("IFLA_IFNAME") != self.ifname:
@@ -434,10 +435,11 @@ class _StatsSocket:
         raise NetError(f"read counters of {ifname}: kernel sent no IFLA_STATS64")
 
 
-def _socket_in(netns: str | None) -> socket.socket:
-    """A NETLINK_ROUTE socket in ``netns`` (None: ours); never creates a namespace."""
-    if netns is None:
-        return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+def socket_in_netns(netns: str, family: int = socket.AF_INET, kind: int = socket.SOCK_DGRAM,
+                    proto: int = 0) -> socket.socket:
+    """A socket that lives in network namespace ``netns``, opened from a short-lived thread
+    that entered it: the socket keeps its namespace, the caller's thread keeps its own.
+    Never creates a namespace."""
     result: list[socket.socket | OSError] = []
 
     def enter_and_open() -> None:
@@ -449,7 +451,7 @@ def _socket_in(netns: str | None) -> socket.socket:
                     raise OSError(err, f"setns {netns}: {os.strerror(err)}")
             finally:
                 os.close(fd)
-            result.append(socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE))
+            result.append(socket.socket(family, kind, proto))
         except OSError as exc:
             result.append(exc)
 
@@ -460,6 +462,13 @@ def _socket_in(netns: str | None) -> socket.socket:
     if isinstance(got, OSError):
         raise got
     return got
+
+
+def _socket_in(netns: str | None) -> socket.socket:
+    """A NETLINK_ROUTE socket in ``netns`` (None: ours)."""
+    if netns is None:
+        return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+    return socket_in_netns(netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
 
 
 def _iproute(netns: str | None) -> Any:

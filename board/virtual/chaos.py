@@ -13,12 +13,9 @@ modem's latency constants (the steps a perfect agent would take, nothing else).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import math
-import os
 import random
-import socket
 import statistics
 import threading
 import time
@@ -27,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.net.link import socket_in_netns  # the one way into a namespace
 from board.virtual.modem import ATTACH_LATENCY, BOOT_LATENCY, CONTEXT_LATENCY, SLOT_SWITCH_LATENCY
 
 PROBE_INTERVAL = 0.2
@@ -34,33 +32,6 @@ PROBE_INTERVAL = 0.2
 PROBE_TIMEOUT = 0.5
 """An echo through the lab takes well under a millisecond; 0.5 s without one is a loss."""
 ECHO_PORT = 7
-CLONE_NEWNET = 0x40000000
-
-
-def socket_in_netns(netns: str, family: int = socket.AF_INET, kind: int = socket.SOCK_DGRAM) -> socket.socket:
-    """A socket that lives in network namespace ``netns`` (opened from a short-lived thread
-    that entered it; the socket keeps its namespace, the caller's thread keeps its own)."""
-    result: list[Any] = []
-
-    def enter_and_open() -> None:
-        try:
-            fd = os.open(f"/var/run/netns/{netns}", os.O_RDONLY)
-            try:
-                if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns {netns}: {os.strerror(err)}")
-            finally:
-                os.close(fd)
-            result.append(socket.socket(family, kind))
-        except OSError as exc:
-            result.append(exc)
-
-    worker = threading.Thread(target=enter_and_open, name=f"netns-{netns}")
-    worker.start()
-    worker.join()
-    if isinstance(result[0], OSError):
-        raise result[0]
-    return result[0]  # type: ignore[no-any-return]
 
 
 class ServingProbe:

@@ -77,7 +77,7 @@ class DataCommands:
 
         m = GPRS_DIAL.match(dial_string.strip())
         if m is None:
-            self.ceer = "voice and circuit-switched calls are not supported"
+            self.ceer = "voice and circuit-switched calls: this is a data-only modem"
             return ["NO CARRIER"], CONTEXT_LATENCY
         cid = int(m.group(1) or 1)
         if not self.cs.m.config.ppp_on_at_port:
