@@ -363,12 +363,30 @@ def swap(args: argparse.Namespace) -> int:
     return 0
 
 
+def _next_policy_version() -> int:
+    """The publication second, or one more than the last version published when two come
+    within a second: a device adopts only a newer version (docs/protocol.md 3.8)."""
+    path = LAB_DIR / "cloud" / "policy-version"
+    try:
+        last = int(path.read_text())
+    except (OSError, ValueError):
+        last = 0
+    version = max(int(time.time()), last + 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(str(version))
+    return version
+
+
 def policy(args: argparse.Namespace) -> int:
     """Publish a retained policy (``--set key=value`` ...) with a fresh version."""
-    body: dict[str, Any] = {"version": int(time.time())}
+    body: dict[str, Any] = {"version": _next_policy_version()}
     for item in args.set or []:
         key, _, value = item.partition("=")
-        body[key] = float(value) if "." in value else int(value)
+        *outer, leaf = key.split(".")  # pacing.backoff_cap_s=10: a knob of a nested object
+        table = body
+        for name in outer:
+            table = table.setdefault(name, {})
+        table[leaf] = float(value) if "." in value else int(value)
     cloud_control({"op": "policy", "device": args.device, "body": body})
     print(f"policy {body} published for {args.device}")
 def fault(args: argparse.Namespace) -> int:
@@ -424,7 +442,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                             help="seconds: the device picks a random moment inside (default: now)")
     if name == "policy":
         parser.add_argument("--set", action="append", metavar="KEY=VALUE",
-                            help="a policy field (docs/protocol.md 3.8), e.g. max_per_hour=20")
+                            help="a policy field (docs/protocol.md 3.8), e.g. max_per_hour=20 or "
+                                 "pacing.backoff_cap_s=10")
     if name == "fault":  # issue 9: options per kind in docs/virtual-board.md
         parser.add_argument("kind", choices=[*faults.KINDS, "clear", "list"])
         parser.add_argument("--seconds", type=float, help=f"how long it lasts (default {faults.DEFAULT_SECONDS:g})")

@@ -11,6 +11,7 @@ the agent; usage stays exact (cloud + journal = carrier, to the byte) across all
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import signal
@@ -48,6 +49,14 @@ BROKER_DOWN_S = 28.0
 """Long enough to count: the link notices the loss at its next packet (a keep-alive every
 BROKER_KEEPALIVE_S during this test), then the healer's grace (agent/core/heal.py
 BROKER_GRACE, 15 s)."""
+BROKER_BACKOFF_CAP_S = 10
+"""The pacing policy's lowest back-off ceiling (docs/protocol.md 3.8.1), published for the
+broker test: with the default 300 s ceiling the device returns to a restored broker at a
+random moment up to minutes later (full jitter, as designed for a fleet), too long to
+await the outage's end in a test."""
+BROKER_RETURN_TIMEOUT = 2 * BROKER_BACKOFF_CAP_S + 5
+"""The reconnect in flight when the broker returns waits at most one ceiling; a TLS
+connect and the healer's 2 s cadence follow."""
 LOCAL_OUTAGE_TIMEOUT = 15.0
 """An interval is closed on the healer's first pass after serving again (2 s cadence)."""
 REPORTED_AT_CLOUD = ("pdn-deact", "reject", "usb-gone")
@@ -112,14 +121,15 @@ def wait_outage(kind: str, cause: str, known: int) -> dict[str, Any]:
     return wait_until(f"outage {kind} ({cause}) at the cloud", found, REPORT_TIMEOUT)
 
 
-def wait_local_outage(kind: str, cause: str, closed_before: set[int]) -> dict[str, Any]:
+def wait_local_outage(kind: str, cause: str, closed_before: set[int],
+                      timeout: float = LOCAL_OUTAGE_TIMEOUT) -> dict[str, Any]:
     """An interval closed since ``closed_before`` in the agent's own (durable) outage log
     (it may have opened earlier: the classifier can hold one open across a fault)."""
     def found() -> dict[str, Any] | None:
         new = [o for o in chaos.agent_outages(LAB_DIR) if o["id"] not in closed_before and o["end"] is not None]
         return next((o for o in new if o["kind"] == kind and cause in o["cause"]), None)
 
-    return wait_until(f"outage {kind} ({cause}) in the agent's log", found, LOCAL_OUTAGE_TIMEOUT)
+    return wait_until(f"outage {kind} ({cause}) in the agent's log", found, timeout)
 
 
 def closed_outages() -> set[int]:
@@ -152,9 +162,32 @@ def short_keepalive(seconds: int) -> Iterator[None]:
         lab("agent", "restart")
 
 
+@contextlib.contextmanager
+def fast_reconnect(cap_s: int) -> Iterator[None]:
+    """The platform's pacing policy with back-off ceiling ``cap_s`` while inside, awaited
+    in the agent's ``pacing.json``; the device defaults again afterwards (an empty pacing)."""
+    path = LAB_DIR / "agent" / "state" / "cloud" / "pacing.json"
+
+    def cap() -> float | None:
+        try:
+            return float(json.loads(path.read_text())["backoff_cap_s"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    lab("policy", "--set", f"pacing.backoff_cap_s={cap_s}")
+    wait_until(f"the agent's pacing with backoff_cap_s={cap_s}", lambda: cap() == cap_s, 30)
+    try:
+        yield
+    finally:
+        lab("policy", "--set", "pacing.backoff_cap_s=300")
+
+
 @pytest.mark.parametrize("kind", list(EXPECTED_OUTAGE))
 def test_fault_heals_by_itself(kind: str, running_lab: dict[str, Any], probe: chaos.ServingProbe) -> None:
-    with short_keepalive(BROKER_KEEPALIVE_S) if kind == "broker-down" else contextlib.nullcontext():
+    if kind == "broker-down":
+        with short_keepalive(BROKER_KEEPALIVE_S), fast_reconnect(BROKER_BACKOFF_CAP_S):
+            heals_by_itself(kind, probe)
+    else:
         heals_by_itself(kind, probe)
 
 
@@ -174,7 +207,8 @@ def heals_by_itself(kind: str, probe: chaos.ServingProbe) -> None:
     if kind == "broker-down":
         expected = ("broker_unreachable", "broker_unreachable")
     if expected is not None:
-        outage = wait_local_outage(*expected, local)
+        outage = wait_local_outage(*expected, local,
+                                   BROKER_RETURN_TIMEOUT if kind == "broker-down" else LOCAL_OUTAGE_TIMEOUT)
         assert outage["start"] <= outage["end"]
         if kind in REPORTED_AT_CLOUD:
             reported = wait_outage(*expected, known)
