@@ -1,27 +1,19 @@
 """No task without an owner: kept while it runs, its crash logged, cancelled on stop.
 
-Unit tests for agent.cloud.tasks and the inbox's callbacks (a fake message, no broker),
-then the real link against mosquitto: an async command callback still running when the
-link stops is cancelled, and nothing of the link is left pending.
+Unit tests for agent.cloud.tasks (the inbox's callbacks: test_inbox.py), then the real
+link against mosquitto: an async command callback still running when the link stops is
+cancelled, and nothing of the link is left pending.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from pathlib import Path
-from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
 
-from agent.clock import FakeClock
-from agent.cloud import pacing
-from agent.cloud import protocol as proto
-from agent.cloud.inbox import Inbox, Rejects
 from agent.cloud.link import CloudLink
-from agent.cloud.linkconfig import LinkStats
 from agent.cloud.tasks import TaskOwner
 from board.virtual.cloud import ReferenceCloud
 from board.virtual.pki import LabPki
@@ -65,50 +57,6 @@ def test_owner_logs_a_crash_when_it_happens_and_forgets_the_task(caplog: pytest.
         run(body())
     crashed = [r for r in caplog.records if "t-crash crashed" in r.getMessage()]
     assert crashed and crashed[0].exc_info is not None and "boom" in str(crashed[0].exc_info[1])
-
-
-def inbox(tmp_path: Path) -> Inbox:
-    clock = FakeClock()
-    pacer = pacing.Pacer(pacing.PacingPolicy(), random.Random(1))
-    emitted: list[tuple[str, dict[str, Any]]] = []
-    rejects = Rejects(clock, LinkStats(), lambda kind, data: emitted.append((kind, data)) or len(emitted))
-    return Inbox(DEVICE, tmp_path, clock=clock, pacer=pacer, rejects=rejects,
-                 on_ack=lambda body, topic: None, on_assignment=lambda body, topic, corr: None)
-
-
-def command(command_id: str) -> mqtt.MQTTMessage:
-    msg = mqtt.MQTTMessage(topic=proto.topic(DEVICE, proto.COMMAND).encode())
-    msg.payload = proto.encode({"command_id": command_id, "action": "report"})
-    return msg
-
-
-def test_an_async_command_callback_runs_as_an_owned_task_cancelled_on_stop(tmp_path: Path) -> None:
-    async def body() -> None:
-        box = inbox(tmp_path)
-        started, cancelled = asyncio.Event(), []
-        box.on_command(lambda cmd: forever(started, cancelled))
-        box.deliver(command("c1"))
-        await started.wait()
-        assert len(box.tasks.pending()) == 1
-        await box.stop()
-        assert cancelled == [True] and box.tasks.pending() == []
-    run(body())
-
-
-def test_a_redelivered_command_starts_no_second_task(tmp_path: Path) -> None:
-    async def body() -> None:
-        box = inbox(tmp_path)
-        calls: list[str] = []
-
-        async def record(cmd: proto.Command) -> None:
-            calls.append(cmd.command_id)
-        box.on_command(record)
-        box.deliver(command("c1"))
-        box.deliver(command("c1"))
-        await asyncio.gather(*box.tasks.pending())
-        assert calls == ["c1"]
-        await box.stop()
-    run(body())
 
 
 def test_stopping_the_link_leaves_no_pending_task(broker: Broker, pki: LabPki, cloud: ReferenceCloud,
