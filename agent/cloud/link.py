@@ -66,6 +66,8 @@ class CloudLink:
                                     request_window_s=config.request_window, backoff_base_s=config.backoff_base,
                                     backoff_cap_s=config.backoff_cap)
         self.pacer = pacing.Pacer(pacing.load(self.state_dir, local), rng or random.Random())
+        # The session calls into the inbox and the streams, built just below: the lambdas
+        # look them up when a message or a tick arrives, which is after start().
         self.session = MqttSession(config, self.device_id, clock=self.clock, pacer=self.pacer,
                                    sessions=SessionCounter(self.state_dir), stats=self.stats,
                                    on_live=self._on_live, on_message=lambda msg: self.inbox.deliver(msg),
