@@ -24,10 +24,10 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-LOGGER = logging.getLogger(__name__)
+from agent.cloud.linkconfig import CONNECT_TIMEOUT_S
 
-CONNECT_TIMEOUT_S = 15.0
-"""TCP + TLS + CONNACK over cellular: the same bound as the cloud link's (agent.cloud.link)."""
+LOGGER = logging.getLogger(__name__)
+# One attempt gets the link's own bound on TCP + TLS + CONNACK over cellular (CONNECT_TIMEOUT_S).
 
 PROBE_SUFFIX = "~probe"
 """Appended to the device id for the probe's MQTT client id (not a topic level: any

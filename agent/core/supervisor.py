@@ -311,14 +311,7 @@ class Supervisor:
 
     # ---- SIMs and the data path -------------------------------------------------------
     def _make_cloud(self) -> CloudLink:
-        c = self.cfg.cloud
-        config = CloudConfig(device_id=self.cfg.device_id, host=c.host, port=c.port, ca_file=c.ca,
-                             cert_file=c.cert, key_file=c.key, sealing_key_file=c.sealing_key,
-                             platform_key_file=c.platform_key, keepalive=c.keepalive_s,
-                             # issue 10: the idle watchdog follows the keep-alive (20 min at the
-                             # default 300 s; its probe at half that): paho already finds a dead
-                             # path by the missing PINGRESP within 1.5 keep-alives
-                             watchdog_idle=4.0 * c.keepalive_s)
+        config = CloudConfig.from_section(self.cfg.device_id, self.cfg.cloud)
         assert self.journal
         self.report_gate = ReportGate(self.journal, self.clock, ReportPolicy(
             min_interval_s=self.cfg.report_interval_s, heartbeat_s=self.cfg.heartbeat_s))

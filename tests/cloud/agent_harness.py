@@ -50,7 +50,7 @@ async def main(config_path: str, state_dir: str, count: int, iccid: str) -> None
                     box.put(record(box.next_seq, iccid))
                 link.kick()
             stdin_line = loop.run_in_executor(None, sys.stdin.readline)
-        sent = link._sent.get("usage", 0)
+        sent = link.streams.sent("usage")
         status = "drained" if len(box) == 0 else f"sent {sent}" if sent == target else ""
         if status and status != reported:
             print(status if status == "drained" else f"sent {sent}", flush=True)

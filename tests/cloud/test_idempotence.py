@@ -68,7 +68,7 @@ def test_redelivered_assignment_is_acknowledged_again_not_reapplied(
             await until(lambda: len(results()) == 2)
             assert results()[1]["body"]["body"]["data"] == {"assignment_id": a.assignment_id, "ok": True,
                                                            "detail": "attached"}
-            assert link._guard.last_seq == a.seq and link.stats.rejected == 0
+            assert link.assignments.guard.last_seq == a.seq and link.stats.rejected == 0
         finally:
             await link.stop()
     run(body())

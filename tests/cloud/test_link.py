@@ -256,7 +256,7 @@ def test_no_assignment_when_cloud_absent_times_out_cleanly(broker: Broker, pki: 
 
 def test_a_flood_of_bad_messages_is_rate_limited_upstream(broker: Broker, pki: LabPki, cloud: ReferenceCloud,
                                                           tmp_path: Path) -> None:
-    from agent.cloud.link import ERROR_EVENTS_PER_WINDOW
+    from agent.cloud.inbox import ERROR_EVENTS_PER_WINDOW
     got: list[Command] = []
 
     async def body() -> None:

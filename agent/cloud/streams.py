@@ -1,0 +1,126 @@
+"""Reliable streams: drain every ReliableSource in order, forget a record only on the cloud's ack.
+
+Every ReliableSource (usage journal, the link's own event Outbox) is drained in sequence
+order, at most ``window`` records in flight per stream; a record is forgotten only on the
+cloud's application ack (pw/v1/<dev>/ack), never on PUBACK, since a broker restart may
+lose what it held. After a reconnect (``restart``), or ``ack_timeout`` without progress,
+unacknowledged records are sent again; the cloud de-duplicates by (device, stream, seq).
+
+No broker here: the streams publish through a function given to them (the session's
+``publish``, which answers False when nothing is live), so tests drive them with a fake.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from agent.clock import JST, Clock
+from agent.cloud import protocol as proto
+from agent.cloud.linkconfig import LinkStats
+from agent.cloud.outbox import Outbox, ReliableSource
+from agent.cloud.schema import validate_event_data
+from agent.errors import AgentError, JournalError, ProtocolError
+
+LOGGER = logging.getLogger(__name__)
+
+Publish = Callable[[str, bytes], bool]
+"""(topic, payload) -> queued? QoS 1, not retained."""
+
+
+class ReliableStreams:
+    """The sources by stream name, what of each is in flight, and since when without progress."""
+
+    def __init__(self, device_id: str, sources: list[ReliableSource], events: Outbox, *, window: int,
+                 ack_timeout: float, clock: Clock, publish: Publish, is_live: Callable[[], bool],
+                 stats: LinkStats):
+        self.device_id = device_id
+        self.events = events
+        self.sources: dict[str, ReliableSource] = {s.stream: s for s in [*sources, events]}
+        self.window = window
+        self.ack_timeout = ack_timeout
+        self.clock = clock
+        self.stats = stats
+        self._publish = publish
+        self._is_live = is_live
+        self._sent: dict[str, int] = {}  # highest seq published per stream in this session
+        self._progress_at: dict[str, float] = {}  # since when a stream has records in flight without an ack
+
+    def sent(self, stream: str) -> int:
+        """The highest sequence number of ``stream`` published since the last (re)send; 0 if none."""
+        return self._sent.get(stream, 0)
+
+    def restart(self) -> None:
+        """A new session: nothing is in flight any more; the next drain sends every pending record."""
+        self._sent.clear()
+        self._progress_at.clear()
+
+    def drain(self) -> None:
+        """Publish every stream's unsent records, keeping at most ``window`` in flight."""
+        if not self._is_live():
+            return
+        for stream, source in self.sources.items():
+            try:
+                pending = source.pending(self.window)
+            except AgentError as exc:
+                LOGGER.error("source %s cannot list pending records: %s", stream, exc)
+                continue
+            if not pending:
+                self._progress_at.pop(stream, None)
+                continue
+            self._send(stream, pending)
+
+    def _send(self, stream: str, pending: list[tuple[int, dict[str, Any]]]) -> None:
+        base = pending[0][0]
+        sent = self._sent.get(stream, 0)
+        for seq, body in pending:
+            if seq <= sent:
+                continue
+            if not self._publish(proto.stream_topic(self.device_id, stream, body),
+                                 self._record_payload(stream, seq, base, body)):
+                break
+            sent = seq
+            self._progress_at.setdefault(stream, self.clock.monotonic())
+        self._sent[stream] = sent
+
+    def _record_payload(self, stream: str, seq: int, base: int, body: dict[str, Any]) -> bytes:
+        try:
+            return proto.encode({"stream": stream, "seq": seq, "base": base, "body": body})
+        except ProtocolError as exc:
+            # Unsendable as is: send a stand-in so the cloud can record the loss and ack past it.
+            LOGGER.error("record %s/%d cannot be sent: %s", stream, seq, exc)
+            return proto.encode({"stream": stream, "seq": seq, "base": base, "body": {}, "rejected": exc.reason})
+
+    def handle_ack(self, body: dict[str, Any], topic: str) -> None:
+        """pw/v1/<dev>/ack: the cloud holds ``upto``; forget it and send what the window now allows."""
+        stream, upto = proto.validate_ack(body, topic)
+        source = self.sources.get(stream)
+        if source is None:
+            raise ProtocolError(f"ack for unknown stream {stream!r}", topic=topic, reason="schema")
+        try:
+            source.ack(upto)
+        except JournalError as exc:
+            LOGGER.error("cannot record ack %s<=%d: %s", stream, upto, exc)
+        self._progress_at[stream] = self.clock.monotonic()
+        self.drain()
+
+    def check_ack_timeouts(self) -> None:
+        """Called on every watchdog tick of a live session: resend a stream silent for ``ack_timeout``."""
+        now = self.clock.monotonic()
+        for stream, since in list(self._progress_at.items()):
+            if now - since > self.ack_timeout and self._sent.get(stream):
+                LOGGER.warning("no ack on %s for %.0fs: sending unacknowledged records again", stream, now - since)
+                self.stats.resends += 1
+                self._sent[stream] = 0
+                self._progress_at[stream] = now
+        self.drain()
+
+    def emit(self, kind: str, data: dict[str, Any]) -> int:
+        """Queue a durable event on the "event" stream and send it if a session is live; its seq."""
+        validate_event_data(kind, data)  # our own bug is caught here, loudly, not at the cloud
+        body = {"kind": kind, "at": self.clock.now(JST).isoformat(timespec="seconds"), "data": data}
+        proto.encode({"stream": proto.EVENT, "seq": 0, "base": 0, "body": body})  # size check before it is durable
+        seq = self.events.put(body)
+        self.drain()
+        return seq
