@@ -13,22 +13,22 @@ from agent.cli import dispatch
 VERSION = "0.1.0"
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "modem": ("board.virtual.modem", "run the virtual modem alone on a pty; prints its path"),
-    "broker": ("board.virtual.broker", "run mosquitto with the lab's TLS CA and per-device ACL"),
-    "cloud": ("board.virtual.cloud", "run the reference cloud (SIM pool, assignment, usage)"),
-    "events": ("board.virtual.cloud_events", "list what the reference cloud received"),
-    "up": ("board.virtual.labctl", "bring the whole lab up; returns once the agent serves"),
-    "down": ("board.virtual.labctl", "remove every namespace, process and file the lab made"),
-    "status": ("board.virtual.labctl", "print the lab's addresses, files and processes"),
-    "throttle": ("board.virtual.labctl", "the current SIM's cap is used up: police it"),
-    "traffic": ("board.virtual.labctl", "start or stop load from the LAN host"),
-    "usage": ("board.virtual.labctl", "carrier byte counts and cloud totals per SIM"),
-    "agent": ("board.virtual.labctl", "restart or kill the lab's agent"),
-    "swap": ("board.virtual.labctl", "the reference cloud commands a SIM swap (now or inside --window)"),
-    "policy": ("board.virtual.labctl", "the reference cloud publishes a device policy (--set k=v)"),
-    "sms": ("board.virtual.labsms", "the carrier texts the SIM in use (default: its cap notice)"),
-    "console": ("board.virtual.console_lab", "the technician console's cable: unplug, plug, path"),
-    "fault": ("board.virtual.labctl", "inject a fault (modem, network, platform, device); `fault clear` undoes"),
+    "modem": ("board.virtual.modem.device", "run the virtual modem alone on a pty; prints its path"),
+    "broker": ("board.virtual.cloud.broker", "run mosquitto with the lab's TLS CA and per-device ACL"),
+    "cloud": ("board.virtual.cloud.reference", "run the reference cloud (SIM pool, assignment, usage)"),
+    "events": ("board.virtual.cloud.events", "list what the reference cloud received"),
+    "up": ("board.virtual.lab.ctl", "bring the whole lab up; returns once the agent serves"),
+    "down": ("board.virtual.lab.ctl", "remove every namespace, process and file the lab made"),
+    "status": ("board.virtual.lab.ctl", "print the lab's addresses, files and processes"),
+    "throttle": ("board.virtual.lab.ctl", "the current SIM's cap is used up: police it"),
+    "traffic": ("board.virtual.lab.ctl", "start or stop load from the LAN host"),
+    "usage": ("board.virtual.lab.ctl", "carrier byte counts and cloud totals per SIM"),
+    "agent": ("board.virtual.lab.ctl", "restart or kill the lab's agent"),
+    "swap": ("board.virtual.lab.ctl", "the reference cloud commands a SIM swap (now or inside --window)"),
+    "policy": ("board.virtual.lab.ctl", "the reference cloud publishes a device policy (--set k=v)"),
+    "sms": ("board.virtual.lab.sms", "the carrier texts the SIM in use (default: its cap notice)"),
+    "console": ("board.virtual.lab.console", "the technician console's cable: unplug, plug, path"),
+    "fault": ("board.virtual.lab.ctl", "inject a fault (modem, network, platform, device); `fault clear` undoes"),
 }
 
 

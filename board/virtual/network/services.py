@@ -7,7 +7,7 @@
   ``PUT`` reads and discards until the client closes (uploads);
   every stream is bounded by ``MAX_STREAM_BYTES`` and ``MAX_STREAM_SECONDS``.
 
-Run as ``python -m board.virtual.services --host 198.18.0.1`` inside the namespace.
+Run as ``python -m board.virtual.network.services --host 198.18.0.1`` inside the namespace.
 """
 
 from __future__ import annotations

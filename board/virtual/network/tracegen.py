@@ -1,7 +1,7 @@
 """Record the health-trace library on real kernel parts (needs root).
 
-    python -m board.virtual.tracegen --scenario police128_bulk --out tests/traces/police128_bulk.csv
-    python -m board.virtual.tracegen --all --out-dir tests/traces --parallel 4
+    python -m board.virtual.network.tracegen --scenario police128_bulk --out tests/traces/police128_bulk.csv
+    python -m board.virtual.network.tracegen --all --out-dir tests/traces --parallel 4
 
 Topology (slot 0; slot k adds the suffix ``k`` to each namespace and uses the k-th /27
 of 198.19.200.0/24)::
@@ -61,7 +61,7 @@ from typing import Any
 
 LOGGER = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 NS_PREFIX = os.environ.get("POCKET_TRACEGEN_PREFIX", "pwtg-")
 """Namespace prefix; another prefix lets two recordings (two worktrees) share a machine."""
 TCP_PORT = 5001
@@ -603,7 +603,7 @@ def record_scenario(sc: Scenario, out: Path, slot: int = 0, conntrack: bool = Tr
     try:
         topology_up(topo)
         with processes() as procs, tempfile.TemporaryDirectory(prefix="pwtg-") as tmp:
-            srv = subprocess.Popen(_py(topo.ns("srv"), "-m", "board.virtual.tracegen", "serve",
+            srv = subprocess.Popen(_py(topo.ns("srv"), "-m", "board.virtual.network.tracegen", "serve",
                                        "--host", topo.server_ip), env=env, stdout=subprocess.PIPE)
             procs.append(srv)
             assert srv.stdout is not None
@@ -625,7 +625,7 @@ def record_scenario(sc: Scenario, out: Path, slot: int = 0, conntrack: bool = Tr
                 # restarting it would show two flows for a moment at every phase change.
                 if not (i and phase.load.startswith("stream") and phase.load == sc.phases[i - 1].load):
                     seconds = sum(p.seconds for p in _same_load_run(sc.phases, i))
-                    ld = subprocess.Popen(_py(topo.ns("lan"), "-m", "board.virtual.tracegen", "load",
+                    ld = subprocess.Popen(_py(topo.ns("lan"), "-m", "board.virtual.network.tracegen", "load",
                                               "--kind", phase.load, "--server", f"{server[0]}:{server[1]}",
                                               "--seconds", str(seconds), "--seed", str(sc.seed + i)),
                                           env=env)
@@ -659,7 +659,7 @@ def write_expectations(path: Path, names: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m board.virtual.tracegen")
+    parser = argparse.ArgumentParser(prog="python -m board.virtual.network.tracegen")
     sub = parser.add_subparsers(dest="cmd")
     s = sub.add_parser("serve")
     s.add_argument("--host", required=True)
