@@ -1,15 +1,21 @@
-"""Load from the LAN host through the router: ``bulk``, ``web`` or ``video``.
+"""Load from the LAN host through the router: the one traffic model of the virtual board.
 
-Run inside the ``-lan`` namespace (``pocket-lab traffic start`` does). Every kind is
-bounded by ``--duration`` and ``--bytes`` and stops by itself. The shapes are the ones
-the low-speed detector must tell apart (docs/health.md):
+``pocket-lab traffic start`` runs it in the lab's ``-lan`` namespace and the trace
+recorder (``tracegen``) runs it in its own, against the same byte source
+(``services``), so what the lab shows and what the trace library recorded are the same
+shapes of load, the ones the low-speed detector must tell apart (docs/health.md):
 
-- ``bulk``: back-to-back large downloads on ``--flows`` parallel connections;
-- ``web``: page loads (a burst of 5-20 objects of 5-300 kB) with 1-6 s think time;
-- ``video``: a 4-second segment every 4 seconds at ``--video-kbps`` (adaptive players
-  fetch in chunks and sit idle between them).
+- ``bulk``: ``--flows`` long downloads, each open until the deadline or the budget;
+- ``web``: pages of 1-6 objects (20-620 kB, log-normal) fetched in parallel, then 1-5 s
+  of reading;
+- ``video``: a 4-second segment at ``--video-kbps`` (+-1/6) every 4 seconds, back to back
+  when the player falls behind (adaptive players fetch in chunks and sit idle between);
+- ``mixed``: one bulk flow and web pages at once;
+- ``streamN``: one connection the server paces at N kbps (an app-limited stream);
+- ``upload``: one upload of ``--bytes``; ``idle``: nothing.
 
-On exit it prints one JSON line: {"kind", "bytes_down", "bytes_up", "seconds"}.
+Every kind is bounded by ``--duration`` and ``--bytes`` and stops by itself, or on
+SIGTERM. On exit it prints one JSON line: {"kind", "bytes_down", "bytes_up", "seconds"}.
 """
 
 from __future__ import annotations
@@ -20,14 +26,40 @@ import json
 import random
 import signal
 import time
+from collections.abc import Awaitable
 
-SERVER = ("198.18.0.1", 9000)
-BULK_OBJECT = 8 * 1024 * 1024
-"""8 MiB per bulk request: long enough to reach steady state, short enough to re-open."""
+from board.virtual.network.services import MAX_STREAM_BYTES, SOURCE_PORT
+
+SERVER = ("198.18.0.1", SOURCE_PORT)
 READ_CHUNK = 64 * 1024
+STALL_SECONDS = 5.0
+"""A connection that neither connects nor delivers a byte for 5 s is given up (and a bulk
+flow re-opened), as a client's socket timeout does: a link that went down, a NAT entry a
+SIM swap flushed."""
+RETRY_SECONDS = 1.0
+"""Pause after a connection that could not be made, before the next try."""
+
+PAGE_OBJECTS = (1, 6)
+"""Objects per page, fetched in parallel (browsers open about six connections per host)."""
+OBJECT_LOGNORMAL = (11.5, 1.0)
+"""ln(bytes) of a web object: median ~100 kB, a long tail, as measured page weights."""
+OBJECT_BYTES = (20_000, 600_000)
+"""An object is 20 kB plus the log-normal size modulo 600 kB: no object is tiny or huge."""
+THINK_SECONDS = (1.0, 5.0)
+"""Reading time between pages."""
+PAGE_TIMEOUT = 30.0
+"""A page that takes longer is abandoned, as a user gives up on it."""
+SEGMENT_SECONDS = 4.0
+"""Adaptive players fetch 2-10 s segments; 4 s is the HLS/DASH default of many."""
+SEGMENT_JITTER = 1 / 6
+"""Segment sizes vary +-1/6 around the bitrate (scene complexity in a VBR encoding)."""
+VIDEO_KBPS = 1200
+"""A mid-quality mobile video (~600 kB per 4 s segment)."""
 
 
 class Load:
+    """Byte counts and bounds shared by every connection of one run."""
+
     def __init__(self, host: str, port: int, deadline: float, byte_budget: int):
         self.host, self.port = host, port
         self.deadline, self.budget = deadline, byte_budget
@@ -37,21 +69,29 @@ class Load:
     def done(self) -> bool:
         return time.monotonic() >= self.deadline or self.down >= self.budget
 
-    async def get(self, nbytes: int) -> None:
+    async def get(self, nbytes: int, request: str | None = None, deadline: float | None = None) -> None:
+        """Download ``nbytes`` (or what ``request`` asks for) until done, ``deadline`` or a
+        stall; a connection that cannot be made costs ``RETRY_SECONDS`` (no busy loop)."""
         nbytes = max(0, min(nbytes, self.budget - self.down))
         if nbytes == 0:
             return
-        reader, writer = await asyncio.open_connection(self.host, self.port)
+        until = min(self.deadline, deadline or self.deadline)
         try:
-            writer.write(f"GET {nbytes}\n".encode())
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port),
+                                                    min(STALL_SECONDS, max(until - time.monotonic(), 0.01)))
+        except (TimeoutError, OSError):
+            await asyncio.sleep(min(RETRY_SECONDS, max(until - time.monotonic(), 0.0)))
+            return
+        try:
+            writer.write((request or f"GET {nbytes}\n").encode())
             await writer.drain()
-            while not self.done():
-                left = self.deadline - time.monotonic()
-                data = await asyncio.wait_for(reader.read(READ_CHUNK), max(left, 0.01))
+            while not self.done() and time.monotonic() < until:
+                wait = min(STALL_SECONDS, max(until - time.monotonic(), 0.01))
+                data = await asyncio.wait_for(reader.read(READ_CHUNK), wait)
                 if not data:
                     break
                 self.down += len(data)
-        except TimeoutError:
+        except (TimeoutError, OSError):
             pass
         finally:
             writer.close()
@@ -74,24 +114,60 @@ class Load:
 async def bulk(load: Load, flows: int) -> None:
     async def one() -> None:
         while not load.done():
-            await load.get(BULK_OBJECT)
+            await load.get(MAX_STREAM_BYTES)
     await asyncio.gather(*(one() for _ in range(flows)))
+
+
+def page_sizes(rng: random.Random) -> list[int]:
+    """The objects of one web page, in bytes."""
+    return [int(rng.lognormvariate(*OBJECT_LOGNORMAL)) % OBJECT_BYTES[1] + OBJECT_BYTES[0]
+            for _ in range(rng.randint(*PAGE_OBJECTS))]
 
 
 async def web(load: Load, rng: random.Random) -> None:
     while not load.done():
-        sizes = [rng.randint(5_000, 300_000) for _ in range(rng.randint(5, 20))]
-        for i in range(0, len(sizes), 6):  # browsers open about six connections per host
-            await asyncio.gather(*(load.get(s) for s in sizes[i : i + 6]))
-        await asyncio.sleep(rng.uniform(1.0, 6.0))
+        page_deadline = time.monotonic() + PAGE_TIMEOUT
+        await asyncio.gather(*(load.get(s, deadline=page_deadline) for s in page_sizes(rng)))
+        await asyncio.sleep(min(max(0.0, load.deadline - time.monotonic()), rng.uniform(*THINK_SECONDS)))
 
 
-async def video(load: Load, kbps: int) -> None:
-    segment = 4.0
+async def video(load: Load, kbps: int, rng: random.Random) -> None:
+    segment = kbps * 1000 / 8 * SEGMENT_SECONDS
+    due = time.monotonic()
     while not load.done():
-        start = time.monotonic()
-        await load.get(int(kbps * 1000 / 8 * segment))
-        await asyncio.sleep(max(0.0, segment - (time.monotonic() - start)))
+        await load.get(int(rng.uniform(1 - SEGMENT_JITTER, 1 + SEGMENT_JITTER) * segment))
+        due += SEGMENT_SECONDS
+        await asyncio.sleep(max(0.0, min(due, load.deadline) - time.monotonic()))
+
+
+async def stream(load: Load, kbps: int) -> None:
+    await load.get(MAX_STREAM_BYTES, request=f"STREAM {kbps}\n")
+
+
+async def idle(load: Load) -> None:
+    await asyncio.sleep(max(0.0, load.deadline - time.monotonic()))
+
+
+def workload(args: argparse.Namespace, load: Load, rng: random.Random) -> Awaitable[object]:
+    """The coroutine of ``--kind``."""
+    kind = args.kind
+    if kind.startswith("stream"):
+        return stream(load, int(kind.removeprefix("stream")))
+    if kind == "mixed":
+        return asyncio.gather(bulk(load, 1), web(load, rng))
+    return {"bulk": lambda: bulk(load, args.flows), "web": lambda: web(load, rng),
+            "video": lambda: video(load, args.video_kbps, rng), "upload": lambda: load.put(args.bytes),
+            "idle": lambda: idle(load)}[kind]()
+
+
+def kind_arg(text: str) -> str:
+    """argparse type of ``--kind``: a named kind or ``stream<kbps>``."""
+    if text in KINDS or (text.startswith("stream") and text.removeprefix("stream").isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"kind must be one of {', '.join(KINDS)} or stream<kbps>")
+
+
+KINDS = ("bulk", "web", "video", "mixed", "upload", "idle")
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
@@ -99,15 +175,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     load = Load(args.host, args.port, deadline, args.bytes)
     rng = random.Random(args.seed)
     loop = asyncio.get_running_loop()
-    task: asyncio.Future[object]
-    if args.kind == "bulk":
-        task = asyncio.ensure_future(bulk(load, args.flows))
-    elif args.kind == "web":
-        task = asyncio.ensure_future(web(load, rng))
-    elif args.kind == "upload":
-        task = asyncio.ensure_future(load.put(args.bytes))
-    else:
-        task = asyncio.ensure_future(video(load, args.video_kbps))
+    task = asyncio.ensure_future(workload(args, load, rng))
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, task.cancel)
     started = time.monotonic()
@@ -121,13 +189,13 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--kind", choices=["bulk", "web", "video", "upload"], default="bulk")
+    parser.add_argument("--kind", type=kind_arg, default="bulk", help=f"{', '.join(KINDS)} or stream<kbps>")
     parser.add_argument("--host", default=SERVER[0])
     parser.add_argument("--port", type=int, default=SERVER[1])
     parser.add_argument("--duration", type=float, default=600.0, help="seconds, at most (default 600)")
-    parser.add_argument("--bytes", type=int, default=1 << 30, help="download budget in bytes")
+    parser.add_argument("--bytes", type=int, default=MAX_STREAM_BYTES, help="download budget in bytes")
     parser.add_argument("--flows", type=int, default=2)
-    parser.add_argument("--video-kbps", type=int, default=2500)
+    parser.add_argument("--video-kbps", type=int, default=VIDEO_KBPS)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     print(json.dumps(asyncio.run(run(args))), flush=True)
