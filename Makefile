@@ -42,7 +42,7 @@ $(STAMP): pyproject.toml
 
 # The main job: bring the whole virtual board up and watch the agent work.
 run: setup
-	$(BIN)/python -m board.virtual.demo
+	$(BIN)/python -m board.virtual.lab.demo
 
 # Every test. As root (CI) nothing is skipped; elsewhere root-only tests say why they skip.
 # The lab tests (tests/lab) spend most of their time waiting on the lab's clocks (a

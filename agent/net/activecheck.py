@@ -6,8 +6,8 @@ costs money, so every check is capped twice: the classifier's ``PROBE_BYTES`` an
 keeps durable (``agent.usage.own.OwnTraffic``), so a restart does not reset it.
 
 The endpoint is a TCP server that streams bytes as soon as a client connects (the
-virtual board's tracegen server sends bytes after a ``"N\\n"`` request line, which we
-send; a plain "chargen"-like server ignores it).
+virtual board's byte source, board/virtual/network/services.py, sends N bytes after a
+``"N\\n"`` request line, which we send; a plain "chargen"-like server ignores it).
 """
 
 from __future__ import annotations

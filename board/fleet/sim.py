@@ -40,7 +40,7 @@ SWAP_S = 20.0
 seconds" of lost connection per switch; the virtual modem's load-attach-route is ~20 s."""
 
 RETRY_AFTER_S = 5.0
-"""What the platform answers beyond admission (board/virtual/cloud.py RETRY_AFTER_S)."""
+"""What the platform answers beyond admission (board/virtual/cloud/reference.py RETRY_AFTER_S)."""
 
 DETECT_MEDIAN_S = 8.5
 DETECT_P95_S = 14.0

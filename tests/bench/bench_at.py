@@ -21,7 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from agent.modem.at import open_channel
-from board.virtual import modem as vm
+from board.virtual.modem import device as vm
+from board.virtual.modem import model
 
 GOAL_MS = 1.0
 """Agent overhead per command: median under 1 ms (a poll cycle sends ~10 commands)."""
@@ -54,7 +55,7 @@ async def one_run(path: str, count: int) -> tuple[list[float], list[float]]:
         agent_time[0] += time.perf_counter() - t0
 
     channel._send = timed_send  # type: ignore[method-assign]
-    modelled = vm.COMMAND_LATENCY * SCALE
+    modelled = model.COMMAND_LATENCY * SCALE
     rtt_minus: list[float] = []
     own: list[float] = []
     for _ in range(count):
@@ -74,7 +75,7 @@ def main() -> int:
     ap.add_argument("--count", type=int, default=1000)
     args = ap.parse_args()
     runs, count = (3, 300) if args.quick else (args.runs, args.count)
-    modem = vm.VirtualModem(vm.ModemConfig(time_scale=SCALE))
+    modem = vm.VirtualModem(model.ModemConfig(time_scale=SCALE))
     path = modem.start()
     try:
         medians_rtt, medians_own, all_rtt, all_own = [], [], [], []
@@ -89,7 +90,7 @@ def main() -> int:
     finally:
         modem.stop()
     print(f"\n{runs} runs x {count} AT round trips over a pty (modelled modem latency "
-          f"{vm.COMMAND_LATENCY * SCALE * 1000:.2f} ms subtracted)")
+          f"{model.COMMAND_LATENCY * SCALE * 1000:.2f} ms subtracted)")
     print(f"  round trip - modelled : median {statistics.median(all_rtt):.3f} ms  "
           f"p95 {pct(all_rtt, 0.95):.3f} ms  p99 {pct(all_rtt, 0.99):.3f} ms")
     print(f"  agent's own processing: median {statistics.median(all_own):.4f} ms  "

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from agent.health.classifier import PROBE_BYTES, Classifier
 from agent.health.replay import replay
 from agent.health.trace import read_trace
-from board.virtual.tracegen import probe_model
+from board.virtual.network.tracegen import probe_model
 
 TRACES = Path(__file__).resolve().parents[1] / "traces"
 GOAL_MEDIAN_S, GOAL_WORST_S = 10.0, 20.0

@@ -40,8 +40,8 @@ from agent.cloud.pacing import Pacer, PacingPolicy
 from board.fleet import scenarios
 from board.fleet.front import ConnackFront, rate_limit
 from board.fleet.sim import Fleet, Resource
-from board.virtual import broker as lab_broker
-from board.virtual.pki import create_lab_pki
+from board.virtual.cloud import broker as lab_broker
+from board.virtual.cloud.pki import create_lab_pki
 from tests.bench.bench_reconnect import (
     HOST,
     SETTLE_TIMEOUT_S,

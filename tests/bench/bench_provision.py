@@ -36,9 +36,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from agent.cloud.certs import sign_csr
-from board.virtual import broker as lab_broker
-from board.virtual.modem import FAST_SCALE, ModemConfig, VirtualModem
-from board.virtual.pki import LabPki, create_lab_pki
+from board.virtual.cloud import broker as lab_broker
+from board.virtual.cloud.pki import LabPki, create_lab_pki
+from board.virtual.modem.device import VirtualModem
+from board.virtual.modem.model import FAST_SCALE, ModemConfig
 
 GOAL_S = 2.0
 """Per device, excluding modem latency (issue 13)."""

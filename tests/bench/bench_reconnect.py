@@ -34,8 +34,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from agent.cloud.link import CloudConfig, CloudLink
-from board.virtual import broker as lab_broker
-from board.virtual.pki import LabPki, create_lab_pki
+from board.virtual.cloud import broker as lab_broker
+from board.virtual.cloud.pki import LabPki, create_lab_pki
 from tests.cloud.conftest import free_port
 
 HOST = "127.0.0.1"
@@ -65,8 +65,8 @@ def raise_fd_limit() -> None:
 
 
 def pki_at(directory: Path, devices: list[str]) -> LabPki:
-    """Re-open a PKI made by create_lab_pki (paths only; see board/virtual/pki.py's layout)."""
-    from board.virtual.pki import DeviceFiles
+    """Re-open a PKI made by create_lab_pki (paths only; see board/virtual/cloud/pki.py's layout)."""
+    from board.virtual.cloud.pki import DeviceFiles
     d = directory
     pki = LabPki(d, d / "ca.pem", d / "ca.key", d / "broker.pem", d / "broker.key", d / "cloud.pem", d / "cloud.key",
                  d / "platform.key", d / "platform.pub", d / "devices", d / "foreign/ca.pem", d / "foreign/ca.key",

@@ -35,8 +35,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from board.virtual import labctl
-from board.virtual.modem import (
+from board.virtual.lab import ctl as labctl
+from board.virtual.modem.model import (
     ATTACH_LATENCY,
     CONTEXT_LATENCY,
     RADIO_OFF_LATENCY,

@@ -73,7 +73,7 @@ def main() -> int:
         iccid = json.loads((lab_dir / "agent" / "status.json").read_text())["sim"]["iccid"]
         lab("throttle", "--rate", str(args.rate))
         load = subprocess.run(["ip", "netns", "exec", status["namespaces"]["lan"], sys.executable, "-m",
-                               "board.virtual.traffic", "--kind", "upload", "--bytes", str(50_000_000),
+                               "board.virtual.network.traffic", "--kind", "upload", "--bytes", str(50_000_000),
                                "--duration", str(seconds)], capture_output=True, text=True, timeout=seconds + 60,
                               check=False, cwd=REPO)
         sent = json.loads(load.stdout.strip().splitlines()[-1]) if load.stdout.strip() else {}

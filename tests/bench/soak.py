@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 os.environ.setdefault("POCKET_LAB_DIR", "/run/pocket-lab-soak")
 os.environ.setdefault("POCKET_LAB_PREFIX", "sk")
 
-from board.virtual import chaos
+from board.virtual.network import chaos
 
 LAB_DIR = Path(os.environ["POCKET_LAB_DIR"])
 DEFAULT_SECONDS = 1200.0

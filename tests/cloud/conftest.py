@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from agent.cloud.link import CloudConfig
-from board.virtual import broker as lab_broker
-from board.virtual.cloud import ReferenceCloud
-from board.virtual.pki import LabPki, create_lab_pki
-from board.virtual.pool import make_pool
+from board.virtual.cloud import broker as lab_broker
+from board.virtual.cloud.pki import LabPki, create_lab_pki
+from board.virtual.cloud.pool import make_pool
+from board.virtual.cloud.reference import ReferenceCloud
 from tests.conftest import need_tool
 
 HOST = "127.0.0.1"

@@ -12,8 +12,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from board.virtual.broker import acl_text, tls_probe
-from board.virtual.pki import LabPki
+from board.virtual.cloud.broker import acl_text, tls_probe
+from board.virtual.cloud.pki import LabPki
 from tests.cloud.conftest import Broker
 
 WAIT_S = 5.0

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 from agent.cloud.link import CloudLink
-from board.virtual.broker import tls_probe
-from board.virtual.pki import LabPki
-from board.virtual.pool import make_pool, save_pool
+from board.virtual.cloud.broker import tls_probe
+from board.virtual.cloud.pki import LabPki
+from board.virtual.cloud.pool import make_pool, save_pool
 from tests.cloud import events as ev
 from tests.cloud.conftest import HOST, Broker, device_config, free_port, run
 from tests.cloud.test_link import until

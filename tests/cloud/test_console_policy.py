@@ -12,8 +12,8 @@ from pathlib import Path
 
 from agent.cloud.link import CloudLink
 from agent.core import technicians
-from board.virtual.cloud import ReferenceCloud
-from board.virtual.pki import LabPki
+from board.virtual.cloud.pki import LabPki
+from board.virtual.cloud.reference import ReferenceCloud
 from tests.cloud.conftest import Broker, device_config, run
 from tests.cloud.test_link import until
 

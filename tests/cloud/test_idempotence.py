@@ -11,8 +11,8 @@ from agent.cloud import protocol as proto
 from agent.cloud.identity import SessionCounter, check_device_id
 from agent.cloud.link import CloudLink
 from agent.errors import ConfigError
-from board.virtual.cloud import ReferenceCloud
-from board.virtual.pki import LabPki
+from board.virtual.cloud.pki import LabPki
+from board.virtual.cloud.reference import ReferenceCloud
 from tests.cloud.conftest import Broker, device_config, run
 from tests.cloud.test_link import until
 

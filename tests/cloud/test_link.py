@@ -14,9 +14,9 @@ import pytest
 from agent.cloud.link import AssignmentUnavailable, CloudLink
 from agent.cloud.outbox import Outbox
 from agent.cloud.protocol import MAX_MESSAGE_BYTES, Command
-from board.virtual.cloud import ReferenceCloud
-from board.virtual.pki import LabPki
-from board.virtual.pool import make_pool
+from board.virtual.cloud.pki import LabPki
+from board.virtual.cloud.pool import make_pool
+from board.virtual.cloud.reference import ReferenceCloud
 from tests.cloud import events
 from tests.cloud.conftest import Broker, device_config, run
 

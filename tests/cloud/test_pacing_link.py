@@ -19,8 +19,8 @@ from agent.cloud import pacing
 from agent.cloud.link import CloudLink
 from agent.cloud.pacing import CONNECTION_RATE_EXCEEDED, SERVER_BUSY
 from board.fleet.front import ConnackFront
-from board.virtual.cloud import ReferenceCloud
-from board.virtual.pki import LabPki
+from board.virtual.cloud.pki import LabPki
+from board.virtual.cloud.reference import ReferenceCloud
 from tests.cloud.conftest import Broker, device_config, run
 from tests.cloud.test_link import errors, until
 

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agent.cloud import sealing
 from agent.cloud.link import CloudLink
 from agent.errors import SealError
-from board.virtual.cloud import ReferenceCloud
-from board.virtual.pki import LabPki
+from board.virtual.cloud.pki import LabPki
+from board.virtual.cloud.reference import ReferenceCloud
 from tests.cloud.conftest import Broker, device_config, run
 from tests.cloud.test_link import errors, until
 

@@ -1,7 +1,7 @@
 """A console on real ptys against a control server, for the console tests and the bench.
 
 ``ConsoleRig`` runs, in a thread with its own event loop, the real ``ControlServer`` and
-the real ``ConsoleServer`` serving the device ends of ``PtyCable``s (board/virtual/cable.py).
+the real ``ConsoleServer`` serving the device ends of ``PtyCable``s (board/virtual/network/cable.py).
 The provider is ``FakeProvider``: canned answers shaped like ``SupervisorView``'s, so
 every command can be exercised without a modem (tests/lab/test_lab_console.py does the
 same against the real daemon). ``Terminal`` is the technician's side: it opens the
@@ -31,7 +31,7 @@ from agent.errors import ControlError
 from agent.faces.console import auth
 from agent.faces.console.ports import ConsoleServer
 from agent.modem import cli_at
-from board.virtual.cable import PtyCable
+from board.virtual.network.cable import PtyCable
 
 KI = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
 OPC = bytes.fromhex("f0e0d0c0b0a090807060504030201000")

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import pytest
 import serial
 
-from board.virtual.modem import FAST_SCALE, ModemConfig, VirtualModem
+from board.virtual.modem.device import VirtualModem
+from board.virtual.modem.model import FAST_SCALE, ModemConfig
 from tests.integration.ec25_port import read_until
 
 

@@ -12,7 +12,8 @@ from agent.errors import AtCommandError, AtTimeout, ModemError
 from agent.modem.dialects import DIALECTS
 from agent.modem.driver import Modem
 from agent.sim import SimProfile
-from board.virtual.modem import FAST_SCALE, ModemConfig, VirtualModem
+from board.virtual.modem.device import VirtualModem
+from board.virtual.modem.model import FAST_SCALE, ModemConfig
 from tests.unit.at_fakes import async_test
 
 KI = bytes.fromhex("000102030405060708090a0b0c0d0e0f")

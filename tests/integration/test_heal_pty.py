@@ -19,9 +19,16 @@ from agent.errors import NetError
 from agent.health.outage import OutageLog
 from agent.modem.driver import Modem
 from agent.modem.recovery import LadderPolicy, RecoveryLadder
-from board.virtual.carrier import LabLayout
-from board.virtual.faults import FaultError, FaultRunner, FaultyCarrier, install_ceer, link_port
-from board.virtual.modem import FAST_SCALE, ModemConfig, NullCarrier, VirtualModem
+from board.virtual.modem.device import VirtualModem
+from board.virtual.modem.model import FAST_SCALE, ModemConfig, NullCarrier
+from board.virtual.network.carrier import LabLayout
+from board.virtual.network.faults import (
+    FaultError,
+    FaultRunner,
+    FaultyCarrier,
+    install_ceer,
+    link_port,
+)
 
 QUICK_LADDER = LadderPolicy(retry_attempts=1, retry_backoff=0.01, ping_timeout=0.3, reopen_attempts=1,
                             reopen_backoff=0.01, radio_off_settle=0.01, power_ready_timeout=0.1)

@@ -13,8 +13,9 @@ from pathlib import Path
 import serial
 from gsmmodem.pdu import decodeSmsPdu
 
-from board.virtual import labsms
-from board.virtual.modem import FAST_SCALE, ModemConfig, VirtualModem
+from board.virtual.lab import sms as labsms
+from board.virtual.modem.device import VirtualModem
+from board.virtual.modem.model import FAST_SCALE, ModemConfig
 from tests.integration.ec25_port import READ_DEADLINE, info, read_until
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 from gsmmodem.modem import GsmModem
 
-from board.virtual.modem import FAST_SCALE, ModemConfig, VirtualModem
-from board.virtual.modem_ident import EC25_IDENTITY
+from board.virtual.modem.device import VirtualModem
+from board.virtual.modem.ident import EC25_IDENTITY
+from board.virtual.modem.model import FAST_SCALE, ModemConfig
 
 EC25 = ModemConfig(time_scale=FAST_SCALE, **EC25_IDENTITY)
 NOTICE = "Your 3 GB data cap is used up. Speed is now 128 kbps."

@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 
-from board.virtual.modem import ModemConfig, VirtualModem
-from board.virtual.modem_ident import EC25_IDENTITY
+from board.virtual.modem.device import VirtualModem
+from board.virtual.modem.ident import EC25_IDENTITY
+from board.virtual.modem.model import ModemConfig
 from tests.conftest import need_root, need_tool
 
 SCRIPT = Path(__file__).with_name("mm_namespace.sh")

@@ -18,7 +18,8 @@ from agent.cloud.schema import validate_event_data
 from agent.core.swap import Hooks, SimFacts, SwapFailed, SwapMachine, SwapRecord
 from agent.modem.driver import Modem
 from agent.sim import Plan, SimProfile
-from board.virtual.modem import FAST_SCALE, ModemConfig, NullCarrier, VirtualModem
+from board.virtual.modem.device import VirtualModem
+from board.virtual.modem.model import FAST_SCALE, ModemConfig, NullCarrier
 from tests.unit.at_fakes import async_test
 
 KI = bytes.fromhex("000102030405060708090a0b0c0d0e0f")

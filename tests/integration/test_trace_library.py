@@ -1,5 +1,5 @@
 """Replay of the whole recorded trace library (tests/traces, recorded on real tc/nft by
-board/virtual/tracegen.py): every expected state is reached, in order, and no trace
+board/virtual/network/tracegen.py): every expected state is reached, in order, and no trace
 without throttling ever says ``throttled``.
 
 Each trace is replayed twice: with every active check the classifier asks for answered
@@ -19,7 +19,7 @@ import pytest
 
 from agent.health.replay import replay
 from agent.health.trace import read_trace
-from board.virtual.tracegen import probe_model
+from board.virtual.network.tracegen import probe_model
 
 TRACES = Path(__file__).resolve().parents[1] / "traces"
 EXPECTED: dict[str, dict] = json.loads((TRACES / "expected.json").read_text())

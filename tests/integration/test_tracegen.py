@@ -21,7 +21,7 @@ def tracegen():  # type: ignore[no-untyped-def]
     need_root()
     for tool in ("ip", "tc", "nft"):  # no conntrack tool: flows come over netlink
         need_tool(tool)
-    from board.virtual import tracegen as tg
+    from board.virtual.network import tracegen as tg
 
     yield tg
     tg.topology_down(tg.Topology(SLOT))
@@ -64,7 +64,7 @@ def test_outage_phase_is_unregistered_and_silent(tracegen, tmp_path: Path) -> No
 
 
 def test_expectations_come_from_the_phase_script() -> None:
-    from board.virtual import tracegen as tg
+    from board.virtual.network import tracegen as tg
 
     exp = tg.SCENARIOS["throttle_while_idle128"].expectations()
     assert [p["state"] for p in exp["phases"]] == ["ok", "idle", "throttled"]

@@ -17,7 +17,8 @@ from agent.modem import at, commands
 from agent.modem.at import open_channel
 from agent.modem.driver import Modem
 from agent.modem.recovery import LadderPolicy, RecoveryLadder
-from board.virtual.modem import FAST_SCALE, CarrierReject, ModemConfig, NullCarrier, VirtualModem
+from board.virtual.modem.device import VirtualModem
+from board.virtual.modem.model import FAST_SCALE, CarrierReject, ModemConfig, NullCarrier
 from tests.integration.ec25_port import pocket_lab_modem
 from tests.unit.at_fakes import async_test
 
@@ -116,7 +117,7 @@ def test_rejecting_carrier_gives_denied_registration_with_cause() -> None:
 
 
 def test_challenge_uses_the_keys_loaded_in_the_slot() -> None:
-    from board.virtual import milenage
+    from board.virtual.modem import milenage
 
     seen: list[bytes] = []
 
@@ -247,6 +248,7 @@ def test_pocket_agent_at_refuses_vsim_loads(vmodem: VirtualModem) -> None:
 def test_lab_carrier_refuses_with_the_exception_the_modem_handles() -> None:
     """One CarrierReject: a refusal from the lab's carrier (e.g. an unknown APN) must reach
     the virtual modem as +CME ERROR, not end the modem's thread (it once did)."""
-    from board.virtual import carrier, modem
+    from board.virtual.modem import model
+    from board.virtual.network import carrier
 
-    assert carrier.CarrierReject is modem.CarrierReject
+    assert carrier.CarrierReject is model.CarrierReject

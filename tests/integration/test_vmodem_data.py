@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import pytest
 import serial
 
-from board.virtual.modem import FAST_SCALE, CarrierReject, ModemConfig, NullCarrier, VirtualModem
+from board.virtual.modem.device import VirtualModem
+from board.virtual.modem.model import FAST_SCALE, CarrierReject, ModemConfig, NullCarrier
 from tests.integration.ec25_port import ask, info, read_until, wait_registered
 
 

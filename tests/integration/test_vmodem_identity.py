@@ -13,8 +13,9 @@ import pytest
 import serial
 
 from agent.modem import parse
-from board.virtual.modem import FAST_SCALE, ModemConfig, VirtualModem
-from board.virtual.modem_ident import EC25_IDENTITY, TEST_FORMS, WS46_MODES
+from board.virtual.modem.device import VirtualModem
+from board.virtual.modem.ident import EC25_IDENTITY, TEST_FORMS, WS46_MODES
+from board.virtual.modem.model import FAST_SCALE, ModemConfig
 from tests.integration.ec25_port import ask, info, pocket_lab_modem, read_until
 
 EC25 = ModemConfig(time_scale=FAST_SCALE, **EC25_IDENTITY)

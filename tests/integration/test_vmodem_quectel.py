@@ -6,7 +6,7 @@ from __future__ import annotations
 import serial
 
 from agent.modem import parse
-from board.virtual.modem import VirtualModem
+from board.virtual.modem.device import VirtualModem
 from tests.integration.ec25_port import ask, info, wait_registered
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import serial
 
 from agent.modem import parse
-from board.virtual.modem import VirtualModem
-from board.virtual.modem_simfs import bcd_swapped, plmn_bcd
+from board.virtual.modem.device import VirtualModem
+from board.virtual.modem.simfs import bcd_swapped, plmn_bcd
 from tests.integration.ec25_port import ask, info, read_until
 
 SEED_ICCID = "8981100000000000001"

@@ -11,8 +11,8 @@ from datetime import datetime
 import serial
 from gsmmodem.pdu import decodeSmsPdu
 
-from board.virtual.modem import VirtualModem
-from board.virtual.modem_sms import JST, Message, deliver_pdu, timestamp
+from board.virtual.modem.device import VirtualModem
+from board.virtual.modem.sms import JST, Message, deliver_pdu, timestamp
 from tests.integration.ec25_port import ask, info, read_lines, read_until
 
 NOTICE = "Your 3 GB data cap is used up. Speed is now 128 kbps."

@@ -9,8 +9,9 @@ from collections.abc import Iterator
 import pytest
 import serial
 
-from board.virtual.modem import FAST_SCALE, ModemConfig, VirtualModem
-from board.virtual.modem_term import MAX_COMMAND_LINE, LineEditor, Registers
+from board.virtual.modem.device import VirtualModem
+from board.virtual.modem.model import FAST_SCALE, ModemConfig
+from board.virtual.modem.term import MAX_COMMAND_LINE, LineEditor, Registers
 from tests.integration.ec25_port import READ_DEADLINE, read_until
 
 

@@ -2,7 +2,7 @@
 and the agent back to serving by itself.
 
 "Serving" is what a LAN user sees: a UDP echo from the LAN host through the router and
-the carrier comes back (board/virtual/chaos.py). Each fault kind must be healed within
+the carrier comes back (board/virtual/network/chaos.py). Each fault kind must be healed within
 its documented bound (``FaultSpec.bound_s``, docs/virtual-board.md), leave an outage
 record naming the right cause at the cloud where there was an outage, and never crash
 the agent; usage stays exact (cloud + journal = carrier, to the byte) across all of it.
@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from agent.core import exitcodes
-from board.virtual import chaos
+from board.virtual.network import chaos
 from tests.lab.conftest import LAB_DIR, agent_status, lab, lab_json, wait_until
 
 BY_KIND = {spec.kind: spec for spec in chaos.CATALOGUE}

@@ -9,7 +9,7 @@ from typing import Any
 
 from agent.cloud import protocol as proto
 from agent.core.swap import HOLD_ENV, PHASES
-from board.virtual import labctl
+from board.virtual.lab import ctl as labctl
 from tests.lab.conftest import (
     LAB_DIR,
     agent_status,
@@ -35,7 +35,7 @@ HOLD_S = 2.0
 
 
 def control(op: dict[str, Any]) -> None:
-    """A lab control for the running reference cloud (board/virtual/cloud.py CONTROL ops)."""
+    """A lab control for the running reference cloud (board/virtual/cloud/reference.py CONTROL ops)."""
     old = labctl.LAB_DIR
     labctl.LAB_DIR = LAB_DIR
     try:

@@ -56,7 +56,7 @@ def exact_cut(iccid: str) -> dict[str, Any]:
 
 
 def download(ns: str, nbytes: int, seconds: float = 120) -> dict[str, Any]:
-    proc = in_ns(ns, sys.executable, "-m", "board.virtual.traffic", "--kind", "bulk", "--flows", "1",
+    proc = in_ns(ns, sys.executable, "-m", "board.virtual.network.traffic", "--kind", "bulk", "--flows", "1",
                  "--bytes", str(nbytes), "--duration", str(seconds))
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from agent.cloud import keystore as ks
 from agent.cloud.certs import fingerprint, load_tls_key, sign_csr
-from board.virtual.modem import VirtualModem
-from board.virtual.pki import LabPki
+from board.virtual.cloud.pki import LabPki
+from board.virtual.modem.device import VirtualModem
 from tests.cloud.conftest import HOST, Broker, broker, pki  # noqa: F401 - fixtures
 from tests.integration.test_virtual_modem import vmodem  # noqa: F401 - fixture
 

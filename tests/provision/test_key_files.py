@@ -14,8 +14,8 @@ from agent.boardprofile import PROFILES_DIR, load_profile
 from agent.cloud import keystore as ks
 from agent.faces.provision import exitcodes
 from agent.faces.provision.flow import Provisioner, Request
-from board.virtual.modem import VirtualModem
-from board.virtual.pki import LabPki
+from board.virtual.cloud.pki import LabPki
+from board.virtual.modem.device import VirtualModem
 
 PRIVATE_NAMES = set(ks.PRIVATE_FILES)
 

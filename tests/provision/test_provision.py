@@ -23,7 +23,8 @@ from agent.cloud import keystore as ks
 from agent.cloud.certs import load_tls_key
 from agent.cloud.link import CloudConfig, CloudLink
 from agent.faces.provision import exitcodes, show
-from board.virtual.modem import FAST_SCALE, ModemConfig, VirtualModem
+from board.virtual.modem.device import VirtualModem
+from board.virtual.modem.model import FAST_SCALE, ModemConfig
 from tests.provision.conftest import Broker, Line, assert_consistent, issue, sign
 
 RADIO_WAIT_S = "0.5"

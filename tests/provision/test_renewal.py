@@ -19,8 +19,8 @@ from agent.cloud.connect_once import ConnectResult, connect_once
 from agent.cloud.link import CloudConfig, CloudLink
 from agent.cloud.renewal import CertRenewal, Probe, RenewalResult, attach, key_dir_of
 from agent.faces.provision import exitcodes
-from board.virtual.cloud import ReferenceCloud
-from board.virtual.pki import LabPki
+from board.virtual.cloud.pki import LabPki
+from board.virtual.cloud.reference import ReferenceCloud
 from tests.cloud.conftest import make_cloud, pool_data, run  # noqa: F401 - fixtures
 from tests.provision.conftest import Broker, Line, assert_consistent, sign
 

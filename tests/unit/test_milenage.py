@@ -1,6 +1,6 @@
 """Milenage against 3GPP TS 35.208 test set 1 (the carrier's attach check rests on it)."""
 
-from board.virtual.milenage import f2345, opc_from_op, res
+from board.virtual.modem.milenage import f2345, opc_from_op, res
 
 K = bytes.fromhex("465b5ce8b199b49faa5f0a2ee238a6bc")
 RAND = bytes.fromhex("23553cbe9637a89d218ae64dae47bf35")

@@ -5,9 +5,11 @@
   ``GET <n>`` (or just ``<n>``, the agent's active check) streams exactly n bytes
   then closes;
   ``PUT`` reads and discards until the client closes (uploads);
+  ``STREAM <kbps>`` sends at a fixed bitrate in ``STREAM_TICK_S`` slices until the
+  client closes (an app-limited audio or video stream);
   every stream is bounded by ``MAX_STREAM_BYTES`` and ``MAX_STREAM_SECONDS``.
 
-Run as ``python -m board.virtual.services --host 198.18.0.1`` inside the namespace.
+Run as ``python -m board.virtual.network.services --host 198.18.0.1`` inside the namespace.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ MAX_STREAM_SECONDS = 900.0
 """15 minutes: longer than any test or demo load; every stream ends by itself."""
 CHUNK = 64 * 1024
 PATTERN = bytes(range(256)) * (CHUNK // 256)
+STREAM_TICK_S = 0.1
+"""A fixed-bitrate stream goes out in 100 ms slices, as a streaming server paces one."""
 
 
 class EchoProtocol(asyncio.DatagramProtocol):
@@ -40,7 +44,8 @@ class EchoProtocol(asyncio.DatagramProtocol):
         self.transport.sendto(data, addr)  # type: ignore[attr-defined]
 
 
-async def _serve_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def serve_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """One TCP client of the byte source: its request line, then GET, PUT or STREAM."""
     try:
         line = await asyncio.wait_for(reader.readline(), 10)
         words = line.decode("ascii", "replace").split()
@@ -50,6 +55,8 @@ async def _serve_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
             await asyncio.wait_for(_send(writer, min(int(words[1]), MAX_STREAM_BYTES)), MAX_STREAM_SECONDS)
         elif words[:1] == ["PUT"]:
             await asyncio.wait_for(_sink(reader), MAX_STREAM_SECONDS)
+        elif words[:1] == ["STREAM"] and len(words) == 2 and words[1].isdigit():
+            await asyncio.wait_for(_paced(writer, int(words[1])), MAX_STREAM_SECONDS)
     except (TimeoutError, ConnectionError):
         pass
     finally:
@@ -66,6 +73,22 @@ async def _send(writer: asyncio.StreamWriter, total: int) -> None:
     await writer.drain()
 
 
+async def _paced(writer: asyncio.StreamWriter, kbps: int) -> None:
+    """``kbps`` in slices on an absolute schedule: a capped link makes writes wait, and the
+    schedule then catches up, as a streaming server's buffer does. Bounded by
+    ``MAX_STREAM_BYTES`` like every stream."""
+    piece = bytes(max(1, round(kbps * 1000 / 8 * STREAM_TICK_S)))
+    writer.transport.set_write_buffer_limits(high=0)  # drain() waits for the kernel, as a blocking write
+    loop = asyncio.get_running_loop()
+    due, sent = loop.time(), 0
+    while sent < MAX_STREAM_BYTES:
+        writer.write(piece)
+        await writer.drain()
+        sent += len(piece)
+        due += STREAM_TICK_S
+        await asyncio.sleep(max(0.0, due - loop.time()))
+
+
 async def _sink(reader: asyncio.StreamReader) -> None:
     seen = 0
     while seen < MAX_STREAM_BYTES:
@@ -78,7 +101,7 @@ async def _sink(reader: asyncio.StreamReader) -> None:
 async def serve(host: str) -> None:
     loop = asyncio.get_running_loop()
     transport, _ = await loop.create_datagram_endpoint(EchoProtocol, local_addr=(host, ECHO_PORT))
-    server = await asyncio.start_server(_serve_stream, host, SOURCE_PORT)
+    server = await asyncio.start_server(serve_stream, host, SOURCE_PORT)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

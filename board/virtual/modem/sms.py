@@ -23,9 +23,10 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from agent.modem.errcodes import CMS_ERRORS
+from board.virtual.modem.model import COMMAND_LATENCY, Handler, Result, split_args
 
 if TYPE_CHECKING:
-    from board.virtual.modem_cmds import CommandSet, Handler, Result
+    from board.virtual.modem.commands import CommandSet
 
 LOGGER = logging.getLogger(__name__)
 
@@ -225,9 +226,8 @@ class SmsCommands:
                 return self._cms(CMS_SMSC_UNKNOWN)
             toa = 145 if self.s.csca.startswith("+") else 129
             return self.cs._ok([f'+CSCA: "{self.s.csca}",{toa}'])
-        from board.virtual.modem_cmds import _split_args
 
-        number = _split_args(args)[0]
+        number = split_args(args)[0]
         if number and not number.lstrip("+").isdigit():  # "" clears it: +CMS ERROR: 330 then
             return self.cs._err(50)
         self.s.csca = number
@@ -250,9 +250,8 @@ class SmsCommands:
             return self.cs._ok(["+CPMS: " + ",".join(f'"{m}",{self._usage(m)}' for m in self.s.cpms)])
         if kind != "set":
             return self.cs._err(50)
-        from board.virtual.modem_cmds import _split_args
 
-        chosen = [m.upper() for m in _split_args(args) if m]
+        chosen = [m.upper() for m in split_args(args) if m]
         if not chosen or len(chosen) > 3 or any(m not in MEMORIES for m in chosen):
             return self._cms(CMS_OPERATION_NOT_ALLOWED)
         self.s.cpms = tuple(chosen + list(self.s.cpms[len(chosen):]))  # type: ignore[assignment]
@@ -296,7 +295,6 @@ class SmsCommands:
 
     # -- reading and deleting --------------------------------------------------------
     def _cms(self, code: int) -> Result:
-        from board.virtual.modem import COMMAND_LATENCY
 
         if self.cs.cmee == 0:
             return ["ERROR"], COMMAND_LATENCY
@@ -376,9 +374,8 @@ class SmsCommands:
             return self.cs._ok(["+CUSD: (0-2)"])
         if kind == "query":
             return self.cs._ok([f"+CUSD: {self.s.cusd}"])
-        from board.virtual.modem_cmds import _split_args
 
-        parts = _split_args(args) if kind == "set" else ["0"]
+        parts = split_args(args) if kind == "set" else ["0"]
         n = int(parts[0] or 0)
         if n not in (0, 1, 2):
             return self.cs._err(50)

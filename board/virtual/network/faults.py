@@ -8,7 +8,7 @@ Faults that are one event (a reboot, garbage on the line, a network-side deactiv
 have nothing to undo: the agent's recovery is what ends them.
 
 Where each fault acts:
-- modem faults go through the virtual modem's own fault hooks (``board/virtual/modem.py``);
+- modem faults go through the virtual modem's own fault hooks (``board/virtual/modem/device.py``);
 - network faults through the radio conditions the modem sees, a ``FaultyCarrier`` that
   wraps the carrier's hooks (rejects, authentication), the cell link (``cell0`` down: the
   router's ``wwan0`` loses its carrier, as a real modem's data interface does) and ``tc``
@@ -36,8 +36,14 @@ from pathlib import Path
 from typing import Any
 
 from agent import store
-from board.virtual import netns
-from board.virtual.carrier import CELL_CAPACITY_KBIT, CELL_QUEUE_MS, EMM_ILLEGAL_UE, LabLayout
+from board.virtual.modem.model import COMMAND_LATENCY, CarrierReject
+from board.virtual.network import netns
+from board.virtual.network.carrier import (
+    CELL_CAPACITY_KBIT,
+    CELL_QUEUE_MS,
+    EMM_ILLEGAL_UE,
+    LabLayout,
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -100,8 +106,6 @@ class FaultyCarrier:
         return self.inner.attach(imsi, plmn, challenge)  # type: ignore[no-any-return]
 
     def activate(self, imsi: str, cid: int, apn: str) -> dict[str, Any]:
-        from board.virtual.modem import CarrierReject
-
         if self.pdn_reject is not None:
             self.last_esm = self.pdn_reject
             raise CarrierReject(self.pdn_reject)
@@ -139,8 +143,6 @@ def install_ceer(modem: Any, carrier: FaultyCarrier) -> None:
     EMM reject cause or ESM cause, in the words Quectel modems use."""
 
     def ceer(kind: str, args: str) -> tuple[list[str], float]:
-        from board.virtual.modem import COMMAND_LATENCY
-
         if kind == "test":
             return ["OK"], COMMAND_LATENCY
         cmds = modem.cmds

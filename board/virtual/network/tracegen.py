@@ -1,7 +1,7 @@
 """Record the health-trace library on real kernel parts (needs root).
 
-    python -m board.virtual.tracegen --scenario police128_bulk --out tests/traces/police128_bulk.csv
-    python -m board.virtual.tracegen --all --out-dir tests/traces --parallel 4
+    python -m board.virtual.network.tracegen --scenario police128_bulk --out tests/traces/police128_bulk.csv
+    python -m board.virtual.network.tracegen --all --out-dir tests/traces --parallel 4
 
 Topology (slot 0; slot k adds the suffix ``k`` to each namespace and uses the k-th /27
 of 198.19.200.0/24)::
@@ -31,6 +31,11 @@ The carrier's throttle sits on the carrier side of the WAN veth, in pwtg-net:
 
 Radio columns are synthesised per phase (radio is emulated anyway). Counters, flows,
 RTT and loss are measured live by ``pocket-agent record`` running inside pwtg-dev.
+
+The parts are the lab's own: namespaces through ``netns``, the internet's byte source and
+echo reflector from ``services``, the load from ``traffic`` (the one traffic model the
+lab's ``pocket-lab traffic`` uses too); only the topology and the carrier's link
+behaviour (police, shape, wander) are the recorder's.
 Each scenario is a script of phases; ``tests/traces/expected.json`` gets the states
 each one should produce, written from the same script.
 """
@@ -45,8 +50,6 @@ import logging
 import math
 import os
 import random
-import socket
-import socketserver
 import subprocess
 import sys
 import tempfile
@@ -59,13 +62,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from board.virtual.network import netns
+from board.virtual.network.services import ECHO_PORT, SOURCE_PORT
+
 LOGGER = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 NS_PREFIX = os.environ.get("POCKET_TRACEGEN_PREFIX", "pwtg-")
 """Namespace prefix; another prefix lets two recordings (two worktrees) share a machine."""
-TCP_PORT = 5001
-UDP_PORT = 5007
+TRACE_BULK_FLOWS = 3
+"""Bulk load in a trace is three parallel downloads: the several flows a throttle check
+sees on a router whose user downloads (the detector counts flows through conntrack)."""
+TRACE_VIDEO_KBPS = 1200
+"""Video load in a trace is a ~600 kB segment every 4 s (traffic's default)."""
 
 BASE_LINK_KBIT = 20_000
 """The unthrottled LTE link: 20 Mbit/s is a typical 4G downlink for one user, and caps
@@ -91,10 +100,6 @@ recorded 3G-class capacity traces (the issue: dips of seconds)."""
 
 DIP_KBIT, DIP_SECONDS = (50, 90), (1.0, 3.0)
 """A dip: capacity falls to 50-90 kbps for 1-3 s (a fade, a handover, a scheduler gap)."""
-
-STREAM_TICK_S = 0.1
-"""An app-limited stream sends its bitrate in 100 ms slices, as a streaming server
-paces a fixed-bitrate audio or video stream."""
 
 STREAM_CAPS = ((200, 128), (384, 200), (1000, 384), (1500, 1000))
 """(stream kbps, cap kbps): the same fixed-bitrate streams on a capped SIM, each capped at
@@ -257,21 +262,14 @@ class Topology:
         return self.addr(10)
 
 
-def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    LOGGER.debug("$ %s", " ".join(cmd))
-    done = subprocess.run(list(cmd), capture_output=True, text=True, timeout=20, check=False)
-    if check and done.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr.strip()}")
-    return done
-
-
-def nsx(ns: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return sh("ip", "netns", "exec", ns, *cmd, check=check)
+ROUTER_RULESET = ("add table inet pwtg; add chain inet pwtg routed { type filter hook forward priority 0; }; "
+                  "add rule inet pwtg routed ct state established,related counter accept")
+"""A rule that uses conntrack, so the kernel tracks the router's forwarded flows."""
 
 
 def topology_down(topo: Topology) -> None:
     for role in ("lan", "dev", "net", "srv"):
-        sh("ip", "netns", "del", topo.ns(role), check=False)
+        netns.delete(topo.ns(role))
 
 
 def topology_up(topo: Topology) -> None:
@@ -279,43 +277,41 @@ def topology_up(topo: Topology) -> None:
     topology_down(topo)
     dev, net, lan, srv = topo.ns("dev"), topo.ns("net"), topo.ns("lan"), topo.ns("srv")
     for ns in (dev, net, lan, srv):
-        sh("ip", "netns", "add", ns)
-        sh("ip", "-n", ns, "link", "set", "lo", "up")
-    sh("ip", "link", "add", "lan0", "netns", lan, "type", "veth", "peer", "name", "lan0", "netns", dev)
-    sh("ip", "link", "add", "wan0", "netns", dev, "type", "veth", "peer", "name", "wanp", "netns", net)
-    sh("ip", "link", "add", "srvp", "netns", net, "type", "veth", "peer", "name", "srv0", "netns", srv)
+        netns.add(ns)
+    netns.run(["ip", "link", "add", "lan0", "netns", lan, "type", "veth", "peer", "name", "lan0", "netns", dev])
+    netns.run(["ip", "link", "add", "wan0", "netns", dev, "type", "veth", "peer", "name", "wanp", "netns", net])
+    netns.run(["ip", "link", "add", "srvp", "netns", net, "type", "veth", "peer", "name", "srv0", "netns", srv])
     for ns, ifname, host in ((lan, "lan0", 2), (dev, "lan0", 1), (dev, "wan0", 5), (net, "wanp", 6),
                              (net, "srvp", 9), (srv, "srv0", 10)):
-        sh("ip", "-n", ns, "addr", "add", f"{topo.addr(host)}/30", "dev", ifname)
-        sh("ip", "-n", ns, "link", "set", ifname, "up")
-    sh("ip", "-n", lan, "route", "add", "default", "via", topo.addr(1))
-    sh("ip", "-n", dev, "route", "add", "default", "via", topo.addr(6))
-    sh("ip", "-n", net, "route", "add", f"{topo.addr(0)}/30", "via", topo.addr(5))
-    sh("ip", "-n", srv, "route", "add", "default", "via", topo.addr(9))
-    nsx(dev, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-    nsx(net, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        netns.run(["ip", "-n", ns, "addr", "add", f"{topo.addr(host)}/30", "dev", ifname])
+        netns.run(["ip", "-n", ns, "link", "set", ifname, "up"])
+    netns.run(["ip", "-n", lan, "route", "add", "default", "via", topo.addr(1)])
+    netns.run(["ip", "-n", dev, "route", "add", "default", "via", topo.addr(6)])
+    netns.run(["ip", "-n", net, "route", "add", f"{topo.addr(0)}/30", "via", topo.addr(5)])
+    netns.run(["ip", "-n", srv, "route", "add", "default", "via", topo.addr(9)])
+    netns.sysctl(dev, "net.ipv4.ip_forward", "1")
+    netns.sysctl(net, "net.ipv4.ip_forward", "1")
     # A rule that uses conntrack makes the kernel track this namespace's forwarded flows.
-    nsx(dev, "nft", "add table inet pwtg; add chain inet pwtg routed { type filter hook forward "
-        "priority 0; }; add rule inet pwtg routed ct state established,related counter accept")
-    nsx(dev, "sysctl", "-qw", "net.netfilter.nf_conntrack_acct=1")
-    sh("ip", "-n", net, "link", "set", "wanp", "txqueuelen", "1000")
+    netns.run(["nft", ROUTER_RULESET], netns=dev)
+    netns.sysctl(dev, "net.netfilter.nf_conntrack_acct", "1")
+    netns.run(["ip", "-n", net, "link", "set", "wanp", "txqueuelen", "1000"])
     # No GSO super-packets on the carrier side: a tbf whose burst (a few kB at 128-384
     # kbit) is smaller than a 64 kB GSO packet stalls for good with it at the head.
     for ns, ifname in ((net, "wanp"), (net, "srvp"), (srv, "srv0"), (dev, "wan0"), (dev, "lan0"),
                        (lan, "lan0")):
-        sh("ip", "-n", ns, "link", "set", ifname, "gso_max_segs", "1")
+        netns.run(["ip", "-n", ns, "link", "set", ifname, "gso_max_segs", "1"])
 
 
 def set_tbf(topo: Topology, kbit: int, queue_ms: int) -> None:
     burst = max(3000, kbit * 1000 // 8 // 50)  # 20 ms of tokens, at least two full frames
-    nsx(topo.ns("net"), "tc", "qdisc", "replace", "dev", "wanp", "root", "tbf", "rate",
-        f"{kbit}kbit", "burst", str(burst), "latency", f"{queue_ms}ms")
+    netns.run(["tc", "qdisc", "replace", "dev", "wanp", "root", "tbf", "rate", f"{kbit}kbit", "burst", str(burst),
+               "latency", f"{queue_ms}ms"], netns=topo.ns("net"))
 
 
 def set_nft(topo: Topology, down_kbps: int | None, up_kbps: int | None, loss_pct: int) -> None:
     """Replace the carrier's nft table: optional policer each way, optional random loss."""
     net = topo.ns("net")
-    nsx(net, "nft", "delete table inet pwtgcarrier", check=False)
+    netns.run(["nft", "delete table inet pwtgcarrier"], netns=net, check=False)
     rules = []
     for chain, match, kbps in (("out", "oifname", down_kbps), ("in", "iifname", up_kbps)):
         if kbps:
@@ -331,8 +327,7 @@ def set_nft(topo: Topology, down_kbps: int | None, up_kbps: int | None, loss_pct
         "add chain inet pwtgcarrier out { type filter hook postrouting priority 0; }",
         "add chain inet pwtgcarrier in { type filter hook prerouting priority 0; }",
         *rules]) + "\n"
-    subprocess.run(["ip", "netns", "exec", net, "nft", "-f", "-"], input=script, text=True,
-                   check=True, capture_output=True, timeout=20)
+    netns.run(["nft", "-f", "-"], netns=net, input_text=script)
 
 
 class LinkDriver:
@@ -347,11 +342,11 @@ class LinkDriver:
     def apply(self, phase: Phase) -> None:
         self._stop_wander()
         net = self.topo.ns("net")
-        sh("ip", "-n", net, "link", "set", "wanp", "up" if phase.link != "down" else "down")
+        netns.run(["ip", "-n", net, "link", "set", "wanp", "up" if phase.link != "down" else "down"])
         if phase.link == "down":
             return
         # Setting the link down flushed the carrier's route back to the LAN: restore it.
-        sh("ip", "-n", net, "route", "replace", f"{self.topo.addr(0)}/30", "via", self.topo.addr(5))
+        netns.run(["ip", "-n", net, "route", "replace", f"{self.topo.addr(0)}/30", "via", self.topo.addr(5)])
         if phase.link == "shape":
             set_tbf(self.topo, int(phase.rate_kbps or 128), QUEUE_MS["shape"])
         else:
@@ -404,127 +399,6 @@ class LinkDriver:
 
     def close(self) -> None:
         self._stop_wander()
-
-
-# ---------------------------------------------------------------- server and load
-
-class _Handler(socketserver.StreamRequestHandler):
-    def handle(self) -> None:
-        try:
-            words = self.rfile.readline(32).split()
-            want = int(words[0]) if words else 0
-            kbps = int(words[1]) if len(words) > 1 else 0
-        except ValueError:
-            return
-        if kbps:
-            self._paced(kbps)
-            return
-        chunk = b"\0" * 16384
-        sent = 0
-        try:
-            while want == 0 or sent < want:
-                n = len(chunk) if want == 0 else min(len(chunk), want - sent)
-                self.wfile.write(chunk[:n])
-                sent += n
-        except OSError:
-            pass
-
-
-    def _paced(self, kbps: int) -> None:
-        """A fixed-bitrate stream: ``kbps`` in STREAM_TICK_S slices on an absolute
-        schedule (a capped link makes writes block; the schedule then catches up, as a
-        streaming server's buffer does)."""
-        piece = b"\0" * round(kbps * 1000 / 8 * STREAM_TICK_S)
-        due = time.monotonic()
-        try:
-            while True:
-                self.wfile.write(piece)
-                due += STREAM_TICK_S
-                time.sleep(max(0.0, due - time.monotonic()))
-        except OSError:
-            pass
-
-
-class _Server(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-
-
-def serve(host: str, tcp_port: int, udp_port: int) -> None:
-    """TCP byte source ("N\\n" -> N bytes; 0 -> until closed) and UDP echo reflector."""
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind((host, udp_port))
-
-    def echo() -> None:
-        while True:
-            data, peer = udp.recvfrom(2048)
-            udp.sendto(data, peer)
-
-    threading.Thread(target=echo, daemon=True).start()
-    with _Server((host, tcp_port), _Handler) as server:
-        print("ready", flush=True)
-        server.serve_forever()
-
-
-def fetch(server: tuple[str, int], nbytes: int, deadline: float, kbps: int = 0) -> int:
-    """Download ``nbytes`` (0 = until the deadline; ``kbps``: paced by the server);
-    returns bytes received."""
-    got = 0
-    try:
-        with socket.create_connection(server, timeout=5) as s:
-            s.sendall(f"{nbytes} {kbps}\n".encode() if kbps else f"{nbytes}\n".encode())
-            while time.monotonic() < deadline and (nbytes == 0 or got < nbytes):
-                s.settimeout(max(0.1, min(5.0, deadline - time.monotonic())))
-                data = s.recv(65536)
-                if not data:
-                    break
-                got += len(data)
-    except OSError:
-        pass
-    return got
-
-
-def load(kind: str, server: tuple[str, int], seconds: float, seed: int) -> None:
-    """Generate one phase's load from the LAN host until ``seconds`` have passed."""
-    rng = random.Random(seed)
-    deadline = time.monotonic() + seconds
-    if kind == "idle":
-        time.sleep(seconds)
-        return
-    if kind.startswith("stream"):
-        fetch(server, 0, deadline, int(kind[len("stream"):]))
-        return
-    bulk_flows = {"bulk": 3, "mixed": 1}.get(kind, 0)
-    threads = [threading.Thread(target=fetch, args=(server, 0, deadline), daemon=True)
-               for _ in range(bulk_flows)]
-    if kind in ("web", "mixed"):
-        threads.append(threading.Thread(target=_web, args=(server, deadline, rng), daemon=True))
-    if kind == "video":
-        threads.append(threading.Thread(target=_video, args=(server, deadline, rng), daemon=True))
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(timeout=max(0.0, deadline - time.monotonic()) + 6)
-
-
-def _web(server: tuple[str, int], deadline: float, rng: random.Random) -> None:
-    """Pages: 1-6 objects fetched in parallel (20 kB-600 kB), then 1-5 s of reading."""
-    while time.monotonic() < deadline:
-        sizes = [int(rng.lognormvariate(11.5, 1.0)) % 600_000 + 20_000 for _ in range(rng.randint(1, 6))]
-        page_deadline = min(deadline, time.monotonic() + 30)
-        with ThreadPoolExecutor(len(sizes)) as pool:
-            list(pool.map(fetch, [server] * len(sizes), sizes, [page_deadline] * len(sizes)))
-        time.sleep(min(max(0.0, deadline - time.monotonic()), rng.uniform(1.0, 5.0)))
-
-
-def _video(server: tuple[str, int], deadline: float, rng: random.Random) -> None:
-    """A player fetching a 4 s segment (about 600 kB: 1.2 Mbit/s video) every 4 s, back to
-    back when it falls behind."""
-    nxt = time.monotonic()
-    while time.monotonic() < deadline:
-        fetch(server, int(rng.uniform(500_000, 700_000)), deadline)
-        nxt += 4.0
-        time.sleep(max(0.0, min(nxt, deadline) - time.monotonic()))
 
 
 # ---------------------------------------------------------------- recording
@@ -599,12 +473,11 @@ def record_scenario(sc: Scenario, out: Path, slot: int = 0, conntrack: bool = Tr
     topo = Topology(slot)
     driver = LinkDriver(topo, sc.seed)
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    server = (topo.server_ip, TCP_PORT)
     try:
         topology_up(topo)
         with processes() as procs, tempfile.TemporaryDirectory(prefix="pwtg-") as tmp:
-            srv = subprocess.Popen(_py(topo.ns("srv"), "-m", "board.virtual.tracegen", "serve",
-                                       "--host", topo.server_ip), env=env, stdout=subprocess.PIPE)
+            srv = subprocess.Popen(_py(topo.ns("srv"), "-m", "board.virtual.network.services", "--host", topo.server_ip),
+                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
             procs.append(srv)
             assert srv.stdout is not None
             if srv.stdout.readline().strip() != b"ready":
@@ -612,7 +485,7 @@ def record_scenario(sc: Scenario, out: Path, slot: int = 0, conntrack: bool = Tr
             driver.apply(sc.phases[0])
             raw = Path(tmp) / "raw.csv"
             rec = subprocess.Popen(_py(topo.ns("dev"), "-m", "agent.cli", "record", "--wan", "wan0",
-                                       "--lan", "lan0", "--reflector", f"{topo.server_ip}:{UDP_PORT}",
+                                       "--lan", "lan0", "--reflector", f"{topo.server_ip}:{ECHO_PORT}",
                                        "--duration", str(sc.seconds - 1), "--out", str(raw),
                                        *([] if conntrack else ["--no-conntrack"])), env=env)
             procs.append(rec)
@@ -625,10 +498,12 @@ def record_scenario(sc: Scenario, out: Path, slot: int = 0, conntrack: bool = Tr
                 # restarting it would show two flows for a moment at every phase change.
                 if not (i and phase.load.startswith("stream") and phase.load == sc.phases[i - 1].load):
                     seconds = sum(p.seconds for p in _same_load_run(sc.phases, i))
-                    ld = subprocess.Popen(_py(topo.ns("lan"), "-m", "board.virtual.tracegen", "load",
-                                              "--kind", phase.load, "--server", f"{server[0]}:{server[1]}",
-                                              "--seconds", str(seconds), "--seed", str(sc.seed + i)),
-                                          env=env)
+                    ld = subprocess.Popen(_py(topo.ns("lan"), "-m", "board.virtual.network.traffic",
+                                              "--kind", phase.load, "--host", topo.server_ip,
+                                              "--port", str(SOURCE_PORT), "--duration", str(seconds),
+                                              "--flows", str(TRACE_BULK_FLOWS), "--video-kbps", str(TRACE_VIDEO_KBPS),
+                                              "--seed", str(sc.seed + i)),
+                                          env=env, stdout=subprocess.DEVNULL)
                     procs.append(ld)
                 time.sleep(max(0.0, phase.seconds - (time.monotonic() - started)))
                 last_of_run = i + 1 == len(sc.phases) or sc.phases[i + 1].load != phase.load \
@@ -659,17 +534,7 @@ def write_expectations(path: Path, names: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m board.virtual.tracegen")
-    sub = parser.add_subparsers(dest="cmd")
-    s = sub.add_parser("serve")
-    s.add_argument("--host", required=True)
-    s.add_argument("--tcp", type=int, default=TCP_PORT)
-    s.add_argument("--udp", type=int, default=UDP_PORT)
-    ld = sub.add_parser("load")
-    ld.add_argument("--kind", required=True)
-    ld.add_argument("--server", required=True)
-    ld.add_argument("--seconds", type=float, required=True)
-    ld.add_argument("--seed", type=int, default=1)
+    parser = argparse.ArgumentParser(prog="python -m board.virtual.network.tracegen")
     parser.add_argument("--scenario", action="append", default=[], help="scenario name (repeatable)")
     parser.add_argument("--all", action="store_true", help="every scenario")
     parser.add_argument("--list", action="store_true")
@@ -683,13 +548,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="override the scenarios' seeds (a fresh, held-out recording)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    if args.cmd == "serve":
-        serve(args.host, args.tcp, args.udp)
-        return 0
-    if args.cmd == "load":
-        host, _, port = args.server.rpartition(":")
-        load(args.kind, (host, int(port)), args.seconds, args.seed)
-        return 0
     if args.list:
         for sc in SCENARIOS.values():
             print(f"{sc.name:28s} {sc.seconds:5.0f} s  {sc.note}")

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agent import store
+from board.virtual.cloud.pool import load_pool
+from board.virtual.network import carrier as carrier_mod
 
 LOGGER = logging.getLogger(__name__)
 
@@ -109,9 +111,6 @@ def main(args: argparse.Namespace) -> int:
 
 def _current_plan(lab_dir: Path) -> dict[str, Any] | None:
     """The plan of the SIM with the newest data context at the carrier, if the lab knows."""
-    from board.virtual import carrier as carrier_mod
-    from board.virtual.pool import load_pool
-
     try:
         active = carrier_mod.active_sims(lab_dir / "carrier.json")
         pool = load_pool(lab_dir / "pool.json")

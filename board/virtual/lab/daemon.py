@@ -1,6 +1,6 @@
 """The board process of a running lab: the virtual modem on a pty, wired to the carrier.
 
-``pocket-lab up`` starts it detached (``python -m board.virtual.labd --lab-dir D``). It
+``pocket-lab up`` starts it detached (``python -m board.virtual.lab.daemon --lab-dir D``). It
 serves AT on a pty whose path it writes to ``D/modem.json``, plays the carrier for the
 modem's attach and data-context requests, and enforces caps: every ``CAP_CHECK_SECONDS``
 it reads the carrier's per-SIM counters and polices any active SIM whose plan cap is
@@ -18,10 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from agent import store
-from board.virtual import carrier as carrier_mod
-from board.virtual import faults, labsms
-from board.virtual.carrier import CarrierNetwork, LabLayout
-from board.virtual.pool import load_pool
+from board.virtual.cloud.pool import load_pool
+from board.virtual.lab import sms as labsms
+from board.virtual.lab.console import DEVICE_END, TECHNICIAN_END
+from board.virtual.modem.device import VirtualModem
+from board.virtual.modem.model import ModemConfig
+from board.virtual.network import carrier as carrier_mod
+from board.virtual.network import faults
+from board.virtual.network.cable import PtyCable
+from board.virtual.network.carrier import CarrierNetwork, LabLayout
 
 LOGGER = logging.getLogger(__name__)
 
@@ -29,10 +34,8 @@ CAP_CHECK_SECONDS = 2.0
 """Carriers enforce caps with some delay; two seconds keeps the lab prompt and cheap."""
 
 
-def modem_config_from(pool: dict[str, Any]) -> Any:
+def modem_config_from(pool: dict[str, Any]) -> ModemConfig:
     """The virtual modem's configuration: the pool's seed SIM in slot 0."""
-    from board.virtual.modem import ModemConfig
-
     seed = pool["seed"]
     return ModemConfig.from_dict({"seed": {k: seed[k] for k in ("iccid", "imsi", "ki", "opc", "plmn", "apn") if k in seed}})
 
@@ -59,12 +62,11 @@ def main() -> int:
     parser.add_argument("--prefix", default="pw")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from board.virtual.modem import VirtualModem
 
     layout = LabLayout(prefix=args.prefix)
     pool = load_pool(args.lab_dir / "pool.json")
     state_file = args.lab_dir / "carrier.json"
-    # Faults (pocket-lab fault, board/virtual/faults.py) sit between the modem and the carrier.
+    # Faults (pocket-lab fault, board/virtual/network/faults.py) sit between the modem and the carrier.
     carrier = faults.FaultyCarrier(CarrierNetwork(layout, pool, state_file), (pool.get("seed") or {}).get("imsi"),
                                    layout)
     modem = VirtualModem(modem_config_from(pool), carrier)
@@ -77,8 +79,6 @@ def main() -> int:
 
     publish_port(modem.start())
     # ---- console (issue 12): the technician's USB cable, a pty pair; SIGUSR1 pulls it
-    from board.virtual.cable import PtyCable
-    from board.virtual.console_lab import DEVICE_END, TECHNICIAN_END
 
     cable = PtyCable(args.lab_dir / DEVICE_END, args.lab_dir / TECHNICIAN_END)
     signal.signal(signal.SIGUSR1, lambda *_: cable.unplug())

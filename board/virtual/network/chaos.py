@@ -24,8 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.clock import Clock
 from agent.net.link import socket_in_netns  # the one way into a namespace
-from board.virtual.modem import ATTACH_LATENCY, BOOT_LATENCY, CONTEXT_LATENCY, SLOT_SWITCH_LATENCY
+from agent.recordlog import scan
+from agent.usage.journal import UsageJournal
+from board.virtual.modem.model import (
+    ATTACH_LATENCY,
+    BOOT_LATENCY,
+    CONTEXT_LATENCY,
+    SLOT_SWITCH_LATENCY,
+)
 
 PROBE_INTERVAL = 0.2
 """Seconds between echoes: recovery times are measured to this resolution."""
@@ -195,8 +203,6 @@ def cloud_outages(lab_dir: Path) -> list[dict[str, Any]]:
 
 def agent_outages(lab_dir: Path) -> list[dict[str, Any]]:
     """The intervals in the agent's own outage log (read-only: a running agent owns it)."""
-    from agent.recordlog import scan
-
     path = lab_dir / "agent" / "state" / "outages.log"
     records, _ = scan(path.read_bytes()) if path.exists() else ([], 0)
     intervals: dict[int, dict[str, Any]] = {}
@@ -214,9 +220,6 @@ def agent_outages(lab_dir: Path) -> list[dict[str, Any]]:
 def journal_pending(lab_dir: Path) -> dict[str, dict[str, int]]:
     """Per ICCID: bytes a *stopped* agent journaled that the cloud has not ingested yet
     (a record ingested but not acknowledged is pending here and de-duplicated by seq)."""
-    from agent.clock import Clock
-    from agent.usage.journal import UsageJournal
-
     ingested = set()
     path = lab_dir / "cloud" / "events.jsonl"
     for line in path.read_text().splitlines() if path.exists() else []:

@@ -22,9 +22,10 @@ import re
 from typing import TYPE_CHECKING
 
 from agent.modem.errcodes import CME_ERRORS
+from board.virtual.modem.model import COMMAND_LATENCY, CONTEXT_LATENCY, Handler, Result
 
 if TYPE_CHECKING:
-    from board.virtual.modem_cmds import CommandSet, Handler, Result
+    from board.virtual.modem.commands import CommandSet
 
 LOGGER = logging.getLogger(__name__)
 
@@ -73,7 +74,6 @@ class DataCommands:
     # -- ATD / ATH / ATO -------------------------------------------------------------
     def dial(self, dial_string: str) -> Result:
         """``ATD<dial string>``: only the GPRS service code is a call this modem makes."""
-        from board.virtual.modem import CONTEXT_LATENCY
 
         m = GPRS_DIAL.match(dial_string.strip())
         if m is None:
@@ -120,7 +120,6 @@ class DataCommands:
     def _qnetdevctl(self, kind: str, args: str) -> Result:
         """Quectel's "bring the network interface up on cid": ``=<op>,<cid>[,<urc_en>]``,
         op 1 connect, 0 disconnect; ``?`` lists the contexts it manages with their state."""
-        from board.virtual.modem import COMMAND_LATENCY, CONTEXT_LATENCY
 
         if kind == "test":
             return self.cs._ok(["+QNETDEVCTL: (0-3),(1-15),(0,1)"])

@@ -15,14 +15,30 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from agent.modem.errcodes import CME_ERRORS
-from board.virtual.modem_data import DataCommands
-from board.virtual.modem_ident import TEST_FORMS, IdentityCommands
-from board.virtual.modem_quectel import QuectelCommands
-from board.virtual.modem_simfs import SimFiles
-from board.virtual.modem_sms import SmsCommands
+from board.virtual.modem import milenage
+from board.virtual.modem.data import DataCommands
+from board.virtual.modem.ident import TEST_FORMS, IdentityCommands
+from board.virtual.modem.model import (
+    ATTACH_LATENCY,
+    BOOT_LATENCY,
+    COMMAND_LATENCY,
+    CONTEXT_LATENCY,
+    RADIO_OFF_LATENCY,
+    RADIO_ON_LATENCY,
+    SLOT_SWITCH_LATENCY,
+    CarrierReject,
+    Handler,
+    RadioConditions,
+    Result,
+    SlotSim,
+    split_args,
+)
+from board.virtual.modem.quectel import QuectelCommands
+from board.virtual.modem.simfs import SimFiles
+from board.virtual.modem.sms import SmsCommands
 
 if TYPE_CHECKING:
-    from board.virtual.modem import RadioConditions, SlotSim, VirtualModem
+    from board.virtual.modem.device import VirtualModem
 
 SEED_SLOT = 0
 """Slot 0 holds the bootstrap SIM from the config; it cannot be overwritten."""
@@ -35,11 +51,6 @@ VENDOR_CME_TEXT: dict[int, str] = {515: "please wait, init or command processing
 
 ESM_TO_CME = {33: 133, 29: 149}
 """ESM reject cause (TS 24.301) -> +CME ERROR code; anything else is 148."""
-
-Result = tuple[list[str], float]
-Handler = Callable[[str, str], Result]
-"""(kind, args) -> (lines, latency); kind is "exec", "set", "query" or "test"."""
-
 
 @dataclass
 class Context:
@@ -100,13 +111,11 @@ class CommandSet:
         return f"+CME ERROR: {code}"
 
     def _err(self, code: int, latency: float | None = None) -> Result:
-        from board.virtual.modem import COMMAND_LATENCY
 
         return [self.cme(code)], COMMAND_LATENCY if latency is None else latency
 
     @staticmethod
     def _ok(lines: list[str] | None = None, latency: float | None = None) -> Result:
-        from board.virtual.modem import COMMAND_LATENCY
 
         return [*(lines or []), "OK"], COMMAND_LATENCY if latency is None else latency
 
@@ -223,7 +232,6 @@ class CommandSet:
 
     # -- radio -----------------------------------------------------------------------
     def _cfun(self, kind: str, args: str) -> Result:
-        from board.virtual.modem import RADIO_OFF_LATENCY, RADIO_ON_LATENCY
 
         if kind == "query":
             return self._ok([f"+CFUN: {self.cfun}"])
@@ -272,7 +280,6 @@ class CommandSet:
 
     def reevaluate(self) -> None:
         """Registration follows radio function, SIM and radio conditions."""
-        from board.virtual.modem import ATTACH_LATENCY
 
         sim, cond = self.sim, self.m.conditions
         if not self.simfs.ready:  # no SIM, or its PIN not entered yet
@@ -309,7 +316,6 @@ class CommandSet:
     @staticmethod
     def _challenge(sim: SlotSim) -> Callable[[bytes], bytes]:
         def answer(rand: bytes) -> bytes:
-            from board.virtual import milenage  # the lab's; imported only when asked
 
             return milenage.res(sim.ki, sim.opc, rand)
 
@@ -356,7 +362,6 @@ class CommandSet:
             name = sim.plmn if self.cops_format == 2 else self.m.config.operator_name
             return self._ok([f'+COPS: 0,{self.cops_format},"{name}",7'])
         if kind == "test":
-            from board.virtual.modem import ATTACH_LATENCY
 
             plmn = sim.plmn if sim else "44010"
             name = self.m.config.operator_name
@@ -386,7 +391,7 @@ class CommandSet:
             )
         if kind == "test":
             return self._ok(['+CGDCONT: (1-15),"IP",,,(0-2),(0-4)'])
-        parts = _split_args(args)
+        parts = split_args(args)
         cid = int(parts[0])
         if not 1 <= cid <= 15:
             return self._err(50)
@@ -403,13 +408,12 @@ class CommandSet:
         return self._ok()
 
     def _cgact(self, kind: str, args: str) -> Result:
-        from board.virtual.modem import CONTEXT_LATENCY
 
         if kind == "query":
             return self._ok(
                 [f"+CGACT: {cid},{int(c.params is not None)}" for cid, c in sorted(self.contexts.items())]
             )
-        parts = _split_args(args)
+        parts = split_args(args)
         state, cid = int(parts[0]), int(parts[1]) if len(parts) > 1 else 1
         ctx, sim = self.contexts.get(cid), self.sim
         if ctx is None or state not in (0, 1):
@@ -427,7 +431,6 @@ class CommandSet:
     def activate(self, cid: int) -> int | None:
         """Bring context ``cid`` up with the carrier: None, or the +CME ERROR code (the
         failure is kept for +CEER)."""
-        from board.virtual.modem import CarrierReject
 
         ctx, sim = self.contexts.get(cid), self.sim
         if ctx is None:
@@ -448,7 +451,7 @@ class CommandSet:
     def _cgpaddr(self, kind: str, args: str) -> Result:
         if kind == "test":  # the cids that are defined
             return self._ok([f"+CGPADDR: ({','.join(map(str, sorted(self.contexts)))})"])
-        cids = [int(a) for a in _split_args(args)] if args else sorted(self.contexts)
+        cids = [int(a) for a in split_args(args)] if args else sorted(self.contexts)
         lines = []
         for cid in cids:
             ctx = self.contexts.get(cid)
@@ -462,7 +465,7 @@ class CommandSet:
         if kind == "test":  # the cids that are active
             active = [cid for cid, c in sorted(self.contexts.items()) if c.params is not None]
             return self._ok([f"+CGCONTRDP: ({','.join(map(str, active))})"])
-        cids = [int(a) for a in _split_args(args)] if args else sorted(self.contexts)
+        cids = [int(a) for a in split_args(args)] if args else sorted(self.contexts)
         lines = []
         for cid in cids:
             ctx = self.contexts.get(cid)
@@ -485,7 +488,7 @@ class CommandSet:
             return self._err(50) if kind != "test" else self._ok(
                 [f"+VSIMLOAD: ({','.join(map(str, self.m.config.vsim_slots))})"]
             )
-        parts = _split_args(args)
+        parts = split_args(args)
         if len(parts) != 7:
             return self._err(50)
         slot = int(parts[0])
@@ -494,14 +497,12 @@ class CommandSet:
             return self._err(3)
         if slot not in self.m.config.vsim_slots or not _valid_sim(iccid, imsi, ki, opc, plmn):
             return self._err(50)
-        from board.virtual.modem import SlotSim
 
         self.slots[slot] = SlotSim(iccid, imsi, bytes.fromhex(ki), bytes.fromhex(opc), plmn, apn)
         self.m.urc(f'+VSIMSTAT: {slot},"LOADED"')
         return self._ok(latency=0.05)
 
     def _vsimsel(self, kind: str, args: str) -> Result:
-        from board.virtual.modem import SLOT_SWITCH_LATENCY
 
         if kind == "query":
             sim = self.sim
@@ -568,7 +569,6 @@ class CommandSet:
 
     def reboot(self) -> None:
         """Lose everything volatile, go quiet for the boot time, then say hello."""
-        from board.virtual.modem import BOOT_LATENCY
 
         self.m.reboots += 1
         self.data.reset()  # a data call ends with the power
@@ -594,18 +594,6 @@ def _reg_handler(cs: CommandSet, name: str) -> Handler:
         return cs._ok()
 
     return handler
-
-
-def _split_args(args: str) -> list[str]:
-    """27.007 argument list: comma-separated, strings in double quotes (quotes removed)."""
-    out: list[str] = []
-    for m in re.finditer(r'\s*("([^"]*)"|[^,]*)\s*(,|$)', args):
-        if m.group(0) == "" and m.start() == len(args):
-            break
-        out.append(m.group(2) if m.group(2) is not None else m.group(1).strip())
-        if m.group(3) == "":
-            break
-    return out
 
 
 def _mask(prefix: int) -> str:

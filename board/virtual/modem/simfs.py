@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from agent.sim import SimProfile
-from board.virtual.modem_ident import CLCK_FACILITIES
+from board.virtual.modem.ident import CLCK_FACILITIES
+from board.virtual.modem.model import Handler, Result, split_args
 
 if TYPE_CHECKING:
-    from board.virtual.modem_cmds import CommandSet, Handler, Result
+    from board.virtual.modem.commands import CommandSet
 
 LOGGER = logging.getLogger(__name__)
 
@@ -204,9 +205,8 @@ class SimFiles:
             return self.cs._err(10)
         if not self.ready:
             return self.cs._err(11)  # SIM PIN required
-        from board.virtual.modem_cmds import _split_args
 
-        parts = _split_args(args)
+        parts = split_args(args)
         command, fid = int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
         p1, p2, p3 = (int(parts[i]) if len(parts) > i and parts[i] else 0 for i in (2, 3, 4))
         sw, data = self.access(command, fid, (p1 << 8) | p2, p3)
@@ -238,9 +238,8 @@ class SimFiles:
             return self.cs._err(50)
         if self.cs.sim is None:
             return self.cs._err(10)
-        from board.virtual.modem_cmds import _split_args
 
-        parts = _split_args(args)
+        parts = split_args(args)
         length, apdu_hex = int(parts[0]), parts[1]
         if length != len(apdu_hex) or length % 2 or length < 8:
             return self.cs._err(50)
@@ -282,9 +281,8 @@ class SimFiles:
             return self.cs._ok([f"+CPIN: {self.cpin_status()}"])
         if kind != "set":
             return self.cs._err(50)
-        from board.virtual.modem_cmds import _split_args
 
-        parts = _split_args(args)
+        parts = split_args(args)
         if self.ready:
             return self.cs._err(3)  # nothing to enter
         if state.pin1 == 0:  # PUK and new PIN
@@ -326,9 +324,8 @@ class SimFiles:
     def _clck(self, kind: str, args: str) -> Result:
         if kind != "set":
             return self.cs._err(50)
-        from board.virtual.modem_cmds import _split_args
 
-        parts = _split_args(args)
+        parts = split_args(args)
         facility, mode = parts[0].upper(), int(parts[1])
         if facility not in CLCK_FACILITIES or mode not in (0, 1, 2):
             return self.cs._err(50)

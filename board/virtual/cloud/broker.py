@@ -24,11 +24,12 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 from agent.cloud.protocol import MAX_MESSAGE_BYTES
-from board.virtual.pki import CLOUD_CN, LabPki, create_lab_pki
+from board.virtual.cloud.pki import CLOUD_CN, LabPki, create_lab_pki
 
 LOGGER = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def write_config(directory: Path, pki: LabPki, host: str, port: int) -> Path:
     conf = d / "mosquitto.conf"
     user = "root" if os.geteuid() == 0 else ""
     conf.write_text("\n".join([
-        "# written by board/virtual/broker.py",
+        "# written by board/virtual/cloud/broker.py",
         # As root, mosquitto would switch to user "mosquitto", which cannot read the
         # lab's 0600 keys; the lab broker listens on loopback or inside a lab namespace.
         f"user {user}" if user else "",
@@ -139,11 +140,10 @@ def start_broker(directory: Path, pki: LabPki, host: str, port: int, netns: str 
 
 def _probe_in_netns(netns: str, pki: LabPki, host: str, port: int) -> bool:
     """Readiness inside a namespace: a TLS probe run there with openssl-free Python."""
-    code = (f"import sys; from pathlib import Path; sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r});"
-            "from board.virtual import broker, pki as p;"
+    code = (f"import sys; from pathlib import Path; sys.path.insert(0, {str(Path(__file__).resolve().parents[3])!r});"
+            "from board.virtual.cloud import broker, pki as p;"
             f"k = p.LabPki(**{{f: Path(v) if isinstance(v, str) else v for f, v in {_pki_fields(pki)!r}.items()}});"
             f"sys.exit(0 if broker.tls_probe(k, {host!r}, {port}) else 1)")
-    import sys
     return subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", code],
                           capture_output=True, timeout=10, check=False).returncode == 0
 

@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from agent import store
-from board.virtual import carrier as carrier_mod
-from board.virtual import cloud as cloud_mod
-from board.virtual import faults, netns
-from board.virtual.carrier import CarrierNetwork, LabLayout
+from board.virtual.cloud import broker, pki
+from board.virtual.cloud import pool as pool_mod
+from board.virtual.cloud import reference as cloud_mod
+from board.virtual.network import carrier as carrier_mod
+from board.virtual.network import faults, netns
+from board.virtual.network.carrier import CarrierNetwork, LabLayout
 
 LAB_DIR = Path(os.environ.get("POCKET_LAB_DIR", "/run/pocket-lab"))
 DEVICE_ID = "rtr-000001"
@@ -132,9 +134,6 @@ def _tls_ready(host: str, port: int, ns: str) -> bool:
 
 # ---- up ---------------------------------------------------------------------------
 def up(args: argparse.Namespace) -> int:
-    from board.virtual import broker, pki
-    from board.virtual import pool as pool_mod
-
     if os.geteuid() != 0:
         raise LabError("pocket-lab up needs root (network namespaces, tc, nftables)")
     if LAB_DIR.exists() and any(_pid(p) for p in PROCESSES):
@@ -145,12 +144,12 @@ def up(args: argparse.Namespace) -> int:
     pool_mod.save_pool(LAB_DIR / "pool.json", pool)
     lab_pki = pki.create_lab_pki(LAB_DIR / "pki", [DEVICE_ID, SPARE_DEVICE_ID], [LAYOUT.internet_addr])
     CarrierNetwork(LAYOUT, pool, LAB_DIR / "carrier.json").setup()
-    _spawn("services", [_python(), "-m", "board.virtual.services", "--host", LAYOUT.internet_addr], ns=LAYOUT.inet)
+    _spawn("services", [_python(), "-m", "board.virtual.network.services", "--host", LAYOUT.internet_addr], ns=LAYOUT.inet)
     broker_conf = broker.write_config(LAB_DIR / "broker", lab_pki, LAYOUT.internet_addr, BROKER_PORT)
     _spawn("broker", [netns.tool("mosquitto"), "-c", str(broker_conf)], ns=LAYOUT.inet)
     _wait_for("the broker listening", lambda: _tls_ready(LAYOUT.internet_addr, BROKER_PORT, LAYOUT.inet), 15, "broker.log")
     _spawn("cloud", [_python(), "-m", "board.virtual.lab", "cloud", *cloud_args(lab_pki)], ns=LAYOUT.inet)
-    _spawn("labd", [_python(), "-m", "board.virtual.labd", "--lab-dir", str(LAB_DIR), "--prefix", LAYOUT.prefix])
+    _spawn("labd", [_python(), "-m", "board.virtual.lab.daemon", "--lab-dir", str(LAB_DIR), "--prefix", LAYOUT.prefix])
     pty = _wait_for("the virtual modem's pty", lambda: (store.read_json(LAB_DIR / "modem.json") or {}).get("pty"),
                     15, "labd.log")
     write_agent_config(lab_pki, pty)
@@ -176,7 +175,7 @@ def write_agent_config(lab_pki: Any, pty: str) -> Path:
     dev = lab_pki.devices[DEVICE_ID]
     agent_dir = LAB_DIR / "agent"
     agent_dir.mkdir(parents=True, exist_ok=True)
-    profile = Path(__file__).resolve().parent.parent / "profiles" / "virtual.toml"
+    profile = Path(__file__).resolve().parents[2] / "profiles" / "virtual.toml"
     text = f"""# Written by pocket-lab up
 device_id = "{DEVICE_ID}"
 state_dir = "{agent_dir / 'state'}"
@@ -293,10 +292,8 @@ def _current_sim() -> dict[str, Any]:
 
 
 def throttle(args: argparse.Namespace) -> int:
-    from board.virtual.pool import load_pool
-
     sim = _current_sim()
-    pool = {s["iccid"]: s for _, s in carrier_mod.pool_sims(load_pool(LAB_DIR / "pool.json"))}
+    pool = {s["iccid"]: s for _, s in carrier_mod.pool_sims(pool_mod.load_pool(LAB_DIR / "pool.json"))}
     if args.off:
         carrier_mod.unpolice(LAYOUT, sim["index"])
         print(f"{sim['iccid']}: policer removed")
@@ -312,7 +309,7 @@ def traffic(args: argparse.Namespace) -> int:
         print("traffic stopped" if _stop("traffic") else "no traffic was running")
         return 0
     _stop("traffic")
-    argv = [_python(), "-m", "board.virtual.traffic", "--kind", args.kind, "--duration", str(args.duration)]
+    argv = [_python(), "-m", "board.virtual.network.traffic", "--kind", args.kind, "--duration", str(args.duration)]
     _spawn("traffic", argv, ns=LAYOUT.lan)
     print(f"{args.kind} traffic from {LAYOUT.lan_host_addr} for at most {args.duration:.0f} s")
     return 0
@@ -421,7 +418,7 @@ def agent(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---- the subcommand interface (board/virtual/lab.py's table points here) ----------
+# ---- the subcommand interface (board/virtual/lab/cli.py's table points here) ----------
 def configure(parser: argparse.ArgumentParser) -> None:
     name = parser.prog.split()[-1]
     if name in ("up", "status", "usage"):

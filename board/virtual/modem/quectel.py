@@ -12,8 +12,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from board.virtual.modem.model import Handler, Result, split_args
+
 if TYPE_CHECKING:
-    from board.virtual.modem_cmds import CommandSet, Handler, Result
+    from board.virtual.modem.commands import CommandSet
 
 LOGGER = logging.getLogger(__name__)
 
@@ -98,9 +100,8 @@ class QuectelCommands:
         """Only "nwscanmode" of the EC25's many +QCFG settings; others are refused."""
         if kind == "test":
             return self.cs._ok(['+QCFG: "nwscanmode",(0-3),(0,1)'])
-        from board.virtual.modem_cmds import _split_args
 
-        parts = _split_args(args) if kind == "set" else []
+        parts = split_args(args) if kind == "set" else []
         if not parts or parts[0].lower() != "nwscanmode":
             return self.cs._err(50)
         if len(parts) == 1:

@@ -1,6 +1,6 @@
 """``pocket-lab console unplug|plug|path``: the technician's cable in the lab.
 
-labd holds the cable (board/virtual/cable.py): a pty pair whose device end the agent
+labd holds the cable (board/virtual/network/cable.py): a pty pair whose device end the agent
 serves (``[console] ports`` in the lab's agent.toml) and whose technician end
 (``console.pty`` in the lab directory, reported by ``pocket-lab status --json`` as
 ``console.pty``) a terminal program opens. ``unplug`` pulls the cable (the device end
@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 
-from board.virtual import labctl
+from board.virtual.lab import ctl as labctl
 
 DEVICE_END = "console-device.pty"
 TECHNICIAN_END = "console.pty"

@@ -36,9 +36,12 @@ from pathlib import Path
 from typing import Any
 
 from agent import store
-from board.virtual import milenage, netns
-from board.virtual.modem import CarrierReject  # the one the modem catches (CarrierHooks' contract)
-from board.virtual.netns import run
+from board.virtual.modem import milenage
+from board.virtual.modem.model import (
+    CarrierReject,  # the one the modem catches (CarrierHooks' contract)
+)
+from board.virtual.network import netns
+from board.virtual.network.netns import run
 
 LOGGER = logging.getLogger(__name__)
 

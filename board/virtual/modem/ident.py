@@ -19,8 +19,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from board.virtual.modem.model import Handler, Result, split_args
+
 if TYPE_CHECKING:
-    from board.virtual.modem_cmds import CommandSet, Handler, Result
+    from board.virtual.modem.commands import CommandSet
 
 LOGGER = logging.getLogger(__name__)
 
@@ -292,9 +294,8 @@ class IdentityCommands:
             return self.cs._ok([f'+CPOL: {i},2,"{op}",1,0,1,1' for i, op in sorted(entries.items()) if op])
         if kind != "set":
             return self.cs._err(50)
-        from board.virtual.modem_cmds import _split_args
 
-        parts = _split_args(args)
+        parts = split_args(args)
         if not parts[0]:  # "AT+CPOL=,2": only the format of the read answer
             return self.cs._ok() if len(parts) > 1 and parts[1] in ("0", "1", "2") else self.cs._err(50)
         index = int(parts[0])

@@ -1,6 +1,6 @@
 """``pocket-lab events``: what the reference cloud received, in arrival order.
 
-Reads ``<state dir>/events.jsonl`` written by board.virtual.cloud (one JSON object per
+Reads ``<state dir>/events.jsonl`` written by board.virtual.cloud.reference (one JSON object per
 line: t, topic, device, kind, body). ``--json`` prints one JSON array for scripts;
 otherwise one readable line per event. ``--device`` and ``--kind`` filter.
 """
@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from board.virtual.cloud import default_dir
+from board.virtual.cloud.reference import default_dir
 
 LOGGER = logging.getLogger(__name__)
 

@@ -46,7 +46,7 @@ from agent.cloud import certs, paho_compat, sealing
 from agent.cloud import protocol as proto
 from agent.errors import CertificateMismatch, ProtocolError
 from agent.sim import Plan, SimProfile
-from board.virtual.pool import load_pool
+from board.virtual.cloud.pool import load_pool
 
 LOGGER = logging.getLogger(__name__)
 
@@ -404,7 +404,7 @@ class ReferenceCloud:
         if self.active_swaps() >= self.max_concurrent_swaps:
             self.retries_sent += 1
             return {"status": "retry", "request_id": rid, "retry_after": self.retry_after}
-        fault = self._injected_fault()  # pocket-lab fault cloud-busy (board/virtual/faults.py)
+        fault = self._injected_fault()  # pocket-lab fault cloud-busy (board/virtual/network/faults.py)
         if fault is not None:
             return fault | {"request_id": rid}
         iccid = self.pick_sim(device, req.get("current_iccid"))
