@@ -1,23 +1,20 @@
-"""``pocket-agent uci2toml``: the agent's TOML config from OpenWrt UCI options.
+"""The agent's TOML config from OpenWrt UCI options (``pocket-agent uci2toml``).
 
 On OpenWrt the device is configured the OpenWrt way (``/etc/config/pocket-agent``, ``uci
 set``, LuCI). The procd init script validates the section with typed defaults
 (``uci_load_validate``: the defaults live there, in one place) and hands the validated
-values to this command as ``option=value`` arguments; this module only knows which
-option is which TOML key and of which type. The agent itself reads TOML everywhere, so
-there is one configuration loader (agent/config.py) and the file it reads is derived,
-regenerated on every start into tmpfs.
+values to ``pocket-agent uci2toml`` (``agent/faces/cli/uci2toml.py``) as ``option=value``
+arguments; this module only knows which option is which TOML key and of which type. The
+agent itself reads TOML everywhere, so there is one configuration loader (agent/config.py)
+and the file it reads is derived, regenerated on every start into tmpfs.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from pathlib import Path
 
-from agent import store
-from agent.config import load
 from agent.errors import ConfigError
 
 LOGGER = logging.getLogger(__name__)
@@ -75,28 +72,3 @@ def to_toml(options: dict[str, str]) -> str:
 
 def _value(v: str | float) -> str:
     return json.dumps(v) if isinstance(v, str) else repr(v)  # a JSON string is a TOML basic string
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, type=Path, help="the TOML file to write")
-    parser.add_argument("options", nargs="*", metavar="OPTION=VALUE", help="validated UCI options")
-
-
-def main(args: argparse.Namespace) -> int:
-    from agent.core.exitcodes import ExitCode
-
-    try:
-        options = dict(_split(item) for item in args.options)
-        store.atomic_write(args.out, to_toml(options).encode(), mode=store.PUBLIC_MODE)
-        load(args.out)  # the daemon will read it: refuse now, in the init script's log
-    except ConfigError as exc:
-        LOGGER.error("%s", exc)
-        return ExitCode.CONFIG_INVALID
-    return ExitCode.OK
-
-
-def _split(item: str) -> tuple[str, str]:
-    name, sep, value = item.partition("=")
-    if not sep:
-        raise ConfigError(f"expected OPTION=VALUE, got {item!r}")
-    return name, value

@@ -104,7 +104,7 @@ def test_app_limited_stream_is_suspect_without_a_check_and_ok_with_one(name: str
 
 def test_replay_cli_prints_one_json_object_per_change() -> None:
     name = next(n for n, e in sorted(EXPECTED.items()) if e["throttled"])
-    out = subprocess.run([sys.executable, "-m", "agent.cli", "replay", str(TRACES / f"{name}.csv")],
+    out = subprocess.run([sys.executable, "-m", "agent", "replay", str(TRACES / f"{name}.csv")],
                          capture_output=True, text=True, timeout=60, check=True).stdout
     lines = [json.loads(line) for line in out.splitlines()]
     assert any(d["state"] == "throttled" and isinstance(d["rate_kbps"], (int, float)) for d in lines)
@@ -113,7 +113,7 @@ def test_replay_cli_prints_one_json_object_per_change() -> None:
 
 
 def test_replay_cli_prints_suspect_observations() -> None:
-    out = subprocess.run([sys.executable, "-m", "agent.cli", "replay", str(TRACES / "app128_stream.csv")],
+    out = subprocess.run([sys.executable, "-m", "agent", "replay", str(TRACES / "app128_stream.csv")],
                          capture_output=True, text=True, timeout=60, check=True).stdout
     lines = [json.loads(line) for line in out.splitlines()]
     assert [d["observation"] for d in lines if "observation" in d] == ["suspect"]
@@ -123,7 +123,7 @@ def test_replay_cli_prints_suspect_observations() -> None:
 def test_replay_cli_rejects_a_bad_trace_with_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("t,wan_rx_bytes,wan_tx_bytes\n0,10,10\n1,abc,12\n")
-    done = subprocess.run([sys.executable, "-m", "agent.cli", "replay", str(bad)],
+    done = subprocess.run([sys.executable, "-m", "agent", "replay", str(bad)],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2
     assert "line 3" in done.stderr and "abc" in done.stderr
