@@ -15,8 +15,10 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from agent.health.classifier import PROBE_BYTES, Classifier, Observation, StateChange
+from agent.health.classifier import Classifier
 from agent.health.sample import Sample
+from agent.health.thresholds import PROBE_BYTES
+from agent.health.verdict import Observation, StateChange
 
 LOGGER = logging.getLogger(__name__)
 
