@@ -77,7 +77,6 @@ class AgentConfig:
     record_trace: Path | None = None
     console: dict[str, Any] = field(default_factory=dict)
     """The [console] table, validated by agent/core/consoled.py (docs/console.md)."""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _get(section: dict[str, Any], key: str, kind: type, where: str, default: Any = ...) -> Any:

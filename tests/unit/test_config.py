@@ -66,7 +66,7 @@ keepalive_s = 60''')))
 
 
 def test_every_field_has_a_key() -> None:
-    assert {k.target for k in KEYS} | {"cloud", "extra"} == {f.name for f in dataclasses.fields(AgentConfig)}
+    assert {k.target for k in KEYS} | {"cloud"} == {f.name for f in dataclasses.fields(AgentConfig)}
     assert {k.target for k in CLOUD_KEYS} == {f.name for f in dataclasses.fields(CloudSection)}
 
 
