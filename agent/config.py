@@ -147,10 +147,6 @@ KEYS: tuple[Key, ...] = (
     Key("health", "probe", str, convert=_hostport),
     Key("health", "resolv_file", str, convert=_optional_path),
     Key("health", "record_trace", str, convert=_optional_path),
-)
-"""The keys that fill ``AgentConfig`` (its ``cloud`` field is ``CLOUD_KEYS``)."""
-
-CLOUD_KEYS: tuple[Key, ...] = (
     Key("cloud", "host", str),
     Key("cloud", "port", int),
     Key("cloud", "ca", str, convert=_path),
@@ -160,12 +156,15 @@ CLOUD_KEYS: tuple[Key, ...] = (
     Key("cloud", "platform_key", str, convert=_path),
     Key("cloud", "keepalive_s", int),
 )
-"""The keys that fill ``CloudSection``."""
+"""Every key of the file. Those of the [cloud] table fill ``CloudSection`` (the
+``cloud`` field); the others fill ``AgentConfig``."""
+
+CLOUD_TABLE = "cloud"
 
 
 def key_type(table: str, name: str) -> type:
     """The TOML type of ``[table] name`` (for generators of the file, such as uciconf)."""
-    for key in KEYS + CLOUD_KEYS:
+    for key in KEYS:
         if (key.table, key.name) == (table, name):
             return key.kind
     raise KeyError(f"[{table}] {name}")
@@ -176,10 +175,10 @@ def _has_default(cls: type, name: str) -> bool:
     return found.default is not MISSING or found.default_factory is not MISSING
 
 
-def _read(data: dict[str, Any], keys: tuple[Key, ...], cls: type, where: str) -> dict[str, Any]:
+def _read(data: dict[str, Any], cls: type, where: str) -> dict[str, Any]:
     """The fields of ``cls`` present in ``data``; an absent key with no default is an error."""
     values: dict[str, Any] = {}
-    for key in keys:
+    for key in (k for k in KEYS if (k.table == CLOUD_TABLE) == (cls is CloudSection)):
         section = _get(data, key.table, dict, where, {}) if key.table else data
         at = f"{where} [{key.table}]" if key.table else where
         if key.name in section:
@@ -199,6 +198,5 @@ def load(path: Path | str) -> AgentConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     where = str(path)
-    _get(data, "cloud", dict, where)  # the table itself is required
-    return AgentConfig(cloud=CloudSection(**_read(data, CLOUD_KEYS, CloudSection, where)),
-                       **_read(data, KEYS, AgentConfig, where))
+    _get(data, CLOUD_TABLE, dict, where)  # the table itself is required
+    return AgentConfig(cloud=CloudSection(**_read(data, CloudSection, where)), **_read(data, AgentConfig, where))
