@@ -36,6 +36,7 @@ from agent.config import AgentConfig
 from agent.core import failure, heal_wiring  # issue 9
 from agent.core.exitcodes import ExitCode
 from agent.core.health import HealthMonitor, HealthSettings
+from agent.core.metering import Metering
 from agent.core.radio import ModemRadio, vouch_network_time
 from agent.core.status import StatusFile
 from agent.core.swap import Hooks, SimFacts, SwapMachine, is_registered
@@ -48,8 +49,8 @@ from agent.net.link import WanLink
 from agent.net.reach import udp_echo
 from agent.net.resolv import write_resolv
 from agent.sdnotify import Notifier, ProgressWatchdog
-from agent.usage.calendar import parse_tz, plan_tz
-from agent.usage.journal import TRICKLE_FLUSH_S, UsageJournal
+from agent.usage.calendar import parse_tz
+from agent.usage.journal import UsageJournal
 from agent.usage.meter import UsageMeter
 from agent.usage.reporting import ReportGate, ReportPolicy
 
@@ -87,21 +88,19 @@ class Supervisor:
         self.ladder: RecoveryLadder | None = None
         self.cloud: CloudLink | None = None
         self.wan = WanLink(profile.data_interface)
+        self.usage: Metering | None = None
+        """The usage path (agent/core/metering.py); ``journal`` and ``meter`` are its."""
         self.journal: UsageJournal | None = None
         self.meter: UsageMeter | None = None
         self.current: dict[str, Any] | None = None
         """Public facts of the SIM in use (never its keys): iccid, imsi, slot, plan, assignment_id."""
         self.health: HealthMonitor | None = None
         self.swaps: SwapMachine | None = None
-        self._used_on_current = 0
         self.swap_control = SwapControl(lambda: self.clock, self.state_dir, self.status,
                                         current=lambda: self.current,
-                                        used_on_current=lambda: self._used_on_current,
-                                        traffic_kbps=lambda: self._traffic_kbps)
+                                        used_on_current=lambda: self.usage.used_on_current if self.usage else 0,
+                                        traffic_kbps=lambda: self.usage.traffic_kbps if self.usage else 0.0)
         """When to swap, one swap at a time (agent/core/swap_control.py)."""
-        self._traffic_kbps = 0.0
-        """The user's throughput over the last sample interval (the lull rule)."""
-        self._last_sample_t = 0.0
         self.watchdog = ProgressWatchdog(Notifier(None), None)
         """Service-manager hooks (agent/sdnotify.py); run.py installs the real one."""
         self.consoled: Any = None  # console (issue 12): control socket + technician console
@@ -176,7 +175,9 @@ class Supervisor:
         await vouch_network_time(self.modem, self.clock)  # issue 10: NITZ before billing or expiry checks
         self.cloud.set_network_available(True)
         await self.cloud.start()
-        self.spawn(self._sample_loop(), "sample")
+        assert self.usage
+        self.spawn(self.usage.run(lambda: (self.current or {}).get("iccid"), self.cfg.sample_interval_s,
+                                  lambda: self.watchdog.mark()), "sample")
         self.spawn(self._report_loop(), "report")
         self.spawn(self._status_loop(), "status")
         renewal = cert_renewal.attach(self.cloud, self.cfg.cloud.cert, self.cfg.cloud.host, self.cfg.cloud.port)
@@ -230,16 +231,10 @@ class Supervisor:
 
     # ---- usage ----------------------------------------------------------------------
     def _open_usage(self) -> None:
-        self.journal = UsageJournal(self.state_dir / "usage.journal", clock=self.clock,
-                                    flush_interval_s=self.cfg.flush_interval_s,
-                                    # issue 10: fewer records when idle (4 per heartbeat at most)
-                                    trickle_flush_s=min(TRICKLE_FLUSH_S, self.cfg.heartbeat_s / 4))
-        self.meter = UsageMeter(self.clock, tz=parse_tz(self.cfg.tz_offset),
-                                header_bytes=self.profile.link_header_bytes)
-        baseline = self.journal.baseline()
-        if baseline is not None:
-            self.meter.seed(baseline, self.journal.baseline_wall())
-            LOGGER.info("usage: resuming from the journal's baseline (ifindex %s)", baseline.ifindex)
+        self.usage = Metering.open(self.state_dir, self.clock, self.wan, flush_interval_s=self.cfg.flush_interval_s,
+                                   heartbeat_s=self.cfg.heartbeat_s, tz_offset=self.cfg.tz_offset,
+                                   header_bytes=self.profile.link_header_bytes)
+        self.journal, self.meter = self.usage.journal, self.usage.meter
 
     async def _first_reading(self) -> None:
         """Read the counters before this run moves a byte: a fresh journal takes it as its
@@ -255,30 +250,8 @@ class Supervisor:
             LOGGER.warning("first counter reading failed: %s", exc)
 
     async def _sample_once(self) -> None:
-        assert self.meter and self.journal
-        counters = await asyncio.to_thread(self.wan.counters)
-        deltas = self.meter.sample(counters)
-        current = (self.current or {}).get("iccid")
-        moved = sum(d.rx_bytes + d.tx_bytes for d in deltas)
-        self._used_on_current += sum(d.rx_bytes + d.tx_bytes for d in deltas if d.iccid == current)
-        now = self.clock.monotonic()
-        if now > self._last_sample_t:
-            self._traffic_kbps = moved * 8 / 1000 / (now - self._last_sample_t)
-        self._last_sample_t = now
-        # The meter's baseline is the reading stamped with the boot id; the journal must
-        # store that one, or a restart would take the same boot for a reboot.
-        self.journal.add(deltas, self.meter.baseline() or counters, self.clock.wall())
-
-    async def _sample_loop(self) -> None:
-        while True:
-            try:
-                await self._sample_once()
-            except AgentError as exc:
-                LOGGER.warning("usage sample failed: %s", exc)
-            self.watchdog.mark()  # the main loop made a pass: the watchdog may ping
-            interval = self.cfg.sample_interval_s
-            to_boundary = self.meter.next_boundary() - self.clock.wall() if self.meter else interval
-            await asyncio.sleep(max(0.0, min(interval, to_boundary)))
+        assert self.usage
+        await self.usage.sample((self.current or {}).get("iccid"))
 
     async def _report_loop(self) -> None:
         while True:
@@ -387,21 +360,19 @@ class Supervisor:
         one in the same step, so no byte is billed to the wrong SIM."""
         if facts is not None:
             await self._sample_once()
-            assert self.meter
-            self.meter.set_active_sim(facts["iccid"], facts["imsi"], facts["imsi"][:3])
-            self.meter.set_plan_tz(plan_tz(facts, self.cfg.tz_offset))  # issue 10: the plan's zone
+            assert self.usage
+            self.usage.bill_to(facts)
         await asyncio.to_thread(self.wan.apply, params)
         if self.cfg.resolv_file and params.dns:
             write_resolv(self.cfg.resolv_file, list(params.dns))
 
     def _set_current(self, facts: dict[str, Any]) -> None:
-        assert self.meter
+        assert self.usage
         if (self.current or {}).get("iccid") != facts.get("iccid"):
-            self._used_on_current = 0
+            self.usage.used_on_current = 0
             self.swap_control.sim_changed()
         self.current = facts
-        self.meter.set_active_sim(facts["iccid"], facts["imsi"], facts["imsi"][:3])
-        self.meter.set_plan_tz(plan_tz(facts, self.cfg.tz_offset))  # issue 10: the plan's zone
+        self.usage.bill_to(facts)
         store.atomic_write_json(self._current_file(), facts)
         self.status.update(sim=facts)
         if self.health is not None:
