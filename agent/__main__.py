@@ -1,5 +1,5 @@
 """``python -m agent`` is the same as the ``pocket-agent`` console script."""
 
-from agent.cli import main
+from agent.faces.cli.main import main
 
 raise SystemExit(main())

@@ -1,15 +1,18 @@
 """The agent's configuration file (TOML) and the board profile it names.
 
 One file per device, written by factory provisioning (or by ``pocket-lab up`` for the
-virtual board). Every key has a typed default here, so a field's meaning is in one
-place; a wrong type or a missing required key is a ``ConfigError`` naming the key.
+virtual board). Every field and its default is written once, in the dataclasses below;
+``KEYS`` says where each field is in the TOML file and of which TOML type, and ``load()``
+leaves an absent key out so the dataclass's default applies (a field without a default
+is required). A wrong type or a missing required key is a ``ConfigError`` naming the key.
 See docs/configuration.md.
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +35,19 @@ KEEPALIVE_S = 300
 in TLS records, TCP/IP headers, ACKs): 60 s would be ~430 kB a day on an idle router.
 Mobile carriers keep established TCP NAT mappings well past 5 minutes (RFC 5382 asks for
 2 h 4 min), so 300 s keeps the mapping and finds a dead path within ~7.5 min."""
+MQTT_TLS_PORT = 8883
+"""IANA's port for MQTT over TLS."""
+TZ_OFFSET = "+09:00"
+"""JST: the plans this agent meters reset at JST day and month boundaries (domain.md);
+an assignment's own ``plan.tz`` wins."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CloudSection:
+    """The [cloud] table. Keyword-only, so a default can sit beside the required paths."""
+
     host: str
-    port: int
+    port: int = MQTT_TLS_PORT
     ca: Path
     cert: Path
     key: Path
@@ -60,14 +70,13 @@ class AgentConfig:
     flush_interval_s: float = FLUSH_INTERVAL_S
     sample_interval_s: float = SAMPLE_INTERVAL_S
     radio_interval_s: float = RADIO_INTERVAL_S
-    tz_offset: str = "+09:00"
+    tz_offset: str = TZ_OFFSET
     reflector: tuple[str, int] | None = None
     probe: tuple[str, int] | None = None
     resolv_file: Path | None = None
     record_trace: Path | None = None
     console: dict[str, Any] = field(default_factory=dict)
     """The [console] table, validated by agent/core/consoled.py (docs/console.md)."""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _get(section: dict[str, Any], key: str, kind: type, where: str, default: Any = ...) -> Any:
@@ -92,6 +101,93 @@ def _hostport(text: str | None, where: str) -> tuple[str, int] | None:
     return host, int(port)
 
 
+def _path(value: str, where: str) -> Path:
+    return Path(value)
+
+
+def _optional_path(value: str, where: str) -> Path | None:
+    return Path(value) if value else None
+
+
+def _same(value: Any, where: str) -> Any:
+    return value
+
+
+@dataclass(frozen=True)
+class Key:
+    """One TOML key: its table ("" for the top level), its name, the TOML type it must
+    have, the dataclass field it fills (``attr``, if not ``name``) and how its value
+    becomes the field's."""
+
+    table: str
+    name: str
+    kind: type
+    attr: str = ""
+    convert: Callable[[Any, str], Any] = _same
+
+    @property
+    def target(self) -> str:
+        return self.attr or self.name
+
+
+KEYS: tuple[Key, ...] = (
+    Key("", "device_id", str),
+    Key("", "state_dir", str, convert=_path),
+    Key("", "board_profile", str, convert=_path),
+    Key("", "status_file", str, convert=_optional_path),
+    Key("", "console", dict),
+    Key("modem", "port", str, "modem_port"),
+    Key("usage", "report_interval_s", float),
+    Key("usage", "flush_interval_s", float),
+    Key("usage", "heartbeat_s", float),
+    Key("usage", "tz", str, "tz_offset"),
+    Key("health", "sample_interval_s", float),
+    Key("health", "radio_interval_s", float),
+    Key("health", "reflector", str, convert=_hostport),
+    Key("health", "probe", str, convert=_hostport),
+    Key("health", "resolv_file", str, convert=_optional_path),
+    Key("health", "record_trace", str, convert=_optional_path),
+    Key("cloud", "host", str),
+    Key("cloud", "port", int),
+    Key("cloud", "ca", str, convert=_path),
+    Key("cloud", "cert", str, convert=_path),
+    Key("cloud", "key", str, convert=_path),
+    Key("cloud", "sealing_key", str, convert=_path),
+    Key("cloud", "platform_key", str, convert=_path),
+    Key("cloud", "keepalive_s", int),
+)
+"""Every key of the file. Those of the [cloud] table fill ``CloudSection`` (the
+``cloud`` field); the others fill ``AgentConfig``."""
+
+CLOUD_TABLE = "cloud"
+
+
+def key_type(table: str, name: str) -> type:
+    """The TOML type of ``[table] name`` (for generators of the file, such as uciconf)."""
+    for key in KEYS:
+        if (key.table, key.name) == (table, name):
+            return key.kind
+    raise KeyError(f"[{table}] {name}")
+
+
+def _has_default(cls: type, name: str) -> bool:
+    found = next(f for f in fields(cls) if f.name == name)
+    return found.default is not MISSING or found.default_factory is not MISSING
+
+
+def _read(data: dict[str, Any], cls: type, where: str) -> dict[str, Any]:
+    """The fields of ``cls`` present in ``data``; an absent key with no default is an error."""
+    values: dict[str, Any] = {}
+    for key in (k for k in KEYS if (k.table == CLOUD_TABLE) == (cls is CloudSection)):
+        section = _get(data, key.table, dict, where, {}) if key.table else data
+        at = f"{where} [{key.table}]" if key.table else where
+        if key.name in section:
+            values[key.target] = key.convert(_get(section, key.name, key.kind, at), at)
+        elif not _has_default(cls, key.target):
+            raise ConfigError(f"{at}: missing required key {key.name!r}")
+    return values
+
+
 def load(path: Path | str) -> AgentConfig:
     """Read and validate the agent's TOML config."""
     path = Path(path)
@@ -102,39 +198,5 @@ def load(path: Path | str) -> AgentConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     where = str(path)
-    cloud = _get(data, "cloud", dict, where)
-    cw = f"{where} [cloud]"
-    usage = _get(data, "usage", dict, where, {})
-    health = _get(data, "health", dict, where, {})
-    modem = _get(data, "modem", dict, where, {})
-    status_file = _get(data, "status_file", str, where, "")
-    resolv = _get(health, "resolv_file", str, f"{where} [health]", "")
-    record = _get(health, "record_trace", str, f"{where} [health]", "")
-    return AgentConfig(
-        device_id=_get(data, "device_id", str, where),
-        state_dir=Path(_get(data, "state_dir", str, where)),
-        board_profile=Path(_get(data, "board_profile", str, where)),
-        status_file=Path(status_file) if status_file else None,
-        modem_port=_get(modem, "port", str, f"{where} [modem]", None),
-        cloud=CloudSection(
-            host=_get(cloud, "host", str, cw),
-            port=_get(cloud, "port", int, cw, 8883),
-            ca=Path(_get(cloud, "ca", str, cw)),
-            cert=Path(_get(cloud, "cert", str, cw)),
-            key=Path(_get(cloud, "key", str, cw)),
-            sealing_key=Path(_get(cloud, "sealing_key", str, cw)),
-            platform_key=Path(_get(cloud, "platform_key", str, cw)),
-            keepalive_s=_get(cloud, "keepalive_s", int, cw, KEEPALIVE_S),
-        ),
-        report_interval_s=_get(usage, "report_interval_s", float, f"{where} [usage]", REPORT_INTERVAL_S),
-        flush_interval_s=_get(usage, "flush_interval_s", float, f"{where} [usage]", FLUSH_INTERVAL_S),
-        heartbeat_s=_get(usage, "heartbeat_s", float, f"{where} [usage]", HEARTBEAT_S),
-        tz_offset=_get(usage, "tz", str, f"{where} [usage]", "+09:00"),
-        sample_interval_s=_get(health, "sample_interval_s", float, f"{where} [health]", SAMPLE_INTERVAL_S),
-        radio_interval_s=_get(health, "radio_interval_s", float, f"{where} [health]", RADIO_INTERVAL_S),
-        reflector=_hostport(_get(health, "reflector", str, f"{where} [health]", ""), where),
-        probe=_hostport(_get(health, "probe", str, f"{where} [health]", ""), where),
-        resolv_file=Path(resolv) if resolv else None,
-        record_trace=Path(record) if record else None,
-        console=_get(data, "console", dict, where, {}),
-    )
+    _get(data, CLOUD_TABLE, dict, where)  # the table itself is required
+    return AgentConfig(cloud=CloudSection(**_read(data, CloudSection, where)), **_read(data, AgentConfig, where))

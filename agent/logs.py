@@ -1,6 +1,6 @@
 """Log levels the agent adds to the standard ones.
 
-Why a module of its own: the level is set by the command line (``agent/cli.py``, ``-vv``)
+Why a module of its own: the level is set by the command line (``agent/faces/cli/main.py``, ``-vv``)
 and used by the adapters that log raw bytes (``agent/modem/at.py``); both import it from
 here, below either of them, so it is defined once.
 """

@@ -1,23 +1,21 @@
-"""``pocket-agent uci2toml``: the agent's TOML config from OpenWrt UCI options.
+"""The agent's TOML config from OpenWrt UCI options (``pocket-agent uci2toml``).
 
 On OpenWrt the device is configured the OpenWrt way (``/etc/config/pocket-agent``, ``uci
 set``, LuCI). The procd init script validates the section with typed defaults
 (``uci_load_validate``: the defaults live there, in one place) and hands the validated
-values to this command as ``option=value`` arguments; this module only knows which
-option is which TOML key and of which type. The agent itself reads TOML everywhere, so
-there is one configuration loader (agent/config.py) and the file it reads is derived,
-regenerated on every start into tmpfs.
+values to ``pocket-agent uci2toml`` (``agent/faces/cli/uci2toml.py``) as ``option=value``
+arguments; this module only knows which option is which TOML key and of which type. The
+agent itself reads TOML everywhere, so there is one configuration loader (agent/config.py)
+and the file it reads is derived, regenerated on every start into tmpfs.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from pathlib import Path
 
-from agent import store
-from agent.config import load
+from agent.config import key_type
 from agent.errors import ConfigError
 
 LOGGER = logging.getLogger(__name__)
@@ -25,30 +23,30 @@ LOGGER = logging.getLogger(__name__)
 PROFILE_DIR = Path("/usr/share/pocket-agent/profiles")
 """Where the packages install board profiles; a bare profile name is looked up here."""
 
-MAPPING: dict[str, tuple[str, str, type]] = {
-    "device_id": ("", "device_id", str),
-    "state_dir": ("", "state_dir", str),
-    "board_profile": ("", "board_profile", str),
-    "status_file": ("", "status_file", str),
-    "modem_port": ("modem", "port", str),
-    "cloud_host": ("cloud", "host", str),
-    "cloud_port": ("cloud", "port", int),
-    "cloud_ca": ("cloud", "ca", str),
-    "cloud_cert": ("cloud", "cert", str),
-    "cloud_key": ("cloud", "key", str),
-    "sealing_key": ("cloud", "sealing_key", str),
-    "platform_key": ("cloud", "platform_key", str),
-    "report_interval_s": ("usage", "report_interval_s", float),
-    "flush_interval_s": ("usage", "flush_interval_s", float),
-    "tz": ("usage", "tz", str),
-    "sample_interval_s": ("health", "sample_interval_s", float),
-    "radio_interval_s": ("health", "radio_interval_s", float),
-    "reflector": ("health", "reflector", str),
-    "probe": ("health", "probe", str),
-    "resolv_file": ("health", "resolv_file", str),
+MAPPING: dict[str, tuple[str, str]] = {
+    "device_id": ("", "device_id"),
+    "state_dir": ("", "state_dir"),
+    "board_profile": ("", "board_profile"),
+    "status_file": ("", "status_file"),
+    "modem_port": ("modem", "port"),
+    "cloud_host": ("cloud", "host"),
+    "cloud_port": ("cloud", "port"),
+    "cloud_ca": ("cloud", "ca"),
+    "cloud_cert": ("cloud", "cert"),
+    "cloud_key": ("cloud", "key"),
+    "sealing_key": ("cloud", "sealing_key"),
+    "platform_key": ("cloud", "platform_key"),
+    "report_interval_s": ("usage", "report_interval_s"),
+    "flush_interval_s": ("usage", "flush_interval_s"),
+    "tz": ("usage", "tz"),
+    "sample_interval_s": ("health", "sample_interval_s"),
+    "radio_interval_s": ("health", "radio_interval_s"),
+    "reflector": ("health", "reflector"),
+    "probe": ("health", "probe"),
+    "resolv_file": ("health", "resolv_file"),
 }
-"""UCI option -> (TOML table, "" for the top level; key; type). An empty value leaves the
-key out, so agent/config.py's default applies."""
+"""UCI option -> (TOML table, "" for the top level; key). The key's type is agent/config.py's
+(``key_type``); an empty value leaves the key out, so the config's default applies."""
 
 
 def to_toml(options: dict[str, str]) -> str:
@@ -57,7 +55,8 @@ def to_toml(options: dict[str, str]) -> str:
     for name, text in options.items():
         if name not in MAPPING:
             raise ConfigError(f"uci option {name!r} is not an agent option (known: {', '.join(MAPPING)})")
-        table, key, kind = MAPPING[name]
+        table, key = MAPPING[name]
+        kind = key_type(table, key)
         if text == "":
             continue
         if name == "board_profile" and "/" not in text:
@@ -75,28 +74,3 @@ def to_toml(options: dict[str, str]) -> str:
 
 def _value(v: str | float) -> str:
     return json.dumps(v) if isinstance(v, str) else repr(v)  # a JSON string is a TOML basic string
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, type=Path, help="the TOML file to write")
-    parser.add_argument("options", nargs="*", metavar="OPTION=VALUE", help="validated UCI options")
-
-
-def main(args: argparse.Namespace) -> int:
-    from agent.core.exitcodes import ExitCode
-
-    try:
-        options = dict(_split(item) for item in args.options)
-        store.atomic_write(args.out, to_toml(options).encode(), mode=store.PUBLIC_MODE)
-        load(args.out)  # the daemon will read it: refuse now, in the init script's log
-    except ConfigError as exc:
-        LOGGER.error("%s", exc)
-        return ExitCode.CONFIG_INVALID
-    return ExitCode.OK
-
-
-def _split(item: str) -> tuple[str, str]:
-    name, sep, value = item.partition("=")
-    if not sep:
-        raise ConfigError(f"expected OPTION=VALUE, got {item!r}")
-    return name, value

@@ -35,10 +35,12 @@ from agent.clock import JST, Clock
 from agent.core.radio import RadioSnapshot
 from agent.core.sampler import LiveSampler, RadioReading
 from agent.errors import AgentError, AtTimeout, PortClosed
-from agent.health.classifier import PROBE_BYTES, Classifier, StateChange
+from agent.health.classifier import Classifier
 from agent.health.event import ServingNetwork, health_event
 from agent.health.outage import OutageLog
 from agent.health.sample import COLUMNS, Sample
+from agent.health.thresholds import PROBE_BYTES
+from agent.health.verdict import StateChange
 from agent.net.activecheck import run_check
 from agent.net.conntrack import ConntrackFlows
 from agent.net.reflector import UdpEchoProber

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import signal
 from collections.abc import Coroutine
 from pathlib import Path
@@ -35,12 +34,13 @@ from agent.cloud import renewal as cert_renewal
 from agent.cloud.link import CloudConfig, CloudLink
 from agent.config import AgentConfig
 from agent.core import failure, heal_wiring  # issue 9
-from agent.core import policy as pol
 from agent.core.exitcodes import ExitCode
 from agent.core.health import HealthMonitor, HealthSettings
+from agent.core.metering import Metering
 from agent.core.radio import ModemRadio, vouch_network_time
 from agent.core.status import StatusFile
-from agent.core.swap import Hooks, SimFacts, SwapFailed, SwapMachine, is_registered
+from agent.core.swap import Hooks, SimFacts, SwapMachine, is_registered
+from agent.core.swap_control import SwapControl
 from agent.errors import AgentError, ModemError, ProtocolError
 from agent.health.event import status_event
 from agent.modem.driver import Modem
@@ -49,8 +49,8 @@ from agent.net.link import WanLink
 from agent.net.reach import udp_echo
 from agent.net.resolv import write_resolv
 from agent.sdnotify import Notifier, ProgressWatchdog
-from agent.usage.calendar import parse_tz, plan_tz
-from agent.usage.journal import TRICKLE_FLUSH_S, UsageJournal
+from agent.usage.calendar import parse_tz
+from agent.usage.journal import UsageJournal
 from agent.usage.meter import UsageMeter
 from agent.usage.reporting import ReportGate, ReportPolicy
 
@@ -58,9 +58,6 @@ LOGGER = logging.getLogger(__name__)
 
 DATA_CID = 1
 """The PDP context the agent uses for user data (cid 1 is every modem's default)."""
-POLICY_TICK_S = 1.0
-"""How often the swap policy is evaluated: detection itself takes seconds, so a second
-of extra latency is noise, and the evaluation is a few comparisons."""
 REGISTRATION_TIMEOUT = 90.0
 """Seconds to wait for registration after a SIM switch or radio on. LTE attach takes
 1-10 s on a healthy network; 3GPP T3410 is 15 s and a UE retries up to five times."""
@@ -91,30 +88,19 @@ class Supervisor:
         self.ladder: RecoveryLadder | None = None
         self.cloud: CloudLink | None = None
         self.wan = WanLink(profile.data_interface)
+        self.usage: Metering | None = None
+        """The usage path (agent/core/metering.py); ``journal`` and ``meter`` are its."""
         self.journal: UsageJournal | None = None
         self.meter: UsageMeter | None = None
         self.current: dict[str, Any] | None = None
         """Public facts of the SIM in use (never its keys): iccid, imsi, slot, plan, assignment_id."""
         self.health: HealthMonitor | None = None
         self.swaps: SwapMachine | None = None
-        self.policy = self._load_policy()
-        self._rng = random.Random()
-        self._swap_lock = asyncio.Lock()
-        self._swap_times: list[float] = []
-        self._swap_failures = 0
-        self._blocked_until = 0.0
-        self._order: pol.Order | None = None
-        self._policy_wake = asyncio.Event()
-        """Set when something the policy reads changed (a command, a health state)."""
-        self._health_state = ("ok", 0.0)
-        self._last_health: dict[str, Any] | None = None
-        self._refused_iccid: str | None = None
-        """A SIM the network refused: named to the cloud as the one to replace."""
-        self._used_on_current = 0
-        self._low_since: float | None = None
-        self._traffic_kbps = 0.0
-        """The user's throughput over the last sample interval (the lull rule)."""
-        self._last_sample_t = 0.0
+        self.swap_control = SwapControl(lambda: self.clock, self.state_dir, self.status,
+                                        current=lambda: self.current,
+                                        used_on_current=lambda: self.usage.used_on_current if self.usage else 0,
+                                        traffic_kbps=lambda: self.usage.traffic_kbps if self.usage else 0.0)
+        """When to swap, one swap at a time (agent/core/swap_control.py)."""
         self.watchdog = ProgressWatchdog(Notifier(None), None)
         """Service-manager hooks (agent/sdnotify.py); run.py installs the real one."""
         self.consoled: Any = None  # console (issue 12): control socket + technician console
@@ -176,10 +162,10 @@ class Supervisor:
                                      clock=self.clock)
         self.cloud = self._make_cloud()
         self.cloud.on_command(self._on_command)
-        self.cloud.on_policy(self._on_policy)
+        self.cloud.on_policy(self.swap_control.on_policy)
         if self.consoled:  # console (issue 12): technician keys rotate with the cloud's policy
             self.consoled.attach_cloud(self.cloud)
-        self.swaps = self._make_swaps()
+        self.swaps = self.swap_control.machine = self._make_swaps()
         finished = await self.swaps.resume()  # a swap a crash cut short: finished or undone
         if finished is not None:
             self._set_current(finished.to_dict())
@@ -189,7 +175,9 @@ class Supervisor:
         await vouch_network_time(self.modem, self.clock)  # issue 10: NITZ before billing or expiry checks
         self.cloud.set_network_available(True)
         await self.cloud.start()
-        self.spawn(self._sample_loop(), "sample")
+        assert self.usage
+        self.spawn(self.usage.run(lambda: (self.current or {}).get("iccid"), self.cfg.sample_interval_s,
+                                  lambda: self.watchdog.mark()), "sample")
         self.spawn(self._report_loop(), "report")
         self.spawn(self._status_loop(), "status")
         renewal = cert_renewal.attach(self.cloud, self.cfg.cloud.cert, self.cfg.cloud.host, self.cfg.cloud.port)
@@ -199,8 +187,8 @@ class Supervisor:
         self.healer = heal_wiring.healer_for(self)  # issue 9: self-healing (agent/core/heal.py)
         self.spawn(self.healer.run(), "heal")
         if (self.current or {}).get("seed"):
-            await self._swap_guarded("boot")
-        self.spawn(self._policy_loop(), "policy")
+            await self.swap_control.swap("boot")
+        self.spawn(self.swap_control.run(), "policy")
 
     async def _shutdown(self) -> None:
         """Stop tasks, hand the cloud what is pending, then take the *last* sample.
@@ -243,16 +231,10 @@ class Supervisor:
 
     # ---- usage ----------------------------------------------------------------------
     def _open_usage(self) -> None:
-        self.journal = UsageJournal(self.state_dir / "usage.journal", clock=self.clock,
-                                    flush_interval_s=self.cfg.flush_interval_s,
-                                    # issue 10: fewer records when idle (4 per heartbeat at most)
-                                    trickle_flush_s=min(TRICKLE_FLUSH_S, self.cfg.heartbeat_s / 4))
-        self.meter = UsageMeter(self.clock, tz=parse_tz(self.cfg.tz_offset),
-                                header_bytes=self.profile.link_header_bytes)
-        baseline = self.journal.baseline()
-        if baseline is not None:
-            self.meter.seed(baseline, self.journal.baseline_wall())
-            LOGGER.info("usage: resuming from the journal's baseline (ifindex %s)", baseline.ifindex)
+        self.usage = Metering.open(self.state_dir, self.clock, self.wan, flush_interval_s=self.cfg.flush_interval_s,
+                                   heartbeat_s=self.cfg.heartbeat_s, tz_offset=self.cfg.tz_offset,
+                                   header_bytes=self.profile.link_header_bytes)
+        self.journal, self.meter = self.usage.journal, self.usage.meter
 
     async def _first_reading(self) -> None:
         """Read the counters before this run moves a byte: a fresh journal takes it as its
@@ -268,30 +250,8 @@ class Supervisor:
             LOGGER.warning("first counter reading failed: %s", exc)
 
     async def _sample_once(self) -> None:
-        assert self.meter and self.journal
-        counters = await asyncio.to_thread(self.wan.counters)
-        deltas = self.meter.sample(counters)
-        current = (self.current or {}).get("iccid")
-        moved = sum(d.rx_bytes + d.tx_bytes for d in deltas)
-        self._used_on_current += sum(d.rx_bytes + d.tx_bytes for d in deltas if d.iccid == current)
-        now = self.clock.monotonic()
-        if now > self._last_sample_t:
-            self._traffic_kbps = moved * 8 / 1000 / (now - self._last_sample_t)
-        self._last_sample_t = now
-        # The meter's baseline is the reading stamped with the boot id; the journal must
-        # store that one, or a restart would take the same boot for a reboot.
-        self.journal.add(deltas, self.meter.baseline() or counters, self.clock.wall())
-
-    async def _sample_loop(self) -> None:
-        while True:
-            try:
-                await self._sample_once()
-            except AgentError as exc:
-                LOGGER.warning("usage sample failed: %s", exc)
-            self.watchdog.mark()  # the main loop made a pass: the watchdog may ping
-            interval = self.cfg.sample_interval_s
-            to_boundary = self.meter.next_boundary() - self.clock.wall() if self.meter else interval
-            await asyncio.sleep(max(0.0, min(interval, to_boundary)))
+        assert self.usage
+        await self.usage.sample((self.current or {}).get("iccid"))
 
     async def _report_loop(self) -> None:
         while True:
@@ -393,20 +353,19 @@ class Supervisor:
         one in the same step, so no byte is billed to the wrong SIM."""
         if facts is not None:
             await self._sample_once()
-            assert self.meter
-            self.meter.set_active_sim(facts["iccid"], facts["imsi"], facts["imsi"][:3])
-            self.meter.set_plan_tz(plan_tz(facts, self.cfg.tz_offset))  # issue 10: the plan's zone
+            assert self.usage
+            self.usage.bill_to(facts)
         await asyncio.to_thread(self.wan.apply, params)
         if self.cfg.resolv_file and params.dns:
             write_resolv(self.cfg.resolv_file, list(params.dns))
 
     def _set_current(self, facts: dict[str, Any]) -> None:
-        assert self.meter
+        assert self.usage
         if (self.current or {}).get("iccid") != facts.get("iccid"):
-            self._used_on_current, self._low_since = 0, None
+            self.usage.used_on_current = 0
+            self.swap_control.sim_changed()
         self.current = facts
-        self.meter.set_active_sim(facts["iccid"], facts["imsi"], facts["imsi"][:3])
-        self.meter.set_plan_tz(plan_tz(facts, self.cfg.tz_offset))  # issue 10: the plan's zone
+        self.usage.bill_to(facts)
         store.atomic_write_json(self._current_file(), facts)
         self.status.update(sim=facts)
         if self.health is not None:
@@ -415,10 +374,10 @@ class Supervisor:
     # ---- swaps --------------------------------------------------------------------------
     def _make_swaps(self) -> SwapMachine:
         assert self.modem and self.cloud
-        cloud = self.cloud
+        cloud, control = self.cloud, self.swap_control
         hooks = Hooks(
-            request=lambda reason, iccid: cloud.request_assignment(reason, current_iccid=self._refused_iccid or iccid,
-                                                                   evidence=self._request_evidence(),
+            request=lambda reason, iccid: cloud.request_assignment(reason, current_iccid=control.refused_iccid or iccid,
+                                                                   evidence=control.request_evidence(),
                                                                    timeout=ASSIGNMENT_TIMEOUT),
             account=self._account,
             route=self._route_only,
@@ -429,7 +388,7 @@ class Supervisor:
             result=cloud.report_assignment_result,
         )
         return SwapMachine(self.modem, hooks, self.state_dir / "swap.json", slots=tuple(self.profile.vsim_slots),
-                           clock=self.clock, attach_timeout_s=self.policy.attach_timeout_s)
+                           clock=self.clock, attach_timeout_s=control.policy.attach_timeout_s)
 
     async def _account(self, facts: SimFacts) -> None:
         """The old SIM's bytes up to this instant, durable; then the new SIM is metered."""
@@ -462,20 +421,20 @@ class Supervisor:
 
     async def request_swap(self, reason: str) -> dict[str, Any]:
         """Swap now (technician console, tests); returns the swap's result record."""
-        await self._swap_guarded(reason)
+        await self.swap_control.swap(reason)
         return self.swaps.history[-1] if self.swaps and self.swaps.history else {}
 
     @property
     def swapping(self) -> bool:
         """A swap is in progress: the link is down on purpose, not an outage."""
-        return self._swap_lock.locked()
+        return self.swap_control.swapping
 
     async def reset_modem(self, reason: str) -> dict[str, Any]:
         """Reboot the baseband on request (the technician console's ``modem-reset``) and let
         the healer bring registration and data back, as after any modem reboot."""
         assert self.modem
         LOGGER.warning("modem reset requested (%s)", reason)
-        async with self._swap_lock:  # never in the middle of a swap
+        async with self.swap_control.lock:  # never in the middle of a swap
             await self.modem.reset(wait=True)
         if self.healer is not None:
             self.healer.wake(f"modem reset ({reason})")
@@ -495,89 +454,14 @@ class Supervisor:
             self.cloud.set_network_available(False, own=True)
             await self._use_seed()
             self.cloud.set_network_available(True)
-        self._refused_iccid = refused.get("iccid")
+        self.swap_control.refused_iccid = refused.get("iccid")
         try:
-            await self._swap_guarded("auth_failed")
+            await self.swap_control.swap("auth_failed")
         finally:
-            self._refused_iccid = None
+            self.swap_control.refused_iccid = None
 
     def swap_history(self) -> list[dict[str, Any]]:
         return list(self.swaps.history) if self.swaps else []
-
-    async def _swap_guarded(self, reason: str) -> bool:
-        """One swap at a time; failures widen the platform back-off. True if it committed."""
-        assert self.swaps
-        async with self._swap_lock:
-            old = SimFacts.from_dict(self.current) if self.current else None
-            self._swap_times.append(self.clock.monotonic())
-            self.status.update(state="swapping")
-            try:
-                await self.swaps.swap(reason, old)
-            except SwapFailed as exc:
-                self._swap_failures += 1
-                delay = pol.backoff_delay(self._swap_failures, self.policy, self._rng)
-                self._blocked_until = self.clock.monotonic() + delay
-                LOGGER.warning("swap (%s) failed in %s%s; next attempt in %.0f s at the earliest", reason,
-                               exc.phase, ", rolled back" if exc.rolled_back else "", delay)
-                return False
-            finally:
-                self.status.update(state="serving", swaps=self.swaps.history[-5:])
-            self._swap_failures, self._blocked_until, self._order = 0, 0.0, None
-            self._health_state = ("ok", self.clock.monotonic())
-            return True
-
-    def _policy_inputs(self) -> pol.Inputs:
-        now = self.clock.monotonic()
-        plan = (self.current or {}).get("plan") or {}
-        remaining = plan.get("remaining_bytes")
-        left = None if remaining is None else int(remaining) - self._used_on_current
-        if left is not None and left < self.policy.swap_below_bytes and self._low_since is None:
-            self._low_since = now
-        state, since = self._health_state
-        return pol.Inputs(now=now, health=state, health_for_s=now - since, remaining_bytes=left,
-                          traffic_kbps=self._traffic_kbps, low_since=self._low_since, order=self._order,
-                          on_seed=bool((self.current or {}).get("seed")))
-
-    async def _policy_loop(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._policy_wake.wait(), POLICY_TICK_S)
-            self._policy_wake.clear()
-            decision = pol.decide(self.policy, self._policy_inputs(), self._swap_times, self._blocked_until)
-            if decision.swap and decision.reason:
-                LOGGER.info("swap policy: %s (%s)", decision.reason, decision.why)
-                await self._swap_guarded(decision.reason)
-
-    def _request_evidence(self) -> dict[str, Any]:
-        """What the cloud should know about why we ask: the health decision behind it."""
-        event = self._last_health or {}
-        return {k: event.get(k) for k in ("state", "kbps", "mechanism", "since", "plmn") if event.get(k) is not None}
-
-    def on_health(self, event: dict[str, Any]) -> None:
-        """The health task's decisions feed the swap policy."""
-        self._last_health = event
-        self._health_state = (str(event["state"]), self.clock.monotonic() - float(event.get("age_s") or 0.0))
-        self._policy_wake.set()
-
-    def _load_policy(self) -> pol.SwapPolicy:
-        saved = store.read_json(self.state_dir / "policy.json")
-        try:
-            return pol.policy_from_dict(saved or {})
-        except ProtocolError as exc:
-            LOGGER.warning("saved swap policy ignored: %s", exc)
-            return pol.SwapPolicy()
-
-    def _on_policy(self, body: dict[str, Any]) -> None:
-        """``set_policy`` or the retained policy: bounded, persisted, applied at once."""
-        try:
-            self.policy = pol.policy_from_dict(body, self.policy)
-        except ProtocolError as exc:
-            LOGGER.warning("policy version %s refused: %s", body.get("version"), exc)
-            return
-        store.atomic_write_json(self.state_dir / "policy.json", pol.policy_to_dict(self.policy))
-        if self.swaps:
-            self.swaps.attach_timeout_s = self.policy.attach_timeout_s
-        LOGGER.info("swap policy now %s", pol.policy_to_dict(self.policy))
 
     async def emit(self, kind: str, data: dict[str, Any]) -> None:
         """An event upstream; a body that breaks the contract is our bug: logged, not sent."""
@@ -607,20 +491,14 @@ class Supervisor:
             evidence={"step": step, "cause": type(cause).__name__, "ladder": self.ladder.counters()}))
 
     def _on_command(self, command: Any) -> None:
-        """Cloud orders: ``report`` drains the usage journal now; ``swap`` is scheduled at one
-        random moment inside its window (now without one); ``set_policy`` changes the limits."""
+        """Cloud orders: ``report`` drains the usage journal now; ``swap`` is scheduled inside
+        its window and ``set_policy`` changes the limits (agent/core/swap_control.py)."""
         if command.action == "report":
             self.spawn(self._report_now(), f"report-{command.command_id}")
         elif command.action == "swap":
-            now, wall = self.clock.monotonic(), self.clock.wall()
-            start = max(0.0, (command.not_before or wall) - wall)
-            width = max(0.0, (command.not_after or wall) - max(wall, command.not_before or wall))
-            order = pol.schedule_order(command.command_id, now + start, width, self._rng)
-            self._order = order
-            self._policy_wake.set()
-            LOGGER.info("cloud command %s: swap in %.1f s", command.command_id, order.due - now)
+            self.swap_control.order(command.command_id, command.not_before, command.not_after)
         elif command.action == "set_policy" and command.policy is not None:
-            self._on_policy(command.policy)
+            self.swap_control.on_policy(command.policy)
 
     async def _report_now(self) -> None:
         assert self.journal and self.cloud
@@ -644,5 +522,5 @@ class Supervisor:
         self.health = HealthMonitor(settings, radio=ModemRadio(self.modem), active_sim=lambda: self.current,
                                     emit=self.emit, clock=self.clock, recover=self.recover_modem,
                                     on_network=lambda net: meter.set_serving_mcc(net.mcc),  # billing regions
-                                    paused=lambda: self.swapping, on_decision=self.on_health)
+                                    paused=lambda: self.swapping, on_decision=self.swap_control.on_health)
         self.spawn(self.health.run(), "health")

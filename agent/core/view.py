@@ -27,7 +27,7 @@ from typing import Any
 from agent import store
 from agent.core.audit import AuditLog
 from agent.errors import AgentError, AtCommandError, ControlError, ModemError
-from agent.modem import cli_at
+from agent.modem import answer
 
 LOGGER = logging.getLogger(__name__)
 
@@ -289,14 +289,14 @@ class SupervisorView:
 
     # ---- privileged ops (the console checked the login) -------------------------------
     async def at(self, command: str) -> dict[str, Any]:
-        why = cli_at.refusal(command)
+        why = answer.refusal(command)
         if why:
             raise ControlError(why, reason="refused")
         try:
             resp = await self._modem().command(command)
         except AtCommandError as exc:
             return {"lines": (exc.raw or "").splitlines()[:-1], "final": (exc.raw or str(exc)).splitlines()[-1]}
-        return {"lines": list(resp.lines), "final": resp.final, "decoded": cli_at.decode(resp)}
+        return {"lines": list(resp.lines), "final": resp.final, "decoded": answer.decode(resp)}
 
     async def swap(self, reason: str) -> dict[str, Any]:
         request = getattr(self.sup, "request_swap", None)

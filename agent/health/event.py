@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
 
-from agent.health.classifier import StateChange
+from agent.health.verdict import StateChange
 from agent.usage.calendar import iso
 
 EVENT_KEYS = ("state", "iccid", "imsi", "plmn", "cell", "tac", "act", "kbps", "mechanism",

@@ -1,14 +1,15 @@
-"""``pocket-agent decode``: modem output on stdin to one JSON object per response, URC or error.
+"""Modem output lines to one JSON object per response, URC or error (``pocket-agent decode``).
 
 Why: a field engineer has a serial log (picocom, a support ticket, a ``-vv`` daemon log) and
-wants to know what the modem said, in numbers, without reading 27.007. This tool runs the
+wants to know what the modem said, in numbers, without reading 27.007. This runs the
 same classifier (``codes.py``), command table (``commands.py``) and parsers the daemon runs,
-and prints values in the one JSON vocabulary (``vocabulary.py``) that ``pocket-agent at``
-prints too, so what it prints is what the agent believed.
+and names values in the one JSON vocabulary (``vocabulary.py``) that ``pocket-agent at``
+prints too, so what it prints is what the agent believed. The command itself (reading stdin,
+printing JSON) is ``agent/faces/cli/decode.py``.
 
-Input framing is tolerant: CR, LF or CR LF line ends, blank lines, command echo. Each line
-becomes part of exactly one output object; ``OK`` lines are the only ones skipped. Lines we
-cannot decode are printed as ``{"kind": "unknown", "raw": ...}`` (with the parser's reason
+Input is tolerant of blank lines and command echo. Each line becomes part of exactly one
+output object; ``OK`` lines are the only ones skipped. Lines we
+cannot decode become ``{"kind": "unknown", "raw": ...}`` (with the parser's reason
 when a known family failed to parse), never dropped.
 
 Consecutive lines of one family (``+CGDCONT:`` per context, a ``+COPS=?`` list broken over
@@ -19,69 +20,26 @@ is the answer to ``AT+CPIN?`` rather than a spontaneous URC.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import re
-import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any
 
 from agent.errors import ParseError
 from agent.modem import codes
 from agent.modem.codes import AtErrorCode, LineKind
 from agent.modem.commands import KNOWN, CommandTable
-from agent.modem.dialects import DIALECTS, Dialect, get_dialect
+from agent.modem.dialects import Dialect, get_dialect
 from agent.modem.parse import Registration
 from agent.modem.vocabulary import Fields
 from agent.modem.vocabulary import error as error_fields
 
 LOGGER = logging.getLogger(__name__)
 
-MAX_LINE_CHARS = 8 * 1024
-"""A line longer than any real AT response (a full +COPS=? scan is ~2 KB) is cut here, so a
-log with binary garbage cannot make one JSON object of megabytes."""
-
 _ECHO = re.compile(r"^AT(?:([+^*#$%!][A-Z0-9]+)(?:[=?].*)?|(?:[A-Z&]\d{0,3})*)$", re.IGNORECASE)
 """A command echo: ``AT``, basic commands (``ATE0``, ``AT&C1``) or one extended command
 (``AT+CPIN?``, ``AT^SYSCFG=...``)."""
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--charset",
-        default="GSM",
-        help='the modem\'s +CSCS setting, for operator names ("GSM" default, "UCS2", "IRA")',
-    )
-    parser.add_argument(
-        "--dialect",
-        default="generic",
-        choices=sorted(DIALECTS),
-        help="the modem's dialect, for vendor readings such as +CFUN power states (default generic)",
-    )
-
-
-def main(args: argparse.Namespace) -> int:
-    dialect = get_dialect(args.dialect)
-    for obj in decode_stream(_lines(sys.stdin.buffer), charset=args.charset, dialect=dialect):
-        _emit(obj, sys.stdout)
-    return 0
-
-
-def _emit(obj: dict[str, Any], out: TextIO) -> None:
-    out.write(json.dumps(obj, ensure_ascii=False) + "\n")
-    out.flush()
-
-
-def _lines(stream: Iterable[bytes]) -> Iterator[str]:
-    """Text lines from raw bytes, splitting on CR as well as LF (CR-only modems exist).
-    Blanks inside a line are kept: the classifier needs them (``+CME ERROR:``)."""
-    for chunk in stream:
-        text = chunk.decode("utf-8", errors="replace")
-        for line in re.split(r"[\r\n]+", text):
-            if line.strip():
-                yield line[:MAX_LINE_CHARS]
 
 
 @dataclass

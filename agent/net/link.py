@@ -247,16 +247,20 @@ class WanLink:
             raise NetError(f"watch {self.ifname}: cannot subscribe to link events ({failure or 'timeout'})")
         return thread
 
-    async def events(self) -> AsyncIterator[LinkEvent]:
-        """Async iterator over link events, on the caller's loop (ends when cancelled)."""
+    async def events(self, ready: asyncio.Event | None = None) -> AsyncIterator[LinkEvent]:
+        """Async iterator over link events, on the caller's loop (ends when cancelled).
+
+        The subscription starts with the first ``__anext__``; ``ready``, if given, is set
+        once it is live (or has failed, which the next ``__anext__`` raises), so a caller
+        can await it instead of guessing, and no event after it is missed."""
+        live = ready if ready is not None else asyncio.Event()
         if AsyncIPRoute is None:  # the distributions' pyroute2: the thread watcher feeds a queue
-            async for event in self._events_from_thread():
+            async for event in self._events_from_thread(live):
                 yield event
             return
         queue: asyncio.Queue[LinkEvent] = asyncio.Queue()
-        ready = threading.Event()
         failure: list[BaseException] = []
-        task = asyncio.create_task(self._watch_async(queue.put_nowait, lambda: False, ready, failure))
+        task = asyncio.create_task(self._watch_async(queue.put_nowait, lambda: False, live, failure))
         try:
             while True:
                 getter = asyncio.ensure_future(queue.get())
@@ -269,7 +273,7 @@ class WanLink:
             task.cancel()
 
     async def _watch_async(self, callback: Callable[[LinkEvent], None], stopped: Callable[[], bool],
-                           ready: threading.Event, failure: list[BaseException]) -> None:
+                           ready: threading.Event | asyncio.Event, failure: list[BaseException]) -> None:
         """Read RTMGRP_LINK messages, polling ``stopped`` every EVENT_POLL_S; a change of
         state for our interface name becomes one LinkEvent."""
         try:
@@ -296,7 +300,7 @@ class WanLink:
             if asyncio.iscoroutine(closing):
                 await closing
 
-    async def _events_from_thread(self) -> AsyncIterator[LinkEvent]:
+    async def _events_from_thread(self, ready: asyncio.Event) -> AsyncIterator[LinkEvent]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[LinkEvent] = asyncio.Queue()
         stop = threading.Event()
@@ -304,7 +308,10 @@ class WanLink:
         def put(event: LinkEvent) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, event)
 
-        thread = await asyncio.to_thread(self.watch, put, stop)
+        try:
+            thread = await asyncio.to_thread(self.watch, put, stop)  # returns once live
+        finally:
+            ready.set()  # live, or failed: watch() raised and the caller's await sees it
         try:
             while True:
                 try:

@@ -48,7 +48,7 @@ STAGES = [
     ("+ cryptography", ("import cryptography.hazmat.primitives.asymmetric.x25519, "
                         "cryptography.hazmat.primitives.asymmetric.ed25519, "
                         "cryptography.hazmat.primitives.ciphers.aead")),
-    ("+ the agent (supervisor, health)", "import agent.core.run, agent.core.supervisor, agent.core.health"),
+    ("+ the agent (supervisor, health)", "import agent.faces.cli.run, agent.core.supervisor, agent.core.health"),
 ]
 
 

@@ -30,7 +30,7 @@ from agent.core.control import ControlClient, ControlServer
 from agent.errors import ControlError
 from agent.faces.console import auth
 from agent.faces.console.ports import ConsoleServer
-from agent.modem import cli_at
+from agent.modem import answer
 from board.virtual.network.cable import PtyCable
 
 KI = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
@@ -113,7 +113,7 @@ class FakeProvider:
         return {"recorded": True}
 
     async def at(self, command: str) -> dict[str, Any]:
-        why = cli_at.refusal(command)
+        why = answer.refusal(command)
         if why:
             raise ControlError(why, reason="refused")
         if command.upper() == "AT+VSIMLIST":

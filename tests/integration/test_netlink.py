@@ -226,9 +226,10 @@ def test_async_events_iterator(pair: Pair) -> None:
     link = WanLink(pair.wan, netns=pair.a)
 
     async def scenario() -> list[str]:
-        it = link.events()
+        live = asyncio.Event()
+        it = link.events(live)
         first = asyncio.ensure_future(it.__anext__())
-        await asyncio.sleep(0.3)  # let the subscription start (no event to await before it)
+        await asyncio.wait_for(live.wait(), EVENT_TIMEOUT_S)  # the subscription is live
         await asyncio.to_thread(link.apply, CTX)
         kinds = [(await asyncio.wait_for(first, EVENT_TIMEOUT_S)).kind]
         await asyncio.to_thread(sh, "ip", "-n", pair.a, "link", "del", pair.wan)

@@ -20,7 +20,8 @@ from tests.conftest import REPO
 def supervisor(tmp_path: Path) -> Supervisor:
     nowhere = Path("/nonexistent")
     cfg = AgentConfig(device_id="dev-0001", state_dir=tmp_path, board_profile=REPO / "board/profiles/virtual.toml",
-                      cloud=CloudSection("127.0.0.1", 8883, nowhere, nowhere, nowhere, nowhere, nowhere))
+                      cloud=CloudSection(host="127.0.0.1", port=8883, ca=nowhere, cert=nowhere, key=nowhere,
+                                         sealing_key=nowhere, platform_key=nowhere))
     sup = Supervisor(cfg, load_profile(cfg.board_profile))
 
     async def no_shutdown() -> None:

@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 
-from agent.cli import main
+from agent.faces.cli.main import main
 from agent.faces.provision import flow
 
 

@@ -254,33 +254,3 @@ def test_probe_to_a_dead_endpoint_is_a_result_not_a_crash() -> None:
         port = s.getsockname()[1]  # bound, not listening: connection refused
         result = activecheck.run_check(PROBE_BYTES, "127.0.0.1", port)
     assert result.kbps is None and "refused" in result.reason.lower()
-
-
-def test_record_cli_refuses_an_unknown_interface_clearly() -> None:
-    import subprocess
-    import sys
-
-    done = subprocess.run([sys.executable, "-m", "agent.cli", "record", "--wan", "nosuchif0",
-                           "--no-conntrack", "--duration", "1"], capture_output=True, text=True,
-                          timeout=60, check=False)
-    assert done.returncode == 2 and "nosuchif0" in done.stderr
-
-
-def test_record_writes_rows_on_schedule(tmp_path: Path) -> None:
-    from agent.core.record import record
-    from agent.health.trace import TraceWriter
-
-    stats = tmp_path / "wan0" / "statistics"
-    stats.mkdir(parents=True)
-    (stats / "rx_bytes").write_text("5")
-    (stats / "tx_bytes").write_text("6")
-
-    class Clock(FakeClock):
-        def sleep(self, seconds: float) -> None:
-            self.advance(seconds)
-
-    buf = io.StringIO()
-    rows = record(LiveSampler("wan0", None, None, None, root=tmp_path), TraceWriter(buf), 4.0, 1.0,
-                  clock=Clock())
-    samples = list(iter_samples(io.StringIO(buf.getvalue())))
-    assert rows == 5 and [s.t for s in samples] == [0, 1, 2, 3, 4]

@@ -7,9 +7,9 @@ import pytest
 
 from agent.logs import TRACE
 from agent.modem import commands
+from agent.modem.answer import REFUSED, describe_error
+from agent.modem.answer import decode as at_decode
 from agent.modem.at import AtChannel, AtResponse
-from agent.modem.cli_at import REFUSED, describe_error
-from agent.modem.cli_at import decode as at_decode
 from agent.modem.commands import KNOWN, CommandDef, split_command_line, technician_allowed
 from agent.modem.decode import decode_stream
 from agent.modem.dialects import DIALECTS, get_dialect

@@ -15,7 +15,7 @@ from agent.core.audit import AuditLog
 from agent.core.consoled import settings
 from agent.core.view import SupervisorView, signal_rating
 from agent.errors import ConfigError, ControlError
-from agent.modem.cli_at import refusal
+from agent.modem.answer import refusal
 from agent.recordlog import RecordLog
 
 

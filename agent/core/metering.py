@@ -1,0 +1,90 @@
+"""The daemon's usage path: the data interface's counters into the meter and the journal.
+
+The supervisor's usage wiring, apart from its life cycle: open the journal and re-seed
+the meter from its last durable baseline (so bytes that flowed while the agent was down
+are counted once), take one reading, and keep reading on the sample interval, never
+across a JST day or month boundary (agent/usage/). It also keeps what the swap policy
+reads of the traffic: the bytes the SIM in use moved and the user's throughput.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agent.clock import Clock
+from agent.errors import AgentError
+from agent.net.link import WanLink
+from agent.usage.calendar import parse_tz, plan_tz
+from agent.usage.journal import TRICKLE_FLUSH_S, UsageJournal
+from agent.usage.meter import UsageMeter
+
+LOGGER = logging.getLogger(__name__)
+
+HEARTBEAT_FLUSHES = 4
+"""Issue 10: an idle journal flushes at most four times per heartbeat (fewer records)."""
+
+
+class Metering:
+    """One daemon's journal and meter, fed from the WAN counters."""
+
+    def __init__(self, journal: UsageJournal, meter: UsageMeter, wan: WanLink, clock: Clock, tz_offset: str):
+        self.journal = journal
+        self.meter = meter
+        self.wan = wan
+        self.clock = clock
+        self.tz_offset = tz_offset
+        """The configured calendar, for a SIM whose plan names no zone."""
+        self.used_on_current = 0
+        """Bytes the SIM in use moved since it became current (the policy's data left)."""
+        self.traffic_kbps = 0.0
+        """The user's throughput over the last sample interval (the lull rule)."""
+        self._last_sample_t = 0.0
+
+    @classmethod
+    def open(cls, state_dir: Path, clock: Clock, wan: WanLink, *, flush_interval_s: float, heartbeat_s: float,
+             tz_offset: str, header_bytes: int) -> Metering:
+        """The journal in ``state_dir`` and a meter resumed from its durable baseline."""
+        journal = UsageJournal(state_dir / "usage.journal", clock=clock, flush_interval_s=flush_interval_s,
+                               trickle_flush_s=min(TRICKLE_FLUSH_S, heartbeat_s / HEARTBEAT_FLUSHES))
+        meter = UsageMeter(clock, tz=parse_tz(tz_offset), header_bytes=header_bytes)
+        baseline = journal.baseline()
+        if baseline is not None:
+            meter.seed(baseline, journal.baseline_wall())
+            LOGGER.info("usage: resuming from the journal's baseline (ifindex %s)", baseline.ifindex)
+        return cls(journal, meter, wan, clock, tz_offset)
+
+    def bill_to(self, facts: dict[str, Any]) -> None:
+        """From now on the bytes are the SIM's of ``facts``, in its plan's calendar."""
+        self.meter.set_active_sim(facts["iccid"], facts["imsi"], facts["imsi"][:3])
+        self.meter.set_plan_tz(plan_tz(facts, self.tz_offset))  # issue 10: the plan's zone
+
+    async def sample(self, current_iccid: str | None) -> None:
+        """One counter reading into the meter and the journal."""
+        counters = await asyncio.to_thread(self.wan.counters)
+        deltas = self.meter.sample(counters)
+        moved = sum(d.rx_bytes + d.tx_bytes for d in deltas)
+        self.used_on_current += sum(d.rx_bytes + d.tx_bytes for d in deltas if d.iccid == current_iccid)
+        now = self.clock.monotonic()
+        if now > self._last_sample_t:
+            self.traffic_kbps = moved * 8 / 1000 / (now - self._last_sample_t)
+        self._last_sample_t = now
+        # The meter's baseline is the reading stamped with the boot id; the journal must
+        # store that one, or a restart would take the same boot for a reboot.
+        self.journal.add(deltas, self.meter.baseline() or counters, self.clock.wall())
+
+    async def run(self, current_iccid: Callable[[], str | None], interval_s: float,
+                  mark: Callable[[], None]) -> None:
+        """Sample every ``interval_s`` and at each calendar boundary; ``mark`` tells the
+        service manager's watchdog that the main loop made a pass."""
+        while True:
+            try:
+                await self.sample(current_iccid())
+            except AgentError as exc:
+                LOGGER.warning("usage sample failed: %s", exc)
+            mark()
+            to_boundary = self.meter.next_boundary() - self.clock.wall()
+            await asyncio.sleep(max(0.0, min(interval_s, to_boundary)))

@@ -1,0 +1,166 @@
+"""When the SIM in use is swapped, and never two swaps at once.
+
+The supervisor's swap wiring, apart from its life cycle: the swap policy's inputs and its
+loop (agent/core/policy.py decides, this feeds it), the cloud's ``swap`` orders scheduled
+inside their window, the policy the cloud sets (bounded, persisted), and the one lock
+around the swap machine (agent/core/swap.py) with the back-off that widens after each
+failure. What it reads of the SIM in use and of the traffic comes in as callables, so it
+holds no reference to the supervisor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agent import store
+from agent.clock import Clock
+from agent.core import policy as pol
+from agent.core.status import StatusFile
+from agent.core.swap import SimFacts, SwapFailed, SwapMachine
+from agent.errors import ProtocolError
+
+LOGGER = logging.getLogger(__name__)
+
+POLICY_TICK_S = 1.0
+"""How often the swap policy is evaluated: detection itself takes seconds, so a second
+of extra latency is noise, and the evaluation is a few comparisons."""
+
+
+class SwapControl:
+    """The policy loop, cloud orders and the swap lock for one supervisor."""
+
+    def __init__(self, clock: Callable[[], Clock], state_dir: Path, status: StatusFile,
+                 current: Callable[[], dict[str, Any] | None], used_on_current: Callable[[], int],
+                 traffic_kbps: Callable[[], float]):
+        self._clock = clock
+        """A getter: the daemon's clock may be replaced before it starts (the lab's
+        offset clock, agent/faces/cli/run.py)."""
+        self.state_dir = state_dir
+        self.status = status
+        self._current = current
+        self._used_on_current = used_on_current
+        self._traffic_kbps = traffic_kbps
+        self.machine: SwapMachine | None = None
+        """The swap machine, once the supervisor has made it (it needs the cloud)."""
+        self.policy = self._load_policy()
+        self._rng = random.Random()
+        self.lock = asyncio.Lock()
+        self._swap_times: list[float] = []
+        self._swap_failures = 0
+        self._blocked_until = 0.0
+        self._order: pol.Order | None = None
+        self._wake = asyncio.Event()
+        """Set when something the policy reads changed (a command, a health state)."""
+        self._health_state = ("ok", 0.0)
+        self._last_health: dict[str, Any] | None = None
+        self.refused_iccid: str | None = None
+        """A SIM the network refused: named to the cloud as the one to replace."""
+        self._low_since: float | None = None
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock()
+
+    @property
+    def swapping(self) -> bool:
+        """A swap is in progress: the link is down on purpose, not an outage."""
+        return self.lock.locked()
+
+    def sim_changed(self) -> None:
+        """Another SIM is in use: its data left is measured afresh."""
+        self._low_since = None
+
+    async def swap(self, reason: str) -> bool:
+        """One swap at a time; failures widen the platform back-off. True if it committed."""
+        assert self.machine
+        async with self.lock:
+            current = self._current()
+            old = SimFacts.from_dict(current) if current else None
+            self._swap_times.append(self.clock.monotonic())
+            self.status.update(state="swapping")
+            try:
+                await self.machine.swap(reason, old)
+            except SwapFailed as exc:
+                self._swap_failures += 1
+                delay = pol.backoff_delay(self._swap_failures, self.policy, self._rng)
+                self._blocked_until = self.clock.monotonic() + delay
+                LOGGER.warning("swap (%s) failed in %s%s; next attempt in %.0f s at the earliest", reason,
+                               exc.phase, ", rolled back" if exc.rolled_back else "", delay)
+                return False
+            finally:
+                self.status.update(state="serving", swaps=self.machine.history[-5:])
+            self._swap_failures, self._blocked_until, self._order = 0, 0.0, None
+            self._health_state = ("ok", self.clock.monotonic())
+            return True
+
+    def _inputs(self) -> pol.Inputs:
+        now = self.clock.monotonic()
+        current = self._current() or {}
+        plan = current.get("plan") or {}
+        remaining = plan.get("remaining_bytes")
+        left = None if remaining is None else int(remaining) - self._used_on_current()
+        if left is not None and left < self.policy.swap_below_bytes and self._low_since is None:
+            self._low_since = now
+        state, since = self._health_state
+        return pol.Inputs(now=now, health=state, health_for_s=now - since, remaining_bytes=left,
+                          traffic_kbps=self._traffic_kbps(), low_since=self._low_since, order=self._order,
+                          on_seed=bool(current.get("seed")))
+
+    async def run(self) -> None:
+        """The policy loop: evaluated every POLICY_TICK_S, or at once when woken."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), POLICY_TICK_S)
+            self._wake.clear()
+            decision = pol.decide(self.policy, self._inputs(), self._swap_times, self._blocked_until)
+            if decision.swap and decision.reason:
+                LOGGER.info("swap policy: %s (%s)", decision.reason, decision.why)
+                await self.swap(decision.reason)
+
+    def request_evidence(self) -> dict[str, Any]:
+        """What the cloud should know about why we ask: the health decision behind it."""
+        event = self._last_health or {}
+        return {k: event.get(k) for k in ("state", "kbps", "mechanism", "since", "plmn") if event.get(k) is not None}
+
+    def on_health(self, event: dict[str, Any]) -> None:
+        """The health task's decisions feed the swap policy."""
+        self._last_health = event
+        self._health_state = (str(event["state"]), self.clock.monotonic() - float(event.get("age_s") or 0.0))
+        self._wake.set()
+
+    def order(self, command_id: str, not_before: float | None, not_after: float | None) -> None:
+        """The cloud's ``swap``: scheduled at one random moment inside its window (now
+        without one)."""
+        now, wall = self.clock.monotonic(), self.clock.wall()
+        start = max(0.0, (not_before or wall) - wall)
+        width = max(0.0, (not_after or wall) - max(wall, not_before or wall))
+        order = pol.schedule_order(command_id, now + start, width, self._rng)
+        self._order = order
+        self._wake.set()
+        LOGGER.info("cloud command %s: swap in %.1f s", command_id, order.due - now)
+
+    def _load_policy(self) -> pol.SwapPolicy:
+        saved = store.read_json(self.state_dir / "policy.json")
+        try:
+            return pol.policy_from_dict(saved or {})
+        except ProtocolError as exc:
+            LOGGER.warning("saved swap policy ignored: %s", exc)
+            return pol.SwapPolicy()
+
+    def on_policy(self, body: dict[str, Any]) -> None:
+        """``set_policy`` or the retained policy: bounded, persisted, applied at once."""
+        try:
+            self.policy = pol.policy_from_dict(body, self.policy)
+        except ProtocolError as exc:
+            LOGGER.warning("policy version %s refused: %s", body.get("version"), exc)
+            return
+        store.atomic_write_json(self.state_dir / "policy.json", pol.policy_to_dict(self.policy))
+        if self.machine:
+            self.machine.attach_timeout_s = self.policy.attach_timeout_s
+        LOGGER.info("swap policy now %s", pol.policy_to_dict(self.policy))

@@ -1,0 +1,43 @@
+"""``pocket-agent uci2toml --out FILE OPTION=VALUE...``: the procd init script's config step.
+
+Writes the TOML that ``agent/uciconf.py`` derives from the validated UCI options, then
+loads it as the daemon will, so a bad value is refused now, in the init script's log,
+with the exit code a service manager does not retry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from agent import store
+from agent.config import load
+from agent.core.exitcodes import ExitCode
+from agent.errors import ConfigError
+from agent.uciconf import to_toml
+
+LOGGER = logging.getLogger(__name__)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, type=Path, help="the TOML file to write")
+    parser.add_argument("options", nargs="*", metavar="OPTION=VALUE", help="validated UCI options")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        options = dict(_split(item) for item in args.options)
+        store.atomic_write(args.out, to_toml(options).encode(), mode=store.PUBLIC_MODE)
+        load(args.out)  # the daemon will read it: refuse now, in the init script's log
+    except ConfigError as exc:
+        LOGGER.error("%s", exc)
+        return ExitCode.CONFIG_INVALID
+    return ExitCode.OK
+
+
+def _split(item: str) -> tuple[str, str]:
+    name, sep, value = item.partition("=")
+    if not sep:
+        raise ConfigError(f"expected OPTION=VALUE, got {item!r}")
+    return name, value
