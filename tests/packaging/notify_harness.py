@@ -2,7 +2,7 @@
 
 Run as ``python -m tests.packaging.notify_harness`` with ``NOTIFY_SOCKET`` and
 ``WATCHDOG_USEC`` set, as systemd sets them. It does what the daemon does: start the
-pinger beside the main loop (agent/core/run.py), say READY once serving, mark progress
+pinger beside the main loop (agent/faces/cli/run.py), say READY once serving, mark progress
 on every pass of its loop (the supervisor's sample loop). SIGUSR1 makes the loop get
 stuck on an await that never returns: the pinger is still scheduled, but must stop
 pinging. SIGTERM says STOPPING=1 and exits.
