@@ -242,9 +242,6 @@ def test_auth_failure_swaps_to_another_sim(running_lab: dict[str, Any], probe: c
     wait_local_outage("no_service", "EMM cause #3", local)
 
 
-@pytest.mark.xfail(strict=False, reason="known gap since the merge with the swap machine: the healer's "
-                   "swap over the seed SIM during a busy cloud did not reach another SIM within 120 s in "
-                   "one full-lab run; not yet reproduced alone (closing note, issue 9)")
 def test_cloud_busy_is_honoured_during_a_swap(running_lab: dict[str, Any], probe: chaos.ServingProbe) -> None:
     """The cloud answers "retry after" while the agent needs a SIM: it waits as told (with
     jitter) and gets one once the cloud has capacity again."""
