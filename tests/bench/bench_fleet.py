@@ -46,6 +46,7 @@ from tests.bench.bench_reconnect import (
     HOST,
     SETTLE_TIMEOUT_S,
     WORKER_CLIENTS,
+    end_workers,
     pct,
     raise_fd_limit,
     read_line,
@@ -123,11 +124,7 @@ def real_run(n: int, rate: int, work: Path) -> dict[str, object]:
         gap = time.monotonic() - t0
         reports = [json.loads(read_line(w, 2 * SETTLE_TIMEOUT_S)) for w in workers]
     finally:
-        for w in workers:
-            try:
-                w.wait(30)
-            except subprocess.TimeoutExpired:
-                w.kill()
+        end_workers(workers)
         front.stop()
         lab_broker.stop_broker(broker)
     wall0 = time.time() - (time.monotonic() - t0)

@@ -24,7 +24,6 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -34,20 +33,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from tests.bench.labrun import lab
+
 GOAL_BYTES_PER_DAY = 500_000
 OWN_LAB = {"POCKET_LAB_PREFIX": "pwob", "POCKET_LAB_DIR": "/run/pocket-lab-ownbytes"}
 """The bench's own lab unless --running: restarting the main lab's agent would disturb it."""
 LAB_DIR = Path(os.environ.get("POCKET_LAB_DIR", "/run/pocket-lab"))
 PRODUCTION = {"report_interval_s": 60.0, "flush_interval_s": 60.0, "heartbeat_s": 3600.0, "keepalive_s": 300}
 """The cadences of an unconfigured device (agent/config.py defaults)."""
-
-
-def lab(*args: str, timeout: float = 240) -> str:
-    done = subprocess.run([sys.executable, "-m", "board.virtual.lab", *args], capture_output=True, text=True,
-                          timeout=timeout, check=False, cwd=REPO)
-    if done.returncode != 0:
-        raise SystemExit(f"pocket-lab {' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
-    return done.stdout
 
 
 LabRunner = Callable[..., str]

@@ -106,6 +106,19 @@ async def worker(pki: LabPki, port: int, devices: list[str], state: Path, first_
 
 # --- coordinator -----------------------------------------------------------------------------
 
+WORKER_EXIT_S = 30.0
+"""A worker prints its report and exits; one that does not within this is killed."""
+
+
+def end_workers(workers: list[subprocess.Popen[str]]) -> None:
+    """Wait for every worker process, killing the ones that outstay WORKER_EXIT_S."""
+    for w in workers:
+        try:
+            w.wait(WORKER_EXIT_S)
+        except subprocess.TimeoutExpired:
+            w.kill()
+
+
 def read_line(proc: subprocess.Popen, timeout: float) -> str:
     assert proc.stdout is not None
     if not select.select([proc.stdout], [], [], timeout)[0]:
@@ -132,11 +145,7 @@ def one_run(pki: LabPki, work: Path, n: int, first_delay: float, cap: float) -> 
         broker = lab_broker.start_broker(broker_dir, pki, HOST, port)
         reports = [json.loads(read_line(w, 2 * SETTLE_TIMEOUT_S)) for w in workers]
     finally:
-        for w in workers:
-            try:
-                w.wait(30)
-            except subprocess.TimeoutExpired:
-                w.kill()
+        end_workers(workers)
         lab_broker.stop_broker(broker)
     back = sorted(t - t0 for r in reports for t in r["back"])
     delays = [d for r in reports for d in r["delays"]]

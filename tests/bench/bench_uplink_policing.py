@@ -23,18 +23,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from tests.bench.labrun import lab
+
 OWN_LAB = {"POCKET_LAB_PREFIX": "pwup", "POCKET_LAB_DIR": "/run/pocket-lab-uplink"}
 SETTLE_S = 5.0
 """After the load: TCP's last retransmissions and the server's ACKs still cross the link;
 counted by the carrier, they must be counted by the device too before it stops."""
-
-
-def lab(*args: str, timeout: float = 240) -> str:
-    done = subprocess.run([sys.executable, "-m", "board.virtual.lab", *args], capture_output=True, text=True,
-                          timeout=timeout, check=False, cwd=REPO)
-    if done.returncode != 0:
-        raise SystemExit(f"pocket-lab {' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
-    return done.stdout
 
 
 def device_count(lab_dir: Path, iccid: str) -> dict[str, int]:

@@ -43,12 +43,7 @@ def lab(*args: str, timeout: float = 240) -> str:
 
 
 def agent_pid() -> int | None:
-    try:
-        pid = int((LAB_DIR / "pids" / "agent.pid").read_text())
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError):
-        return None
+    return chaos.agent_pid(LAB_DIR)
 
 
 def soak(seconds: float, seed: int, log: Any = print) -> dict[str, Any]:

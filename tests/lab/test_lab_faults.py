@@ -77,12 +77,7 @@ SOAK_SECONDS = float(os.environ.get("CHAOS_SECONDS", "120"))
 
 
 def agent_pid() -> int | None:
-    try:
-        pid = int((LAB_DIR / "pids" / "agent.pid").read_text())
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError):
-        return None
+    return chaos.agent_pid(LAB_DIR)
 
 
 @pytest.fixture(scope="module")

@@ -451,26 +451,29 @@ class CommandSet:
     def _cgpaddr(self, kind: str, args: str) -> Result:
         if kind == "test":  # the cids that are defined
             return self._ok([f"+CGPADDR: ({','.join(map(str, sorted(self.contexts)))})"])
+        asked = self._asked_contexts(args)
+        if asked is None:
+            return self._err(50)
+        return self._ok([f'+CGPADDR: {cid},"{ctx.params["address"] if ctx.params else "0.0.0.0"}"'
+                         for cid, ctx in asked])
+
+    def _asked_contexts(self, args: str) -> list[tuple[int, Context]] | None:
+        """The contexts a read names (all defined ones when it names none); None when a
+        named cid is not defined (27.007: ERROR 50, incorrect parameters)."""
         cids = [int(a) for a in split_args(args)] if args else sorted(self.contexts)
-        lines = []
-        for cid in cids:
-            ctx = self.contexts.get(cid)
-            if ctx is None:
-                return self._err(50)
-            addr = ctx.params["address"] if ctx.params else "0.0.0.0"
-            lines.append(f'+CGPADDR: {cid},"{addr}"')
-        return self._ok(lines)
+        if any(cid not in self.contexts for cid in cids):
+            return None
+        return [(cid, self.contexts[cid]) for cid in cids]
 
     def _cgcontrdp(self, kind: str, args: str) -> Result:
         if kind == "test":  # the cids that are active
             active = [cid for cid, c in sorted(self.contexts.items()) if c.params is not None]
             return self._ok([f"+CGCONTRDP: ({','.join(map(str, active))})"])
-        cids = [int(a) for a in split_args(args)] if args else sorted(self.contexts)
+        asked = self._asked_contexts(args)
+        if asked is None:
+            return self._err(50)
         lines = []
-        for cid in cids:
-            ctx = self.contexts.get(cid)
-            if ctx is None:
-                return self._err(50)
+        for cid, ctx in asked:
             if ctx.params is None:
                 continue
             p = ctx.params

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import random
 import statistics
 import threading
@@ -190,6 +191,16 @@ class Recovery:
 
 
 # ---- what the cloud and the carrier saw ---------------------------------------------------
+def agent_pid(lab_dir: Path) -> int | None:
+    """The lab agent's pid while that process lives, else None (a restart shows as a new pid)."""
+    try:
+        pid = int((lab_dir / "pids" / "agent.pid").read_text())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
 def cloud_outages(lab_dir: Path) -> list[dict[str, Any]]:
     """Outage records the reference cloud received (each as the agent reported it)."""
     out = []
