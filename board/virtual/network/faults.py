@@ -494,12 +494,7 @@ def serve(runner: FaultRunner, path: Path, stop: threading.Event) -> threading.T
     def handle(conn: socket.socket) -> None:
         with conn:
             conn.settimeout(SOCKET_TIMEOUT)
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = conn.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
+            data = _read_line(conn)
             try:
                 reply = runner.request(json.loads(data or b"{}"))
             except (FaultError, ValueError, TypeError, KeyError, OSError, subprocess.CalledProcessError,
@@ -523,6 +518,17 @@ def serve(runner: FaultRunner, path: Path, stop: threading.Event) -> threading.T
     return thread
 
 
+def _read_line(sock: socket.socket) -> bytes:
+    """One newline-terminated JSON message (or what came before the peer closed)."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def send(lab_dir: Path, request: dict[str, Any]) -> dict[str, Any]:
     """One request to the board process's control socket; its JSON reply."""
     path = lab_dir / SOCKET_NAME
@@ -531,12 +537,7 @@ def send(lab_dir: Path, request: dict[str, Any]) -> dict[str, Any]:
             sock.settimeout(SOCKET_TIMEOUT)
             sock.connect(str(path))
             sock.sendall(json.dumps(request).encode() + b"\n")
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
+            data = _read_line(sock)
     except OSError as exc:
         raise FaultError(f"the board process does not answer on {path}: {exc}") from exc
     reply: dict[str, Any] = json.loads(data or b"{}")
