@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
+from agent.cloud import paho_compat
 from agent.cloud.linkconfig import CONNECT_TIMEOUT_S
 
 LOGGER = logging.getLogger(__name__)
@@ -46,15 +46,15 @@ def connect_once(host: str, port: int, *, ca: Path, cert: Path, key: Path, clien
     done = threading.Event()
     outcome: list[ConnectResult] = []
 
-    def on_connect(client: mqtt.Client, userdata: object, flags: object, rc: mqtt.ReasonCode, props: object) -> None:
+    def on_connect(client: mqtt.Client, userdata: object, flags: object, rc: paho_compat.Reason,
+                   props: object) -> None:
         outcome.append(ConnectResult(not rc.is_failure, str(rc)))
         done.set()
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id + PROBE_SUFFIX, protocol=mqtt.MQTTv5,
-                         reconnect_on_failure=False)
-    client.on_connect = on_connect
-    client.on_disconnect = lambda *a: done.set()
-    client.connect_timeout = timeout
+    # paho_compat: the same probe on paho-mqtt 1.6.1 (Debian 12, OpenWrt) and 2.x
+    client = paho_compat.make_client(client_id + PROBE_SUFFIX, reconnect_on_failure=False)
+    paho_compat.set_callbacks(client, on_connect=on_connect, on_disconnect=lambda *a: done.set())
+    paho_compat.set_connect_timeout(client, timeout)
     try:
         client.tls_set(ca_certs=str(ca), certfile=str(cert), keyfile=str(key))
         client.connect(host, port, keepalive=30)

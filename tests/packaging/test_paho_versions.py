@@ -20,7 +20,7 @@ from tests.conftest import REPO, _unavailable, need_tool
 
 PAHO_1 = "1.6.1"
 CACHE = REPO / "build" / "test-cache" / f"paho-mqtt-{PAHO_1}"
-LINK_TESTS = ["tests/cloud/test_link.py", "tests/cloud/test_paho_compat.py"]
+LINK_TESTS = ["tests/cloud/test_link.py", "tests/cloud/test_paho_compat.py", "tests/cloud/test_connect_once.py"]
 
 
 @pytest.fixture(scope="module")
@@ -46,3 +46,20 @@ def test_cloud_link_passes_its_tests_on_paho_1_6_1(paho_1: Path) -> None:
     summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert " passed" in summary and "skipped" not in summary and "failed" not in summary, summary
+
+
+def test_every_agent_module_imports_on_paho_1_6_1(paho_1: Path) -> None:
+    """The daemon as Debian 12 and OpenWrt would run it: every module of ``agent`` imports
+    with paho-mqtt 1.6.1 (a 2.x-only import anywhere would stop the service at start)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(paho_1), str(REPO)])}
+    code = ("import importlib, pkgutil, paho.mqtt, agent\n"
+            "assert paho.mqtt.__version__ == '" + PAHO_1 + "', paho.mqtt.__version__\n"
+            "names = [m.name for m in pkgutil.walk_packages(agent.__path__, 'agent.')\n"
+            "         if not m.name.endswith('__main__')]  # importing it would run the CLI\n"
+            "for name in names:\n"
+            "    importlib.import_module(name)\n"
+            "print(len(names))")
+    done = subprocess.run([sys.executable, "-W", "ignore::DeprecationWarning", "-c", code], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert int(done.stdout.strip()) > 50  # really walked the package
