@@ -28,8 +28,13 @@ SWAP_TIMEOUT = 45.0
 """One swap is ~6 s of modelled modem time (switch 3 s, attach 2 s, data 0.8 s) plus the
 cloud round trip; seven times that before failing."""
 STRAY_BYTES = 2 * 1500
-"""At most two full-size packets per SIM and direction may be in flight at a bearer drop
-across eight killed swaps (see the test)."""
+"""Uplink: at most two full-size packets per SIM in flight at a bearer drop across eight
+killed swaps (measured 0 on every SIM since the lab router drops un-NATed packets)."""
+DOWNLINK_IN_FLIGHT_BYTES = 6 * 1500
+"""Downlink: packets the carrier counted and the cell link dropped as it went down, under
+bulk load at the cell's 50 Mbit/s (about four 1500-byte packets a millisecond). Measured
+over six full runs: at most two packets on one SIM in five, four packets (-6,000 bytes)
+on one SIM in one; docs/swap.md, "what is not exact"."""
 HOLD_S = 2.0
 """How long a held phase stays open: long enough to see it on disk and kill the agent."""
 
@@ -159,13 +164,11 @@ def test_sigkill_in_every_swap_phase_comes_back_serving_with_exact_usage(running
     finally:
         lab("agent", "start")
     print(f"\nkilled in every phase {PHASES}: cloud + pending - carrier per SIM = {diffs}")
-    # Packets in flight when a bearer goes: a LAN flow's packet the router had already
-    # masqueraded with the old address can leave over the new bearer (the device counts it,
-    # no carrier carries it), and a downlink packet the carrier counted can die with the
-    # cell link before the device sees it. Measured over eight killed swaps under bulk
-    # load: 0 on most SIMs, at most one 1500-byte packet down and ~600 bytes of ACKs up on
-    # one. docs/swap.md, "what is not exact".
-    assert all(abs(d["down"]) <= STRAY_BYTES and abs(d["up"]) <= STRAY_BYTES for d in diffs.values()), diffs
+    # Packets in flight when a bearer goes: a downlink packet the carrier counted can die
+    # with the cell link before the device sees it, or reach the device after its meter
+    # moved to the next SIM. docs/swap.md, "what is not exact".
+    assert all(abs(d["down"]) <= DOWNLINK_IN_FLIGHT_BYTES and abs(d["up"]) <= STRAY_BYTES
+               for d in diffs.values()), diffs
     commanded_swap()  # the next tests start on a SIM with no history
     wait_until("the agent serving after the last swap",
                lambda: agent_status().get("state") == "serving" and not swap_file.exists(), SWAP_TIMEOUT)
