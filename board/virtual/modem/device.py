@@ -78,6 +78,11 @@ class VirtualModem:
         self._hang_until = 0.0
         self._drop_prob = 0.0
         self._slow_extra = 0.0
+        self._answers_due = 0
+        """Answers scheduled and not yet written: the next command waits for them, as a real
+        modem answers in order. Without it the loop could take a queued command the instant
+        ``_busy_until`` passed, before the timer wrote the previous answer, and answer the
+        two out of order (a late answer then read as the next command's)."""
         self._busy_errors: list[int] = []
         self.commands_seen: list[str] = []
         """Command names (the part before '=' / '?') in arrival order; no arguments,
@@ -301,7 +306,8 @@ class VirtualModem:
 
     def _process_queue(self) -> None:
         now = time.monotonic()
-        while self._queue and self._busy_until <= now and self._hang_until <= now:
+        while (self._queue and self._busy_until <= now and self._hang_until <= now
+               and not self._answers_due):
             line = self._queue.pop(0)
             self._handle(line)
             now = time.monotonic()
@@ -327,10 +333,14 @@ class VirtualModem:
         self._busy_until = time.monotonic() + wait
         if wait <= 0.0005:
             self.send_lines(lines)
-        else:
-            heapq.heappush(
-                self._timers, (self._busy_until, next(self._seq), lambda: self.send_lines(lines))
-            )
+            return
+        self._answers_due += 1
+
+        def answer() -> None:
+            self._answers_due -= 1
+            self.send_lines(lines)
+
+        heapq.heappush(self._timers, (self._busy_until, next(self._seq), answer))
 
     def send_lines(self, lines: list[str], final: bool = True) -> None:
         """Write lines in V.250 framing, with random URCs between: information lines as
