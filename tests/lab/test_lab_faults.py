@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from agent.cloud import backoff
 from agent.core import exitcodes
 from board.virtual.network import chaos
 from tests.lab.conftest import LAB_DIR, agent_status, lab, lab_json, wait_until
@@ -174,7 +175,7 @@ def fast_reconnect(cap_s: int) -> Iterator[None]:
     try:
         yield
     finally:
-        lab("policy", "--set", "pacing.backoff_cap_s=300")
+        lab("policy", "--set", f"pacing.backoff_cap_s={backoff.CAP_S:g}")  # the device default again
 
 
 @pytest.mark.parametrize("kind", list(EXPECTED_OUTAGE))
