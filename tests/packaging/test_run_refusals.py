@@ -8,13 +8,10 @@ profile cannot serve)."""
 
 from __future__ import annotations
 
-import logging
 import os
-import pwd
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,8 +20,8 @@ import pytest
 
 from agent.cloud import keystore as ks
 from agent.core.exitcodes import ExitCode
-from agent.layout import Owner
 from tests.conftest import REPO
+from tests.packaging.asuser import cli_as, needs_root, nobody, reachable_dir
 from tests.packaging.identity import Identity, provisioned
 from tests.packaging.test_sdnotify import NotifySocket
 
@@ -111,59 +108,24 @@ def test_bad_input_exits_once_with_its_code_and_one_line(case: str, tmp_path: Pa
     assert "PRIVATE KEY" not in done.stderr + status["STATUS"]
 
 
-def _as_user(owner: Owner, argv: list[str], workdir: Path) -> tuple[int, str]:
-    """``pocket-agent <argv>`` through the real entry point (agent.cli.main) in a child that
-    dropped to ``owner`` after fork: this interpreter lives where other users cannot exec it."""
-    err = workdir / "stderr"
-    pid = os.fork()
-    if pid == 0:  # child: become the service user, then run the command line as the launcher does
-        code = 1
-        try:
-            fd = os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            os.dup2(fd, 2)
-            sys.stderr = os.fdopen(2, "w", buffering=1)  # not pytest's capture
-            logging.root.handlers.clear()  # so the command's own logging set-up applies
-            os.setgroups([])
-            os.setgid(owner.gid)
-            os.setuid(owner.uid)
-            os.chdir("/")
-            from agent.cli import main
-            code = main(argv)
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), err.read_text()
-
-
 @pytest.fixture
 def nobody_dir() -> Iterator[Path]:
-    """A directory another user can reach (pytest's tmp_path is under a root-only 0700 tree)."""
-    path = Path(tempfile.mkdtemp(prefix="pocket-agent-layout-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
-
-
-def _nobody() -> Owner:
-    entry = pwd.getpwnam("nobody")
-    return Owner("nobody", entry.pw_uid, entry.pw_gid)
+    with reachable_dir() as path:
+        yield path
 
 
 @needs_root
 def test_the_service_user_reads_its_keys_and_is_refused_a_root_state_dir(nobody_dir: Path) -> None:
     """As under the unit: the key store handed to the service user passes every check; a state
     directory left to root stops it with 73 naming the path and the reason."""
-    owner = _nobody()
+    owner = nobody()
     unit = provisioned(nobody_dir / "unit", owner=owner)
     unit.state_dir.mkdir(mode=0o700)
     os.chown(unit.state_dir, owner.uid, owner.gid)  # what StateDirectory= does
-    code, err = _as_user(owner, ["run", "--config", str(unit.config), "--check"], nobody_dir)
+    code, err = cli_as(owner, ["run", "--config", str(unit.config), "--check"], nobody_dir)
     assert code == ExitCode.OK, err
     os.chown(unit.state_dir, 0, 0)
-    code, err = _as_user(owner, ["run", "--config", str(unit.config)], nobody_dir)
+    code, err = cli_as(owner, ["run", "--config", str(unit.config)], nobody_dir)
     assert code == ExitCode.STATE_UNWRITABLE == 73, err
     assert f"cannot start: state directory {unit.state_dir} is not writable: Permission denied" in err
 
@@ -174,12 +136,12 @@ def test_keys_left_to_root_are_refused_for_the_service_user(nobody_dir: Path) ->
     It cannot even read the configuration (a link into the store): one line and 78, not a
     traceback and a restart loop. With only the key left to root, the key check says so."""
     unit = provisioned(nobody_dir / "unit")  # no owner: root's, as provisioning made them before
-    code, err = _as_user(_nobody(), ["run", "--config", str(unit.config)], nobody_dir)
+    code, err = cli_as(nobody(), ["run", "--config", str(unit.config)], nobody_dir)
     assert code == ExitCode.CONFIG_INVALID, err
     last = err.strip().splitlines()[-1]
     assert f"cannot start: configuration: cannot read config file {unit.config}: Permission denied" in last
     for path in (unit.key_dir, *unit.key_dir.glob("gen-*")):
         path.chmod(0o755)  # the store reachable, the 0600 key still root's
-    code, err = _as_user(_nobody(), ["run", "--config", str(unit.config)], nobody_dir)
+    code, err = cli_as(nobody(), ["run", "--config", str(unit.config)], nobody_dir)
     assert code == ExitCode.CONFIG_INVALID, err
     assert "belongs to uid 0, not to the service's uid" in err.strip().splitlines()[-1]
