@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,10 +66,18 @@ def run(parts: list[Part]) -> int:
         started.append((part, proc, time.monotonic(), log))
         print(f"make test: part {part.name} started ({' '.join(part.argv[3:])}), log {log.relative_to(REPO)}",
               flush=True)
-    results = []
-    for part, proc, t0, log in started:
-        code = proc.wait()
-        results.append((part, code, time.monotonic() - t0, log))
+    ended: dict[str, float] = {}
+
+    def reap(part: Part, proc: subprocess.Popen[bytes]) -> None:
+        proc.wait()
+        ended[part.name] = time.monotonic()
+
+    waiters = [threading.Thread(target=reap, args=(part, proc)) for part, proc, _, _ in started]
+    for waiter in waiters:
+        waiter.start()
+    for waiter in waiters:
+        waiter.join()
+    results = [(part, proc.returncode, ended[part.name] - t0, log) for part, proc, t0, log in started]
     failed = 0
     for part, code, took, log in results:
         print(f"\n==== {part.name}: exit {code}, {took:.0f} s wall ({log.relative_to(REPO)}) ====", flush=True)
