@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 from typing import TYPE_CHECKING
 
 from agent import config as config_mod
@@ -35,7 +36,35 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="the agent's TOML config (docs/configuration.md)")
 
 
+class EarlyStop:
+    """A stop signal that arrives before the supervisor's loop handles them.
+
+    Until ``Supervisor.run`` installs its handlers, the default action of SIGTERM kills
+    the process (imports and the configuration take a noticeable part of a second on a
+    router's CPU). From the first line of ``main`` this remembers the request instead,
+    and the supervisor, once it runs, stops at once through its ordinary shutdown (exit
+    0, STOPPING=1). After the loop is gone the signals are ignored: the agent is already
+    on its way out, with its journal flushed."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        self.signal = signal.Signals(signum).name
+
+    @staticmethod
+    def ignore() -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
+
+
 def main(args: argparse.Namespace) -> int:
+    early = EarlyStop()
+    early.install()
     from agent.core.supervisor import Supervisor
 
     try:
@@ -60,17 +89,18 @@ def main(args: argparse.Namespace) -> int:
     notifier = Notifier.from_env()
     supervisor.watchdog = ProgressWatchdog(notifier, watchdog_interval())
     try:
-        return asyncio.run(_serve(supervisor))
+        return asyncio.run(_serve(supervisor, early))
     finally:
+        EarlyStop.ignore()
         notifier.close()
         lock.release()
 
 
-async def _serve(supervisor: Supervisor) -> int:
+async def _serve(supervisor: Supervisor, early: EarlyStop) -> int:
     """The supervisor's run, with the watchdog pinger beside it on the same loop (so a
     blocked loop also silences the pinger)."""
     pinger = asyncio.get_running_loop().create_task(supervisor.watchdog.run(), name="watchdog")
     try:
-        return int(await supervisor.run())
+        return int(await supervisor.run(stopped_before=lambda: early.signal))
     finally:
         pinger.cancel()
