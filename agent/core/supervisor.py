@@ -184,6 +184,8 @@ class Supervisor:
         A stop cancels start-up wherever it waits. What it had opened is closed by
         ``_shutdown`` (each adapter is a field, set once opened); a swap it was in stays
         on disk for the next start (agent/core/swap.py)."""
+        if self._stop.is_set():  # asked before start-up began: nothing to open, nothing to undo
+            return False
         start = asyncio.get_running_loop().create_task(self._start(), name="start")
         stop = asyncio.get_running_loop().create_task(self._stop.wait(), name="stop-wait")
         try:
