@@ -107,7 +107,7 @@ def watchdog_interval(env: Mapping[str, str] | None = None, pid: int | None = No
 class ProgressWatchdog:
     """Pings the watchdog only when the daemon's main loop made progress since the last ping.
 
-    The sample loop calls :meth:`mark` once per pass; :meth:`run` wakes every
+    The sample loop calls :meth:`mark` once per pass that read the counters; :meth:`run` wakes every
     ``interval`` seconds and sends ``WATCHDOG=1`` if a mark arrived in between. Missed
     pings are counted and logged so a field log shows the stall before the restart.
 
