@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,6 @@ SEED_SLOT = 0
 """The board profile's seed slot (the bootstrap SIM)."""
 HEADER_BYTES = 14
 """A veth is Ethernet-framed: the board profile's link_header_bytes."""
-REFLECTOR_PORT = 7007
 START_TIMEOUT_S = 60.0
 """From spawn to the phase under test: imports, the modem, the seed SIM, the cloud. About
 3 s on an idle machine; the bound is for a machine shared with other test runs."""
@@ -196,21 +195,23 @@ class Rig:
     def _start_reflector(self) -> None:
         """UDP echo on the carrier side: the swap's reachability check (agent/net/reach.py)."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind((CARRIER_ADDR, REFLECTOR_PORT))
+        sock.bind((CARRIER_ADDR, 0))
         self._reflector = sock
 
         def echo() -> None:
             while True:
                 try:
                     data, addr = sock.recvfrom(2048)
+                    if not data:
+                        return  # shut down by down()
                     sock.sendto(data, addr)
                 except OSError:
-                    return  # closed by down()
+                    return
 
         threading.Thread(target=echo, name="reflector", daemon=True).start()
 
     def _write_config(self) -> None:
-        assert self.pki and self.modem
+        assert self.pki and self.modem and self._reflector
         dev = self.pki.devices[DEVICE_ID]
         profile = self.tmp / "board.toml"
         profile.write_text(f"""name = "stop-rig"
@@ -242,7 +243,7 @@ report_interval_s = 1
 flush_interval_s = 60
 
 [health]
-reflector = "{CARRIER_ADDR}:{REFLECTOR_PORT}"
+reflector = "{CARRIER_ADDR}:{self._reflector.getsockname()[1]}"
 """)
 
     def start_cloud(self, cls: type[ReferenceCloud] = ReferenceCloud) -> ReferenceCloud:
@@ -262,6 +263,8 @@ reflector = "{CARRIER_ADDR}:{REFLECTOR_PORT}"
             lab_broker.stop_broker(self.broker)
         for sock in (self._reflector, self._notify):
             if sock is not None:
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)  # wakes the reflector's recvfrom, so the close frees it
                 sock.close()
         subprocess.run(["ip", "netns", "del", self.ns], capture_output=True, timeout=20, check=False)
 
