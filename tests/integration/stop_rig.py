@@ -157,6 +157,7 @@ class Rig:
         self.cloud: ReferenceCloud | None = None
         self._reflector: socket.socket | None = None
         self._notify: socket.socket | None = None
+        self._silent: socket.socket | None = None
         self.counters_at_start: tuple[int, int] | None = None
 
     # ---- set-up ------------------------------------------------------------------------
@@ -246,6 +247,31 @@ flush_interval_s = 60
 reflector = "{CARRIER_ADDR}:{self._reflector.getsockname()[1]}"
 """)
 
+    def use_silent_broker(self) -> threading.Event:
+        """Point the agent at a broker that takes the TCP connection and never answers the
+        TLS handshake (a broker host that hangs); the event is set when the agent connects."""
+        listener = socket.socket()
+        listener.bind((CARRIER_ADDR, 0))
+        listener.listen(4)
+        self._silent = listener
+        self.port = int(listener.getsockname()[1])
+        self._write_config()
+        connected = threading.Event()
+
+        def accept() -> None:
+            held = []
+            while True:
+                try:
+                    held.append(listener.accept()[0])  # held open, never read: the handshake hangs
+                except OSError:
+                    for conn in held:
+                        conn.close()
+                    return  # closed by down()
+                connected.set()
+
+        threading.Thread(target=accept, name="silent-broker", daemon=True).start()
+        return connected
+
     def start_cloud(self, cls: type[ReferenceCloud] = ReferenceCloud) -> ReferenceCloud:
         assert self.pki
         self.cloud = cls(state_dir=self.tmp / "cloud", host=CARRIER_ADDR, port=self.port, ca_file=self.pki.ca_cert,
@@ -261,7 +287,7 @@ reflector = "{CARRIER_ADDR}:{self._reflector.getsockname()[1]}"
             self.modem.stop()
         if self.broker is not None:
             lab_broker.stop_broker(self.broker)
-        for sock in (self._reflector, self._notify):
+        for sock in (self._reflector, self._notify, self._silent):
             if sock is not None:
                 with suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)  # wakes the reflector's recvfrom, so the close frees it
@@ -342,6 +368,21 @@ reflector = "{CARRIER_ADDR}:{self._reflector.getsockname()[1]}"
         assert self.counters_at_start is not None
         now = self.ip_bytes()
         return now[0] - self.counters_at_start[0], now[1] - self.counters_at_start[1]
+
+    def counted(self) -> tuple[int, int]:
+        """Bytes the agent counted: from the rig's start to its journal's durable baseline
+        (the counter reading its last flush was computed up to)."""
+        assert self.counters_at_start is not None
+        journal = UsageJournal(self.state / "usage.journal", clock=Clock())
+        try:
+            base = journal.baseline()
+        finally:
+            journal.close()
+        if base is None:
+            return 0, 0
+        rx = base.rx_bytes - HEADER_BYTES * base.rx_packets
+        tx = base.tx_bytes - HEADER_BYTES * base.tx_packets
+        return rx - self.counters_at_start[0], tx - self.counters_at_start[1]
 
     def accounted(self) -> tuple[int, int]:
         """What the stopped agent accounted for: its journal's records on disk (read afresh,
