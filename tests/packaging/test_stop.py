@@ -148,7 +148,7 @@ def test_a_status_write_that_fails_while_giving_up_still_stops_the_daemon(tmp_pa
 
     sup._start = start  # type: ignore[method-assign]
     code = asyncio.run(asyncio.wait_for(sup.run(), RUN_BOUND_S))
-    assert code == ExitCode.STATE_UNWRITABLE  # ENOSPC: a restart helps once there is room
+    assert code == ExitCode.STATE_IO  # ENOSPC while serving: restarted, with the growing delay
     assert sup.give_up.reason is not None and "No space left" in sup.give_up.reason
     assert hooks.said == ["READY", "STOPPING"]
 
