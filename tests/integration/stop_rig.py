@@ -46,10 +46,12 @@ from board.virtual.modem.model import FAST_SCALE, ModemConfig, NullCarrier
 from tests.conftest import REPO
 
 DEVICE_ID = "dev-sg"
-CARRIER_ADDR = "198.19.77.1"
+_NET = os.getpid() % 4096
+"""One /30 per test process, so runs in other worktrees on this machine do not collide."""
+CARRIER_ADDR = f"198.19.{128 + _NET // 64}.{4 * (_NET % 64) + 1}"
 """The host end of the veth: broker, reflector and gateway (RFC 2544 space, never routed;
-not used by the other tests' namespaces, 198.19.100.0/24)."""
-DEVICE_ADDR = "198.19.77.2"
+198.19.128.0/18, apart from the other tests' namespaced 198.19.100.0/24 and 198.19.200.0/24)."""
+DEVICE_ADDR = f"198.19.{128 + _NET // 64}.{4 * (_NET % 64) + 2}"
 PREFIX = 30
 SEED_SLOT = 0
 """The board profile's seed slot (the bootstrap SIM)."""
