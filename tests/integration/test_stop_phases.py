@@ -31,9 +31,11 @@ from tests.integration.stop_rig import START_TIMEOUT_S, Rig, SilentCloud, Stoppe
 
 STOP_CONTRACT_S = 3.0
 """The contract (issue 28; packaging/README.md "What the service manager can rely on"):
-SIGTERM to exit within 3 s in any phase. Measured from the signal to the reaped exit, so
-it includes the interpreter's own exit; the agent budgets its shutdown to fit it
-(agent/core/supervisor.py STOP_BUDGET_S), far inside the unit's TimeoutStopSec=20."""
+SIGTERM to exit within 3 s in any phase. Measured from the signal to the reaped exit, as
+the service manager sees it; the agent budgets its shutdown to fit (agent/core/supervisor.py
+STOP_BUDGET_S), far inside the unit's TimeoutStopSec=20 after which systemd would kill it.
+Measured 0.4-1.1 s (1.7-2.5 s with a broker that hangs the handshake) on a 2-core machine
+at load 3-8: the bound is the contract itself, not a margin over a measurement."""
 
 TCP_CLOSE = 2 * 52
 """A FIN (or its ACK) is 52 IP bytes with TCP timestamps; at most two each way."""
