@@ -28,6 +28,7 @@ from agent import store
 from agent.core.audit import AuditLog
 from agent.errors import AgentError, AtCommandError, ControlError, ModemError
 from agent.modem import answer
+from agent.modem.commands import KNOWN
 
 LOGGER = logging.getLogger(__name__)
 
@@ -289,7 +290,7 @@ class SupervisorView:
 
     # ---- privileged ops (the console checked the login) -------------------------------
     async def at(self, command: str) -> dict[str, Any]:
-        why = answer.refusal(command)
+        why = KNOWN.refusal(command)  # the one gate, whatever dialect the board runs
         if why:
             raise ControlError(why, reason="refused")
         try:

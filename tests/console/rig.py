@@ -30,7 +30,7 @@ from agent.core.control import ControlClient, ControlServer
 from agent.errors import ControlError
 from agent.faces.console import auth
 from agent.faces.console.ports import ConsoleServer
-from agent.modem import answer
+from agent.modem.commands import KNOWN
 from board.virtual.network.cable import PtyCable
 
 KI = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
@@ -56,6 +56,8 @@ class FakeProvider:
         self.upstream: list[dict[str, Any]] = []
         self.technicians_file = technicians_file
         self.calls: list[str] = []
+        self.sent: list[str] = []
+        """AT command lines that passed the gate and reached the "modem"."""
         self.slow = 0.0
 
     async def device(self) -> dict[str, Any]:
@@ -113,9 +115,10 @@ class FakeProvider:
         return {"recorded": True}
 
     async def at(self, command: str) -> dict[str, Any]:
-        why = answer.refusal(command)
+        why = KNOWN.refusal(command)
         if why:
             raise ControlError(why, reason="refused")
+        self.sent.append(command)
         if command.upper() == "AT+VSIMLIST":
             return {"lines": [f'+VSIMLIST: 1,"8981100000000000017","{KI.hex()}"'], "final": "OK"}
         return {"lines": ["+CESQ: 99,99,255,255,20,45"], "final": "OK"}

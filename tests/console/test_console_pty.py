@@ -162,6 +162,21 @@ def test_login_at_passthrough_refusals_audit_and_logout(rig: ConsoleRig, term: T
     assert b"hex digits hidden" in audit_bytes  # the typed key was masked before reaching flash
 
 
+@pytest.mark.parametrize("line", ['at +CSQ;+EGMR=1,7,"359000000000099"', "at E0+QPOWD=1", "at +CSQ;+VSIMSEL=1",
+                                  'at+csq;+clck="SC",1,"1234"', "at +cfun=1,1", "at&f", "at a/"])
+def test_at_refuses_a_denied_command_hidden_behind_an_allowed_one(rig: ConsoleRig, term: Terminal,
+                                                                  tmp_path: Path, line: str) -> None:
+    """Finding 1 of issue 20, over the console's pty: one gate, the command table's, judges
+    every command of the line; nothing of a refused line reaches the modem."""
+    key, public = technician_key(tmp_path)
+    rig.pin("alice", public)
+    login(term, key)
+    assert "refused" in term.command(line, until=ADMIN).decode()
+    assert rig.provider.sent == []
+    assert "+CESQ" in term.command("at +CSQ;+CESQ", until=ADMIN).decode()
+    assert rig.provider.sent == ["AT+CSQ;+CESQ"]
+
+
 def test_brute_force_is_slowed_and_reported(rig: ConsoleRig, term: Terminal, tmp_path: Path) -> None:
     key, _ = technician_key(tmp_path)
     _, other = technician_key(tmp_path, "mallory")
