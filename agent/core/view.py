@@ -26,6 +26,8 @@ from typing import Any
 
 from agent import store
 from agent.core.audit import AuditLog
+from agent.core.control import Caller
+from agent.core.logins import STATE_FILE, Authenticator, LoginDesk
 from agent.errors import AgentError, AtCommandError, ControlError, ModemError
 from agent.modem import answer
 from agent.modem.commands import KNOWN
@@ -89,6 +91,8 @@ class SupervisorView:
         self.audit_log = audit
         self.technicians_file = Path(technicians_file)
         self.reboot_command = reboot_command
+        self.logins = LoginDesk(str(sup.cfg.device_id), self.technicians_file, self.audit,
+                                authenticator=Authenticator(Path(sup.state_dir) / "console" / STATE_FILE))
         self.ring = LogRing()
         logging.getLogger().addHandler(self.ring)
         self._rate: dict[str, float | None] = {"rx_kbps": None, "tx_kbps": None}
@@ -277,7 +281,17 @@ class SupervisorView:
         probe.unlink()
         return True, f"{self.sup.state_dir} writable"
 
-    # ---- the audit trail --------------------------------------------------------------
+    # ---- logins (agent/core/logins.py) ------------------------------------------------
+    async def login_challenge(self, caller: Caller) -> dict[str, Any]:
+        return await self.logins.challenge(caller)
+
+    async def login(self, caller: Caller, signature: str) -> dict[str, Any]:
+        return await self.logins.login(caller, signature)
+
+    async def logout(self, caller: Caller, reason: str) -> dict[str, Any]:
+        return await self.logins.logout(caller, reason)
+
+    # ---- the audit trail (written by the daemon only: not an op) -----------------------
     async def audit(self, entry: dict[str, Any]) -> dict[str, Any]:
         record = self.audit_log.append(entry)
         if self.sup.cloud is not None:
@@ -288,7 +302,7 @@ class SupervisorView:
         LOGGER.info("console audit: %s", {k: record.get(k) for k in ("action", "technician", "outcome")})
         return {"recorded": True}
 
-    # ---- privileged ops (the console checked the login) -------------------------------
+    # ---- privileged ops (the control server checked the caller and audits them) -------
     async def at(self, command: str) -> dict[str, Any]:
         why = KNOWN.refusal(command)  # the one gate, whatever dialect the board runs
         if why:

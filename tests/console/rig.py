@@ -26,7 +26,8 @@ import serial
 from agent import store
 from agent.clock import Clock
 from agent.core.audit import AuditLog
-from agent.core.control import ControlClient, ControlServer
+from agent.core.control import Caller, ControlClient, ControlServer
+from agent.core.logins import STATE_FILE, Authenticator, LoginDesk
 from agent.errors import ControlError
 from agent.faces.console import auth
 from agent.faces.console.ports import ConsoleServer
@@ -55,6 +56,8 @@ class FakeProvider:
         self.audit_log = AuditLog(state_dir / "console", Clock())
         self.upstream: list[dict[str, Any]] = []
         self.technicians_file = technicians_file
+        self.logins = LoginDesk(DEVICE_ID, technicians_file, self.audit,
+                                authenticator=Authenticator(state_dir / "console" / STATE_FILE))
         self.calls: list[str] = []
         self.sent: list[str] = []
         """AT command lines that passed the gate and reached the "modem"."""
@@ -113,6 +116,15 @@ class FakeProvider:
         record = self.audit_log.append(entry)
         self.upstream.append(record)
         return {"recorded": True}
+
+    async def login_challenge(self, caller: Caller) -> dict[str, Any]:
+        return await self.logins.challenge(caller)
+
+    async def login(self, caller: Caller, signature: str) -> dict[str, Any]:
+        return await self.logins.login(caller, signature)
+
+    async def logout(self, caller: Caller, reason: str) -> dict[str, Any]:
+        return await self.logins.logout(caller, reason)
 
     async def at(self, command: str) -> dict[str, Any]:
         why = KNOWN.refusal(command)

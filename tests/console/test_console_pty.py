@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from agent.core.control import ControlClient
+from agent.core.logins import STATE_FILE, Authenticator
 from agent.faces.console import auth
 from agent.faces.console.commands import COMMANDS
 from tests.console.rig import KI, ConsoleRig, Terminal, secret_forms, technician_key
@@ -24,7 +25,7 @@ from tests.console.rig import KI, ConsoleRig, Terminal, secret_forms, technician
 PROMPT = r"rtr-test01 serving> $"
 ADMIN = r"rtr-test01 serving# $"
 
-READ_ONLY = ["status", "modem", "signal", "sim", "usage", "health", "log 5", "selftest", "trace start", "trace stop"]
+READ_ONLY = ["status", "modem", "signal", "sim", "usage", "health", "log 5", "selftest"]
 
 
 def login(term: Terminal, key: object) -> None:
@@ -129,7 +130,7 @@ def test_signal_watch_repeats_until_ctrl_c(rig: ConsoleRig, term: Terminal) -> N
 
 
 def test_privileged_commands_need_a_login(rig: ConsoleRig, term: Terminal) -> None:
-    for line in ("at +CSQ", "swap", "modem-reset", "reboot"):
+    for line in ("at +CSQ", "swap", "modem-reset", "reboot", "trace start"):
         assert "needs a technician login" in term.command(line).decode()
     assert rig.provider.upstream == []
 
@@ -183,7 +184,7 @@ def test_brute_force_is_slowed_and_reported(rig: ConsoleRig, term: Terminal, tmp
     rig.pin("alice", other)  # alice's key is not the pinned one
     waits = []
     for _ in range(3):
-        rig.console.auth._next_try = 0.0  # skip the wait itself; its length is what we check
+        rig.provider.logins.auth._next_try = 0.0  # skip the wait itself; its length is what we check
         out = term.command("login", until=r"signature> $").decode()
         challenge = next(line.strip() for line in out.splitlines() if line.strip().startswith("pwc1 "))
         text = term.command(auth.sign(key, challenge)).decode()
@@ -192,6 +193,10 @@ def test_brute_force_is_slowed_and_reported(rig: ConsoleRig, term: Terminal, tmp
     assert "too many failed logins: try again in" in term.command("login").decode()
     failed = [e for e in rig.provider.upstream if e["action"] == "login_failed"]
     assert [e["failures"] for e in failed] == [1, 2, 3]
+    # a restarted daemon reads the count back (issue 20, finding 12): no fresh start from a power cut
+    rig.provider.logins.auth = Authenticator(rig.tmp / "state" / "console" / STATE_FILE)
+    assert rig.provider.logins.auth.failures == 3
+    assert "too many failed logins: try again in 4 s" in term.command("login").decode()
 
 
 def test_idle_technician_is_logged_out(tmp_path: Path) -> None:

@@ -7,8 +7,8 @@ import pytest
 
 from agent.logs import TRACE
 from agent.modem import commands
-from agent.modem.answer import describe_error
 from agent.modem.answer import decode as at_decode
+from agent.modem.answer import describe_error
 from agent.modem.at import AtChannel, AtResponse
 from agent.modem.commands import KNOWN, CommandDef, split_command_line, technician_allowed
 from agent.modem.decode import decode_stream
