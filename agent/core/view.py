@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import store
+from agent.core import tracefile
 from agent.core.audit import AuditLog
 from agent.core.control import Caller
 from agent.core.logins import STATE_FILE, Authenticator, LoginDesk
@@ -42,6 +43,9 @@ THROUGHPUT_EVERY = 2.0
 """Seconds between the view's own readings of the data interface's counters: "throughput
 now" is the rate over the last two seconds (one netlink read each, negligible), so the
 first ``status`` after plugging in already has a figure and never waits for one."""
+STORAGE_PROBE_EVERY = 300.0
+"""Seconds between two real write probes of ``selftest``'s "state writable": a renter
+pressing selftest in a loop costs the flash at most one small write every 5 minutes."""
 UNSET_ADDRESSES = ("0.0.0.0", "0:0:0:0:0:0:0:0", "::")
 """What +CGPADDR prints for a context without an address (after a modem reboot)."""
 SIM_PUBLIC = ("iccid", "imsi", "slot", "seed", "plan", "assignment_id")
@@ -96,6 +100,8 @@ class SupervisorView:
         self.ring = LogRing()
         logging.getLogger().addHandler(self.ring)
         self._rate: dict[str, float | None] = {"rx_kbps": None, "tx_kbps": None}
+        self._storage: tuple[float, bool, str] | None = None
+        """The last storage probe: (monotonic time, ok, detail)."""
         self._last_counters: tuple[float, int, int] | None = None
 
     def close(self) -> None:
@@ -224,9 +230,13 @@ class SupervisorView:
         if monitor is None or not hasattr(monitor, "start_trace"):
             raise ControlError("detection traces are not available in this build", reason="not_available")
         if action == "start":
-            path = store.ensure_private_dir(self.sup.state_dir / "traces") / time.strftime("trace-%Y%m%d-%H%M%S.csv")
-            monitor.start_trace(path)
-            return {"recording": True, "file": str(path)}
+            directory = store.ensure_private_dir(self.sup.state_dir / "traces")
+            monitor.stop_trace()  # before making room: the running trace may be the oldest
+            tracefile.make_room(directory)
+            path = directory / time.strftime("trace-%Y%m%d-%H%M%S.csv")
+            monitor.start_trace(path, max_bytes=tracefile.CONSOLE_MAX_BYTES, max_seconds=tracefile.CONSOLE_MAX_SECONDS)
+            return {"recording": True, "file": str(path), "stops_after_minutes": tracefile.CONSOLE_MAX_SECONDS / 60,
+                    "stops_after_bytes": tracefile.CONSOLE_MAX_BYTES, "traces_kept": tracefile.CONSOLE_KEEP}
         if action == "stop":
             monitor.stop_trace()
             return {"recording": False}
@@ -276,10 +286,21 @@ class SupervisorView:
             ("" if trusted else " (not yet synchronised)")
 
     async def _t_storage(self) -> tuple[bool, str]:
+        """A real write (temp, fsync, rename), at most once per ``STORAGE_PROBE_EVERY``:
+        anyone at the cable may run ``selftest``, and each probe is a flash write."""
+        now = time.monotonic()
+        if self._storage is not None and now - self._storage[0] < STORAGE_PROBE_EVERY:
+            at, ok, detail = self._storage
+            return ok, f"{detail} (checked {now - at:.0f} s ago)"
         probe = self.sup.state_dir / ".console-selftest"
-        await asyncio.to_thread(store.atomic_write, probe, b"ok")
-        probe.unlink()
-        return True, f"{self.sup.state_dir} writable"
+        try:
+            await asyncio.to_thread(store.atomic_write, probe, b"ok")
+            probe.unlink()
+            ok, detail = True, f"{self.sup.state_dir} writable"
+        except OSError as exc:
+            ok, detail = False, f"{type(exc).__name__}: {exc}"
+        self._storage = (now, ok, detail)
+        return ok, detail
 
     # ---- logins (agent/core/logins.py) ------------------------------------------------
     async def login_challenge(self, caller: Caller) -> dict[str, Any]:

@@ -270,3 +270,55 @@ async def _until_dropping(rig: ConsoleRig, client: ControlClient) -> float:
         await asyncio.sleep(0.05)
     client.close()
     return worst
+
+
+def test_idle_logout_applies_during_signal_watch(tmp_path: Path) -> None:
+    """Finding 11 of issue 20: the idle timer runs whatever the command loop is doing, and
+    only what the technician types counts: a watch's output and line noise do not."""
+    rig = ConsoleRig(tmp_path, idle_logout=2.0)
+    try:
+        key, public = technician_key(tmp_path)
+        rig.pin("alice", public)
+        term = Terminal(rig.cables[0].technician_path)
+        rig.start()
+        term.expect(PROMPT)
+        login(term, key)
+        term.send("signal watch\r")
+        for _ in range(2):
+            term.expect(r"fair: RSRP -95 dBm")
+            term.send(b"\xff\xfe\x00")  # noise: no keyboard sends it, and it is no sign of a technician
+        term.expect(r"idle for 2 s: logged out\r\n", timeout=5)
+        term.expect(r"fair: RSRP -95 dBm")  # the read-only watch goes on
+        term.send("\x03")
+        term.expect(PROMPT)  # '>': whoever presses Ctrl-C now is not logged in
+        assert "needs a technician login" in term.command("at +CSQ").decode()
+        logout = [e for e in rig.provider.upstream if e["action"] == "logout"]
+        assert [(e["technician"], e["reason"]) for e in logout] == [("alice", "idle")]
+        term.close()
+    finally:
+        rig.close()
+
+
+HOSTILE = ["2026-11-27 INFO agent.cloud: assignment \x1b]0;owned\x07 from broker",
+           "2026-11-27 INFO agent.cloud: policy \x1b[2J\x1b[H\x1b[31mFAKE PROMPT# \x9b1m",
+           "plain\r\nrtr-test01 serving# "]
+"""Log lines carrying text a hostile broker or modem chose: a title change, a screen clear,
+a colour, a C1 CSI, and a CR LF that would draw a fake privileged prompt."""
+
+
+def test_cloud_and_modem_text_cannot_drive_the_terminal(rig: ConsoleRig, term: Terminal) -> None:
+    """Finding 18 of issue 20: any C0 control byte (ESC above all) and DEL in an answer is
+    shown in caret notation, anything non-ASCII as '?': no escape sequence reaches the
+    technician's terminal, in text, in --json or with colour on."""
+    async def hostile_log(n: int) -> dict[str, object]:
+        return {"lines": HOSTILE}
+
+    rig.provider.log = hostile_log  # type: ignore[method-assign]
+    for line in ("log 3", "log 3 --json"):
+        out = term.command(line)
+        assert b"\x1b" not in out and b"\x07" not in out and b"\x9b" not in out
+        assert b"\r\nrtr-test01 serving# " not in out  # no forged prompt line
+    text = term.command("log 3").decode()
+    assert "^[]0;owned^G" in text and "^[[2J" in text and "plain^M^Jrtr-test01" in text
+    term.command("colour on")
+    assert b"\x1b" not in term.command("log 3")
