@@ -46,6 +46,11 @@ REPEAT_LAST = "A/"
 
 FORMS: dict[str | None, Form] = {"=?": "test", "?": "read", "=": "set", None: "exec"}
 
+MAX_LINE = 256
+"""Characters a technician's line may have: 3GPP TS 27.007 4.1 lets a modem limit a
+command line to 256, the console's line discipline stops there too, and the bound keeps
+the re-reading of arguments (``_hidden``) cheap whatever arrives on the control socket."""
+
 PRINTABLE = re.compile(r"[\x20-\x7e]*")
 """What a command line may hold: printable ASCII, as a terminal types it."""
 
@@ -106,6 +111,8 @@ def mentions(line: str) -> set[str]:
 
 def parse(line: str) -> tuple[Part, ...]:
     """The commands of ``line`` in the order a modem runs them; ``Unreadable`` otherwise."""
+    if len(line) > MAX_LINE:
+        raise Unreadable(f"it is longer than {MAX_LINE} characters (3GPP TS 27.007 4.1)")
     if not PRINTABLE.fullmatch(line):
         raise Unreadable("it holds a control or non-ASCII character")
     text = normalise(line)

@@ -123,6 +123,7 @@ def test_known_ways_around_the_old_prefix_gate_are_refused(line: str) -> None:
     ('AT+CUSD=1,"a\\";+EGMR=1;"x"', "backslash"),  # a modem taking \" as a quote would run +EGMR
     ("+CSQ", "does not start with AT"),
     ("AT=1", "where a command should begin"),
+    ("AT+X=" + "+A" * 2000, "longer than 256"),  # and cheap to refuse: no quadratic re-reading
 ])
 def test_lines_the_gate_cannot_read_like_a_modem_are_refused(line: str, why: str) -> None:
     refusal = KNOWN.refusal(line)
