@@ -163,18 +163,25 @@ class Session:
         """Log an idle technician out, whatever the command loop is doing (a ``signal
         watch`` keeps running, read-only; the login does not)."""
         while not self.closed:
-            if self.technician is None:
-                self._logged_in.clear()
-                await self._logged_in.wait()
-                continue
-            left = self.idle_logout - (self._monotonic() - self._last_input)
-            if left > 0:
-                await asyncio.sleep(left)
-                continue
-            self.say("", f"idle for {self.idle_logout:.0f} s: logged out")
-            await self._logout("idle")
-            if not self._busy:
-                await self.prompt()
+            try:
+                await self._idle_step()
+            except Exception:  # the login's only timer must not die quietly: fail closed
+                LOGGER.exception("console %s: idle timer failed; logging out", self.terminal)
+                await self._logout("idle timer failed")
+
+    async def _idle_step(self) -> None:
+        if self.technician is None:
+            self._logged_in.clear()
+            await self._logged_in.wait()
+            return
+        left = self.idle_logout - (self._monotonic() - self._last_input)
+        if left > 0:
+            await asyncio.sleep(left)
+            return
+        self.say("", f"idle for {self.idle_logout:.0f} s: logged out")
+        await self._logout("idle")
+        if not self._busy:
+            await self.prompt()
 
     async def _handle(self, event: Any) -> None:
         self.interrupted.clear()
