@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from agent import store
+from agent.cloud.profilecheck import check_profile
 from agent.errors import SealError
 from agent.sim import Plan, SimProfile
 
@@ -89,6 +90,9 @@ def profile_to_dict(profile: SimProfile) -> dict[str, Any]:
 
 
 def profile_from_dict(d: dict[str, Any]) -> SimProfile:
+    """The opened plaintext as a ``SimProfile``, every field checked first (profilecheck.py):
+    nothing of a profile with a bad field goes further, not even into an exception."""
+    check_profile(d)
     try:
         return SimProfile(iccid=str(d["iccid"]), imsi=str(d["imsi"]), ki=bytes.fromhex(d["ki"]),
                           opc=bytes.fromhex(d["opc"]), plmn=str(d.get("plmn", "")), apn=str(d.get("apn", "")),

@@ -33,7 +33,7 @@ LOGGER = logging.getLogger(__name__)
 CONTROL_SOCKET = "control.sock"
 TECHNICIANS_FILE = "technicians.json"
 IDLE_LOGOUT_S = 300.0
-"""agent.faces.console.auth.IDLE_LOGOUT (kept equal; the console module says why)."""
+"""agent.faces.console.session.IDLE_LOGOUT (kept equal; the session module says why)."""
 
 
 @dataclass(frozen=True)

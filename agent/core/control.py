@@ -16,8 +16,23 @@ Wire format, one JSON object per line, UTF-8::
 types before the provider sees them. A request longer than ``MAX_REQUEST`` bytes closes
 the connection; more than ``RATE_PER_S`` requests a second (after a burst of
 ``RATE_BURST``) are answered ``rate_limited`` without running. Every op has a timeout.
-The socket is created 0600 inside a 0700 directory: whoever can reach it is the daemon's
-own user, which is the trust boundary (privileged ops are gated by the console's login).
+
+Who may do what (issue 20, finding 4). The socket is created 0600 inside a 0700 directory,
+so only the daemon's own user and root reach it; but a process running as the daemon's
+user is not a technician. Each connection is a ``Caller``: its peer as the kernel reports
+it (``SO_PEERCRED``: pid, uid, gid; a client cannot claim another) and, once it logged in,
+the technician. Read-only ops are open to any peer that reaches the socket. An op marked
+``privileged`` (``at``, ``swap``, ``modem_reset``, ``reboot``, ``trace``) runs only for
+
+* a connection holding a technician login the daemon itself verified (``login_challenge``
+  then ``login``, ``agent/core/logins.py``), or
+* a root peer that is not a console: root on the router can reach the modem's tty anyway.
+  A console (a client that said ``hello``) acts for whoever is at its terminal, and a
+  client inside the daemon's own process is the in-daemon console: neither ever borrows
+  its uid's trust.
+
+The daemon writes the audit log itself: every privileged request before it runs and its
+outcome, every login, failed login and logout. No op lets a client hand in an entry.
 """
 
 from __future__ import annotations
@@ -27,8 +42,10 @@ import contextlib
 import json
 import logging
 import os
+import socket
+import struct
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -57,11 +74,13 @@ CONNECT_TIMEOUT = 5.0
 
 @dataclass(frozen=True)
 class Op:
-    """One operation: its argument names and types, and whether it changes the device."""
+    """One operation: its argument names and types, whether it changes the device, and
+    whether the provider needs to know who asks (``caller``)."""
 
     args: tuple[tuple[str, type], ...] = ()
     privileged: bool = False
     timeout: float = OP_TIMEOUT
+    caller: bool = False
 
 
 OPS: dict[str, Op] = {
@@ -75,15 +94,76 @@ OPS: dict[str, Op] = {
     "swaps": Op(),
     "log": Op(args=(("n", int),)),
     "selftest": Op(),
-    "trace": Op(args=(("action", str),)),
     "technicians": Op(),
-    "audit": Op(args=(("entry", dict),)),
+    "hello": Op(args=(("terminal", str),)),
+    "login_challenge": Op(caller=True),
+    "login": Op(args=(("signature", str),), caller=True),
+    "logout": Op(args=(("reason", str),), caller=True),
+    "trace": Op(args=(("action", str),), privileged=True),
     "at": Op(args=(("command", str),), privileged=True, timeout=SLOW_OP_TIMEOUT),
     "swap": Op(args=(("reason", str),), privileged=True, timeout=SLOW_OP_TIMEOUT),
     "modem_reset": Op(privileged=True, timeout=SLOW_OP_TIMEOUT),
     "reboot": Op(privileged=True),
 }
-"""The whole interface. A provider has one method per op, same name, same arguments."""
+"""The whole interface. A provider has one method per op, same name, same arguments (and
+``caller=`` for the ops that take it); ``hello`` is the server's own."""
+
+TERMINAL_MAX = 64
+"""Characters of a console's terminal name kept for the audit log (``/dev/ttyGS0``; the
+end of a longer path, which is the part that names the port)."""
+
+
+@dataclass(frozen=True)
+class Peer:
+    """The process at the other end of a connection, as the kernel saw it connect."""
+
+    pid: int
+    uid: int
+    gid: int
+
+    @classmethod
+    def of(cls, sock: socket.socket | None) -> Peer | None:
+        """``SO_PEERCRED`` of a Unix socket; None where the platform has none (then only a
+        login makes a caller privileged)."""
+        option = getattr(socket, "SO_PEERCRED", None)
+        if sock is None or option is None:
+            return None
+        try:
+            pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i")))
+        except OSError:
+            return None
+        return cls(pid, uid, gid)
+
+
+@dataclass
+class Caller:
+    """One connection: who the kernel says is there, and what it has become since."""
+
+    peer: Peer | None
+    terminal: str | None = None
+    """Set by ``hello``: this connection is a console serving that terminal."""
+    technician: str | None = None
+    """Set by a successful ``login`` (the daemon checked the signature)."""
+    challenge: str | None = None
+    """The login challenge issued to this connection, if one is outstanding."""
+    warned: bool = field(default=False, repr=False)
+
+    @property
+    def root_trusted(self) -> bool:
+        """Root, and neither a console nor a client inside the daemon's own process."""
+        return (self.peer is not None and self.peer.uid == 0 and self.terminal is None
+                and self.peer.pid != os.getpid())
+
+    @property
+    def may_change(self) -> bool:
+        return self.technician is not None or self.root_trusted
+
+    @property
+    def where(self) -> str:
+        """The audit log's ``terminal``: the console's port, else the local peer."""
+        if self.terminal is not None:
+            return self.terminal
+        return f"local uid {self.peer.uid} pid {self.peer.pid}" if self.peer else "local (peer unknown)"
 
 
 class Provider(Protocol):
@@ -101,7 +181,12 @@ class Provider(Protocol):
     async def selftest(self) -> dict[str, Any]: ...
     async def trace(self, action: str) -> dict[str, Any]: ...
     async def technicians(self) -> dict[str, Any]: ...
-    async def audit(self, entry: dict[str, Any]) -> dict[str, Any]: ...
+    async def login_challenge(self, caller: Caller) -> dict[str, Any]: ...
+    async def login(self, caller: Caller, signature: str) -> dict[str, Any]: ...
+    async def logout(self, caller: Caller, reason: str) -> dict[str, Any]: ...
+    async def audit(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """Not an op: the server's own record of privileged requests and their outcome."""
+        ...
     async def at(self, command: str) -> dict[str, Any]: ...
     async def swap(self, reason: str) -> dict[str, Any]: ...
     async def modem_reset(self) -> dict[str, Any]: ...
@@ -183,6 +268,7 @@ class ControlServer:
         assert task is not None
         self._conns.add(task)
         bucket = TokenBucket()
+        caller = Caller(Peer.of(writer.get_extra_info("socket")))
         try:
             while True:
                 try:
@@ -193,26 +279,29 @@ class ControlServer:
                     return
                 except asyncio.IncompleteReadError:
                     return
-                reply = await self._answer(line, bucket)
+                reply = await self._answer(line, bucket, caller)
                 await self._send(writer, reply)
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
             self._conns.discard(task)
             writer.close()
+            if caller.technician is not None:  # the login ends with its connection, on the record
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.provider.logout(caller, "connection closed"), OP_TIMEOUT)
 
-    async def _answer(self, line: bytes, bucket: TokenBucket) -> dict[str, Any]:
+    async def _answer(self, line: bytes, bucket: TokenBucket, caller: Caller) -> dict[str, Any]:
         req_id = None
         try:
             try:
                 obj = json.loads(line)
             except ValueError:
                 raise ControlError("not JSON", reason="bad_request") from None
+            req_id = obj.get("id") if isinstance(obj, dict) else None  # a refusal answers its request too
             req_id, op_name, args = check_request(obj)
             if not bucket.take():
                 raise ControlError(f"more than {RATE_PER_S:.0f} requests a second", reason="rate_limited")
-            method = getattr(self.provider, op_name)
-            result = await asyncio.wait_for(method(**args), OPS[op_name].timeout)
+            result = await self._run(op_name, args, caller)
             self.served += 1
             return {"id": req_id, "ok": True, "result": result}
         except ControlError as exc:
@@ -225,6 +314,36 @@ class ControlServer:
         except Exception as exc:  # a provider bug must not take the socket (or the daemon) down
             LOGGER.exception("control op failed")
             return _error(req_id, ControlError(f"internal error ({type(exc).__name__})", reason="failed"))
+
+    async def _run(self, op_name: str, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        op = OPS[op_name]
+        if op_name == "hello":
+            caller.terminal = args["terminal"][-TERMINAL_MAX:] or "console"
+            return {"hello": caller.terminal}
+        if op.privileged and not caller.may_change:
+            if not caller.warned:  # once per connection: the log is no lever for flash wear
+                caller.warned = True
+                LOGGER.warning("control: %s refused to %s: no technician login", op_name, caller.where)
+            raise ControlError(f"{op_name} needs a technician login", reason="unauthorized")
+        method = getattr(self.provider, op_name)
+        call = method(**args, caller=caller) if op.caller else method(**args)
+        if not op.privileged:
+            return await asyncio.wait_for(call, op.timeout)
+        entry = {"action": op_name.replace("_", "-"), "args": args, "technician": caller.technician,
+                 "terminal": caller.where}
+        try:
+            await self.provider.audit(dict(entry, outcome="requested"))  # on flash before it runs
+            result = await asyncio.wait_for(call, op.timeout)
+        except ControlError as exc:
+            await self.provider.audit(dict(entry, outcome=f"{exc.reason}: {exc}"))
+            raise
+        except (AgentError, TimeoutError) as exc:
+            await self.provider.audit(dict(entry, outcome=f"failed: {type(exc).__name__}"))
+            raise
+        finally:
+            call.close()  # never awaited when the audit itself failed: no "never awaited" warning
+        await self.provider.audit(dict(entry, outcome="ok"))
+        return result
 
     @staticmethod
     async def _send(writer: asyncio.StreamWriter, reply: dict[str, Any]) -> None:
@@ -239,8 +358,11 @@ def _error(req_id: Any, exc: ControlError) -> dict[str, Any]:
 class ControlClient:
     """One connection, one request in flight; reconnects on the next request if it broke."""
 
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, *, hello: str | None = None):
         self.path = Path(path)
+        self.hello = hello
+        """A console's terminal: said on every (re)connection, so the daemon never lends
+        this connection its uid's trust (see the module doc)."""
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._lock = asyncio.Lock()
@@ -260,6 +382,11 @@ class ControlClient:
         if self._writer is None:
             self._reader, self._writer = await asyncio.wait_for(
                 asyncio.open_unix_connection(str(self.path), limit=MAX_RESPONSE), CONNECT_TIMEOUT)
+            if self.hello is not None:
+                await self._exchange("hello", {"terminal": self.hello})
+        return await self._exchange(op, args)
+
+    async def _exchange(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
         assert self._reader is not None and self._writer is not None
         self._next_id += 1
         self._writer.write(json.dumps({"id": self._next_id, "op": op, "args": args}).encode() + b"\n")

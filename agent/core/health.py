@@ -22,7 +22,6 @@ connection's (from conntrack), are counted per day in ``OwnTraffic``.
 from __future__ import annotations
 
 import asyncio
-import csv
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
@@ -34,6 +33,7 @@ from typing import Any
 from agent.clock import JST, Clock
 from agent.core.radio import RadioSnapshot
 from agent.core.sampler import LiveSampler, RadioReading
+from agent.core.tracefile import TraceFile
 from agent.errors import AgentError, AtTimeout, PortClosed
 from agent.health.classifier import Classifier
 from agent.health.event import ServingNetwork, health_event
@@ -106,6 +106,7 @@ class HealthMonitor:
         self._network = ServingNetwork()
         self._last: dict[str, Any] = {"state": None, "kbps": None, "evidence": {}}
         self._trace = self._open_trace(settings.record_trace)
+        """The trace being recorded (``TraceFile``), if any."""
         self._origin = clock.monotonic()
 
     @staticmethod
@@ -113,15 +114,8 @@ class HealthMonitor:
         plan = (facts or {}).get("plan") or {}
         return plan.get("throttle_kbps")
 
-    @staticmethod
-    def _open_trace(path: Path | None) -> Any:
-        if path is None:
-            return None
-        fh = open(path, "a", newline="")  # noqa: SIM115 - lives as long as the monitor
-        writer = csv.DictWriter(fh, fieldnames=list(COLUMNS))
-        if fh.tell() == 0:
-            writer.writeheader()
-        return fh, writer
+    def _open_trace(self, path: Path | None, **bounds: Any) -> TraceFile | None:
+        return TraceFile(path, COLUMNS, monotonic=self.clock.monotonic, **bounds) if path is not None else None
 
     # ---- what the supervisor calls ----------------------------------------------------
     @property
@@ -140,15 +134,16 @@ class HealthMonitor:
                     network=dataclasses.asdict(self._network), demand_source=self.sampler.demand_source,
                     own_traffic=self.own.report())
 
-    def start_trace(self, path: Path) -> None:
-        """Record every sample to ``path`` (CSV, ``pocket-agent replay`` reads it) from now on:
-        the console's ``trace start``. A trace already running is closed first."""
+    def start_trace(self, path: Path, *, max_bytes: int | None = None, max_seconds: float | None = None) -> None:
+        """Record every sample to ``path`` (CSV, ``pocket-agent replay`` reads it) from now on,
+        until stopped or a bound is reached (agent/core/tracefile.py): the console's ``trace
+        start``. A trace already running is closed first."""
         self.stop_trace()
-        self._trace = self._open_trace(path)
+        self._trace = self._open_trace(path, max_bytes=max_bytes, max_seconds=max_seconds)
 
     def stop_trace(self) -> None:
         if self._trace:
-            self._trace[0].close()
+            self._trace.close()
             self._trace = None
 
     # ---- the task ---------------------------------------------------------------------
@@ -166,8 +161,7 @@ class HealthMonitor:
         finally:
             self.own.save()
             await asyncio.to_thread(self.sampler.close)
-            if self._trace:
-                self._trace[0].close()
+            self.stop_trace()
 
     async def step(self, t: float) -> list[StateChange]:
         """One sampling second: sample, classify, report, check if asked, count own bytes."""
@@ -221,9 +215,8 @@ class HealthMonitor:
             await self._radio_reader.vouch_time(self.clock)
 
     def _record(self, sample: Sample) -> None:
-        if self._trace:
-            self._trace[1].writerow(sample.row())
-            self._trace[0].flush()
+        if self._trace and not self._trace.write(sample.row()):
+            self._trace = None  # it ended by itself (tracefile.py's bounds)
 
     async def _report(self, change: StateChange, now_t: float) -> None:
         evidence = dict(change.evidence, demand_source=self.sampler.demand_source)

@@ -1,6 +1,6 @@
 """The technicians' public keys pinned on the device, and their rotation by cloud policy.
 
-The console's login (agent/faces/console/auth.py) checks signatures against these keys;
+The daemon's login desk (agent/core/logins.py) checks signatures against these keys;
 nothing secret is stored. The file (``<state_dir>/console/technicians.json``, written
 atomically) holds ``{"version": n, "keys": [{"name": ..., "ed25519": base64}]}``. The
 platform rotates it through the retained policy (docs/protocol.md 3.8): a policy with a

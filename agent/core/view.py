@@ -25,9 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from agent import store
+from agent.core import tracefile
 from agent.core.audit import AuditLog
+from agent.core.control import Caller
+from agent.core.logins import STATE_FILE, Authenticator, LoginDesk
 from agent.errors import AgentError, AtCommandError, ControlError, ModemError
 from agent.modem import answer
+from agent.modem.commands import KNOWN
 
 LOGGER = logging.getLogger(__name__)
 
@@ -39,6 +43,9 @@ THROUGHPUT_EVERY = 2.0
 """Seconds between the view's own readings of the data interface's counters: "throughput
 now" is the rate over the last two seconds (one netlink read each, negligible), so the
 first ``status`` after plugging in already has a figure and never waits for one."""
+STORAGE_PROBE_EVERY = 300.0
+"""Seconds between two real write probes of ``selftest``'s "state writable": a renter
+pressing selftest in a loop costs the flash at most one small write every 5 minutes."""
 UNSET_ADDRESSES = ("0.0.0.0", "0:0:0:0:0:0:0:0", "::")
 """What +CGPADDR prints for a context without an address (after a modem reboot)."""
 SIM_PUBLIC = ("iccid", "imsi", "slot", "seed", "plan", "assignment_id")
@@ -88,9 +95,13 @@ class SupervisorView:
         self.audit_log = audit
         self.technicians_file = Path(technicians_file)
         self.reboot_command = reboot_command
+        self.logins = LoginDesk(str(sup.cfg.device_id), self.technicians_file, self.audit,
+                                authenticator=Authenticator(Path(sup.state_dir) / "console" / STATE_FILE))
         self.ring = LogRing()
         logging.getLogger().addHandler(self.ring)
         self._rate: dict[str, float | None] = {"rx_kbps": None, "tx_kbps": None}
+        self._storage: tuple[float, bool, str] | None = None
+        """The last storage probe: (monotonic time, ok, detail)."""
         self._last_counters: tuple[float, int, int] | None = None
 
     def close(self) -> None:
@@ -219,9 +230,13 @@ class SupervisorView:
         if monitor is None or not hasattr(monitor, "start_trace"):
             raise ControlError("detection traces are not available in this build", reason="not_available")
         if action == "start":
-            path = store.ensure_private_dir(self.sup.state_dir / "traces") / time.strftime("trace-%Y%m%d-%H%M%S.csv")
-            monitor.start_trace(path)
-            return {"recording": True, "file": str(path)}
+            directory = store.ensure_private_dir(self.sup.state_dir / "traces")
+            monitor.stop_trace()  # before making room: the running trace may be the oldest
+            tracefile.make_room(directory)
+            path = directory / time.strftime("trace-%Y%m%d-%H%M%S.csv")
+            monitor.start_trace(path, max_bytes=tracefile.CONSOLE_MAX_BYTES, max_seconds=tracefile.CONSOLE_MAX_SECONDS)
+            return {"recording": True, "file": str(path), "stops_after_minutes": tracefile.CONSOLE_MAX_SECONDS / 60,
+                    "stops_after_bytes": tracefile.CONSOLE_MAX_BYTES, "traces_kept": tracefile.CONSOLE_KEEP}
         if action == "stop":
             monitor.stop_trace()
             return {"recording": False}
@@ -271,12 +286,33 @@ class SupervisorView:
             ("" if trusted else " (not yet synchronised)")
 
     async def _t_storage(self) -> tuple[bool, str]:
+        """A real write (temp, fsync, rename), at most once per ``STORAGE_PROBE_EVERY``:
+        anyone at the cable may run ``selftest``, and each probe is a flash write."""
+        now = time.monotonic()
+        if self._storage is not None and now - self._storage[0] < STORAGE_PROBE_EVERY:
+            at, ok, detail = self._storage
+            return ok, f"{detail} (checked {now - at:.0f} s ago)"
         probe = self.sup.state_dir / ".console-selftest"
-        await asyncio.to_thread(store.atomic_write, probe, b"ok")
-        probe.unlink()
-        return True, f"{self.sup.state_dir} writable"
+        try:
+            await asyncio.to_thread(store.atomic_write, probe, b"ok")
+            probe.unlink()
+            ok, detail = True, f"{self.sup.state_dir} writable"
+        except OSError as exc:
+            ok, detail = False, f"{type(exc).__name__}: {exc}"
+        self._storage = (now, ok, detail)
+        return ok, detail
 
-    # ---- the audit trail --------------------------------------------------------------
+    # ---- logins (agent/core/logins.py) ------------------------------------------------
+    async def login_challenge(self, caller: Caller) -> dict[str, Any]:
+        return await self.logins.challenge(caller)
+
+    async def login(self, caller: Caller, signature: str) -> dict[str, Any]:
+        return await self.logins.login(caller, signature)
+
+    async def logout(self, caller: Caller, reason: str) -> dict[str, Any]:
+        return await self.logins.logout(caller, reason)
+
+    # ---- the audit trail (written by the daemon only: not an op) -----------------------
     async def audit(self, entry: dict[str, Any]) -> dict[str, Any]:
         record = self.audit_log.append(entry)
         if self.sup.cloud is not None:
@@ -287,9 +323,9 @@ class SupervisorView:
         LOGGER.info("console audit: %s", {k: record.get(k) for k in ("action", "technician", "outcome")})
         return {"recorded": True}
 
-    # ---- privileged ops (the console checked the login) -------------------------------
+    # ---- privileged ops (the control server checked the caller and audits them) -------
     async def at(self, command: str) -> dict[str, Any]:
-        why = answer.refusal(command)
+        why = KNOWN.refusal(command)  # the one gate, whatever dialect the board runs
         if why:
             raise ControlError(why, reason="refused")
         try:

@@ -39,7 +39,10 @@ Secrets
 ``command(..., sensitive=True)`` (the vSIM load carries Ki/OPc) suppresses the command
 text in every log line and error (shown as ``AT+CMD=<redacted>``), suppresses the raw
 byte trace while it is in flight (the modem echoes the line back), and drops any
-response line that looks like the echo.
+response line that looks like the echo. Whatever fails underneath a sensitive command
+(an encoder, a transport, a bug) comes out as a ``ModemError`` naming only the redacted
+line and the failure's type, with no chained exception: a ``UnicodeEncodeError`` quotes
+the whole line, and the supervisor logs a dying task's exception with ``%r`` (issue 20).
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.errors import AtCommandError, AtTimeout, ModemError, PortClosed
+from agent.errors import AgentError, AtCommandError, AtTimeout, ModemError, PortClosed
 from agent.logs import TRACE
 from agent.modem import codes
 from agent.modem.codes import LineKind
@@ -427,6 +430,20 @@ class AtChannel(asyncio.Protocol):
         """
         facts = self.commands.facts(command)
         sensitive = sensitive or facts.sensitive
+        if not sensitive:
+            return await self._locked(command, facts, timeout, False, priority)
+        failure: ModemError
+        try:
+            return await self._locked(command, facts, timeout, True, priority)
+        except AgentError:
+            raise  # ours: built with the redacted line only
+        except Exception as exc:  # noqa: BLE001 - whatever failed underneath, its text or repr may hold the line
+            failure = ModemError(f"{redact(command)}: {type(exc).__name__} while sending (details withheld: "
+                                 "the line carries secrets)", command=redact(command))
+        raise failure  # outside the handler: no __context__ that a traceback would print
+
+    async def _locked(self, command: str, facts: LineFacts, timeout: float | None, sensitive: bool,
+                      priority: bool) -> AtResponse:
         async with self._lock.hold(priority):
             if self._desynced:
                 await self._resync(command if not sensitive else redact(command))
@@ -445,7 +462,7 @@ class AtChannel(asyncio.Protocol):
         self._pending = _Pending(command, shown, sensitive, fut, facts.owners)  # listener before sending
         self.stats["commands"] += 1
         try:
-            self._send(command, sensitive)
+            self._send(command, shown, sensitive)
             return await asyncio.wait_for(fut, limit)
         except TimeoutError:
             self.stats["timeouts"] += 1
@@ -456,8 +473,10 @@ class AtChannel(asyncio.Protocol):
         finally:
             self._pending = None
 
-    def _send(self, command: str, sensitive: bool) -> None:
-        data = command.encode("ascii", "strict") + b"\r"
+    def _send(self, command: str, shown: str, sensitive: bool) -> None:
+        if not command.isascii():  # V.250 command lines are IA5; the encoder's error would quote the line
+            raise ModemError(f"{shown}: not sent, the line holds a non-ASCII character", command=shown)
+        data = command.encode("ascii") + b"\r"
         if sensitive:
             LOGGER.log(TRACE, "tx <sensitive command, %d bytes>", len(data))
         else:

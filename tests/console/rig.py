@@ -26,11 +26,12 @@ import serial
 from agent import store
 from agent.clock import Clock
 from agent.core.audit import AuditLog
-from agent.core.control import ControlClient, ControlServer
+from agent.core.control import Caller, ControlClient, ControlServer
+from agent.core.logins import STATE_FILE, Authenticator, LoginDesk
 from agent.errors import ControlError
 from agent.faces.console import auth
 from agent.faces.console.ports import ConsoleServer
-from agent.modem import answer
+from agent.modem.commands import KNOWN
 from board.virtual.network.cable import PtyCable
 
 KI = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
@@ -55,7 +56,11 @@ class FakeProvider:
         self.audit_log = AuditLog(state_dir / "console", Clock())
         self.upstream: list[dict[str, Any]] = []
         self.technicians_file = technicians_file
+        self.logins = LoginDesk(DEVICE_ID, technicians_file, self.audit,
+                                authenticator=Authenticator(state_dir / "console" / STATE_FILE))
         self.calls: list[str] = []
+        self.sent: list[str] = []
+        """AT command lines that passed the gate and reached the "modem"."""
         self.slow = 0.0
 
     async def device(self) -> dict[str, Any]:
@@ -112,10 +117,20 @@ class FakeProvider:
         self.upstream.append(record)
         return {"recorded": True}
 
+    async def login_challenge(self, caller: Caller) -> dict[str, Any]:
+        return await self.logins.challenge(caller)
+
+    async def login(self, caller: Caller, signature: str) -> dict[str, Any]:
+        return await self.logins.login(caller, signature)
+
+    async def logout(self, caller: Caller, reason: str) -> dict[str, Any]:
+        return await self.logins.logout(caller, reason)
+
     async def at(self, command: str) -> dict[str, Any]:
-        why = answer.refusal(command)
+        why = KNOWN.refusal(command)
         if why:
             raise ControlError(why, reason="refused")
+        self.sent.append(command)
         if command.upper() == "AT+VSIMLIST":
             return {"lines": [f'+VSIMLIST: 1,"8981100000000000017","{KI.hex()}"'], "final": "OK"}
         return {"lines": ["+CESQ: 99,99,255,255,20,45"], "final": "OK"}

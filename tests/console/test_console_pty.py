@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from agent.core.control import ControlClient
+from agent.core.logins import STATE_FILE, Authenticator
 from agent.faces.console import auth
 from agent.faces.console.commands import COMMANDS
 from tests.console.rig import KI, ConsoleRig, Terminal, secret_forms, technician_key
@@ -24,7 +25,7 @@ from tests.console.rig import KI, ConsoleRig, Terminal, secret_forms, technician
 PROMPT = r"rtr-test01 serving> $"
 ADMIN = r"rtr-test01 serving# $"
 
-READ_ONLY = ["status", "modem", "signal", "sim", "usage", "health", "log 5", "selftest", "trace start", "trace stop"]
+READ_ONLY = ["status", "modem", "signal", "sim", "usage", "health", "log 5", "selftest"]
 
 
 def login(term: Terminal, key: object) -> None:
@@ -129,7 +130,7 @@ def test_signal_watch_repeats_until_ctrl_c(rig: ConsoleRig, term: Terminal) -> N
 
 
 def test_privileged_commands_need_a_login(rig: ConsoleRig, term: Terminal) -> None:
-    for line in ("at +CSQ", "swap", "modem-reset", "reboot"):
+    for line in ("at +CSQ", "swap", "modem-reset", "reboot", "trace start"):
         assert "needs a technician login" in term.command(line).decode()
     assert rig.provider.upstream == []
 
@@ -162,13 +163,28 @@ def test_login_at_passthrough_refusals_audit_and_logout(rig: ConsoleRig, term: T
     assert b"hex digits hidden" in audit_bytes  # the typed key was masked before reaching flash
 
 
+@pytest.mark.parametrize("line", ['at +CSQ;+EGMR=1,7,"359000000000099"', "at E0+QPOWD=1", "at +CSQ;+VSIMSEL=1",
+                                  'at+csq;+clck="SC",1,"1234"', "at +cfun=1,1", "at&f", "at a/"])
+def test_at_refuses_a_denied_command_hidden_behind_an_allowed_one(rig: ConsoleRig, term: Terminal,
+                                                                  tmp_path: Path, line: str) -> None:
+    """Finding 1 of issue 20, over the console's pty: one gate, the command table's, judges
+    every command of the line; nothing of a refused line reaches the modem."""
+    key, public = technician_key(tmp_path)
+    rig.pin("alice", public)
+    login(term, key)
+    assert "refused" in term.command(line, until=ADMIN).decode()
+    assert rig.provider.sent == []
+    assert "+CESQ" in term.command("at +CSQ;+CESQ", until=ADMIN).decode()
+    assert rig.provider.sent == ["AT+CSQ;+CESQ"]
+
+
 def test_brute_force_is_slowed_and_reported(rig: ConsoleRig, term: Terminal, tmp_path: Path) -> None:
     key, _ = technician_key(tmp_path)
     _, other = technician_key(tmp_path, "mallory")
     rig.pin("alice", other)  # alice's key is not the pinned one
     waits = []
     for _ in range(3):
-        rig.console.auth._next_try = 0.0  # skip the wait itself; its length is what we check
+        rig.provider.logins.auth._next_try = 0.0  # skip the wait itself; its length is what we check
         out = term.command("login", until=r"signature> $").decode()
         challenge = next(line.strip() for line in out.splitlines() if line.strip().startswith("pwc1 "))
         text = term.command(auth.sign(key, challenge)).decode()
@@ -177,6 +193,10 @@ def test_brute_force_is_slowed_and_reported(rig: ConsoleRig, term: Terminal, tmp
     assert "too many failed logins: try again in" in term.command("login").decode()
     failed = [e for e in rig.provider.upstream if e["action"] == "login_failed"]
     assert [e["failures"] for e in failed] == [1, 2, 3]
+    # a restarted daemon reads the count back (issue 20, finding 12): no fresh start from a power cut
+    rig.provider.logins.auth = Authenticator(rig.tmp / "state" / "console" / STATE_FILE)
+    assert rig.provider.logins.auth.failures == 3
+    assert "too many failed logins: try again in 4 s" in term.command("login").decode()
 
 
 def test_idle_technician_is_logged_out(tmp_path: Path) -> None:
@@ -250,3 +270,55 @@ async def _until_dropping(rig: ConsoleRig, client: ControlClient) -> float:
         await asyncio.sleep(0.05)
     client.close()
     return worst
+
+
+def test_idle_logout_applies_during_signal_watch(tmp_path: Path) -> None:
+    """Finding 11 of issue 20: the idle timer runs whatever the command loop is doing, and
+    only what the technician types counts: a watch's output and line noise do not."""
+    rig = ConsoleRig(tmp_path, idle_logout=2.0)
+    try:
+        key, public = technician_key(tmp_path)
+        rig.pin("alice", public)
+        term = Terminal(rig.cables[0].technician_path)
+        rig.start()
+        term.expect(PROMPT)
+        login(term, key)
+        term.send("signal watch\r")
+        for _ in range(2):
+            term.expect(r"fair: RSRP -95 dBm")
+            term.send(b"\xff\xfe\x00")  # noise: no keyboard sends it, and it is no sign of a technician
+        term.expect(r"idle for 2 s: logged out\r\n", timeout=5)
+        term.expect(r"fair: RSRP -95 dBm")  # the read-only watch goes on
+        term.send("\x03")
+        term.expect(PROMPT)  # '>': whoever presses Ctrl-C now is not logged in
+        assert "needs a technician login" in term.command("at +CSQ").decode()
+        logout = [e for e in rig.provider.upstream if e["action"] == "logout"]
+        assert [(e["technician"], e["reason"]) for e in logout] == [("alice", "idle")]
+        term.close()
+    finally:
+        rig.close()
+
+
+HOSTILE = ["2026-11-27 INFO agent.cloud: assignment \x1b]0;owned\x07 from broker",
+           "2026-11-27 INFO agent.cloud: policy \x1b[2J\x1b[H\x1b[31mFAKE PROMPT# \x9b1m",
+           "plain\r\nrtr-test01 serving# "]
+"""Log lines carrying text a hostile broker or modem chose: a title change, a screen clear,
+a colour, a C1 CSI, and a CR LF that would draw a fake privileged prompt."""
+
+
+def test_cloud_and_modem_text_cannot_drive_the_terminal(rig: ConsoleRig, term: Terminal) -> None:
+    """Finding 18 of issue 20: any C0 control byte (ESC above all) and DEL in an answer is
+    shown in caret notation, anything non-ASCII as '?': no escape sequence reaches the
+    technician's terminal, in text, in --json or with colour on."""
+    async def hostile_log(n: int) -> dict[str, object]:
+        return {"lines": HOSTILE}
+
+    rig.provider.log = hostile_log  # type: ignore[method-assign]
+    for line in ("log 3", "log 3 --json"):
+        out = term.command(line)
+        assert b"\x1b" not in out and b"\x07" not in out and b"\x9b" not in out
+        assert b"\r\nrtr-test01 serving# " not in out  # no forged prompt line
+    text = term.command("log 3").decode()
+    assert "^[]0;owned^G" in text and "^[[2J" in text and "plain^M^Jrtr-test01" in text
+    term.command("colour on")
+    assert b"\x1b" not in term.command("log 3")

@@ -63,15 +63,12 @@ def test_read_only_commands_from_the_real_daemon(console: Terminal) -> None:
     assert len(checks) == 7 and checks["modem answers"] and checks["SIM ready"] and checks["state writable"]
     swaps = json.loads(console.command("swaps --json", until=PROMPT).decode().splitlines()[1])
     assert isinstance(swaps["swaps"], list)  # the swap machine's recent results (phase timings)
-    started = console.command("trace start --json", until=PROMPT).decode().splitlines()[1]
-    trace = Path(json.loads(started)["file"])
-    console.command("trace stop", until=PROMPT)
-    assert trace.read_text().startswith("t,")  # the header pocket-agent replay reads
+    assert "needs a technician login" in console.command("trace start", until=PROMPT).decode()  # it writes flash
 
 
 def test_technician_login_audit_and_refusals(console: Terminal, tmp_path: Path) -> None:
     key = tmp_path / "alice.key"
-    public = subprocess.run([sys.executable, "-m", "agent", "console", "keygen", "--out", str(key)],
+    public = subprocess.run([sys.executable, "-m", "agent", "console", "keygen", "--out", str(key), "--no-passphrase"],
                             check=True, capture_output=True, text=True).stdout.strip()
     pinned = LAB_DIR / "agent" / "state" / "console" / "technicians.json"
     pinned.write_text(json.dumps({"version": 1, "keys": [{"name": "alice", "ed25519": public}]}))
@@ -82,6 +79,10 @@ def test_technician_login_audit_and_refusals(console: Terminal, tmp_path: Path) 
     console.send(signature + "\r")
     console.expect(ADMIN)
     assert "+CESQ:" in console.command("at +CESQ", until=PROMPT).decode()
+    started = console.command("trace start --json", until=PROMPT).decode().splitlines()[1]
+    trace = Path(json.loads(started)["file"])
+    console.command("trace stop", until=PROMPT)
+    assert trace.read_text().startswith("t,")  # the header pocket-agent replay reads
     assert "refused" in console.command("at+vsimload=1", until=PROMPT).decode()
     listing = console.command("at AT+VSIMLIST", until=PROMPT).decode()
     assert "+VSIMLIST:" in listing

@@ -15,7 +15,7 @@ from agent.core.audit import AuditLog
 from agent.core.consoled import settings
 from agent.core.view import SupervisorView, signal_rating
 from agent.errors import ConfigError, ControlError
-from agent.modem.answer import refusal
+from agent.modem.commands import KNOWN
 from agent.recordlog import RecordLog
 
 
@@ -54,12 +54,12 @@ def test_console_settings_defaults_and_errors(tmp_path: Path) -> None:
 @pytest.mark.parametrize("command", ["AT+VSIMLOAD=1,\"x\"", "at+vsimload?", "AT+EGMR=1,7,\"1\"", "AT+QFOTADL=\"u\"",
                                      "AT + VSIMSEL=2", "AT^NVWR=1", "AT+QPOWD=1"])
 def test_identity_firmware_and_profile_commands_are_refused(command: str) -> None:
-    assert refusal(command)
+    assert KNOWN.refusal(command)
 
 
 @pytest.mark.parametrize("command", ["AT+CESQ", "AT+COPS?", "AT+CGSN", "ATI", "AT+VSIMLIST"])
 def test_reading_commands_pass(command: str) -> None:
-    assert refusal(command) is None
+    assert KNOWN.refusal(command) is None
 
 
 def test_signal_rating_words() -> None:

@@ -63,7 +63,7 @@ def test_request_and_typed_errors(tmp_path: Path) -> None:
         assert exc.value.reason == "failed" and "internal error" in str(exc.value)
         with pytest.raises(ControlError) as exc:
             await client.request("at", command="AT+VSIMLOAD=1")
-        assert exc.value.reason == "refused"
+        assert exc.value.reason == "unauthorized"  # in the daemon's own process: no uid trust
         assert (await client.request("status"))["state"] == "serving"
         client.close()
     run(with_server(tmp_path, body))

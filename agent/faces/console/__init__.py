@@ -6,8 +6,10 @@ Everything it shows or does goes through the daemon's control socket
 
 * ``linedisc``: bytes in -> echo, edits and whole lines out (pure);
 * ``commands``: the command table, each command's help, text and ``--json`` rendering;
-* ``auth``: technician login by Ed25519 challenge-response, slow-down, idle logout;
-* ``session``: one terminal's conversation (prompt, login, dispatch, ``watch``);
+* ``auth``: the technician's side of the login (keys, ``sign``); the daemon issues the
+  challenge, checks the signature and keeps the slow-down (``agent/core/logins.py``);
+* ``session``: one terminal's conversation (prompt, login, dispatch, ``watch``, idle
+  logout), every line of output made inert and redacted;
 * ``ports``: the serial port itself (pyserial, 115200 8N1), reopened when it vanishes, with a
   bounded output buffer so a terminal that stops reading never blocks anything;
 * ``tool``: ``pocket-agent console serve|sign|keygen``.

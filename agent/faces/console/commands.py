@@ -170,10 +170,11 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
     Command("selftest", "selftest", "check modem, SIM, registration, data, broker, clock, storage",
             "Runs each check and prints PASS or FAIL with the reason, one per line.", "selftest",
             render=render_selftest),
-    Command("trace", "trace start|stop", "record a detection trace to hand in",
+    Command("trace", "trace start|stop", "record a detection trace to hand in (login needed)",
             "Records one line a second of what the throttle detector sees into a CSV file on the "
-            "device; 'pocket-agent replay FILE' replays it. Stop prints the file's path.", "trace",
-            args=_trace_args),
+            "device; 'pocket-agent replay FILE' replays it. It stops by itself after 30 minutes or "
+            "1 MB, and only the newest 3 traces are kept. Stop prints the file's path.", "trace",
+            privileged=True, args=_trace_args),
     Command("at", "at <command>", "send one AT command to the modem (login needed)",
             "Passes one AT command through the agent's own modem channel and prints the answer. "
             "Identity and firmware writes and profile loads are refused.", "at", privileged=True,

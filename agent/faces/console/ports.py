@@ -30,7 +30,7 @@ from typing import Any
 
 import serial
 
-from agent.faces.console.session import Session
+from agent.faces.console.session import IDLE_LOGOUT, Session
 
 LOGGER = logging.getLogger(__name__)
 
@@ -252,18 +252,16 @@ class _RateLimitedReader:
 
 
 class ConsoleServer:
-    """Every configured port, one shared login authority, one control client per session."""
+    """Every configured port, one control client per session (the daemon is the one login
+    authority for all of them: agent/core/logins.py)."""
 
     def __init__(self, ports: list[str], make_client: Callable[[], Any], *, idle_logout: float | None = None):
-        from agent.faces.console.auth import IDLE_LOGOUT, Authenticator
-
-        self.auth = Authenticator()
         self.make_client = make_client
         self.idle_logout = idle_logout if idle_logout is not None else IDLE_LOGOUT
         self.terminals = [Terminal(port, self._session) for port in ports]
 
     def _session(self, write: Callable[[bytes], None], port: str) -> Session:
-        return Session(write, self.make_client(), self.auth, terminal=port, idle_logout=self.idle_logout)
+        return Session(write, self.make_client(), terminal=port, idle_logout=self.idle_logout)
 
     async def run(self) -> None:
         """Serve until cancelled; a crash in one terminal restarts that terminal only."""

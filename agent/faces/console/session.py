@@ -6,10 +6,23 @@ are echoed at once; whole lines go through a short queue to ``run()``, which ask
 daemon over the control socket and prints the answer. Ctrl-C is acted on immediately
 (it stops a ``watch``), not queued behind the command it is meant to interrupt.
 
-Every output line passes ``redact()`` last: the console has no way to learn a SIM's Ki or
-OPc (the daemon never hands them over), and in case some future answer carried one
-anyway, any run of 32 or more hex digits (a 128-bit key) is masked before it reaches the
-cable.
+The login is the daemon's (``agent/core/logins.py``): the session asks it for a challenge
+and hands it the pasted signature, and the daemon marks this session's connection as the
+technician's; the session's own ``technician`` only decides the prompt and saves a round
+trip for a command that would be refused. The daemon writes the audit log.
+
+Idle logout runs on a timer of its own (``_idle_watch``), not in the command loop, so a
+``signal watch`` left running does not keep a login alive (issue 20, finding 11). Only
+what the technician types counts as activity: output never does, and neither do bytes
+the line discipline throws away as noise, so a chattering cable cannot hold a login open.
+
+Every output line is made inert and redacted last. Inert (``inert()``): any C0 control
+byte and DEL, ESC above all, is shown in caret notation (``^[``) and anything outside
+ASCII as ``?``, since a line can carry text the cloud or the modem chose (log lines,
+ids, plan names), and a hostile broker must not drive a technician's terminal (finding
+18). Redacted: the console has no way to learn a SIM's Ki or OPc (the daemon never hands
+them over), and in case some future answer carried one anyway, any run of 32 or more hex
+digits (a 128-bit key) is masked before it reaches the cable.
 """
 
 from __future__ import annotations
@@ -17,14 +30,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agent.core.technicians import parse_technicians
-from agent.errors import ConfigError, ControlError
+from agent.errors import ControlError
 from agent.faces.console import commands as cmds
-from agent.faces.console.auth import IDLE_LOGOUT, Authenticator, AuthFailed
 from agent.faces.console.linedisc import Interrupt, Line, LineDiscipline, Logout, Noise, TooLong
 from agent.sim import redact_keys as redact
 
@@ -44,16 +56,28 @@ NOISE_NOTICE_EVERY = 10.0
 """Seconds between two "line noise" notices: tell the technician once, not per line."""
 SHOW_CHUNK = 20
 """Lines written before waiting for the terminal to take them (about 2 kB)."""
+IDLE_LOGOUT = 300.0
+"""Seconds without a keystroke before a logged-in technician is logged out: long enough
+to read a log, short enough that a laptop left plugged in does not stay privileged."""
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def inert(text: str) -> str:
+    """``text`` as a terminal may safely show it: C0 controls and DEL in caret notation
+    (ESC is ``^[``, so no escape sequence survives), the rest of it left to the ASCII
+    encoder, which writes anything else (C1 controls too) as ``?``."""
+    return _CONTROL.sub(lambda m: "^" + chr(ord(m.group()) ^ 0x40), text)
 
 
 class Session:
     """Lives as long as the terminal is connected; ``run()`` returns on logout or close."""
 
-    def __init__(self, write: Callable[[bytes], None], client: Any, auth: Authenticator, *,
+    def __init__(self, write: Callable[[bytes], None], client: Any, *,
                  terminal: str, idle_logout: float = IDLE_LOGOUT, monotonic: Callable[[], float] = time.monotonic):
         self._write = write
         self.client = client
-        self.auth = auth
+        self.client.hello = terminal  # a console: the daemon never lends this connection its uid's trust
         self.terminal = terminal
         self.idle_logout = idle_logout
         self._monotonic = monotonic
@@ -67,6 +91,8 @@ class Session:
         self._noise_said = float("-inf")
         self._challenge: str | None = None
         self._last_input = monotonic()
+        self._logged_in = asyncio.Event()
+        self._busy = False
         self.closed = False
         self.colour = False
         """No escape sequence reaches the terminal unless the technician asks (``colour on``)."""
@@ -75,8 +101,10 @@ class Session:
 
     # ---- input ------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
-        self._last_input = self._monotonic()
+        noise_before = self.disc.dropped
         echo, events = self.disc.feed(data)
+        if self.disc.dropped - noise_before < len(data):  # typed, not only noise
+            self._last_input = self._monotonic()
         if echo:
             self._write(echo)
         for event in events:
@@ -90,6 +118,10 @@ class Session:
 
     # ---- output -----------------------------------------------------------------------
     def say(self, *lines: str) -> None:
+        """Write ``lines``, each made inert and redacted (see the module doc)."""
+        self._lines([inert(line) for line in lines])
+
+    def _lines(self, lines: list[str]) -> None:
         self._write("".join(redact(line) + NEWLINE for line in lines).encode("ascii", "replace"))
 
     async def prompt(self) -> None:
@@ -106,31 +138,49 @@ class Session:
         if self._challenge is not None:
             self._write(b"signature> ")
         else:
-            self._write(redact(f"{self.device_id} {state}{'#' if self.technician else '>'} ").encode("ascii", "replace"))
+            prompt = inert(f"{self.device_id} {state}{'#' if self.technician else '>'} ")
+            self._write(redact(prompt).encode("ascii", "replace"))
 
     # ---- the loop ---------------------------------------------------------------------
     async def run(self) -> None:
         self.say("", "pocket-agent technician console. Type help for commands.")
         await self.prompt()
+        idle = asyncio.get_running_loop().create_task(self._idle_watch(), name=f"console idle {self.terminal}")
+        try:
+            while not self.closed:
+                event = await self.queue.get()
+                self._busy = True
+                try:
+                    await self._handle(event)
+                finally:
+                    self._busy = False
+                if not self.closed and self.queue.empty():
+                    await self.prompt()
+        finally:
+            idle.cancel()
+
+    async def _idle_watch(self) -> None:
+        """Log an idle technician out, whatever the command loop is doing (a ``signal
+        watch`` keeps running, read-only; the login does not)."""
         while not self.closed:
             try:
-                event = await asyncio.wait_for(self.queue.get(), self._idle_left())
-            except TimeoutError:
-                await self._idle()
-                continue
-            await self._handle(event)
-            if not self.closed and self.queue.empty():
-                await self.prompt()
+                await self._idle_step()
+            except Exception:  # the login's only timer must not die quietly: fail closed
+                LOGGER.exception("console %s: idle timer failed; logging out", self.terminal)
+                await self._logout("idle timer failed")
 
-    def _idle_left(self) -> float | None:
+    async def _idle_step(self) -> None:
         if self.technician is None:
-            return None
-        return max(0.05, self.idle_logout - (self._monotonic() - self._last_input))
-
-    async def _idle(self) -> None:
-        if self.technician and self._monotonic() - self._last_input >= self.idle_logout:
-            self.say("", f"idle for {self.idle_logout:.0f} s: logged out")
-            await self._logout("idle")
+            self._logged_in.clear()
+            await self._logged_in.wait()
+            return
+        left = self.idle_logout - (self._monotonic() - self._last_input)
+        if left > 0:
+            await asyncio.sleep(left)
+            return
+        self.say("", f"idle for {self.idle_logout:.0f} s: logged out")
+        await self._logout("idle")
+        if not self._busy:
             await self.prompt()
 
     async def _handle(self, event: Any) -> None:
@@ -176,7 +226,7 @@ class Session:
         if name in ("help", "?") or "--help" in words:
             topic = name if name not in ("help", "?") else (words[0] if words else None)
             lines = cmds.help_lines(topic)
-            self.say(cmds.as_json({"help": lines}) if want_json else "\n".join(lines).replace("\n", NEWLINE))
+            self.say(*([cmds.as_json({"help": lines})] if want_json else lines))
             return
         if name == "login":
             await self._start_login(want_json)
@@ -204,12 +254,12 @@ class Session:
             await self._show(cmd, await self.client.request(cmd.op, **args), want_json)
 
     async def _show(self, cmd: cmds.Command, result: dict[str, Any], want_json: bool) -> None:
-        lines = [cmds.as_json(result)] if want_json else cmd.render(result)
-        if self.colour and not want_json:
+        lines = [inert(line) for line in ([cmds.as_json(result)] if want_json else cmd.render(result))]
+        if self.colour and not want_json:  # our own escapes, added after the answer's were made inert
             lines = [cmds.colourise(line) for line in lines]
         waiting = self.drain is not None and len(lines) > SHOW_CHUNK
         for start in range(0, len(lines), SHOW_CHUNK):
-            self.say(*lines[start:start + SHOW_CHUNK])
+            self._lines(lines[start:start + SHOW_CHUNK])
             if waiting and self.drain is not None and not await self.drain():
                 # The terminal stopped reading: the rest of this answer is written without
                 # waiting, and the port's bounded buffer drops (and later reports) what does not fit.
@@ -224,32 +274,24 @@ class Session:
         # The Ctrl-C that stopped us is still queued: handling it later is harmless.
 
     async def _privileged(self, cmd: cmds.Command, args: dict[str, Any], want_json: bool) -> None:
+        """The daemon checks the login and writes the audit; asking without one would only
+        be refused, so the session says so itself."""
         if self.technician is None:
             raise ControlError(f"{cmd.name} needs a technician login: type login", reason="refused")
         assert cmd.op is not None
-        entry = {"action": cmd.name, "args": args, "technician": self.technician, "terminal": self.terminal}
-        await self._audit(dict(entry, outcome="requested"))
         try:
             result = await self.client.request(cmd.op, **args)
         except ControlError as exc:
-            await self._audit(dict(entry, outcome=f"{exc.reason}: {exc}"))
+            if exc.reason == "unauthorized":  # the daemon no longer knows this login (it restarted)
+                self.technician = None
+                raise ControlError(f"{cmd.name}: the login ended (the agent restarted): type login",
+                                   reason="unauthorized") from None
             raise
-        await self._audit(dict(entry, outcome="ok"))
         await self._show(cmd, result, want_json)
-
-    async def _audit(self, entry: dict[str, Any]) -> None:
-        """Every privileged action and every login attempt: on the device and upstream."""
-        try:
-            await self.client.request("audit", entry=entry)
-        except ControlError as exc:
-            LOGGER.warning("console audit entry not recorded: %s", exc)
 
     # ---- login ------------------------------------------------------------------------
     async def _start_login(self, want_json: bool) -> None:
-        wait = self.auth.wait_s()
-        if wait > 0:
-            raise ControlError(f"too many failed logins: try again in {wait:.0f} s", reason="refused")
-        self._challenge = self.auth.challenge(self.device_id)
+        self._challenge = str((await self.client.request("login_challenge"))["challenge"])
         if want_json:
             self.say(cmds.as_json({"challenge": self._challenge}))
         else:
@@ -258,23 +300,20 @@ class Session:
                      "then paste the signature (Ctrl-C cancels)")
 
     async def _finish_login(self, signature: str) -> None:
-        challenge, self._challenge = self._challenge, None
-        assert challenge is not None
+        self._challenge = None
         try:
-            _, technicians = parse_technicians(await self.client.request("technicians"))
-            name = self.auth.verify(challenge, signature, technicians)
-        except AuthFailed as exc:
-            self.say(f"login failed: {exc.reason}; next attempt in {exc.wait_s:.0f} s")
-            await self._audit({"action": "login_failed", "reason": exc.reason, "failures": self.auth.failures,
-                               "terminal": self.terminal})
-            return
-        except ConfigError as exc:  # a bad pinned-keys file: nobody logs in, and we say why
+            result = await self.client.request("login", signature=signature.strip())
+        except ControlError as exc:
             self.say(f"login failed: {exc}")
             return
-        self.technician = name
-        await self._audit({"action": "login", "technician": name, "terminal": self.terminal})
-        self.say(f"logged in as {name}; idle logout after {self.idle_logout:.0f} s")
+        self.technician = str(result.get("technician"))
+        self._last_input = self._monotonic()
+        self._logged_in.set()
+        self.say(f"logged in as {self.technician}; idle logout after {self.idle_logout:.0f} s")
 
     async def _logout(self, why: str) -> None:
-        name, self.technician = self.technician, None
-        await self._audit({"action": "logout", "technician": name, "reason": why, "terminal": self.terminal})
+        self.technician = None
+        try:
+            await self.client.request("logout", reason=why)
+        except ControlError as exc:  # the daemon is gone: its side of the login went with it
+            LOGGER.info("console logout not acknowledged: %s", exc)

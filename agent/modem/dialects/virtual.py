@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import re
 
-from agent.errors import ParseError
+from agent.errors import ModemError, ParseError
 from agent.modem.commands import BASE, VSIM_COMMANDS
 from agent.modem.dialects.base import Dialect
 from agent.sim import SimProfile
 
 _VSIMSEL = re.compile(r'^\+VSIMSEL:\s*(\d+)\s*,\s*"?([0-9A-Fa-f]*)"?\s*$')
+_AT_STRING = re.compile(r'[\x20-\x21\x23-\x7e]*')
+"""What a V.250 string constant holds without escapes: printable ASCII but the quote."""
 _VSINR = re.compile(r"^\+VSINR:\s*(-?\d+(?:\.\d+)?)\s*$")
 
 
@@ -32,9 +34,10 @@ class VirtualDialect(Dialect):
 
     def vsim_load(self, slot: int, profile: SimProfile) -> str:
         """The load command. It carries Ki/OPc: the driver sends it ``sensitive=True``."""
-        for value in (profile.iccid, profile.imsi, profile.plmn, profile.apn):
-            if '"' in value or "\r" in value or "\n" in value:
-                raise ValueError("profile field contains a quote or line break")
+        for name in ("iccid", "imsi", "plmn", "apn"):
+            if not _AT_STRING.fullmatch(getattr(profile, name)):  # the field's name, never its value
+                raise ModemError(f"profile field {name!r} cannot go into an AT string (a quote, a control "
+                                 "or a non-ASCII character)", command="AT+VSIMLOAD=<redacted>")
         return (
             f'AT+VSIMLOAD={slot},"{profile.iccid}","{profile.imsi}","{profile.ki.hex().upper()}",'
             f'"{profile.opc.hex().upper()}","{profile.plmn}","{profile.apn}"'
