@@ -26,6 +26,10 @@ LOGGER = logging.getLogger(__name__)
 
 HEARTBEAT_FLUSHES = 4
 """Issue 10: an idle journal flushes at most four times per heartbeat (fewer records)."""
+UNREADABLE_GRACE_S = 120.0
+"""How long failed samples still feed the watchdog: the healer's longest recovery (a modem
+power cycle awaited up to 60 s, then 30 s for its port to come back: agent/modem/recovery.py,
+agent/core/heal.py) with a third on top. Past it the daemon meters nothing and is restarted."""
 
 
 class Metering:
@@ -81,16 +85,24 @@ class Metering:
         """Sample every ``interval_s`` and at each calendar boundary; ``mark`` tells the
         service manager's watchdog that the main loop made a pass that *worked*.
 
-        A failed sample marks nothing (issue 20, finding 14): metering is the daemon's
-        job, so a loop that runs but cannot read the counters is as stuck as one that does
-        not run, and after ``WatchdogSec=`` of failures the service manager restarts it.
-        One failure in between is harmless: the pinger asks only for one pass per ping."""
+        Failed samples mark only for ``UNREADABLE_GRACE_S`` (issue 20, finding 14):
+        metering is the daemon's job, so a loop that runs but has not read the counters for
+        longer than the healer's longest recovery is as stuck as one that does not run, and
+        the service manager restarts it. Within the grace the healer owns the trouble (a
+        modem re-enumerating takes its data interface away for tens of seconds), and a
+        watchdog restart in the middle of its ladder would only start the ladder again."""
+        failing_since: float | None = None
         while True:
             try:
                 await self.sample(current_iccid())
             except AgentError as exc:
                 LOGGER.warning("usage sample failed: %s", exc)
+                now = self.clock.monotonic()
+                failing_since = now if failing_since is None else failing_since
+                if now - failing_since < UNREADABLE_GRACE_S:
+                    mark()
             else:
+                failing_since = None
                 mark()
             to_boundary = self.meter.next_boundary() - self.clock.wall()
             await asyncio.sleep(max(0.0, min(interval_s, to_boundary)))

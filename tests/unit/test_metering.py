@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 
 from agent.clock import FakeClock
-from agent.core.metering import Metering
+from agent.core.metering import UNREADABLE_GRACE_S, Metering
 from agent.errors import NetError
 from agent.usage.counters import Counters
 
@@ -67,38 +67,60 @@ def test_a_reopened_journal_resumes_from_its_durable_baseline(tmp_path: Path) ->
     again.journal.close()
 
 
-class FlakyWan(Wan):
-    """Counters that cannot be read on every other call (a netlink error), and a way to
-    wait until the sample loop has made a given number of reads."""
+class DeadWan(Wan):
+    """Counters that work for ``good`` reads and then never again (the interface is gone for
+    good), each read taking ``step`` seconds of the fake clock; a way to await the Nth read."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, reads_wanted: int) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, clock: FakeClock, good: int, step: float,
+                 reads_wanted: int) -> None:
         super().__init__()
-        self.loop, self.reads, self.reads_wanted = loop, 0, reads_wanted
+        self.loop, self.clock, self.good, self.step = loop, clock, good, step
+        self.reads, self.reads_wanted = 0, reads_wanted
         self.enough = asyncio.Event()
 
     def counters(self) -> Counters:  # runs in a worker thread (asyncio.to_thread)
         self.reads += 1
+        self.clock.advance(self.step)
         if self.reads == self.reads_wanted:
             self.loop.call_soon_threadsafe(self.enough.set)
-        if self.reads % 2 == 1:
+        if self.reads > self.good:
             raise NetError("read counters of wwan0: no such device")
         return super().counters()
 
 
-def test_the_watchdog_is_marked_only_after_a_sample_that_worked(tmp_path: Path) -> None:
-    """Issue 20, finding 14: a loop that runs but cannot read the counters is not progress,
-    or systemd's watchdog would keep a daemon alive that meters nothing."""
+def marks_of(tmp_path: Path, good: int, step: float, reads: int) -> list[int]:
+    """After which reads the sample loop marked the watchdog."""
 
     async def body() -> list[int]:
-        wan = FlakyWan(asyncio.get_running_loop(), reads_wanted=5)
-        usage = metering(tmp_path, FakeClock(), wan)  # type: ignore[arg-type]
+        clock = FakeClock()
+        wan = DeadWan(asyncio.get_running_loop(), clock, good, step, reads_wanted=reads + 1)
+        usage = metering(tmp_path, clock, wan)  # type: ignore[arg-type]
         usage.bill_to(SIM_A)
         marks: list[int] = []
         task = asyncio.get_running_loop().create_task(
             usage.run(lambda: SIM_A["iccid"], 0.0, lambda: marks.append(wan.reads)))
-        await asyncio.wait_for(wan.enough.wait(), 10)  # read 5 has begun: reads 1-4 are done
+        await asyncio.wait_for(wan.enough.wait(), 10)  # the read after the last one counted has begun
         task.cancel()
         usage.journal.close()
         return marks
 
-    assert asyncio.run(body()) == [2, 4]  # reads 1 and 3 failed: marked after reads 2 and 4 only
+    return asyncio.run(body())
+
+
+def test_the_watchdog_stops_once_the_counters_stay_unreadable_past_the_grace(tmp_path: Path) -> None:
+    """Issue 20, finding 14: a loop that runs but cannot read the counters for longer than
+    the healer's longest recovery is not progress, or systemd's watchdog would keep a
+    daemon alive that meters nothing."""
+    step = 40.0
+    marks = marks_of(tmp_path, good=2, step=step, reads=8)
+    # reads 1-2 work; read 3 fails at t=120 (failing since then), 4 at 160, 5 at 200 and 6 at
+    # 240 (120 s = the grace: no longer within it), 7, 8: nothing
+    within = int(UNREADABLE_GRACE_S // step)
+    assert marks == list(range(1, 3 + within))
+    assert marks[-1] < 8
+
+
+def test_a_short_gap_in_the_counters_keeps_the_watchdog_fed(tmp_path: Path) -> None:
+    """A modem re-enumerating takes its interface away for tens of seconds while the healer
+    works: the watchdog must not restart the daemon in the middle of that."""
+    assert marks_of(tmp_path, good=1, step=5.0, reads=6)[:6] == [1, 2, 3, 4, 5, 6]  # read 7 may be in too
