@@ -54,8 +54,10 @@ OLDEST_TESTS := tests/unit tests/cloud tests/provision tests/cli tests/test_impo
                 tests/packaging/test_oldest_deps.py
 OLDEST_LOG   := build/oldest-tests.log
 # paho 1.6.1's tls_set uses ssl.PROTOCOL_TLS, deprecated since Python 3.10: its warning,
-# once per client, is paho's and would bury any other.
-OLDEST_RUN    = OLDEST_DEPS=$(OLDEST_PINS) $(OLDEST_VENV)/bin/python -m pytest -q -p no:cacheprovider \
+# once per client, is paho's and would bury any other. The trace recorder's namespaces get
+# their own prefix, so this run and the main suite's test_tracegen.py never share one.
+OLDEST_RUN    = OLDEST_DEPS=$(OLDEST_PINS) POCKET_TRACEGEN_PREFIX=pwto- \
+                $(OLDEST_VENV)/bin/python -m pytest -q -p no:cacheprovider \
                 -W 'ignore:ssl.PROTOCOL_TLS is deprecated:DeprecationWarning' --durations=10 $(OLDEST_TESTS)
 
 oldest-setup: deps $(OLDEST_STAMP)
