@@ -237,6 +237,8 @@ class AssignmentReply:
     envelope: dict[str, Any] | None = None
     retry_after: float = 0.0
     reason: str = ""
+    floor: dict[str, Any] | None = None
+    """The platform's signed replay floor, when the request asked for one (``need_floor``)."""
 
 
 def validate_assignment(body: dict[str, Any], topic_name: str | None = None) -> AssignmentReply:
@@ -246,9 +248,12 @@ def validate_assignment(body: dict[str, Any], topic_name: str | None = None) -> 
         window = body.get("window")
         if window is not None and not isinstance(window, dict):
             raise _fail("field 'window' must be an object", body, topic_name)
+        floor = body.get("floor")
+        if floor is not None and not isinstance(floor, dict):
+            raise _fail("field 'floor' must be an object", body, topic_name)
         return AssignmentReply(status, request_id, require(body, "assignment_id", str, topic_name),
                                _nonneg_int(body, "seq", topic_name), window,
-                               require(body, "envelope", dict, topic_name))
+                               require(body, "envelope", dict, topic_name), floor=floor)
     if status == "retry":
         after = require(body, "retry_after", (int, float), topic_name)
         if not 0 <= after <= 3600:
@@ -313,6 +318,8 @@ def validate_request(body: dict[str, Any], topic_name: str | None = None) -> dic
     ev = body.get("evidence")
     if ev is not None and not isinstance(ev, dict):
         raise _fail("field 'evidence' must be an object", body, topic_name)
+    if "need_floor" in body:
+        require(body, "need_floor", bool, topic_name)
     return body
 
 

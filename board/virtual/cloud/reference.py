@@ -12,7 +12,8 @@ What it does, and which lesson of the 2020 incident (domain.md) each part answer
   persists before it acks (pw/v1/<dev>/ack {"stream", "upto"}), so totals equal what
   devices sent whatever the broker or the agents did;
 - seals each profile for the requesting device (agent.cloud.sealing) and signs it with
-  the platform key;
+  the platform key; signs every policy it publishes and, when a device asks, the replay
+  floor it needs after losing its replay state (agent.cloud.platformsig);
 - records every message it receives with its arrival time in ``events.jsonl``, and
   keeps ``totals.json`` (per ICCID) up to date atomically. Neither ever holds Ki/OPc:
   devices never send them, and the pool file is only read.
@@ -42,7 +43,7 @@ from paho.mqtt.properties import Properties
 
 from agent import store
 from agent.clock import Clock
-from agent.cloud import certs, paho_compat, sealing
+from agent.cloud import certs, paho_compat, platformsig, sealing
 from agent.cloud import protocol as proto
 from agent.errors import CertificateMismatch, ProtocolError
 from agent.sim import Plan, SimProfile
@@ -431,8 +432,12 @@ class ReferenceCloud:
         self.swaps[aid] = {"device": device, "iccid": iccid, "at": self.clock.wall()}
         self.sims[iccid]["device"] = f"reserved:{device}"
         LOGGER.info("assigned %s to %s as %s", iccid, device, aid)
-        return {"status": "ok", "request_id": rid, "assignment_id": aid, "seq": seq, "envelope": env,
-                "window": {"not_before": now, "not_after": now + ASSIGNMENT_TTL_S}}
+        reply = {"status": "ok", "request_id": rid, "assignment_id": aid, "seq": seq, "envelope": env,
+                 "window": {"not_before": now, "not_after": now + ASSIGNMENT_TTL_S}}
+        if req.get("need_floor"):  # the device lost its replay state: every seq below this one is old
+            reply["floor"] = platformsig.sign_floor(device_id=device, request_id=rid, seq=seq - 1,
+                                                    key=self.platform_key)
+        return reply
 
     def _injected_fault(self) -> dict[str, Any] | None:
         """The lab's "no capacity" / "retry after" fault, while it lasts (cloud/fault.json)."""
