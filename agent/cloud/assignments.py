@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -73,6 +74,11 @@ class AssignmentExchange:
         self._emit = emit
         self._reject = reject
         self._waiters: dict[str, asyncio.Future[proto.AssignmentReply]] = {}
+
+    @property
+    def platform_key(self) -> Ed25519PublicKey:
+        """The platform's pinned public key (the inbox verifies policies with it too)."""
+        return self._platform_key
 
     async def request(self, reason: str, *, current_iccid: str | None = None,
                       evidence: dict[str, Any] | None = None, timeout: float = 60.0) -> Assignment:

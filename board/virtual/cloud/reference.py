@@ -508,11 +508,23 @@ class ReferenceCloud:
         return done
 
     def send_command(self, device: str, body: dict[str, Any], expiry: int = proto.COMMAND_EXPIRY_S) -> None:
+        """A command; a ``set_policy`` command's policy is signed for ``device`` first."""
         props = Properties(PacketTypes.PUBLISH)
         props.MessageExpiryInterval = expiry
+        if body.get("action") == "set_policy" and isinstance(body.get("policy"), dict):
+            body = {**body, "policy": self.sign_policy(device, body["policy"])}
         self._publish(device, proto.COMMAND, body, props)
 
+    def sign_policy(self, device: str, policy: dict[str, Any]) -> dict[str, Any]:
+        """``policy`` bound to ``device`` and signed with the platform key (docs/protocol.md 3.8.2)."""
+        return platformsig.sign_policy(policy, device_id=device, key=self.platform_key)
+
     def set_policy(self, device: str, body: dict[str, Any]) -> None:
+        """Publish ``body`` as the device's retained policy, signed for it."""
+        self.publish_policy(device, self.sign_policy(device, body))
+
+    def publish_policy(self, device: str, body: dict[str, Any]) -> None:
+        """Publish ``body`` exactly as given, retained (tests publish unsigned ones with it)."""
         if self._client is not None:
             self._client.publish(proto.topic(device, proto.POLICY), proto.encode(body), qos=1, retain=True)
 
