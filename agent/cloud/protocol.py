@@ -56,6 +56,8 @@ DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 MONTH_RE = re.compile(r"^\d{4}-\d{2}$")
 TZ_RE = re.compile(r"^[+-]\d{2}:\d{2}$")
 MCC_RE = re.compile(r"^\d{3}$")
+EPOCH_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+"""A reliable stream's epoch id (agent/epochs.py: 16 hex digits); absent means the legacy epoch."""
 
 # Topic leaves. Device -> cloud:
 STATE = "state"  # retained; birth and last will
@@ -213,6 +215,11 @@ def validate_record(msg: dict[str, Any], topic_name: str | None = None) -> tuple
     body = require(msg, "body", dict, topic_name)
     if base > seq:
         raise _fail("base is after seq", msg, topic_name)
+    if "epoch" in msg or "epoch_start" in msg:
+        _match(msg, "epoch", EPOCH_RE, topic_name)
+        start = _nonneg_int(msg, "epoch_start", topic_name)
+        if not 1 <= start <= base:
+            raise _fail("epoch_start is not in 1..base", msg, topic_name)
     if stream == USAGE:
         validate_usage(body, topic_name)
     elif stream == EVENT:
@@ -222,7 +229,20 @@ def validate_record(msg: dict[str, Any], topic_name: str | None = None) -> tuple
 
 def validate_ack(body: dict[str, Any], topic_name: str | None = None) -> tuple[str, int]:
     """{"stream": s, "upto": n}: the cloud has durably ingested every record <= n."""
+    ack_epoch(body, topic_name)
     return require(body, "stream", str, topic_name), _nonneg_int(body, "upto", topic_name)
+
+
+def record_epoch(msg: dict[str, Any]) -> tuple[str, int]:
+    """(epoch, epoch_start) of a validated record; ("", 1) for a legacy one."""
+    return str(msg.get("epoch", "")), int(msg.get("epoch_start", 1))
+
+
+def ack_epoch(body: dict[str, Any], topic_name: str | None = None) -> str:
+    """The epoch an ack covers ("" when absent: the legacy epoch)."""
+    if "epoch" not in body:
+        return ""
+    return _match(body, "epoch", EPOCH_RE, topic_name)
 
 
 @dataclass(frozen=True)

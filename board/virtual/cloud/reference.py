@@ -8,9 +8,10 @@ What it does, and which lesson of the 2020 incident (domain.md) each part answer
   (issued, result not yet reported); beyond that it answers "retry after T" instead
   of falling over (the incident's bulk switch took the assignment server down; the
   operator's fix was batches of at most 200);
-- ingests reliable streams (usage, events) **idempotently** by (device, stream, seq),
-  persists before it acks (pw/v1/<dev>/ack {"stream", "upto"}), so totals equal what
-  devices sent whatever the broker or the agents did;
+- ingests reliable streams (usage, events) **idempotently** by (device, stream, epoch,
+  seq), persists before it acks (pw/v1/<dev>/ack {"stream", "upto", "epoch"}), so totals
+  equal what devices sent whatever the broker or the agents did, also after a device's
+  journal began a new epoch at seq 1;
 - seals each profile for the requesting device (agent.cloud.sealing) and signs it with
   the platform key; signs every policy it publishes and, when a device asks, the replay
   floor it needs after losing its replay state (agent.cloud.platformsig);
@@ -301,10 +302,16 @@ class ReferenceCloud:
             stream = proto.require(msg, "stream", str, topic)
             seq = int(proto.require(msg, "seq", int, topic))
             base = int(proto.require(msg, "base", int, topic))
-        except ProtocolError:
+            epoch, start = proto.record_epoch(msg) if "epoch" in msg else ("", 1)
+            if epoch:
+                proto.ack_epoch(msg, topic)
+        except (ProtocolError, TypeError, ValueError):
             self.rejected += 1
             return  # no sequence to acknowledge: the device will resend, and be rejected again
-        st = self.streams.setdefault(f"{device}/{stream}", StreamState())
+        # One high-water mark per epoch (agent/epochs.py): a device whose log began again
+        # numbers from its epoch's start, and none of it is taken for what is already held.
+        key = f"{device}/{stream}/{epoch}" if epoch else f"{device}/{stream}"
+        st = self.streams.setdefault(key, StreamState(upto=max(0, start - 1)))
         if base - 1 > st.upto:
             self.gaps += base - 1 - st.upto
             LOGGER.warning("%s/%s: device dropped records %d..%d", device, stream, st.upto + 1, base - 1)
@@ -319,7 +326,7 @@ class ReferenceCloud:
             while st.above and st.above[0] <= st.upto:
                 st.above.pop(0)
         self._save()
-        self._publish(device, proto.ACK, {"stream": stream, "upto": st.upto})
+        self._publish(device, proto.ACK, {"stream": stream, "upto": st.upto, **({"epoch": epoch} if epoch else {})})
 
     def _ingest(self, device: str, stream: str, topic: str, msg: dict[str, Any]) -> None:
         """Apply one new record. An invalid body is counted as handled (and recorded), so
