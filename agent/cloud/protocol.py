@@ -33,6 +33,14 @@ MAX_MESSAGE_BYTES = 16 * 1024
 """16 KiB: a sealed assignment is ~1 KiB and a usage record ~300 bytes; anything larger
 is a bug or an attack, and the broker is told the same limit (max_packet_size)."""
 
+MAX_PACKET_BYTES = MAX_MESSAGE_BYTES + 1024
+"""The largest MQTT packet a device accepts, told to the broker in CONNECT's Maximum
+Packet Size (MQTT 5, 3.1.2.11.4): the body limit plus 1 KiB for the fixed header, the
+topic (~40 bytes) and properties (response topic, correlation data, expiry). A broker
+must not send this client a larger packet (it drops the message for it), so a huge
+retained message, from a broker with a larger limit of its own, is never buffered whole
+on a router before the body limit could refuse it (issue 20)."""
+
 EXCERPT_CHARS = 120
 """How much of a rejected payload an error carries: enough to recognise, small enough
 for a log line. Inbound cloud messages never carry Ki/OPc in clear (profiles are sealed)."""
