@@ -15,7 +15,7 @@ import os
 from typing import TYPE_CHECKING
 
 from agent import config as config_mod
-from agent import store
+from agent import hardening, store
 from agent.clock import OffsetFileClock
 from agent.core.exitcodes import ExitCode
 from agent.errors import AlreadyRunning, ConfigError
@@ -36,6 +36,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    hardening.no_core_dumps()  # before any key is read (issue 20): a crash must not dump Ki/OPc
     from agent.core.supervisor import Supervisor
 
     try:
