@@ -11,11 +11,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 from typing import TYPE_CHECKING
 
 from agent import config as config_mod
-from agent import hardening, store
+from agent import hardening, store, testhooks
 from agent.clock import OffsetFileClock
 from agent.core.exitcodes import ExitCode
 from agent.errors import AlreadyRunning, ConfigError
@@ -28,7 +27,8 @@ if TYPE_CHECKING:
 LOGGER = logging.getLogger(__name__)
 
 CLOCK_OFFSET_ENV = "POCKET_AGENT_CLOCK_OFFSET_FILE"
-"""Set by the virtual board only: a file with the offset added to the agent's wall clock."""
+"""Set by the virtual board only: a file with the offset added to the agent's wall clock.
+A test hook (agent/testhooks.py): ignored by a packaged build."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -42,9 +42,9 @@ def main(args: argparse.Namespace) -> int:
     try:
         cfg = config_mod.load(args.config)
         supervisor = Supervisor.from_config(cfg)
-        offset_file = os.environ.get(CLOCK_OFFSET_ENV)
-        if offset_file:  # the lab steps the agent's clock, never the host's (pocket-lab fault clock)
-            supervisor.clock = OffsetFileClock(offset_file)
+        lab_clock = lab_clock_hook()
+        if lab_clock is not None:  # the lab steps the agent's clock, never the host's (pocket-lab fault clock)
+            supervisor.clock = lab_clock
     except ConfigError as exc:
         LOGGER.error("configuration: %s", exc)
         return ExitCode.CONFIG_INVALID
@@ -65,6 +65,12 @@ def main(args: argparse.Namespace) -> int:
     finally:
         notifier.close()
         lock.release()
+
+
+def lab_clock_hook() -> OffsetFileClock | None:
+    """The virtual board's clock offset file, if this is a source tree and it asks for one."""
+    offset_file = testhooks.get(CLOCK_OFFSET_ENV)
+    return OffsetFileClock(offset_file) if offset_file else None
 
 
 async def _serve(supervisor: Supervisor) -> int:
