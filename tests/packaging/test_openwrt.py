@@ -30,7 +30,10 @@ def run_init(tmp_path: Path, function: str, **uci: str) -> tuple[list[str], Path
     procd calls it made and the TOML it generated."""
     toml = tmp_path / "agent.toml"
     launcher = tmp_path / "pocket-agent"
-    launcher.write_text(f"#!/bin/sh\nexec {sys.executable} -m agent \"$@\"\n")
+    # own-state needs root and the agent's user (tests/packaging/test_own_state.py runs it for
+    # real); here it is reported like a procd call.
+    launcher.write_text(f'#!/bin/sh\n[ "$1" = own-state ] && {{ echo "$*"; exit 0; }}\n'
+                        f"exec {sys.executable} -m agent \"$@\"\n")
     launcher.chmod(0o755)
     script = (f'. "{STUBS}"; . "{INIT}"; PROG="{launcher}"; AGENT_TOML="{toml}"; '
               f'RUN_DIR="{tmp_path}/run"; PROFILE_DIR="{REPO}/board/profiles"; '
@@ -69,8 +72,8 @@ def test_instance_command_user_capabilities_respawn(tmp_path: Path) -> None:
     assert "set no_new_privs 1" in calls
     assert "set respawn 3600 5 5" in calls
     assert f"set file /etc/config/pocket-agent {REPO}/board/profiles/virtual.toml" in calls
-    assert f"chown -R pocket-agent:dialout {state}" in run_init(tmp_path, "start_service", **PROVISIONED,
-                                                                 state_dir=str(state))[0]
+    assert f"own-state --user pocket-agent --group dialout {state}" in run_init(tmp_path, "start_service",
+                                                                                 **PROVISIONED, state_dir=str(state))[0]
     assert state.is_dir() and state.stat().st_mode & 0o777 == 0o700
     cfg = load(toml)  # the converter's output is what the daemon will read
     assert cfg.device_id == "rtr-000001" and cfg.state_dir == state
