@@ -45,19 +45,12 @@ run: setup
 	$(BIN)/python -m board.virtual.lab.demo
 
 # Every test. As root (CI) nothing is skipped; elsewhere root-only tests say why they skip.
-# The lab tests (tests/lab) spend most of their time waiting on the lab's clocks (a
-# 2-minute stream, a 2-minute soak, twenty swaps), so they run beside the rest rather than
-# after it: on 2 cores the whole suite takes the lab's ~17 minutes instead of ~25. Their
-# output is kept in build/lab-tests.log and printed after the others'.
-LAB_LOG := build/lab-tests.log
+# The suite runs in parts at once (tests/parts.py): the tests that need no lab, and the lab
+# tests in groups, each group on a lab of its own (its own namespaces and directory), since
+# the lab tests mostly wait on the lab's clocks. Each part's output is kept in
+# build/test-<part>.log and printed when all have ended, with each part's wall time.
 test: setup
-	@mkdir -p build
-	@$(BIN)/python -m pytest -q --durations=15 tests/lab >$(LAB_LOG) 2>&1 & lab=$$!; \
-	$(BIN)/python -m pytest -q --durations=15 --ignore=tests/lab tests; rest=$$?; \
-	wait $$lab; labrc=$$?; \
-	echo; echo "==== tests/lab (run beside the others; $(LAB_LOG)) ===="; cat $(LAB_LOG); \
-	echo "make test: tests/lab exit $$labrc, the others exit $$rest"; \
-	[ $$rest -eq 0 ] && [ $$labrc -eq 0 ]
+	@$(BIN)/python tests/parts.py
 
 bench: setup
 	$(BIN)/python tests/bench/run_all.py

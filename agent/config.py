@@ -13,6 +13,7 @@ one line saying why, never a traceback (issue 20). See docs/configuration.md.
 from __future__ import annotations
 
 import math
+import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
@@ -230,12 +231,8 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{what} {path} not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{what} {path} is a directory, not a file") from None
-    except PermissionError:
-        raise ConfigError(f"{what} {path} cannot be read: permission denied") from None
-    except OSError as exc:
-        raise ConfigError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+    except OSError as exc:  # EACCES (e.g. a key store the service user was never given: docs/layout.md), EISDIR, EIO
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc} (uid {os.geteuid()})") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:

@@ -44,7 +44,8 @@ def test_run_hardens_before_it_reads_the_config(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(hardening, "no_core_dumps", lambda: order.append("hardened") or True)
     real_load = run_cli.config_mod.load
     monkeypatch.setattr(run_cli.config_mod, "load", lambda path: (order.append("config"), real_load(path))[1])
-    assert run_cli.main(argparse.Namespace(config=str(tmp_path / "missing.toml"))) == ExitCode.CONFIG_INVALID
+    args = argparse.Namespace(config=str(tmp_path / "missing.toml"), user=None, check=False)
+    assert run_cli.main(args) == ExitCode.CONFIG_INVALID
     assert order == ["hardened", "config"]
 
 

@@ -18,8 +18,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from agent.cloud import keystore as ks
 from agent.stateowner import give_tree
 from tests.conftest import REPO, need_root
+from tests.packaging.identity import provisioned
 
 INIT = REPO / "packaging/openwrt/files/pocket-agent.init"
 STUBS = Path(__file__).with_name("procd_stubs.sh")
@@ -52,28 +54,37 @@ def owner(path: Path) -> tuple[int, int]:
     return st.st_uid, st.st_gid
 
 
+LAUNCHER = """#!/bin/sh
+# /usr/bin/pocket-agent for this host: the start-up checks (run --check --user nobody) are
+# run for root, who owns this test's key store; own-state runs for nobody, for real.
+[ "$1" = run ] && {{ for a; do shift; [ "$a" = nobody ] && a=root; set -- "$@" "$a"; done; }}
+exec {python} -m agent "$@"
+"""
+
+
 def test_start_gives_the_state_to_the_agent_and_nothing_else(tmp_path: Path) -> None:
     need_root()
     state, victims = plant(tmp_path)
+    unit = provisioned(tmp_path / "provisioned")
     launcher = tmp_path / "pocket-agent"
-    launcher.write_text(f"#!/bin/sh\nexec {sys.executable} -m agent \"$@\"\n")
+    launcher.write_text(LAUNCHER.format(python=sys.executable))
     launcher.chmod(0o755)
-    script = (f'. "{STUBS}"; unset -f chown; . "{INIT}"; PROG="{launcher}"; AGENT_TOML="{tmp_path}/agent.toml"; '
-              f'RUN_DIR="{tmp_path}/run"; PROFILE_DIR="{REPO}/board/profiles"; VOLATILE_DIRS="/var /dev"; '
-              "start_service")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "UCI_enabled": "1", "UCI_device_id": "rtr-000001",
-           "UCI_cloud_host": "mqtt.example.net", "UCI_board_profile": "virtual", "UCI_state_dir": str(state),
+    script = (f'. "{STUBS}"; unset -f chown; . "{INIT}"; PROG="{launcher}"; '
+              f'AGENT_TOML="{tmp_path}/agent.toml.generated"; BASE_TOML="{unit.config}"; '
+              f'PROVISIONED="{unit.current(ks.CERT)}"; RUN_DIR="{tmp_path}/run"; '
+              f'PROFILE_DIR="{REPO}/board/profiles"; VOLATILE_DIRS="/var /dev"; start_service')
+    env = {**os.environ, "PYTHONPATH": str(REPO), "UCI_enabled": "1", "UCI_state_dir": str(state),
            "UCI_user": "nobody", "UCI_group": "nogroup"}
     done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, cwd=REPO, timeout=60,
                           check=False)
     calls = done.stdout.splitlines()
-    assert calls and calls[-1] == "close_instance", done.stdout + done.stderr
     for victim in victims.values():
         assert owner(victim) == (0, 0), f"{victim.name} was given away"
     for mine in (state, state / "console", state / "usage.journal", state / "console" / "technicians.json"):
         assert owner(mine) == (NOBODY, NOGROUP), mine
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
     assert owner(state / "shadow-link") == (0, 0) and owner(state / "fifo") == (0, 0)
+    assert calls and calls[-1] == "close_instance", done.stdout + done.stderr
     assert "set limits core=0 0" in calls
 
 

@@ -39,7 +39,7 @@ def with_line(table: str, line: str) -> str:
 
 
 @pytest.mark.parametrize("make, needle", [
-    (lambda p: p.mkdir(), "is a directory"),
+    (lambda p: p.mkdir(), "Is a directory"),
     (lambda p: p.write_bytes(REQUIRED.encode() + b'\ntz = "\xff\xfe"\n'), "is not UTF-8"),
     (lambda p: p.write_text(with_line("health", "sample_interval_s = nan")), "'sample_interval_s' must be between"),
     (lambda p: p.write_text(with_line("usage", "flush_interval_s = 0")), "'flush_interval_s' must be between"),
@@ -63,10 +63,10 @@ def test_a_config_it_may_not_read_is_exit_78_too(tmp_path: Path, monkeypatch: py
 
     monkeypatch.setattr(Path, "read_text", denied)
     with caplog.at_level(logging.ERROR):
-        code = run_cli.main(argparse.Namespace(config=str(path)))
+        code = run_cli.main(argparse.Namespace(config=str(path), user=None, check=False))
     assert code == 78
-    assert [r.getMessage() for r in caplog.records] == [f"configuration: config file {path} cannot be read: "
-                                                        "permission denied"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"cannot start: configuration: cannot read config file {path}: Permission denied (uid {os.geteuid()})"]
 
 
 @pytest.mark.parametrize("table, line", [
@@ -99,5 +99,5 @@ def test_the_board_profile_is_read_the_same_way(tmp_path: Path) -> None:
     from agent.boardprofile import load_profile
 
     (tmp_path / "profile.toml").mkdir()
-    with pytest.raises(ConfigError, match="board profile .* is a directory"):
+    with pytest.raises(ConfigError, match="cannot read board profile .*: Is a directory"):
         load_profile(tmp_path / "profile.toml")
