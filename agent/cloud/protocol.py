@@ -33,6 +33,14 @@ MAX_MESSAGE_BYTES = 16 * 1024
 """16 KiB: a sealed assignment is ~1 KiB and a usage record ~300 bytes; anything larger
 is a bug or an attack, and the broker is told the same limit (max_packet_size)."""
 
+MAX_PACKET_BYTES = MAX_MESSAGE_BYTES + 1024
+"""The largest MQTT packet a device accepts, told to the broker in CONNECT's Maximum
+Packet Size (MQTT 5, 3.1.2.11.4): the body limit plus 1 KiB for the fixed header, the
+topic (~40 bytes) and properties (response topic, correlation data, expiry). A broker
+must not send this client a larger packet (it drops the message for it), so a huge
+retained message, from a broker with a larger limit of its own, is never buffered whole
+on a router before the body limit could refuse it (issue 20)."""
+
 EXCERPT_CHARS = 120
 """How much of a rejected payload an error carries: enough to recognise, small enough
 for a log line. Inbound cloud messages never carry Ki/OPc in clear (profiles are sealed)."""
@@ -56,6 +64,8 @@ DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 MONTH_RE = re.compile(r"^\d{4}-\d{2}$")
 TZ_RE = re.compile(r"^[+-]\d{2}:\d{2}$")
 MCC_RE = re.compile(r"^\d{3}$")
+EPOCH_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+"""A reliable stream's epoch id (agent/epochs.py: 16 hex digits); absent means the legacy epoch."""
 
 # Topic leaves. Device -> cloud:
 STATE = "state"  # retained; birth and last will
@@ -213,6 +223,11 @@ def validate_record(msg: dict[str, Any], topic_name: str | None = None) -> tuple
     body = require(msg, "body", dict, topic_name)
     if base > seq:
         raise _fail("base is after seq", msg, topic_name)
+    if "epoch" in msg or "epoch_start" in msg:
+        _match(msg, "epoch", EPOCH_RE, topic_name)
+        start = _nonneg_int(msg, "epoch_start", topic_name)
+        if not 1 <= start <= base:
+            raise _fail("epoch_start is not in 1..base", msg, topic_name)
     if stream == USAGE:
         validate_usage(body, topic_name)
     elif stream == EVENT:
@@ -222,7 +237,20 @@ def validate_record(msg: dict[str, Any], topic_name: str | None = None) -> tuple
 
 def validate_ack(body: dict[str, Any], topic_name: str | None = None) -> tuple[str, int]:
     """{"stream": s, "upto": n}: the cloud has durably ingested every record <= n."""
+    ack_epoch(body, topic_name)
     return require(body, "stream", str, topic_name), _nonneg_int(body, "upto", topic_name)
+
+
+def record_epoch(msg: dict[str, Any]) -> tuple[str, int]:
+    """(epoch, epoch_start) of a validated record; ("", 1) for a legacy one."""
+    return str(msg.get("epoch", "")), int(msg.get("epoch_start", 1))
+
+
+def ack_epoch(body: dict[str, Any], topic_name: str | None = None) -> str:
+    """The epoch an ack covers ("" when absent: the legacy epoch)."""
+    if "epoch" not in body:
+        return ""
+    return _match(body, "epoch", EPOCH_RE, topic_name)
 
 
 @dataclass(frozen=True)
@@ -237,6 +265,8 @@ class AssignmentReply:
     envelope: dict[str, Any] | None = None
     retry_after: float = 0.0
     reason: str = ""
+    floor: dict[str, Any] | None = None
+    """The platform's signed replay floor, when the request asked for one (``need_floor``)."""
 
 
 def validate_assignment(body: dict[str, Any], topic_name: str | None = None) -> AssignmentReply:
@@ -246,9 +276,12 @@ def validate_assignment(body: dict[str, Any], topic_name: str | None = None) -> 
         window = body.get("window")
         if window is not None and not isinstance(window, dict):
             raise _fail("field 'window' must be an object", body, topic_name)
+        floor = body.get("floor")
+        if floor is not None and not isinstance(floor, dict):
+            raise _fail("field 'floor' must be an object", body, topic_name)
         return AssignmentReply(status, request_id, require(body, "assignment_id", str, topic_name),
                                _nonneg_int(body, "seq", topic_name), window,
-                               require(body, "envelope", dict, topic_name))
+                               require(body, "envelope", dict, topic_name), floor=floor)
     if status == "retry":
         after = require(body, "retry_after", (int, float), topic_name)
         if not 0 <= after <= 3600:
@@ -313,6 +346,8 @@ def validate_request(body: dict[str, Any], topic_name: str | None = None) -> dic
     ev = body.get("evidence")
     if ev is not None and not isinstance(ev, dict):
         raise _fail("field 'evidence' must be an object", body, topic_name)
+    if "need_floor" in body:
+        require(body, "need_floor", bool, topic_name)
     return body
 
 
