@@ -361,14 +361,15 @@ def swap(args: argparse.Namespace) -> int:
 
 
 def _next_policy_version() -> int:
-    """The publication second, or one more than the last version published when two come
-    within a second: a device adopts only a newer version (docs/protocol.md 3.8)."""
+    """One more than the last version published: a device adopts only a newer version, and
+    never one more than 65,536 past the version it holds (docs/protocol.md 3.8), so a
+    platform counts its policies rather than stamping them with the time."""
     path = LAB_DIR / "cloud" / "policy-version"
     try:
         last = int(path.read_text())
     except (OSError, ValueError):
         last = 0
-    version = max(int(time.time()), last + 1)
+    version = last + 1
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(str(version))
     return version
