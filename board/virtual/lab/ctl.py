@@ -155,9 +155,15 @@ def up(args: argparse.Namespace) -> int:
     write_agent_config(lab_pki, pty)
     faults.mount_state_dir(LAB_DIR / "agent" / "state")  # issue 9: a small tmpfs, so "full" is real
     store.atomic_write_json(LAB_DIR / "lab.json", build_status(lab_pki), mode=store.PUBLIC_MODE)
-    start_agent()
+    if getattr(args, "no_agent", False):
+        # The device's place is left empty for an agent started elsewhere (the system test's
+        # container joins the device namespace and the modem's pty): everything else is up.
+        what = f"lab up without its agent: device {DEVICE_ID}'s place is free"
+    else:
+        start_agent()
+        what = f"lab up: device {DEVICE_ID} serving"
     status = status_dict()
-    print(json.dumps(status, indent=2) if getattr(args, "json", False) else f"lab up: device {DEVICE_ID} serving; "
+    print(json.dumps(status, indent=2) if getattr(args, "json", False) else f"{what}; "
           f"`pocket-lab status --json` for details, logs in {LAB_DIR / 'logs'}")
     return 0
 
@@ -423,6 +429,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     name = parser.prog.split()[-1]
     if name in ("up", "status", "usage"):
         parser.add_argument("--json", action="store_true", help="machine-readable output")
+    if name == "up":
+        parser.add_argument("--no-agent", action="store_true",
+                            help="do not start the lab's agent: the device's namespace and modem wait for one "
+                                 "started elsewhere (the system test's container)")
     if name == "throttle":
         parser.add_argument("--rate", type=int, help="kbit/s (default: the SIM's plan rate, else 128)")
         parser.add_argument("--off", action="store_true", help="remove the policer")
