@@ -1,0 +1,186 @@
+"""The system test's rig: its own lab, a booted Debian root in the device's place, and the
+factory station's side of provisioning (signing, enrolment).
+
+The lab is brought up without its agent (``pocket-lab up --no-agent``) under its own
+names (``POCKET_LAB_PREFIX=pwsy``, ``POCKET_LAB_DIR=/run/pocket-lab-sy``), so it never
+meets the lab tests' or a demo's. The container sits where the lab's agent would:
+
+- it joins the device namespace (``/run/netns/pwsy-dev``): ``wwan0`` towards the carrier,
+  ``lan0`` towards the LAN host, the router's nftables;
+- the modem's pty is bound in at the AT port the board profile names, and the console
+  cable's device end at the profile's ``console_port``, each given the group and mode
+  udev gives a real modem's ttys (root:dialout 0660).
+
+Processes the lab spawns import from this checkout (``PYTHONPATH``), not from whatever
+the virtual environment's editable install points at.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.boardprofile import BoardProfile
+from tests.system.container import Container
+
+REPO = Path(__file__).resolve().parents[2]
+LAB_PREFIX = os.environ.get("POCKET_SYSTEST_LAB_PREFIX", "pwsy")
+LAB_DIR = Path(os.environ.get("POCKET_SYSTEST_LAB_DIR", "/run/pocket-lab-sy"))
+"""Not the default lab's names (pw, /run/pocket-lab) nor the lab tests' (/run/pocket-lab-test)."""
+DIALOUT_GID = 20
+"""Debian's static dialout group (base-passwd), the modem ttys' group on host and router."""
+FACTORY_INSIDE = "/root/factory"
+"""The station's files on the unit (the .deb, the pins, the signed certificate)."""
+
+
+def lab(*args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, POCKET_LAB_DIR=str(LAB_DIR), POCKET_LAB_PREFIX=LAB_PREFIX,
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    done = subprocess.run([sys.executable, "-m", "board.virtual.lab", *args], text=True, capture_output=True,
+                          env=env, timeout=timeout, check=False, cwd=REPO)
+    if check and done.returncode != 0:
+        raise AssertionError(f"pocket-lab {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def lab_json(*args: str) -> Any:
+    return json.loads(lab(*args, "--json").stdout)
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
+    """Poll another process's observable state (across processes there is no event to
+    await); fails naming ``what`` and the last value seen."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"{what}: not within {timeout:.0f} s (last: {last!r})")
+
+
+def cloud_events(kind: str | None = None, device: str | None = None) -> list[dict[str, Any]]:
+    path = LAB_DIR / "cloud" / "events.jsonl"
+    events = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return [e for e in events if (kind is None or e.get("kind") == kind) and (device is None or e.get("device") == device)]
+
+
+@dataclass
+class System:
+    """The lab and the booted root, with what the steps learn on the way."""
+
+    container: Container
+    status: dict[str, Any]
+    """``pocket-lab status --json``."""
+    profile: BoardProfile
+    factory: Path
+    """The station's directory, bound in at FACTORY_INSIDE."""
+    deb: Path
+    passed: set[str] = field(default_factory=set)
+    facts: dict[str, Any] = field(default_factory=dict)
+    """What a step found and a later one needs (record, device id, SIM, timings)."""
+
+    @property
+    def device_id(self) -> str:
+        return str(self.status["device_id"])
+
+    def require(self, *steps: str) -> None:
+        """Fail (not skip) a step whose earlier steps did not pass, naming them."""
+        missing = [s for s in steps if s not in self.passed]
+        if missing:
+            raise AssertionError(f"cannot run: earlier journey step(s) failed: {', '.join(missing)}")
+
+    # ---- inside the router --------------------------------------------------------
+    def sh(self, script: str, what: str, timeout: float = 120) -> str:
+        return self.container.run(script, timeout=timeout, check=True, what=what).stdout
+
+    def unit(self, *props: str) -> dict[str, str]:
+        out = self.sh(f"systemctl show pocket-agent -p {','.join(props)}", "systemctl show")
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    def agent_status(self) -> dict[str, Any]:
+        """The agent's status file (/run/pocket-agent/status.json, world-readable)."""
+        try:
+            return json.loads(self.container.path(self.facts.get("status_file", "/run/pocket-agent/status.json"))
+                              .read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def journal(self, args: str = "") -> str:
+        return self.sh(f"journalctl -u pocket-agent --no-pager -o cat {args}", "journalctl")
+
+    def main_pid(self) -> int:
+        return int(self.unit("MainPID")["MainPID"])
+
+    def wait_serving(self, what: str, timeout: float = 120) -> dict[str, Any]:
+        return wait_until(what, lambda: self.agent_status().get("state") == "serving" and self.agent_status(),
+                          timeout)
+
+    # ---- the station --------------------------------------------------------------
+    def sign(self, csr_pem: str, days: int = 365) -> Path:
+        """Step 3 of docs/provisioning.md, literally: the factory CA (the lab's) signs the CSR."""
+        csr = self.factory / "csr.pem"
+        csr.write_text(csr_pem)
+        pki = LAB_DIR / "pki"
+        subprocess.run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(pki / "ca.pem"), "-CAkey",
+                        str(pki / "ca.key"), "-days", str(days), "-copy_extensions", "none", "-out",
+                        str(self.factory / "cert.pem")], check=True, capture_output=True, timeout=30)
+        return self.factory / "cert.pem"
+
+    def enrol(self, record: dict[str, Any]) -> None:
+        """The factory database hands the unit's record to the platform: the reference
+        cloud seals profiles to the sealing public key it carries
+        (``<lab>/pki/devices/<id>/sealing.pub``, read per request)."""
+        target = LAB_DIR / "pki" / "devices" / record["device_id"] / "sealing.pub"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(record["sealing_public_key"])
+        tmp.rename(target)
+
+
+def give_to_dialout(path: str) -> str:
+    """What udev does for a modem's tty (Debian: ttyUSB*, ttyACM*, ttyGS* -> dialout 0660):
+    the pty behind the lab's symlink, so the service user's group may open it."""
+    real = os.path.realpath(path)
+    os.chown(real, 0, DIALOUT_GID)
+    os.chmod(real, 0o660)
+    return real
+
+
+def build_deb(out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, str(REPO / "packaging" / "build.py"), "--out", str(out), "deb"], check=True,
+                   capture_output=True, timeout=120)
+    return next(out.glob("pocket-agent_*_all.deb"))
+
+
+def next_version(deb: Path, out: Path, release: str) -> Path:
+    """The same package with a higher Debian revision (version N+1): unpacked with
+    dpkg-deb, its Version bumped, built again. What an upgrade exercises is the package's
+    side (prerm upgrade, conffiles, postinst with the old version), which this is."""
+    work = out / f"repack-{release}"
+    shutil.rmtree(work, ignore_errors=True)
+    subprocess.run(["dpkg-deb", "-R", str(deb), str(work)], check=True, capture_output=True, timeout=60)
+    control = work / "DEBIAN" / "control"
+    lines = control.read_text().splitlines()
+    version = ""
+    for i, line in enumerate(lines):
+        if line.startswith("Version: "):
+            upstream = line.split(": ", 1)[1].rsplit("-", 1)[0]
+            version = f"{upstream}-{release}"
+            lines[i] = f"Version: {version}"
+    control.write_text("\n".join(lines) + "\n")
+    target = out / f"pocket-agent_{version}_all.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(work), str(target)], check=True,
+                   capture_output=True, timeout=60)
+    shutil.rmtree(work, ignore_errors=True)
+    return target

@@ -1,0 +1,376 @@
+"""Issue 19 items 2 and 4: the router's whole journey under real systemd.
+
+A Debian 12 root (tests/system/image.py) boots with systemd as PID 1 in the lab's
+device namespace, with the modem's pty and the console cable bound in
+(tests/system/rig.py). Then, as the factory and an operator would, following
+docs/provisioning.md and packaging/README.md literally:
+
+1. ``apt install ./pocket-agent_*.deb`` (dependencies: Debian's own packages);
+2. the factory's first pass (``provision --offline``), the CSR signed with ``openssl x509
+   -req`` by the lab's CA, the record handed to the platform, the second pass (``--cert``);
+3. ``systemctl start pocket-agent``: serving through the lab's carrier, seen by the cloud;
+
+and then the service's promises (item 4), one test each, in this order. The tests are
+steps of one journey on one booted root: a step whose earlier steps failed fails too,
+naming them (it does not skip: nothing is skipped in CI).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import sys
+import tempfile
+import time
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.system import rig
+from tests.system.rig import System, cloud_events, lab, lab_json, wait_until
+
+SERVE_TIMEOUT_S = 150.0
+"""systemd waits TimeoutStartSec=300 for READY=1; the lab's agent serves in ~20 s
+(attach, cloud, assignment, swap): 150 s before calling the start failed."""
+WATCHDOG_S = 30.0
+"""The unit's WatchdogSec=."""
+RESTART_S = 5.0
+"""The unit's RestartSec=."""
+DOWNLOAD_BYTES = 5_000_000
+"""LAN traffic through the router, so the usage compared is the user's, not only the
+agent's own keep-alives: more than MIN_BYTES (1 MiB), so it is reported at once."""
+SWAP_TIMEOUT_S = 60.0
+"""One swap is ~6 s of modelled modem time plus the cloud round trip (tests/lab)."""
+PROVISION = ("pocket-agent provision --broker {broker} --ca platform-ca.pem --platform-key platform.pub "
+             "--label-imei {imei} --device-id {device}")
+"""docs/provisioning.md, "The line's sequence", step 2, with the lab's values."""
+INSIDE = rig.FACTORY_INSIDE
+
+
+def step(system: System, name: str) -> None:
+    system.passed.add(name)
+
+
+def config(system: System) -> dict[str, Any]:
+    """The configuration the service runs with (/etc/pocket-agent/agent.toml)."""
+    return tomllib.loads(system.container.path("/etc/pocket-agent/agent.toml").read_text())
+
+
+def status_text(system: System) -> str:
+    return system.unit("StatusText")["StatusText"]
+
+
+def serving(system: System) -> bool:
+    props = system.unit("ActiveState", "StatusText")
+    return props["ActiveState"] == "active" and props["StatusText"].startswith("serving on SIM ")
+
+
+def lan_download(system: System, nbytes: int) -> dict[str, Any]:
+    """Bulk download by the LAN host through the router (board/virtual/network/traffic.py)."""
+    import subprocess
+
+    done = subprocess.run(["ip", "netns", "exec", system.status["namespaces"]["lan"], sys.executable, "-m",
+                           "board.virtual.network.traffic", "--kind", "bulk", "--flows", "1", "--bytes", str(nbytes),
+                           "--duration", "120"], capture_output=True, text=True, timeout=180, check=False,
+                          cwd=rig.REPO)
+    assert done.returncode == 0, f"LAN download through the router failed: {done.stderr[-2000:]}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def journal_pending(system: System) -> dict[str, dict[str, int]]:
+    """Per ICCID: bytes the stopped agent journaled that the cloud has not ingested
+    (read from a copy: opening the journal may compact it)."""
+    from agent.clock import Clock
+    from agent.usage.journal import UsageJournal
+
+    ingested = {e["body"]["seq"] for e in cloud_events("usage")}
+    state = system.container.path(config(system)["state_dir"])
+    out: dict[str, dict[str, int]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "usage.journal"
+        shutil.copyfile(state / "usage.journal", copy)
+        journal = UsageJournal(copy, clock=Clock())
+        for seq, body in journal.pending(1_000_000):
+            if seq not in ingested:
+                row = out.setdefault(body["iccid"], {"up": 0, "down": 0})
+                row["up"] += body["tx_bytes"]
+                row["down"] += body["rx_bytes"]
+        journal.close()
+    return out
+
+
+def usage_difference(system: System) -> dict[str, dict[str, int]]:
+    """Per ICCID the carrier counted: cloud + journal-pending - carrier (0 is exact)."""
+    pending = journal_pending(system)
+    diff = {}
+    for iccid, row in lab_json("usage").items():
+        p = pending.get(iccid, {"up": 0, "down": 0})
+        diff[iccid] = {d: row["cloud"][d] + p[d] - row["carrier"][d] for d in ("up", "down")}
+    return diff
+
+
+def restarted(system: System, before: int, what: str) -> None:
+    wait_until(f"{what}: systemd restarting the agent", lambda: int(system.unit("NRestarts")["NRestarts"]) > before,
+               WATCHDOG_S + RESTART_S + 30)
+    wait_until(f"{what}: the restarted agent serving", lambda: serving(system), SERVE_TIMEOUT_S)
+
+
+# ---- the journey ------------------------------------------------------------------------
+def test_boots_with_systemd_as_pid_1(system: System) -> None:
+    assert system.sh("readlink /proc/1/exe", "PID 1").strip() == "/usr/lib/systemd/systemd"
+    state = system.container.run("systemctl is-system-running --wait", timeout=60).stdout.strip()
+    assert state == "running", f"boot: the system is {state!r}:\n" + system.sh(
+        "systemctl --failed --no-pager", "failed units")
+    step(system, "boot")
+
+
+def test_apt_installs_the_package_with_debians_dependencies(system: System) -> None:
+    system.require("boot")
+    out = system.sh(f"cd {INSIDE} && apt install -y ./pocket-agent_*.deb", "apt install ./pocket-agent_*.deb")
+    assert "0 upgraded, 1 newly installed" in out, out
+    versions = system.sh("dpkg-query -W -f='${Package} ${Version}\\n' python3-cryptography python3-paho-mqtt "
+                         "python3-pyroute2 python3-serial", "dependency versions")
+    assert "python3-cryptography 38.0.4" in versions and "python3-paho-mqtt 1.6.1" in versions, versions
+    origin = system.sh("python3 -c 'import cryptography, paho.mqtt, serial, pyroute2; "
+                       "print(cryptography.__file__, paho.mqtt.__file__, serial.__file__, pyroute2.__file__)'",
+                       "where the dependencies come from")
+    assert origin.count("/usr/lib/python3/dist-packages/") == 4, f"not Debian's packages: {origin}"
+    assert system.sh("systemctl is-enabled pocket-agent", "unit enabled by the package").strip() == "enabled"
+    # Unprovisioned: the unit's condition keeps it idle, neither started nor failed.
+    props = system.unit("ActiveState", "ConditionResult")
+    assert props == {"ActiveState": "inactive", "ConditionResult": "no"}, props
+    step(system, "install")
+
+
+def test_factory_first_pass_offline(system: System) -> None:
+    system.require("install")
+    imei = _modem_imei()
+    command = PROVISION.format(broker=_broker(system), imei=imei, device=system.device_id) + " --offline"
+    done = system.container.run(f"cd {INSIDE} && {command}", timeout=180)
+    record = _record(done, "factory first pass (provision --offline)")
+    assert record["status"] == "provisioned" and record["csr"].startswith("-----BEGIN CERTIFICATE REQUEST")
+    assert all(c["ok"] for c in record["selftest"]), record["selftest"]
+    system.facts["record"] = record
+    system.facts["provision"] = command.removesuffix(" --offline")
+    system.enrol(record)  # the factory database hands the record to the platform
+    step(system, "first pass")
+
+
+def test_factory_signs_and_second_pass_installs_the_certificate(system: System) -> None:
+    system.require("first pass")
+    system.sign(system.facts["record"]["csr"])
+    done = system.container.run(f"cd {INSIDE} && {system.facts['provision']} --cert cert.pem", timeout=180)
+    record = _record(done, "factory second pass (provision --cert cert.pem)")
+    assert record["cert"] and record["tls_key_sha256"] == system.facts["record"]["tls_key_sha256"]
+    checks = {c["name"]: c for c in record["selftest"]}
+    assert checks["broker_connect"]["ok"], checks["broker_connect"]
+    system.facts["record"] = record
+    step(system, "second pass")
+
+
+def test_service_starts_and_is_ready_only_when_serving(system: System) -> None:
+    system.require("second pass")
+    t0 = time.monotonic()
+    done = system.container.run("systemctl start pocket-agent", timeout=SERVE_TIMEOUT_S + 30)
+    took = time.monotonic() - t0
+    if done.returncode != 0:
+        raise AssertionError(f"systemctl start pocket-agent: exit {done.returncode} after {took:.0f} s\n"
+                             + system.container.run("systemctl status pocket-agent --no-pager -n 40").stdout)
+    # Type=notify: `systemctl start` returns when the agent said READY=1. At that moment it
+    # must already serve: the STATUS= it sent with READY names the assigned SIM, and that
+    # SIM (not the seed) has its data context up at the carrier.
+    props = system.unit("ActiveState", "SubState", "StatusText", "ExecMainStartTimestampMonotonic",
+                        "ActiveEnterTimestampMonotonic")
+    assert props["ActiveState"] == "active" and props["SubState"] == "running", props
+    match = re.fullmatch(r"serving on SIM (\d+)", props["StatusText"])
+    assert match, f"READY=1 came with STATUS={props['StatusText']!r}, not 'serving on SIM <iccid>'"
+    iccid = match.group(1)
+    seed = json.loads((rig.LAB_DIR / "pool.json").read_text())["seed"]["iccid"]
+    carrier = json.loads((rig.LAB_DIR / "carrier.json").read_text())
+    assert iccid != seed, "READY=1 on the seed SIM: the agent must serve on its assigned SIM"
+    assert iccid in json.dumps(carrier), f"{iccid} has no data context at the carrier: {carrier}"
+    status = system.sh("systemctl status pocket-agent --no-pager", "systemctl status")
+    assert f"Status: \"serving on SIM {iccid}\"" in status, status
+    ready_s = (int(props["ActiveEnterTimestampMonotonic"]) - int(props["ExecMainStartTimestampMonotonic"])) / 1e6
+    system.facts["timings"]["start_to_ready_s"] = ready_s
+    system.facts["iccid"] = iccid
+    print(f"\nsystemctl start -> READY=1: {ready_s:.1f} s (systemctl returned after {took:.1f} s)")
+    step(system, "serving")
+
+
+def test_cloud_sees_health_and_usage(system: System) -> None:
+    system.require("serving")
+    result = lan_download(system, DOWNLOAD_BYTES)
+    assert result["bytes_down"] == DOWNLOAD_BYTES
+    device = system.device_id
+    wait_until("the cloud receiving the device's health", lambda: cloud_events("health", device), 90)
+    iccid = system.facts["iccid"]
+    wait_until("the cloud ingesting usage of the serving SIM",
+               lambda: lab_json("usage").get(iccid, {}).get("cloud", {}).get("down", 0) >= DOWNLOAD_BYTES, 120)
+    step(system, "cloud")
+
+
+def test_hung_agent_is_killed_by_the_watchdog_and_comes_back(system: System) -> None:
+    system.require("serving")
+    before = int(system.unit("NRestarts")["NRestarts"])
+    pid = system.main_pid()
+    system.sh(f"kill -STOP {pid}", "SIGSTOP the agent")
+    t0 = time.monotonic()
+    restarted(system, before, "watchdog")
+    props = system.unit("MainPID", "NRestarts")
+    assert int(props["MainPID"]) != pid
+    log = system.sh("journalctl --no-pager -u pocket-agent -o cat", "the unit's journal")
+    assert "Watchdog timeout" in log, log[-3000:]  # systemd's own words: killed for the watchdog
+    print(f"\nSIGSTOP -> killed by the watchdog and serving again in {time.monotonic() - t0:.0f} s")
+    step(system, "watchdog")
+
+
+def test_kill_9_is_restarted(system: System) -> None:
+    system.require("serving")
+    wait_until("serving before the kill", lambda: serving(system), SERVE_TIMEOUT_S)
+    lan_download(system, DOWNLOAD_BYTES)
+    before = int(system.unit("NRestarts")["NRestarts"])
+    system.sh(f"kill -9 {system.main_pid()}", "kill -9 the agent")
+    restarted(system, before, "kill -9")
+    step(system, "kill -9")
+
+
+def test_stop_flushes_the_journal_and_usage_is_exact(system: System) -> None:
+    system.require("serving")
+    wait_until("serving before the stop", lambda: serving(system), SERVE_TIMEOUT_S)
+    lan_download(system, DOWNLOAD_BYTES)
+    t0 = time.monotonic()
+    system.sh("systemctl stop pocket-agent", "systemctl stop pocket-agent")
+    stop_s = time.monotonic() - t0
+    props = system.unit("ActiveState", "Result", "ExecMainStatus")
+    assert props == {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}, props
+    diff = usage_difference(system)
+    print(f"\nsystemctl stop took {stop_s:.1f} s; cloud + journal - carrier per SIM: {diff}")
+    assert all(d == {"up": 0, "down": 0} for d in diff.values()), diff
+    step(system, "exact")
+
+
+def test_bad_config_exits_78_and_is_not_restarted(system: System) -> None:
+    system.require("serving")
+    path = "/etc/pocket-agent/agent.toml"
+    good = system.container.path(path).read_bytes()
+    system.sh("systemctl stop pocket-agent", "stop before the bad config")
+    before = int(system.unit("NRestarts")["NRestarts"])
+    try:
+        system.sh(f"printf '\\n[usage]\\nreport_interval_s = \"often\"\\n' >> {path}", "an operator's typo")
+        system.container.run("systemctl start pocket-agent", timeout=60)
+        wait_until("the unit failed", lambda: system.unit("ActiveState")["ActiveState"] == "failed", 60)
+        props = system.unit("Result", "ExecMainStatus", "NRestarts")
+        assert props["ExecMainStatus"] == "78", props
+        time.sleep(RESTART_S + 2)  # a restart would come RestartSec= after the exit: none may
+        props = system.unit("ActiveState", "NRestarts")
+        assert props == {"ActiveState": "failed", "NRestarts": str(before)}, props
+        status = system.container.run("systemctl status pocket-agent --no-pager -n 20").stdout
+        assert "status=78/CONFIG" in status, status
+        assert "report_interval_s" in status, f"systemctl status does not say why:\n{status}"
+    finally:
+        system.container.path(path).write_bytes(good)
+        system.sh("systemctl reset-failed pocket-agent", "reset-failed")
+    step(system, "exit 78")
+
+
+def test_journal_holds_no_secret_after_swaps(system: System) -> None:
+    system.require("serving")
+    system.sh("systemctl start pocket-agent", "start after the config was repaired", timeout=SERVE_TIMEOUT_S + 30)
+    for n in range(1, 3):
+        lab("swap")
+        wait_until(f"commanded swap {n}'s result at the cloud", _swaps_seen(system, n), SWAP_TIMEOUT_S)
+    wait_until("serving after the swaps", lambda: serving(system), SERVE_TIMEOUT_S)
+    journal = system.container.run("journalctl --no-pager -o export", timeout=60).stdout.encode()
+    assert b"pocket-agent" in journal
+    found = [name for name, form in _secrets(system) if form in journal]
+    assert not found, f"the journal holds secret bytes: {found[:10]}"
+    step(system, "no secrets")
+
+
+def test_upgrade_keeps_identity_journal_and_outbox(system: System) -> None:
+    system.require("serving")
+    identity = system.sh("pocket-agent identity --json", "identity before the upgrade")
+    state_dir = config(system)["state_dir"]
+    before = {p.name: p.stat().st_size for p in system.container.path(state_dir).iterdir() if p.is_file()}
+    newer = rig.next_version(system.deb, system.factory, "2")
+    out = system.sh(f"cd {INSIDE} && apt install -y ./{newer.name}", "apt install version N+1")
+    assert "1 upgraded" in out, out
+    assert system.sh("pocket-agent identity --json", "identity after the upgrade") == identity
+    after = {p.name: p.stat().st_size for p in system.container.path(state_dir).iterdir() if p.is_file()}
+    for name in ("usage.journal",):
+        assert name in after and after[name] >= before.get(name, 0), (before, after)
+    wait_until("serving after the upgrade", lambda: serving(system), SERVE_TIMEOUT_S)
+    step(system, "upgrade")
+
+
+def test_remove_keeps_identity_and_state_purge_removes_them(system: System) -> None:
+    system.require("serving")
+    state_dir = config(system)["state_dir"]
+    system.sh("apt remove -y pocket-agent", "apt remove pocket-agent")
+    assert system.unit("ActiveState")["ActiveState"] == "inactive"
+    assert system.container.path("/etc/pocket-agent/keys/current/tls.key").exists(), "remove lost the identity"
+    assert system.container.path(state_dir).joinpath("usage.journal").exists(), "remove lost the state"
+    diff = usage_difference(system)
+    assert all(d == {"up": 0, "down": 0} for d in diff.values()), f"usage after remove (prerm stop): {diff}"
+    system.sh("apt purge -y pocket-agent", "apt purge pocket-agent")
+    assert not system.container.path("/etc/pocket-agent").exists(), "purge left /etc/pocket-agent"
+    assert not system.container.path(state_dir).exists(), f"purge left {state_dir}"
+    step(system, "purge")
+
+
+# ---- helpers ------------------------------------------------------------------------------
+def _modem_imei() -> str:
+    from board.virtual.modem.model import ModemConfig
+
+    return ModemConfig().imei
+
+
+def _broker(system: System) -> str:
+    return system.status["broker"]["url"].removeprefix("mqtts://")
+
+
+def _record(done: Any, what: str) -> dict[str, Any]:
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise AssertionError(f"{what}: exit {done.returncode}\n--- stdout\n{done.stdout[-3000:]}\n--- stderr\n"
+                             f"{done.stderr[-3000:]}")
+    record: dict[str, Any] = json.loads(lines[-1])
+    assert record["ok"] and record["exit_code"] == 0, record
+    return record
+
+
+def _swaps_seen(system: System, n: int) -> Callable[[], bool]:
+    return lambda: len(cloud_events("swap", system.device_id)) >= n
+
+
+def _secrets(system: System) -> list[tuple[str, bytes]]:
+    """Every form of every secret the box holds: the pool's Ki and OPc (hex both cases,
+    base64, raw) and the private keys (PEM body lines, raw scalar in hex/base64)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, x25519
+
+    forms: list[tuple[str, bytes]] = []
+    pool = json.loads((rig.LAB_DIR / "pool.json").read_text())
+    for sim in [pool["seed"], *pool["sims"]]:
+        for name in ("ki", "opc"):
+            raw = bytes.fromhex(sim[name])
+            forms += [(f"{name} of {sim['iccid']}", f) for f in
+                      (sim[name].lower().encode(), sim[name].upper().encode(), base64.b64encode(raw), raw)]
+    keys = system.container.path("/etc/pocket-agent/keys")
+    for key_file in sorted(keys.glob("gen-*/*.key")):
+        pem = key_file.read_bytes()
+        body = [line for line in pem.splitlines() if line and not line.startswith(b"-----")]
+        forms += [(f"{key_file.name} PEM line", line) for line in body if len(line) >= 16]
+        key = serialization.load_pem_private_key(pem, password=None)
+        if isinstance(key, x25519.X25519PrivateKey):
+            raw = key.private_bytes_raw()
+        else:
+            assert isinstance(key, ec.EllipticCurvePrivateKey), f"{key_file}: unexpected key type"
+            raw = key.private_numbers().private_value.to_bytes(32, "big")
+        forms += [(f"{key_file.name} raw", f) for f in (raw.hex().encode(), base64.b64encode(raw))]
+    assert forms, "no secrets found to search for"
+    return forms
