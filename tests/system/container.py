@@ -8,8 +8,13 @@ How it is started, and why each option (docs/system-test.md has the whole pictur
 - ``--volatile=overlay``: the cached root is the lower layer of an overlay whose upper
   layer is a tmpfs; everything the run writes (the package, the keys, the journal) is
   gone when the container stops and the cache stays pristine.
-- ``--network-namespace-path=``: the container joins an existing namespace (the lab's
-  device namespace) instead of getting its own: the router's interfaces are the lab's.
+- nspawn is *started inside* an existing network namespace (``nsenter --net=PATH``, the
+  lab's device namespace) and shares it, as a container sharing its host's network: the
+  router's interfaces are the lab's. Not ``--network-namespace-path=``: with it, nspawn
+  252 mounts the container's /sys from the host's namespace, so /sys/class/net lists the
+  host's interfaces, and the agent's counters (/sys/class/net/wwan0/statistics) are
+  missing. Sharing the namespace drops CAP_NET_ADMIN from nspawn's default set, so it is
+  given back (``--capability=``): the agent moves the WAN address and route.
 - ``--bind=HOST:PATH``: a host file (a pty) appears at PATH inside.
 - ``--notify-ready=yes`` with ``NOTIFY_SOCKET`` set: nspawn tells us the leader's PID
   (``X_NSPAWN_LEADER_PID``) at once and ``READY=1`` when the container's systemd says it
@@ -52,7 +57,7 @@ class Container:
     """Where the notify socket and nspawn's log live (the test's own directory)."""
     name: str = "pocket-sys"
     netns: Path | None = None
-    """A network namespace to join (/run/netns/NAME), or None for a private one."""
+    """A network namespace to share (/run/netns/NAME), or None for a private one."""
     binds: dict[str, str] = field(default_factory=dict)
     """Host path -> path inside (read-write)."""
     leader: int | None = None
@@ -67,9 +72,8 @@ class Container:
         argv = ["systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--volatile=overlay",
                 "--notify-ready=yes", "--console=pipe", "--link-journal=no", "--quiet",
                 f"--directory={self.root}", f"--machine={self.name}", "--capability=CAP_NET_ADMIN"]
-        argv.append(f"--network-namespace-path={self.netns}" if self.netns else "--private-network")
         argv += [f"--bind={host}:{inside}" for host, inside in self.binds.items()]
-        return argv
+        return ["nsenter", f"--net={self.netns}", *argv] if self.netns else [*argv, "--private-network"]
 
     def boot(self, timeout: float = BOOT_TIMEOUT_S) -> float:
         """Start the container and return once its systemd reported start-up finished
@@ -124,10 +128,31 @@ class Container:
 
     def path(self, inside: str) -> Path:
         """A path inside the running container, reachable from the host (its root through
-        the leader's /proc entry: the overlay the container sees)."""
+        the leader's /proc entry: the overlay the container sees). Symbolic links are
+        followed as the container sees them (an absolute target is inside its root)."""
         if self.leader is None:
             raise ContainerError("the container is not running")
-        return Path(f"/proc/{self.leader}/root") / inside.lstrip("/")
+        root = Path(f"/proc/{self.leader}/root")
+        parts = [p for p in inside.split("/") if p]
+        done: list[str] = []
+        links = 0
+        while parts:
+            part = parts.pop(0)
+            if part == "..":
+                done = done[:-1]
+                continue
+            here = root.joinpath(*done, part)
+            if not here.is_symlink():
+                done.append(part)
+                continue
+            links += 1
+            if links > 40:  # the kernel's ELOOP bound
+                raise ContainerError(f"{inside}: too many symbolic links")
+            target = os.readlink(here)
+            parts = [p for p in target.split("/") if p] + parts
+            if target.startswith("/"):
+                done = []
+        return root.joinpath(*done)
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """Power the container off (SIGTERM to nspawn: it asks systemd to halt), then
