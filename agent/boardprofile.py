@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent import layout
 from agent.errors import ConfigError
 from agent.modem.dialects import DIALECTS
 
 LOGGER = logging.getLogger(__name__)
 
-PROFILES_DIR = Path(__file__).resolve().parent.parent / "board" / "profiles"
-"""Where the shipped profiles live (installed as package data of ``board``)."""
+PROFILES_DIR = layout.SOURCE_PROFILE_DIR
+"""The profiles in a source checkout; installed, they are in ``layout.PROFILE_DIR`` (a name
+is looked up in both: ``layout.find_profile``)."""
 
 ETHERNET_HEADER_BYTES = 14
 """Dst MAC + src MAC + EtherType: the framing on veth and cdc_ether/RNDIS interfaces."""
@@ -52,9 +54,7 @@ class BoardProfile:
     reset_line: dict[str, Any] = field(default_factory=lambda: {"kind": "none"})
     resolv_file: str = "/tmp/resolv.conf.d/resolv.conf.auto"
     lan_interface: str = "br-lan"
-    # --- factory provisioning (issue 13) ---
-    key_dir: str = "/etc/pocket-agent/keys"
-    """Where provisioning keeps the device's keys and certificate (0700; agent.cloud.keystore)."""
+    # --- factory provisioning (issue 13); the key store's place is no board's: agent/layout.py
     console_port: str = ""
     """The technician console's serial port (a USB gadget port such as /dev/ttyGS0); empty:
     this board has none (docs/console.md). The factory self-test checks that it exists."""
@@ -101,7 +101,6 @@ def profile_from_dict(data: dict[str, Any]) -> BoardProfile:
         reset_line=_check_reset(data.get("reset_line", {"kind": "none"})),
         resolv_file=data.get("resolv_file", "/tmp/resolv.conf.d/resolv.conf.auto"),
         lan_interface=data.get("lan_interface", "br-lan"),
-        key_dir=data.get("key_dir", "/etc/pocket-agent/keys"),
         console_port=data.get("console_port", ""),
     )
     _check_values(profile)
@@ -129,10 +128,11 @@ def _check_values(p: BoardProfile) -> None:
 
 
 def load_profile(path_or_name: str | Path) -> BoardProfile:
-    """Load a profile from a path, or by name from board/profiles (``"virtual"``)."""
+    """Load a profile from a path, or by name (``"virtual"``) from the installed profiles or
+    the checkout's board/profiles (``layout.find_profile``)."""
     path = Path(path_or_name)
     if not path.suffix and not path.exists():
-        path = PROFILES_DIR / f"{path_or_name}.toml"
+        path = layout.find_profile(str(path_or_name))
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:

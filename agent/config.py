@@ -10,6 +10,7 @@ See docs/configuration.md.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
@@ -195,6 +196,8 @@ def load(path: Path | str) -> AgentConfig:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError as exc:
         raise ConfigError(f"config file {path} not found") from exc
+    except OSError as exc:  # e.g. a key store the service user was never given (docs/layout.md)
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror} (uid {os.geteuid()})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     where = str(path)

@@ -20,6 +20,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from collections.abc import Mapping
 
 LOGGER = logging.getLogger(__name__)
@@ -121,6 +122,8 @@ class ProgressWatchdog:
         self.notifier = notifier
         self.interval = interval
         self.ready = False
+        self.served_at: float | None = None
+        """time.monotonic() at READY=1 (agent/respawn.py: how long the run served)."""
         self.pings = 0
         self.missed = 0
         self._marks = 0
@@ -133,6 +136,7 @@ class ProgressWatchdog:
     def serving(self, status: str | None = None) -> None:
         """Start-up is over: say READY=1, and from now on ping only on progress."""
         self.ready = True
+        self.served_at = time.monotonic()
         self._seen = self._marks
         self.notifier.ready(status)
 

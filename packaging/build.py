@@ -7,7 +7,10 @@ init, UCI config, capabilities file and hotplug rule on OpenWrt) are listed once
 - ``/usr/lib/pocket-agent/agent/``: the code (sources only: Debian's postinst
   byte-compiles it; OpenWrt compiles on first import where the flash allows);
 - ``/usr/bin/pocket-agent``: the launcher (packaging/pocket-agent.launcher);
-- ``/usr/share/pocket-agent/profiles/``: the board profiles.
+- ``/usr/share/pocket-agent/profiles/``: the board profiles;
+- ``/etc/pocket-agent/``: empty; provisioning fills it (docs/layout.md).
+
+Every installed path comes from agent/layout.py.
 
 The .deb is built by ``dpkg-deb --root-owner-group``. The .ipk needs no OpenWrt SDK: it
 is what ``ipkg-build`` makes, an ar archive of ``debian-binary``, ``control.tar.gz`` and
@@ -33,6 +36,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+from agent import layout
+
 PACKAGE = "pocket-agent"
 RELEASE = "1"
 """Packaging revision: bump when only the packaging changes."""
@@ -73,23 +79,32 @@ def install(src: Path, dest: Path, mode: int) -> None:
     dest.chmod(mode)
 
 
+def under(root: Path, path: Path) -> Path:
+    """An installed absolute path inside the staging root."""
+    return root / path.relative_to("/")
+
+
 def stage_common(root: Path, stamp: str) -> None:
-    """The code, launcher and profiles every package carries."""
-    code = root / "usr/lib/pocket-agent"
+    """The code, launcher and profiles every package carries, where agent/layout.py says;
+    the configuration directory, empty: provisioning writes what goes in it."""
+    code = under(root, layout.CODE_DIR)
     for src in sorted((REPO / "agent").rglob("*.py")):
         if "__pycache__" not in src.parts:
             install(src, code / src.relative_to(REPO), DATA)
     (code / "agent/_build.txt").write_text(stamp + "\n")
     (code / "agent/_build.txt").chmod(DATA)
     install(HERE / "pocket-agent.launcher", root / "usr/bin/pocket-agent", EXEC)
-    for profile in sorted((REPO / "board/profiles").glob("*.toml")):
-        install(profile, root / "usr/share/pocket-agent/profiles" / profile.name, DATA)
+    for profile in sorted(layout.SOURCE_PROFILE_DIR.glob("*.toml")):
+        install(profile, under(root, layout.PROFILE_DIR) / profile.name, DATA)
+    under(root, layout.CONFIG_DIR).mkdir(parents=True, exist_ok=True)
 
 
 def stage_debian(root: Path) -> None:
     deb = HERE / "debian"
     install(HERE / "systemd/pocket-agent.service", root / "lib/systemd/system/pocket-agent.service", DATA)
-    install(deb / "agent.toml", root / "etc/pocket-agent/agent.toml", DATA)
+    # An example only: /etc/pocket-agent/agent.toml is provisioning's (a link into the key store).
+    install(deb / "agent.toml", root / "usr/share/doc/pocket-agent/examples/agent.toml", DATA)
+    install(REPO / "docs/layout.md", root / "usr/share/doc/pocket-agent/layout.md", DATA)
     install(deb / "copyright", root / "usr/share/doc/pocket-agent/copyright", DATA)
     install(HERE / "README.md", root / "usr/share/doc/pocket-agent/README.md", DATA)
 
@@ -100,8 +115,7 @@ def stage_openwrt(root: Path) -> None:
     install(files / "pocket-agent.config", root / "etc/config/pocket-agent", 0o600)
     install(files / "pocket-agent.json", root / "etc/capabilities/pocket-agent.json", DATA)
     install(files / "pocket-agent.hotplug", root / "etc/hotplug.d/tty/30-pocket-agent", DATA)
-    install(files / "pocket-agent.upgrade", root / "lib/upgrade/keep.d/pocket-agent", DATA)
-    (root / "etc/pocket-agent").mkdir(parents=True, exist_ok=True)
+    install(files / "pocket-agent.upgrade", root / "lib/upgrade/pocket-agent.sh", DATA)
 
 
 def installed_size_kib(root: Path) -> int:
@@ -133,7 +147,6 @@ def build_deb(out: Path, stamp_base: str, epoch: int) -> Path:
                 for p in sorted(root.rglob("*")) if p.is_file() and "DEBIAN" not in p.relative_to(root).parts]
         (control / "control").write_text(fill(HERE / "debian/control", version, installed_size_kib(root)))
         (control / "md5sums").write_text("\n".join(sums) + "\n")
-        install(HERE / "debian/conffiles", control / "conffiles", DATA)
         for script in ("postinst", "prerm", "postrm"):
             install(HERE / "debian" / script, control / script, EXEC)
         for path in root.rglob("*"):

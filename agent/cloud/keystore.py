@@ -23,6 +23,13 @@ that do not change are hard-linked into the new generation (same inode, same mod
 so a key is written exactly once and never copied.
 
 One process at a time: ``KeyStore.lock()`` takes an flock on ``<key_dir>/.lock``.
+
+Who owns it (docs/layout.md): the service user, so the daemon reads its keys and renewal
+writes the next generation without root. Provisioning runs as root and passes that
+``owner``: every directory, file, pointer and the lock it creates is handed to the owner
+(``fchown`` on the open descriptor before the first byte is written, so a key is never
+readable by anyone but root and then the owner); ``adopt()`` hands over a store an older
+version left owned by root. Renewal runs as the owner and passes none.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from typing import Any
 
 from agent import store
 from agent.errors import ConfigError
+from agent.layout import Owner
 
 LOGGER = logging.getLogger(__name__)
 
@@ -89,12 +97,20 @@ class Generation:
         return (self.path / name).read_bytes()
 
 
+def _chown_to(owner: Owner | None) -> tuple[int, int] | None:
+    """(uid, gid) to hand new entries to, or None when they already are the process's own."""
+    if owner is None or (owner.uid, owner.gid) == (os.geteuid(), os.getegid()):
+        return None
+    return owner.uid, owner.gid
+
+
 class Staging:
     """A generation being built. ``KeyStore.seal()`` turns it into a ``gen-*``."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, owner: Owner | None = None):
         self.path = path
         self.files: dict[str, str] = {}
+        self.owner = owner
 
     def write_private(self, name: str, data: bytes) -> Path:
         """A private key: created 0600 by open(2) itself, so it is never readable by others."""
@@ -107,6 +123,9 @@ class Staging:
         path = self.path / name
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
         try:
+            ids = _chown_to(self.owner)
+            if ids is not None:  # before the first byte: the key is only ever root's, then the owner's
+                os.fchown(fd, *ids)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
@@ -125,15 +144,42 @@ class Staging:
 class KeyStore:
     """See the module docstring."""
 
-    def __init__(self, key_dir: Path | str):
+    def __init__(self, key_dir: Path | str, owner: Owner | None = None):
         self.dir = Path(key_dir)
+        self.owner = owner
+        """Who new entries belong to (provisioning as root: the service user); None: the caller."""
+
+    def _own(self, path: Path) -> None:
+        """Hand a directory or symlink this process just made to the owner (lchown: never a target)."""
+        ids = _chown_to(self.owner)
+        if ids is not None:
+            os.lchown(path, *ids)
+
+    def adopt(self) -> list[str]:
+        """Give every entry of the store to the owner (a store an older version left to root).
+        Modes are not touched: ownership moves, nothing becomes readable by anyone else."""
+        ids = _chown_to(self.owner)
+        if ids is None or not self.dir.is_dir():
+            return []
+        changed = []
+        for path in [self.dir, *sorted(self.dir.rglob("*"))]:
+            st = path.lstat()
+            if (st.st_uid, st.st_gid) != ids:
+                os.lchown(path, *ids)
+                changed.append(str(path.relative_to(self.dir)))
+        if changed:
+            LOGGER.info("key store %s handed to %s: %d entries", self.dir, self.owner.name if self.owner else "?",
+                        len(changed))
+        return changed
 
     # --- setup and locking ---------------------------------------------------------
 
     def ensure_dir(self) -> None:
         """Create the key directory 0700 (mkdir's mode, not a chmod); refuse a wider one."""
         try:
-            self.dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+            if not self.dir.is_dir():
+                self.dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+                self._own(self.dir)
         except OSError as exc:
             raise ConfigError(f"cannot create key directory {self.dir}: {exc}") from None
         mode = self.dir.stat().st_mode & 0o777
@@ -148,6 +194,9 @@ class KeyStore:
         self.ensure_dir()
         fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, store.PRIVATE_MODE)
         try:
+            ids = _chown_to(self.owner)
+            if ids is not None:  # renewal (as the owner) must be able to take the same lock
+                os.fchown(fd, *ids)
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
             yield
         finally:
@@ -184,7 +233,8 @@ class KeyStore:
     def stage(self) -> Staging:
         path = self.dir / f"{STAGING_PREFIX}{os.getpid()}-{next(_counter)}"
         os.mkdir(path, DIR_MODE)
-        return Staging(path)
+        self._own(path)
+        return Staging(path, self.owner)
 
     def seal(self, staging: Staging, record: dict[str, Any]) -> Generation:
         """Write the record last, then make the directory a generation by one rename."""
@@ -207,7 +257,7 @@ class KeyStore:
                 return
             store.fsync_dir(self.dir)
         else:
-            replace_symlink(link, gen.path.name)
+            replace_symlink(link, gen.path.name, _chown_to(self.owner))
 
     def commit(self, gen: Generation, *, keep_previous: bool) -> None:
         """Make ``gen`` current. With ``keep_previous`` (renewal) the old one stays reachable as
@@ -262,13 +312,16 @@ def link_config(config_path: Path, key_dir: Path) -> None:
     replace_symlink(config_path, str(target))
 
 
-def replace_symlink(link: Path, target: str) -> None:
-    """Point ``link`` at ``target`` atomically: a new symlink under a temp name, renamed over."""
+def replace_symlink(link: Path, target: str, ids: tuple[int, int] | None = None) -> None:
+    """Point ``link`` at ``target`` atomically: a new symlink under a temp name, renamed over
+    (owned by ``ids`` when given: a pointer inside the key store belongs to its owner)."""
     tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
     try:
         os.unlink(tmp)
     except FileNotFoundError:
         pass
     os.symlink(target, tmp)
+    if ids is not None:
+        os.lchown(tmp, *ids)
     os.replace(tmp, link)
     store.fsync_dir(link.parent)

@@ -3,11 +3,15 @@
 The values are BSD ``sysexits.h`` codes, which systemd (``systemd.exec(5)``, "Process
 exit codes") and procd's respawn logic already know how to read:
 
-- a configuration error will fail again on every restart, so the systemd unit lists it in
-  ``RestartPreventExitStatus=`` and a restart loop does not wear the flash with logs;
-- a lost modem, an unwritable state directory or a lock held by another instance may
-  clear up (USB re-enumerates, a full disk is cleaned, the other instance stops), so
-  ``Restart=on-failure`` restarts after ``RestartSec``.
+- a configuration error (a bad file, a key that is missing, readable by others or for
+  another certificate, a board the agent cannot serve on) and a state directory or key
+  store the service cannot write will fail again on every restart, so the systemd unit
+  lists them in ``RestartPreventExitStatus=``: the unit stays failed with its reason in
+  ``systemctl status`` instead of a restart loop hiding it (agent/preflight.py finds them
+  before anything else starts);
+- a lost modem, another failure or a lock held by another instance may clear up (USB
+  re-enumerates, the other instance stops), so ``Restart=on-failure`` restarts them,
+  forever, after a delay that grows in the agent (agent/respawn.py).
 
 Keep each code distinct: a field log or ``systemctl status`` then says why the agent
 stopped without reading its log.
@@ -27,14 +31,16 @@ class ExitCode(IntEnum):
     MODEM_LOST = 69
     """EX_UNAVAILABLE: the modem did not answer even after the recovery ladder (restart)."""
     STATE_UNWRITABLE = 73
-    """EX_CANTCREAT: the state directory or journal cannot be written (restart)."""
+    """EX_CANTCREAT: the state directory, the journal or the key store cannot be written
+    (permissions, read-only mount, full flash); not restarted: someone must fix the storage."""
     ALREADY_RUNNING = 75
     """EX_TEMPFAIL: another instance holds the PID lock on the same state directory."""
     CONFIG_INVALID = 78
-    """EX_CONFIG: the configuration or board profile is invalid; do not restart."""
+    """EX_CONFIG: the configuration, board profile or key store is wrong, or the board cannot
+    serve (agent/preflight.py says which, in one line); do not restart."""
 
 
-NO_RESTART = (ExitCode.CONFIG_INVALID,)
+NO_RESTART = (ExitCode.STATE_UNWRITABLE, ExitCode.CONFIG_INVALID)
 """Codes a service manager must not restart on (systemd RestartPreventExitStatus=)."""
 
 

@@ -15,8 +15,8 @@ import pytest
 
 from agent.cloud.link import CloudLink
 from agent.cloud.tasks import TaskOwner
-from board.virtual.cloud.reference import ReferenceCloud
 from board.virtual.cloud.pki import LabPki
+from board.virtual.cloud.reference import ReferenceCloud
 from tests.cloud.conftest import Broker, device_config, run
 
 DEVICE = "dev-a"

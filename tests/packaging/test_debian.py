@@ -15,7 +15,7 @@ import pytest
 from agent import __version__
 from tests.conftest import REPO, need_tool
 
-CONFFILE = "/etc/pocket-agent/agent.toml"
+EXAMPLE = "/usr/share/doc/pocket-agent/examples/agent.toml"
 UNIT = "/lib/systemd/system/pocket-agent.service"
 
 
@@ -39,7 +39,10 @@ def test_contents_modes_owners(packages: dict[str, Path]) -> None:
     assert all(owner == "root/root" for _, owner in rows.values())
     assert rows["/usr/bin/pocket-agent"][0] == "-rwxr-xr-x"
     assert rows[UNIT][0] == "-rw-r--r--"
-    assert rows[CONFFILE][0] == "-rw-r--r--"
+    assert rows[EXAMPLE][0] == "-rw-r--r--"
+    # /etc/pocket-agent/agent.toml is provisioning's (a link into the key store): not shipped
+    assert rows["/etc/pocket-agent"][0] == "drwxr-xr-x" and "/etc/pocket-agent/agent.toml" not in rows
+    assert "/usr/share/doc/pocket-agent/layout.md" in rows
     assert rows["/usr/lib/pocket-agent/agent/cli.py"][0] == "-rw-r--r--"
     assert "/usr/lib/pocket-agent/agent/_build.txt" in rows
     assert "/usr/share/pocket-agent/profiles/quectel-ec25-openwrt.toml" in rows
@@ -58,9 +61,9 @@ def test_control_and_conffiles(packages: dict[str, Path]) -> None:
     for dep in ("python3 (>= 3.11)", "python3-paho-mqtt (>= 1.6.1)", "python3-serial",
                 "python3-cryptography", "python3-pyroute2 (>= 0.7)", "adduser"):
         assert dep in depends
-    conffiles = subprocess.run(["dpkg-deb", "--info", str(packages["deb"]), "conffiles"], capture_output=True,
-                               text=True, check=True).stdout.split()
-    assert conffiles == [CONFFILE]
+    info = subprocess.run(["dpkg-deb", "--info", str(packages["deb"])], capture_output=True, text=True,
+                          check=True).stdout
+    assert " conffiles" not in info  # nothing in /etc is the package's to change (docs/layout.md)
 
 
 @pytest.fixture
@@ -77,10 +80,7 @@ def test_installs_into_scratch_root_and_runs(scratch_root: Path) -> None:
     admin = ["--admindir", str(scratch_root / "var/lib/dpkg")]
     files = subprocess.run(["dpkg-query", *admin, "-L", "pocket-agent"], capture_output=True, text=True,
                            check=True).stdout.split()
-    assert "/usr/bin/pocket-agent" in files and UNIT in files and CONFFILE in files
-    conffiles = subprocess.run(["dpkg-query", *admin, "-W", "-f=${Conffiles}", "pocket-agent"],
-                               capture_output=True, text=True, check=True).stdout.split()
-    assert conffiles[0] == CONFFILE
+    assert "/usr/bin/pocket-agent" in files and UNIT in files and EXAMPLE in files
     done = subprocess.run([str(scratch_root / "usr/bin/pocket-agent"), "--version"], capture_output=True,
                           text=True, timeout=30, env={"PATH": "/usr/bin:/bin"}, check=False)
     assert done.returncode == 0, done.stderr

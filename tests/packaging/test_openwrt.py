@@ -14,26 +14,42 @@ from pathlib import Path
 
 import pytest
 
-from agent import __version__
+from agent import __version__, layout
+from agent.cloud import keystore as ks
+from agent.cloud.renewal import key_dir_of
 from agent.config import load
 from agent.errors import ConfigError
 from agent.uciconf import to_toml
 from tests.conftest import REPO
+from tests.packaging.identity import DEVICE_ID, Identity, provisioned
 
 FILES = REPO / "packaging/openwrt/files"
 INIT = FILES / "pocket-agent.init"
 STUBS = Path(__file__).with_name("procd_stubs.sh")
 
 
-def run_init(tmp_path: Path, function: str, **uci: str) -> tuple[list[str], Path]:
+LAUNCHER = """#!/bin/sh
+# Stands in for /usr/bin/pocket-agent: logs its command line, and lets root stand in for
+# the pocket-agent account this test host does not have (the init script's --check --user).
+echo "$*" >> "{log}"
+for a; do shift; [ "$a" = pocket-agent ] && a="$(id -un)"; set -- "$@" "$a"; done
+exec {python} -m agent "$@"
+"""
+
+
+def run_init(tmp_path: Path, function: str, unit: Identity | None = None,
+             **uci: str) -> tuple[list[str], Path]:
     """Source the init script under dash with procd stubbed, run ``function``; return the
-    procd calls it made and the TOML it generated."""
-    toml = tmp_path / "agent.toml"
+    procd calls it made and the TOML it generated. ``unit``: the provisioned identity the
+    script finds at BASE_TOML and PROVISIONED (none: an unprovisioned router)."""
+    toml = tmp_path / "agent.toml.generated"
     launcher = tmp_path / "pocket-agent"
-    launcher.write_text(f"#!/bin/sh\nexec {sys.executable} -m agent \"$@\"\n")
+    launcher.write_text(LAUNCHER.format(log=tmp_path / "launcher.log", python=sys.executable))
     launcher.chmod(0o755)
-    script = (f'. "{STUBS}"; . "{INIT}"; PROG="{launcher}"; AGENT_TOML="{toml}"; '
-              f'RUN_DIR="{tmp_path}/run"; PROFILE_DIR="{REPO}/board/profiles"; '
+    base = unit.config if unit else tmp_path / "nowhere/agent.toml"
+    marker = unit.current(ks.CERT) if unit else tmp_path / "nowhere/cert.pem"
+    script = (f'. "{STUBS}"; . "{INIT}"; PROG="{launcher}"; AGENT_TOML="{toml}"; BASE_TOML="{base}"; '
+              f'PROVISIONED="{marker}"; RUN_DIR="{tmp_path}/run"; PROFILE_DIR="{REPO}/board/profiles"; '
               # pytest's tmp_path is under /tmp: here only /var and /dev count as volatile
               f'VOLATILE_DIRS="/var /dev"; {function}')
     env = {**os.environ, "PYTHONPATH": str(REPO), **{f"UCI_{k}": v for k, v in uci.items()}}
@@ -42,12 +58,18 @@ def run_init(tmp_path: Path, function: str, **uci: str) -> tuple[list[str], Path
         env["UCI_VALIDATION_RESULT"] = uci["UCI_VALIDATION_RESULT"]
     done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, cwd=REPO, timeout=60,
                           check=False)
-    assert done.returncode == 0 or "failed" in done.stderr or "tmpfs" in done.stderr, done.stderr
+    run_init.stderr = done.stderr  # type: ignore[attr-defined]
     return done.stdout.splitlines(), toml
 
 
-PROVISIONED = {"enabled": "1", "device_id": "rtr-000001", "cloud_host": "mqtt.example.net",
-               "board_profile": "virtual"}
+@pytest.fixture(scope="module")
+def unit(tmp_path_factory: pytest.TempPathFactory) -> Identity:
+    """One provisioned identity (the key store as provisioning lays it) for the init script."""
+    return provisioned(tmp_path_factory.mktemp("provisioned"))
+
+
+PROVISIONED = {"enabled": "1"}
+"""UCI for a provisioned router: everything else comes from provisioning's configuration."""
 
 
 @pytest.mark.parametrize("path", ["pocket-agent.init", "pocket-agent.hotplug"])
@@ -57,59 +79,131 @@ def test_shell_syntax(path: str) -> None:
         subprocess.run(["sh", "-n", str(REPO / "packaging/openwrt/control" / script)], check=True)
 
 
-def test_instance_command_user_capabilities_respawn(tmp_path: Path) -> None:
+def test_instance_command_user_capabilities_respawn(tmp_path: Path, unit: Identity) -> None:
     state = tmp_path / "flash/state"
-    calls, toml = run_init(tmp_path, "start_service", **PROVISIONED, state_dir=str(state))
-    assert calls[-1] == "close_instance"
+    calls, toml = run_init(tmp_path, "start_service", unit, **PROVISIONED, state_dir=str(state))
+    assert calls[-1] == "close_instance", run_init.stderr  # type: ignore[attr-defined]
+    assert f"chown -R pocket-agent:dialout {state}" in calls
     calls = calls[calls.index("open_instance "):]  # the instance: everything set between open and close
     assert f"set command {tmp_path}/pocket-agent" in calls
     assert f"append command run --config {toml}" in calls
     assert "set user pocket-agent" in calls and "set group dialout" in calls
     assert "set capabilities /etc/capabilities/pocket-agent.json" in calls
     assert "set no_new_privs 1" in calls
-    assert "set respawn 3600 5 5" in calls
-    assert f"set file /etc/config/pocket-agent {REPO}/board/profiles/virtual.toml" in calls
-    assert f"chown -R pocket-agent:dialout {state}" in run_init(tmp_path, "start_service", **PROVISIONED,
-                                                                 state_dir=str(state))[0]
+    assert "set respawn 3600 5 0" in calls  # retry 0: forever; the agent's delay grows (agent/respawn.py)
+    assert f"set file /etc/config/pocket-agent {unit.config}" in calls
     assert state.is_dir() and state.stat().st_mode & 0o777 == 0o700
+    # the start-up checks ran first, for the service user (procd cannot tell exit codes apart)
+    log = (tmp_path / "launcher.log").read_text()
+    assert f"run --config {toml} --check --user pocket-agent" in log
     cfg = load(toml)  # the converter's output is what the daemon will read
-    assert cfg.device_id == "rtr-000001" and cfg.state_dir == state
+    assert cfg.device_id == DEVICE_ID and cfg.state_dir == state
     assert cfg.board_profile == REPO / "board/profiles/virtual.toml"
-    assert cfg.cloud.host == "mqtt.example.net" and cfg.cloud.port == 8883
+    assert cfg.cloud.host == "127.0.0.1" and cfg.cloud.port == 8883
     assert cfg.flush_interval_s == 60.0 and cfg.tz_offset == "+09:00"
-    assert str(cfg.cloud.key) == "/etc/pocket-agent/device.key"
 
 
-def test_uci_values_reach_the_command_and_the_toml(tmp_path: Path) -> None:
-    calls, toml = run_init(tmp_path, "start_service", **PROVISIONED, state_dir=str(tmp_path / "s"), verbose="1",
-                           respawn_retry="2", cloud_port="18883", modem_port="/dev/ttyUSB3", flush_interval_s="300")
+def test_generated_config_keeps_the_key_store_so_renewal_stays_on(tmp_path: Path, unit: Identity) -> None:
+    """Issue 19: the init script regenerated a config with flat key paths, where renewal is
+    off. Every [cloud] path is provisioning's, in the key store's current generation."""
+    _, toml = run_init(tmp_path, "start_service", unit, **PROVISIONED, state_dir=str(tmp_path / "s"))
+    cfg = load(toml)
+    for path in (cfg.cloud.ca, cfg.cloud.cert, cfg.cloud.key, cfg.cloud.sealing_key, cfg.cloud.platform_key):
+        assert path.parent == unit.key_dir.resolve() / ks.CURRENT and path.exists(), path
+    assert key_dir_of(cfg.cloud.cert) == unit.key_dir.resolve()  # renewal is attached to this store
+    init = INIT.read_text() + (FILES / "pocket-agent.config").read_text()
+    for option in ("cloud_ca", "cloud_cert", "cloud_key", "sealing_key", "platform_key", "device.key"):
+        assert option not in init  # no UCI option can point a key outside the key store
+
+
+def test_uci_values_reach_the_command_and_the_toml(tmp_path: Path, unit: Identity) -> None:
+    calls, toml = run_init(tmp_path, "start_service", unit, **PROVISIONED, state_dir=str(tmp_path / "s"),
+                           verbose="1", respawn_retry="2", cloud_port="18883", modem_port="/dev/ttyUSB3",
+                           flush_interval_s="300", device_id="rtr-override")
     assert "append command -v" in calls and "set respawn 3600 5 2" in calls
     cfg = load(toml)
     assert cfg.cloud.port == 18883 and cfg.modem_port == "/dev/ttyUSB3" and cfg.flush_interval_s == 300.0
+    assert cfg.device_id == "rtr-override" and cfg.cloud.host == "127.0.0.1"
 
 
-def test_disabled_or_invalid_starts_nothing(tmp_path: Path) -> None:
+def test_unprovisioned_disabled_or_invalid_starts_nothing(tmp_path: Path, unit: Identity) -> None:
     state = str(tmp_path / "state")
-    calls, toml = run_init(tmp_path, "start_service", **{**PROVISIONED, "enabled": "0"}, state_dir=state)
+    calls, toml = run_init(tmp_path, "start_service", None, **PROVISIONED, state_dir=state)
     assert calls == [] and not toml.exists()
-    calls, toml = run_init(tmp_path, "start_service", **PROVISIONED, state_dir=state, UCI_VALIDATION_RESULT="1")
+    assert "not provisioned" in run_init.stderr  # type: ignore[attr-defined]
+    calls, toml = run_init(tmp_path, "start_service", unit, **{**PROVISIONED, "enabled": "0"}, state_dir=state)
+    assert calls == [] and not toml.exists()
+    calls, toml = run_init(tmp_path, "start_service", unit, **PROVISIONED, state_dir=state,
+                           UCI_VALIDATION_RESULT="1")
     assert calls == [] and not toml.exists()
 
 
-def test_state_on_tmpfs_is_refused(tmp_path: Path) -> None:
-    calls, toml = run_init(tmp_path, "start_service", **PROVISIONED, state_dir="/var/lib/pocket-agent")
+def test_failed_start_up_checks_start_no_instance(tmp_path: Path) -> None:
+    """What a restart cannot fix is said once in the log and no instance is opened (procd
+    would restart it forever: it cannot tell exit codes apart)."""
+    broken = provisioned(tmp_path / "broken")
+    os.chmod(broken.current(ks.TLS_KEY), 0o644)
+    calls, _ = run_init(tmp_path, "start_service", broken, **PROVISIONED, state_dir=str(tmp_path / "s"))
+    assert "open_instance " not in calls
+    err = run_init.stderr  # type: ignore[attr-defined]
+    assert "has mode 0644" in err and "start-up checks failed" in err
+
+
+def test_state_on_tmpfs_is_refused(tmp_path: Path, unit: Identity) -> None:
+    calls, toml = run_init(tmp_path, "start_service", unit, **PROVISIONED, state_dir="/var/lib/pocket-agent")
     assert calls == [] and not toml.exists()
 
 
-def test_boot_waits_for_the_lan_then_reloads_on_config_change(tmp_path: Path) -> None:
-    calls, _ = run_init(tmp_path, "POCKET_AGENT_BOOT=1; start_service; service_triggers", **PROVISIONED,
+def test_boot_waits_for_the_lan_then_reloads_on_config_change(tmp_path: Path, unit: Identity) -> None:
+    calls, _ = run_init(tmp_path, "POCKET_AGENT_BOOT=1; start_service; service_triggers", unit, **PROVISIONED,
                         state_dir=str(tmp_path / "state"))
     assert "open_instance " not in calls  # at boot: nothing until the LAN is up
     assert "reload_trigger pocket-agent" in calls
     assert "validation validate_agent_section" in calls
     assert "interface_trigger interface.*.up lan /etc/init.d/pocket-agent start" in calls
-    calls, _ = run_init(tmp_path, "service_triggers", **PROVISIONED, state_dir=str(tmp_path / "state"))
+    calls, _ = run_init(tmp_path, "service_triggers", unit, **PROVISIONED, state_dir=str(tmp_path / "state"))
     assert not [c for c in calls if c.startswith("interface_trigger")]
+
+
+def test_init_script_paths_are_the_layout() -> None:
+    text = INIT.read_text()
+    assert f"BASE_TOML={layout.CONFIG_FILE}\n" in text
+    assert f"PROVISIONED={layout.PROVISIONED_MARKER}\n" in text
+    assert f"PROFILE_DIR={layout.PROFILE_DIR}\n" in text
+    assert f"'state_dir:string:{layout.OPENWRT_STATE_DIR}'" in text
+    assert f"'user:string:{layout.SERVICE_USER}'" in text
+
+
+SYSUPGRADE_STUBS = """append() { eval "$1=\\"\\${$1:+\\$$1 }$2\\""; }
+uci() { echo "$UCI_STATE_DIR"; }
+"""
+
+
+def sysupgrade_list(tmp_path: Path, **env: str) -> list[str]:
+    """What /lib/upgrade/pocket-agent.sh adds to sysupgrade's list, as sysupgrade runs it:
+    sourced, then every function in sysupgrade_init_conffiles called with the list's path."""
+    listing = tmp_path / "conffiles"
+    listing.write_text("/etc/config/pocket-agent\n")
+    stubs = tmp_path / "sysupgrade_stubs.sh"
+    stubs.write_text(SYSUPGRADE_STUBS)
+    hook = FILES / "pocket-agent.upgrade"
+    script = (f'. "{stubs}"; . "{hook}"; POCKET_AGENT_DIR="{tmp_path}/etc/pocket-agent"; '
+              f'for f in $sysupgrade_init_conffiles; do "$f" "{listing}"; done')
+    (tmp_path / "etc/pocket-agent/keys").mkdir(parents=True, exist_ok=True)
+    subprocess.run(["sh", "-c", script], check=True, env={"PATH": os.environ["PATH"], "UCI_STATE_DIR": "",
+                                                          **env}, timeout=30)
+    return listing.read_text().split()
+
+
+def test_sysupgrade_keeps_the_identity_but_a_backup_never_carries_it(tmp_path: Path) -> None:
+    kept = f"{tmp_path}/etc/pocket-agent"
+    assert kept in sysupgrade_list(tmp_path)  # a firmware upgrade: identity, link and state kept
+    assert kept not in sysupgrade_list(tmp_path, CONF_BACKUP="-")  # LuCI's "Generate archive"
+    assert kept not in sysupgrade_list(tmp_path, CONF_BACKUP="/tmp/backup.tar.gz")  # sysupgrade -b
+    assert kept not in sysupgrade_list(tmp_path, CONF_BACKUP_LIST="1")  # sysupgrade -l
+    moved = tmp_path / "data/state"
+    moved.mkdir(parents=True)
+    assert str(moved) in sysupgrade_list(tmp_path, UCI_STATE_DIR=str(moved))
 
 
 def test_converter_refuses_unknown_options_and_bad_numbers() -> None:
@@ -168,6 +262,7 @@ def test_ipk_contents(packages: dict[str, Path]) -> None:
     assert data["/usr/bin/pocket-agent"].mode == 0o755
     assert data["/etc/config/pocket-agent"].mode == 0o600
     assert data["/etc/capabilities/pocket-agent.json"].mode == 0o644
-    assert "/etc/hotplug.d/tty/30-pocket-agent" in data and "/lib/upgrade/keep.d/pocket-agent" in data
+    assert "/etc/hotplug.d/tty/30-pocket-agent" in data and "/lib/upgrade/pocket-agent.sh" in data
+    assert not [n for n in data if n.startswith("/lib/upgrade/keep.d")]  # keep.d goes into backups too
     assert "/usr/lib/pocket-agent/agent/uciconf.py" in data
     assert not [n for n in data if "__pycache__" in n or "/lib/systemd" in n]

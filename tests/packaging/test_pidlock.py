@@ -14,6 +14,7 @@ from agent.core.exitcodes import ExitCode
 from agent.errors import AlreadyRunning
 from agent.pidlock import PidLock
 from tests.conftest import REPO
+from tests.packaging.identity import provisioned
 
 
 def test_second_holder_is_refused_with_the_first_ones_pid(tmp_path: Path) -> None:
@@ -48,25 +49,13 @@ def test_lock_dies_with_its_holder(tmp_path: Path) -> None:
 
 
 def test_daemon_refuses_to_start_twice(tmp_path: Path) -> None:
-    """``pocket-agent run`` on a locked state directory exits ALREADY_RUNNING, naming the holder."""
-    state = tmp_path / "state"
-    state.mkdir(mode=0o700)
-    cfg = tmp_path / "agent.toml"
-    cfg.write_text(textwrap.dedent(f"""
-        device_id = "dev-0001"
-        state_dir = "{state}"
-        board_profile = "{REPO}/board/profiles/virtual.toml"
-        [cloud]
-        host = "127.0.0.1"
-        ca = "/nonexistent/ca.pem"
-        cert = "/nonexistent/cert.pem"
-        key = "/nonexistent/key.pem"
-        sealing_key = "/nonexistent/sealing.pem"
-        platform_key = "/nonexistent/platform.pem"
-    """))
-    with PidLock.in_dir(state):
-        done = subprocess.run([sys.executable, "-m", "agent", "run", "--config", str(cfg)], cwd=REPO, check=False,
-                              capture_output=True, text=True, timeout=60)
+    """``pocket-agent run`` on a locked state directory exits ALREADY_RUNNING, naming the holder
+    (a provisioned identity: the start-up checks come first and must pass)."""
+    unit = provisioned(tmp_path)
+    unit.state_dir.mkdir(mode=0o700)
+    with PidLock.in_dir(unit.state_dir):
+        done = subprocess.run([sys.executable, "-m", "agent", "run", "--config", str(unit.config)], cwd=REPO,
+                              check=False, capture_output=True, text=True, timeout=60)
     assert done.returncode == ExitCode.ALREADY_RUNNING, done.stderr
     assert f"locked by process {os.getpid()}" in done.stderr
 

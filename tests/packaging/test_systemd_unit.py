@@ -49,25 +49,60 @@ def test_notify_watchdog_and_restart_rules_match_the_agent() -> None:
     assert int(service["WatchdogSec"]) >= 10  # the agent pings every half, after a 1 s sample pass
     assert service["Restart"] == "on-failure"
     assert {int(c) for c in service["RestartPreventExitStatus"].split()} == {int(c) for c in NO_RESTART}
-    assert ExitCode.CONFIG_INVALID in NO_RESTART and ExitCode.MODEM_LOST not in NO_RESTART
+    assert {ExitCode.CONFIG_INVALID, ExitCode.STATE_UNWRITABLE} <= set(NO_RESTART)
+    assert ExitCode.MODEM_LOST not in NO_RESTART
     assert service["User"] == "pocket-agent" and service["SupplementaryGroups"] == "dialout"
     assert service["StateDirectoryMode"] == "0700" and service["UMask"] == "0077"
     assert service["CapabilityBoundingSet"] == service["AmbientCapabilities"] == "CAP_NET_ADMIN"
     assert service["ExecStart"].startswith("/usr/bin/pocket-agent run --config ")
 
 
-def test_default_configuration_fits_the_unit() -> None:
-    """The packaged agent.toml loads, and its paths are the ones the unit provides: the
-    state in StateDirectory=, the status file in RuntimeDirectory=, the key the unit's
-    condition waits for."""
+def test_example_configuration_fits_the_unit() -> None:
+    """The example configuration (what provisioning writes) loads, and its paths are the
+    layout's and the ones the unit provides: the state in StateDirectory=, the status file
+    in RuntimeDirectory=, every [cloud] path in the key store the unit may write."""
+    from agent import layout
     from agent.config import load
 
     cfg = load(REPO / "packaging/debian/agent.toml")
     parsed = unit()
     service = parsed["Service"]
-    assert cfg.state_dir == Path("/var/lib") / service["StateDirectory"]
+    assert cfg.state_dir == Path("/var/lib") / service["StateDirectory"] == layout.STATE_DIR
     assert cfg.status_file is not None and cfg.status_file.parent == Path("/run") / service["RuntimeDirectory"]
-    assert parsed["Unit"]["ConditionPathExists"] == str(cfg.cloud.key)
-    assert cfg.board_profile == Path("/usr/share/pocket-agent/profiles/quectel-ec25-openwrt.toml")
-    assert (REPO / "board/profiles" / cfg.board_profile.name).exists()
-    assert service["ExecStart"].endswith("--config /etc/pocket-agent/agent.toml")
+    assert cfg.status_file == layout.STATUS_FILE
+    for path in (cfg.cloud.ca, cfg.cloud.cert, cfg.cloud.key, cfg.cloud.sealing_key, cfg.cloud.platform_key):
+        assert path.parent == layout.CURRENT_DIR, path
+    assert service["ReadWritePaths"] == str(layout.KEY_DIR)
+    assert parsed["Unit"]["ConditionPathExists"] == str(layout.PROVISIONED_MARKER) == str(cfg.cloud.cert)
+    assert cfg.board_profile.parent == layout.PROFILE_DIR
+    assert (layout.SOURCE_PROFILE_DIR / cfg.board_profile.name).exists()
+    assert service["ExecStart"].endswith(f"--config {layout.CONFIG_FILE}")
+
+
+def test_never_gives_up_for_good() -> None:
+    """Issue 19: no start limit strands the router (systemd 252 has no RestartSteps=, so
+    the growing delay is the agent's: agent/respawn.py)."""
+    parsed = unit()
+    assert parsed["Unit"]["StartLimitIntervalSec"] == "0"
+    assert "StartLimitBurst" not in parsed["Unit"] and "StartLimitBurst" not in parsed["Service"]
+    assert "RestartSteps" not in parsed["Service"] and "RestartMaxDelaySec" not in parsed["Service"]
+
+
+def test_devices_include_the_console_port() -> None:
+    """The technician console's port (board profiles' console_port, /dev/ttyGS0) is allowed."""
+    import tomllib
+
+    allowed = {line.split("=", 1)[1].split()[0] for line in UNIT.read_text().splitlines()
+               if line.startswith("DeviceAllow=")}
+    ports = {tomllib.loads(p.read_text()).get("console_port", "") for p in (REPO / "board/profiles").glob("*.toml")}
+    for port in ports - {""}:
+        if port.startswith("/dev/"):
+            group = "char-" + Path(port).name.rstrip("0123456789")
+            assert group in allowed or port in allowed, port
+    assert {"char-ttyUSB", "char-ttyACM", "char-ttyGS"} <= allowed
+
+
+def test_memory_limits_carry_the_placeholder_not_the_false_claim() -> None:
+    text = UNIT.read_text()
+    assert "about 30 MB" not in text
+    assert "PLACEHOLDER" in text and "footprint" in text

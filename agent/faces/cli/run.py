@@ -1,9 +1,14 @@
 """``pocket-agent run --config FILE``: the daemon.
 
-Around the supervisor, what a service manager needs: one instance per state directory
-(agent/pidlock.py), an exit code that says whether a restart can help
-(agent/core/exitcodes.py), and systemd's notify protocol with a watchdog that pings
-only while the main loop makes progress (agent/sdnotify.py).
+Around the supervisor, what a service manager needs: start-up checks before anything
+else, each refusal one line in ``systemctl status`` (agent/preflight.py), one instance per
+state directory (agent/pidlock.py), an exit code that says whether a restart can help
+(agent/core/exitcodes.py), a growing delay before a restartable exit (agent/respawn.py),
+and systemd's notify protocol with a watchdog that pings only while the main loop makes
+progress (agent/sdnotify.py).
+
+``--check`` runs the start-up checks alone (the OpenWrt init script does, so procd, which
+cannot tell exit codes apart, never loops on a configuration error).
 """
 
 from __future__ import annotations
@@ -12,10 +17,12 @@ import argparse
 import asyncio
 import logging
 import os
+import pwd
+import time
 from typing import TYPE_CHECKING
 
 from agent import config as config_mod
-from agent import store
+from agent import preflight, respawn
 from agent.clock import OffsetFileClock
 from agent.core.exitcodes import ExitCode
 from agent.errors import AlreadyRunning, ConfigError
@@ -23,6 +30,7 @@ from agent.pidlock import PidLock
 from agent.sdnotify import Notifier, ProgressWatchdog, watchdog_interval
 
 if TYPE_CHECKING:
+    from agent.boardprofile import BoardProfile
     from agent.core.supervisor import Supervisor
 
 LOGGER = logging.getLogger(__name__)
@@ -33,37 +41,68 @@ CLOCK_OFFSET_ENV = "POCKET_AGENT_CLOCK_OFFSET_FILE"
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="the agent's TOML config (docs/configuration.md)")
+    parser.add_argument("--check", action="store_true",
+                        help="run the start-up checks only and exit with their code (agent/preflight.py)")
+    parser.add_argument("--user", default=None,
+                        help="with --check as root: whose the private keys must be (default: this process's)")
+
+
+def refuse(notifier: Notifier, code: int, reason: str) -> int:
+    """Say why once, where an operator looks: the last log line (stderr: the journal, logread)
+    and systemd's STATUS= (``systemctl status``); then exit ``code``."""
+    LOGGER.error("cannot start: %s", reason)
+    notifier.status(f"cannot start: {reason}")
+    return code
 
 
 def main(args: argparse.Namespace) -> int:
-    from agent.core.supervisor import Supervisor
+    notifier = Notifier.from_env()
+    try:
+        return _main(args, notifier)
+    finally:
+        notifier.close()
 
+
+def _main(args: argparse.Namespace, notifier: Notifier) -> int:
     try:
         cfg = config_mod.load(args.config)
-        supervisor = Supervisor.from_config(cfg)
-        offset_file = os.environ.get(CLOCK_OFFSET_ENV)
-        if offset_file:  # the lab steps the agent's clock, never the host's (pocket-lab fault clock)
-            supervisor.clock = OffsetFileClock(offset_file)
+        uid = pwd.getpwnam(args.user).pw_uid if args.user else None
+        profile = preflight.check(cfg, uid)
     except ConfigError as exc:
-        LOGGER.error("configuration: %s", exc)
-        return ExitCode.CONFIG_INVALID
+        return refuse(notifier, ExitCode.CONFIG_INVALID, f"configuration: {exc}")
+    except KeyError:
+        return refuse(notifier, ExitCode.CONFIG_INVALID, f"--user: no user {args.user!r}")
+    except preflight.Refusal as exc:
+        return refuse(notifier, exc.exit_code, str(exc))
+    if args.check:
+        LOGGER.info("start-up checks passed (board %s)", profile.name)
+        return ExitCode.OK
+    return _run(cfg, profile, notifier)
+
+
+def _run(cfg: config_mod.AgentConfig, profile: BoardProfile, notifier: Notifier) -> int:
+    from agent.core.supervisor import Supervisor
+
+    supervisor = Supervisor(cfg, profile)
+    offset_file = os.environ.get(CLOCK_OFFSET_ENV)
+    if offset_file:  # the lab steps the agent's clock, never the host's (pocket-lab fault clock)
+        supervisor.clock = OffsetFileClock(offset_file)
     try:
-        store.ensure_private_dir(cfg.state_dir)
         lock = PidLock.in_dir(cfg.state_dir)
         lock.acquire()
     except AlreadyRunning as exc:
-        LOGGER.error("%s", exc)
-        return ExitCode.ALREADY_RUNNING
+        return respawn.wait_before_exit(refuse(notifier, ExitCode.ALREADY_RUNNING, str(exc)), str(exc),
+                                        state_dir=cfg.state_dir, served_s=None, notifier=notifier)
     except OSError as exc:
-        LOGGER.error("state directory %s is not writable: %s", cfg.state_dir, exc)
-        return ExitCode.STATE_UNWRITABLE
-    notifier = Notifier.from_env()
+        return refuse(notifier, ExitCode.STATE_UNWRITABLE, f"state directory {cfg.state_dir} is not writable: {exc}")
     supervisor.watchdog = ProgressWatchdog(notifier, watchdog_interval())
     try:
-        return asyncio.run(_serve(supervisor))
+        code = asyncio.run(_serve(supervisor))
     finally:
-        notifier.close()
         lock.release()
+    served_at = supervisor.watchdog.served_at
+    return respawn.wait_before_exit(code, supervisor.give_up.reason, state_dir=cfg.state_dir, notifier=notifier,
+                                    served_s=None if served_at is None else time.monotonic() - served_at)
 
 
 async def _serve(supervisor: Supervisor) -> int:

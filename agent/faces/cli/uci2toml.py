@@ -1,6 +1,7 @@
-"""``pocket-agent uci2toml --out FILE OPTION=VALUE...``: the procd init script's config step.
+"""``pocket-agent uci2toml --out FILE [--base FILE] OPTION=VALUE...``: the init script's config step.
 
-Writes the TOML that ``agent/uciconf.py`` derives from the validated UCI options, then
+Writes the TOML that ``agent/uciconf.py`` derives from provisioning's configuration
+(``--base``, /etc/pocket-agent/agent.toml on a router) and the validated UCI options, then
 loads it as the daemon will, so a bad value is refused now, in the init script's log,
 with the exit code a service manager does not retry.
 """
@@ -15,20 +16,23 @@ from agent import store
 from agent.config import load
 from agent.core.exitcodes import ExitCode
 from agent.errors import ConfigError
-from agent.uciconf import to_toml
+from agent.uciconf import read_base, to_toml
 
 LOGGER = logging.getLogger(__name__)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="the TOML file to write")
+    parser.add_argument("--base", type=Path, default=None,
+                        help="provisioning's configuration, which the options override (docs/layout.md)")
     parser.add_argument("options", nargs="*", metavar="OPTION=VALUE", help="validated UCI options")
 
 
 def main(args: argparse.Namespace) -> int:
     try:
         options = dict(_split(item) for item in args.options)
-        store.atomic_write(args.out, to_toml(options).encode(), mode=store.PUBLIC_MODE)
+        base = read_base(args.base) if args.base else None
+        store.atomic_write(args.out, to_toml(options, base).encode(), mode=store.PUBLIC_MODE)
         load(args.out)  # the daemon will read it: refuse now, in the init script's log
     except ConfigError as exc:
         LOGGER.error("%s", exc)

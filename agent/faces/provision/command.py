@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
+from agent import layout
 from agent.boardprofile import load_profile
 from agent.errors import ConfigError
 from agent.faces.provision import exitcodes
@@ -21,15 +23,16 @@ from agent.faces.provision.flow import Provisioner, Request
 
 LOGGER = logging.getLogger(__name__)
 
-DEFAULT_CONFIG = Path("/etc/pocket-agent/agent.toml")
-DEFAULT_STATE_DIR = Path("/etc/pocket-agent/state")
-"""On flash: OpenWrt's /var is a tmpfs, and the journal and anti-replay state must survive a reboot."""
+DEFAULT_PROFILE = "virtual"
+"""The lab's board (and the system test's): a real line names its board with --profile."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.epilog = ("exit codes: " + "; ".join(f"{c} {d}" for c, d in sorted(exitcodes.DESCRIPTIONS.items()))
                      + " (docs/provisioning.md)")
-    parser.add_argument("--profile", default="virtual", help="board profile name or path (default: virtual)")
+    parser.add_argument("--profile", default=DEFAULT_PROFILE,
+                        help=f"board profile name or path (default: {DEFAULT_PROFILE}; a name is looked up in "
+                             f"{' then '.join(str(d) for d in layout.profile_dirs())})")
     parser.add_argument("--port", default=None, help="the modem's AT port (default: the profile's at_port)")
     parser.add_argument("--device-id", default=None, help="device id = certificate CN (default: pw-<IMEI>)")
     parser.add_argument("--broker", required=True, help="HOST:PORT of the platform's MQTT broker")
@@ -40,9 +43,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-imei", default=None, help="the IMEI printed on the label; must match the modem")
     parser.add_argument("--force-rekey", action="store_true", help="replace an existing identity with new keys")
     parser.add_argument("--offline", action="store_true", help="skip the broker connection of the self-test")
-    parser.add_argument("--key-dir", type=Path, default=None, help="default: the profile's key_dir")
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help=f"agent config path ({DEFAULT_CONFIG})")
-    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    parser.add_argument("--key-dir", type=Path, default=layout.KEY_DIR, help=f"the key store ({layout.KEY_DIR})")
+    parser.add_argument("--config", type=Path, default=layout.CONFIG_FILE,
+                        help=f"agent config path, made a link into the key store ({layout.CONFIG_FILE})")
+    parser.add_argument("--state-dir", type=Path, default=None,
+                        help=f"the daemon's state (default: {layout.STATE_DIR}; on OpenWrt {layout.OPENWRT_STATE_DIR})")
+    parser.add_argument("--status-file", default=str(layout.STATUS_FILE),
+                        help=f"the status file the config names ({layout.STATUS_FILE}; empty: none)")
+    parser.add_argument("--owner", default=layout.SERVICE_USER,
+                        help=f"the user the key store and state belong to (default: {layout.SERVICE_USER} if that "
+                             "account exists, else whoever runs provisioning)")
     parser.add_argument("--console-port", default="", help="default: the profile's console_port")
     parser.add_argument("--register-wait", type=float, default=st.REGISTER_WAIT_S,
                         help="seconds to wait for the seed SIM to register")
@@ -57,16 +67,28 @@ def _hostport(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _owner(name: str) -> layout.Owner | None:
+    """The service user if that account exists; a name given explicitly must exist."""
+    owner = layout.service_owner(name)
+    if owner is None and name != layout.SERVICE_USER:
+        raise ConfigError(f"--owner: no user {name!r} on this system")
+    if owner is None:
+        LOGGER.info("no user %r here (not installed from a package?): the key store stays with uid %d",
+                    name, os.geteuid())
+    return owner
+
+
 def build_request(args: argparse.Namespace) -> Request:
-    profile = load_profile(args.profile)
     profile_path = Path(args.profile)
     if not profile_path.suffix:
-        from agent.boardprofile import PROFILES_DIR
-        profile_path = PROFILES_DIR / f"{args.profile}.toml"
+        profile_path = layout.find_profile(args.profile)
+    profile = load_profile(profile_path)
     host, port = _hostport(args.broker)
     return Request(port=args.port or profile.at_port, profile=profile, profile_path=profile_path.resolve(),
-                   key_dir=args.key_dir or Path(profile.key_dir), config_path=args.config,
-                   state_dir=args.state_dir, broker_host=host, broker_port=port, ca_file=args.ca,
+                   key_dir=args.key_dir, config_path=args.config,
+                   state_dir=args.state_dir or layout.default_state_dir(), owner=_owner(args.owner),
+                   status_file=Path(args.status_file) if args.status_file else None,
+                   broker_host=host, broker_port=port, ca_file=args.ca,
                    platform_key_file=args.platform_key, device_id=args.device_id, cert_file=args.cert,
                    label_imei=args.label_imei, force_rekey=args.force_rekey, online=not args.offline,
                    console_port=args.console_port, register_wait=args.register_wait,

@@ -21,6 +21,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -40,6 +41,7 @@ from agent.cloud.protocol import DEVICE_ID_RE
 from agent.errors import AgentError, CertificateMismatch, ConfigError, ProvisionError, SealError
 from agent.faces.provision import exitcodes, uplink
 from agent.faces.provision import selftest as st
+from agent.layout import Owner
 
 LOGGER = logging.getLogger(__name__)
 
@@ -72,6 +74,10 @@ class Request:
     console_port: str = ""
     register_wait: float = st.REGISTER_WAIT_S
     modem_deadline: float = st.MODEM_DEADLINE_S
+    owner: Owner | None = None
+    """Who the key store and the state directory belong to: the service user (docs/layout.md);
+    None keeps them with whoever runs provisioning (a checkout, the lab)."""
+    status_file: Path | None = None
 
 
 @dataclass
@@ -115,6 +121,7 @@ def render_config(req: Request, device_id: str) -> bytes:
         f"device_id = {q(device_id)}",
         f"state_dir = {q(str(req.state_dir))}",
         f"board_profile = {q(str(req.profile_path))}",
+        *([f"status_file = {q(str(req.status_file))}"] if req.status_file else []),
         "",
     ]
     if req.port != req.profile.at_port:
@@ -139,7 +146,7 @@ class Provisioner:
     def __init__(self, req: Request, clock: Clock | None = None):
         self.req = req
         self.clock = clock or Clock()
-        self.store = ks.KeyStore(req.key_dir)
+        self.store = ks.KeyStore(req.key_dir, req.owner)
         self.record: dict[str, Any] = {"agent_version": __version__, "board_profile": req.profile.name}
         self.checks: list[st.Check] = []
         self.timings: dict[str, float] = {}
@@ -172,6 +179,7 @@ class Provisioner:
         except ConfigError as exc:  # wrong mode or not creatable
             raise _fail(exitcodes.STORAGE, "key_dir", str(exc)) from None
         with self.store.lock():
+            self.store.adopt()  # a store an older version left to root goes to the service user
             self.store.recover()
             _step("recovered")
             t0 = time.monotonic()
@@ -180,7 +188,7 @@ class Provisioner:
             gen = self._identity(facts, ca_pem, platform_pem)
             self.timings.update(modem=t1 - t0, identity=time.monotonic() - t1)
             ks.link_config(self.req.config_path, self.req.key_dir)
-            store.ensure_private_dir(self.req.state_dir)
+            self._state_dir()
             _step("config_linked")
         self._report(gen)
         t0 = time.monotonic()
@@ -188,6 +196,16 @@ class Provisioner:
         self.timings["selftest"] = time.monotonic() - t0
         _step("selftest")
         return exitcodes.OK if all(c.ok for c in self.checks) else exitcodes.SELFTEST_FAILED
+
+    def _state_dir(self) -> None:
+        """The daemon's state directory, 0700 and the service user's (systemd's StateDirectory=
+        and the procd init script would hand it over too; provisioning does not rely on it)."""
+        path = store.ensure_private_dir(self.req.state_dir)
+        owner = self.req.owner
+        if owner is not None and (owner.uid, owner.gid) != (os.geteuid(), os.getegid()):
+            st_ = path.stat()
+            if (st_.st_uid, st_.st_gid) != (owner.uid, owner.gid):
+                os.chown(path, owner.uid, owner.gid)
 
     # --- modem ----------------------------------------------------------------------
 

@@ -12,15 +12,13 @@ import argparse
 import datetime as dt
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
-from agent.boardprofile import load_profile
+from agent import layout
 from agent.clock import Clock
 from agent.cloud import certs
 from agent.cloud import keystore as ks
-from agent.errors import ConfigError
 
 LOGGER = logging.getLogger(__name__)
 
@@ -32,8 +30,7 @@ NO_IDENTITY = 1
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--key-dir", type=Path, default=None, help="default: the board profile's key_dir")
-    parser.add_argument("--profile", default="virtual", help="board profile name or path (for its key_dir)")
+    parser.add_argument("--key-dir", type=Path, default=layout.KEY_DIR, help=f"the key store ({layout.KEY_DIR})")
     parser.add_argument("--json", action="store_true", help="one JSON object instead of text")
 
 
@@ -86,12 +83,7 @@ def _text(d: dict[str, Any]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        key_dir = args.key_dir or Path(load_profile(args.profile).key_dir)
-    except ConfigError as exc:
-        print(f"pocket-agent identity: {exc}", file=sys.stderr)
-        return 2
-    d = describe(key_dir)
+    d = describe(args.key_dir)
     print(json.dumps(d, sort_keys=True) if args.json else _text(d))
     if args.json:  # text mode already shows them on stdout
         for warning in d.get("warnings", []):
