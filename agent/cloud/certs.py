@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from agent.cloud.crypto_compat import check_issued_by, load_pem_chain, valid_from, valid_until
 from agent.errors import CertificateMismatch
 
 LOGGER = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def subject_value(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
 def load_chain(data: bytes) -> list[x509.Certificate]:
     """A PEM bundle: the leaf first, then any intermediates."""
     try:
-        chain = x509.load_pem_x509_certificates(data)
+        chain = load_pem_chain(data)
     except ValueError as exc:
         raise CertificateMismatch(f"not a PEM certificate: {exc}", reason="malformed") from None
     if not chain:
@@ -117,14 +118,14 @@ class CertInfo:
     @classmethod
     def of(cls, cert: x509.Certificate) -> CertInfo:
         return cls(serial=format(cert.serial_number, "x"),
-                   not_before=cert.not_valid_before_utc.isoformat(),
-                   not_after=cert.not_valid_after_utc.isoformat(),
+                   not_before=valid_from(cert).isoformat(),
+                   not_after=valid_until(cert).isoformat(),
                    fingerprint=cert_fingerprint(cert), issuer=cert.issuer.rfc4514_string())
 
 
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     try:
-        cert.verify_directly_issued_by(issuer)
+        check_issued_by(cert, issuer)
         return True
     except (ValueError, TypeError, InvalidSignature):
         return False
@@ -158,7 +159,7 @@ def _is_ca(cert: x509.Certificate) -> bool:
 
 def _valid_at(cert: x509.Certificate, now: dt.datetime) -> bool:
     skew = dt.timedelta(seconds=CLOCK_SKEW_S)
-    return cert.not_valid_before_utc - skew <= now <= cert.not_valid_after_utc
+    return valid_from(cert) - skew <= now <= valid_until(cert)
 
 
 def check_certificate(cert_pem: bytes, *, key: ec.EllipticCurvePrivateKey, ca_pem: bytes, device_id: str,
@@ -185,10 +186,10 @@ def check_certificate(cert_pem: bytes, *, key: ec.EllipticCurvePrivateKey, ca_pe
     except ValueError as exc:
         raise CertificateMismatch(f"configured CA is not a PEM certificate: {exc}", reason="malformed") from None
     _check_chain(chain, ca, now)
-    if now > leaf.not_valid_after_utc:
-        raise CertificateMismatch(f"certificate expired at {leaf.not_valid_after_utc.isoformat()}", reason="expired")
-    if now < leaf.not_valid_before_utc - dt.timedelta(seconds=CLOCK_SKEW_S):
-        raise CertificateMismatch(f"certificate not valid before {leaf.not_valid_before_utc.isoformat()}",
+    if now > valid_until(leaf):
+        raise CertificateMismatch(f"certificate expired at {valid_until(leaf).isoformat()}", reason="expired")
+    if now < valid_from(leaf) - dt.timedelta(seconds=CLOCK_SKEW_S):
+        raise CertificateMismatch(f"certificate not valid before {valid_from(leaf).isoformat()}",
                                   reason="not_yet_valid")
     return leaf
 

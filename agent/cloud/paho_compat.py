@@ -13,6 +13,11 @@ an MQTT v5 client, in four places only, and this module is the one place that kn
 - reason codes: 2.x's ``ReasonCode.is_failure`` does not exist on 1.6.1's ``ReasonCodes``
   (a failure is a value of 0x80 or more, MQTT v5 section 2.4);
 - the connect timeout: a ``connect_timeout`` property on 2.x, ``_connect_timeout`` on 1.6.1;
+- a broker's short DISCONNECT: 1.6.1 reads its reason code only when properties follow
+  (remaining length over 2), so the two-byte form brokers send (reason code and an empty
+  property length, MQTT v5 section 3.14.2) was never read: the broker's close looked like
+  a lost connection and a "session taken over" (0x8E) went unseen. :func:`make_client`
+  gives 1.6.1 clients 2.x's reading (:func:`_handle_disconnect`);
 - 1.6.1's ``loop_start`` thread dies on an ``ssl.SSLEOFError`` raised while writing to a
   broker that just went away (2.x handles it); :func:`loop_start` keeps it alive. The
   agent's own link is not exposed: its per-connection thread catches every exception
@@ -21,16 +26,20 @@ an MQTT v5 client, in four places only, and this module is the one place that kn
 The rest of the API the agent uses (tls_set, will_set with properties, connect with
 clean_start and properties, subscribe, publish, loop, loop_forever, the socket-register
 callback, queue and inflight limits) is the same in both. tests/cloud/test_link.py runs
-against both versions (tests/packaging/test_paho_versions.py).
+against both versions (``make test-oldest`` runs tests/cloud on 1.6.1: packaging/oldest-deps.txt).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCodes
 
 LOGGER = logging.getLogger(__name__)
 
@@ -73,7 +82,26 @@ def make_client(client_id: str, *, reconnect_on_failure: bool = True) -> mqtt.Cl
     if PAHO_2:
         return mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
                            reconnect_on_failure=reconnect_on_failure)
-    return mqtt.Client(client_id=client_id, protocol=mqtt.MQTTv5, reconnect_on_failure=reconnect_on_failure)
+    client = mqtt.Client(client_id=client_id, protocol=mqtt.MQTTv5, reconnect_on_failure=reconnect_on_failure)
+    client._handle_disconnect = functools.partial(_handle_disconnect, client)  # type: ignore[method-assign,assignment]
+    return client
+
+
+def _handle_disconnect(client: mqtt.Client) -> int:
+    """1.6.1: a broker's DISCONNECT read as 2.x reads it: the reason code whenever the
+    packet has one (absent means 0x00, normal disconnection), properties when they follow;
+    then 1.6.1's own ending (close the socket, ``on_disconnect`` with the reason)."""
+    packet = client._in_packet["packet"]
+    reason = ReasonCodes(PacketTypes.DISCONNECT)  # "Normal disconnection" unless the packet says
+    properties = None
+    if packet:
+        reason.unpack(packet)
+    if len(packet) > 1:
+        properties = Properties(PacketTypes.DISCONNECT)
+        properties.unpack(packet[1:])
+    client._easy_log(mqtt.MQTT_LOG_DEBUG, "Received DISCONNECT %s %s", reason, properties)
+    client._loop_rc_handle(reason, properties)  # type: ignore[arg-type,call-arg]  # 1.6.1
+    return mqtt.MQTT_ERR_SUCCESS
 
 
 def set_connect_timeout(client: mqtt.Client, seconds: float) -> None:

@@ -45,6 +45,7 @@ from agent.cloud import certs
 from agent.cloud import keystore as ks
 from agent.cloud import protocol as proto
 from agent.cloud.connect_once import ConnectResult, tls_accepts
+from agent.cloud.crypto_compat import valid_until
 from agent.errors import CertificateMismatch, ProtocolError
 
 LOGGER = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ class CertRenewal:
         if gen is None or not gen.has(ks.CERT):
             return None
         leaf = certs.load_chain(gen.read(ks.CERT))[0]
-        return (leaf.not_valid_after_utc.timestamp() - self.clock.wall()) / 86400
+        return (valid_until(leaf).timestamp() - self.clock.wall()) / 86400
 
     def due(self) -> bool:
         """Renewal is due within ``renew_before_days`` of expiry, or when one is already under way."""
@@ -211,7 +212,7 @@ class CertRenewal:
         gen = self.store.seal(staging, record)
         self.store.point(ks.PENDING, gen)
         LOGGER.info("renewed certificate %x received (valid to %s); proving it", leaf.serial_number,
-                    leaf.not_valid_after_utc.isoformat())
+                    valid_until(leaf).isoformat())
         return gen
 
     async def _prove_and_switch(self, pending: ks.Generation) -> RenewalResult:

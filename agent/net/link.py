@@ -360,7 +360,7 @@ class WanLink:
         return last
 
     def _classify(self, msg: Any) -> LinkEvent | None:
-        if msg.get("IFLA_IFNAME") != self.ifname:
+        if msg.get_attr("IFLA_IFNAME") != self.ifname:  # msg.get(NLA name) needs pyroute2 > 0.7.2
             return None
         idx = int(msg["index"])
         if msg["event"] == "RTM_DELLINK":

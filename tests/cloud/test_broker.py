@@ -10,8 +10,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
+from agent.cloud import paho_compat
 from board.virtual.cloud.broker import acl_text, tls_probe
 from board.virtual.cloud.pki import LabPki
 from tests.cloud.conftest import Broker
@@ -21,10 +21,11 @@ WAIT_S = 5.0
 
 
 class Client:
-    """A synchronous paho client for probing the broker: every wait is on an event."""
+    """A synchronous paho client for probing the broker: every wait is on an event. Made
+    through agent.cloud.paho_compat, so it runs on paho-mqtt 1.6.1 (make test-oldest) and 2.x."""
 
     def __init__(self, broker: Broker, cert: Path | None, key: Path | None, cid: str, ca: Path | None = None):
-        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
+        self.c = paho_compat.make_client(cid)
         self.c.tls_set(ca_certs=str(ca or broker.pki.ca_cert), certfile=str(cert) if cert else None,
                        keyfile=str(key) if key else None)
         self.connected = threading.Event()
@@ -32,9 +33,8 @@ class Client:
         self.sub_codes: list[Any] = []
         self.messages: list[mqtt.MQTTMessage] = []
         self.got = threading.Condition()
-        self.c.on_connect = lambda *a: self.connected.set()
-        self.c.on_subscribe = self._on_sub
-        self.c.on_message = self._on_msg
+        paho_compat.set_callbacks(self.c, on_connect=lambda *a: self.connected.set(), on_subscribe=self._on_sub,
+                                  on_message=self._on_msg)
         self.broker = broker
 
     def _on_sub(self, client: Any, ud: Any, mid: int, codes: list[Any], props: Any) -> None:

@@ -49,3 +49,19 @@ def _reason(value: int) -> Any:
     from paho.mqtt.reasoncodes import ReasonCode  # type: ignore[attr-defined]
 
     return ReasonCode(PacketTypes.DISCONNECT, identifier=value)
+
+
+def test_a_short_disconnect_from_the_broker_keeps_its_reason() -> None:
+    """A broker's DISCONNECT of one or two bytes (reason code, then an empty property
+    length) reaches on_disconnect with its reason: "session taken over" (0x8E) is how the
+    link learns its certificate is in use elsewhere. paho 2.x reads it itself; 1.6.1 only
+    through paho_compat (it read the reason only when properties followed). This runs on
+    2.x in the main suite and on 1.6.1 in ``make test-oldest``: both sides covered."""
+    client = paho_compat.make_client("dev-a")
+    seen: list[tuple[int, bool]] = []
+    paho_compat.set_callbacks(client, on_disconnect=lambda cl, ud, flags, rc, props:
+                              seen.append((rc.value, rc.is_failure)))
+    for packet in (b"\x8e", b"\x8e\x00", b"\x00", b""):
+        client._in_packet.update(command=0xE0, packet=packet, remaining_length=len(packet))
+        client._handle_disconnect()
+    assert seen == [(0x8E, True), (0x8E, True), (0x00, False), (0x00, False)]

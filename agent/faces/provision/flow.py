@@ -37,6 +37,7 @@ from agent.clock import Clock
 from agent.cloud import certs, sealing
 from agent.cloud import keystore as ks
 from agent.cloud.connect_once import ConnectResult, connect_once
+from agent.cloud.crypto_compat import valid_from, valid_until
 from agent.cloud.protocol import DEVICE_ID_RE
 from agent.errors import AgentError, CertificateMismatch, ConfigError, ProvisionError, SealError
 from agent.faces.provision import exitcodes, uplink
@@ -341,7 +342,7 @@ class Provisioner:
         window = None
         if gen.has(ks.CERT):
             leaf = certs.load_chain(gen.read(ks.CERT))[0]
-            window = (leaf.not_valid_before_utc.timestamp() - certs.CLOCK_SKEW_S, leaf.not_valid_after_utc.timestamp())
+            window = (valid_from(leaf).timestamp() - certs.CLOCK_SKEW_S, valid_until(leaf).timestamp())
         self.checks.append(st.check_clock(self.clock, *(window or (None, None))))
         if not req.online:
             self.checks.append(st.Check("broker_connect", True, "skipped: --offline"))

@@ -19,6 +19,7 @@ from agent import layout
 from agent.clock import Clock
 from agent.cloud import certs
 from agent.cloud import keystore as ks
+from agent.cloud.crypto_compat import valid_until
 
 LOGGER = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def describe(key_dir: Path, clock: Clock | None = None) -> dict[str, Any]:
     leaf = certs.load_chain(gen.read(ks.CERT))[0]
     info = certs.CertInfo.of(leaf)
     now = dt.datetime.fromtimestamp(clock.wall(), dt.UTC)
-    days = (leaf.not_valid_after_utc - now).total_seconds() / 86400
+    days = (valid_until(leaf) - now).total_seconds() / 86400
     out["cert"] = {"serial": info.serial, "issuer": info.issuer, "not_before": info.not_before,
                    "not_after": info.not_after, "sha256": info.fingerprint, "days_left": round(days, 1)}
     if days < 0:
