@@ -50,8 +50,7 @@ def healer_for(sup: Any) -> Healer:
         await sup.swap_from_refused_sim(reason)
 
     def give_up(code: int, reason: str) -> None:
-        sup.give_up(code, reason)
-        sup._stop.set()  # the daemon stops and exits with ``code``
+        sup.fail(code, reason)  # the daemon stops and exits with ``code``
 
     async def report_outages(pending: list[dict[str, Any]]) -> None:
         for outage in pending:

@@ -79,12 +79,18 @@ class Metering:
     async def run(self, current_iccid: Callable[[], str | None], interval_s: float,
                   mark: Callable[[], None]) -> None:
         """Sample every ``interval_s`` and at each calendar boundary; ``mark`` tells the
-        service manager's watchdog that the main loop made a pass."""
+        service manager's watchdog that the main loop made a pass that *worked*.
+
+        A failed sample marks nothing (issue 20, finding 14): metering is the daemon's
+        job, so a loop that runs but cannot read the counters is as stuck as one that does
+        not run, and after ``WatchdogSec=`` of failures the service manager restarts it.
+        One failure in between is harmless: the pinger asks only for one pass per ping."""
         while True:
             try:
                 await self.sample(current_iccid())
             except AgentError as exc:
                 LOGGER.warning("usage sample failed: %s", exc)
-            mark()
+            else:
+                mark()
             to_boundary = self.meter.next_boundary() - self.clock.wall()
             await asyncio.sleep(max(0.0, min(interval_s, to_boundary)))

@@ -13,8 +13,14 @@ Start-up, in the order a router needs it:
 4. serve: sample the data interface every second (meter -> journal -> cloud), report on a
    fixed cadence, classify link health and report changes.
 
-SIGTERM flushes the journal and closes every adapter. Each task is owned here and
-cancelled on shutdown; every wait has a timeout.
+Stopping (SIGTERM from systemd or procd, SIGINT from a shell) is honoured in every
+phase, start-up included, within ``STOP_BUDGET_S``: start-up runs as a task that the stop
+cancels at its next await (a registration poll, an AT command, the assignment wait), then
+the shutdown flushes the journal and closes every adapter, each step bounded. A swap cut
+short by the stop is neither finished nor rolled back here: its phase is on disk
+(agent/core/swap.py), the old SIM's bytes are flushed, and the next start finishes or
+undoes it exactly as after a crash (docs/swap.md, "Stopped during a swap"). Each task is
+owned here and cancelled on shutdown; every wait has a timeout.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +70,23 @@ REGISTRATION_TIMEOUT = 90.0
 REGISTRATION_POLL = 0.5
 ASSIGNMENT_TIMEOUT = 120.0
 """Seconds for the cloud to answer an assignment request, retry-after waits included."""
-SHUTDOWN_DRAIN = 3.0
-"""Seconds SIGTERM gives the cloud link to send what is pending before it closes."""
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+"""systemd and procd stop a service with SIGTERM; a technician at a shell sends SIGINT."""
+STOP_BUDGET_S = 3.0
+"""The stop contract (packaging/README.md): from the stop signal to the exit, in any phase.
+A router's own shutdown (a reboot, a package upgrade) waits for the agent; the unit's
+``TimeoutStopSec=20`` is only the backstop after which systemd kills. The bounds below
+share it: START_CANCEL_S + TASKS_CANCEL_S + CLOUD_STOP_S + SHUTDOWN_SETTLE = 2.5 s, and
+the last reading, the journal's fsync and the modem's close take milliseconds."""
+START_CANCEL_S = 0.5
+"""Start-up unwinding after the stop cancels it: cancellation lands at its next await at
+once; the bound keeps a step that swallows it from eating the stop budget."""
+TASKS_CANCEL_S = 0.4
+"""The same for the serving tasks (a task's ``finally`` may close a socket or save a file)."""
+CLOUD_STOP_S = 1.3
+"""The cloud link's goodbye (the retained offline state, PUBACK awaited for up to
+``GOODBYE_WAIT_S`` = 1 s in agent/cloud/session.py) and its disconnect. A record not
+acknowledged by then stays in the journal and goes up after the next start."""
 SHUTDOWN_SETTLE = 0.3
 """Seconds for the TCP close handshake to finish before the last counter reading."""
 STATUS_EVERY = 2.0
@@ -113,23 +134,78 @@ class Supervisor:
         return cls(cfg, load_profile(cfg.board_profile))
 
     # ---- life cycle -----------------------------------------------------------------
-    async def run(self) -> int:
+    async def run(self, stopped_before: Callable[[], str | None] = lambda: None) -> int:
+        """Start, serve until asked to stop (or until the daemon gives up), shut down.
+
+        Start-up is a task raced against the stop, so SIGTERM during the registration wait,
+        the assignment wait or a swap ends the agent within ``STOP_BUDGET_S``, not after
+        the step's own timeout (issue 28, finding 5). ``stopped_before`` names a stop
+        signal that came before this loop handled them (agent/faces/cli/run.py); it is
+        read after the handlers are in place, so no signal falls between the two."""
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._stop.set)
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, self.request_stop, sig.name)
+        early = stopped_before()
+        if early is not None:
+            self.request_stop(f"{early} before start-up")
         try:
-            await self._start()
-            self.status.update(state="serving")
-            LOGGER.info("serving on SIM %s", (self.current or {}).get("iccid"))
-            self.watchdog.serving(f"serving on SIM {(self.current or {}).get('iccid')}")
-            await self._stop.wait()
+            if await self._start_unless_stopped():
+                self.status.update(state="serving")
+                LOGGER.info("serving on SIM %s", (self.current or {}).get("iccid"))
+                self.watchdog.serving(f"serving on SIM {(self.current or {}).get('iccid')}")
+                await self._stop.wait()
         except (AgentError, OSError) as exc:  # issue 9: honest exit codes
             LOGGER.error("cannot serve: %s: %s", type(exc).__name__, exc)
             self.give_up(failure.code_for(exc), f"{type(exc).__name__}: {exc}")
         finally:
             self.watchdog.stopping()
             await self._shutdown()
+            for sig in STOP_SIGNALS:
+                loop.remove_signal_handler(sig)
         return self.give_up.code
+
+    def request_stop(self, why: str = "request") -> None:
+        """Stop the daemon (a stop signal, or run.py for one that came before the loop)."""
+        if self._stop.is_set():
+            LOGGER.info("%s: already stopping", why)
+            return
+        LOGGER.info("%s: stopping", why)
+        self._stop.set()
+
+    def fail(self, code: int, reason: str) -> None:
+        """Give up with ``code`` and stop: the stop comes first, so nothing that goes wrong
+        while the failure is recorded can leave the daemon running (issue 20, finding 13)."""
+        self._stop.set()
+        self.give_up(code, reason)
+
+    async def _start_unless_stopped(self) -> bool:
+        """Run start-up until it ends or a stop is asked for; True if it ended.
+
+        A stop cancels start-up wherever it waits. What it had opened is closed by
+        ``_shutdown`` (each adapter is a field, set once opened); a swap it was in stays
+        on disk for the next start (agent/core/swap.py)."""
+        if self._stop.is_set():  # asked before start-up began: nothing to open, nothing to undo
+            return False
+        start = asyncio.get_running_loop().create_task(self._start(), name="start")
+        stop = asyncio.get_running_loop().create_task(self._stop.wait(), name="stop-wait")
+        try:
+            await asyncio.wait((start, stop), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            start.cancel()
+            raise
+        finally:
+            stop.cancel()
+        if start.done():
+            start.result()  # start-up's own error, for run() to turn into an exit code
+            return not self._stop.is_set()
+        LOGGER.info("stopped during start-up: cancelling it")
+        start.cancel()
+        done, _ = await asyncio.wait((start,), timeout=START_CANCEL_S)
+        if not done:
+            LOGGER.warning("start-up did not unwind within %.1f s; shutting down beside it", START_CANCEL_S)
+        elif not start.cancelled() and start.exception() is not None:
+            LOGGER.info("start-up ended with %r while stopping", start.exception())
+        return False
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         """Start a task the supervisor owns; a crash in it is logged and stops the daemon."""
@@ -143,8 +219,7 @@ class Supervisor:
         exc = task.exception()
         if exc is not None:
             LOGGER.error("task %s died: %r; stopping so the service manager restarts us", task.get_name(), exc)
-            self.give_up(failure.code_for(exc), f"{type(exc).__name__}: {exc}")
-            self._stop.set()
+            self.fail(failure.code_for(exc), f"{type(exc).__name__}: {exc}")
 
     async def _start(self) -> None:
         store.ensure_private_dir(self.state_dir)
@@ -196,13 +271,17 @@ class Supervisor:
         The final sample comes after the cloud session is closed (and the TCP close has
         settled), so the journal holds every byte this run moved, its own goodbye
         included: after SIGTERM the cloud's total plus the journal's pending records
-        equal the carrier's count exactly (tests/lab).
+        equal the carrier's count exactly (tests/lab). Every step is bounded so the whole
+        fits ``STOP_BUDGET_S`` whatever phase the daemon was in.
         """
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        pending = [task for task in self._tasks if not task.done()]
+        if pending:
+            _, stuck = await asyncio.wait(pending, timeout=TASKS_CANCEL_S)
+            for task in stuck:
+                LOGGER.warning("task %s did not end within %.1f s of its cancellation", task.get_name(),
+                               TASKS_CANCEL_S)
         if self.cloud:
             if self.meter and self.journal:
                 with contextlib.suppress(AgentError, OSError):
@@ -211,8 +290,10 @@ class Supervisor:
             if self.report_gate:
                 self.report_gate.open_now("shutdown")
             self.cloud.kick()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.cloud.stop(), SHUTDOWN_DRAIN + 2)
+            try:
+                await asyncio.wait_for(self.cloud.stop(), CLOUD_STOP_S)
+            except Exception as exc:  # noqa: BLE001 - a goodbye that fails must not stop the shutdown
+                LOGGER.info("cloud link did not close cleanly: %r", exc)
             await asyncio.sleep(SHUTDOWN_SETTLE)
         if self.meter and self.journal:
             with contextlib.suppress(AgentError, OSError):
@@ -227,7 +308,10 @@ class Supervisor:
         if self.journal:
             self.journal.close()
         if not self.give_up.failed:  # issue 9: a failure stays in the status file
-            self.status.update(state="stopped")
+            try:
+                self.status.update(state="stopped")
+            except OSError as exc:  # a report only: the stop itself went well
+                LOGGER.warning("could not record the stop in the status file: %s", exc)
 
     # ---- usage ----------------------------------------------------------------------
     def _open_usage(self) -> None:
@@ -481,8 +565,7 @@ class Supervisor:
             step = await (self.healer.modem_trouble(cause) if self.healer else self.ladder.recover(cause))  # issue 9
         except RecoveryFailed as exc:
             LOGGER.error("modem did not recover: %s", exc)
-            self.give_up(ExitCode.MODEM_LOST, f"modem: {exc}")
-            self._stop.set()
+            self.fail(ExitCode.MODEM_LOST, f"modem: {exc}")
             return
         self.status.update(modem_recovery=self.ladder.counters())
         await self.emit("health", status_event(

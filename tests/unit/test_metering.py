@@ -8,6 +8,7 @@ from pathlib import Path
 
 from agent.clock import FakeClock
 from agent.core.metering import Metering
+from agent.errors import NetError
 from agent.usage.counters import Counters
 
 SIM_A = {"iccid": "8981100000000000001", "imsi": "440100000000001", "plan": None}
@@ -64,3 +65,40 @@ def test_a_reopened_journal_resumes_from_its_durable_baseline(tmp_path: Path) ->
     asyncio.run(again.sample(SIM_A["iccid"]))
     assert again.used_on_current == 2_500  # counted once: from the baseline, not from zero
     again.journal.close()
+
+
+class FlakyWan(Wan):
+    """Counters that cannot be read on every other call (a netlink error), and a way to
+    wait until the sample loop has made a given number of reads."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, reads_wanted: int) -> None:
+        super().__init__()
+        self.loop, self.reads, self.reads_wanted = loop, 0, reads_wanted
+        self.enough = asyncio.Event()
+
+    def counters(self) -> Counters:  # runs in a worker thread (asyncio.to_thread)
+        self.reads += 1
+        if self.reads == self.reads_wanted:
+            self.loop.call_soon_threadsafe(self.enough.set)
+        if self.reads % 2 == 1:
+            raise NetError("read counters of wwan0: no such device")
+        return super().counters()
+
+
+def test_the_watchdog_is_marked_only_after_a_sample_that_worked(tmp_path: Path) -> None:
+    """Issue 20, finding 14: a loop that runs but cannot read the counters is not progress,
+    or systemd's watchdog would keep a daemon alive that meters nothing."""
+
+    async def body() -> list[int]:
+        wan = FlakyWan(asyncio.get_running_loop(), reads_wanted=5)
+        usage = metering(tmp_path, FakeClock(), wan)  # type: ignore[arg-type]
+        usage.bill_to(SIM_A)
+        marks: list[int] = []
+        task = asyncio.get_running_loop().create_task(
+            usage.run(lambda: SIM_A["iccid"], 0.0, lambda: marks.append(wan.reads)))
+        await asyncio.wait_for(wan.enough.wait(), 10)  # read 5 has begun: reads 1-4 are done
+        task.cancel()
+        usage.journal.close()
+        return marks
+
+    assert asyncio.run(body()) == [2, 4]  # reads 1 and 3 failed: marked after reads 2 and 4 only

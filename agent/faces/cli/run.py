@@ -18,6 +18,7 @@ import asyncio
 import logging
 import os
 import pwd
+import signal
 import time
 from typing import TYPE_CHECKING
 
@@ -55,15 +56,43 @@ def refuse(notifier: Notifier, code: int, reason: str) -> int:
     return code
 
 
+class EarlyStop:
+    """A stop signal that arrives before the supervisor's loop handles them.
+
+    Until ``Supervisor.run`` installs its handlers, the default action of SIGTERM kills
+    the process (imports and the configuration take a noticeable part of a second on a
+    router's CPU). From the first line of ``main`` this remembers the request instead,
+    and the supervisor, once it runs, stops at once through its ordinary shutdown (exit
+    0, STOPPING=1). After the loop is gone the signals are ignored: the agent is already
+    on its way out, with its journal flushed."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        self.signal = signal.Signals(signum).name
+
+    @staticmethod
+    def ignore() -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
+
+
 def main(args: argparse.Namespace) -> int:
+    early = EarlyStop()
+    early.install()
     notifier = Notifier.from_env()
     try:
-        return _main(args, notifier)
+        return _main(args, notifier, early)
     finally:
         notifier.close()
 
 
-def _main(args: argparse.Namespace, notifier: Notifier) -> int:
+def _main(args: argparse.Namespace, notifier: Notifier, early: EarlyStop) -> int:
     try:
         cfg = config_mod.load(args.config)
         uid = pwd.getpwnam(args.user).pw_uid if args.user else None
@@ -77,10 +106,10 @@ def _main(args: argparse.Namespace, notifier: Notifier) -> int:
     if args.check:
         LOGGER.info("start-up checks passed (board %s)", profile.name)
         return ExitCode.OK
-    return _run(cfg, profile, notifier)
+    return _run(cfg, profile, notifier, early)
 
 
-def _run(cfg: config_mod.AgentConfig, profile: BoardProfile, notifier: Notifier) -> int:
+def _run(cfg: config_mod.AgentConfig, profile: BoardProfile, notifier: Notifier, early: EarlyStop) -> int:
     from agent.core.supervisor import Supervisor
 
     supervisor = Supervisor(cfg, profile)
@@ -97,19 +126,20 @@ def _run(cfg: config_mod.AgentConfig, profile: BoardProfile, notifier: Notifier)
         return refuse(notifier, ExitCode.STATE_UNWRITABLE, f"state directory {cfg.state_dir} is not writable: {exc}")
     supervisor.watchdog = ProgressWatchdog(notifier, watchdog_interval())
     try:
-        code = asyncio.run(_serve(supervisor))
+        code = asyncio.run(_serve(supervisor, early))
     finally:
+        EarlyStop.ignore()  # respawn's wait below takes the stop signals back while it waits
         lock.release()
     served_at = supervisor.watchdog.served_at
     return respawn.wait_before_exit(code, supervisor.give_up.reason, state_dir=cfg.state_dir, notifier=notifier,
                                     served_s=None if served_at is None else time.monotonic() - served_at)
 
 
-async def _serve(supervisor: Supervisor) -> int:
+async def _serve(supervisor: Supervisor, early: EarlyStop) -> int:
     """The supervisor's run, with the watchdog pinger beside it on the same loop (so a
     blocked loop also silences the pinger)."""
     pinger = asyncio.get_running_loop().create_task(supervisor.watchdog.run(), name="watchdog")
     try:
-        return int(await supervisor.run())
+        return int(await supervisor.run(stopped_before=lambda: early.signal))
     finally:
         pinger.cancel()
