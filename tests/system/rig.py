@@ -17,18 +17,21 @@ the virtual environment's editable install points at.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.boardprofile import BoardProfile
+from agent.boardprofile import BoardProfile, load_profile
+from tests.system import image as image_mod
 from tests.system.container import Container
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,6 +42,12 @@ DIALOUT_GID = 20
 """Debian's static dialout group (base-passwd), the modem ttys' group on host and router."""
 FACTORY_INSIDE = "/root/factory"
 """The station's files on the unit (the .deb, the pins, the signed certificate)."""
+PROVISION = ("pocket-agent provision --broker {broker} --ca platform-ca.pem --platform-key platform.pub "
+             "--label-imei {imei} --device-id {device}")
+"""docs/provisioning.md, "The line's sequence", step 2, with the lab's values."""
+SERVE_TIMEOUT_S = 150.0
+"""systemd waits TimeoutStartSec=300 for READY=1; the lab's agent serves in 10-20 s
+(attach, cloud, assignment, swap): 150 s before calling a start failed."""
 
 
 def lab(*args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -121,9 +130,45 @@ class System:
     def main_pid(self) -> int:
         return int(self.unit("MainPID")["MainPID"])
 
-    def wait_serving(self, what: str, timeout: float = 120) -> dict[str, Any]:
-        return wait_until(what, lambda: self.agent_status().get("state") == "serving" and self.agent_status(),
-                          timeout)
+    def serving(self) -> bool:
+        """Active, and the STATUS= it sent with READY=1 says it serves."""
+        props = self.unit("ActiveState", "StatusText")
+        return props["ActiveState"] == "active" and props["StatusText"].startswith("serving on SIM ")
+
+    # ---- the operator's and the factory's steps (docs/provisioning.md, packaging/README.md)
+    def install(self, deb: str = "./pocket-agent_*.deb") -> str:
+        return self.sh(f"cd {FACTORY_INSIDE} && apt install -y {deb}", f"apt install {deb}")
+
+    def provision(self, *extra: str) -> dict[str, Any]:
+        """One pass of the line's command; its record (failing with the record and the log
+        when the exit code is not 0)."""
+        command = PROVISION.format(broker=self.status["broker"]["url"].removeprefix("mqtts://"),
+                                   imei=modem_imei(), device=self.device_id)
+        command = " ".join([command, *extra])
+        done = self.container.run(f"cd {FACTORY_INSIDE} && {command}", timeout=180)
+        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        if done.returncode != 0 or not lines:
+            raise AssertionError(f"{command}: exit {done.returncode}\n--- stdout\n{done.stdout[-3000:]}\n"
+                                 f"--- stderr\n{done.stderr[-3000:]}")
+        record: dict[str, Any] = json.loads(lines[-1])
+        assert record["ok"] and record["exit_code"] == 0, record
+        return record
+
+    def start(self) -> float:
+        """``systemctl start pocket-agent``: returns once systemd saw READY=1 (Type=notify);
+        fails with ``systemctl status`` when it did not come."""
+        t0 = time.monotonic()
+        done = self.container.run("systemctl start pocket-agent", timeout=SERVE_TIMEOUT_S + 30)
+        took = time.monotonic() - t0
+        if done.returncode != 0:
+            raise AssertionError(f"systemctl start pocket-agent: exit {done.returncode} after {took:.0f} s\n"
+                                 + self.container.run("systemctl status pocket-agent --no-pager -n 40").stdout)
+        return took
+
+    def start_to_ready(self) -> float:
+        """Seconds from the main process's exec to READY=1, as systemd timed them."""
+        props = self.unit("ExecMainStartTimestampMonotonic", "ActiveEnterTimestampMonotonic")
+        return (int(props["ActiveEnterTimestampMonotonic"]) - int(props["ExecMainStartTimestampMonotonic"])) / 1e6
 
     # ---- the station --------------------------------------------------------------
     def sign(self, csr_pem: str, days: int = 365) -> Path:
@@ -184,3 +229,63 @@ def next_version(deb: Path, out: Path, release: str) -> Path:
                    capture_output=True, timeout=60)
     shutil.rmtree(work, ignore_errors=True)
     return target
+
+
+def modem_imei() -> str:
+    """The IMEI the lab's virtual modem reports: what the unit's label says."""
+    from board.virtual.modem.model import ModemConfig
+
+    return ModemConfig().imei
+
+
+def default_profile_name() -> str:
+    """The board profile ``pocket-agent provision`` uses when the line gives none."""
+    from agent.faces.provision.command import configure
+
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    return str(parser.get_default("profile"))
+
+
+@contextlib.contextmanager
+def open_system(work: Path) -> Iterator[System]:
+    """The rig: the cached image, a .deb of this tree, this lab (without its agent) and the
+    root booted in the device's place; torn down (journal kept in ``work``) on exit."""
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    image = image_mod.ensure()
+    timings["image_s"] = image.seconds
+    timings["image_cold"] = float(image.built)
+    factory = work / "factory"
+    deb = build_deb(factory)
+    lab("down", check=False)
+    t = time.monotonic()
+    up = lab("up", "--no-agent", check=False, timeout=240)
+    if up.returncode != 0:
+        lab("down", check=False)
+        raise AssertionError(f"pocket-lab up --no-agent failed:\n{up.stdout}\n{up.stderr}")
+    timings["lab_up_s"] = time.monotonic() - t
+    container: Container | None = None
+    try:
+        status = lab_json("status")
+        pki = LAB_DIR / "pki"
+        # The station's copies of the platform's pins, named as docs/provisioning.md names them.
+        (factory / "platform-ca.pem").write_bytes((pki / "ca.pem").read_bytes())
+        (factory / "platform.pub").write_bytes((pki / "platform.pub").read_bytes())
+        profile = load_profile(default_profile_name())
+        modem = give_to_dialout(str(LAB_DIR / "modem.pty"))
+        console = give_to_dialout(status["console"]["device_pty"])
+        container = Container(image.root, work / "container", netns=Path("/run/netns") / status["namespaces"]["device"],
+                              binds={modem: profile.at_port, console: profile.console_port,
+                                     str(factory): FACTORY_INSIDE})
+        timings["boot_s"] = container.boot()
+        system = System(container, status, profile, factory, deb)
+        system.facts["timings"] = timings
+        yield system
+    finally:
+        timings["total_s"] = time.monotonic() - started
+        if container is not None and container.leader is not None:
+            dump = container.run("journalctl --no-pager -o short-monotonic", timeout=60)
+            (work / "journal.txt").write_text(dump.stdout)
+            container.stop()
+        lab("down", check=False)
