@@ -2,9 +2,11 @@
 
 How it is started, and why each option (docs/system-test.md has the whole picture):
 
-- ``--register=no --keep-unit``: the host's PID 1 is not systemd here (nor on many CI
-  runners), so nspawn must neither ask machined to register the machine nor ask the
-  host's systemd for a scope; the container stays in the cgroup of whoever started it.
+- ``--register=no``, and ``--keep-unit`` when the host's PID 1 is not systemd (this
+  machine, many CI containers): nspawn must then neither ask machined to register the
+  machine nor ask a systemd that is not there for a scope; the container stays in the
+  cgroup of whoever started it. Where the host runs systemd, nspawn asks it for its own
+  (delegated) scope as usual, and the unit's cgroup limits are real.
 - ``--volatile=overlay``: the cached root is the lower layer of an overlay whose upper
   layer is a tmpfs; everything the run writes (the package, the keys, the journal) is
   gone when the container stops and the cache stays pristine.
@@ -45,6 +47,11 @@ ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LAN
 """An operator's root shell, not the test runner's environment (no venv, no PYTHONPATH)."""
 
 
+def host_runs_systemd() -> bool:
+    """sd_booted(3): systemd is PID 1 when /run/systemd/system exists."""
+    return Path("/run/systemd/system").is_dir()
+
+
 class ContainerError(RuntimeError):
     """The container did not boot or stop; the message carries nspawn's output."""
 
@@ -69,7 +76,8 @@ class Container:
         return self.workdir / "nspawn.log"
 
     def argv(self) -> list[str]:
-        argv = ["systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--volatile=overlay",
+        keep_unit = [] if host_runs_systemd() else ["--keep-unit"]
+        argv = ["systemd-nspawn", "--boot", "--register=no", *keep_unit, "--volatile=overlay",
                 "--notify-ready=yes", "--console=pipe", "--link-journal=no", "--quiet",
                 f"--directory={self.root}", f"--machine={self.name}", "--capability=CAP_NET_ADMIN"]
         argv += [f"--bind={host}:{inside}" for host, inside in self.binds.items()]
