@@ -28,6 +28,8 @@ from board.virtual.network import faults, netns
 from board.virtual.network.carrier import CarrierNetwork, LabLayout
 
 LAB_DIR = Path(os.environ.get("POCKET_LAB_DIR", "/run/pocket-lab"))
+CHECKOUT = Path(__file__).resolve().parents[3]
+"""The source tree this lab runs from (its ``board`` and ``agent`` packages)."""
 DEVICE_ID = "rtr-000001"
 SPARE_DEVICE_ID = "rtr-000002"
 BROKER_PORT = 8883
@@ -82,6 +84,10 @@ def _spawn(name: str, argv: list[str], *, ns: str | None = None, env: dict[str, 
     cmd = ([netns.tool("ip"), "netns", "exec", ns] if ns else []) + argv
     log = open(LAB_DIR / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
     full_env = dict(os.environ, PYTHONUNBUFFERED="1", POCKET_LAB_DIR=str(LAB_DIR), **(env or {}))
+    # The children run this checkout's code, as this process does: they start in / (so not
+    # from a checkout's directory), and a virtual environment's editable install may point at
+    # another checkout (a git worktree beside the main one).
+    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CHECKOUT), full_env.get("PYTHONPATH")]))
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True, env=full_env, cwd="/")
     log.close()
