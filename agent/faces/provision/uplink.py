@@ -32,6 +32,12 @@ DATA_CID = 1
 """The data context the agent uses (agent/core/supervisor.py DATA_CID)."""
 SEED_APN = ""
 """The seed SIM's APN: the network's default, as the agent's start-up uses it."""
+CLOSE_GRACE_S = 1.0
+"""After the connection, before the address goes: the broker answers the client's close
+with its own (TLS close_notify, FIN), and with the address still there the kernel ends the
+exchange at once. Taken away earlier, the broker retransmits into the void and its late
+packets arrive when the agent brings the seed SIM up again with the same address (76
+bytes counted by the carrier, in the system test). An LTE round trip is 50-100 ms."""
 CONTEXT_TIMEOUT_S = 30.0
 """Context activation answers in about a second (the lab models 0.8 s); an LTE network
 may take tens of seconds for +CGACT (27.007 gives no bound; EC25 manual: 150 s max)."""
@@ -74,7 +80,9 @@ async def _over_seed(port: str, profile: BoardProfile, attempt: Callable[[], T],
         await asyncio.to_thread(wan.apply, params)
         applied = True
         LOGGER.info("seed SIM data context up on %s for the broker connection", profile.data_interface)
-        return await asyncio.to_thread(attempt)
+        result = await asyncio.to_thread(attempt)
+        await asyncio.sleep(CLOSE_GRACE_S)
+        return result
     finally:
         await _take_down(modem, wan, activated, applied)
 
