@@ -181,6 +181,17 @@ class System:
                         str(self.factory / "cert.pem")], check=True, capture_output=True, timeout=30)
         return self.factory / "cert.pem"
 
+    def cloud_command(self, action: str) -> None:
+        """The reference cloud commands the device (docs/protocol.md 3.7) through its
+        control spool (docs/virtual-board.md), as ``pocket-lab swap`` does."""
+        from agent import store
+        from board.virtual.cloud.reference import SPOOL_DIR
+
+        body = {"command_id": f"systest-{action}-{time.time_ns()}", "action": action}
+        spool = LAB_DIR / "cloud" / SPOOL_DIR
+        store.atomic_write_json(spool / f"{time.time_ns()}-command.json",
+                                {"op": "command", "device": self.device_id, "body": body})
+
     def enrol(self, record: dict[str, Any]) -> None:
         """The factory database hands the unit's record to the platform: the reference
         cloud seals profiles to the sealing public key it carries
