@@ -127,6 +127,9 @@ def render_config(req: Request, device_id: str) -> bytes:
     ]
     if req.port != req.profile.at_port:
         lines += ["[modem]", f"port = {q(req.port)}", ""]
+    if req.console_port and req.console_port != req.profile.console_port:
+        # The port the self-test checked is the one the service serves (docs/console.md).
+        lines += ["[console]", f"ports = [{q(req.console_port)}]", ""]
     lines += [
         "[cloud]",
         f"host = {q(req.broker_host)}",
