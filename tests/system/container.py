@@ -72,6 +72,10 @@ class Container:
     _proc: subprocess.Popen[bytes] | None = None
 
     @property
+    def nspawn_pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
     def log(self) -> Path:
         return self.workdir / "nspawn.log"
 

@@ -203,6 +203,29 @@ class System:
         tmp.rename(target)
 
 
+PIDFILE = REPO / "build" / "system" / "nspawn.pid"
+"""The running container's nspawn, so a run that was killed (Ctrl-C, a timeout) has its
+container stopped by the next run rather than left beside a deleted lab."""
+
+
+def stop_leftover() -> None:
+    """Stop the nspawn a previous, interrupted run left (its pid, if it still is nspawn)."""
+    try:
+        pid = int(PIDFILE.read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return
+    if b"systemd-nspawn" not in cmdline or not any(a.startswith(b"--directory=" + str(image_mod.CACHE_DIR).encode())
+                                                   for a in cmdline):
+        return
+    os.kill(pid, 15)  # nspawn halts the container on SIGTERM
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if Path(f"/proc/{pid}").exists():
+        os.kill(pid, 9)
+
+
 def give_to_dialout(path: str) -> str:
     """What udev does for a modem's tty (Debian: ttyUSB*, ttyACM*, ttyGS* -> dialout 0660):
     the pty behind the lab's symlink, so the service user's group may open it."""
@@ -289,7 +312,9 @@ def open_system(work: Path) -> Iterator[System]:
         container = Container(image.root, work / "container", netns=Path("/run/netns") / status["namespaces"]["device"],
                               binds={modem: profile.at_port, console: profile.console_port,
                                      str(factory): FACTORY_INSIDE})
+        stop_leftover()
         timings["boot_s"] = container.boot()
+        PIDFILE.write_text(str(container.nspawn_pid))
         system = System(container, status, profile, factory, deb)
         system.facts["timings"] = timings
         yield system
@@ -299,4 +324,5 @@ def open_system(work: Path) -> Iterator[System]:
             dump = container.run("journalctl --no-pager -o short-monotonic", timeout=60)
             (work / "journal.txt").write_text(dump.stdout)
             container.stop()
+        PIDFILE.unlink(missing_ok=True)
         lab("down", check=False)
