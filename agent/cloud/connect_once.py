@@ -60,7 +60,7 @@ def connect_once(host: str, port: int, *, ca: Path, cert: Path, key: Path, clien
         client.connect(host, port, keepalive=30)
     except (OSError, ValueError) as exc:
         return ConnectResult(False, f"{exc.__class__.__name__}: {exc}")
-    client.loop_start()
+    paho_compat.loop_start(client)  # on 1.6.1 a TLS refusal on the first read must not kill its thread
     try:
         if not done.wait(timeout):
             return ConnectResult(False, f"no CONNACK within {timeout:g} s")

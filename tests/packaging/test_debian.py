@@ -59,7 +59,7 @@ def test_control_and_conffiles(packages: dict[str, Path]) -> None:
     assert field(deb, "Architecture") == "all"
     depends = field(deb, "Depends")
     for dep in ("python3 (>= 3.11)", "python3-paho-mqtt (>= 1.6.1)", "python3-serial",
-                "python3-cryptography", "python3-pyroute2 (>= 0.7)", "adduser"):
+                "python3-cryptography (>= 38.0.4)", "python3-pyroute2 (>= 0.7.2)", "adduser"):
         assert dep in depends
     info = subprocess.run(["dpkg-deb", "--info", str(packages["deb"])], capture_output=True, text=True,
                           check=True).stdout
