@@ -80,31 +80,16 @@ run: setup
 	$(BIN)/python -m board.virtual.lab.demo
 
 # Every test. As root (CI) nothing is skipped; elsewhere root-only tests say why they skip.
-# The lab tests (tests/lab) spend most of their time waiting on the lab's clocks (a
-# 2-minute stream, a 2-minute soak, twenty swaps), so they run beside the rest rather than
-# after it: on 2 cores the whole suite takes the lab's ~17 minutes instead of ~25. Their
-# output is kept in build/lab-tests.log and printed after the others'. The oldest-versions
-# run (test-oldest) goes beside them too, into build/oldest-tests.log: about 4 minutes,
-# mostly waiting on brokers and namespaces, so it adds little to the lab's wall time.
-# The system test (tests/system: the .deb on a Debian 12 root booted with systemd, on its
-# own lab) mostly waits too (on systemd's watchdog and restart timers): it runs beside
-# them, about 5 minutes, plus about a minute the first time to build the root image
-# (cached in build/system); output in build/system-tests.log.
-LAB_LOG := build/lab-tests.log
-SYSTEM_LOG := build/system-tests.log
+# The suite runs in parts at once (tests/parts.py): the tests that need no lab, the lab
+# tests in groups, each group on a lab of its own (its own namespaces and directory), since
+# the lab tests mostly wait on the lab's clocks, the oldest-versions run (test-oldest,
+# about 4 minutes, mostly waiting on brokers and namespaces), and the system test
+# (tests/system: the .deb on a Debian 12 root booted with systemd, on its own lab; about 5
+# minutes, mostly waiting on systemd's watchdog and restart timers, plus about a minute
+# the first time to build the root image, cached in build/system). Each part's output is
+# kept in build/test-<part>.log and printed when all have ended, with each part's wall time.
 test: setup oldest-setup
-	@mkdir -p build
-	@$(BIN)/python -m pytest -q --durations=15 tests/lab >$(LAB_LOG) 2>&1 & lab=$$!; \
-	$(OLDEST_RUN) >$(OLDEST_LOG) 2>&1 & oldest=$$!; \
-	$(BIN)/python -m pytest -q -s -rs --durations=20 tests/system >$(SYSTEM_LOG) 2>&1 & system=$$!; \
-	$(BIN)/python -m pytest -q --durations=15 --ignore=tests/lab --ignore=tests/system tests; rest=$$?; \
-	wait $$oldest; oldrc=$$?; wait $$lab; labrc=$$?; wait $$system; systemrc=$$?; \
-	echo; echo "==== oldest dependencies, $(OLDEST_PINS) (run beside the others; $(OLDEST_LOG)) ===="; \
-	cat $(OLDEST_LOG); \
-	echo; echo "==== tests/lab (run beside the others; $(LAB_LOG)) ===="; cat $(LAB_LOG); \
-	echo; echo "==== tests/system (run beside the others; $(SYSTEM_LOG)) ===="; cat $(SYSTEM_LOG); \
-	echo "make test: tests/lab exit $$labrc, tests/system exit $$systemrc, oldest dependencies exit $$oldrc, the others exit $$rest"; \
-	[ $$rest -eq 0 ] && [ $$oldrc -eq 0 ] && [ $$labrc -eq 0 ] && [ $$systemrc -eq 0 ]
+	@$(BIN)/python tests/parts.py
 
 bench: setup
 	$(BIN)/python tests/bench/run_all.py

@@ -108,9 +108,9 @@ def watchdog_interval(env: Mapping[str, str] | None = None, pid: int | None = No
 class ProgressWatchdog:
     """Pings the watchdog only when the daemon's main loop made progress since the last ping.
 
-    The sample loop calls :meth:`mark` once per pass; :meth:`run` wakes every
-    ``interval`` seconds and sends ``WATCHDOG=1`` if a mark arrived in between. Missed
-    pings are counted and logged so a field log shows the stall before the restart.
+    The sample loop calls :meth:`mark` once per pass that read the counters; :meth:`run`
+    wakes every ``interval`` seconds and sends ``WATCHDOG=1`` if a mark arrived in between.
+    Missed pings are counted and logged so a field log shows the stall before the restart.
 
     Before :meth:`serving` (READY=1) it pings unconditionally: the start-up waits
     (registration up to 90 s, an assignment up to 120 s) are each bounded by their own

@@ -5,12 +5,13 @@ exit codes") and procd's respawn logic already know how to read:
 
 - a configuration error (a bad file, a key that is missing, readable by others or for
   another certificate, a board the agent cannot serve on) and a state directory or key
-  store the service cannot write will fail again on every restart, so the systemd unit
+  store the service cannot write, found before start-up, will fail again on every restart, so the systemd unit
   lists them in ``RestartPreventExitStatus=``: the unit stays failed with its reason in
   ``systemctl status`` instead of a restart loop hiding it (agent/preflight.py finds them
   before anything else starts);
-- a lost modem, another failure or a lock held by another instance may clear up (USB
-  re-enumerates, the other instance stops), so ``Restart=on-failure`` restarts them,
+- a lost modem, state that failed while serving (full flash), another failure or a lock
+  held by another instance may clear up (USB re-enumerates, flash frees, the other
+  instance stops), so ``Restart=on-failure`` restarts them,
   forever, after a delay that grows in the agent (agent/respawn.py).
 
 Keep each code distinct: a field log or ``systemctl status`` then says why the agent
@@ -31,8 +32,13 @@ class ExitCode(IntEnum):
     MODEM_LOST = 69
     """EX_UNAVAILABLE: the modem did not answer even after the recovery ladder (restart)."""
     STATE_UNWRITABLE = 73
-    """EX_CANTCREAT: the state directory, the journal or the key store cannot be written
-    (permissions, read-only mount, full flash); not restarted: someone must fix the storage."""
+    """EX_CANTCREAT: found before start-up (agent/preflight.py): the state directory or the
+    key store the configuration names cannot be written by the service (owner, mode,
+    read-only mount). Not restarted: the next start would find the same."""
+    STATE_IO = 74
+    """EX_IOERR: the journal or other state failed *while serving* (flash full, an I/O
+    error). Restarted with the growing delay: flash frees up (logs rotate, a tmpfs is
+    emptied) and a router far from anyone must come back by itself (docs/self-healing.md)."""
     ALREADY_RUNNING = 75
     """EX_TEMPFAIL: another instance holds the PID lock on the same state directory."""
     CONFIG_INVALID = 78
@@ -45,13 +51,13 @@ NO_RESTART = (ExitCode.STATE_UNWRITABLE, ExitCode.CONFIG_INVALID)
 
 
 OK, FAILURE, MODEM_LOST = ExitCode.OK, ExitCode.FAILURE, ExitCode.MODEM_LOST
-STATE_UNWRITABLE, ALREADY_RUNNING, CONFIG_INVALID = (ExitCode.STATE_UNWRITABLE, ExitCode.ALREADY_RUNNING,
-                                                     ExitCode.CONFIG_INVALID)
+STATE_UNWRITABLE, STATE_IO, ALREADY_RUNNING, CONFIG_INVALID = (
+    ExitCode.STATE_UNWRITABLE, ExitCode.STATE_IO, ExitCode.ALREADY_RUNNING, ExitCode.CONFIG_INVALID)
 """The same codes as plain names (``exitcodes.MODEM_LOST``)."""
 
-STATE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT})
-"""Errors of a state directory that cannot be written (permissions, read-only or full
-flash): a restart cannot help until the storage is fixed."""
+STATE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EIO})
+"""Errors of state that stopped being writable while serving (permissions changed,
+read-only remount, full flash, a failing chip)."""
 
 
 def exit_code_for(exc: BaseException) -> ExitCode:
@@ -67,5 +73,5 @@ def exit_code_for(exc: BaseException) -> ExitCode:
         # the modem itself is gone; "not registered" and other network trouble is not (FAILURE)
         return ExitCode.MODEM_LOST
     if isinstance(exc, (JournalError, PermissionError)) or (isinstance(exc, OSError) and exc.errno in STATE_ERRNOS):
-        return ExitCode.STATE_UNWRITABLE
+        return ExitCode.STATE_IO
     return ExitCode.FAILURE

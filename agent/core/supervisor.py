@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,15 @@ the last reading, the journal's fsync and the modem's close take milliseconds.""
 START_CANCEL_S = 0.5
 """Start-up unwinding after the stop cancels it: cancellation lands at its next await at
 once; the bound keeps a step that swallows it from eating the stop budget."""
+CANCEL_GRACE_S = 0.1
+"""How long a cancelled task may take in its ``finally`` (close a socket, save a file)
+before its cancellation is repeated."""
+CANCEL_REPEAT_S = 0.05
+"""Then the cancellation is repeated this often. One can be lost: Python 3.11's
+``asyncio.wait_for`` swallows a cancellation that arrives just as the future it waits on
+completes (CPython gh-86296, fixed in 3.12; Debian 12 and OpenWrt 23.05 ship 3.11). An AT
+answer arriving with the SIGTERM is exactly that, and start-up then slept on into its next
+registration poll (measured: the stop took 0.5 s more in two runs of five)."""
 TASKS_CANCEL_S = 0.4
 """The same for the serving tasks (a task's ``finally`` may close a socket or save a file)."""
 CLOUD_STOP_S = 1.3
@@ -91,6 +101,25 @@ SHUTDOWN_SETTLE = 0.3
 """Seconds for the TCP close handshake to finish before the last counter reading."""
 STATUS_EVERY = 2.0
 """Seconds between status-file refreshes (usage and health move every second)."""
+
+
+async def cancel_and_wait(tasks: list[asyncio.Task[Any]], bound: float) -> set[asyncio.Task[Any]]:
+    """Cancel ``tasks`` and wait, at most ``bound`` seconds, until they end; returns those
+    still running. A cancellation is repeated (after CANCEL_GRACE_S, then every
+    CANCEL_REPEAT_S) because one can be lost on the way: see CANCEL_REPEAT_S."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + bound
+    pending = {task for task in tasks if not task.done()}
+    wait = CANCEL_GRACE_S
+    while pending:
+        for task in pending:
+            task.cancel()
+        left = deadline - loop.time()
+        if left <= 0:
+            break
+        _, pending = await asyncio.wait(pending, timeout=min(wait, left))
+        wait = CANCEL_REPEAT_S
+    return pending
 
 
 class Supervisor:
@@ -104,6 +133,8 @@ class Supervisor:
         self.give_up = failure.GiveUp(self.status)  # issue 9: exit code + reason
         self.state_dir = Path(cfg.state_dir)
         self._stop = asyncio.Event()
+        self._stop_asked: float | None = None
+        """When a stop was asked for (monotonic), for the log line that measures the stop."""
         self._tasks: list[asyncio.Task[Any]] = []
         self.modem: Modem | None = None
         self.ladder: RecoveryLadder | None = None
@@ -170,6 +201,7 @@ class Supervisor:
             LOGGER.info("%s: already stopping", why)
             return
         LOGGER.info("%s: stopping", why)
+        self._stop_asked = time.monotonic()
         self._stop.set()
 
     def fail(self, code: int, reason: str) -> None:
@@ -199,9 +231,7 @@ class Supervisor:
             start.result()  # start-up's own error, for run() to turn into an exit code
             return not self._stop.is_set()
         LOGGER.info("stopped during start-up: cancelling it")
-        start.cancel()
-        done, _ = await asyncio.wait((start,), timeout=START_CANCEL_S)
-        if not done:
+        if await cancel_and_wait([start], START_CANCEL_S):
             LOGGER.warning("start-up did not unwind within %.1f s; shutting down beside it", START_CANCEL_S)
         elif not start.cancelled() and start.exception() is not None:
             LOGGER.info("start-up ended with %r while stopping", start.exception())
@@ -274,14 +304,8 @@ class Supervisor:
         equal the carrier's count exactly (tests/lab). Every step is bounded so the whole
         fits ``STOP_BUDGET_S`` whatever phase the daemon was in.
         """
-        for task in self._tasks:
-            task.cancel()
-        pending = [task for task in self._tasks if not task.done()]
-        if pending:
-            _, stuck = await asyncio.wait(pending, timeout=TASKS_CANCEL_S)
-            for task in stuck:
-                LOGGER.warning("task %s did not end within %.1f s of its cancellation", task.get_name(),
-                               TASKS_CANCEL_S)
+        for task in await cancel_and_wait(self._tasks, TASKS_CANCEL_S):
+            LOGGER.warning("task %s did not end within %.1f s of its cancellation", task.get_name(), TASKS_CANCEL_S)
         if self.cloud:
             if self.meter and self.journal:
                 with contextlib.suppress(AgentError, OSError):
@@ -312,6 +336,9 @@ class Supervisor:
                 self.status.update(state="stopped")
             except OSError as exc:  # a report only: the stop itself went well
                 LOGGER.warning("could not record the stop in the status file: %s", exc)
+        if self._stop_asked is not None:  # the stop contract's figure, for a field log
+            LOGGER.info("shut down %.2f s after the stop was asked for (budget %.0f s)",
+                        time.monotonic() - self._stop_asked, STOP_BUDGET_S)
 
     # ---- usage ----------------------------------------------------------------------
     def _open_usage(self) -> None:

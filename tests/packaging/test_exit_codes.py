@@ -57,7 +57,7 @@ def test_modem_lost_at_start_is_69(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("error", "code"), [(ConfigError("x"), 78), (ModemError("not registered"), 1), (PortClosed("x"), 69),
-                                             (JournalError("x"), 73), (PermissionError("x"), 73),
+                                             (JournalError("x"), 74), (PermissionError("x"), 74),
                                              (RuntimeError("x"), 1)])
 def test_exit_code_for(error: BaseException, code: int) -> None:
     assert exit_code_for(error) == code

@@ -148,7 +148,7 @@ def test_a_status_write_that_fails_while_giving_up_still_stops_the_daemon(tmp_pa
 
     sup._start = start  # type: ignore[method-assign]
     code = asyncio.run(asyncio.wait_for(sup.run(), RUN_BOUND_S))
-    assert code == ExitCode.STATE_UNWRITABLE  # ENOSPC: a restart helps once there is room
+    assert code == ExitCode.STATE_IO  # ENOSPC while serving: restarted, with the growing delay
     assert sup.give_up.reason is not None and "No space left" in sup.give_up.reason
     assert hooks.said == ["READY", "STOPPING"]
 
@@ -159,3 +159,19 @@ def test_giving_up_does_not_raise_when_the_status_file_cannot_be_written() -> No
     give_up = GiveUp(status)
     give_up(ExitCode.MODEM_LOST, "modem: gone")
     assert (give_up.code, give_up.reason) == (ExitCode.MODEM_LOST, "modem: gone")
+
+
+def test_a_stop_signal_during_imports_is_remembered_not_fatal() -> None:
+    """Before the supervisor's loop exists, SIGTERM's default action would kill the agent
+    (exit by signal, journal not flushed); run.py's EarlyStop keeps it for the supervisor."""
+    from agent.faces.cli.run import EarlyStop
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    early = EarlyStop()
+    try:
+        early.install()
+        os.kill(os.getpid(), signal.SIGTERM)  # handled between two bytecodes, on this thread
+        assert early.signal == "SIGTERM"
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)

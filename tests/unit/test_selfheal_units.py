@@ -21,16 +21,18 @@ from agent.recordlog import RecordLog
 
 def test_exit_codes_are_sysexits() -> None:
     assert (exitcodes.OK, exitcodes.FAILURE, exitcodes.MODEM_LOST, exitcodes.STATE_UNWRITABLE,
-            exitcodes.ALREADY_RUNNING, exitcodes.CONFIG_INVALID) == (0, 1, 69, 73, 75, 78)
+            exitcodes.STATE_IO, exitcodes.ALREADY_RUNNING, exitcodes.CONFIG_INVALID) == (0, 1, 69, 73, 74, 75, 78)
 
 
 @pytest.mark.parametrize(("exc", "code"), [
     (ConfigError("bad"), exitcodes.CONFIG_INVALID),
     (RecoveryFailed("gone"), exitcodes.MODEM_LOST),
     (PortClosed("cannot open /dev/ttyUSB2"), exitcodes.MODEM_LOST),
-    (JournalError("cannot append"), exitcodes.STATE_UNWRITABLE),
-    (OSError(errno.EROFS, "read-only"), exitcodes.STATE_UNWRITABLE),
-    (PermissionError(errno.EACCES, "denied"), exitcodes.STATE_UNWRITABLE),
+    # while serving, state that fails is restarted (74); 73 is preflight's, before start-up
+    (JournalError("cannot append"), exitcodes.STATE_IO),
+    (OSError(errno.EROFS, "read-only"), exitcodes.STATE_IO),
+    (OSError(errno.ENOSPC, "full"), exitcodes.STATE_IO),
+    (PermissionError(errno.EACCES, "denied"), exitcodes.STATE_IO),
     (ModemError("not registered after 90 s"), exitcodes.FAILURE),
     (RuntimeError("bug"), exitcodes.FAILURE),
 ])

@@ -1,0 +1,97 @@
+"""``make test``: the suite in parts that run at once, each with its own log and lab.
+
+Why parts: nine tenths of the suite's wall time is spent waiting on lab clocks (a
+2-minute stream, twenty swaps, a soak), not on the CPU. The lab already takes a
+namespace prefix and a directory, so each lab group gets a lab of its own and the groups
+wait side by side. Groups are chosen so that the tests that load the machine's CPU
+(bulk traffic at the cell's 50 Mbit/s, twenty SIGKILLs) are in one group and never run
+together (issue 21).
+
+Each part writes ``build/test-<part>.log``; when all have ended the logs are printed in
+order with each part's wall time and exit status, and the run fails if any part failed
+or ran no test. Parts are named on the command line to run a subset
+(``python tests/parts.py unit lab-a``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BUILD = REPO / "build"
+PYTEST = [sys.executable, "-m", "pytest", "-q", "--durations=15"]
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def lab_env(tag: str) -> dict[str, str]:
+    """A lab of the part's own: namespaces ``pwt<tag>-*``, directory ``/run/pocket-lab-t<tag>``."""
+    return {"POCKET_LAB_PREFIX": f"pwt{tag}", "POCKET_LAB_TEST_DIR": f"/run/pocket-lab-t{tag}"}
+
+
+LAB_HEAVY = ["tests/lab/test_lab_swap.py", "tests/lab/test_lab_usage.py"]
+"""Bulk traffic at the cell's 50 Mbit/s with swaps and SIGKILLs under it: the lab tests that
+load the CPU, kept in one group so no two of them run at once (their exactness bounds are
+about packets in flight, which a starved CPU stretches)."""
+LAB_FAULTS = ["tests/lab/test_lab_faults.py"]
+"""Every fault kind, the restart loop and the short soak: mostly waiting on heal clocks."""
+
+PARTS = [
+    Part("rest", [*PYTEST, "--ignore=tests/lab", "--ignore=tests/system", "tests"]),
+    # The package under real systemd on its own lab (prefix pwsy, docs/system-test.md);
+    # -s for its wall times, -rs so a local run says why it skipped.
+    Part("system", [*PYTEST, "-s", "-rs", "tests/system"]),
+    # The agent's tests on the oldest dependencies (issue 28): the Makefile's own target,
+    # which holds the venv, the pins and the test list.
+    Part("oldest", ["make", "--no-print-directory", "-s", "test-oldest"]),
+    Part("lab-heavy", [*PYTEST, *LAB_HEAVY], lab_env("a")),
+    Part("lab-faults", [*PYTEST, *LAB_FAULTS], lab_env("b")),
+    Part("lab-other", [*PYTEST, "tests/lab", *(f"--ignore={p}" for p in LAB_HEAVY + LAB_FAULTS)], lab_env("c")),
+]
+
+
+def run(parts: list[Part]) -> int:
+    BUILD.mkdir(exist_ok=True)
+    started: list[tuple[Part, subprocess.Popen[bytes], float, Path]] = []
+    for part in parts:
+        log = BUILD / f"test-{part.name}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(part.argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                    env=dict(os.environ, **part.env))
+        started.append((part, proc, time.monotonic(), log))
+        print(f"make test: part {part.name} started ({' '.join(part.argv[3:] if part.argv[0] == sys.executable else part.argv)}), log {log.relative_to(REPO)}",
+              flush=True)
+    results = []
+    for part, proc, t0, log in started:
+        code = proc.wait()
+        results.append((part, code, time.monotonic() - t0, log))
+    failed = 0
+    for part, code, took, log in results:
+        print(f"\n==== {part.name}: exit {code}, {took:.0f} s wall ({log.relative_to(REPO)}) ====", flush=True)
+        sys.stdout.write(log.read_text(errors="replace"))
+        failed += code != 0
+    print("\nmake test parts: " + ", ".join(f"{p.name} exit {c} in {t:.0f} s" for p, c, t, _ in results))
+    return 1 if failed else 0
+
+
+def main(argv: list[str]) -> int:
+    chosen = [p for p in PARTS if not argv or p.name in argv]
+    unknown = set(argv) - {p.name for p in PARTS}
+    if unknown:
+        print(f"unknown part(s): {', '.join(sorted(unknown))}; parts: {', '.join(p.name for p in PARTS)}")
+        return 2
+    return run(chosen)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
