@@ -116,14 +116,6 @@ class System:
         out = self.sh(f"systemctl show pocket-agent -p {','.join(props)}", "systemctl show")
         return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
-    def agent_status(self) -> dict[str, Any]:
-        """The agent's status file (/run/pocket-agent/status.json, world-readable)."""
-        try:
-            return json.loads(self.container.path(self.facts.get("status_file", "/run/pocket-agent/status.json"))
-                              .read_text())
-        except (FileNotFoundError, ValueError):
-            return {}
-
     def journal(self, args: str = "") -> str:
         return self.sh(f"journalctl -u pocket-agent --no-pager -o cat {args}", "journalctl")
 
