@@ -32,7 +32,7 @@ one softirq call) and one on the uplink (the core's per-CPU input backlog, where
 has already counted the packet as sent). So the drop is ordered: the address leaves the
 downlink set, one RCU grace period lets every packet counted before that finish its
 softirq, the cell link goes down, the backlog drains, another grace period, then the
-address leaves the uplink set (``_drop_bearer``; docs/swap.md, "What is not exact").
+address leaves the uplink set (``drop_bearer``; docs/swap.md, "In flight at a bearer drop").
 """
 
 from __future__ import annotations
@@ -380,15 +380,20 @@ def drop_bearer(layout: LabLayout, address: str, *, last: bool) -> None:
     for as long as ``ip link set down`` took from taking the qdisc away to flushing the
     route: 0 to 47 full-size packets per drop under bulk load (docs/swap.md).
     """
+    t0 = time.monotonic()
     run(["nft", "delete", "element", "ip", "carrier", ADMIT_DOWN, f"{{ {address} }}"], netns=layout.core,
         check=False)
     rcu_grace_period()
+    drained = None
     if last:
         cell_link(layout, False)
-        wait_backlog_drained()
+        drained = wait_backlog_drained()
         rcu_grace_period()
     run(["nft", "delete", "element", "ip", "carrier", ADMIT_UP, f"{{ {address} }}"], netns=layout.core,
         check=False)
+    LOGGER.info("carrier: bearer of %s dropped in %.0f ms (cell link %s)", address, (time.monotonic() - t0) * 1000,
+                "kept for another context" if drained is None else "down, backlog drained" if drained
+                else "down, backlog NOT seen drained")
 
 
 def cell_link(layout: LabLayout, up: bool) -> None:
