@@ -28,8 +28,6 @@ from board.virtual.network import faults, netns
 from board.virtual.network.carrier import CarrierNetwork, LabLayout
 
 LAB_DIR = Path(os.environ.get("POCKET_LAB_DIR", "/run/pocket-lab"))
-CHECKOUT = Path(__file__).resolve().parents[3]
-"""The source tree this lab runs from (its ``board`` and ``agent`` packages)."""
 DEVICE_ID = "rtr-000001"
 SPARE_DEVICE_ID = "rtr-000002"
 BROKER_PORT = 8883
@@ -57,8 +55,19 @@ class LabError(RuntimeError):
 
 
 # ---- small helpers ----------------------------------------------------------------
+SOURCE_ROOT = Path(__file__).resolve().parents[3]
+"""The tree this command runs from. The lab's processes start in ``/`` and must run the
+same code: without it an editable install (``pip install -e``) resolves ``agent`` and
+``board`` to the tree it was installed from, so a lab started from a second worktree
+would run the first one's agent and carrier."""
+
+
 def _python() -> str:
     return sys.executable
+
+
+def _child_pythonpath() -> str:
+    return os.pathsep.join([str(SOURCE_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 def _pidfile(name: str) -> Path:
@@ -83,11 +92,8 @@ def _spawn(name: str, argv: list[str], *, ns: str | None = None, env: dict[str, 
     (LAB_DIR / "pids").mkdir(parents=True, exist_ok=True)
     cmd = ([netns.tool("ip"), "netns", "exec", ns] if ns else []) + argv
     log = open(LAB_DIR / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
-    full_env = dict(os.environ, PYTHONUNBUFFERED="1", POCKET_LAB_DIR=str(LAB_DIR), **(env or {}))
-    # The children run this checkout's code, as this process does: they start in / (so not
-    # from a checkout's directory), and a virtual environment's editable install may point at
-    # another checkout (a git worktree beside the main one).
-    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CHECKOUT), full_env.get("PYTHONPATH")]))
+    full_env = dict(os.environ, PYTHONUNBUFFERED="1", POCKET_LAB_DIR=str(LAB_DIR), PYTHONPATH=_child_pythonpath())
+    full_env.update(env or {})
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True, env=full_env, cwd="/")
     log.close()
