@@ -114,3 +114,26 @@ def test_ntp_synchronised_kernel_counts(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(clock_mod, "kernel_ntp_synced", lambda: True)
     assert Clock(strict=True).trusted_by == "ntp"
     assert isinstance(clock_mod.kernel_ntp_synced(), bool)
+
+
+@pytest.mark.parametrize("trusted", [None, False, True])
+@pytest.mark.parametrize("epoch", [1000.0, clock_mod.PLAUSIBLE_EPOCH - 1, clock_mod.PLAUSIBLE_EPOCH, NOON])
+@pytest.mark.parametrize("vouched", [None, 1000.0, NOON + 30, "system"])
+def test_fake_clock_trusts_exactly_what_the_real_clock_would(monkeypatch: pytest.MonkeyPatch, trusted: bool | None,
+                                                           epoch: float, vouched: float | str | None) -> None:
+    """Issue 21: FakeClock once trusted any date it was told to, so a test could pass on a
+    date the daemon's clock would refuse. It now runs Clock's own rule: the same system
+    time, kernel NTP state and vouching give the same answer as a real Clock (the oracle),
+    whichever way the fake was configured."""
+    real = Clock(strict=trusted is not None)
+    monkeypatch.setattr(real, "_system_wall", lambda: epoch)
+    monkeypatch.setattr(clock_mod, "kernel_ntp_synced", lambda: trusted is True)
+    fake = FakeClock(epoch=epoch, trusted=trusted)
+    for clk in (real, fake):
+        if vouched == "system":
+            clk.vouch("cloud")  # the system clock is right, says the cloud
+        elif vouched is not None:
+            clk.vouch("network", vouched)
+    assert (fake.wall_trusted(), fake.trusted_by, fake.wall()) == (real.wall_trusted(), real.trusted_by, real.wall())
+    if epoch < clock_mod.PLAUSIBLE_EPOCH and vouched in (None, "system", 1000.0):
+        assert not fake.wall_trusted()  # a 1970 date is never trusted, whatever the fake was told
