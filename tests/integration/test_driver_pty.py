@@ -44,13 +44,16 @@ async def opened(vmodem: VirtualModem, dialect: str) -> Modem:
 
 
 async def until(predicate, timeout: float = ATTACH_WAIT, step: float = 0.02):  # type: ignore[no-untyped-def]
-    """Poll an async predicate with a deadline (the modem is an external thread)."""
+    """Poll an async predicate with a deadline (the modem is an external thread); its
+    value once truthy. Past the deadline it fails the test: a poll that fell through
+    returned None, and a caller that did not assert went on as if registered."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
         value = await predicate()
-        if value or loop.time() > deadline:
+        if value:
             return value
+        assert loop.time() <= deadline, f"not reached within {timeout} s: last value {value!r}"
         await asyncio.sleep(step)
 
 

@@ -69,6 +69,8 @@ class Rig:
             if (await self.modem.registration()).registered:
                 break
             await asyncio.sleep(0.01)
+        else:  # the rig itself is broken: say so, not a confusing failure further on
+            raise AssertionError(f"the seed SIM never registered: {await self.modem.registration()}")
         await self.modem.activate_context(1)
         ladder = RecoveryLadder(self.modem, None, policy=QUICK_LADDER, clock=self.clock)
 
