@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -248,28 +247,35 @@ def test_two_terminals_at_once(tmp_path: Path) -> None:
 
 
 def test_a_terminal_that_stops_reading_never_blocks(rig: ConsoleRig, term: Terminal) -> None:
+    """The daemon's loop keeps answering while a terminal reads nothing: every request
+    below is answered while the console's output backs up, and one more once it drops
+    output. A loop blocked on the stalled terminal answers none of them (the rig's call
+    then fails). How fast it answers meanwhile is a figure, not a test: make bench
+    (bench_console.py, loop jitter under a flood, p95 beside its 5 ms goal)."""
     for _ in range(4):  # 4 x 62 kB of log into a terminal that reads nothing
         term.send("log 500\r")
-    worst = rig.call(_until_dropping(rig, ControlClient(rig.socket)), timeout=30)
-    assert worst < 0.5  # the loop answered the control socket at once all along
+    answered = rig.call(_until_dropping(rig, ControlClient(rig.socket)), timeout=30)
+    assert answered >= 2  # answered while the output backed up, and once it was dropping
     term.expect(r"\[console: \d+ bytes of output dropped: terminal not reading\]", timeout=30)
     term.drain()
     assert "VM-1" in term.command("modem").decode()
 
 
-async def _until_dropping(rig: ConsoleRig, client: ControlClient) -> float:
+async def _until_dropping(rig: ConsoleRig, client: ControlClient) -> int:
     """Ask the daemon side something every 50 ms until the console starts dropping output
-    for the stalled terminal; returns the slowest answer."""
-    worst = 0.0
+    for the stalled terminal, then once more; returns how many requests were answered."""
+    answered = 0
     output = rig.console.terminals[0].output
     assert output is not None
-    while output.dropped == 0:
-        started = time.monotonic()
+    while True:
+        dropping = output.dropped > 0
         assert (await client.request("device"))["state"] == "serving"
-        worst = max(worst, time.monotonic() - started)
+        answered += 1
+        if dropping:
+            break
         await asyncio.sleep(0.05)
     client.close()
-    return worst
+    return answered
 
 
 def test_idle_logout_applies_during_signal_watch(tmp_path: Path) -> None:
