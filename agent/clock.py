@@ -89,10 +89,14 @@ class Clock:
         """UNIX seconds (UTC), corrected by a vouched source. For calendar boundaries."""
         return self._system_wall() + self._offset
 
+    def _kernel_synced(self) -> bool:
+        """Whether the kernel's clock is NTP-disciplined (``FakeClock`` answers for a test)."""
+        return kernel_ntp_synced()
+
     @property
     def trusted_by(self) -> str | None:
         """Which source vouched for the wall clock ("ntp", "network", "cloud"), or None."""
-        if self._vouched_by is None and kernel_ntp_synced():
+        if self._vouched_by is None and self._kernel_synced():
             self._vouched_by = "ntp"
         if self._vouched_by is None and not self.strict and self.wall() >= PLAUSIBLE_EPOCH:
             return "system"
@@ -154,15 +158,20 @@ class OffsetFileClock(Clock):
 
 @dataclass
 class FakeClock(Clock):
-    """A clock tests move by hand. ``trusted`` None: trusted when plausible (>= 2024),
-    which is what most tests want; set it to test the trust rules themselves."""
+    """A clock tests move by hand, trusted by the real rule (``Clock.trusted_by`` and
+    ``wall_trusted``): only the system clock, the kernel's NTP state and the monotonic
+    clock are the test's. ``trusted`` picks which rule: None, a tool's ``Clock()`` (a
+    plausible year is enough, which is what most tests want); False, the daemon's
+    ``Clock(strict=True)`` with nothing vouched yet (a source must ``vouch``); True, a
+    strict clock whose kernel says NTP keeps it (trusted, but like the real one, never
+    for a date before 2024)."""
 
     mono: float = 1000.0
     epoch: float = field(default=1_767_225_600.0)  # 2026-01-01T00:00:00Z
     trusted: bool | None = None
 
     def __post_init__(self) -> None:
-        Clock.__init__(self)
+        Clock.__init__(self, strict=self.trusted is not None)
 
     def monotonic(self) -> float:
         return self.mono
@@ -170,13 +179,8 @@ class FakeClock(Clock):
     def _system_wall(self) -> float:
         return self.epoch
 
-    @property
-    def trusted_by(self) -> str | None:
-        if self._vouched_by is not None:
-            return self._vouched_by
-        if self.trusted is None:
-            return "fake" if self.epoch >= PLAUSIBLE_EPOCH else None
-        return "fake" if self.trusted else None
+    def _kernel_synced(self) -> bool:
+        return self.trusted is True
 
     def advance(self, seconds: float) -> None:
         """Move both clocks forward together."""

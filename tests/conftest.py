@@ -44,8 +44,13 @@ def needs_root() -> None:
     need_root()
 
 
+CORPUS_MISSING = f"AT corpus not found at {CORPUS} (../shared beside the checkout)"
+"""Issue 21, bad input: a missing corpus fails the suite with this reason, in CI and
+locally alike (a skip there hid 293 vectors' worth of parser checks)."""
+
+
 @pytest.fixture(scope="session")
 def corpus_path() -> Path:
     if not CORPUS.exists():
-        _unavailable(f"AT corpus not found at {CORPUS} (../shared beside the checkout)")
+        pytest.fail(CORPUS_MISSING)
     return CORPUS

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import sys
 import time
@@ -68,6 +69,31 @@ async def one_run(path: str, count: int) -> tuple[list[float], list[float]]:
     return rtt_minus, own
 
 
+PARSE_GOAL_MS = 10.0
+"""Any parser on any line up to 4 kB: worst case under 10 ms (no pathological regex
+backtracking; the property tests check what parsers return, this how long they take)."""
+
+
+def parse_worst_case(count: int) -> list[float]:
+    """Milliseconds per call of every parser the property tests run, on ``count`` long
+    adversarial lines (the AT alphabet, quotes and commas, up to 4 kB each)."""
+    import random
+
+    from agent.errors import ParseError
+    from tests.unit.test_parse_properties import AT_TOKENS, PARSERS, PREFIXES
+
+    rng = random.Random(7)
+    times = []
+    for _ in range(count):
+        line = rng.choice(PREFIXES) + "".join(rng.choice(AT_TOKENS) for _ in range(rng.randint(100, 2000)))
+        for parser in PARSERS.values():
+            t0 = time.perf_counter()
+            with contextlib.suppress(ParseError):  # the property tests: a value or ParseError, nothing else
+                parser(line)
+            times.append((time.perf_counter() - t0) * 1000)
+    return times
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="3 runs x 300 (< 30 s)")
@@ -96,6 +122,10 @@ def main() -> int:
     print(f"  agent's own processing: median {statistics.median(all_own):.4f} ms  "
           f"p95 {pct(all_own, 0.95):.4f} ms  p99 {pct(all_own, 0.99):.4f} ms")
     print(f"  goal: agent overhead median under {GOAL_MS:.0f} ms")
+    parse = parse_worst_case(30 if args.quick else 200)
+    print(f"\nparsers on long adversarial lines ({len(parse)} calls): median {statistics.median(parse):.4f} ms  "
+          f"p95 {pct(parse, 0.95):.4f} ms  max {max(parse):.3f} ms")
+    print(f"  goal: worst case under {PARSE_GOAL_MS:.0f} ms (no pathological backtracking)")
     return 0
 
 

@@ -28,6 +28,7 @@ BENCHES = [
     ("uplink under policing: device count vs carrier count (issue 10, docs/usage.md)", "bench_uplink_policing.py"),
     ("under real systemd: root image cold and cached, start to READY=1 (median of 5), RSS after 10 swaps (issue 19)",
      "bench_system.py"),
+    ("the lab's traffic model on loopback: stream rates vs bitrate (issue 21: within 20 %)", "bench_traffic.py"),
 ]
 
 

@@ -9,14 +9,13 @@ failed to import.
 
 from __future__ import annotations
 
-import time
-
 from agent.cloud.connect_once import connect_once
 from board.virtual.cloud.pki import LabPki
 from tests.cloud.conftest import Broker, free_port
 
-REFUSAL_S = 5.0
-"""A refusal on loopback takes milliseconds; half the probe's 10 s timeout tells them apart."""
+PROBE_TIMEOUT_S = 60.0
+"""Long enough that no loaded machine turns a refusal into a timeout; a run that did wait
+it out still fails, on what the probe says."""
 
 
 def test_the_broker_accepts_the_device_certificate(broker: Broker, pki: LabPki) -> None:
@@ -30,12 +29,13 @@ def test_a_certificate_from_another_ca_is_refused_with_a_reason(broker: Broker, 
     """Refused at once, not after the timeout: under TLS 1.3 the broker's alert arrives on
     the first read, which on paho 1.6.1 killed the network thread silently (the probe then
     waited out its timeout) until connect_once used paho_compat.loop_start."""
-    started = time.monotonic()
     result = connect_once(broker.host, broker.port, ca=pki.ca_cert, cert=pki.foreign_device_cert,
-                          key=pki.foreign_device_key, client_id="dev-a", timeout=10)
+                          key=pki.foreign_device_key, client_id="dev-a", timeout=PROBE_TIMEOUT_S)
     assert not result.ok
     assert result.detail  # what went wrong, for provisioning's JSON record
-    assert time.monotonic() - started < REFUSAL_S, result.detail
+    # The refusal itself, not the probe waiting out its timeout (the paho 1.6.1 bug ended
+    # in exactly that: "no CONNACK within ..."): told apart by what it says, not by time.
+    assert "no CONNACK" not in result.detail, result.detail
 
 
 def test_no_broker_is_a_result_not_an_exception(pki: LabPki) -> None:

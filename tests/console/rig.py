@@ -2,9 +2,11 @@
 
 ``ConsoleRig`` runs, in a thread with its own event loop, the real ``ControlServer`` and
 the real ``ConsoleServer`` serving the device ends of ``PtyCable``s (board/virtual/network/cable.py).
-The provider is ``FakeProvider``: canned answers shaped like ``SupervisorView``'s, so
-every command can be exercised without a modem (tests/lab/test_lab_console.py does the
-same against the real daemon). ``Terminal`` is the technician's side: it opens the
+The provider is ``SupervisorView`` itself, autospecced (``view_double``): every op the
+control server calls must exist on the real view with the real signature, so the double
+cannot drift from it; each op answers from ``CannedFacts``, canned answers shaped like the
+view's, so every command can be exercised without a modem (tests/lab/test_lab_console.py
+does the same against the real daemon). ``Terminal`` is the technician's side: it opens the
 cable's technician end with pyserial, exactly as picocom would, and keeps every byte it
 read in ``transcript`` so tests can search it for secrets.
 """
@@ -18,16 +20,19 @@ import re
 import select
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest.mock import create_autospec
 
 import serial
 
 from agent import store
 from agent.clock import Clock
 from agent.core.audit import AuditLog
-from agent.core.control import Caller, ControlClient, ControlServer
+from agent.core.control import OPS, Caller, ControlClient, ControlServer
 from agent.core.logins import STATE_FILE, Authenticator, LoginDesk
+from agent.core.view import SupervisorView
 from agent.errors import ControlError
 from agent.faces.console import auth
 from agent.faces.console.ports import ConsoleServer
@@ -48,9 +53,25 @@ def secret_forms() -> list[bytes]:
     return out
 
 
-class FakeProvider:
-    """Answers like SupervisorView, from fixed facts. ``at`` answers one command with a
-    line that carries the Ki, as a misbehaving modem might: the console must mask it."""
+PROVIDER_OPS = tuple(op for op in OPS if op != "hello") + ("audit",)
+"""What the control server asks its provider (``hello`` is the server's own)."""
+
+
+def view_double(facts: CannedFacts, autospec: Callable[..., Any] = create_autospec) -> Any:
+    """``SupervisorView`` autospecced, each op answered by ``facts``. A call the real view
+    would refuse (an op it lacks, an argument it does not take) fails here as it would in
+    the daemon. ``autospec``: pytest-mock's ``mocker.create_autospec`` in tests that have it."""
+    view = autospec(SupervisorView, instance=True)
+    for op in PROVIDER_OPS:
+        getattr(view, op).side_effect = getattr(facts, op)
+    return view
+
+
+class CannedFacts:
+    """What ``view_double`` answers with, shaped like SupervisorView's answers, and what
+    the tests read back (``calls``, ``sent``, ``upstream``, the real audit log and login
+    desk). ``at`` answers one command with a line that carries the Ki, as a misbehaving
+    modem might: the console must mask it."""
 
     def __init__(self, state_dir: Path, technicians_file: Path):
         self.audit_log = AuditLog(state_dir / "console", Clock())
@@ -149,12 +170,13 @@ class FakeProvider:
 class ConsoleRig:
     """Control server + console server on ``cables`` in a background event loop."""
 
-    def __init__(self, tmp: Path, cables: int = 1, *, idle_logout: float = 300.0, provider: Any = None):
+    def __init__(self, tmp: Path, cables: int = 1, *, idle_logout: float = 300.0):
         self.tmp = tmp
         self.socket = tmp / "control.sock"
         self.technicians_file = tmp / "technicians.json"
         self.cables = [PtyCable(tmp / f"dev{i}.pty", tmp / f"tech{i}.pty") for i in range(cables)]
-        self.provider = provider or FakeProvider(tmp / "state", self.technicians_file)
+        self.facts = CannedFacts(tmp / "state", self.technicians_file)
+        self.provider = view_double(self.facts)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="console-rig")
         self.thread.start()

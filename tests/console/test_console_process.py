@@ -18,7 +18,7 @@ def test_console_process_against_the_control_socket(tmp_path: Path) -> None:
     try:
         term.expect(r"rtr-test01 serving> $", timeout=20)
         assert "plateau at the plan rate" in term.command("status").decode()
-        assert rig.provider.calls == ["status"]
+        assert rig.facts.calls == ["status"]
     finally:
         proc.terminate()
         proc.wait(10)

@@ -2,8 +2,8 @@
 
 Each test drives the technician's end of a ``PtyCable`` with pyserial (what picocom
 does), against the real console server and control socket in a background loop
-(tests/console/rig.py); the provider gives canned answers, so these tests are about the
-console itself. tests/lab/test_lab_console.py repeats the essentials against the real
+(tests/console/rig.py); the provider is the real SupervisorView autospecced, answering
+canned facts, so these tests are about the console itself. tests/lab/test_lab_console.py repeats the essentials against the real
 daemon.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -106,7 +105,7 @@ def test_noise_and_binary_garbage_then_work_as_usual(rig: ConsoleRig, term: Term
     term.expect(r"line noise: \d+ stray bytes, line ignored")
     term.drain()
     assert b"\x1b" not in term.transcript  # nothing the terminal could take as a command
-    assert rig.provider.calls == []  # and noise ran no command
+    assert rig.facts.calls == []  # and noise ran no command
     assert "VM-1" in term.command("modem").decode()
 
 
@@ -123,16 +122,16 @@ def test_signal_watch_repeats_until_ctrl_c(rig: ConsoleRig, term: Terminal) -> N
         term.expect(r"fair: RSRP -95 dBm")
     term.send("\x03")
     term.expect(PROMPT)
-    calls = rig.provider.calls.count("signal")
+    calls = rig.facts.calls.count("signal")
     assert "VM-1" in term.command("modem").decode()
-    assert rig.provider.calls.count("signal") == calls  # stopped
+    assert rig.facts.calls.count("signal") == calls  # stopped
     assert rig.console.terminals[0].sessions == 1  # and the session goes on
 
 
 def test_privileged_commands_need_a_login(rig: ConsoleRig, term: Terminal) -> None:
     for line in ("at +CSQ", "swap", "modem-reset", "reboot", "trace start"):
         assert "needs a technician login" in term.command(line).decode()
-    assert rig.provider.upstream == []
+    assert rig.facts.upstream == []
 
 
 def test_login_at_passthrough_refusals_audit_and_logout(rig: ConsoleRig, term: Terminal, tmp_path: Path) -> None:
@@ -151,13 +150,13 @@ def test_login_at_passthrough_refusals_audit_and_logout(rig: ConsoleRig, term: T
     assert "not configured" in term.command("reboot", until=ADMIN).decode()
     term.send("\x04")
     term.expect("logged out\r\n" + PROMPT)
-    actions = [(e["action"], e.get("outcome")) for e in rig.provider.audit_log.entries()]
+    actions = [(e["action"], e.get("outcome")) for e in rig.facts.audit_log.entries()]
     assert actions[0] == ("login", None)
     assert ("at", "ok") in actions and ("swap", "ok") in actions and ("modem-reset", "ok") in actions
     assert actions[-1] == ("logout", None)
     assert any(a == "at" and o and o.startswith("refused") for a, o in actions)
-    assert rig.provider.upstream == rig.provider.audit_log.entries()
-    audit_bytes = (rig.provider.audit_log._log.path).read_bytes()
+    assert rig.facts.upstream == rig.facts.audit_log.entries()
+    audit_bytes = (rig.facts.audit_log._log.path).read_bytes()
     no_secrets(bytes(term.transcript).replace(typed.encode() + b"\r\n", b"", 1))  # all but that echo
     no_secrets(audit_bytes)
     assert b"hex digits hidden" in audit_bytes  # the typed key was masked before reaching flash
@@ -173,9 +172,9 @@ def test_at_refuses_a_denied_command_hidden_behind_an_allowed_one(rig: ConsoleRi
     rig.pin("alice", public)
     login(term, key)
     assert "refused" in term.command(line, until=ADMIN).decode()
-    assert rig.provider.sent == []
+    assert rig.facts.sent == []
     assert "+CESQ" in term.command("at +CSQ;+CESQ", until=ADMIN).decode()
-    assert rig.provider.sent == ["AT+CSQ;+CESQ"]
+    assert rig.facts.sent == ["AT+CSQ;+CESQ"]
 
 
 def test_brute_force_is_slowed_and_reported(rig: ConsoleRig, term: Terminal, tmp_path: Path) -> None:
@@ -184,18 +183,18 @@ def test_brute_force_is_slowed_and_reported(rig: ConsoleRig, term: Terminal, tmp
     rig.pin("alice", other)  # alice's key is not the pinned one
     waits = []
     for _ in range(3):
-        rig.provider.logins.auth._next_try = 0.0  # skip the wait itself; its length is what we check
+        rig.facts.logins.auth._next_try = 0.0  # skip the wait itself; its length is what we check
         out = term.command("login", until=r"signature> $").decode()
         challenge = next(line.strip() for line in out.splitlines() if line.strip().startswith("pwc1 "))
         text = term.command(auth.sign(key, challenge)).decode()
         waits.append(int(text.split("next attempt in ")[1].split(" s")[0]))
     assert waits == [1, 2, 4]
     assert "too many failed logins: try again in" in term.command("login").decode()
-    failed = [e for e in rig.provider.upstream if e["action"] == "login_failed"]
+    failed = [e for e in rig.facts.upstream if e["action"] == "login_failed"]
     assert [e["failures"] for e in failed] == [1, 2, 3]
     # a restarted daemon reads the count back (issue 20, finding 12): no fresh start from a power cut
-    rig.provider.logins.auth = Authenticator(rig.tmp / "state" / "console" / STATE_FILE)
-    assert rig.provider.logins.auth.failures == 3
+    rig.facts.logins.auth = Authenticator(rig.tmp / "state" / "console" / STATE_FILE)
+    assert rig.facts.logins.auth.failures == 3
     assert "too many failed logins: try again in 4 s" in term.command("login").decode()
 
 
@@ -209,7 +208,7 @@ def test_idle_technician_is_logged_out(tmp_path: Path) -> None:
         term.expect(PROMPT)
         login(term, key)
         term.expect(r"idle for 1 s: logged out\r\n" + PROMPT, timeout=5)
-        assert rig.provider.upstream[-1]["action"] == "logout" and rig.provider.upstream[-1]["reason"] == "idle"
+        assert rig.facts.upstream[-1]["action"] == "logout" and rig.facts.upstream[-1]["reason"] == "idle"
         term.close()
     finally:
         rig.close()
@@ -225,7 +224,7 @@ def test_unplug_mid_output_and_plug_back(rig: ConsoleRig, term: Terminal, tmp_pa
     cable.plug()
     term.expect(r"Type help for commands\.\r\n" + PROMPT)  # a new session: the login is gone
     assert rig.console.terminals[0].sessions == 2
-    assert any(e["action"] == "logout" and e["reason"] == "port closed" for e in rig.provider.upstream)
+    assert any(e["action"] == "logout" and e["reason"] == "port closed" for e in rig.facts.upstream)
     assert "needs a technician login" in term.command("at +CSQ").decode()
 
 
@@ -248,28 +247,35 @@ def test_two_terminals_at_once(tmp_path: Path) -> None:
 
 
 def test_a_terminal_that_stops_reading_never_blocks(rig: ConsoleRig, term: Terminal) -> None:
+    """The daemon's loop keeps answering while a terminal reads nothing: every request
+    below is answered while the console's output backs up, and one more once it drops
+    output. A loop blocked on the stalled terminal answers none of them (the rig's call
+    then fails). How fast it answers meanwhile is a figure, not a test: make bench
+    (bench_console.py, loop jitter under a flood, p95 beside its 5 ms goal)."""
     for _ in range(4):  # 4 x 62 kB of log into a terminal that reads nothing
         term.send("log 500\r")
-    worst = rig.call(_until_dropping(rig, ControlClient(rig.socket)), timeout=30)
-    assert worst < 0.5  # the loop answered the control socket at once all along
+    answered = rig.call(_until_dropping(rig, ControlClient(rig.socket)), timeout=30)
+    assert answered >= 2  # answered while the output backed up, and once it was dropping
     term.expect(r"\[console: \d+ bytes of output dropped: terminal not reading\]", timeout=30)
     term.drain()
     assert "VM-1" in term.command("modem").decode()
 
 
-async def _until_dropping(rig: ConsoleRig, client: ControlClient) -> float:
+async def _until_dropping(rig: ConsoleRig, client: ControlClient) -> int:
     """Ask the daemon side something every 50 ms until the console starts dropping output
-    for the stalled terminal; returns the slowest answer."""
-    worst = 0.0
+    for the stalled terminal, then once more; returns how many requests were answered."""
+    answered = 0
     output = rig.console.terminals[0].output
     assert output is not None
-    while output.dropped == 0:
-        started = time.monotonic()
+    while True:
+        dropping = output.dropped > 0
         assert (await client.request("device"))["state"] == "serving"
-        worst = max(worst, time.monotonic() - started)
+        answered += 1
+        if dropping:
+            break
         await asyncio.sleep(0.05)
     client.close()
-    return worst
+    return answered
 
 
 def test_idle_logout_applies_during_signal_watch(tmp_path: Path) -> None:
@@ -292,7 +298,7 @@ def test_idle_logout_applies_during_signal_watch(tmp_path: Path) -> None:
         term.send("\x03")
         term.expect(PROMPT)  # '>': whoever presses Ctrl-C now is not logged in
         assert "needs a technician login" in term.command("at +CSQ").decode()
-        logout = [e for e in rig.provider.upstream if e["action"] == "logout"]
+        logout = [e for e in rig.facts.upstream if e["action"] == "logout"]
         assert [(e["technician"], e["reason"]) for e in logout] == [("alice", "idle")]
         term.close()
     finally:
@@ -313,7 +319,7 @@ def test_cloud_and_modem_text_cannot_drive_the_terminal(rig: ConsoleRig, term: T
     async def hostile_log(n: int) -> dict[str, object]:
         return {"lines": HOSTILE}
 
-    rig.provider.log = hostile_log  # type: ignore[method-assign]
+    rig.provider.log.side_effect = hostile_log
     for line in ("log 3", "log 3 --json"):
         out = term.command(line)
         assert b"\x1b" not in out and b"\x07" not in out and b"\x9b" not in out

@@ -9,6 +9,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from unittest.mock import create_autospec
 
 import pytest
 
@@ -19,6 +20,7 @@ from agent.errors import NetError
 from agent.health.outage import OutageLog
 from agent.modem.driver import Modem
 from agent.modem.recovery import LadderPolicy, RecoveryLadder
+from agent.net.link import WanLink
 from board.virtual.modem.device import VirtualModem
 from board.virtual.modem.model import FAST_SCALE, ModemConfig, NullCarrier
 from board.virtual.network.carrier import LabLayout
@@ -35,12 +37,17 @@ QUICK_LADDER = LadderPolicy(retry_attempts=1, retry_backoff=0.01, ping_timeout=0
 """The ladder's steps, shortened so a test climbs it in about a second."""
 
 
-class NoLink:
-    """A WAN link without netlink events (the pty tests have no data interface)."""
+async def _no_events(ready: asyncio.Event | None = None) -> AsyncIterator[Any]:
+    raise NetError("no data interface in this test")
+    yield  # pragma: no cover - makes this an async generator
 
-    async def events(self) -> AsyncIterator[Any]:
-        raise NetError("no data interface in this test")
-        yield  # pragma: no cover - makes this an async generator
+
+def no_link() -> Any:
+    """The real ``WanLink``'s interface (autospecced) without netlink events: the pty tests
+    have no data interface. A call the real link would refuse fails here too."""
+    link = create_autospec(WanLink, instance=True)
+    link.events.side_effect = _no_events
+    return link
 
 
 class Rig:
@@ -69,6 +76,8 @@ class Rig:
             if (await self.modem.registration()).registered:
                 break
             await asyncio.sleep(0.01)
+        else:  # the rig itself is broken: say so, not a confusing failure further on
+            raise AssertionError(f"the seed SIM never registered: {await self.modem.registration()}")
         await self.modem.activate_context(1)
         ladder = RecoveryLadder(self.modem, None, policy=QUICK_LADDER, clock=self.clock)
 
@@ -89,7 +98,7 @@ class Rig:
             self.reported += pending
             self.outages.mark_reported([o["id"] for o in pending])
 
-        self.healer = Healer(self.modem, ladder, NoLink(), outages=self.outages, clock=self.clock,
+        self.healer = Healer(self.modem, ladder, no_link(), outages=self.outages, clock=self.clock,
                              reactivate_data=reactivate, reattach=reattach, release_data=release, request_swap=swap,
                              give_up=lambda code, why: self.gave_up.append((code, why)),
                              report_outages=report, on_seed=lambda: self.on_seed, port_return_timeout=1.0)

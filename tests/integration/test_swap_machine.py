@@ -113,6 +113,8 @@ async def on_old_sim(vmodem: VirtualModem) -> tuple[Modem, SimFacts]:
         if (await modem.registration()).stat in (1, 5):
             break
         await asyncio.sleep(0.01)
+    else:  # the rig itself is broken: say so, not a confusing failure further on
+        raise AssertionError(f"OLD never registered: {await modem.registration()}")
     await modem.define_context(1, OLD.apn)
     await modem.activate_context(1)
     return modem, SimFacts(1, OLD.iccid, OLD.imsi, False, OLD.plan.to_dict(), "a-old", OLD.apn)

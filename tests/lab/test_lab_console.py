@@ -61,8 +61,13 @@ def test_read_only_commands_from_the_real_daemon(console: Terminal) -> None:
     selftest = console.command("selftest --json", until=PROMPT).decode().splitlines()[1]
     checks = {c["name"]: c["ok"] for c in json.loads(selftest)["checks"]}
     assert len(checks) == 7 and checks["modem answers"] and checks["SIM ready"] and checks["state writable"]
-    swaps = json.loads(console.command("swaps --json", until=PROMPT).decode().splitlines()[1])
-    assert isinstance(swaps["swaps"], list)  # the swap machine's recent results (phase timings)
+    swaps = json.loads(console.command("swaps --json", until=PROMPT).decode().splitlines()[1])["swaps"]
+    # The swap machine's recent results (phase timings): the lab agent starts on the seed SIM
+    # and swaps off it ("boot"), so the SIM it serves on came from a swap this process made.
+    # An empty list (what isinstance(..., list) accepted) would mean the history is lost.
+    to_current = [s for s in swaps if s["ok"] and s["to_iccid"] == iccid]
+    assert to_current, f"no successful swap to {iccid} in {swaps}"
+    assert to_current[-1]["phases_ms"] and all(v >= 0 for v in to_current[-1]["phases_ms"].values())
     assert "needs a technician login" in console.command("trace start", until=PROMPT).decode()  # it writes flash
 
 

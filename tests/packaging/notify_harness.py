@@ -6,6 +6,10 @@ pinger beside the main loop (agent/faces/cli/run.py), say READY once serving, ma
 on every pass of its loop (the supervisor's sample loop). SIGUSR1 makes the loop get
 stuck on an await that never returns: the pinger is still scheduled, but must stop
 pinging. SIGTERM says STOPPING=1 and exits.
+
+Each ping decision is printed (``tick ping stuck=0``, ``tick silent stuck=1``), so the
+test waits for decisions, not for wall-clock windows: "silent for two intervals" is two
+``silent`` lines with nothing on the notify socket in between.
 """
 
 from __future__ import annotations
@@ -21,8 +25,16 @@ PASS_S = 0.02
 
 async def main() -> None:
     watchdog = ProgressWatchdog(Notifier.from_env(), watchdog_interval())
-    pinger = asyncio.get_running_loop().create_task(watchdog.run())
     stuck, stop = asyncio.Event(), asyncio.Event()
+    decide = watchdog.tick
+
+    def tick() -> bool:
+        sent = decide()
+        print(f"tick {'ping' if sent else 'silent'} stuck={int(stuck.is_set())}", flush=True)
+        return sent
+
+    watchdog.tick = tick  # type: ignore[method-assign]
+    pinger = asyncio.get_running_loop().create_task(watchdog.run())
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGUSR1, stuck.set)
     loop.add_signal_handler(signal.SIGTERM, stop.set)

@@ -37,11 +37,13 @@ exec {python} -m agent "$@"
 """
 
 
-def run_init(tmp_path: Path, function: str, unit: Identity | None = None,
+def run_init(tmp_path: Path, function: str, unit: Identity | None = None, *, status: int = 0,
              **uci: str) -> tuple[list[str], Path]:
     """Source the init script under dash with procd stubbed, run ``function``; return the
     procd calls it made and the TOML it generated. ``unit``: the provisioned identity the
-    script finds at BASE_TOML and PROVISIONED (none: an unprovisioned router)."""
+    script finds at BASE_TOML and PROVISIONED (none: an unprovisioned router). ``status``:
+    the exit status the script must end with, so a script that fails for another reason (a
+    syntax error, a missing stub) never passes for one that refused as it should."""
     toml = tmp_path / "agent.toml.generated"
     launcher = tmp_path / "pocket-agent"
     launcher.write_text(LAUNCHER.format(log=tmp_path / "launcher.log", python=sys.executable))
@@ -59,6 +61,7 @@ def run_init(tmp_path: Path, function: str, unit: Identity | None = None,
     done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, cwd=REPO, timeout=60,
                           check=False)
     run_init.stderr = done.stderr  # type: ignore[attr-defined]
+    assert done.returncode == status, f"{function} exited {done.returncode}, not {status}: {done.stderr}"
     return done.stdout.splitlines(), toml
 
 
@@ -134,9 +137,11 @@ def test_unprovisioned_disabled_or_invalid_starts_nothing(tmp_path: Path, unit: 
     assert "not provisioned" in run_init.stderr  # type: ignore[attr-defined]
     calls, toml = run_init(tmp_path, "start_service", unit, **{**PROVISIONED, "enabled": "0"}, state_dir=state)
     assert calls == [] and not toml.exists()
+    assert "disabled in /etc/config/pocket-agent" in run_init.stderr  # type: ignore[attr-defined]
     calls, toml = run_init(tmp_path, "start_service", unit, **PROVISIONED, state_dir=state,
-                           UCI_VALIDATION_RESULT="1")
+                           UCI_VALIDATION_RESULT="1", status=1)
     assert calls == [] and not toml.exists()
+    assert "validation of /etc/config/pocket-agent failed" in run_init.stderr  # type: ignore[attr-defined]
 
 
 def test_failed_start_up_checks_start_no_instance(tmp_path: Path) -> None:
@@ -144,15 +149,17 @@ def test_failed_start_up_checks_start_no_instance(tmp_path: Path) -> None:
     would restart it forever: it cannot tell exit codes apart)."""
     broken = provisioned(tmp_path / "broken")
     os.chmod(broken.current(ks.TLS_KEY), 0o644)
-    calls, _ = run_init(tmp_path, "start_service", broken, **PROVISIONED, state_dir=str(tmp_path / "s"))
+    calls, _ = run_init(tmp_path, "start_service", broken, **PROVISIONED, state_dir=str(tmp_path / "s"), status=1)
     assert "open_instance " not in calls
     err = run_init.stderr  # type: ignore[attr-defined]
     assert "has mode 0644" in err and "start-up checks failed" in err
 
 
 def test_state_on_tmpfs_is_refused(tmp_path: Path, unit: Identity) -> None:
-    calls, toml = run_init(tmp_path, "start_service", unit, **PROVISIONED, state_dir="/var/lib/pocket-agent")
+    calls, toml = run_init(tmp_path, "start_service", unit, **PROVISIONED, state_dir="/var/lib/pocket-agent",
+                           status=1)
     assert calls == [] and not toml.exists()
+    assert "is on tmpfs" in run_init.stderr  # type: ignore[attr-defined]
 
 
 def test_boot_waits_for_the_lan_then_reloads_on_config_change(tmp_path: Path, unit: Identity) -> None:

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
 import signal
 import time
 from pathlib import Path
+
+import pytest
 
 from agent.core import supervisor as supervisor_mod
 from agent.core.exitcodes import ExitCode
@@ -77,10 +80,10 @@ def test_sigterm_while_start_up_waits_cancels_it_and_exits_0(tmp_path: Path) -> 
             unwound.append("start")
 
     sup._start = start  # type: ignore[method-assign]
-    t0 = time.monotonic()
     code = asyncio.run(asyncio.wait_for(sup.run(), RUN_BOUND_S))
+    # The start-up above waits forever: returning at all, with it unwound, is the stop
+    # cancelling it (no wall-clock bound; the stop's time is the integration test's figure).
     assert code == ExitCode.OK
-    assert time.monotonic() - t0 < supervisor_mod.STOP_BUDGET_S
     assert unwound == ["start"]
     assert hooks.said == ["STOPPING"]  # never READY: it never served
 
@@ -99,7 +102,8 @@ def test_a_stop_signal_before_the_loop_stops_without_starting(tmp_path: Path) ->
     assert (code, started, hooks.said) == (ExitCode.OK, [], ["STOPPING"])
 
 
-def test_a_start_up_that_swallows_its_cancellation_does_not_hold_the_stop(tmp_path: Path) -> None:
+def test_a_start_up_that_swallows_its_cancellation_does_not_hold_the_stop(tmp_path: Path,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
     """A step that catches the cancellation (a bug) is left behind after START_CANCEL_S:
     the shutdown goes on and the stop keeps its budget."""
     sup, hooks = with_hooks(tmp_path)
@@ -123,10 +127,15 @@ def test_a_start_up_that_swallows_its_cancellation_does_not_hold_the_stop(tmp_pa
         return run.result()
 
     sup._start = start  # type: ignore[method-assign]
-    t0 = time.monotonic()
-    assert asyncio.run(asyncio.wait_for(body(), RUN_BOUND_S)) == ExitCode.OK
-    elapsed = time.monotonic() - t0
-    assert supervisor_mod.START_CANCEL_S <= elapsed < supervisor_mod.STOP_BUDGET_S
+    with caplog.at_level(logging.WARNING, logger="agent.core.supervisor"):
+        t0 = time.monotonic()
+        assert asyncio.run(asyncio.wait_for(body(), RUN_BOUND_S)) == ExitCode.OK
+        waited = time.monotonic() - t0
+    # run() returned while the start-up still ignored its cancellation (body() releases it
+    # only afterwards): the stop was not held. The start-up got its grace first; a lower
+    # bound, which a loaded machine can only lengthen.
+    assert f"start-up did not unwind within {supervisor_mod.START_CANCEL_S:.1f} s" in caplog.text
+    assert waited >= supervisor_mod.START_CANCEL_S
     assert hooks.said == ["STOPPING"]
 
 

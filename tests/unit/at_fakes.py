@@ -29,7 +29,9 @@ class Faults:
     echo: bool = False
     hang_next: int = 0
     """The next n commands are answered only ``late`` seconds later."""
-    late: float = 0.0
+    late: float | None = 0.0
+    """None: a hung command's answer is held until ``FakeModem.release()``, so a test puts
+    it after the timeout by the order of events, not by a race of two delays."""
     seed: int = 7
 
 
@@ -52,6 +54,8 @@ class FakeModem:
     sent: list[str] = field(default_factory=list)
     sregs: dict[int, int] = field(default_factory=dict)
     closed: bool = False
+    held: list[bytes] = field(default_factory=list)
+    """Answers of hung commands kept back (``Faults.late`` None) until ``release()``."""
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.faults.seed)
@@ -69,8 +73,17 @@ class FakeModem:
         delay = 0.0
         if self.faults.hang_next > 0:
             self.faults.hang_next -= 1
+            if self.faults.late is None:
+                self.held.append(self.frame(out))
+                return
             delay = self.faults.late
         self.deliver(self.frame(out), delay)
+
+    def release(self) -> None:
+        """The hung modem wakes: the answers it held arrive now, in order."""
+        held, self.held = self.held, []
+        for data in held:
+            self.deliver(data)
 
     def close(self) -> None:
         self.closed = True

@@ -71,6 +71,7 @@ async def test_whatever_fails_under_a_sensitive_command_is_redacted(caplog: pyte
         await channel.command(line, sensitive=True)
     assert "RuntimeError" in str(err.value) and "details withheld" in str(err.value)
     assert err.value.__context__ is None and err.value.__cause__ is None
+    assert "tx <sensitive command" in caplog.text  # the capture saw the write: its silence below means something
     assert not leaks(everything_shown(err.value)) and not leaks(caplog.text)
 
 

@@ -78,7 +78,8 @@ def test_usage_held_while_the_clock_is_untrusted_is_billed_to_the_sim_that_carri
         per_sim[d.iccid] = (rx + d.rx_bytes, tx + d.tx_bytes)
     assert per_sim == {SIM_A[0]: (7000, 700), SIM_B[0]: (3000 + 500, 300)}
     a = next(d for d in deltas if d.iccid == SIM_A[0])
-    assert a.start == pytest.approx(NOON + 5) and a.end == pytest.approx(NOON + 35)  # dated by the monotonic age
+    # dated by the monotonic age (absolute tolerance: approx's default 1e-6 of an epoch is half an hour)
+    assert a.start == pytest.approx(NOON + 5, abs=1e-3) and a.end == pytest.approx(NOON + 35, abs=1e-3)
     assert meter.held_bytes == 0 and meter.baseline() is not None and meter.baseline().rx_bytes == 10500  # type: ignore[union-attr]
 
 
@@ -114,3 +115,47 @@ def test_ntp_synchronised_kernel_counts(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(clock_mod, "kernel_ntp_synced", lambda: True)
     assert Clock(strict=True).trusted_by == "ntp"
     assert isinstance(clock_mod.kernel_ntp_synced(), bool)
+
+
+@pytest.mark.parametrize("trusted", [None, False, True])
+@pytest.mark.parametrize("epoch", [1000.0, clock_mod.PLAUSIBLE_EPOCH - 1, clock_mod.PLAUSIBLE_EPOCH, NOON])
+@pytest.mark.parametrize("vouched", [None, 1000.0, NOON + 30, "system"])
+def test_fake_clock_trusts_exactly_what_the_real_clock_would(monkeypatch: pytest.MonkeyPatch, trusted: bool | None,
+                                                           epoch: float, vouched: float | str | None) -> None:
+    """Issue 21: FakeClock once trusted any date it was told to, so a test could pass on a
+    date the daemon's clock would refuse. It now runs Clock's own rule: the same system
+    time, kernel NTP state and vouching give the same answer as a real Clock (the oracle),
+    whichever way the fake was configured."""
+    real = Clock(strict=trusted is not None)
+    monkeypatch.setattr(real, "_system_wall", lambda: epoch)
+    monkeypatch.setattr(clock_mod, "kernel_ntp_synced", lambda: trusted is True)
+    fake = FakeClock(epoch=epoch, trusted=trusted)
+    for clk in (real, fake):
+        if vouched == "system":
+            clk.vouch("cloud")  # the system clock is right, says the cloud
+        elif vouched is not None:
+            clk.vouch("network", vouched)
+    assert (fake.wall_trusted(), fake.trusted_by, fake.wall()) == (real.wall_trusted(), real.trusted_by, real.wall())
+    if epoch < clock_mod.PLAUSIBLE_EPOCH and vouched in (None, "system", 1000.0):
+        assert not fake.wall_trusted()  # a 1970 date is never trusted, whatever the fake was told
+
+
+def test_usage_held_over_several_samples_is_billed_whole_both_ways() -> None:
+    """Issue 29 #8: several readings while the clock is untrusted, on one SIM in one region,
+    are held as one interval whose bytes are the sum of every reading's, down and up alike,
+    and billed whole once a source vouches for the time."""
+    clock = FakeClock(epoch=NOON, trusted=False)
+    meter = UsageMeter(clock, header_bytes=0, boot_id="b")
+    meter.set_active_sim(*SIM_A)
+    meter.sample(c(0, 0))
+    readings = [(4000, 400), (9000, 1300), (9500, 1400), (20_000, 1500)]  # four seconds of use
+    for rx, tx in readings:
+        clock.advance(1)
+        assert meter.sample(c(rx, tx)) == []  # held, not dated
+    assert meter.held_bytes == 20_000 + 1500
+    clock.vouch("network", NOON + 4)
+    clock.advance(1)
+    deltas = meter.sample(c(20_000, 1500))  # nothing new: only what was held comes out
+    assert [(d.iccid, d.rx_bytes, d.tx_bytes) for d in deltas] == [(SIM_A[0], 20_000, 1500)]
+    # from the first reading to the last (absolute tolerance: the default is relative, 30 min here)
+    assert deltas[0].start == pytest.approx(NOON, abs=1e-3) and deltas[0].end == pytest.approx(NOON + 4, abs=1e-3)

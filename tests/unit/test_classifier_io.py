@@ -4,14 +4,16 @@ pieces, the bounded probe and its budgets (real sockets on loopback)."""
 from __future__ import annotations
 
 import io
+import itertools
 import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pytest_mock import MockerFixture
 
-from agent.clock import FakeClock
+from agent.clock import Clock, FakeClock
 from agent.core.sampler import LiveSampler
 from agent.errors import NetError
 from agent.health.classifier import PROBE_BYTES
@@ -171,17 +173,25 @@ def echo_server() -> Iterator[tuple[str, int]]:
     sock.close()
 
 
-def test_udp_prober_measures_rtt_and_counts_loss(echo_server: tuple[str, int]) -> None:
-    prober = UdpEchoProber(*echo_server)
+def test_udp_prober_measures_rtt_and_counts_loss(echo_server: tuple[str, int], mocker: MockerFixture) -> None:
+    """The RTT is the probe's send-to-echo time on the prober's clock, not the tick period:
+    the clock reads 100 s at the send, 100.012 s when the echo arrives (the receiver
+    thread), 101 s at the next tick (and after, for its own echo), so the answer is exactly
+    12 ms (no wall-clock bound)."""
+    clock = mocker.create_autospec(Clock, instance=True)
+    clock.monotonic.side_effect = itertools.chain([100.0, 100.012, 101.0], itertools.repeat(101.005))
+    prober = UdpEchoProber(*echo_server, clock=clock)
     try:
         assert prober.tick() is None  # nothing answered yet
         waiter = threading.Event()
-        for _ in range(100):  # wait for the receiver thread (real socket), bounded to 2 s
+        for _ in range(500):  # the receiver thread takes the echo off a real socket: a poll
             if not prober._pending:
                 break
             waiter.wait(0.02)
+        else:
+            raise AssertionError("no echo from the loopback reflector within 10 s")
         rtt = prober.tick()
-        assert rtt is not None and 0 < rtt < 500  # the real loopback RTT, not the tick period
+        assert rtt == pytest.approx(12.0)
         assert prober.lost == 0
     finally:
         prober.close()

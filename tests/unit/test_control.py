@@ -11,12 +11,14 @@ import pytest
 
 from agent.core.control import MAX_REQUEST, RATE_BURST, ControlClient, ControlServer, TokenBucket
 from agent.errors import ControlError
-from tests.console.rig import FakeProvider
+from tests.console.rig import CannedFacts, view_double
 
 
-class Broken(FakeProvider):
-    async def modem(self) -> dict[str, Any]:
-        raise RuntimeError("bug")
+def broken(tmp: Path) -> Any:
+    """The real view's interface (autospecced) whose ``modem`` op has a bug."""
+    view = view_double(CannedFacts(tmp / "state", tmp / "tech.json"))
+    view.modem.side_effect = RuntimeError("bug")
+    return view
 
 
 def run(coro: Any) -> Any:
@@ -24,7 +26,7 @@ def run(coro: Any) -> Any:
 
 
 async def with_server(tmp: Path, body: Any) -> Any:
-    server = ControlServer(tmp / "ctl" / "control.sock", Broken(tmp / "state", tmp / "tech.json"))
+    server = ControlServer(tmp / "ctl" / "control.sock", broken(tmp))
     await server.start()
     try:
         return await body(server)

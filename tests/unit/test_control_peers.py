@@ -29,7 +29,7 @@ import pytest
 
 from agent.core.control import ControlClient, ControlServer
 from agent.faces.console import auth
-from tests.console.rig import FakeProvider, technician_key
+from tests.console.rig import CannedFacts, technician_key, view_double
 
 NOBODY = 65534
 PRIVILEGED = [("at", {"command": "AT+CSQ"}), ("swap", {"reason": "x"}), ("modem_reset", {}), ("reboot", {}),
@@ -86,11 +86,12 @@ class Peer:
 
 
 @asynccontextmanager
-async def daemon(tmp: Path) -> AsyncIterator[tuple[ControlServer, FakeProvider]]:
-    """The control server on a socket that ``nobody`` can reach, as the daemon's user would."""
+async def daemon(tmp: Path) -> AsyncIterator[tuple[ControlServer, CannedFacts]]:
+    """The control server on a socket that ``nobody`` can reach, as the daemon's user would,
+    serving an autospecced SupervisorView; yields the facts it answers from."""
     where = Path(tempfile.mkdtemp(prefix="ctl-"))  # pytest's tmp_path is 0700 root: nobody could not reach it
-    provider = FakeProvider(tmp / "state", tmp / "technicians.json")
-    server = ControlServer(where / "control.sock", provider)
+    provider = CannedFacts(tmp / "state", tmp / "technicians.json")
+    server = ControlServer(where / "control.sock", view_double(provider))
     await server.start()
     os.chown(where, NOBODY, NOBODY)
     os.chown(server.path, NOBODY, NOBODY)

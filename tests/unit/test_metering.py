@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from unittest.mock import create_autospec
 
 from agent.clock import FakeClock
 from agent.core.metering import UNREADABLE_GRACE_S, Metering
 from agent.errors import NetError
+from agent.net.link import WanLink
 from agent.usage.counters import Counters
 
 SIM_A = {"iccid": "8981100000000000001", "imsi": "440100000000001", "plan": None}
@@ -16,7 +18,8 @@ SIM_B = {"iccid": "8981100000000000002", "imsi": "440100000000002", "plan": None
 
 
 class Wan:
-    """The data interface's counters, moved by hand."""
+    """The data interface's counters, moved by hand. Metering sees them through the real
+    ``WanLink``'s interface (``metering`` autospecs it), so a change there fails here."""
 
     def __init__(self) -> None:
         self.rx = self.tx = 0
@@ -26,8 +29,10 @@ class Wan:
 
 
 def metering(tmp_path: Path, clock: FakeClock, wan: Wan) -> Metering:
-    return Metering.open(tmp_path, clock, wan, flush_interval_s=60.0, heartbeat_s=3600.0, tz_offset="+09:00",
-                         header_bytes=0)  # type: ignore[arg-type]
+    link = create_autospec(WanLink, instance=True)
+    link.counters.side_effect = wan.counters
+    return Metering.open(tmp_path, clock, link, flush_interval_s=60.0, heartbeat_s=3600.0, tz_offset="+09:00",
+                         header_bytes=0)
 
 
 def test_bytes_of_the_sim_in_use_and_the_throughput(tmp_path: Path) -> None:
@@ -94,7 +99,7 @@ def marks_of(tmp_path: Path, good: int, step: float, reads: int) -> list[int]:
     async def body() -> list[int]:
         clock = FakeClock()
         wan = DeadWan(asyncio.get_running_loop(), clock, good, step, reads_wanted=reads + 1)
-        usage = metering(tmp_path, clock, wan)  # type: ignore[arg-type]
+        usage = metering(tmp_path, clock, wan)
         usage.bill_to(SIM_A)
         marks: list[int] = []
         task = asyncio.get_running_loop().create_task(

@@ -44,11 +44,16 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     **{f"family {name}": parser for name, parser in FAMILIES.items()},
 }
 
-PER_EXAMPLE_DEADLINE = timedelta(milliseconds=500)
-"""Generous: a parser takes microseconds; this only catches pathological backtracking."""
+PER_EXAMPLE_DEADLINE = None
+"""No per-example wall-clock deadline (issue 21): a parser takes microseconds, but a loaded
+2-core machine can stall any example past 500 ms, which hypothesis reports as a flaky
+failure. Pathological backtracking is make bench's figure (bench_at.py: every parser's
+worst case on long adversarial lines beside its goal)."""
 
 PREFIXES = [f"{name}: " for name in FAMILIES] + ["+CME ERROR: ", "MODEM ERROR: ", "", "AT", "+CGEV: NW "]
-AT_ALPHABET = st.sampled_from(list('0123456789ABCDEFabcdef,"()-. :+\r\n\t^*#xX') + ["", "99", "255", "IP", "REJECT"])
+AT_TOKENS = list('0123456789ABCDEFabcdef,"()-. :+\r\n\t^*#xX') + ["", "99", "255", "IP", "REJECT"]
+"""What AT-like text is made of (bench_at.py builds its long adversarial lines from it too)."""
+AT_ALPHABET = st.sampled_from(AT_TOKENS)
 
 at_like_text = st.builds(
     lambda prefix, body: prefix + "".join(body),

@@ -1,19 +1,25 @@
-"""The recovery ladder with a fake modem, a fake clock and a recorded sleep."""
+"""The recovery ladder with a modem driver autospecced from ``Modem`` (its behaviour from
+``HealingModem``), a fake clock and a recorded sleep."""
 
 from __future__ import annotations
 
 import random
+from typing import Any
+from unittest.mock import create_autospec
 
 import pytest
 
 from agent.clock import FakeClock
 from agent.errors import AtTimeout, ModemError, PortClosed
+from agent.modem.driver import Modem
 from agent.modem.recovery import LadderPolicy, RecoveryFailed, RecoveryLadder, gpio_reset_line
 from tests.unit.at_fakes import async_test
 
 
-class FakeModem:
-    """Answers ``AT`` once ``healed_by`` has happened; records every call."""
+class HealingModem:
+    """How the modem behaves: answers ``AT`` once ``healed_by`` has happened; records every
+    call. The ladder never sees it directly: ``ladder_for`` hands it ``driver_for``'s
+    autospecced ``Modem``, so a call the real driver would refuse fails the test."""
 
     def __init__(self, healed_by: str | None, clock: FakeClock, fail_pings: int = 0):
         self.healed_by = healed_by
@@ -48,7 +54,17 @@ class FakeModem:
             self.healthy = True
 
 
-def ladder_for(modem: FakeModem, clock: FakeClock, reset: bool = True, **policy: float) -> tuple[RecoveryLadder, list[float]]:
+def driver_for(modem: HealingModem) -> Any:
+    """The real driver's interface (``create_autospec(Modem, instance=True)``), behaving as ``modem``."""
+    driver = create_autospec(Modem, instance=True)
+    driver.ping.side_effect = modem.ping
+    driver.reopen.side_effect = modem.reopen
+    driver.set_radio.side_effect = modem.set_radio
+    return driver
+
+
+def ladder_for(modem: HealingModem, clock: FakeClock, reset: bool = True,
+               **policy: float) -> tuple[RecoveryLadder, list[float]]:
     slept: list[float] = []
 
     async def sleep(seconds: float) -> None:
@@ -56,7 +72,7 @@ def ladder_for(modem: FakeModem, clock: FakeClock, reset: bool = True, **policy:
         clock.advance(seconds)
 
     ladder = RecoveryLadder(
-        modem, modem.power if reset else None, policy=LadderPolicy(**policy),  # type: ignore[arg-type]
+        driver_for(modem), modem.power if reset else None, policy=LadderPolicy(**policy),  # type: ignore[arg-type]
         clock=clock, sleep=sleep, rng=random.Random(1),
     )
     return ladder, slept
@@ -66,7 +82,7 @@ def ladder_for(modem: FakeModem, clock: FakeClock, reset: bool = True, **policy:
 @async_test
 async def test_each_rung_is_tried_in_order_and_stops_at_the_one_that_works(healer: str) -> None:
     clock = FakeClock()
-    modem = FakeModem(None if healer == "retry" else healer, clock, fail_pings=1 if healer == "retry" else 0)
+    modem = HealingModem(None if healer == "retry" else healer, clock, fail_pings=1 if healer == "retry" else 0)
     ladder, _ = ladder_for(modem, clock)
     assert await ladder.recover(AtTimeout("x")) == healer
     c = ladder.counters()
@@ -80,7 +96,7 @@ async def test_each_rung_is_tried_in_order_and_stops_at_the_one_that_works(heale
 @async_test
 async def test_attempts_are_bounded_and_backoff_grows_with_jitter() -> None:
     clock = FakeClock()
-    modem = FakeModem("never", clock)
+    modem = HealingModem("never", clock)
     ladder, slept = ladder_for(modem, clock, power_ready_timeout=10.0, power_reopen_interval=2.0)
     with pytest.raises(RecoveryFailed):
         await ladder.recover(PortClosed("gone"))
@@ -100,7 +116,7 @@ async def test_attempts_are_bounded_and_backoff_grows_with_jitter() -> None:
 @async_test
 async def test_radio_cycle_is_rate_limited_by_the_attach_backoff() -> None:
     clock = FakeClock()
-    modem = FakeModem("radio", clock)
+    modem = HealingModem("radio", clock)
     ladder, _ = ladder_for(modem, clock)
     assert await ladder.recover() == "radio"
     modem.healthy = False
@@ -116,7 +132,7 @@ async def test_radio_cycle_is_rate_limited_by_the_attach_backoff() -> None:
 @async_test
 async def test_power_cycles_are_capped_per_hour() -> None:
     clock = FakeClock()
-    modem = FakeModem("power_cycle", clock)
+    modem = HealingModem("power_cycle", clock)
     ladder, _ = ladder_for(modem, clock, power_cycles_per_hour=2)
     for _ in range(2):
         modem.healthy = False
@@ -132,7 +148,7 @@ async def test_power_cycles_are_capped_per_hour() -> None:
 @async_test
 async def test_no_reset_line_means_the_last_rung_is_skipped() -> None:
     clock = FakeClock()
-    modem = FakeModem("power_cycle", clock)
+    modem = HealingModem("power_cycle", clock)
     ladder, _ = ladder_for(modem, clock, reset=False)
     with pytest.raises(RecoveryFailed):
         await ladder.recover()

@@ -3,9 +3,12 @@ offers the journal's records to the cloud link only while a report is open."""
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
 
 from agent.clock import FakeClock
+from agent.usage.counters import Counters
+from agent.usage.journal import UsageJournal
+from agent.usage.meter import UsageDelta
 from agent.usage.reporting import ReportGate, ReportPolicy, report_due
 
 POLICY = ReportPolicy(min_interval_s=60, heartbeat_s=3600, min_bytes=256 * 1024)
@@ -25,26 +28,29 @@ def test_report_due_rules() -> None:
     assert report_due(now=1.0, last=None, pending_bytes=1, pending_records=1, policy=POLICY) == "heartbeat"
 
 
-class Journal:
-    stream = "usage"
+class Usage:
+    """The real ``UsageJournal`` (cheap: a file in tmp_path), fed one record per ``add``:
+    the gate is tested against the journal it fronts, not a stand-in that could drift."""
 
-    def __init__(self) -> None:
-        self.records: list[tuple[int, dict[str, Any]]] = []
-        self.acked = 0
-
-    def pending(self, limit: int) -> list[tuple[int, dict[str, Any]]]:
-        return [r for r in self.records if r[0] > self.acked][:limit]
-
-    def ack(self, upto: int) -> None:
-        self.acked = upto
+    def __init__(self, path: Path, clock: FakeClock):
+        self.clock = clock
+        self.journal = UsageJournal(path, clock=clock, flush_interval_s=0)  # every add is one record
+        self.counted = 0
 
     def add(self, seq: int, nbytes: int) -> None:
-        self.records.append((seq, {"rx_bytes": nbytes, "tx_bytes": 0}))
+        """One record of ``nbytes`` received; it must be the journal's ``seq``."""
+        wall = self.clock.wall()
+        self.counted += nbytes
+        delta = UsageDelta("8981000000000000001", "440100000000001", "440", "2026-01-01", "2026-01", "+09:00",
+                           wall - 1, wall, nbytes, 0)
+        self.journal.add([delta], Counters(3, self.counted, 0, 0, 0, boot_id="b"), wall)
+        assert self.journal.pending(10_000)[-1][0] == seq
 
 
-def test_gate_offers_records_only_while_a_report_is_open() -> None:
-    clock, journal = FakeClock(), Journal()
-    gate = ReportGate(journal, clock, POLICY)
+def test_gate_offers_records_only_while_a_report_is_open(tmp_path: Path) -> None:
+    clock = FakeClock()
+    journal = Usage(tmp_path / "usage.log", clock)
+    gate = ReportGate(journal.journal, clock, POLICY)
     journal.add(1, 3000)  # an idle minute's keep-alives
     clock.advance(600)
     assert gate.due() is None and gate.pending(10) == []  # the link's own drains see nothing

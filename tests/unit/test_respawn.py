@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
-import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
+
+import pytest
+from pytest_mock import MockerFixture
 
 from agent import respawn
 from agent.core.exitcodes import ExitCode
@@ -44,35 +46,70 @@ def test_streak_counts_failures_in_a_row_and_starts_again(tmp_path: Path) -> Non
 
 
 def test_no_wait_for_what_is_not_restarted(tmp_path: Path) -> None:
+    """Codes nobody restarts return at once: the wait pings the watchdog before each of its
+    slices, so no ping at all means no slice was waited (no wall-clock bound needed)."""
     notifier = FakeNotifier()
     for code in (ExitCode.OK, ExitCode.CONFIG_INVALID, ExitCode.STATE_UNWRITABLE):
-        t0 = time.monotonic()
         assert respawn.wait_before_exit(code, "x", state_dir=tmp_path, served_s=None,
                                         notifier=notifier) == code  # type: ignore[arg-type]
-        assert time.monotonic() - t0 < 0.5
     assert notifier.sent == []
 
 
-def test_waits_pinging_the_watchdog_with_the_reason(tmp_path: Path) -> None:
+class SlicedTime:
+    """The wait's clock, moved only by its slices: ``time.monotonic`` for respawn, and a
+    stop event whose ``wait(s)`` advances the clock by ``s`` and reports no stop. The
+    pings per slice and the delays they state are then exact, whatever the machine's load."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.waits: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wait(self, seconds: float) -> bool:
+        self.waits.append(seconds)
+        self.now += seconds
+        return False
+
+    def set(self) -> None:  # a stop signal: not sent in this test
+        raise AssertionError("no stop was asked for")
+
+
+def test_waits_pinging_the_watchdog_with_the_reason(tmp_path: Path, mocker: MockerFixture) -> None:
     notifier = FakeNotifier()
-    t0 = time.monotonic()
+    sliced = SlicedTime()
+    mocker.patch.object(respawn, "time", sliced)
+    mocker.patch.object(respawn, "threading", SimpleNamespace(Event=lambda: sliced))
     code = respawn.wait_before_exit(ExitCode.MODEM_LOST, "PortClosed: /dev/ttyUSB2 gone", state_dir=tmp_path,
                                     served_s=None, notifier=notifier, sleep_slice=0.05,  # type: ignore[arg-type]
                                     rng=lambda low, high: 0.2)
-    assert code == ExitCode.MODEM_LOST and 0.2 <= time.monotonic() - t0 < 2
-    assert len(notifier.sent) >= 3  # one per slice
+    assert code == ExitCode.MODEM_LOST  # waited the whole delay: the code it exits with
+    assert sliced.waits == pytest.approx([0.05] * 4)  # 0.2 s in 0.05 s slices, one ping before each
+    assert len(notifier.sent) == 4
     first = notifier.sent[0]
-    assert first["WATCHDOG"] == 1 and first["EXTEND_TIMEOUT_USEC"] > 0
-    assert first["STATUS"].startswith("retrying in ") and "(attempt 2): PortClosed: /dev/ttyUSB2 gone" in first["STATUS"]
+    assert first["WATCHDOG"] == 1 and first["EXTEND_TIMEOUT_USEC"] == int((0.2 + respawn.EXTEND_MARGIN_S) * 1e6)
+    assert first["STATUS"] == "retrying in 0 s (attempt 2): PortClosed: /dev/ttyUSB2 gone"
+    assert [m["EXTEND_TIMEOUT_USEC"] for m in notifier.sent] == sorted(
+        (m["EXTEND_TIMEOUT_USEC"] for m in notifier.sent), reverse=True)  # the extension shrinks as it waits
 
 
 def test_a_stop_request_ends_the_wait(tmp_path: Path) -> None:
-    notifier = FakeNotifier()
+    """SIGTERM during the 30 s wait ends it, and the exit is OK: only a stop returns OK (a
+    wait that ran out returns the failure's code), so no wall-clock bound is needed. The
+    signal is sent from the first watchdog ping, i.e. once the wait has begun."""
     old = signal.getsignal(signal.SIGTERM)
-    threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
-    t0 = time.monotonic()
+
+    class StopOnFirstPing(FakeNotifier):
+        def send(self, **fields: Any) -> bool:
+            if not self.sent:
+                os.kill(os.getpid(), signal.SIGTERM)  # systemctl stop, during the retry delay
+            return super().send(**fields)
+
+    notifier = StopOnFirstPing()
     code = respawn.wait_before_exit(ExitCode.FAILURE, "boom", state_dir=tmp_path, served_s=None,
                                     notifier=notifier, sleep_slice=0.05,  # type: ignore[arg-type]
                                     rng=lambda low, high: 30.0)
-    assert code == ExitCode.OK and time.monotonic() - t0 < 5
+    assert code == ExitCode.OK
+    assert len(notifier.sent) == 1  # ended in its first slice, not after 600 of them
     assert signal.getsignal(signal.SIGTERM) == old  # the handler is put back

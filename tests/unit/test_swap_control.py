@@ -7,11 +7,12 @@ import asyncio
 import json
 from pathlib import Path
 from typing import Any
+from unittest.mock import create_autospec
 
 from agent.clock import FakeClock
 from agent.core import policy as pol
 from agent.core.status import StatusFile
-from agent.core.swap import SimFacts, SwapFailed
+from agent.core.swap import SimFacts, SwapFailed, SwapMachine
 from agent.core.swap_control import SwapControl
 
 CURRENT = {"slot": 2, "iccid": "8981100000000000001", "imsi": "440100000000001", "seed": False,
@@ -19,27 +20,36 @@ CURRENT = {"slot": 2, "iccid": "8981100000000000001", "imsi": "440100000000001",
 
 
 class Machine:
-    """The swap machine's surface that SwapControl uses; fails while ``fail`` is set."""
+    """How the swap machine behaves here (fails while ``fail`` is set). SwapControl never
+    sees it directly: ``control`` gives it ``SwapMachine`` autospecced, answering from this,
+    so a call or attribute the real machine lacks fails the test."""
 
     def __init__(self, control: SwapControl) -> None:
         self.control = control
-        self.history: list[dict[str, Any]] = []
         self.fail = False
-        self.attach_timeout_s = 0.0
         self.seen: list[tuple[str, SimFacts | None, bool]] = []
+        self.double = create_autospec(SwapMachine, instance=True)
+        self.double.history = []
+        self.double.attach_timeout_s = 0.0
+        self.double.swap.side_effect = self.swap
 
-    async def swap(self, reason: str, old: SimFacts | None) -> None:
+    @property
+    def attach_timeout_s(self) -> float:
+        return float(self.double.attach_timeout_s)
+
+    async def swap(self, reason: str, old: SimFacts | None, assignment: Any = None) -> SimFacts:
         self.seen.append((reason, old, self.control.swapping))
-        self.history.append({"reason": reason, "ok": not self.fail})
+        self.double.history.append({"reason": reason, "ok": not self.fail})
         if self.fail:
             raise SwapFailed("refused", phase="attach", rolled_back=True)
+        return SimFacts(1, "8981100000000000002", "440100000000002", False, None, "a-2", "apn")
 
 
 def control(tmp_path: Path, clock: FakeClock, used: int = 0) -> tuple[SwapControl, Machine]:
     ctl = SwapControl(lambda: clock, tmp_path, StatusFile(None), current=lambda: CURRENT,
                       used_on_current=lambda: used, traffic_kbps=lambda: 0.0)
     machine = Machine(ctl)
-    ctl.machine = machine  # type: ignore[assignment]
+    ctl.machine = machine.double
     return ctl, machine
 
 

@@ -8,6 +8,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from pytest_mock import MockerFixture
+
 from agent.clock import FakeClock
 from agent.core import tracefile
 from agent.core.health import HealthMonitor, HealthSettings
@@ -16,7 +18,7 @@ from agent.core.view import STORAGE_PROBE_EVERY
 from agent.health.sample import COLUMNS
 from agent.health.trace import read_trace
 from tests.unit.test_console_view import view
-from tests.unit.test_health_monitor import SIM, TRACES, FakeRadio, TraceSampler
+from tests.unit.test_health_monitor import SIM, TRACES, modem_radio, trace_sampler
 
 
 class Ticks:
@@ -54,7 +56,7 @@ def test_starting_a_trace_keeps_at_most_a_few(tmp_path: Path) -> None:
     assert (tmp_path / "trace-20260105-000000.csv").exists()  # the newest stay
 
 
-def test_the_consoles_trace_is_bounded_end_to_end(tmp_path: Path, monkeypatch: Any) -> None:
+def test_the_consoles_trace_is_bounded_end_to_end(tmp_path: Path, monkeypatch: Any, mocker: MockerFixture) -> None:
     """``trace start`` through the view into the real health task: bounded, rotated, ended."""
     monkeypatch.setattr(tracefile, "CONSOLE_MAX_BYTES", 2000)
     clock = FakeClock()
@@ -63,8 +65,8 @@ def test_the_consoles_trace_is_bounded_end_to_end(tmp_path: Path, monkeypatch: A
     async def emit(kind: str, data: dict[str, Any]) -> None:
         pass
 
-    monitor = HealthMonitor(HealthSettings(wan="wan0", lan="lan0", state_dir=tmp_path), radio=FakeRadio(),
-                            active_sim=lambda: SIM, emit=emit, clock=clock, sampler=TraceSampler(samples))  # type: ignore[arg-type]
+    monitor = HealthMonitor(HealthSettings(wan="wan0", lan="lan0", state_dir=tmp_path), radio=modem_radio(mocker),
+                            active_sim=lambda: SIM, emit=emit, clock=clock, sampler=trace_sampler(mocker, samples))
     (tmp_path / "traces").mkdir()
     for i in range(5):
         (tmp_path / "traces" / f"trace-2025010{i}-000000.csv").write_text("t\n")

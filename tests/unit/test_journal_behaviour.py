@@ -1,0 +1,191 @@
+"""The usage journal's bookkeeping checked against what a user is billed for (issue 29):
+both directions' bytes, the key a record is kept and merged under, the IMSI and interval a
+record carries after a restart, and the shape a record read back must have.
+
+The backlog merge is compared with a brute-force oracle: whatever the order of SIMs, days
+and regions, and wherever the merge falls, the bytes per (ICCID, IMSI, day, zone, region)
+are the sums of what was added, in both directions, and each record's interval spans its
+group's."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.clock import JST, FakeClock
+from agent.recordlog import RecordLog
+from agent.usage.counters import Counters
+from agent.usage.journal import BODY_KEYS, UsageJournal, make_body, valid_body
+from agent.usage.meter import UsageDelta
+
+SIMS = [("8981000000000000001", "440101234567890"), ("8981000000000000002", "440109876543210"),
+        ("8981000000000000003", "310150123456789"), ("8981000000000000001", "310150000000001")]
+"""Three SIMs, the first also under a second IMSI (a multi-IMSI SIM abroad): each IMSI is
+its own subscriber to bill, so a key that left it out would merge two of them."""
+DAY0 = datetime(2026, 3, 1, tzinfo=JST).timestamp()
+MCCS = ["440", "310"]
+
+Key = tuple[str, str, str, str, tuple[str, ...]]
+
+
+def delta(sim: int, day: int, mcc: str, rx: int, tx: int, second: int) -> UsageDelta:
+    """Usage on SIM ``sim`` on day ``day`` (JST), one second long ending at ``second``."""
+    iccid, imsi = SIMS[sim]
+    end = DAY0 + day * 86400 + 3600 + second
+    name = datetime.fromtimestamp(end, JST).date().isoformat()
+    return UsageDelta(iccid, imsi, mcc, name, name[:7], "+09:00", end - 1, end, rx, tx)
+
+
+def key_of(body: dict[str, Any]) -> Key:
+    return body["iccid"], body["imsi"], body["day"], body["tz"], tuple(sorted(body["mcc"]))
+
+
+def totals(bodies: list[dict[str, Any]]) -> dict[Key, tuple[int, int, float, float]]:
+    """Per key: rx, tx, earliest start, latest end (seconds)."""
+    out: dict[Key, tuple[int, int, float, float]] = {}
+    for b in bodies:
+        rx, tx, start, end = out.get(key_of(b), (0, 0, float("inf"), float("-inf")))
+        out[key_of(b)] = (rx + b["rx_bytes"], tx + b["tx_bytes"],
+                          min(start, datetime.fromisoformat(b["start"]).timestamp()),
+                          max(end, datetime.fromisoformat(b["end"]).timestamp()))
+    return out
+
+
+def oracle(deltas: list[UsageDelta]) -> dict[Key, tuple[int, int, float, float]]:
+    """The brute-force answer: every delta summed under its own key."""
+    out: dict[Key, list[Any]] = defaultdict(lambda: [0, 0, float("inf"), float("-inf")])
+    for d in deltas:
+        acc = out[(d.iccid, d.imsi, d.day, d.tz, (d.mcc,))]
+        acc[0] += d.rx_bytes
+        acc[1] += d.tx_bytes
+        acc[2] = min(acc[2], d.start)
+        acc[3] = max(acc[3], d.end)
+    return {k: (v[0], v[1], v[2], v[3]) for k, v in out.items()}
+
+
+usage = st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2), st.sampled_from(MCCS),
+                           st.integers(0, 10**9), st.integers(0, 10**9)), min_size=1, max_size=40)
+
+
+@settings(max_examples=120, deadline=None)
+@given(records=usage, offered=st.integers(0, 5), max_pending=st.integers(2, 8))
+def test_backlog_merge_keeps_every_key_and_both_directions_exact(tmp_path_factory: pytest.TempPathFactory,
+                                                                 records: list[tuple[int, int, str, int, int]],
+                                                                 offered: int, max_pending: int) -> None:
+    """Offline for days: records pile up past ``max_pending`` and the never-offered ones are
+    merged. Per key the bytes both ways and the interval equal the oracle's (so no record
+    mixes SIMs, days or regions); what was offered is unchanged; seqs only increase; the
+    backlog stays bounded; and the file reopens to the same records."""
+    path = tmp_path_factory.mktemp("j") / "usage.log"
+    clock = FakeClock(epoch=DAY0)
+    journal = UsageJournal(path, clock=clock, flush_interval_s=0, max_pending=max_pending)
+    added: list[UsageDelta] = []
+    seen_offered: list[tuple[int, dict[str, Any]]] = []
+    for i, (sim, day, mcc, rx, tx) in enumerate(records):
+        d = delta(sim, day, mcc, rx, tx, i)
+        added.append(d)
+        clock.advance(1)
+        journal.add([d], Counters(3, i, i, 0, 0, boot_id="b"), clock.wall())  # one record per add
+        if i + 1 == offered:
+            seen_offered = journal.pending(offered)  # the link took these: never merged after
+    pending = journal.pending(10**6)
+    bodies = [b for _, b in pending]
+    assert totals(bodies) == oracle(added)
+    assert all(valid_body(b) for b in bodies)
+    seqs = [s for s, _ in pending]
+    assert seqs == sorted(set(seqs))
+    assert pending[:len(seen_offered)] == seen_offered
+    # bounded: past max_pending the unoffered records are one per key
+    assert len(pending) <= max(max_pending, len(seen_offered) + len(oracle(added)))
+    journal.close()
+    assert UsageJournal(path, clock=clock).pending(10**6) == pending
+
+
+def test_a_merged_backlog_sums_uplink_and_downlink_separately(tmp_path: Path) -> None:
+    """The plainest case of the property above, with numbers to read: four records of one
+    SIM on one day, one more than max_pending, merged into one (under the last seq) that
+    carries 4 x rx down and 4 x tx up over the four seconds."""
+    clock = FakeClock(epoch=DAY0)
+    journal = UsageJournal(tmp_path / "u.log", clock=clock, flush_interval_s=0, max_pending=3)
+    for i in range(4):
+        clock.advance(1)
+        journal.add([delta(0, 0, "440", 1000, 7, i)], Counters(3, i, i, 0, 0, boot_id="b"), clock.wall())
+    (seq, body), = journal.pending(10)
+    assert (seq, body["rx_bytes"], body["tx_bytes"]) == (4, 4000, 28)
+    assert (body["start"], body["end"]) == ("2026-03-01T00:59:59.000+09:00", "2026-03-01T01:00:03.000+09:00")
+
+
+@pytest.mark.parametrize("compacted", [False, True])
+def test_a_restart_keeps_each_records_imsi_and_interval(tmp_path: Path, compacted: bool) -> None:
+    """After a restart every pending record is exactly what it was: above all its IMSI
+    (usage billed under another SIM's IMSI is billed to the wrong subscriber) and its start
+    and end, whether replayed from flush records or from a compacted file."""
+    path = tmp_path / "u.log"
+    clock = FakeClock(epoch=DAY0)
+    journal = UsageJournal(path, clock=clock, flush_interval_s=0, compact_at_bytes=0 if compacted else 1 << 30)
+    for i, (sim, day, mcc) in enumerate([(0, 0, "440"), (1, 0, "440"), (2, 1, "310"), (0, 1, "440"), (1, 2, "310")]):
+        clock.advance(1)
+        journal.add([delta(sim, day, mcc, 1000 * (i + 1), 10 * (i + 1), 100 * i)],
+                    Counters(3, i, i, 0, 0, boot_id="b"), clock.wall())
+    if compacted:
+        journal.ack(1)  # frees a record: the file is rewritten as state + "U" records
+    before = journal.pending(100)
+    journal.close()
+    after = UsageJournal(path, clock=clock).pending(100)
+    assert after == before
+    assert [(b["iccid"], b["imsi"]) for _, b in after] == [SIMS[s] for s in ([1, 2, 0, 1] if compacted else
+                                                                               [0, 1, 2, 0, 1])]
+    assert after[-1][1]["start"] == "2026-03-03T01:06:39.000+09:00" and after[-1][1]["end"].endswith("01:06:40.000+09:00")
+
+
+GOOD = make_body(("8981000000000000001", "440101234567890", "2026-03-01", "+09:00"), ["440"], 10, 20,
+                 int(DAY0 * 1000), int(DAY0 * 1000) + 1000)
+
+BAD: dict[str, dict[str, Any]] = {
+    "negative rx": {**GOOD, "rx_bytes": -1},
+    "negative tx": {**GOOD, "tx_bytes": -5},
+    "boolean rx": {**GOOD, "rx_bytes": True},
+    "boolean tx": {**GOOD, "tx_bytes": False},
+    "float rx": {**GOOD, "rx_bytes": 10.0},
+    "string tx": {**GOOD, "tx_bytes": "20"},
+    "extra key": {**GOOD, "note": "x"},
+    "missing key": {k: v for k, v in GOOD.items() if k != "tz"},
+    "numeric iccid": {**GOOD, "iccid": 8981000000000000001},
+    "numeric imsi": {**GOOD, "imsi": 440101234567890},
+    "mcc not a list": {**GOOD, "mcc": "440"},
+    "numeric mcc": {**GOOD, "mcc": [440]},
+    "day not a date": {**GOOD, "day": "2026-13-01"},
+    "month of another day": {**GOOD, "month": "2026-02"},
+    "start not a time": {**GOOD, "start": "noon"},
+    "end not a time": {**GOOD, "end": "later"},
+    "not an object": ["iccid", "imsi"],  # type: ignore[dict-item]
+}
+
+
+def test_a_good_body_is_valid() -> None:
+    assert set(GOOD) == BODY_KEYS and valid_body(GOOD)
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_a_body_of_the_wrong_shape_is_refused(case: str) -> None:
+    assert not valid_body(BAD[case])
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_a_checksummed_record_of_the_wrong_shape_is_skipped_on_replay(tmp_path: Path, case: str) -> None:
+    """A record whose CRC is right but whose body is not the cloud's shape (a bug, a
+    downgrade) is never offered: negative or boolean counts, extra keys and the rest."""
+    path = tmp_path / "u.log"
+    log = RecordLog(path)
+    log.append(json.dumps(["U", 1, GOOD]).encode())
+    log.append(json.dumps(["U", 2, BAD[case]]).encode())
+    log.flush()
+    journal = UsageJournal(path, clock=FakeClock(epoch=DAY0))
+    assert journal.pending(10) == [(1, GOOD)] and journal.skipped_records == 1
