@@ -32,7 +32,7 @@ from agent.core import technicians
 from agent.errors import ConfigError, ProtocolError
 from board.virtual.cloud import contract
 from board.virtual.cloud.rules import RULES
-from tests.cloud.contract_corpus import CASES, Case
+from tests.cloud.contract_corpus import CASES, Case, doc_examples
 
 DEVICE_KEY = X25519PrivateKey.from_private_bytes(bytes.fromhex("11" * 32))
 PLATFORM_PUBLIC = Ed25519PrivateKey.from_private_bytes(bytes.fromhex("22" * 32)).public_key()
@@ -206,3 +206,13 @@ def test_topic_leaves_name_their_kinds() -> None:
     assert contract.kind_of_leaf("cert") == "cert_reply"
     assert contract.kind_of_leaf("gossip") is None
     assert set(contract.LEAF_KINDS.values()) | {"event"} == set(contract.MESSAGE_KINDS) - {"envelope", "profile"}
+
+
+def test_every_example_in_the_doc_fits_its_schema_and_the_agent() -> None:
+    """Whatever example docs/protocol.md gains later is held to both readings too."""
+    examples = doc_examples()
+    assert set(examples) == set(contract.MESSAGE_KINDS) - set(NOT_A_MESSAGE)
+    for kind, bodies in examples.items():
+        for body in bodies:
+            assert contract.problems(kind, body) == [], (kind, body)
+            assert agent_accepts(Case("doc example", kind, body, True)), (kind, body)
