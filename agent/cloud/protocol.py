@@ -127,6 +127,11 @@ def encode(body: dict[str, Any]) -> bytes:
     return data
 
 
+def _not_json(name: str) -> Any:
+    """Python's json reads NaN and Infinity, which JSON has not (docs/protocol.md 3.0)."""
+    raise ValueError(f"{name} is not JSON")
+
+
 def decode(payload: bytes, topic_name: str | None = None) -> dict[str, Any]:
     """Bytes -> JSON object of a version we speak, or ProtocolError saying why not."""
     if len(payload) > MAX_MESSAGE_BYTES:
@@ -134,7 +139,7 @@ def decode(payload: bytes, topic_name: str | None = None) -> dict[str, Any]:
             f"message of {len(payload)} bytes exceeds {MAX_MESSAGE_BYTES}: {excerpt(payload)!r}",
             topic=topic_name, reason="oversized")
     try:
-        body = json.loads(payload)
+        body = json.loads(payload, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"not JSON ({exc.__class__.__name__}): {excerpt(payload)!r}",
                             topic=topic_name, reason="malformed") from None

@@ -179,20 +179,28 @@ def test_the_agents_event_tables_are_the_schema_files() -> None:
         assert schema["additionalProperties"] is False, kind
 
 
-@pytest.mark.parametrize("payload, reason", [
+RAW: list[tuple[bytes, str]] = [
     (b"{not json", "malformed"),
     (b"\xff\xfe", "malformed"),
     (b"[1, 2]", "malformed"),
     (b'{"v": 1, "online": true, "session": NaN}', "malformed"),
+    (b'{"v": 1, "online": true, "session": 1, "rssi_dbm": -Infinity}', "malformed"),
     (b'{"v": 2, "online": true, "session": 1}', "version"),
     (b'{"v": true, "online": true, "session": 1}', "version"),
     (b'{"v": 1, "online": true}', "schema"),
     (b'{"v": 1, "pad": "' + b"x" * contract.MAX_MESSAGE_BYTES + b'"}', "oversized"),
-])
-def test_decode_refuses_with_the_contracts_reasons(payload: bytes, reason: str) -> None:
+]
+"""Bodies refused before or at their schema, with the reason docs/protocol.md 3 gives."""
+
+
+@pytest.mark.parametrize("payload, reason", RAW)
+def test_both_readings_refuse_raw_bodies_with_the_contracts_reasons(payload: bytes, reason: str) -> None:
     with pytest.raises(contract.ContractError) as err:
         contract.decode(payload, "state")
     assert err.value.reason == reason
+    with pytest.raises(ProtocolError) as refused:
+        proto.validate_state(proto.decode(payload))
+    assert refused.value.reason == reason
 
 
 def test_decode_returns_a_body_that_fits() -> None:
