@@ -145,7 +145,7 @@ def decode(payload: bytes, topic_name: str | None = None) -> dict[str, Any]:
                             topic=topic_name, reason="malformed") from None
     if not isinstance(body, dict):
         raise ProtocolError(f"body is not an object: {excerpt(payload)!r}", topic=topic_name, reason="malformed")
-    if body.get("v") != VERSION:
+    if body.get("v") != VERSION or isinstance(body.get("v"), bool):  # True == 1 in Python, not in JSON
         raise ProtocolError(f"unknown version {body.get('v')!r}: {excerpt(payload)!r}", topic=topic_name,
                             reason="version")
     return body
