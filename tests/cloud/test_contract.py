@@ -224,3 +224,19 @@ def test_every_example_in_the_doc_fits_its_schema_and_the_agent() -> None:
         for body in bodies:
             assert contract.problems(kind, body) == [], (kind, body)
             assert agent_accepts(Case("doc example", kind, body, True)), (kind, body)
+
+
+def test_topics_name_their_kinds() -> None:
+    assert contract.kind_of_topic("pw/v1/dev-a/event/outage") == "event"
+    assert contract.kind_of_topic("pw/v1/dev-a/cert/request") == "cert_request"
+    assert contract.kind_of_topic("pw/v2/dev-a/state") is None
+    assert contract.kind_of_topic("pw/v1/dev-a") is None
+
+
+def test_parse_leaves_the_schema_to_later() -> None:
+    """A record is parsed first and judged later: a bad body is still acknowledged (3.6)."""
+    payload = b'{"v": 1, "stream": "usage", "seq": 1, "base": 1, "body": {"rx_bytes": -1}}'
+    assert contract.parse(payload, "usage")["seq"] == 1
+    with pytest.raises(contract.ContractError) as err:
+        contract.decode(payload, "usage")
+    assert err.value.reason == "schema"

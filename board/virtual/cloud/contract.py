@@ -71,6 +71,14 @@ def kind_of_leaf(leaf: str) -> str | None:
     return LEAF_KINDS.get(leaf)
 
 
+def kind_of_topic(topic: str) -> str | None:
+    """The message kind of ``pw/v1/<device>/<leaf>``, or None outside the contract."""
+    parts = topic.split("/", 3)
+    if len(parts) < 4 or parts[:2] != ["pw", "v1"]:
+        return None
+    return kind_of_leaf(parts[3])
+
+
 def _ecma(pattern: str) -> re.Pattern[str]:
     """An ECMA-262 pattern as Python runs it: ASCII classes, and a final ``$`` that is the
     end of the string (Python's would also match before a trailing line break)."""
@@ -159,9 +167,11 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def decode(payload: bytes, kind: str) -> dict[str, Any]:
-    """A received body as the contract reads it: size, JSON (strictly: no NaN or Infinity),
-    an object, version 1, then its schema. ContractError names the first reason that applies."""
+def parse(payload: bytes, kind: str) -> dict[str, Any]:
+    """A received body read as the contract says, before its schema: size, JSON (strictly: no
+    NaN or Infinity), an object, version 1. ContractError names the first reason that applies.
+    (A reliable record is parsed first and checked later: one whose body is bad is still
+    acknowledged, docs/protocol.md 3.6.)"""
     if len(payload) > MAX_MESSAGE_BYTES:
         raise ContractError(kind, "oversized", [f"{len(payload)} bytes, more than {MAX_MESSAGE_BYTES}"])
     try:
@@ -172,4 +182,9 @@ def decode(payload: bytes, kind: str) -> dict[str, Any]:
         raise ContractError(kind, "malformed", [f"not an object but {type(body).__name__}"])
     if body.get("v") != VERSION or isinstance(body.get("v"), bool):
         raise ContractError(kind, "version", [f"version {body.get('v')!r}"])
-    return check(kind, body)
+    return body
+
+
+def decode(payload: bytes, kind: str) -> dict[str, Any]:
+    """``parse`` then the schema of ``kind``: a received message the contract accepts whole."""
+    return check(kind, parse(payload, kind))
