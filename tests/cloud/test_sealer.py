@@ -58,7 +58,7 @@ PLAINTEXT = doc_plaintext()
 VECTOR = doc_vector()
 DEVICE_ID, ASSIGNMENT_ID, SEQ = TABLE["device id, assignment id, seq"]
 ISSUED_AT, EXPIRES_AT = TABLE["issued_at, expires_at"]
-BINDING = {"device_id": DEVICE_ID, "assignment_id": ASSIGNMENT_ID, "seq": int(SEQ), "issued_at": int(ISSUED_AT),
+BINDING: dict[str, Any] = {"device_id": DEVICE_ID, "assignment_id": ASSIGNMENT_ID, "seq": int(SEQ), "issued_at": int(ISSUED_AT),
            "expires_at": int(EXPIRES_AT)}
 """The table's device id, assignment id, seq, issued_at and expires_at."""
 
@@ -181,7 +181,9 @@ def _reason(opener: str, env: Any) -> str:
     errors = (SealError, sealer.SealingError)
     with pytest.raises(errors) as err:
         OPENERS[opener](env)
-    return str(err.value.reason)
+    refusal = err.value
+    assert isinstance(refusal, errors)
+    return str(refusal.reason)
 
 
 @pytest.mark.parametrize("sealed_by", SEALERS)

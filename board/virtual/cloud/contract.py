@@ -87,7 +87,7 @@ def _ecma(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern, re.ASCII)
 
 
-_compiled = functools.lru_cache(maxsize=None)(_ecma)
+_compiled = functools.cache(_ecma)
 
 
 def _pattern(validator: Any, pattern: str, instance: Any, schema: dict[str, Any]) -> Iterator[ValidationError]:
@@ -137,7 +137,7 @@ def load(directory: Path = SCHEMA_DIR) -> tuple[Registry, dict[str, dict[str, An
     return registry.crawl(), schemas
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def validator(kind: str) -> Any:
     """The validator of one schema file: a message kind, or an event kind's data ("event/health")."""
     registry, schemas = load()
@@ -167,7 +167,7 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def parse(payload: bytes, kind: str) -> dict[str, Any]:
+def parse(payload: bytes | bytearray, kind: str) -> dict[str, Any]:
     """A received body read as the contract says, before its schema: size, JSON (strictly: no
     NaN or Infinity), an object, version 1. ContractError names the first reason that applies.
     (A reliable record is parsed first and checked later: one whose body is bad is still
@@ -175,7 +175,7 @@ def parse(payload: bytes, kind: str) -> dict[str, Any]:
     if len(payload) > MAX_MESSAGE_BYTES:
         raise ContractError(kind, "oversized", [f"{len(payload)} bytes, more than {MAX_MESSAGE_BYTES}"])
     try:
-        body = json.loads(payload.decode("utf-8"), parse_constant=_no_constant)
+        body = json.loads(bytes(payload).decode("utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ContractError(kind, "malformed", [f"not JSON: {exc.__class__.__name__}"]) from None
     if not isinstance(body, dict):

@@ -22,10 +22,6 @@ PACING_BACKOFF_DEFAULTS = (1, 300)
 """docs/protocol.md 3.8.1: backoff_base_s and backoff_cap_s of the pacing knobs when absent."""
 
 
-def _integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -35,7 +31,7 @@ def base_not_above_seq(record: Any) -> str | None:
     if not isinstance(record, dict):
         return None
     base, seq = record.get("base"), record.get("seq")
-    if _integer(base) and _integer(seq) and base > seq:
+    if isinstance(base, int) and isinstance(seq, int) and base > seq:
         return f"base {base} is above seq {seq}"
     return None
 

@@ -152,7 +152,7 @@ def load_platform_key(path: Path | str) -> Ed25519PrivateKey:
     """The platform's Ed25519 signing key (PKCS#8 PEM, as the lab PKI writes it)."""
     key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"{path} is not an Ed25519 private key")
+        raise ValueError(f"{path} is not an Ed25519 private key")  # noqa: TRY004 - bad file, not bad arg
     return key
 
 
@@ -160,5 +160,5 @@ def load_device_public(path: Path | str) -> X25519PublicKey:
     """A device's X25519 sealing public key (SubjectPublicKeyInfo PEM)."""
     key = serialization.load_pem_public_key(Path(path).read_bytes())
     if not isinstance(key, X25519PublicKey):
-        raise ValueError(f"{path} is not an X25519 public key")
+        raise ValueError(f"{path} is not an X25519 public key")  # noqa: TRY004 - bad file, not bad arg
     return key
