@@ -9,12 +9,12 @@ start-up and not at the first modem reset in the field.
 from __future__ import annotations
 
 import logging
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agent import layout
+from agent.config import read_toml
 from agent.errors import ConfigError
 from agent.modem.dialects import DIALECTS
 
@@ -133,10 +133,4 @@ def load_profile(path_or_name: str | Path) -> BoardProfile:
     path = Path(path_or_name)
     if not path.suffix and not path.exists():
         path = layout.find_profile(str(path_or_name))
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"board profile {path} not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"board profile {path}: not TOML: {exc}") from None
-    return profile_from_dict(data)
+    return profile_from_dict(read_toml(path, "board profile"))  # every way of failing: one ConfigError line

@@ -4,12 +4,15 @@ One file per device, written by factory provisioning (or by ``pocket-lab up`` fo
 virtual board). Every field and its default is written once, in the dataclasses below;
 ``KEYS`` says where each field is in the TOML file and of which TOML type, and ``load()``
 leaves an absent key out so the dataclass's default applies (a field without a default
-is required). A wrong type or a missing required key is a ``ConfigError`` naming the key.
-See docs/configuration.md.
+is required). A wrong type, a missing required key, or a number outside its key's bounds
+is a ``ConfigError`` naming the key; so is a file that cannot be read at all (missing,
+not permitted, a directory, not UTF-8): every way the file is wrong ends in exit 78 with
+one line saying why, never a traceback (issue 20). See docs/configuration.md.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Callable
@@ -41,6 +44,26 @@ MQTT_TLS_PORT = 8883
 TZ_OFFSET = "+09:00"
 """JST: the plans this agent meters reset at JST day and month boundaries (domain.md);
 an assignment's own ``plan.tz`` wins."""
+
+# Bounds of the numbers (issue 20): 0, a negative number or NaN as an interval made a
+# loop that sleeps it spin; each bound says what the number is for.
+SAMPLE_BOUNDS = (0.05, 60.0)
+"""The classifier's windows count samples of about a second; 20 a second is already far
+more than it can use, and a minute apart it sees nothing."""
+RADIO_BOUNDS = (0.5, 3600.0)
+"""An AT query twice a second is the most the channel should carry for signal quality."""
+REPORT_BOUNDS = (1.0, 86400.0)
+"""Reports at most once a second (each is a message on the user's SIM), at least daily."""
+FLUSH_BOUNDS = (1.0, 3600.0)
+"""A flush is an fsync: once a second at most (flash wear), once an hour at least (the
+usage a power cut may lose)."""
+HEARTBEAT_BOUNDS = (1.0, 86400.0)
+"""At least one report a day: the platform must see an idle device's usage daily."""
+PORT_BOUNDS = (1, 65535)
+"""A TCP port."""
+KEEPALIVE_BOUNDS = (1, 65535)
+"""MQTT keep-alive is a 16-bit count of seconds (MQTT 5, 3.1.2.10); 0 would switch it off,
+and the link's idle watchdog, a multiple of it, would fire at once."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,6 +148,8 @@ class Key:
     kind: type
     attr: str = ""
     convert: Callable[[Any, str], Any] = _same
+    bounds: tuple[float, float] | None = None
+    """Inclusive range of a number (and a finite one): refused outside it."""
 
     @property
     def target(self) -> str:
@@ -138,24 +163,24 @@ KEYS: tuple[Key, ...] = (
     Key("", "status_file", str, convert=_optional_path),
     Key("", "console", dict),
     Key("modem", "port", str, "modem_port"),
-    Key("usage", "report_interval_s", float),
-    Key("usage", "flush_interval_s", float),
-    Key("usage", "heartbeat_s", float),
+    Key("usage", "report_interval_s", float, bounds=REPORT_BOUNDS),
+    Key("usage", "flush_interval_s", float, bounds=FLUSH_BOUNDS),
+    Key("usage", "heartbeat_s", float, bounds=HEARTBEAT_BOUNDS),
     Key("usage", "tz", str, "tz_offset"),
-    Key("health", "sample_interval_s", float),
-    Key("health", "radio_interval_s", float),
+    Key("health", "sample_interval_s", float, bounds=SAMPLE_BOUNDS),
+    Key("health", "radio_interval_s", float, bounds=RADIO_BOUNDS),
     Key("health", "reflector", str, convert=_hostport),
     Key("health", "probe", str, convert=_hostport),
     Key("health", "resolv_file", str, convert=_optional_path),
     Key("health", "record_trace", str, convert=_optional_path),
     Key("cloud", "host", str),
-    Key("cloud", "port", int),
+    Key("cloud", "port", int, bounds=PORT_BOUNDS),
     Key("cloud", "ca", str, convert=_path),
     Key("cloud", "cert", str, convert=_path),
     Key("cloud", "key", str, convert=_path),
     Key("cloud", "sealing_key", str, convert=_path),
     Key("cloud", "platform_key", str, convert=_path),
-    Key("cloud", "keepalive_s", int),
+    Key("cloud", "keepalive_s", int, bounds=KEEPALIVE_BOUNDS),
 )
 """Every key of the file. Those of the [cloud] table fill ``CloudSection`` (the
 ``cloud`` field); the others fill ``AgentConfig``."""
@@ -183,23 +208,41 @@ def _read(data: dict[str, Any], cls: type, where: str) -> dict[str, Any]:
         section = _get(data, key.table, dict, where, {}) if key.table else data
         at = f"{where} [{key.table}]" if key.table else where
         if key.name in section:
-            values[key.target] = key.convert(_get(section, key.name, key.kind, at), at)
+            value = _get(section, key.name, key.kind, at)
+            if key.bounds is not None:
+                _check_bounds(value, key, at)
+            values[key.target] = key.convert(value, at)
         elif not _has_default(cls, key.target):
             raise ConfigError(f"{at}: missing required key {key.name!r}")
     return values
 
 
+def _check_bounds(value: float, key: Key, where: str) -> None:
+    assert key.bounds is not None
+    lo, hi = key.bounds
+    if not math.isfinite(value) or not lo <= value <= hi:
+        raise ConfigError(f"{where}: {key.name!r} must be between {lo:g} and {hi:g}, got {value!r}")
+
+
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """The TOML table in ``path``; every way of failing is one ConfigError line naming
+    ``what`` and the file (not found, not permitted, a directory, not UTF-8, not TOML)."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} not found") from None
+    except OSError as exc:  # EACCES (e.g. a key store the service user was never given: docs/layout.md), EISDIR, EIO
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc} (uid {os.geteuid()})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{what} {path}: not TOML: {exc}") from None
+
+
 def load(path: Path | str) -> AgentConfig:
     """Read and validate the agent's TOML config."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise ConfigError(f"config file {path} not found") from exc
-    except OSError as exc:  # e.g. a key store the service user was never given (docs/layout.md)
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror} (uid {os.geteuid()})") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+    data = read_toml(path, "config file")
     where = str(path)
     _get(data, CLOUD_TABLE, dict, where)  # the table itself is required
     return AgentConfig(cloud=CloudSection(**_read(data, CloudSection, where)), **_read(data, AgentConfig, where))

@@ -51,6 +51,11 @@ class PortClosed(ModemError):
     """The serial port went away (USB cable pulled, modem rebooted)."""
 
 
+class PortStalled(PortClosed):
+    """The modem stopped taking bytes: a write waited for the tty longer than its bound
+    (agent/modem/serialport.py). The port is given up and reopened like a closed one."""
+
+
 class ParseError(ModemError):
     """A response line did not match the family's grammar."""
 

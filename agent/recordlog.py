@@ -18,7 +18,6 @@ records a caller still needs, which bounds its size.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import struct
@@ -71,6 +70,12 @@ class RecordLog:
         self.bytes_written = 0
         """Bytes this process wrote to flash (appends and compactions): flash-wear figure."""
         self.dropped_tail = 0
+        self._size = 0
+        """Bytes of whole, durable frames in the file: where the next append starts."""
+        self._named = False
+        """Whether this process has made the file's directory entry durable. The first
+        append of each process fsyncs the directory once: the file may have been
+        created by a process that died before it did (one fsync per start, not per write)."""
         self._open()
 
     def _open(self) -> None:
@@ -79,6 +84,7 @@ class RecordLog:
         except FileNotFoundError:
             data = b""
         self._records, valid = scan(data)
+        self._size = valid
         if valid < len(data):
             self.dropped_tail = len(data) - valid
             LOGGER.warning("%s: dropping %d bytes of torn or corrupt tail after %d good records",
@@ -101,30 +107,48 @@ class RecordLog:
         self._buffer.append(payload)
 
     def flush(self) -> None:
-        """Write and fsync every queued record in one write (one flash page, usually)."""
+        """Write and fsync every queued record in one write (one flash page, usually).
+
+        Durable means every byte: a short write is continued (``store.write_all``), and
+        if the disk refuses the rest the file is cut back to where it was, so no torn
+        frame sits in front of the records appended later, and the records stay queued
+        (not counted) for the next flush. The first write to a new file also fsyncs its
+        directory, or a power cut could lose the file's name with its records.
+        """
         if not self._buffer:
             return
         blob = b"".join(_frame(p) for p in self._buffer)
         try:
             fd = store.open_private_append(self.path)
             try:
-                size = os.fstat(fd).st_size
+                if os.fstat(fd).st_size != self._size:  # a partial append that could not be cut back
+                    os.ftruncate(fd, self._size)
                 try:
-                    os.write(fd, blob)
+                    store.write_all(fd, blob)
                     os.fsync(fd)
                 except OSError:
-                    # A full disk may take part of the blob: cut it off again, or the torn
-                    # frame would hide every record appended after it on the next open.
-                    with contextlib.suppress(OSError):
-                        os.ftruncate(fd, size)
+                    self._cut_back(fd, self._size)
                     raise
             finally:
                 os.close(fd)
+            if not self._named:
+                store.fsync_dir(self.path.parent)
+                self._named = True
         except OSError as exc:
-            raise JournalError(f"cannot append to {self.path}: {exc.strerror}") from exc
+            raise JournalError(f"cannot append to {self.path}: {exc.strerror or exc}") from exc
         self.bytes_written += len(blob)
+        self._size += len(blob)
         self._records.extend(self._buffer)
         self._buffer.clear()
+
+    def _cut_back(self, fd: int, size: int) -> None:
+        """Truncate to ``size`` after a failed append (best effort: the error that
+        brought us here is the one reported, and the next flush cuts back first)."""
+        try:
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+        except OSError as exc:
+            LOGGER.error("%s: cannot cut a partial append back to %d bytes: %s", self.path, size, exc)
 
     def compact(self, keep: Iterable[bytes]) -> None:
         """Atomically replace the durable log with ``keep`` (unflushed records stay queued)."""
@@ -138,6 +162,8 @@ class RecordLog:
             store.atomic_write(self.path, blob)
         except OSError as exc:
             raise JournalError(f"cannot rewrite {self.path}: {exc.strerror}") from exc
+        self._named = True  # atomic_write fsyncs the directory
+        self._size = len(blob)
         self.bytes_written += len(blob)
 
     def __iter__(self) -> Iterator[bytes]:

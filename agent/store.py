@@ -9,6 +9,8 @@ an instant.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
@@ -33,11 +35,29 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte of ``data`` to ``fd`` or raise OSError.
+
+    ``os.write`` may take only part of a buffer (a nearly full disk takes what fits in
+    its last block and refuses the rest on the next call): the rest is written again
+    until nothing is left, and a write that takes nothing at all is ENOSPC, never an
+    endless loop. A caller that gets OSError knows some prefix may be on disk.
+    """
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, "write took no bytes")
+        view = view[written:]
+
+
 def atomic_write(path: Path | str, data: bytes, *, mode: int = PRIVATE_MODE) -> None:
     """Replace ``path`` with ``data`` so a reader sees either the old or the new file.
 
     The temp file is created with ``mode`` at open time (O_CREAT|O_EXCL), so private
-    data never exists on disk with wider permissions.
+    data never exists on disk with wider permissions. A write, fsync or rename that
+    fails removes the temp file again (issue 20): a full disk must not fill up further
+    with half-written copies of state, and a private half copy must not linger.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,14 +68,16 @@ def atomic_write(path: Path | str, data: bytes, *, mode: int = PRIVATE_MODE) -> 
         pass
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     fsync_dir(path.parent)
 
 

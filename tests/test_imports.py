@@ -144,11 +144,12 @@ def test_every_module_imports_in_a_fresh_interpreter() -> None:
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-INDEPENDENT = ("board.virtual.cloud.sealer", "board.virtual.cloud.canonical", "board.virtual.cloud.contract",
-               "board.virtual.cloud.rules")
-"""The reference cloud's own reading of the contract (issue 21): its sealer and its schema
-validator were written from docs/protocol.md so that the lab does not check the agent
-against itself; importing any of the agent, agent.cloud.sealing above all, would undo that."""
+INDEPENDENT = ("board.virtual.cloud.sealer", "board.virtual.cloud.signer", "board.virtual.cloud.canonical",
+               "board.virtual.cloud.contract", "board.virtual.cloud.rules")
+"""The reference cloud's own reading of the contract (issue 21): its sealer, signer and
+schema validator were written from docs/protocol.md so that the lab does not check the
+agent against itself; importing any of the agent (agent.cloud.sealing and platformsig
+above all) would undo that."""
 
 
 def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
@@ -172,6 +173,7 @@ def test_the_clouds_sealer_and_schemas_import_nothing_of_the_agent() -> None:
         assert module in graph, module
         reached = _reachable(graph, module)
         assert "agent.cloud.sealing" not in reached, module
+        assert "agent.cloud.platformsig" not in reached, module
         assert sorted(m for m in reached if m == "agent" or m.startswith("agent.")) == [], module
 
 

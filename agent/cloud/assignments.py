@@ -7,7 +7,10 @@ new id (the request or its reply may have died with a broker restart), paced so 
 region does not ask in step (agent.cloud.pacing). An "ok" reply carries an envelope
 signed by the platform and sealed to this device (agent.cloud.sealing); it is opened
 only if its sequence is above the last one accepted (``ReplayGuard``, durable), and a
-redelivery of the last one is acknowledged again, never re-applied.
+redelivery of the last one is acknowledged again, never re-applied. While the replay
+state cannot be read the guard is closed: each request asks for a floor (``need_floor``)
+and only a reply carrying the platform's signed floor for that very request opens it
+again (agent.cloud.platformsig, docs/protocol.md 4.1).
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent.clock import Clock
-from agent.cloud import pacing, sealing
+from agent.cloud import pacing, platformsig, sealing
 from agent.cloud import protocol as proto
 from agent.cloud.linkconfig import CloudConfig
 from agent.errors import AssignmentUnavailable, ProtocolError, SealError
@@ -70,6 +74,11 @@ class AssignmentExchange:
         self._emit = emit
         self._reject = reject
         self._waiters: dict[str, asyncio.Future[proto.AssignmentReply]] = {}
+
+    @property
+    def platform_key(self) -> Ed25519PublicKey:
+        """The platform's pinned public key (the inbox verifies policies with it too)."""
+        return self._platform_key
 
     async def request(self, reason: str, *, current_iccid: str | None = None,
                       evidence: dict[str, Any] | None = None, timeout: float = 60.0) -> Assignment:
@@ -129,8 +138,10 @@ class AssignmentExchange:
     async def _ask_once(self, reason: str, current_iccid: str | None, evidence: dict[str, Any] | None,
                         timeout: float) -> proto.AssignmentReply | None:
         request_id = uuid.uuid4().hex
-        body = {"request_id": request_id, "reason": reason, "current_iccid": current_iccid,
-                "evidence": evidence or {}}
+        body: dict[str, Any] = {"request_id": request_id, "reason": reason, "current_iccid": current_iccid,
+                                "evidence": evidence or {}}
+        if self.guard.closed:
+            body["need_floor"] = True
         props = Properties(PacketTypes.PUBLISH)
         props.ResponseTopic = proto.topic(self.device_id, proto.ASSIGNMENT)
         props.CorrelationData = request_id.encode()
@@ -157,6 +168,8 @@ class AssignmentExchange:
                                               platform_public=self._platform_key, now=now)
             if header["assignment_id"] != reply.assignment_id or header["seq"] != reply.seq:
                 raise SealError("signed header differs from the reply's assignment id/seq", reason="mismatch")
+            if self.guard.closed:
+                self._reestablish(reply, topic)
             if self.guard.check(reply.assignment_id, reply.seq) == "duplicate":
                 raise SealError(f"assignment {reply.assignment_id!r} was already applied", reason="duplicate")
             opened = sealing.open_envelope(header, device_id=self.device_id, device_key=self._device_key,
@@ -164,6 +177,23 @@ class AssignmentExchange:
         except SealError as exc:
             self._reject(exc, topic, assignment_id=reply.assignment_id)
             raise
-        self.guard.accept(opened.assignment_id, opened.seq)
+        try:
+            self.guard.accept(opened.assignment_id, opened.seq)
+        except SealError as exc:  # the new seq did not reach flash: the profile is not used
+            self._reject(exc, topic, assignment_id=reply.assignment_id)
+            raise
         LOGGER.info("assignment %s (seq %d) opened: %s", opened.assignment_id, opened.seq, opened.profile.public())
         return Assignment(opened.assignment_id, opened.seq, opened.profile, opened.expires_at, reply.window)
+
+    def _reestablish(self, reply: proto.AssignmentReply, topic: str) -> None:
+        """Open a closed replay guard with the floor the platform signed for this request
+        (the reply answers a request this process sent, so its ``request_id`` is fresh)."""
+        if reply.floor is None:
+            raise SealError(f"replay state {self.guard.closed_because} and the cloud sent no floor",
+                            reason=sealing.REPLAY_STATE_REASON)
+        try:
+            floor = platformsig.verify_floor(reply.floor, device_id=self.device_id, request_id=reply.request_id,
+                                             public=self._platform_key, topic=topic)
+        except ProtocolError as exc:
+            raise SealError(str(exc), reason=exc.reason) from None
+        self.guard.reestablish(floor)

@@ -4,9 +4,12 @@ Inbound messages are decoded and validated (agent.cloud.protocol) before use; a 
 is logged, answered with an "error" event upstream and dropped (``Rejects``, rate-limited
 so a flood of bad messages cannot become a flood of fsyncs and uplink traffic).
 Commands are de-duplicated by id (QoS 1 redelivers) and policies applied only when their
-version is newer; both survive a restart in ``inbound.json``. A command's or policy's
-pacing is adopted here, before any callback sees it, so the next reconnect already
-follows it.
+version is newer; both survive a restart in ``inbound.json``. A policy, retained or in a
+``set_policy`` command, is used only if the platform signed it for this device
+(agent.cloud.platformsig; issue 20): whoever can merely publish on the device's topics
+cannot change its limits or pin a technician key. Its version is bounded, so not even a
+signed mistake freezes later policies. A command's or policy's pacing is adopted here,
+before any callback sees it, so the next reconnect already follows it.
 
 The routing table is fixed for the link's own leaves (ack, assignment, command,
 policy); other modules add theirs (``add``: certificate renewal, issue 13). Callbacks
@@ -18,14 +21,16 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent import store
 from agent.clock import Clock
-from agent.cloud import pacing
+from agent.cloud import pacing, platformsig
 from agent.cloud import protocol as proto
 from agent.cloud.linkconfig import LinkStats
 from agent.cloud.tasks import TaskOwner
@@ -86,8 +91,11 @@ class Inbox:
     """Routes pw/v1/<dev>/<leaf> messages; remembers handled commands and the policy version."""
 
     def __init__(self, device_id: str, state_dir: Path, *, clock: Clock, pacer: pacing.Pacer, rejects: Rejects,
-                 on_ack: Callable[[dict[str, Any], str], None], on_assignment: Route):
+                 on_ack: Callable[[dict[str, Any], str], None], on_assignment: Route,
+                 platform_key: Ed25519PublicKey):
         self.device_id = device_id
+        self.platform_key = platform_key
+        """The platform's pinned public key: a policy it did not sign is refused."""
         self.state_dir = state_dir
         self.clock = clock
         self.pacer = pacer
@@ -155,20 +163,29 @@ class Inbox:
             LOGGER.info("command %s redelivered: already handled", cmd.command_id)
             return
         if cmd.action == "set_policy" and cmd.policy is not None:
-            self._apply_pacing(cmd.policy)
+            policy = proto.validate_policy(self._signed(cmd.policy, topic), topic)  # 3.7: the shape of 3.8
+            platformsig.check_version(policy.get("version"), self._policy_version, topic=topic)
+            cmd = replace(cmd, policy=policy)
+            self._apply_pacing(policy)
         self._seen_commands = [*self._seen_commands, cmd.command_id][-SEEN_COMMANDS:]
         self._save()
         LOGGER.info("command %s: %s", cmd.command_id, cmd.action)
         self._dispatch(self._command_cbs, cmd)
 
     def _handle_policy(self, body: dict[str, Any], topic: str) -> None:
-        policy = proto.validate_policy(body, topic)
+        policy = proto.validate_policy(self._signed(body, topic), topic)  # the signature before anything else
         if policy["version"] <= self._policy_version:
             return
+        platformsig.check_version(policy["version"], self._policy_version, topic=topic)
         self._apply_pacing(policy)
         self._policy_version = int(policy["version"])
         self._save()
         self._dispatch(self._policy_cbs, policy)
+
+    def _signed(self, policy: dict[str, Any], topic: str) -> dict[str, Any]:
+        """The policy without its signature, if the platform signed it for this device
+        (ProtocolError ``signature`` or ``wrong_device`` otherwise: a reject, reported)."""
+        return platformsig.verify_policy(policy, device_id=self.device_id, public=self.platform_key, topic=topic)
 
     def _apply_pacing(self, policy: dict[str, Any]) -> None:
         """Adopt and persist a policy's pacing; PacingError (a ProtocolError) refuses the whole policy."""

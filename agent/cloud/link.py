@@ -84,7 +84,8 @@ class CloudLink:
             publish=lambda topic, payload, props: self.session.publish(topic, payload, props=props),
             wait_connected=self.session.wait_connected, emit=self.streams.emit, reject=rejects.reject)
         self.inbox = Inbox(self.device_id, self.state_dir, clock=self.clock, pacer=self.pacer, rejects=rejects,
-                           on_ack=self.streams.handle_ack, on_assignment=self.assignments.handle_reply)
+                           on_ack=self.streams.handle_ack, on_assignment=self.assignments.handle_reply,
+                           platform_key=self.assignments.platform_key)
         self._state_body: dict[str, Any] = {}
 
     @property

@@ -7,10 +7,13 @@ broker restart may lose what it held. The usage journal implements it for "usage
 ``Outbox`` implements it for the link's own events.
 
 On disk the outbox is one agent.recordlog.RecordLog of JSON records:
-``{"seq": n, "body": {...}}`` for a record and ``{"ack": n}`` for an acknowledgement
-(or a local drop). Replaying the log gives back the pending records and the next
+``{"seq": n, "body": {...}}`` for a record, ``{"ack": n}`` for an acknowledgement (or a
+local drop) and ``{"epoch": id, "from": n}`` for the epoch the seqs from n on belong to
+(agent/epochs.py). Replaying the log gives back the pending records and the next
 sequence number after any crash or power loss; a torn tail loses only records whose
-``put`` had not returned.
+``put`` had not returned. A log that opens empty, or with a corrupt tail cut off, begins
+a new epoch: records already sent may be gone, and the cloud must never take the new
+ones for them (issue 20).
 
 When full (``max_records`` pending) the *oldest* pending records are dropped, logged
 and counted: for health and outage events the newest state matters most, and a
@@ -25,6 +28,7 @@ import logging
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from agent.epochs import Epochs, Segment
 from agent.errors import JournalError
 from agent.recordlog import RecordLog
 
@@ -54,6 +58,20 @@ class ReliableSource(Protocol):
         ...
 
 
+@runtime_checkable
+class EpochSource(ReliableSource, Protocol):
+    """A ReliableSource whose seqs carry an epoch (agent/epochs.py; issue 20): the link
+    sends each record's epoch, and an ack counts only for the epoch it names."""
+
+    def epoch_of(self, seq: int) -> tuple[str, int]:
+        """(epoch id, first seq of that epoch) of ``seq``."""
+        ...
+
+    def ack_epoch(self, upto: int, epoch: str) -> None:
+        """The cloud durably holds every record of ``epoch`` with seq <= ``upto``."""
+        ...
+
+
 class Outbox:
     """A ReliableSource on a RecordLog. One writer: the agent's event loop."""
 
@@ -69,7 +87,10 @@ class Outbox:
         self._acked = 0
         self._next = 1
         self._garbage = 0
+        self._epochs = Epochs()
         self._replay()
+        if self._log.dropped_tail or not self._log.records:
+            self._begin_epoch(lost=bool(self._log.dropped_tail))
 
     def _replay(self) -> None:
         records: dict[int, dict[str, Any]] = {}
@@ -81,12 +102,29 @@ class Outbox:
                 continue
             if "ack" in rec:
                 self._acked = max(self._acked, int(rec["ack"]))
+            elif "epoch" in rec:
+                self._epochs.add(Segment(int(rec["from"]), str(rec["epoch"])))
             else:
                 records[int(rec["seq"])] = rec["body"]
         self._pending = sorted((s, b) for s, b in records.items() if s > self._acked)
         self._garbage = len(records) - len(self._pending)
         top = max([self._acked, *records.keys()], default=0)
         self._next = top + 1
+
+    def _begin_epoch(self, *, lost: bool) -> None:
+        """A new epoch from the next seq, on disk before any record numbered in it."""
+        seg = self._epochs.begin(self._next)
+        LOGGER.log(logging.WARNING if lost else logging.INFO, "outbox %s: epoch %s from seq %d (%s)", self.stream,
+                   seg.epoch, seg.start, "a corrupt tail was cut off" if lost else "new file")
+        self._log.append(_epoch_record(seg))
+        try:
+            self._log.flush()
+        except JournalError as exc:  # stays queued: written before the first record
+            LOGGER.error("outbox %s: epoch not yet on disk: %s", self.stream, exc)
+
+    def epoch_of(self, seq: int) -> tuple[str, int]:
+        seg = self._epochs.of(seq)
+        return seg.epoch, seg.start
 
     @property
     def acked(self) -> int:
@@ -110,6 +148,8 @@ class Outbox:
             self._log.flush()
         except JournalError:
             self._log = RecordLog(self._log.path)  # forget the unflushed buffer; keep serving
+            if self._epochs.segments and not any(_is_epoch(r, self._epochs.current) for r in self._log.records):
+                self._log.append(_epoch_record(self._epochs.current))  # it was in that buffer
             raise
         self._next = seq + 1
         self._pending.append((seq, body))
@@ -124,6 +164,15 @@ class Outbox:
 
     def pending(self, limit: int) -> list[tuple[int, dict[str, Any]]]:
         return self._pending[:limit]
+
+    def ack_epoch(self, upto: int, epoch: str) -> None:
+        limit = self._epochs.ack_limit(epoch, upto, lowest_pending=self._pending[0][0] if self._pending else None,
+                                       next_seq=self._next)
+        if limit is None:
+            LOGGER.info("outbox %s: ack %d of epoch %r ignored (not this log's, or an earlier epoch is pending)",
+                        self.stream, upto, epoch)
+            return
+        self.ack(limit)
 
     def ack(self, upto: int) -> None:
         if upto <= self._acked:
@@ -144,7 +193,16 @@ class Outbox:
         """Rewrite the log with only the pending records and the ack mark (atomic)."""
         self._log.flush()
         keep = [json.dumps({"ack": self._acked}).encode()]
+        keep += [_epoch_record(seg) for seg in self._epochs.needed(self._pending[0][0] if self._pending else None)]
         keep += [json.dumps({"seq": s, "body": b}, separators=(",", ":"), sort_keys=True).encode()
                  for s, b in self._pending]
         self._log.compact(keep)
         self._garbage = 0
+
+
+def _epoch_record(seg: Segment) -> bytes:
+    return json.dumps({"epoch": seg.epoch, "from": seg.start}, sort_keys=True).encode()
+
+
+def _is_epoch(raw: bytes, seg: Segment) -> bool:
+    return raw == _epoch_record(seg)

@@ -45,6 +45,14 @@ MAX_MESSAGE_BYTES = 16 * 1024
 """16 KiB: a sealed assignment is ~1 KiB and a usage record ~300 bytes; anything larger
 is a bug or an attack, and the broker is told the same limit (max_packet_size)."""
 
+MAX_PACKET_BYTES = MAX_MESSAGE_BYTES + 1024
+"""The largest MQTT packet a device accepts, told to the broker in CONNECT's Maximum
+Packet Size (MQTT 5, 3.1.2.11.4): the body limit plus 1 KiB for the fixed header, the
+topic (~40 bytes) and properties (response topic, correlation data, expiry). A broker
+must not send this client a larger packet (it drops the message for it), so a huge
+retained message, from a broker with a larger limit of its own, is never buffered whole
+on a router before the body limit could refuse it (issue 20)."""
+
 EXCERPT_CHARS = 120
 """How much of a rejected payload an error carries: enough to recognise, small enough
 for a log line. Inbound cloud messages never carry Ki/OPc in clear (profiles are sealed)."""
@@ -66,6 +74,9 @@ DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 line break (``\\Z``: Python's ``$`` would take one)."""
 
 MCC_RE = re.compile(r"^[0-9]{3}\Z")
+EPOCH_RE = re.compile(r"^[0-9a-f]{16}\Z")
+"""A reliable stream's epoch id: 64 random bits as 16 lowercase hex digits (agent/epochs.py,
+docs/protocol.md 3); absent means the legacy epoch."""
 
 # Topic leaves. Device -> cloud:
 STATE = "state"  # retained; birth and last will
@@ -247,6 +258,11 @@ def validate_record(msg: dict[str, Any], topic_name: str | None = None) -> tuple
     body = require(msg, "body", dict, topic_name)
     if base > seq:
         raise _fail("base is after seq", msg, topic_name)
+    if "epoch" in msg or "epoch_start" in msg:
+        _match(msg, "epoch", EPOCH_RE, topic_name)
+        start = _nonneg_int(msg, "epoch_start", topic_name)
+        if not 1 <= start <= base:
+            raise _fail("epoch_start is not in 1..base", msg, topic_name)
     if "rejected" in msg:
         require(msg, "rejected", str, topic_name)
         if body:
@@ -260,7 +276,20 @@ def validate_record(msg: dict[str, Any], topic_name: str | None = None) -> tuple
 
 def validate_ack(body: dict[str, Any], topic_name: str | None = None) -> tuple[str, int]:
     """{"stream": s, "upto": n}: the cloud has durably ingested every record <= n."""
+    ack_epoch(body, topic_name)
     return _choice(body, "stream", STREAMS, topic_name), _nonneg_int(body, "upto", topic_name)
+
+
+def record_epoch(msg: dict[str, Any]) -> tuple[str, int]:
+    """(epoch, epoch_start) of a validated record; ("", 1) for a legacy one."""
+    return str(msg.get("epoch", "")), int(msg.get("epoch_start", 1))
+
+
+def ack_epoch(body: dict[str, Any], topic_name: str | None = None) -> str:
+    """The epoch an ack covers ("" when absent: the legacy epoch)."""
+    if "epoch" not in body:
+        return ""
+    return _match(body, "epoch", EPOCH_RE, topic_name)
 
 
 @dataclass(frozen=True)
@@ -275,15 +304,20 @@ class AssignmentReply:
     envelope: dict[str, Any] | None = None
     retry_after: float = 0.0
     reason: str = ""
+    floor: dict[str, Any] | None = None
+    """The platform's signed replay floor, when the request asked for one (``need_floor``)."""
 
 
 def validate_assignment(body: dict[str, Any], topic_name: str | None = None) -> AssignmentReply:
     status = require(body, "status", str, topic_name)
     request_id = require(body, "request_id", str, topic_name)
     if status == "ok":
+        floor = body.get("floor")
+        if floor is not None and not isinstance(floor, dict):
+            raise _fail("field 'floor' must be an object", body, topic_name)
         return AssignmentReply(status, request_id, require(body, "assignment_id", str, topic_name),
                                _nonneg_int(body, "seq", topic_name, minimum=1), _window(body, topic_name),
-                               require(body, "envelope", dict, topic_name))
+                               require(body, "envelope", dict, topic_name), floor=floor)
     if status == "retry":
         after = require(body, "retry_after", (int, float), topic_name)
         if not 0 <= after <= 3600:
@@ -313,10 +347,8 @@ def validate_command(body: dict[str, Any], topic_name: str | None = None) -> Com
         raise _fail(f"unknown action {action!r}", body, topic_name)
     window = _window(body, topic_name) if "window" in body else {}
     policy = body.get("policy")
-    if action == "set_policy":
-        if not isinstance(policy, dict):
-            raise _fail("set_policy without a 'policy' object", body, topic_name)
-        validate_policy(policy, topic_name)  # "same shape as 3.8"
+    if action == "set_policy" and not isinstance(policy, dict):
+        raise _fail("set_policy without a 'policy' object", body, topic_name)
     expires = body.get("expires_at")
     if expires is not None and (isinstance(expires, bool) or not isinstance(expires, (int, float))):
         raise _fail("field 'expires_at' must be a number", body, topic_name)
@@ -328,7 +360,9 @@ def validate_policy(body: dict[str, Any], topic_name: str | None = None) -> dict
 
     The swap policy's fields are checked here, against their bounds and types
     (agent/core/policy.py), so a policy with one out of bounds is refused whole before any
-    part of it (its pacing, its version) is taken (docs/protocol.md 3.8)."""
+    part of it (its pacing, its version) is taken (docs/protocol.md 3.8). Called on a policy
+    whose signature was checked first (3.8.2: nothing unsigned is read): the retained one
+    and a ``set_policy`` command's alike (agent/cloud/inbox.py)."""
     _nonneg_int(body, "version", topic_name)
     try:
         policy_from_dict(body)
@@ -352,6 +386,8 @@ def validate_request(body: dict[str, Any], topic_name: str | None = None) -> dic
     ev = body.get("evidence")
     if ev is not None and not isinstance(ev, dict):
         raise _fail("field 'evidence' must be an object", body, topic_name)
+    if "need_floor" in body:
+        require(body, "need_floor", bool, topic_name)
     return body
 
 

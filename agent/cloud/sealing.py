@@ -57,6 +57,8 @@ from NITZ/NTP drift by seconds to minutes, and a false "expired" would strand a 
 HEADER_FIELDS = ("alg", "device", "assignment_id", "seq", "issued_at", "expires_at", "epk", "nonce")
 ENVELOPE_FIELDS = (*HEADER_FIELDS, "ct", "sig")
 """The envelope is the header plus ct and sig, and nothing else (docs/protocol.md 4, step 6)."""
+INTEGER_FIELDS = ("seq", "issued_at", "expires_at")
+"""Integers in the header (docs/protocol.md 4, step 3); ``true`` is not one, though Python says so."""
 
 
 def _b64(data: bytes) -> str:
@@ -153,8 +155,10 @@ def verify_header(env: Any, *, device_id: str, platform_public: Ed25519PublicKey
         raise SealError(f"envelope has {extra} field(s) beyond the contract's", reason="malformed")
     if env["alg"] != ALG:
         raise SealError(f"unsupported algorithm {str(env['alg'])[:40]!r}", reason="algorithm")
-    if not isinstance(env["seq"], int) or not isinstance(env["expires_at"], int) or isinstance(env["seq"], bool):
-        raise SealError("envelope seq/expires_at are not integers", reason="malformed")
+    if any(isinstance(env[k], bool) or not isinstance(env[k], int) for k in INTEGER_FIELDS):
+        raise SealError("envelope seq/issued_at/expires_at are not integers", reason="malformed")
+    if not all(isinstance(env[k], str) for k in ENVELOPE_FIELDS if k not in INTEGER_FIELDS):
+        raise SealError("envelope text fields are not strings", reason="malformed")
     ct, sig = _unb64(env["ct"], "ct"), _unb64(env["sig"], "sig")
     aad = canonical(env)
     try:
@@ -194,22 +198,68 @@ def open_envelope(env: dict[str, Any], *, device_id: str, device_key: X25519Priv
     return Opened(str(header["assignment_id"]), int(header["seq"]), int(header["expires_at"]), profile_from_dict(body))
 
 
+REPLAY_STATE_REASON = "replay_state"
+"""The error reason while the replay state cannot be read (docs/protocol.md 4.1)."""
+
+
 class ReplayGuard:
     """Durable per-device anti-replay state: the highest envelope sequence accepted.
 
     ``check`` answers "new", "duplicate" (the assignment already accepted, redelivered:
     acknowledge again, do not re-apply) or raises SealError("replay") for anything at or
     below the high-water mark that is not that same assignment.
+
+    It fails closed (issue 20, finding 6): a state file that exists but cannot be read
+    (EACCES, EIO, not JSON, wrong shape) does not mean "nothing accepted yet", or every
+    older signed envelope for this device would open again. The guard is then *closed*:
+    every envelope is refused (``replay_state``) until the platform re-establishes a floor
+    (``reestablish``, from the signed floor of an assignment reply; docs/protocol.md 4.1).
+    Only a missing file is a fresh device: provisioning leaves none, and only the agent's
+    own user (which holds the sealing key anyway) can delete it.
     """
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        state = store.read_json(self.path, default={}) or {}
-        self.last_seq: int = int(state.get("last_seq", 0))
-        self.last_assignment_id: str = str(state.get("last_assignment_id", ""))
-        self.last_result: dict[str, Any] | None = state.get("last_result")
+        self.last_seq = 0
+        self.last_assignment_id = ""
+        self.last_result: dict[str, Any] | None = None
+        self.closed_because: str | None = None
+        """Why the state could not be read (None: the guard is open)."""
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            self._close(f"unreadable ({exc.strerror or exc.__class__.__name__})")
+            return
+        try:
+            state = json.loads(raw)
+            last_seq, last_id = state["last_seq"], state.get("last_assignment_id", "")
+            result = state.get("last_result")
+            if (isinstance(last_seq, bool) or not isinstance(last_seq, int) or last_seq < 0
+                    or not isinstance(last_id, str) or not (result is None or isinstance(result, dict))):
+                raise TypeError("wrong field types")
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            self._close(f"corrupt ({exc.__class__.__name__})")
+            return
+        self.last_seq, self.last_assignment_id, self.last_result = last_seq, last_id, result
+
+    def _close(self, why: str) -> None:
+        self.closed_because = why
+        LOGGER.error("replay state %s is %s: refusing every envelope until the cloud sends a signed floor",
+                     self.path, why)
+
+    @property
+    def closed(self) -> bool:
+        return self.closed_because is not None
 
     def check(self, assignment_id: str, seq: int) -> str:
+        if self.closed_because is not None:
+            raise SealError(f"replay state {self.closed_because}: envelope {assignment_id!r} refused until the "
+                            "cloud re-establishes a floor", reason=REPLAY_STATE_REASON)
         if seq > self.last_seq:
             return "new"
         if seq == self.last_seq and assignment_id == self.last_assignment_id:
@@ -217,20 +267,38 @@ class ReplayGuard:
         raise SealError(f"replayed envelope {assignment_id!r}: seq {seq} <= last accepted {self.last_seq}",
                         reason="replay")
 
+    def reestablish(self, floor: int) -> None:
+        """The platform's signed floor (every seq <= ``floor`` was issued before): written
+        durably, then the guard opens with it. A floor never lowers an open guard's mark."""
+        floor = floor if self.closed else max(floor, self.last_seq)
+        same = floor == self.last_seq and not self.closed
+        self._save(floor, "" if not same else self.last_assignment_id, None if not same else self.last_result)
+        if self.closed:
+            LOGGER.warning("replay state re-established from the cloud's signed floor: seq %d", floor)
+        self.closed_because = None
+
     def accept(self, assignment_id: str, seq: int) -> None:
         """Record ``seq`` durably *before* the profile is used, so a crash cannot reopen it."""
-        self.last_seq, self.last_assignment_id, self.last_result = seq, assignment_id, None
-        self._save()
+        self.check(assignment_id, seq)
+        self._save(seq, assignment_id, None)
 
     def record_result(self, assignment_id: str, result: dict[str, Any]) -> None:
         """Keep the result of the last assignment so a redelivery is answered identically."""
-        if assignment_id == self.last_assignment_id:
-            self.last_result = result
-            self._save()
+        if assignment_id == self.last_assignment_id and not self.closed:
+            try:
+                self._save(self.last_seq, assignment_id, result)
+            except SealError as exc:
+                LOGGER.error("%s", exc)  # only the redelivery's answer is lost
 
-    def _save(self) -> None:
-        store.atomic_write_json(self.path, {"last_seq": self.last_seq, "last_assignment_id": self.last_assignment_id,
-                                            "last_result": self.last_result})
+    def _save(self, seq: int, assignment_id: str, result: dict[str, Any] | None) -> None:
+        """Write first, then believe: a state that did not reach flash is not in force."""
+        try:
+            store.atomic_write_json(self.path, {"last_seq": seq, "last_assignment_id": assignment_id,
+                                                "last_result": result})
+        except OSError as exc:
+            raise SealError(f"cannot record the replay state: {exc.strerror or exc}",
+                            reason=REPLAY_STATE_REASON) from None
+        self.last_seq, self.last_assignment_id, self.last_result = seq, assignment_id, result
 
 
 # --- key files ---------------------------------------------------------------------

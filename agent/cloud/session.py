@@ -282,6 +282,7 @@ class MqttSession:
         """
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.MaximumPacketSize = proto.MAX_PACKET_BYTES  # the broker keeps bigger messages to itself
         try:
             client.connect(self.config.host, self.config.port, self.config.keepalive, clean_start=False,
                            properties=props)

@@ -4,7 +4,10 @@ Every ReliableSource (usage journal, the link's own event Outbox) is drained in 
 order, at most ``window`` records in flight per stream; a record is forgotten only on the
 cloud's application ack (pw/v1/<dev>/ack), never on PUBACK, since a broker restart may
 lose what it held. After a reconnect (``restart``), or ``ack_timeout`` without progress,
-unacknowledged records are sent again; the cloud de-duplicates by (device, stream, seq).
+unacknowledged records are sent again; the cloud de-duplicates by (device, stream, epoch,
+seq). A source that numbers in epochs (``EpochSource``: the journal, the outbox; issue 20)
+has each record sent with its epoch, and an ack applied only to the epoch it names, so a
+log that began again at seq 1 is never taken for the one the cloud already holds.
 
 No broker here: the streams publish through a function given to them (the session's
 ``publish``, which answers False when nothing is live), so tests drive them with a fake.
@@ -19,7 +22,7 @@ from typing import Any
 from agent.clock import JST, Clock
 from agent.cloud import protocol as proto
 from agent.cloud.linkconfig import LinkStats
-from agent.cloud.outbox import Outbox, ReliableSource
+from agent.cloud.outbox import EpochSource, Outbox, ReliableSource
 from agent.cloud.schema import validate_event_data
 from agent.errors import AgentError, JournalError, ProtocolError
 
@@ -74,32 +77,44 @@ class ReliableStreams:
     def _send(self, stream: str, pending: list[tuple[int, dict[str, Any]]]) -> None:
         base = pending[0][0]
         sent = self._sent.get(stream, 0)
+        source = self.sources[stream]
         for seq, body in pending:
             if seq <= sent:
                 continue
+            epoch, start = source.epoch_of(seq) if isinstance(source, EpochSource) else ("", 1)
             if not self._publish(proto.stream_topic(self.device_id, stream, body),
-                                 self._record_payload(stream, seq, base, body)):
+                                 self._record_payload(stream, seq, max(base, start), body, epoch, start)):
                 break
             sent = seq
             self._progress_at.setdefault(stream, self.clock.monotonic())
         self._sent[stream] = sent
 
-    def _record_payload(self, stream: str, seq: int, base: int, body: dict[str, Any]) -> bytes:
+    def _record_payload(self, stream: str, seq: int, base: int, body: dict[str, Any], epoch: str = "",
+                        start: int = 1) -> bytes:
+        """The record as sent; ``base`` is the lowest seq still held *in this record's
+        epoch*, and a legacy record (epoch "") carries no epoch fields at all."""
+        head: dict[str, Any] = {"stream": stream, "seq": seq, "base": base}
+        if epoch:
+            head.update(epoch=epoch, epoch_start=start)
         try:
-            return proto.encode({"stream": stream, "seq": seq, "base": base, "body": body})
+            return proto.encode({**head, "body": body})
         except ProtocolError as exc:
             # Unsendable as is: send a stand-in so the cloud can record the loss and ack past it.
             LOGGER.error("record %s/%d cannot be sent: %s", stream, seq, exc)
-            return proto.encode({"stream": stream, "seq": seq, "base": base, "body": {}, "rejected": exc.reason})
+            return proto.encode({**head, "body": {}, "rejected": exc.reason})
 
     def handle_ack(self, body: dict[str, Any], topic: str) -> None:
         """pw/v1/<dev>/ack: the cloud holds ``upto``; forget it and send what the window now allows."""
         stream, upto = proto.validate_ack(body, topic)
+        epoch = proto.ack_epoch(body, topic)
         source = self.sources.get(stream)
         if source is None:
             raise ProtocolError(f"ack for unknown stream {stream!r}", topic=topic, reason="schema")
         try:
-            source.ack(upto)
+            if isinstance(source, EpochSource):
+                source.ack_epoch(upto, epoch)
+            elif not epoch:
+                source.ack(upto)
         except JournalError as exc:
             LOGGER.error("cannot record ack %s<=%d: %s", stream, upto, exc)
         self._progress_at[stream] = self.clock.monotonic()

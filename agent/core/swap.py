@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -38,7 +37,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from agent import store
+from agent import store, testhooks
 from agent.clock import JST, Clock
 from agent.errors import AgentError, ModemError
 from agent.modem.driver import Modem
@@ -62,10 +61,16 @@ one RTT (tens of ms on LTE); 5 s allows a slow first packet through a cold NAT."
 HOLD_ENV = "POCKET_AGENT_SWAP_HOLD"
 """Lab fault hook, ``PHASE:SECONDS``: after a swap persists PHASE it waits SECONDS before
 doing it, so a test can SIGKILL the agent inside any phase, however short it is
-(docs/virtual-board.md). Unset in production: costs one dictionary look-up per phase."""
+(docs/virtual-board.md). A test hook (agent/testhooks.py): a packaged build ignores it.
+Unset: costs one dictionary look-up per phase."""
 ROLLBACK_ATTACH_S = 60.0
 """Re-attaching to the old SIM's network: it worked a minute ago, so twice a normal
 attach bound before we give up and let the healer take over."""
+
+
+def hold_from_env() -> dict[str, float]:
+    """The swap-hold test hook, if this build honours test hooks and it is set."""
+    return _parse_hold(testhooks.get(HOLD_ENV) or "")
 
 
 def _parse_hold(text: str) -> dict[str, float]:
@@ -177,7 +182,7 @@ class SwapMachine:
         self._reg_event = asyncio.Event()
         self._counter = 0
         self._current: SwapRecord | None = None
-        self._hold = _parse_hold(os.environ.get(HOLD_ENV, ""))
+        self._hold = hold_from_env()
         for prefix in ("+CEREG", "+CGREG", "+CREG"):
             modem.subscribe(prefix, lambda _line: self._reg_event.set())
 

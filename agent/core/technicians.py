@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import store
+from agent.cloud.platformsig import MAX_POLICY_VERSION, MAX_VERSION_STEP
 from agent.errors import ConfigError
 
 LOGGER = logging.getLogger(__name__)
@@ -45,8 +46,8 @@ def parse_technicians(doc: Any) -> tuple[int, list[Technician]]:
     if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
         raise ConfigError("technician keys: expected {\"version\": n, \"keys\": [...]}")
     version = doc.get("version", 0)
-    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
-        raise ConfigError(f"technician keys: bad version {version!r}")
+    if not isinstance(version, int) or isinstance(version, bool) or not 0 <= version <= MAX_POLICY_VERSION:
+        raise ConfigError(f"technician keys: bad version {str(version)[:24]}")
     if len(doc["keys"]) > MAX_TECHNICIANS:
         raise ConfigError(f"technician keys: more than {MAX_TECHNICIANS}")
     out = []
@@ -77,6 +78,8 @@ def apply_policy(path: Path, doc: Any) -> bool:
     valid and newer than what is pinned; returns whether it replaced them."""
     version, techs = parse_technicians(doc)
     current, _ = load_technicians(path)
+    if version > current + MAX_VERSION_STEP:
+        raise ConfigError(f"technician keys: version {version} is more than {MAX_VERSION_STEP} past {current}")
     if version <= current:
         LOGGER.info("technician keys: policy version %d is not newer than %d: kept", version, current)
         return False

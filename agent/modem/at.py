@@ -17,9 +17,9 @@ Layers in this module:
   text is not decided here: every line goes through ``codes.classify_line`` (the one
   reading ``decode`` uses too); timeouts and which commands are sensitive come from the
   channel's command table (``commands.py``; the driver sets its dialect's).
-* ``SerialTransport`` / ``open_channel()``: the pyserial port's non-blocking fd in the
-  event loop (``loop.add_reader``); read error or EOF means the port went away
-  (``PortClosed``).
+* ``open_channel()``: the pyserial port's non-blocking fd in the event loop, through
+  ``agent.modem.serialport.SerialTransport``; read error or EOF means the port went
+  away (``PortClosed``), a modem that stops reading ``PortStalled``.
 
 Never a wrong answer
 --------------------
@@ -52,23 +52,29 @@ import contextlib
 import heapq
 import itertools
 import logging
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.errors import AgentError, AtCommandError, AtTimeout, ModemError, PortClosed
+from agent.errors import AgentError, AtCommandError, AtTimeout, ModemError, PortClosed, PortStalled
 from agent.logs import TRACE
 from agent.modem import codes
 from agent.modem.codes import LineKind
 from agent.modem.commands import KNOWN, CommandTable, LineFacts
+from agent.modem.serialport import READ_CHUNK, SerialTransport  # noqa: F401 - open_channel's transport; re-exported
 
 LOGGER = logging.getLogger(__name__)
 
 MAX_LINE_BYTES = 4096
 """Longest line kept. +COPS=? with a dozen operators is ~600 bytes; anything far
 beyond is line noise, and an unbounded buffer is a memory leak on a router."""
+
+MAX_RESPONSE_LINES = 1024
+"""Most lines one response may hold (issue 20). The longest real answer is a message
+listing over a full SIM store (+CMGL: 255 messages x 2 lines = 510); a modem still
+talking after 1,024 lines is broken or hostile. With MAX_LINE_BYTES this bounds one
+response at 4 MiB instead of all the memory a router has."""
 
 # --- resynchronisation --------------------------------------------------------------
 RESYNC_QUIET = 0.05
@@ -323,9 +329,8 @@ class AtChannel(asyncio.Protocol):
         deliberate = self._closing and exc is None
         pending = self._pending
         if pending is not None and not pending.future.done():
-            pending.future.set_exception(
-                PortClosed(f"port closed during {pending.shown}", command=pending.shown)
-            )
+            kind, why = (PortStalled, f": {exc}") if isinstance(exc, PortStalled) else (PortClosed, "")
+            pending.future.set_exception(kind(f"port closed during {pending.shown}{why}", command=pending.shown))
         LOGGER.log(logging.DEBUG if deliberate else logging.WARNING, "AT port closed: %s", exc or "EOF")
 
     # -- URCs ------------------------------------------------------------------------
@@ -377,6 +382,12 @@ class AtChannel(asyncio.Protocol):
         if text == pending.command.strip() or (pending.sensitive and text.upper().startswith("AT")):
             return  # echo of our own line
         if kind is LineKind.TEXT:
+            if len(pending.lines) >= MAX_RESPONSE_LINES:
+                self._desynced = True  # the rest of this answer must not reach the next command
+                self._quiet = self._quiet or pending.sensitive
+                pending.future.set_exception(ModemError(
+                    f"{pending.shown}: more than {MAX_RESPONSE_LINES} lines in the response", command=pending.shown))
+                return
             pending.lines.append(text)
             return
         if pending.garbage:
@@ -535,68 +546,6 @@ class AtChannel(asyncio.Protocol):
 
 
 # --- the serial port in the event loop ----------------------------------------------
-
-READ_CHUNK = 4096
-"""Bytes read per readiness event; a full response fits, larger ones take two reads."""
-
-
-class SerialTransport:
-    """A pyserial port whose fd is watched by the loop; bytes go to ``protocol``."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, ser: Any, protocol: asyncio.Protocol):
-        self._loop = loop
-        self._ser = ser
-        self._fd: int = ser.fileno()
-        self._protocol = protocol
-        self._closed = False
-        loop.add_reader(self._fd, self._on_readable)
-        protocol.connection_made(self)  # type: ignore[arg-type]
-
-    def _on_readable(self) -> None:
-        try:
-            data = os.read(self._fd, READ_CHUNK)
-        except BlockingIOError:
-            return
-        except OSError as exc:  # EIO: the pty master or the USB device is gone
-            self._lose(exc)
-            return
-        if not data:
-            self._lose(None)
-            return
-        self._protocol.data_received(data)
-
-    def _lose(self, exc: Exception | None) -> None:
-        self._shutdown()
-        self._protocol.connection_lost(exc)
-
-    def write(self, data: bytes) -> None:
-        if self._closed:
-            raise OSError("port closed")
-        view = memoryview(data)
-        while view:
-            try:
-                n = os.write(self._fd, view)
-            except BlockingIOError:
-                continue  # tiny AT lines: the tty buffer drains in microseconds
-            view = view[n:]
-
-    def _shutdown(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        with contextlib.suppress(Exception):
-            self._loop.remove_reader(self._fd)
-        with contextlib.suppress(Exception):
-            self._ser.close()
-
-    def close(self) -> None:
-        if not self._closed:
-            self._shutdown()
-            self._protocol.connection_lost(None)
-
-    def is_closing(self) -> bool:
-        return self._closed
-
 
 DEFAULT_BAUD = 115200
 """The rate every USB modem's AT port accepts (it is ignored on USB CDC-ACM anyway)."""

@@ -21,6 +21,9 @@ a record that does not parse is logged and skipped.
   one flush; bodies get seq, seq+1, ...; ``t_ms`` is the baseline's wall time.
 * ``["S", next_seq, acked, t_ms, baseline-dict|null]``: state, first record after compaction.
 * ``["U", seq, body]``: an unacknowledged body kept by compaction.
+* ``["E", epoch, from_seq]``: the epoch of the seqs from ``from_seq`` on (agent/epochs.py).
+  A journal that opens empty or with a corrupt tail cut off begins a new epoch, so the
+  cloud never takes its new records for ones it already holds (issue 20).
 
 It is the cloud link's ReliableSource for stream ``"usage"``: ``pending(limit)`` gives
 durable (seq, body) in order, ``ack(upto)`` is cumulative. The cloud must treat seq as an
@@ -38,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.clock import Clock
+from agent.epochs import Epochs, Segment
 from agent.errors import JournalError
 from agent.recordlog import RecordLog
 from agent.usage import calendar
@@ -165,8 +169,11 @@ class UsageJournal:
         self._state_next_seq = 1
         self._acked_durable = 0
         self._acked_queued = 0
+        self._epochs = Epochs()
         self._log = RecordLog(path)
         self._replay()
+        if self._log.dropped_tail or not self._log.records:
+            self._begin_epoch(lost=bool(self._log.dropped_tail))
         self._first_own_seq = self._next_seq
         self._offered = self._next_seq - 1
         """Highest seq handed out by pending(); earlier processes may have offered up to here."""
@@ -188,7 +195,8 @@ class UsageJournal:
         self._next_seq = max(self._next_seq, self._state_next_seq)
         self._durable_base, self._durable_wall = self._base, self._base_wall
         self._durable_seq = self._next_seq - 1
-        self._acked_at_compaction = self._acked_durable = self._acked
+        self._acked_at_compaction = self._acked_durable = self._acked_queued = self._acked
+        self._queued = (self._durable_base, self._durable_wall)
         LOGGER.info("usage journal %s: %d pending, next seq %d, baseline %s",
                     self._log.path, len(self._pending), self._next_seq, self._base)
 
@@ -209,6 +217,8 @@ class UsageJournal:
                 return self._base.boot_id
         elif kind == "U":
             self._add_pending(int(rec[1]), rec[2])
+        elif kind == "E":
+            self._epochs.add(Segment(int(rec[2]), str(rec[1])))
         else:
             raise ValueError(f"unknown record kind {kind!r}")
         return boot
@@ -234,6 +244,17 @@ class UsageJournal:
             raise ValueError(f"seq {seq} is not after {self._pending[-1][0]}")
         self._pending.append((seq, body))
         self._next_seq = seq + 1
+
+    def _begin_epoch(self, *, lost: bool) -> None:
+        """A new epoch from the next seq, queued ahead of any record numbered in it."""
+        seg = self._epochs.begin(self._next_seq)
+        LOGGER.log(logging.WARNING if lost else logging.INFO, "usage journal %s: epoch %s from seq %d (%s)",
+                   self._log.path, seg.epoch, seg.start, "a corrupt tail was cut off" if lost else "new file")
+        self._log.append(_dump(["E", seg.epoch, seg.start]))
+        try:
+            self._log.flush()
+        except JournalError as exc:  # stays queued: written with (before) the next flush
+            LOGGER.error("usage journal: epoch not yet on disk: %s", exc)
 
     # -- the meter's side ----------------------------------------------------------------
 
@@ -350,6 +371,21 @@ class UsageJournal:
         self._durable_seq = self._next_seq - 1
         self._acked_durable = self._acked_queued
 
+    def epoch_of(self, seq: int) -> tuple[str, int]:
+        """(epoch id, its first seq) of ``seq``: sent with the record (docs/protocol.md)."""
+        seg = self._epochs.of(seq)
+        return seg.epoch, seg.start
+
+    def ack_epoch(self, upto: int, epoch: str) -> None:
+        """The cloud's ack of ``epoch``: applied only to that epoch's records (agent/epochs.py)."""
+        limit = self._epochs.ack_limit(epoch, upto, lowest_pending=self._pending[0][0] if self._pending else None,
+                                       next_seq=self._next_seq)
+        if limit is None:
+            LOGGER.info("usage journal: ack %d of epoch %r ignored (not this journal's, or an earlier epoch "
+                        "is pending)", upto, epoch)
+            return
+        self.ack(limit)
+
     def ack(self, upto: int) -> None:
         """Cumulative acknowledgement; acked records are compacted away (see COMPACT_AT_BYTES)."""
         if upto <= self._acked:
@@ -406,6 +442,8 @@ class UsageJournal:
         base = self._durable_base
         keep = [_dump(["S", self._next_seq, self._acked, _ms(self._durable_wall) if base else 0,
                        base.to_dict() if base else None])]
+        lowest = self._pending[0][0] if self._pending else None
+        keep += [_dump(["E", seg.epoch, seg.start]) for seg in self._epochs.needed(lowest)]
         keep += [_dump(["U", s, b]) for s, b in self._pending]
         self._log.compact(keep)
         self._file_boot = base.boot_id if base else None

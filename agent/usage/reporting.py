@@ -63,6 +63,10 @@ class Source(Protocol):
 
     def ack(self, upto: int) -> None: ...
 
+    def epoch_of(self, seq: int) -> tuple[str, int]: ...
+
+    def ack_epoch(self, upto: int, epoch: str) -> None: ...
+
 
 class ReportGate:
     """The journal as the link sees it: records offered only while a report is open."""
@@ -110,3 +114,10 @@ class ReportGate:
 
     def ack(self, upto: int) -> None:
         self.journal.ack(upto)
+
+    def epoch_of(self, seq: int) -> tuple[str, int]:
+        """The journal's epochs go through the gate unchanged (agent/epochs.py)."""
+        return self.journal.epoch_of(seq)
+
+    def ack_epoch(self, upto: int, epoch: str) -> None:
+        self.journal.ack_epoch(upto, epoch)

@@ -8,17 +8,25 @@ the JSON Schemas (docs/schemas/, through the reference cloud's validator) and th
 own validators must each accept every good message and refuse every bad one.
 
 A case's name says the doc's rule it tests, so a failure reads as "the schema (or the
-agent) disagrees with docs/protocol.md about <rule>".
+agent) disagrees with docs/protocol.md about <rule>". A policy is signed for the device
+(3.8.2), so a bad policy is signed again after its one change: its signature is not the
+violation under test.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from board.virtual.cloud import sealer, signer
+from board.virtual.cloud.canonical import canonical
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 EXAMPLE_RE = re.compile(r"<!-- example: (\w+) -->\s*```json\n(.*?)```", re.DOTALL)
@@ -81,6 +89,46 @@ def dropped(body: Any, path: Path_) -> Any:
     return out
 
 
+PLATFORM_KEY = Ed25519PrivateKey.from_private_bytes(bytes.fromhex("22" * 32))
+"""The test vector's platform key (docs/protocol.md 4), which signs every policy example."""
+DEVICE = "dev-a"
+
+
+def signed(policy: dict[str, Any]) -> dict[str, Any]:
+    """``policy`` signed for the device as the platform signs it (3.8.2)."""
+    return signer.sign_policy(policy, device_id=DEVICE, key=PLATFORM_KEY)
+
+
+def signed_as_is(policy: dict[str, Any]) -> dict[str, Any]:
+    """``policy`` signed exactly as it stands (no ``device`` added): a platform's mistake."""
+    doc = canonical({k: v for k, v in policy.items() if k not in ("sig", "v")})
+    return {**policy, "sig": base64.b64encode(PLATFORM_KEY.sign(signer.POLICY_CONTEXT + doc)).decode()}
+
+
+def pchanged(policy: Any, path: Path_, value: Any) -> Any:
+    """A policy with one change, signed again."""
+    return signed(changed(policy, path, value))
+
+
+def pdropped(policy: Any, path: Path_) -> Any:
+    """A policy without one field, signed again."""
+    return signed(dropped(policy, path))
+
+
+def cpolicy(command: dict[str, Any], policy: dict[str, Any]) -> dict[str, Any]:
+    """A set_policy command carrying ``policy``, signed for the device."""
+    return {**command, "policy": signed(policy)}
+
+
+def resigned(envelope: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """The vector's envelope with header ``changes``, signed again by the platform, so that
+    the change, not a broken signature, is what a receiver meets (section 4, step 5)."""
+    env = {**envelope, **changes}
+    ct = base64.b64decode(env["ct"])
+    header = canonical({k: env[k] for k in sealer.HEADER})
+    return {**env, "sig": base64.b64encode(PLATFORM_KEY.sign(sealer.SIGNATURE_CONTEXT + header + ct)).decode()}
+
+
 EX = doc_examples()
 VECTOR = doc_vector()
 PROFILE = json.loads(doc_plaintext())
@@ -88,8 +136,8 @@ PROFILE = json.loads(doc_plaintext())
 STATE_BIRTH, STATE_WILL = EX["state"]
 USAGE = EX["usage"][0]
 HEALTH, OUTAGE, RESULT, SWAP, SECURITY, ERROR, AUDIT = EX["event"]
-REQUEST = EX["request"][0]
-ASSIGNED, RETRY, REFUSED = EX["assignment"]
+REQUEST, REQUEST_FLOOR = EX["request"]
+ASSIGNED, RETRY, REFUSED, ASSIGNED_FLOOR = EX["assignment"]
 ACK = EX["ack"][0]
 SWAP_ORDER, SET_POLICY = EX["command"]
 POLICY, PACED = EX["policy"]
@@ -107,20 +155,21 @@ SWAP_ROLLED_BACK = changed(changed(changed(changed(SWAP, ("body", "data", "ok"),
 LOGIN_FAILED = changed(AUDIT, ("body", "data"), {"action": "login_failed", "reason": "bad signature", "failures": 3,
                                                   "terminal": "/dev/ttyGS0", "at": "2026-02-03T14:09:30+09:00",
                                                   "wall_trusted": True})
-PACED_SLOW = changed(PACED, ("pacing", "backoff_base_s"), 60)
+PACED_SLOW = pchanged(PACED, ("pacing", "backoff_base_s"), 60)
 REJECTED_RECORD = {"v": 1, "stream": "usage", "seq": 1208, "base": 1201, "body": {}, "rejected": "oversized"}
-TECHNICIANS = changed(POLICY, ("technician_keys",),
-                      {"version": 2, "keys": [{"name": "alice", "ed25519": "A" * 43 + "="}]})
-POLICY_EDGES = {"v": 1, "version": 0, "max_per_hour": 30, "max_per_day": 1, "no_service_swap_s": 30,
-                "swap_below_bytes": 10**10, "lull_kbps": 0, "lull_wait_s": 86400, "backoff_base_s": 5,
-                "backoff_cap_s": 30, "attach_timeout_s": 300,
-                "pacing": {"backoff_base_s": 0.5, "backoff_cap_s": 10, "request_window_s": 0}}
+TECHNICIANS = pchanged(POLICY, ("technician_keys",),
+                       {"version": 2, "keys": [{"name": "alice", "ed25519": "A" * 43 + "="}]})
+POLICY_EDGES = signed({"v": 1, "version": 2**31 - 1, "max_per_hour": 30, "max_per_day": 1,
+                       "no_service_swap_s": 30, "swap_below_bytes": 10**10, "lull_kbps": 0, "lull_wait_s": 86400,
+                       "backoff_base_s": 5, "backoff_cap_s": 30, "attach_timeout_s": 300,
+                        "pacing": {"backoff_base_s": 0.5, "backoff_cap_s": 10, "request_window_s": 0}})
 
 GOOD: list[tuple[str, str, Any]] = [
     ("state: a birth with extra fields", "state", STATE_BIRTH),
     ("state: a last will", "state", STATE_WILL),
     ("usage: the doc's record", "usage", USAGE),
     ("usage: a record the device could not send has rejected and an empty body", "usage", REJECTED_RECORD),
+    ("usage: a record from before epochs", "usage", dropped(dropped(USAGE, ("epoch",)), ("epoch_start",))),
     ("event: health throttled", "event", HEALTH),
     ("event: health with an untrusted clock has since null", "event", HEALTH_UNTRUSTED),
     ("event: health without the optional previous", "event", dropped(HEALTH, ("body", "data", "previous"))),
@@ -132,15 +181,19 @@ GOOD: list[tuple[str, str, Any]] = [
     ("event: security", "event", SECURITY),
     ("event: error", "event", ERROR),
     ("event: error with its reason only", "event", changed(ERROR, ("body", "data"), {"reason": "profile_field"})),
+    ("event: error replay_state", "event", changed(ERROR, ("body", "data", "reason"), "replay_state")),
     ("event: audit", "event", AUDIT),
     ("event: audit login_failed", "event", LOGIN_FAILED),
     ("request: the doc's request", "request", REQUEST),
     ("request: reason and id only", "request", {"v": 1, "request_id": "r1", "reason": "boot"}),
     ("request: current_iccid null", "request", changed(REQUEST, ("current_iccid",), None)),
+    ("request: asking for a replay floor", "request", REQUEST_FLOOR),
     ("assignment: ok with the vector's envelope", "assignment", ASSIGNED),
     ("assignment: retry", "assignment", RETRY),
     ("assignment: refused", "assignment", REFUSED),
+    ("assignment: ok with a signed replay floor", "assignment", ASSIGNED_FLOOR),
     ("ack", "ack", ACK),
+    ("ack: of records from before epochs", "ack", dropped(ACK, ("epoch",))),
     ("command: swap in a window", "command", SWAP_ORDER),
     ("command: report", "command", {"v": 1, "command_id": "c-1", "action": "report"}),
     ("command: set_policy", "command", SET_POLICY),
@@ -178,6 +231,11 @@ BAD: list[tuple[str, str, Any]] = [
     ("usage: a rejected record with a body", "usage", changed(REJECTED_RECORD, ("body",), {"iccid": "x"})),
     ("usage: rejected not a string", "usage", changed(REJECTED_RECORD, ("rejected",), 1)),
     ("usage: an unknown stream", "usage", changed(USAGE, ("stream",), "gossip")),
+    ("usage: epoch without epoch_start", "usage", dropped(USAGE, ("epoch_start",))),
+    ("usage: epoch_start without epoch", "usage", dropped(USAGE, ("epoch",))),
+    ("usage: epoch_start above base", "usage", changed(USAGE, ("epoch_start",), 1202)),
+    ("usage: epoch_start 0", "usage", changed(USAGE, ("epoch_start",), 0)),
+    ("usage: epoch not 16 hex digits", "usage", changed(USAGE, ("epoch",), "9F2C4E1A7B3D5C60")),
     # --- usage body (3.2)
     ("usage: rx_bytes missing", "usage", dropped(USAGE, (*U, "rx_bytes"))),
     ("usage: rx_bytes negative", "usage", changed(USAGE, (*U, "rx_bytes"), -1)),
@@ -259,6 +317,7 @@ BAD: list[tuple[str, str, Any]] = [
     ("request: current_iccid malformed", "request", changed(REQUEST, ("current_iccid",), "123")),
     ("request: evidence a string", "request", changed(REQUEST, ("evidence",), "slow")),
     ("request: another version", "request", changed(REQUEST, ("v",), 2)),
+    ("request: need_floor a string", "request", changed(REQUEST_FLOOR, ("need_floor",), "yes")),
     # --- assignment (3.5)
     ("assignment: an unknown status", "assignment", changed(RETRY, ("status",), "maybe")),
     ("assignment: request_id missing", "assignment", dropped(RETRY, ("request_id",))),
@@ -269,6 +328,9 @@ BAD: list[tuple[str, str, Any]] = [
     ("assignment: ok with seq 0", "assignment", changed(ASSIGNED, ("seq",), 0)),
     ("assignment: ok with an envelope field too many", "assignment", changed(ASSIGNED, ("envelope", "note"), "x")),
     ("assignment: retry_after above an hour", "assignment", changed(RETRY, ("retry_after",), 3601)),
+    ("assignment: a floor without its signature", "assignment", dropped(ASSIGNED_FLOOR, ("floor", "sig"))),
+    ("assignment: a floor seq negative", "assignment", changed(ASSIGNED_FLOOR, ("floor", "seq"), -1)),
+    ("assignment: a floor not an object", "assignment", changed(ASSIGNED_FLOOR, ("floor",), 8)),
     ("assignment: retry_after a string", "assignment", changed(RETRY, ("retry_after",), "5")),
     ("assignment: refused without reason", "assignment", dropped(REFUSED, ("reason",))),
     ("assignment: refused with reason a number", "assignment", changed(REFUSED, ("reason",), 1)),
@@ -276,36 +338,46 @@ BAD: list[tuple[str, str, Any]] = [
     ("ack: an unknown stream", "ack", changed(ACK, ("stream",), "gossip")),
     ("ack: upto negative", "ack", changed(ACK, ("upto",), -1)),
     ("ack: upto a string", "ack", changed(ACK, ("upto",), "1207")),
+    ("ack: epoch a number", "ack", changed(ACK, ("epoch",), 7)),
     # --- command (3.7)
     ("command: an unknown action", "command", changed(SWAP_ORDER, ("action",), "selfdestruct")),
     ("command: command_id missing", "command", dropped(SWAP_ORDER, ("command_id",))),
     ("command: set_policy without a policy", "command", dropped(SET_POLICY, ("policy",))),
-    ("command: set_policy whose policy has no version", "command", dropped(SET_POLICY, ("policy", "version"))),
+    ("command: set_policy whose policy has no version", "command",
+     cpolicy(SET_POLICY, dropped(SET_POLICY["policy"], ("version",)))),
+    ("command: set_policy whose policy is unsigned", "command", dropped(SET_POLICY, ("policy", "sig"))),
     ("command: set_policy whose policy is out of bounds", "command",
-     changed(SET_POLICY, ("policy", "max_per_hour"), 31)),
+     cpolicy(SET_POLICY, changed(SET_POLICY["policy"], ("max_per_hour",), 31))),
     ("command: a window bound a string", "command", changed(SWAP_ORDER, ("window", "not_before"), "soon")),
     ("command: half a window", "command", dropped(SWAP_ORDER, ("window", "not_after"))),
     ("command: expires_at a string", "command", changed(SWAP_ORDER, ("expires_at",), "tomorrow")),
     # --- policy (3.8, 3.8.1)
-    ("policy: version missing", "policy", dropped(POLICY, ("version",))),
-    ("policy: version negative", "policy", changed(POLICY, ("version",), -1)),
-    ("policy: max_per_hour above 30", "policy", changed(POLICY, ("max_per_hour",), 31)),
-    ("policy: max_per_hour with a fraction", "policy", changed(POLICY, ("max_per_hour",), 6.5)),
-    ("policy: swap_below_bytes with a fraction", "policy", changed(POLICY, ("swap_below_bytes",), 200000000.5)),
-    ("policy: swap_below_bytes above 10^10", "policy", changed(POLICY, ("swap_below_bytes",), 10**10 + 1)),
-    ("policy: lull_wait_s negative", "policy", changed(POLICY, ("lull_wait_s",), -1)),
-    ("policy: attach_timeout_s a string", "policy", changed(POLICY, ("attach_timeout_s",), "30")),
-    ("policy: backoff cap below base", "policy", changed(POLICY, ("backoff_base_s",), 3600)),
-    ("policy: pacing not an object", "policy", changed(PACED, ("pacing",), 5)),
-    ("policy: a pacing knob out of bounds", "policy", changed(PACED, ("pacing", "backoff_cap_s"), 1)),
-    ("policy: a pacing knob a string", "policy", changed(PACED, ("pacing", "swap_window_s"), "600")),
-    ("policy: pacing cap below base", "policy", changed(PACED_SLOW, ("pacing", "backoff_cap_s"), 30)),
-    ("policy: technician keys without keys", "policy", dropped(TECHNICIANS, ("technician_keys", "keys"))),
+    ("policy: version missing", "policy", pdropped(POLICY, ("version",))),
+    ("policy: version above 2^31 - 1", "policy", pchanged(POLICY, ("version",), 2**31)),
+    ("policy: unsigned", "policy", dropped(POLICY, ("sig",))),
+    ("policy: its signature not base64", "policy", changed(POLICY, ("sig",), "!" * 86 + "==")),
+    ("policy: no device", "policy", signed_as_is(dropped(POLICY, ("device",)))),
+    ("policy: version negative", "policy", pchanged(POLICY, ("version",), -1)),
+    ("policy: max_per_hour above 30", "policy", pchanged(POLICY, ("max_per_hour",), 31)),
+    ("policy: max_per_hour with a fraction", "policy", pchanged(POLICY, ("max_per_hour",), 6.5)),
+    ("policy: swap_below_bytes with a fraction", "policy", pchanged(POLICY, ("swap_below_bytes",), 200000000.5)),
+    ("policy: swap_below_bytes above 10^10", "policy", pchanged(POLICY, ("swap_below_bytes",), 10**10 + 1)),
+    ("policy: lull_wait_s negative", "policy", pchanged(POLICY, ("lull_wait_s",), -1)),
+    ("policy: attach_timeout_s a string", "policy", pchanged(POLICY, ("attach_timeout_s",), "30")),
+    ("policy: backoff cap below base", "policy", pchanged(POLICY, ("backoff_base_s",), 3600)),
+    ("policy: pacing not an object", "policy", pchanged(PACED, ("pacing",), 5)),
+    ("policy: a pacing knob out of bounds", "policy", pchanged(PACED, ("pacing", "backoff_cap_s"), 1)),
+    ("policy: a pacing knob a string", "policy", pchanged(PACED, ("pacing", "swap_window_s"), "600")),
+    ("policy: pacing cap below base", "policy", pchanged(PACED_SLOW, ("pacing", "backoff_cap_s"), 30)),
+    ("policy: technician keys without keys", "policy", pdropped(TECHNICIANS, ("technician_keys", "keys"))),
     ("policy: a technician name with a space", "policy",
-     changed(TECHNICIANS, ("technician_keys", "keys", 0, "name"), "al ice")),
+     pchanged(TECHNICIANS, ("technician_keys", "keys", 0, "name"), "al ice")),
     ("policy: a technician key of 31 bytes", "policy",
-     changed(TECHNICIANS, ("technician_keys", "keys", 0, "ed25519"), "A" * 40 + "AA==")),
-    ("policy: technician keys version negative", "policy", changed(TECHNICIANS, ("technician_keys", "version"), -1)),
+     pchanged(TECHNICIANS, ("technician_keys", "keys", 0, "ed25519"), "A" * 40 + "AA==")),
+    ("policy: technician keys version negative", "policy",
+     pchanged(TECHNICIANS, ("technician_keys", "version"), -1)),
+    ("policy: technician keys version above 2^31 - 1", "policy",
+     pchanged(TECHNICIANS, ("technician_keys", "version"), 2**31)),
     # --- certificate renewal (7)
     ("cert_request: csr missing", "cert_request", dropped(CERT_REQUEST, ("csr",))),
     ("cert_request: csr not PEM", "cert_request", changed(CERT_REQUEST, ("csr",), "junk")),
@@ -319,12 +391,14 @@ BAD: list[tuple[str, str, Any]] = [
     # --- sealed envelope (4)
     ("envelope: a field too many", "envelope", changed(VECTOR, ("note",), "x")),
     ("envelope: sig missing", "envelope", dropped(VECTOR, ("sig",))),
-    ("envelope: an unknown alg", "envelope", changed(VECTOR, ("alg",), "none")),
-    ("envelope: seq a string", "envelope", changed(VECTOR, ("seq",), "7")),
-    ("envelope: expires_at a bool", "envelope", changed(VECTOR, ("expires_at",), True)),
-    ("envelope: nonce of 9 bytes", "envelope", changed(VECTOR, ("nonce",), "RERERERERERE")),
-    ("envelope: epk not base64", "envelope", changed(VECTOR, ("epk",), "!" * 43 + "=")),
-    ("envelope: device not a device id", "envelope", changed(VECTOR, ("device",), "dev/a")),
+    ("envelope: an unknown alg", "envelope", resigned(VECTOR, alg="none")),
+    ("envelope: seq a string", "envelope", resigned(VECTOR, seq="7")),
+    ("envelope: seq 0", "envelope", resigned(VECTOR, seq=0)),
+    ("envelope: expires_at a bool", "envelope", resigned(VECTOR, expires_at=True)),
+    ("envelope: issued_at a string", "envelope", resigned(VECTOR, issued_at="1767225600")),
+    ("envelope: nonce of 9 bytes", "envelope", resigned(VECTOR, nonce="RERERERERERE")),
+    ("envelope: epk not base64", "envelope", resigned(VECTOR, epk="!" * 43 + "=")),
+    ("envelope: assignment_id a number", "envelope", resigned(VECTOR, assignment_id=7)),
     # --- sealed profile plaintext (4)
     ("profile: iccid fails Luhn", "profile", changed(PROFILE, ("iccid",), "8981100000001000018")),
     ("profile: iccid with another script's digit", "profile", changed(PROFILE, ("iccid",), "898110000000100001\u0669")),

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent.clock import FakeClock
-from agent.cloud import pacing
+from agent.cloud import pacing, platformsig
 from agent.cloud import protocol as proto
 from agent.cloud.inbox import ERROR_EVENTS_PER_WINDOW, ERROR_WINDOW_S, LINK_LEAVES, Inbox, Rejects
 from agent.cloud.linkconfig import LinkStats
@@ -23,6 +24,12 @@ from tests.cloud.conftest import run
 from tests.cloud.test_tasks import forever
 
 DEVICE = "dev-a"
+PLATFORM = Ed25519PrivateKey.generate()
+"""The platform key the rig's inbox trusts."""
+
+
+def signed(policy: dict[str, Any], device: str = DEVICE, key: Ed25519PrivateKey = PLATFORM) -> dict[str, Any]:
+    return platformsig.sign_policy(policy, device_id=device, key=key)
 
 
 class Rig:
@@ -42,7 +49,8 @@ class Rig:
         return Inbox(DEVICE, state_dir, clock=self.clock, pacer=self.pacer,
                      rejects=Rejects(self.clock, self.stats, self.emit),
                      on_ack=lambda body, topic: self.acks.append(body),
-                     on_assignment=lambda body, topic, corr: self.replies.append((body, corr)))
+                     on_assignment=lambda body, topic, corr: self.replies.append((body, corr)),
+                     platform_key=PLATFORM.public_key())
 
     def emit(self, kind: str, data: dict[str, Any]) -> int:
         self.events.append((kind, data))
@@ -143,11 +151,11 @@ def test_only_a_newer_policy_is_applied_and_its_version_survives_a_restart(tmp_p
     applied: list[int] = []
     rig.inbox.on_policy(lambda policy: applied.append(policy["version"]))
     for version in (3, 3, 2, 4):
-        rig.inbox.deliver(message(proto.POLICY, {"version": version}))
+        rig.inbox.deliver(message(proto.POLICY, signed({"version": version})))
     again = rig.reopen(tmp_path)
     again.on_policy(lambda policy: applied.append(policy["version"]))
-    again.deliver(message(proto.POLICY, {"version": 4}))
-    again.deliver(message(proto.POLICY, {"version": 5}))
+    again.deliver(message(proto.POLICY, signed({"version": 4})))
+    again.deliver(message(proto.POLICY, signed({"version": 5})))
     assert applied == [3, 4, 5]
 
 
@@ -155,7 +163,7 @@ def test_a_policys_pacing_is_in_force_before_callbacks_see_it(tmp_path: Path) ->
     rig = Rig(tmp_path)
     caps: list[float] = []
     rig.inbox.on_policy(lambda policy: caps.append(rig.pacer.policy.backoff_cap_s))
-    rig.inbox.deliver(message(proto.POLICY, {"version": 2, "pacing": {"backoff_cap_s": 600}}))
+    rig.inbox.deliver(message(proto.POLICY, signed({"version": 2, "pacing": {"backoff_cap_s": 600}})))
     assert caps == [600] and pacing.load(tmp_path, pacing.PacingPolicy()).backoff_cap_s == 600
 
 
@@ -179,3 +187,49 @@ def test_a_failing_callback_does_not_stop_the_others(tmp_path: Path) -> None:
     rig.inbox.on_command(lambda cmd: seen.append(cmd.command_id))
     rig.inbox.deliver(command("c1"))
     assert seen == ["c1"] and rig.errors() == []
+
+
+# --- signed policies (issue 20, finding 5) -------------------------------------------
+
+def test_a_policy_the_platform_did_not_sign_for_this_device_is_refused_and_reported(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    applied: list[Any] = []
+    rig.inbox.on_policy(applied.append)
+    tampered = signed({"version": 3, "max_per_hour": 6})
+    tampered["max_per_hour"] = 30
+    for body in ({"version": 3, "max_per_hour": 30},                      # unsigned
+                 signed({"version": 3}, key=Ed25519PrivateKey.generate()),  # someone else's key
+                 tampered,                                                  # signed, then edited
+                 {**signed({"version": 3}), "sig": "not base64!"},
+                 signed({"version": 3}, device="dev-b")):                   # another device's policy
+        rig.inbox.deliver(message(proto.POLICY, body))
+    assert applied == []
+    assert [e["reason"] for e in rig.errors()] == ["signature"] * 4 + ["wrong_device"]
+    rig.inbox.deliver(message(proto.POLICY, signed({"version": 3})))
+    assert [p["version"] for p in applied] == [3] and "sig" not in applied[0]
+
+
+def test_a_set_policy_command_needs_a_signed_policy_too(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    seen: list[Any] = []
+    rig.inbox.on_command(seen.append)
+    rig.inbox.deliver(message(proto.COMMAND, {"command_id": "c1", "action": "set_policy",
+                                              "policy": {"version": 1, "pacing": {"backoff_cap_s": 600}}}))
+    assert seen == [] and [e["reason"] for e in rig.errors()] == ["signature"]
+    assert rig.pacer.policy.backoff_cap_s != 600
+    rig.inbox.deliver(message(proto.COMMAND, {"command_id": "c2", "action": "set_policy",
+                                              "policy": signed({"version": 1, "pacing": {"backoff_cap_s": 600}})}))
+    assert [c.command_id for c in seen] == ["c2"] and "sig" not in seen[0].policy
+    assert rig.pacer.policy.backoff_cap_s == 600
+
+
+def test_policy_versions_are_bounded_so_no_policy_freezes_the_next(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    applied: list[int] = []
+    rig.inbox.on_policy(lambda policy: applied.append(policy["version"]))
+    for version in (2**62, platformsig.MAX_POLICY_VERSION + 1, platformsig.MAX_VERSION_STEP + 1):
+        rig.inbox.deliver(message(proto.POLICY, signed({"version": version})))
+    rig.inbox.deliver(message(proto.POLICY, signed({"version": 7})))
+    rig.inbox.deliver(message(proto.POLICY, signed({"version": 7 + platformsig.MAX_VERSION_STEP})))
+    assert applied == [7, 7 + platformsig.MAX_VERSION_STEP]
+    assert [e["reason"] for e in rig.errors()] == ["policy_bounds"] * 3

@@ -16,7 +16,6 @@ from itertools import pairwise
 from pathlib import Path
 
 from agent.cloud import pacing
-from agent.cloud import protocol as proto
 from agent.cloud.link import CloudLink
 from agent.cloud.pacing import CONNECTION_RATE_EXCEEDED, SERVER_BUSY
 from board.fleet.front import ConnackFront
@@ -76,7 +75,7 @@ def test_platform_pacing_is_adopted_persisted_and_a_reckless_one_refused(
                                                                 "backoff_cap_s": 600}})
             await until(lambda: link.pacer.policy.version == 4)
             reckless = {"version": 5, "pacing": {"backoff_cap_s": 1}}  # would hammer: breaks the contract
-            cloud.publish_unchecked("dev-a", proto.POLICY, reckless, retain=True)
+            cloud.publish_policy("dev-a", cloud.sign_policy("dev-a", reckless))  # signed, unchecked
             await until(lambda: any(e["reason"] == "policy_bounds" for e in errors(cloud)))
             assert link.pacer.policy.version == 4 and link.pacer.policy.backoff_cap_s == 600
         finally:

@@ -212,9 +212,11 @@ AWKWARD: list[Any] = [
     {"é": "é", "e": "\u00e9\u2028\u2029", "z": "\U0001f600"},
     {"ctl": "\x00\x01\x1f\x7f\b\t\n\f\r", "q": '"\\', "big": 10**15, "neg": -7},
     {"\uffff": 1, "\U00010000": 2, "\ue000": 3},
+    {"half": 0.5, "whole": 600.0, "small": 1e-05, "edge": 0.0001, "big": 1.5e16, "tenth": 0.1, "neg": -2.25},
 ]
 """Strings and keys where JSON encoders differ: slashes, non-ASCII, astral characters,
-controls and DEL, quotes, and keys whose code-point order differs from UTF-16's."""
+controls and DEL, quotes, keys whose code-point order differs from UTF-16's, and numbers
+on both sides of the switch to exponent form (docs/protocol.md 3.0)."""
 
 
 @pytest.mark.parametrize("value", AWKWARD)
@@ -222,7 +224,15 @@ def test_canonical_json_from_the_doc_text_is_what_the_doc_says_python_writes(val
     assert canonical(value) == json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
-def test_canonical_json_refuses_what_a_signed_document_never_holds() -> None:
-    for value in ({"x": 1.5}, {1: "x"}, {"x": b"bytes"}):
+def test_canonical_json_writes_the_doc_s_own_number_examples() -> None:
+    assert [canonical(x) for x in (0.5, 600.0, 0.0001, 1e-05, 1.5e16, 600)] == [
+        b"0.5", b"600.0", b"0.0001", b"1e-05", b"1.5e+16", b"600"]
+
+
+def test_canonical_json_refuses_what_is_not_json() -> None:
+    for value in ({"x": float("nan")}, {"x": float("inf")}):
+        with pytest.raises(ValueError, match="NaN or Infinity"):
+            canonical(value)
+    for value in ({1: "x"}, {"x": b"bytes"}):
         with pytest.raises(TypeError):
             canonical(value)

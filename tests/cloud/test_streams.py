@@ -62,7 +62,11 @@ def make(tmp_path: Path, fake: FakeBroker, *, records: int = 0, window: int = 3
 
 
 def ack(streams: ReliableStreams, stream: str, upto: int) -> None:
-    streams.handle_ack({"stream": stream, "upto": upto}, proto.topic(DEVICE, proto.ACK))
+    """The cloud's ack, naming the epoch the source numbers in (as the reference cloud does)."""
+    source = streams.sources.get(stream)
+    epoch = source.epoch_of(max(upto, 1))[0] if source is not None else ""  # type: ignore[attr-defined]
+    streams.handle_ack({"stream": stream, "upto": upto, **({"epoch": epoch} if epoch else {})},
+                       proto.topic(DEVICE, proto.ACK))
 
 
 def test_drain_sends_in_order_within_the_window(tmp_path: Path, fake: FakeBroker) -> None:

@@ -234,9 +234,16 @@ def test_pocket_agent_at_prints_raw_and_decoded(vmodem: VirtualModem) -> None:
     assert raw == "+CESQ: 99,99,255,255,18,41" and final == "OK"
     meaning = json.loads(decoded)["+CESQ"]["converted"]  # decode's vocabulary (issue 11)
     assert meaning["rsrp_dbm"] == pytest.approx(-100, abs=1)
-    err = run_cli("at", "--port", vmodem.path, "AT+CGDCONT=99")
+    err = run_cli("at", "--port", vmodem.path, "AT+CGACT=5,1")  # state 5 does not exist
     assert err.returncode == 1 and "+CME ERROR: 50" in err.stdout
     assert json.loads(err.stdout.splitlines()[-1])["error"]["name"] == "incorrect parameters"
+
+
+def test_pocket_agent_at_refuses_what_the_agent_owns(vmodem: VirtualModem) -> None:
+    """The one AT gate (issue 20): the data context is the agent's to set from the profile."""
+    out = run_cli("at", "--port", vmodem.path, "AT+CGDCONT=99")
+    assert out.returncode == 2 and "AT+CGDCONT refused" in out.stderr
+    assert "+CGDCONT" not in vmodem.commands_seen
 
 
 def test_pocket_agent_at_refuses_vsim_loads(vmodem: VirtualModem) -> None:

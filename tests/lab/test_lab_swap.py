@@ -89,9 +89,11 @@ def test_twenty_back_to_back_commanded_swaps_under_traffic(running_lab: dict[str
         # mark it and the agent to leave it.
         capped = agent_status()["sim"]["iccid"]
         lab("throttle")
-        wait_until("the capped SIM marked by the cloud and left by the agent",
+        # Its swap's result must be at the cloud before the first command, or commanded_swap
+        # would take that result for the command's and every later one would be a swap behind.
+        wait_until("the capped SIM marked by the cloud and its swap's result reported",
                    lambda: capped in throttled_iccids() and agent_status().get("state") == "serving"
-                   and agent_status()["sim"]["iccid"] != capped, SWAP_TIMEOUT * 3)
+                   and any(r["from_iccid"] == capped and r["ok"] for r in swap_results()), SWAP_TIMEOUT * 3)
         for _ in range(SWAPS):
             results.append(commanded_swap())
             assert results[-1]["ok"], results[-1]

@@ -29,13 +29,13 @@ def journal_pending(iccid: str) -> dict[str, int]:
     for line in (LAB_DIR / "cloud" / "events.jsonl").read_text().splitlines():
         event = json.loads(line)
         if event.get("kind") == "usage":
-            ingested.add(event["body"]["seq"])
+            ingested.add((event["body"].get("epoch", ""), event["body"]["seq"]))
     journal = UsageJournal(LAB_DIR / "agent" / "state" / "usage.journal", clock=Clock())
     out = {"up": 0, "down": 0}
     for seq, body in journal.pending(1_000_000):
         # A record the cloud ingested but whose ack arrived after the disconnect is still
-        # pending here; the cloud de-duplicates it by seq, and so must this comparison.
-        if body["iccid"] == iccid and seq not in ingested:
+        # pending here; the cloud de-duplicates it by epoch and seq, and so must this comparison.
+        if body["iccid"] == iccid and (journal.epoch_of(seq)[0], seq) not in ingested:
             out["up"] += body["tx_bytes"]
             out["down"] += body["rx_bytes"]
     journal.close()

@@ -83,7 +83,6 @@ def test_instance_command_user_capabilities_respawn(tmp_path: Path, unit: Identi
     state = tmp_path / "flash/state"
     calls, toml = run_init(tmp_path, "start_service", unit, **PROVISIONED, state_dir=str(state))
     assert calls[-1] == "close_instance", run_init.stderr  # type: ignore[attr-defined]
-    assert f"chown -R pocket-agent:dialout {state}" in calls
     calls = calls[calls.index("open_instance "):]  # the instance: everything set between open and close
     assert f"set command {tmp_path}/pocket-agent" in calls
     assert f"append command run --config {toml}" in calls
@@ -96,6 +95,8 @@ def test_instance_command_user_capabilities_respawn(tmp_path: Path, unit: Identi
     # the start-up checks ran first, for the service user (procd cannot tell exit codes apart)
     log = (tmp_path / "launcher.log").read_text()
     assert f"run --config {toml} --check --user pocket-agent" in log
+    # the state directory is handed over without chown -R (issue 20; tests/packaging/test_own_state.py)
+    assert f"own-state --user pocket-agent --group dialout {state}" in log
     cfg = load(toml)  # the converter's output is what the daemon will read
     assert cfg.device_id == DEVICE_ID and cfg.state_dir == state
     assert cfg.board_profile == REPO / "board/profiles/virtual.toml"

@@ -31,6 +31,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "provision": ("agent.faces.provision.command", "factory provisioning: keys, CSR, certificate, self-test"),
     "identity": ("agent.faces.provision.show", "show this device's identity and certificate expiry"),
     "uci2toml": ("agent.faces.cli.uci2toml", "write the agent's TOML config from OpenWrt UCI options (init script)"),
+    "own-state": ("agent.faces.cli.ownstate", "give the state directory to the agent's user, following no link (init script)"),
     "console": ("agent.faces.console.tool", "technician console: serve apart from the daemon, keygen, sign"),
 }
 """name -> (module, one-line help). Keep this table the single place a name is added."""

@@ -25,7 +25,7 @@ import time
 from typing import TYPE_CHECKING, NoReturn
 
 from agent import config as config_mod
-from agent import preflight, respawn
+from agent import hardening, preflight, respawn, testhooks
 from agent.clock import OffsetFileClock
 from agent.core.exitcodes import ExitCode
 from agent.errors import AlreadyRunning, ConfigError
@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 LOGGER = logging.getLogger(__name__)
 
 CLOCK_OFFSET_ENV = "POCKET_AGENT_CLOCK_OFFSET_FILE"
-"""Set by the virtual board only: a file with the offset added to the agent's wall clock."""
+"""Set by the virtual board only: a file with the offset added to the agent's wall clock.
+A test hook (agent/testhooks.py): ignored by a packaged build."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -90,6 +91,7 @@ class EarlyStop:
 def main(args: argparse.Namespace) -> int:
     early = EarlyStop()
     early.install()
+    hardening.no_core_dumps()  # before any key is read (issue 20): a crash must not dump Ki/OPc
     notifier = Notifier.from_env()
     try:
         return _main(args, notifier, early)
@@ -118,9 +120,9 @@ def _run(cfg: config_mod.AgentConfig, profile: BoardProfile, notifier: Notifier,
     from agent.core.supervisor import Supervisor
 
     supervisor = Supervisor(cfg, profile)
-    offset_file = os.environ.get(CLOCK_OFFSET_ENV)
-    if offset_file:  # the lab steps the agent's clock, never the host's (pocket-lab fault clock)
-        supervisor.clock = OffsetFileClock(offset_file)
+    lab_clock = lab_clock_hook()
+    if lab_clock is not None:  # the lab steps the agent's clock, never the host's (pocket-lab fault clock)
+        supervisor.clock = lab_clock
     try:
         lock = PidLock.in_dir(cfg.state_dir)
         lock.acquire()
@@ -140,6 +142,12 @@ def _run(cfg: config_mod.AgentConfig, profile: BoardProfile, notifier: Notifier,
                                     served_s=None if served_at is None else time.monotonic() - served_at)
     notifier.close()
     _exit_now(code)
+
+
+def lab_clock_hook() -> OffsetFileClock | None:
+    """The virtual board's clock offset file, if this is a source tree and it asks for one."""
+    offset_file = testhooks.get(CLOCK_OFFSET_ENV)
+    return OffsetFileClock(offset_file) if offset_file else None
 
 
 def _exit_now(code: int) -> NoReturn:

@@ -1,4 +1,4 @@
-"""Canonical JSON exactly as docs/protocol.md section 4 (step 3) spells it, written from that text.
+"""Canonical JSON exactly as docs/protocol.md section 3.0 spells it, written from that text.
 
 Why not ``json.dumps``: the reference cloud's sealer is the contract's second, independent
 implementation (issue 21), and the doc's sentence "this is what Python's json.dumps
@@ -8,14 +8,17 @@ tests/cloud/test_sealer.py checks the result equals ``json.dumps`` on awkward in
 doc's two descriptions cannot drift apart unnoticed.
 
 The rules: one value; object keys in ascending code-point order; ``,`` and ``:`` with no
-whitespace; integers in decimal; ``true``, ``false``, ``null``; strings with ``"`` and
-``\\`` escaped, the five short control escapes, other controls and every non-ASCII
-character as ``\\uXXXX`` (lowercase hex, a surrogate pair above U+FFFF), ``/`` as is.
-Floats never occur in what is signed (section 4's fields are integers), so they are refused.
+whitespace; integers in decimal; ``true``, ``false``, ``null``; other numbers finite, as the
+shortest digits that read back as the same double, positional from exponent -4 to 15 and
+``d[.ddd]e±XX`` beyond (what ``float.__repr__`` writes: the doc names it); strings with
+``"`` and ``\\`` escaped, the five short control escapes, other controls and every
+non-ASCII character as ``\\uXXXX`` (lowercase hex, a surrogate pair above U+FFFF), ``/``
+as is.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
@@ -54,6 +57,10 @@ def _text(value: Any) -> str:
         return "false"
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("canonical JSON has no NaN or Infinity")
+        return repr(value)
     if isinstance(value, str):
         return _string(value)
     if isinstance(value, list | tuple):

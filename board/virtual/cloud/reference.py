@@ -8,16 +8,19 @@ What it does, and which lesson of the 2020 incident (domain.md) each part answer
   (issued, result not yet reported); beyond that it answers "retry after T" instead
   of falling over (the incident's bulk switch took the assignment server down; the
   operator's fix was batches of at most 200);
-- ingests reliable streams (usage, events) **idempotently** by (device, stream, seq),
-  persists before it acks (pw/v1/<dev>/ack {"stream", "upto"}), so totals equal what
-  devices sent whatever the broker or the agents did;
-- seals each profile for the requesting device and signs it with the platform key, with
-  its own sealer (board/virtual/cloud/sealer.py: written from docs/protocol.md, sharing no
-  code with the agent's sealing, so the lab never checks the device against itself);
+- ingests reliable streams (usage, events) **idempotently** by (device, stream, epoch,
+  seq), persists before it acks (pw/v1/<dev>/ack {"stream", "upto", "epoch"}), so totals
+  equal what devices sent whatever the broker or the agents did, also after a device's
+  journal began a new epoch at seq 1;
+- seals each profile for the requesting device and signs it with the platform key, signs
+  every policy it publishes and, when a device asks, the replay floor it needs after
+  losing its replay state, with its own sealer and signer (board/virtual/cloud/sealer.py,
+  signer.py: written from docs/protocol.md, sharing no code with the agent's sealing and
+  platformsig, so the lab never checks the device against itself);
 - checks every message it receives and every message it sends against the contract's
   JSON Schemas (docs/schemas/, through board/virtual/cloud/contract.py), not the agent's
   validators; a test that must send a message breaking the contract says so
-  (``publish_unchecked``);
+  (``publish_unchecked``, ``publish_policy``);
 - records every message it receives with its arrival time in ``events.jsonl``, and
   keeps ``totals.json`` (per ICCID) up to date atomically. Neither ever holds Ki/OPc:
   devices never send them, and the pool file is only read.
@@ -51,7 +54,7 @@ from agent.cloud import certs, paho_compat
 from agent.cloud import protocol as proto
 from agent.errors import CertificateMismatch, ProtocolError
 from agent.sim import Plan, SimProfile
-from board.virtual.cloud import contract, sealer
+from board.virtual.cloud import contract, sealer, signer
 from board.virtual.cloud.contract import ContractError
 from board.virtual.cloud.pool import load_pool
 
@@ -331,10 +334,16 @@ class ReferenceCloud:
             stream = proto.require(msg, "stream", str, topic)
             seq = int(proto.require(msg, "seq", int, topic))
             base = int(proto.require(msg, "base", int, topic))
-        except ProtocolError:
+            epoch, start = proto.record_epoch(msg) if "epoch" in msg else ("", 1)
+            if epoch:
+                proto.ack_epoch(msg, topic)
+        except (ProtocolError, TypeError, ValueError):
             self.rejected += 1
             return  # no sequence to acknowledge: the device will resend, and be rejected again
-        st = self.streams.setdefault(f"{device}/{stream}", StreamState())
+        # One high-water mark per epoch (agent/epochs.py): a device whose log began again
+        # numbers from its epoch's start, and none of it is taken for what is already held.
+        key = f"{device}/{stream}/{epoch}" if epoch else f"{device}/{stream}"
+        st = self.streams.setdefault(key, StreamState(upto=max(0, start - 1)))
         if base - 1 > st.upto:
             self.gaps += base - 1 - st.upto
             LOGGER.warning("%s/%s: device dropped records %d..%d", device, stream, st.upto + 1, base - 1)
@@ -349,7 +358,7 @@ class ReferenceCloud:
             while st.above and st.above[0] <= st.upto:
                 st.above.pop(0)
         self._save()
-        self._publish(device, proto.ACK, {"stream": stream, "upto": st.upto})
+        self._publish(device, proto.ACK, {"stream": stream, "upto": st.upto, **({"epoch": epoch} if epoch else {})})
 
     def _ingest(self, device: str, stream: str, topic: str, msg: dict[str, Any]) -> None:
         """Apply one new record. An invalid body is counted as handled (and recorded), so
@@ -461,8 +470,12 @@ class ReferenceCloud:
         self.swaps[aid] = {"device": device, "iccid": iccid, "at": self.clock.wall()}
         self.sims[iccid]["device"] = f"reserved:{device}"
         LOGGER.info("assigned %s to %s as %s", iccid, device, aid)
-        return {"status": "ok", "request_id": rid, "assignment_id": aid, "seq": seq, "envelope": env,
-                "window": {"not_before": now, "not_after": now + ASSIGNMENT_TTL_S}}
+        reply = {"status": "ok", "request_id": rid, "assignment_id": aid, "seq": seq, "envelope": env,
+                 "window": {"not_before": now, "not_after": now + ASSIGNMENT_TTL_S}}
+        if req.get("need_floor"):  # the device lost its replay state: every seq below this one is old
+            reply["floor"] = signer.sign_floor(device_id=device, request_id=rid, seq=seq - 1,
+                                               key=self.platform_key)
+        return reply
 
     def _injected_fault(self) -> dict[str, Any] | None:
         """The lab's "no capacity" / "retry after" fault, while it lasts (cloud/fault.json)."""
@@ -542,12 +555,26 @@ class ReferenceCloud:
         return done
 
     def send_command(self, device: str, body: dict[str, Any], expiry: int = proto.COMMAND_EXPIRY_S) -> None:
+        """A command; a ``set_policy`` command's policy is signed for ``device`` first."""
         props = Properties(PacketTypes.PUBLISH)
         props.MessageExpiryInterval = expiry
+        if body.get("action") == "set_policy" and isinstance(body.get("policy"), dict):
+            body = {**body, "policy": self.sign_policy(device, body["policy"])}
         self._publish(device, proto.COMMAND, body, props)
 
+    def sign_policy(self, device: str, policy: dict[str, Any]) -> dict[str, Any]:
+        """``policy`` bound to ``device`` and signed with the platform key (docs/protocol.md 3.8.2)."""
+        return signer.sign_policy(policy, device_id=device, key=self.platform_key)
+
     def set_policy(self, device: str, body: dict[str, Any]) -> None:
-        self._check_outgoing(proto.POLICY, body)
+        """Publish ``body`` as the device's retained policy, signed for it; it must fit the
+        contract (a ContractError is the caller's mistake, found before a device sees it)."""
+        signed = self.sign_policy(device, body)
+        self._check_outgoing(proto.POLICY, signed)
+        self.publish_policy(device, signed)
+
+    def publish_policy(self, device: str, body: dict[str, Any]) -> None:
+        """Publish ``body`` exactly as given, retained (tests publish unsigned ones with it)."""
         if self._client is not None:
             self._client.publish(proto.topic(device, proto.POLICY), proto.encode(body), qos=1, retain=True)
 

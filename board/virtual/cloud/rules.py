@@ -36,6 +36,16 @@ def base_not_above_seq(record: Any) -> str | None:
     return None
 
 
+def epoch_start_not_above_base(record: Any) -> str | None:
+    """An epoch's first seq is not above the lowest seq the device still holds of it."""
+    if not isinstance(record, dict):
+        return None
+    start, base = record.get("epoch_start"), record.get("base")
+    if isinstance(start, int) and isinstance(base, int) and start > base:
+        return f"epoch_start {start} is above base {base}"
+    return None
+
+
 def day_in_month(body: Any) -> str | None:
     """A usage body's day lies in its month: both name the same billing period."""
     if not isinstance(body, dict):
@@ -79,6 +89,7 @@ def pacing_backoff_cap_not_below_base(pacing: Any) -> str | None:
 
 RULES: dict[str, Callable[[Any], str | None]] = {
     "base-not-above-seq": base_not_above_seq,
+    "epoch-start-not-above-base": epoch_start_not_above_base,
     "day-in-month": day_in_month,
     "luhn": luhn,
     "swap-backoff-cap-not-below-base": swap_backoff_cap_not_below_base,

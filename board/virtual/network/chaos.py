@@ -230,17 +230,18 @@ def agent_outages(lab_dir: Path) -> list[dict[str, Any]]:
 
 def journal_pending(lab_dir: Path) -> dict[str, dict[str, int]]:
     """Per ICCID: bytes a *stopped* agent journaled that the cloud has not ingested yet
-    (a record ingested but not acknowledged is pending here and de-duplicated by seq)."""
+    (a record ingested but not acknowledged is pending here and de-duplicated by epoch and
+    seq, as the cloud does: agent/epochs.py)."""
     ingested = set()
     path = lab_dir / "cloud" / "events.jsonl"
     for line in path.read_text().splitlines() if path.exists() else []:
         event = json.loads(line)
         if event.get("kind") == "usage":
-            ingested.add(event["body"]["seq"])
+            ingested.add((event["body"].get("epoch", ""), event["body"]["seq"]))
     journal = UsageJournal(lab_dir / "agent" / "state" / "usage.journal", clock=Clock())
     out: dict[str, dict[str, int]] = {}
     for seq, body in journal.pending(1_000_000):
-        if seq not in ingested:
+        if (journal.epoch_of(seq)[0], seq) not in ingested:
             row = out.setdefault(body["iccid"], {"up": 0, "down": 0})
             row["up"] += body["tx_bytes"]
             row["down"] += body["rx_bytes"]
