@@ -18,6 +18,10 @@ APT_NEEDS := mosquitto:mosquitto nft:nftables ip:iproute2 tc:iproute2 picocom:pi
 # Packaging (issue 14): dpkg-deb builds the .deb, ar lists the .ipk, systemd-analyze
 # verifies and scores the unit (Debian 12 ships it in the systemd package).
 APT_NEEDS += dpkg-deb:dpkg ar:binutils systemd-analyze:systemd
+# The system test (issue 19, tests/system, docs/system-test.md): mmdebstrap builds a
+# Debian 12 root from Debian's archive, systemd-nspawn boots it with systemd as PID 1,
+# nsenter runs the operator's commands inside, openssl signs the factory's CSR.
+APT_NEEDS += mmdebstrap:mmdebstrap systemd-nspawn:systemd-container nsenter:util-linux openssl:openssl
 
 .PHONY: all setup deps run test test-oldest oldest-setup bench soak lint clean package
 
@@ -70,9 +74,12 @@ run: setup
 # Every test. As root (CI) nothing is skipped; elsewhere root-only tests say why they skip.
 # The suite runs in parts at once (tests/parts.py): the tests that need no lab, the lab
 # tests in groups, each group on a lab of its own (its own namespaces and directory), since
-# the lab tests mostly wait on the lab's clocks, and the oldest-dependencies run. Each
-# part's output is kept in build/test-<part>.log and printed when all have ended, with each
-# part's wall time.
+# the lab tests mostly wait on the lab's clocks, the oldest-versions run (test-oldest,
+# about 4 minutes, mostly waiting on brokers and namespaces), and the system test
+# (tests/system: the .deb on a Debian 12 root booted with systemd, on its own lab; about 5
+# minutes, mostly waiting on systemd's watchdog and restart timers, plus about a minute
+# the first time to build the root image, cached in build/system). Each part's output is
+# kept in build/test-<part>.log and printed when all have ended, with each part's wall time.
 test: setup oldest-setup
 	@$(BIN)/python tests/parts.py
 

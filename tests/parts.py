@@ -62,9 +62,13 @@ PAHO_161_WARNING = "ignore:ssl.PROTOCOL_TLS is deprecated:DeprecationWarning"
 once per client, is paho's and would bury any other."""
 
 PARTS = [
-    Part("rest", [*PYTEST, "--ignore=tests/lab", "tests"]),
+    Part("rest", [*PYTEST, "--ignore=tests/lab", "--ignore=tests/system", "tests"]),
+    # The package under real systemd on its own lab (prefix pwsy, docs/system-test.md);
+    # -s for its wall times, -rs so a local run says why it skipped.
+    Part("system", [*PYTEST, "-s", "-rs", "tests/system"]),
     Part("lab-heavy", [*PYTEST, *LAB_HEAVY], lab_env("a")),
     Part("lab-faults", [*PYTEST, *LAB_FAULTS], lab_env("b")),
+    # The agent's tests on the oldest dependencies (issue 28); make oldest-setup holds the venv.
     Part("oldest", [OLDEST_PYTHON, "-m", "pytest", "-q", "--durations=10", "-p", "no:cacheprovider",
                     "-W", PAHO_161_WARNING, *OLDEST_TESTS], OLDEST_ENV),
     Part("lab-other", [*PYTEST, "tests/lab", *(f"--ignore={p}" for p in LAB_HEAVY + LAB_FAULTS)], lab_env("c")),
@@ -80,7 +84,7 @@ def run(parts: list[Part]) -> int:
             proc = subprocess.Popen(part.argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
                                     env=dict(os.environ, **part.env))
         started.append((part, proc, time.monotonic(), log))
-        print(f"make test: part {part.name} started ({' '.join(part.argv[3:])}), log {log.relative_to(REPO)}",
+        print(f"make test: part {part.name} started ({' '.join(part.argv[3:] if part.argv[0] == sys.executable else part.argv)}), log {log.relative_to(REPO)}",
               flush=True)
     ended: dict[str, float] = {}
 

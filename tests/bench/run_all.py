@@ -26,6 +26,8 @@ BENCHES = [
      "bench_console.py"),
     ("the agent's own bytes on an idle router, at the lab carrier (issue 10: < 0.5 MB/day)", "bench_own_bytes.py"),
     ("uplink under policing: device count vs carrier count (issue 10, docs/usage.md)", "bench_uplink_policing.py"),
+    ("under real systemd: root image cold and cached, start to READY=1 (median of 5), RSS after 10 swaps (issue 19)",
+     "bench_system.py"),
 ]
 
 

@@ -259,3 +259,37 @@ def test_lab_carrier_refuses_with_the_exception_the_modem_handles() -> None:
     from board.virtual.network import carrier
 
     assert carrier.CarrierReject is model.CarrierReject
+
+
+def test_pdn_deact_is_reported_after_the_carrier_released_the_bearer() -> None:
+    """A detach (the radio off here; a slot switch and an outage take the same path)
+    releases the bearer at the carrier first and says ``+CGEV: ME PDN DEACT`` after it,
+    as for a network deactivation: a host acting on the URC finds the data path closed
+    (the lab carrier's drop order, docs/virtual-board.md)."""
+    events: list[str] = []
+
+    class Recording(NullCarrier):
+        def detach(self, imsi: str) -> None:
+            events.append("carrier detach")
+            super().detach(imsi)
+
+    with VirtualModem(ModemConfig(time_scale=FAST_SCALE), Recording()) as vm:
+        emit = vm.urc
+
+        def urc(line: str) -> None:
+            if line.startswith("+CGEV"):
+                events.append(line)
+            emit(line)
+
+        vm.urc = urc  # type: ignore[method-assign]
+        with serial.serial_for_url(vm.path, timeout=0.05) as port:
+            exchange(port, "ATE0")
+            deadline = time.monotonic() + READ_DEADLINE
+            while b"+CGATT: 1" not in exchange(port, "AT+CGATT?") and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert b"OK" in exchange(port, "AT+CGACT=1,1")
+            assert b"OK" in exchange(port, "AT+CFUN=0")
+            deadline = time.monotonic() + READ_DEADLINE
+            while "+CGEV: ME PDN DEACT 1" not in events and time.monotonic() < deadline:
+                time.sleep(0.01)
+    assert events[:2] == ["carrier detach", "+CGEV: ME PDN DEACT 1"], events

@@ -135,7 +135,7 @@ def _run(cfg: config_mod.AgentConfig, profile: BoardProfile, notifier: Notifier,
     try:
         code = asyncio.run(_serve(supervisor, early))
     finally:
-        EarlyStop.ignore()
+        EarlyStop.ignore()  # respawn's wait below takes the stop signals back while it waits
         lock.release()
     served_at = supervisor.watchdog.served_at
     code = respawn.wait_before_exit(code, supervisor.give_up.reason, state_dir=cfg.state_dir, notifier=notifier,

@@ -36,11 +36,11 @@ from agent.boardprofile import BoardProfile
 from agent.clock import Clock
 from agent.cloud import certs, sealing
 from agent.cloud import keystore as ks
-from agent.cloud.connect_once import connect_once
+from agent.cloud.connect_once import ConnectResult, connect_once
 from agent.cloud.crypto_compat import valid_from, valid_until
 from agent.cloud.protocol import DEVICE_ID_RE
-from agent.errors import CertificateMismatch, ConfigError, ProvisionError, SealError
-from agent.faces.provision import exitcodes
+from agent.errors import AgentError, CertificateMismatch, ConfigError, ProvisionError, SealError
+from agent.faces.provision import exitcodes, uplink
 from agent.faces.provision import selftest as st
 from agent.layout import Owner
 
@@ -127,6 +127,9 @@ def render_config(req: Request, device_id: str) -> bytes:
     ]
     if req.port != req.profile.at_port:
         lines += ["[modem]", f"port = {q(req.port)}", ""]
+    if req.console_port and req.console_port != req.profile.console_port:
+        # The port the self-test checked is the one the service serves (docs/console.md).
+        lines += ["[console]", f"ports = [{q(req.console_port)}]", ""]
     lines += [
         "[cloud]",
         f"host = {q(req.broker_host)}",
@@ -349,7 +352,21 @@ class Provisioner:
         elif not gen.has(ks.CERT):
             self.checks.append(st.Check("broker_connect", True, "skipped: no certificate yet (CSR issued)"))
         else:
-            res = connect_once(req.broker_host, req.broker_port, ca=gen.file(ks.CA), cert=gen.file(ks.CERT),
-                               key=gen.file(ks.TLS_KEY), client_id=self.record["device_id"])
+            res = self._connect(lambda: connect_once(req.broker_host, req.broker_port, ca=gen.file(ks.CA),
+                                                     cert=gen.file(ks.CERT), key=gen.file(ks.TLS_KEY),
+                                                     client_id=self.record["device_id"]))
             self.checks.append(st.Check("broker_connect", res.ok,
                                         f"{req.broker_host}:{req.broker_port}: {res.detail}"))
+
+    def _connect(self, attempt: Callable[[], ConnectResult]) -> ConnectResult:
+        """The broker connection: directly when the unit has a route to the broker (a
+        station network), else over the seed SIM's data path (uplink.py), as the agent
+        itself reaches the cloud at start-up."""
+        req = self.req
+        if uplink.has_route(req.broker_host, req.broker_port):
+            return attempt()
+        try:
+            return uplink.over_seed(req.port, req.profile, attempt, open_timeout=req.modem_deadline)
+        except (AgentError, OSError, TimeoutError) as exc:
+            return ConnectResult(False, f"no route to the broker, and the seed SIM's data path failed: "
+                                        f"{exc.__class__.__name__}: {exc}")

@@ -55,8 +55,19 @@ class LabError(RuntimeError):
 
 
 # ---- small helpers ----------------------------------------------------------------
+SOURCE_ROOT = Path(__file__).resolve().parents[3]
+"""The tree this command runs from. The lab's processes start in ``/`` and must run the
+same code: without it an editable install (``pip install -e``) resolves ``agent`` and
+``board`` to the tree it was installed from, so a lab started from a second worktree
+would run the first one's agent and carrier."""
+
+
 def _python() -> str:
     return sys.executable
+
+
+def _child_pythonpath() -> str:
+    return os.pathsep.join([str(SOURCE_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 def _pidfile(name: str) -> Path:
@@ -81,7 +92,8 @@ def _spawn(name: str, argv: list[str], *, ns: str | None = None, env: dict[str, 
     (LAB_DIR / "pids").mkdir(parents=True, exist_ok=True)
     cmd = ([netns.tool("ip"), "netns", "exec", ns] if ns else []) + argv
     log = open(LAB_DIR / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
-    full_env = dict(os.environ, PYTHONUNBUFFERED="1", POCKET_LAB_DIR=str(LAB_DIR), **(env or {}))
+    full_env = dict(os.environ, PYTHONUNBUFFERED="1", POCKET_LAB_DIR=str(LAB_DIR), PYTHONPATH=_child_pythonpath())
+    full_env.update(env or {})
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True, env=full_env, cwd="/")
     log.close()
@@ -155,9 +167,15 @@ def up(args: argparse.Namespace) -> int:
     write_agent_config(lab_pki, pty)
     faults.mount_state_dir(LAB_DIR / "agent" / "state")  # issue 9: a small tmpfs, so "full" is real
     store.atomic_write_json(LAB_DIR / "lab.json", build_status(lab_pki), mode=store.PUBLIC_MODE)
-    start_agent()
+    if getattr(args, "no_agent", False):
+        # The device's place is left empty for an agent started elsewhere (the system test's
+        # container joins the device namespace and the modem's pty): everything else is up.
+        what = f"lab up without its agent: device {DEVICE_ID}'s place is free"
+    else:
+        start_agent()
+        what = f"lab up: device {DEVICE_ID} serving"
     status = status_dict()
-    print(json.dumps(status, indent=2) if getattr(args, "json", False) else f"lab up: device {DEVICE_ID} serving; "
+    print(json.dumps(status, indent=2) if getattr(args, "json", False) else f"{what}; "
           f"`pocket-lab status --json` for details, logs in {LAB_DIR / 'logs'}")
     return 0
 
@@ -361,14 +379,15 @@ def swap(args: argparse.Namespace) -> int:
 
 
 def _next_policy_version() -> int:
-    """The publication second, or one more than the last version published when two come
-    within a second: a device adopts only a newer version (docs/protocol.md 3.8)."""
+    """One more than the last version published: a device adopts only a newer version, and
+    never one more than 65,536 past the version it holds (docs/protocol.md 3.8), so a
+    platform counts its policies rather than stamping them with the time."""
     path = LAB_DIR / "cloud" / "policy-version"
     try:
         last = int(path.read_text())
     except (OSError, ValueError):
         last = 0
-    version = max(int(time.time()), last + 1)
+    version = last + 1
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(str(version))
     return version
@@ -423,6 +442,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     name = parser.prog.split()[-1]
     if name in ("up", "status", "usage"):
         parser.add_argument("--json", action="store_true", help="machine-readable output")
+    if name == "up":
+        parser.add_argument("--no-agent", action="store_true",
+                            help="do not start the lab's agent: the device's namespace and modem wait for one "
+                                 "started elsewhere (the system test's container)")
     if name == "throttle":
         parser.add_argument("--rate", type=int, help="kbit/s (default: the SIM's plan rate, else 128)")
         parser.add_argument("--off", action="store_true", help="remove the policer")

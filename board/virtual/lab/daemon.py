@@ -67,8 +67,7 @@ def main() -> int:
     pool = load_pool(args.lab_dir / "pool.json")
     state_file = args.lab_dir / "carrier.json"
     # Faults (pocket-lab fault, board/virtual/network/faults.py) sit between the modem and the carrier.
-    carrier = faults.FaultyCarrier(CarrierNetwork(layout, pool, state_file), (pool.get("seed") or {}).get("imsi"),
-                                   layout)
+    carrier = faults.FaultyCarrier(CarrierNetwork(layout, pool, state_file), (pool.get("seed") or {}).get("imsi"))
     modem = VirtualModem(modem_config_from(pool), carrier)
     faults.install_ceer(modem, carrier)
 

@@ -322,15 +322,19 @@ class CommandSet:
         return answer
 
     def _detach(self) -> None:
+        """The network releases the bearers, then the modem reports each context gone
+        (+CGEV after the carrier acted, as for a network deactivation): a host that acts
+        on the URC finds the data path already closed."""
         self._attach_gen += 1
         sim = self.sim
-        for cid, ctx in self.contexts.items():
-            if ctx.params is not None:
-                ctx.params = None
-                self.cgev(f"ME PDN DEACT {cid}")
+        dropped = [cid for cid, ctx in sorted(self.contexts.items()) if ctx.params is not None]
+        for cid in dropped:
+            self.contexts[cid].params = None
         if self.attached and sim is not None:
             self.m.carrier.detach(sim.imsi)
         self.attached = False
+        for cid in dropped:
+            self.cgev(f"ME PDN DEACT {cid}")
 
     def _csq_value(self) -> int:
         if self.cfun != 1:

@@ -11,9 +11,10 @@ namespace has a route out of the lab):
              198.18.1.1), the uplink to the internet (``up0``). Here the carrier
              authenticates attaches (Milenage), counts every byte per SIM at the IP level
              (nftables named counters in the forward hook, exactly what it bills), admits
-             only attached SIM addresses, and polices a capped SIM with ``tc`` at the plan's
-             rate. Policing is on *ingress* of ``cell0`` (uplink) and ``up0`` (downlink),
-             so it runs before the counters: the carrier bills what it delivered.
+             only the addresses of SIMs with a data context (one set per direction), and
+             polices a capped SIM with ``tc`` at the plan's rate. Policing is on *ingress* of
+             ``cell0`` (uplink) and ``up0`` (downlink), so it runs before the counters: the
+             carrier bills what it delivered.
 ``<p>-inet`` "the internet": 198.18.0.1 hosts the MQTT broker, the UDP echo reflector,
              the bulk traffic source and the probe endpoint.
 ``<p>-lan``  one LAN client host behind the router (198.18.2.10).
@@ -23,13 +24,25 @@ ARP is off and IPv6 is disabled, so the only frames on it are the IPv4 packets a
 carrier would bill. Each frame carries a 14-byte Ethernet header the carrier does not
 count; the board profile's ``link_header_bytes = 14`` tells the agent's meter to
 subtract it per packet (the documented framing rule, docs/usage.md).
+
+A bearer that goes (``deactivate``) loses no counted byte: between the carrier's counter
+and the device's counter there is no queue on the downlink (the forward hook, ``cell0``'s
+``noqueue`` and the veth transmit that counts the packet as received on ``wwan0`` run in
+one softirq call) and one on the uplink (the core's per-CPU input backlog, where ``wwan0``
+has already counted the packet as sent). So the drop is ordered: the address leaves the
+downlink set, one RCU grace period lets every packet counted before that finish its
+softirq, the cell link goes down, the backlog drains, another grace period, then the
+address leaves the uplink set (``drop_bearer``; docs/swap.md, "In flight at a bearer drop").
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import platform
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +80,22 @@ POLICE_BURST_SECONDS = 0.25
 (a few hundred ms), which gives the flat, drop-based ceiling a throttled SIM shows."""
 POLICE_MIN_BURST = 3000
 """A bucket must hold at least two full-size packets or nothing passes at low rates."""
+
+MEMBARRIER_CMD_GLOBAL = 1
+"""membarrier(2): returns after ``synchronize_rcu()``, i.e. once every CPU has left every
+RCU read-side section it was in, softirq (bottom-half) sections included since Linux 4.20.
+The forward path from the carrier's counter to the veth transmit is such a section."""
+MEMBARRIER_SYSCALL = {"x86_64": 324, "aarch64": 283, "riscv64": 283, "i686": 375, "armv7l": 389}
+"""membarrier's syscall number per machine (Python has no wrapper)."""
+GRACE_FALLBACK_S = 0.1
+"""Where membarrier is refused (``nohz_full`` kernels, seccomp): a wait this long instead,
+logged, since it is a guess about scheduling and not a guarantee."""
+BACKLOG_DRAIN_TIMEOUT_S = 2.0
+"""How long a drop waits for the per-CPU input backlog to be seen empty once per CPU
+(it drains in microseconds on an idle machine; a starved ``ksoftirqd`` can take a
+scheduler slice or a few). Past it the drop goes on and says so in the log."""
+BACKLOG_POLL_S = 0.001
+SOFTNET_STAT = Path("/proc/net/softnet_stat")
 
 
 @dataclass(frozen=True)
@@ -237,16 +266,20 @@ table ip router {{
             counters.append(f"  counter {up} {{ }}\n  counter {down} {{ }}")
             rules.append(f'    iifname "{lay.cell_if}" ip saddr {addr} counter name "{up}"')
             rules.append(f'    oifname "{lay.cell_if}" ip daddr {addr} counter name "{down}"')
+        # Admission before the counters in one chain: a packet is counted and passed, or
+        # dropped and not counted. One set per direction, so a bearer drop can close the
+        # downlink before the cell link goes down and the uplink after (_drop_bearer).
         return f"""
 table ip carrier
 delete table ip carrier
 table ip carrier {{
 {chr(10).join(counters)}
-  set attached {{ type ipv4_addr; }}
+  set {ADMIT_UP} {{ type ipv4_addr; }}
+  set {ADMIT_DOWN} {{ type ipv4_addr; }}
   chain forward {{
     type filter hook forward priority filter; policy accept;
-    iifname "{lay.cell_if}" ip saddr != @attached drop
-    oifname "{lay.cell_if}" ip daddr != @attached drop
+    iifname "{lay.cell_if}" ip saddr != @{ADMIT_UP} drop
+    oifname "{lay.cell_if}" ip daddr != @{ADMIT_DOWN} drop
 {chr(10).join(rules)}
   }}
 }}
@@ -285,7 +318,7 @@ table ip carrier {{
         if sim.get("apn") and apn and apn != sim["apn"]:
             raise CarrierReject(ESM_UNKNOWN_APN, f"unknown APN {apn!r}")
         addr = sim_address(index)
-        run(["nft", "add", "element", "ip", "carrier", "attached", f"{{ {addr} }}"], netns=self.layout.core)
+        admit(self.layout, addr)
         with self._lock:
             self._state["active"][imsi] = {"iccid": sim["iccid"], "address": addr, "cid": cid, "index": index}
             self._save()
@@ -295,10 +328,10 @@ table ip carrier {{
     def deactivate(self, imsi: str, cid: int) -> None:
         with self._lock:
             active = self._state["active"].pop(imsi, None)
+            last = not self._state["active"]
             self._save()
         if active:
-            run(["nft", "delete", "element", "ip", "carrier", "attached", f"{{ {active['address']} }}"],
-                netns=self.layout.core, check=False)
+            drop_bearer(self.layout, active["address"], last=last)
 
     def detach(self, imsi: str) -> None:
         self.deactivate(imsi, 0)
@@ -308,6 +341,122 @@ table ip carrier {{
 
     def _save(self) -> None:
         store.atomic_write_json(self.state_file, self._state, mode=store.PUBLIC_MODE)
+
+
+# ---- a bearer's data path: admitted, then dropped without losing a counted byte -------
+ADMIT_UP = "attached_up"
+"""nftables set: source addresses the carrier accepts from the cell (uplink)."""
+ADMIT_DOWN = "attached_down"
+"""nftables set: destination addresses the carrier forwards into the cell (downlink)."""
+
+
+def admit(layout: LabLayout, address: str) -> None:
+    """A data context is up: the carrier admits ``address`` both ways, *then* the cell
+    link comes up (no data channel without a bearer; nothing can be sent unbilled)."""
+    for name in (ADMIT_UP, ADMIT_DOWN):
+        run(["nft", "add", "element", "ip", "carrier", name, f"{{ {address} }}"], netns=layout.core)
+    cell_link(layout, True)
+
+
+def drop_bearer(layout: LabLayout, address: str, *, last: bool) -> None:
+    """The bearer of ``address`` goes, and every byte either side counted is a byte the
+    other side counted too: a packet the carrier counts is a packet the device receives,
+    a packet the device counts as sent is a packet the carrier counts.
+
+    1. Out of the downlink set: from here no packet to ``address`` passes the counter.
+    2. One RCU grace period: a packet that passed the counter before (1) is inside one
+       softirq call from the forward hook to the veth transmit that counts it on
+       ``wwan0`` (``cell0`` is ``noqueue``, ARP is off: no queue in between); the grace
+       period ends when every such call has returned.
+    3. The cell link goes down (``last``: no other context uses it). ``wwan0`` loses its
+       carrier and counts nothing more as sent.
+    4. The core's per-CPU input backlog (``wwan0`` counted its packets as sent when they
+       were queued there) is seen empty on every CPU, then one more grace period for the
+       packet each CPU may be processing: every one of them has passed the uplink counter.
+    5. Out of the uplink set.
+
+    Before this order the link went down first: the forward hook went on counting
+    packets that ``cell0``'s transmit then dropped (QDISC_DROP in ``__dev_queue_xmit``)
+    for as long as ``ip link set down`` took from taking the qdisc away to flushing the
+    route: 0 to 47 full-size packets per drop under bulk load (docs/swap.md).
+    """
+    t0 = time.monotonic()
+    run(["nft", "delete", "element", "ip", "carrier", ADMIT_DOWN, f"{{ {address} }}"], netns=layout.core,
+        check=False)
+    rcu_grace_period()
+    drained = None
+    if last:
+        cell_link(layout, False)
+        drained = wait_backlog_drained()
+        rcu_grace_period()
+    run(["nft", "delete", "element", "ip", "carrier", ADMIT_UP, f"{{ {address} }}"], netns=layout.core,
+        check=False)
+    LOGGER.info("carrier: bearer of %s dropped in %.0f ms (cell link %s)", address, (time.monotonic() - t0) * 1000,
+                "kept for another context" if drained is None else "down, backlog drained" if drained
+                else "down, backlog NOT seen drained")
+
+
+def cell_link(layout: LabLayout, up: bool) -> None:
+    """The cell link (``cell0``) up or down: ``wwan0`` gains or loses its carrier, as a
+    real modem's data interface does with its bearer (docs/virtual-board.md)."""
+    run(["ip", "link", "set", layout.cell_if, "up" if up else "down"], netns=layout.core, check=False)
+
+
+_grace_warned = False
+
+
+def rcu_grace_period() -> None:
+    """Return after one RCU grace period (membarrier's global barrier); a logged fixed
+    wait where the kernel refuses it."""
+    global _grace_warned
+    number = MEMBARRIER_SYSCALL.get(platform.machine())
+    if number is not None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.syscall(number, MEMBARRIER_CMD_GLOBAL, 0, 0) == 0:
+            return
+        reason = os.strerror(ctypes.get_errno())
+    else:
+        reason = f"no membarrier syscall number for {platform.machine()}"
+    if not _grace_warned:
+        LOGGER.warning("carrier: no RCU grace period (%s): waiting %.2f s at each bearer drop instead; "
+                       "a counted packet can then be lost in flight", reason, GRACE_FALLBACK_S)
+        _grace_warned = True
+    time.sleep(GRACE_FALLBACK_S)
+
+
+def backlog_lengths(text: str) -> dict[int, int] | None:
+    """Per-CPU input backlog length from /proc/net/softnet_stat (columns 12 and 13, in hex:
+    queue length and CPU index, since Linux 5.10); None on a kernel without them."""
+    out = {}
+    for line in text.splitlines():
+        cols = line.split()
+        if len(cols) < 13:
+            return None
+        out[int(cols[12], 16)] = int(cols[11], 16)
+    return out
+
+
+def wait_backlog_drained(timeout: float = BACKLOG_DRAIN_TIMEOUT_S) -> bool:
+    """Until each CPU's input backlog has been seen empty once (it is a FIFO, so every
+    packet queued before the call has then been taken off it). False, logged, on timeout
+    or on a kernel whose softnet_stat does not show the backlog."""
+    deadline = time.monotonic() + timeout
+    pending: set[int] | None = None
+    while True:
+        lengths = backlog_lengths(SOFTNET_STAT.read_text())
+        if lengths is None:
+            LOGGER.warning("carrier: %s shows no backlog length; an uplink packet can be lost in flight",
+                           SOFTNET_STAT)
+            return False
+        if pending is None:
+            pending = set(lengths)
+        pending -= {cpu for cpu, n in lengths.items() if n == 0}
+        if not pending:
+            return True
+        if time.monotonic() > deadline:
+            LOGGER.warning("carrier: input backlog of CPU(s) %s not seen empty in %.1f s", sorted(pending), timeout)
+            return False
+        time.sleep(BACKLOG_POLL_S)
 
 
 # ---- operations the pocket-lab command line runs without the live object ------------

@@ -10,9 +10,10 @@ have nothing to undo: the agent's recovery is what ends them.
 Where each fault acts:
 - modem faults go through the virtual modem's own fault hooks (``board/virtual/modem/device.py``);
 - network faults through the radio conditions the modem sees, a ``FaultyCarrier`` that
-  wraps the carrier's hooks (rejects, authentication), the cell link (``cell0`` down: the
-  router's ``wwan0`` loses its carrier, as a real modem's data interface does) and ``tc``
-  on the cell's capacity shaper;
+  wraps the carrier's hooks (rejects, authentication; the carrier takes the cell link
+  down with the last data context, ``cell0`` down: the router's ``wwan0`` loses its
+  carrier, as a real modem's data interface does) and ``tc`` on the cell's capacity
+  shaper;
 - platform faults through nftables in the internet namespace (the broker's port) and a
   small file the reference cloud reads before each assignment (``cloud/fault.json``);
 - device faults through a clock-offset file the lab's agent reads (never the host's
@@ -88,12 +89,14 @@ class FaultError(RuntimeError):
 
 # ---- the carrier side -----------------------------------------------------------------
 class FaultyCarrier:
-    """The carrier's hooks with faults in between (the modem calls these on its thread)."""
+    """The carrier's hooks with faults in between (the modem calls these on its thread).
+    The cell link follows the data contexts inside the carrier itself
+    (``carrier.admit``/``carrier.drop_bearer``): its order against the billing sets is
+    what keeps usage exact at a bearer drop."""
 
-    def __init__(self, inner: Any, seed_imsi: str | None, layout: LabLayout | None = None):
+    def __init__(self, inner: Any, seed_imsi: str | None):
         self.inner = inner
         self.seed_imsi = seed_imsi
-        self.layout = layout
         self.auth_fail = False
         self.pdn_reject: int | None = None
         self.last_esm: int | None = None
@@ -110,32 +113,13 @@ class FaultyCarrier:
             self.last_esm = self.pdn_reject
             raise CarrierReject(self.pdn_reject)
         self.last_esm = None
-        params = self.inner.activate(imsi, cid, apn)
-        self._cell_link(True)  # after the carrier admits the address: nothing sent is unbilled
-        return params  # type: ignore[no-any-return]
+        return self.inner.activate(imsi, cid, apn)  # type: ignore[no-any-return]
 
     def deactivate(self, imsi: str, cid: int) -> None:
-        self._before_last_context_goes(imsi)
         self.inner.deactivate(imsi, cid)
 
     def detach(self, imsi: str) -> None:
-        self._before_last_context_goes(imsi)
         self.inner.detach(imsi)
-
-    def _before_last_context_goes(self, imsi: str) -> None:
-        """No data context, no data channel: a real modem's data interface passes nothing
-        while no bearer is up, so the lab's cell link goes down with the last context (the
-        router's ``wwan0`` loses its carrier; what it tries to send is dropped, never counted
-        as sent). Down *before* the carrier forgets the address, so no packet is counted
-        by the router and then dropped unbilled by the carrier."""
-        state = getattr(self.inner, "_state", None)
-        if state is not None and not set(state.get("active", {})) - {imsi}:
-            self._cell_link(False)
-
-    def _cell_link(self, up: bool) -> None:
-        if self.layout is not None:
-            netns.run(["ip", "link", "set", self.layout.cell_if, "up" if up else "down"], netns=self.layout.core,
-                      check=False)
 
 
 def install_ceer(modem: Any, carrier: FaultyCarrier) -> None:
