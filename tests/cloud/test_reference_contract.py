@@ -121,3 +121,13 @@ def test_the_cloud_sends_nothing_that_breaks_the_contract(cloud: Capturing) -> N
     cloud.send_command(DEVICE, {"command_id": "c-2", "action": "report"})
     assert [body for _, body in cloud.sent] == [{"v": 1, "stream": "gossip", "upto": 1},
                                                 {"v": 1, "command_id": "c-2", "action": "report"}]
+
+
+def test_a_lab_control_breaking_the_contract_is_refused_and_the_cloud_goes_on(cloud: Capturing) -> None:
+    """``pocket-lab policy --set max_per_hour=99`` is logged and recorded, not a crash of the
+    cloud process's spool loop; the next control still works."""
+    cloud.control({"op": "policy", "device": DEVICE, "body": {"version": 1, "max_per_hour": 99}})
+    cloud.control({"op": "command", "device": DEVICE, "body": {"command_id": "c-3", "action": "report"}})
+    refused = [e for e in cloud.events() if e["kind"] == "refused"]
+    assert len(refused) == 1 and "max_per_hour" in refused[0]["body"]["why"]
+    assert [body["command_id"] for _, body in cloud.sent] == ["c-3"]

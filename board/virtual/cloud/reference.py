@@ -525,10 +525,14 @@ class ReferenceCloud:
         """One lab control (``pocket-lab swap``, ``policy``, tests): see ``CONTROL_OPS``."""
         kind = op.get("op")
         with self.lock:
-            if kind == "command":
-                self.send_command(str(op["device"]), dict(op["body"]))
-            elif kind == "policy":
-                self.set_policy(str(op["device"]), dict(op["body"]))
+            if kind in ("command", "policy"):
+                try:
+                    send = self.send_command if kind == "command" else self.set_policy
+                    send(str(op["device"]), dict(op["body"]))
+                except ContractError as exc:  # an operator's typo must not stop the cloud
+                    LOGGER.error("lab control %s refused: %s", kind, exc)
+                    self._record("lab/control", str(op.get("device", "-")), "refused", {**op, "why": str(exc)})
+                    return
             elif kind == "busy":
                 self.busy_until = self.clock.wall() + float(op.get("for_s", 60))
                 self.busy_retry_after = float(op.get("retry_after", self.retry_after))
