@@ -142,3 +142,56 @@ def test_every_module_imports_in_a_fresh_interpreter() -> None:
     done = subprocess.run([sys.executable, "-c", script, *names], cwd=REPO, capture_output=True, text=True,
                           timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+INDEPENDENT = ("board.virtual.cloud.sealer", "board.virtual.cloud.signer", "board.virtual.cloud.canonical",
+               "board.virtual.cloud.contract", "board.virtual.cloud.rules")
+"""The reference cloud's own reading of the contract (issue 21): its sealer, signer and
+schema validator were written from docs/protocol.md so that the lab does not check the
+agent against itself; importing any of the agent (agent.cloud.sealing and platformsig
+above all) would undo that."""
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        node = todo.pop()
+        if node not in seen:
+            seen.add(node)
+            todo.extend(graph.get(node, ()))
+    return seen - {start}
+
+
+def test_the_reachability_walk_follows_imports_of_imports() -> None:
+    """The check below can fail: a module reached through another is found."""
+    assert _reachable({"a": {"b"}, "b": {"c"}, "c": set()}, "a") == {"b", "c"}
+
+
+def test_the_clouds_sealer_and_schemas_import_nothing_of_the_agent() -> None:
+    graph = _graph()
+    for module in INDEPENDENT:
+        assert module in graph, module
+        reached = _reachable(graph, module)
+        assert "agent.cloud.sealing" not in reached, module
+        assert "agent.cloud.platformsig" not in reached, module
+        assert sorted(m for m in reached if m == "agent" or m.startswith("agent.")) == [], module
+
+
+def _third_party(path: Path) -> set[str]:
+    """Top-level names of every import in a file, at any depth (a function's too)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_the_agent_never_imports_a_json_schema_library() -> None:
+    """The device keeps its own validators (agent/cloud/protocol.py): jsonschema is a test
+    and lab dependency, not one of the package's."""
+    assert "jsonschema" in _third_party(REPO / "board" / "virtual" / "cloud" / "contract.py")  # the check can fail
+    found = {str(p.relative_to(REPO)): sorted(_third_party(p) & {"jsonschema", "referencing"})
+             for p in sorted((REPO / "agent").rglob("*.py"))}
+    assert {p: names for p, names in found.items() if names} == {}

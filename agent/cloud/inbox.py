@@ -163,7 +163,7 @@ class Inbox:
             LOGGER.info("command %s redelivered: already handled", cmd.command_id)
             return
         if cmd.action == "set_policy" and cmd.policy is not None:
-            policy = self._signed(cmd.policy, topic)
+            policy = proto.validate_policy(self._signed(cmd.policy, topic), topic)  # 3.7: the shape of 3.8
             platformsig.check_version(policy.get("version"), self._policy_version, topic=topic)
             cmd = replace(cmd, policy=policy)
             self._apply_pacing(policy)
@@ -173,7 +173,7 @@ class Inbox:
         self._dispatch(self._command_cbs, cmd)
 
     def _handle_policy(self, body: dict[str, Any], topic: str) -> None:
-        policy = self._signed(proto.validate_policy(body, topic), topic)
+        policy = proto.validate_policy(self._signed(body, topic), topic)  # the signature before anything else
         if policy["version"] <= self._policy_version:
             return
         platformsig.check_version(policy["version"], self._policy_version, topic=topic)

@@ -23,8 +23,9 @@ from typing import Any
 from agent.cloud.schema import ICCID_RE, IMSI_RE, PLMN_RE
 from agent.errors import SealError
 
-KEY_HEX = re.compile(r"[0-9A-Fa-f]{32}")
-"""Ki and OPc: 128 bits each (TS 33.102, TS 35.206), written as 32 hex digits."""
+KEY_HEX = re.compile(r"[0-9a-f]{32}")
+"""Ki and OPc: 128 bits each (TS 33.102, TS 35.206), written as 32 lowercase hex digits:
+the one spelling the sealer writes (docs/protocol.md 4), so there is no second one to accept."""
 
 APN_LABEL = re.compile(r"[A-Za-z0-9-]{1,63}")
 """TS 23.003 9.1: an APN label is letters, digits and hyphens (DNS's rules), 1-63 octets."""

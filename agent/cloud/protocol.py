@@ -7,7 +7,9 @@ typed ``ProtocolError`` (with the topic, a reason and a short excerpt of what ar
 never an exception in the middle of the link.
 
 The validators are hand-written rather than JSON Schema: the device has no jsonschema
-package, and each message has only a handful of fields.
+package, and each message has only a handful of fields. The contract's single source is
+docs/schemas/ (JSON Schema, written from docs/protocol.md); tests/cloud/test_contract.py
+holds these validators and those schemas to one corpus of good and bad messages.
 """
 
 from __future__ import annotations
@@ -18,7 +20,17 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from agent.cloud.schema import EVENT_SCHEMAS, ICCID_RE, IMSI_RE, validate_event_data
+from agent.cloud.schema import (
+    DAY_RE,
+    EVENT_SCHEMAS,
+    ICCID_RE,
+    IMSI_RE,
+    ISO_OFFSET_RE,
+    MONTH_RE,
+    TZ_RE,
+    validate_event_data,
+)
+from agent.core.policy import policy_from_dict
 from agent.errors import ProtocolError
 
 LOGGER = logging.getLogger(__name__)
@@ -57,15 +69,14 @@ REQUEST_EXPIRY_S = 60
 """Expiry on the device's assignment request: the cloud must not serve a request the
 device stopped waiting for."""
 
-DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-"""Device ids are certificate CNs and topic levels: no '/', '+', '#' or spaces."""
+DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+"""Device ids are certificate CNs and topic levels: no '/', '+', '#', spaces or a final
+line break (``\\Z``: Python's ``$`` would take one)."""
 
-DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-MONTH_RE = re.compile(r"^\d{4}-\d{2}$")
-TZ_RE = re.compile(r"^[+-]\d{2}:\d{2}$")
-MCC_RE = re.compile(r"^\d{3}$")
-EPOCH_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-"""A reliable stream's epoch id (agent/epochs.py: 16 hex digits); absent means the legacy epoch."""
+MCC_RE = re.compile(r"^[0-9]{3}\Z")
+EPOCH_RE = re.compile(r"^[0-9a-f]{16}\Z")
+"""A reliable stream's epoch id: 64 random bits as 16 lowercase hex digits (agent/epochs.py,
+docs/protocol.md 3); absent means the legacy epoch."""
 
 # Topic leaves. Device -> cloud:
 STATE = "state"  # retained; birth and last will
@@ -83,6 +94,8 @@ EVENT_KINDS = tuple(EVENT_SCHEMAS)
 kind's data has one schema in agent/cloud/schema.py."""
 
 COMMAND_ACTIONS = ("swap", "report", "set_policy")
+STREAMS = (USAGE, EVENT)
+"""The reliable streams (docs/protocol.md 3): records and acks name one of these."""
 
 
 def topic(device_id: str, leaf: str) -> str:
@@ -125,6 +138,11 @@ def encode(body: dict[str, Any]) -> bytes:
     return data
 
 
+def _not_json(name: str) -> Any:
+    """Python's json reads NaN and Infinity, which JSON has not (docs/protocol.md 3.0)."""
+    raise ValueError(f"{name} is not JSON")
+
+
 def decode(payload: bytes, topic_name: str | None = None) -> dict[str, Any]:
     """Bytes -> JSON object of a version we speak, or ProtocolError saying why not."""
     if len(payload) > MAX_MESSAGE_BYTES:
@@ -132,13 +150,13 @@ def decode(payload: bytes, topic_name: str | None = None) -> dict[str, Any]:
             f"message of {len(payload)} bytes exceeds {MAX_MESSAGE_BYTES}: {excerpt(payload)!r}",
             topic=topic_name, reason="oversized")
     try:
-        body = json.loads(payload)
+        body = json.loads(payload, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"not JSON ({exc.__class__.__name__}): {excerpt(payload)!r}",
                             topic=topic_name, reason="malformed") from None
     if not isinstance(body, dict):
         raise ProtocolError(f"body is not an object: {excerpt(payload)!r}", topic=topic_name, reason="malformed")
-    if body.get("v") != VERSION:
+    if body.get("v") != VERSION or isinstance(body.get("v"), bool):  # True == 1 in Python, not in JSON
         raise ProtocolError(f"unknown version {body.get('v')!r}: {excerpt(payload)!r}", topic=topic_name,
                             reason="version")
     return body
@@ -163,11 +181,26 @@ def require(body: dict[str, Any], key: str, kind: type | tuple[type, ...], topic
     return value
 
 
-def _nonneg_int(body: dict[str, Any], key: str, topic_name: str | None) -> int:
+def _nonneg_int(body: dict[str, Any], key: str, topic_name: str | None, minimum: int = 0) -> int:
     value = require(body, key, int, topic_name)
-    if value < 0:
-        raise _fail(f"field {key!r} is negative", body, topic_name)
+    if value < minimum:
+        raise _fail(f"field {key!r} is below {minimum}", body, topic_name)
     return int(value)
+
+
+def _choice(body: dict[str, Any], key: str, choices: tuple[str, ...], topic_name: str | None) -> str:
+    value = require(body, key, str, topic_name)
+    if value not in choices:
+        raise _fail(f"field {key!r} is not one of {list(choices)}", body, topic_name)
+    return str(value)
+
+
+def _window(body: dict[str, Any], topic_name: str | None) -> dict[str, Any]:
+    """A swap window: ``not_before`` and ``not_after``, both UNIX seconds (numbers)."""
+    window = require(body, "window", dict, topic_name)
+    for key in ("not_before", "not_after"):
+        require(window, key, (int, float), topic_name)
+    return dict(window)
 
 
 def _match(body: dict[str, Any], key: str, pattern: re.Pattern[str], topic_name: str | None) -> str:
@@ -197,29 +230,31 @@ def validate_usage(body: dict[str, Any], topic_name: str | None = None) -> dict[
         raise _fail("field 'mcc' must be a non-empty list of 3-digit codes", body, topic_name)
     _nonneg_int(body, "rx_bytes", topic_name)
     _nonneg_int(body, "tx_bytes", topic_name)
-    require(body, "start", str, topic_name)
-    require(body, "end", str, topic_name)
+    _match(body, "start", ISO_OFFSET_RE, topic_name)
+    _match(body, "end", ISO_OFFSET_RE, topic_name)
     return body
 
 
 def validate_event(body: dict[str, Any], topic_name: str | None = None) -> dict[str, Any]:
     """An event record: {"kind", "at", "data"}, ``data`` exactly as its kind's schema says."""
-    extra = set(body) - {"kind", "at", "data", "v"}
+    extra = set(body) - {"kind", "at", "data"}
     if extra:
         raise _fail(f"unexpected fields {sorted(extra)}", body, topic_name)
     kind = require(body, "kind", str, topic_name)
     if kind not in EVENT_KINDS:
         raise _fail(f"unknown event kind {kind!r}", body, topic_name)
-    require(body, "at", str, topic_name)
+    _match(body, "at", ISO_OFFSET_RE, topic_name)
     validate_event_data(kind, require(body, "data", dict, topic_name), topic_name)
     return body
 
 
 def validate_record(msg: dict[str, Any], topic_name: str | None = None) -> tuple[str, int, int, dict[str, Any]]:
-    """A reliable-stream envelope {"stream","seq","base","body"} -> (stream, seq, base, body)."""
-    stream = require(msg, "stream", str, topic_name)
-    seq = _nonneg_int(msg, "seq", topic_name)
-    base = _nonneg_int(msg, "base", topic_name)
+    """A reliable-stream envelope {"stream","seq","base","body"} -> (stream, seq, base, body).
+
+    A record the device could not send carries ``rejected`` (why) and an empty body."""
+    stream = _choice(msg, "stream", STREAMS, topic_name)
+    seq = _nonneg_int(msg, "seq", topic_name, minimum=1)
+    base = _nonneg_int(msg, "base", topic_name, minimum=1)
     body = require(msg, "body", dict, topic_name)
     if base > seq:
         raise _fail("base is after seq", msg, topic_name)
@@ -228,7 +263,11 @@ def validate_record(msg: dict[str, Any], topic_name: str | None = None) -> tuple
         start = _nonneg_int(msg, "epoch_start", topic_name)
         if not 1 <= start <= base:
             raise _fail("epoch_start is not in 1..base", msg, topic_name)
-    if stream == USAGE:
+    if "rejected" in msg:
+        require(msg, "rejected", str, topic_name)
+        if body:
+            raise _fail("a rejected record carries a body", msg, topic_name)
+    elif stream == USAGE:
         validate_usage(body, topic_name)
     elif stream == EVENT:
         validate_event(body, topic_name)
@@ -238,7 +277,7 @@ def validate_record(msg: dict[str, Any], topic_name: str | None = None) -> tuple
 def validate_ack(body: dict[str, Any], topic_name: str | None = None) -> tuple[str, int]:
     """{"stream": s, "upto": n}: the cloud has durably ingested every record <= n."""
     ack_epoch(body, topic_name)
-    return require(body, "stream", str, topic_name), _nonneg_int(body, "upto", topic_name)
+    return _choice(body, "stream", STREAMS, topic_name), _nonneg_int(body, "upto", topic_name)
 
 
 def record_epoch(msg: dict[str, Any]) -> tuple[str, int]:
@@ -273,14 +312,11 @@ def validate_assignment(body: dict[str, Any], topic_name: str | None = None) -> 
     status = require(body, "status", str, topic_name)
     request_id = require(body, "request_id", str, topic_name)
     if status == "ok":
-        window = body.get("window")
-        if window is not None and not isinstance(window, dict):
-            raise _fail("field 'window' must be an object", body, topic_name)
         floor = body.get("floor")
         if floor is not None and not isinstance(floor, dict):
             raise _fail("field 'floor' must be an object", body, topic_name)
         return AssignmentReply(status, request_id, require(body, "assignment_id", str, topic_name),
-                               _nonneg_int(body, "seq", topic_name), window,
+                               _nonneg_int(body, "seq", topic_name, minimum=1), _window(body, topic_name),
                                require(body, "envelope", dict, topic_name), floor=floor)
     if status == "retry":
         after = require(body, "retry_after", (int, float), topic_name)
@@ -288,7 +324,7 @@ def validate_assignment(body: dict[str, Any], topic_name: str | None = None) -> 
             raise _fail("retry_after out of range 0..3600", body, topic_name)
         return AssignmentReply(status, request_id, retry_after=float(after))
     if status == "refused":
-        return AssignmentReply(status, request_id, reason=str(body.get("reason", "")))
+        return AssignmentReply(status, request_id, reason=require(body, "reason", str, topic_name))
     raise _fail(f"unknown status {status!r}", body, topic_name)
 
 
@@ -309,25 +345,29 @@ def validate_command(body: dict[str, Any], topic_name: str | None = None) -> Com
     action = require(body, "action", str, topic_name)
     if action not in COMMAND_ACTIONS:
         raise _fail(f"unknown action {action!r}", body, topic_name)
-    window = body.get("window") or {}
-    if not isinstance(window, dict):
-        raise _fail("field 'window' must be an object", body, topic_name)
+    window = _window(body, topic_name) if "window" in body else {}
     policy = body.get("policy")
     if action == "set_policy" and not isinstance(policy, dict):
         raise _fail("set_policy without a 'policy' object", body, topic_name)
     expires = body.get("expires_at")
     if expires is not None and (isinstance(expires, bool) or not isinstance(expires, (int, float))):
         raise _fail("field 'expires_at' must be a number", body, topic_name)
-    nb, na = window.get("not_before"), window.get("not_after")
-    for v in (nb, na):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-            raise _fail("window bounds must be numbers", body, topic_name)
-    return Command(command_id, action, nb, na, policy, expires)
+    return Command(command_id, action, window.get("not_before"), window.get("not_after"), policy, expires)
 
 
 def validate_policy(body: dict[str, Any], topic_name: str | None = None) -> dict[str, Any]:
-    """{"version": n, ...}: a newer version replaces an older one; the same one is ignored."""
+    """{"version": n, ...}: a newer version replaces an older one; the same one is ignored.
+
+    The swap policy's fields are checked here, against their bounds and types
+    (agent/core/policy.py), so a policy with one out of bounds is refused whole before any
+    part of it (its pacing, its version) is taken (docs/protocol.md 3.8). Called on a policy
+    whose signature was checked first (3.8.2: nothing unsigned is read): the retained one
+    and a ``set_policy`` command's alike (agent/cloud/inbox.py)."""
     _nonneg_int(body, "version", topic_name)
+    try:
+        policy_from_dict(body)
+    except ProtocolError as exc:
+        raise _fail(str(exc), body, topic_name) from None
     return body
 
 

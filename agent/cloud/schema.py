@@ -9,6 +9,14 @@ A schema is a mapping ``field -> Field``; a body must have every required field,
 field the schema does not name (a misspelt key is an error, not a silently missing
 value: that is how the 2020-style "which SIM?" gap stayed open), and each value of the
 declared type. ``evidence`` objects stay open: what the classifier saw is free-form.
+
+The contract's single source is docs/schemas/ (one JSON Schema per event kind); these
+tables are the device's own copy, since the device carries no JSON Schema library, and
+tests/cloud/test_contract.py holds the two to one corpus of good and bad messages.
+
+Patterns are whole-string and ASCII (``[0-9]``, ``\\Z``): Python's ``\\d`` takes other
+scripts' digits and its ``$`` matches before a final line break, and a value that reaches
+a log line or an AT command must not carry either (docs/protocol.md 3.0).
 """
 
 from __future__ import annotations
@@ -21,12 +29,18 @@ from typing import Any
 
 from agent.errors import ProtocolError
 
-ICCID_RE = re.compile(r"^89\d{16,18}$")
-IMSI_RE = re.compile(r"^\d{14,15}$")
-PLMN_RE = re.compile(r"^\d{5,6}$")
+ICCID_RE = re.compile(r"^89[0-9]{16,18}\Z")
+IMSI_RE = re.compile(r"^[0-9]{14,15}\Z")
+PLMN_RE = re.compile(r"^[0-9]{5,6}\Z")
 """MCC (3 digits) + MNC (2 or 3): the numeric +COPS format, never the operator's name."""
-ISO_OFFSET_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?([+-]\d{2}:\d{2}|Z)$")
+_DATE = r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+UTC_OFFSET = r"[+-](0[0-9]|1[0-4]):[0-5][0-9]"
+"""+HH:MM: UTC offsets run from -12:00 to +14:00."""
+ISO_OFFSET_RE = re.compile(rf"^{_DATE}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?(Z|{UTC_OFFSET})\Z")
 """Wall time with its UTC offset: a time without one is ambiguous across regions."""
+DAY_RE = re.compile(rf"^{_DATE}\Z")
+MONTH_RE = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])\Z")
+TZ_RE = re.compile(rf"^{UTC_OFFSET}\Z")
 
 HEALTH_STATES = ("ok", "throttled", "suspect", "poor_radio", "congested", "no_service", "idle",
                  "modem_recovered")
@@ -35,6 +49,14 @@ MECHANISMS = ("policer", "shaper")
 SWAP_REASONS = ("throttled", "no_service", "command", "allowance", "auth_failed", "boot", "technician")
 """Why a swap started (agent/core/policy.py)."""
 SECURITY_REASONS = ("session_taken_over",)
+SWAP_PHASES = ("request", "stage", "switch", "attach", "data", "route", "verify", "commit", "rollback")
+"""The phases a swap's ``phases_ms`` may time (agent/core/swap.py)."""
+ERROR_REASONS = ("malformed", "oversized", "version", "schema", "topic", "expired", "unsolicited", "signature",
+                 "algorithm", "wrong_device", "replay", "decrypt", "mismatch", "duplicate", "policy_bounds",
+                 "replay_state", "profile_field", "internal")
+"""Why the device refused an inbound message (docs/protocol.md 3.3, ``error``)."""
+AUDIT_ACTIONS = ("login", "login_failed", "logout", "at", "swap", "modem-reset", "reboot", "trace")
+"""A console login or logout, or a privileged command (agent/core/control.py, docs/console.md)."""
 
 NUMBER = (int, float)
 
@@ -72,7 +94,7 @@ HEALTH: Schema = {
     "since": f(str, nullable=True, pattern=ISO_OFFSET_RE),
     "age_s": f(*NUMBER, minimum=0),
     "clock_trusted": f(bool),
-    "previous": f(str, required=False, nullable=True),
+    "previous": f(str, required=False, nullable=True, choices=HEALTH_STATES),
     "evidence": f(dict),
 }
 """A health observation: which SIM, on which network and cell, in which state since when
@@ -82,7 +104,7 @@ OUTAGE: Schema = {
     "id": f(int, minimum=0),
     "kind": f(str),
     "cause": f(str),
-    "start": f(*NUMBER, nullable=True),
+    "start": f(*NUMBER),
     "end": f(*NUMBER, nullable=True),
     "duration_s": f(*NUMBER, nullable=True, minimum=0),
     "wall_trusted": f(bool),
@@ -99,7 +121,7 @@ ASSIGNMENT_RESULT: Schema = {
 }
 
 ERROR: Schema = {
-    "reason": f(str),
+    "reason": f(str, choices=ERROR_REASONS),
     "detail": f(str, required=False),
     "topic": f(str, required=False, nullable=True),
     "assignment_id": f(str, required=False, nullable=True),
@@ -129,7 +151,7 @@ SECURITY: Schema = {
 """Something only an attacker (or a cloned certificate) causes, reported once back online."""
 
 AUDIT: Schema = {
-    "action": f(str),
+    "action": f(str, choices=AUDIT_ACTIONS),
     "at": f(str, required=False, pattern=ISO_OFFSET_RE),
     "wall_trusted": f(bool, required=False),
     "technician": f(str, required=False, nullable=True),
@@ -191,12 +213,29 @@ def _health_rules(data: dict[str, Any]) -> list[str]:
     out = []
     if data.get("clock_trusted") is True and data.get("since") is None:
         out.append("'since' is null while the clock is trusted")
-    if data.get("state") == "throttled" and (data.get("iccid") is None or data.get("kbps") is None):
-        out.append("a throttled report must name the SIM (iccid) and the rate (kbps)")
+    if data.get("clock_trusted") is False and data.get("since") is not None:
+        out.append("'since' is set while the clock is untrusted")
+    throttled = data.get("state") == "throttled"
+    if throttled and any(data.get(k) is None for k in ("iccid", "imsi", "kbps")):
+        out.append("a throttled report must name the SIM (iccid, imsi) and the rate (kbps)")
+    if not throttled and data.get("mechanism") is not None:
+        out.append("'mechanism' is set although the state is not throttled")
     return out
 
 
-CROSS_RULES: dict[str, Callable[[dict[str, Any]], list[str]]] = {"health": _health_rules}
+def _swap_rules(data: dict[str, Any]) -> list[str]:
+    """A swap's phases: the known phase names, each a number of milliseconds >= 0."""
+    phases = data.get("phases_ms")
+    if not isinstance(phases, dict):
+        return []
+    out = [f"unknown phase {k!r} in 'phases_ms'" for k in sorted(set(phases) - set(SWAP_PHASES))]
+    for name, value in phases.items():
+        if isinstance(value, bool) or not isinstance(value, NUMBER) or value < 0:
+            out.append(f"phase {name!r} is not a number of milliseconds >= 0")
+    return out
+
+
+CROSS_RULES: dict[str, Callable[[dict[str, Any]], list[str]]] = {"health": _health_rules, "swap": _swap_rules}
 
 
 def validate_event_data(kind: str, data: Any, topic: str | None = None) -> dict[str, Any]:

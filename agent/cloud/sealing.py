@@ -55,6 +55,10 @@ CLOCK_SKEW_S = 300
 from NITZ/NTP drift by seconds to minutes, and a false "expired" would strand a swap."""
 
 HEADER_FIELDS = ("alg", "device", "assignment_id", "seq", "issued_at", "expires_at", "epk", "nonce")
+ENVELOPE_FIELDS = (*HEADER_FIELDS, "ct", "sig")
+"""The envelope is the header plus ct and sig, and nothing else (docs/protocol.md 4, step 6)."""
+INTEGER_FIELDS = ("seq", "issued_at", "expires_at")
+"""Integers in the header (docs/protocol.md 4, step 3); ``true`` is not one, though Python says so."""
 
 
 def _b64(data: bytes) -> str:
@@ -143,13 +147,18 @@ def verify_header(env: Any, *, device_id: str, platform_public: Ed25519PublicKey
     """
     if not isinstance(env, dict):
         raise SealError("envelope is not an object", reason="malformed")
-    missing = [k for k in (*HEADER_FIELDS, "ct", "sig") if k not in env]
+    missing = [k for k in ENVELOPE_FIELDS if k not in env]
     if missing:
         raise SealError(f"envelope lacks {missing}", reason="malformed")
+    extra = len(set(env) - set(ENVELOPE_FIELDS))
+    if extra:  # unsigned, so never read; refused so that no one can think they count
+        raise SealError(f"envelope has {extra} field(s) beyond the contract's", reason="malformed")
     if env["alg"] != ALG:
         raise SealError(f"unsupported algorithm {str(env['alg'])[:40]!r}", reason="algorithm")
-    if not isinstance(env["seq"], int) or not isinstance(env["expires_at"], int) or isinstance(env["seq"], bool):
-        raise SealError("envelope seq/expires_at are not integers", reason="malformed")
+    if any(isinstance(env[k], bool) or not isinstance(env[k], int) for k in INTEGER_FIELDS):
+        raise SealError("envelope seq/issued_at/expires_at are not integers", reason="malformed")
+    if not all(isinstance(env[k], str) for k in ENVELOPE_FIELDS if k not in INTEGER_FIELDS):
+        raise SealError("envelope text fields are not strings", reason="malformed")
     ct, sig = _unb64(env["ct"], "ct"), _unb64(env["sig"], "sig")
     aad = canonical(env)
     try:

@@ -81,6 +81,9 @@ def policy_from_dict(body: Mapping[str, Any], base: SwapPolicy | None = None) ->
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ProtocolError(f"policy field {key!r} must be a number", reason="schema")
+        if names[key].type in ("int", int) and not isinstance(value, int):
+            # A count or a byte count is exact (docs/protocol.md 3): 6.5 swaps is a mistake, not 6.
+            raise ProtocolError(f"policy field {key!r} must be an integer", reason="schema")
         if key in BOUNDS:
             lo, hi = BOUNDS[key]
             if not lo <= value <= hi:

@@ -14,8 +14,8 @@ def health(state: str = "ok", iccid: str | None = None, **fields: Any) -> dict[s
                             "tac": None, "act": 7, "kbps": None, "mechanism": None,
                             "since": "2026-01-01T00:00:00+09:00", "age_s": 0.0, "clock_trusted": True,
                             "previous": None, "evidence": {}}
-    if state == "throttled":
-        body.update(kbps=128.0, mechanism="policer")
+    if state == "throttled":  # the contract: a throttled report names the SIM (iccid, imsi) and its rate
+        body.update(imsi="440100000100001", kbps=128.0, mechanism="policer")
     body.update(fields)
     return body
 

@@ -76,7 +76,7 @@ class FakeCloud:
                                 platform_key=self.platform_key, assignment_id=assignment_id, seq=seq,
                                 issued_at=now - 10, expires_at=now + 600)
         return lambda rid: {"status": "ok", "request_id": rid, "assignment_id": assignment_id, "seq": seq,
-                            "envelope": envelope}
+                            "window": {"not_before": now, "not_after": now + 600}, "envelope": envelope}
 
 
 def retry(after: float) -> Any:

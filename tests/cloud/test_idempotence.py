@@ -84,4 +84,4 @@ def _reply_for(cloud: ReferenceCloud, assignment_id: str) -> dict[str, Any]:
     env = sealing.seal(cloud.profile(iccid), device_id="dev-a", device_public=key, platform_key=cloud.platform_key,
                        assignment_id=assignment_id, seq=swap_seq, issued_at=now, expires_at=now + 600)
     return {"status": "ok", "request_id": "redelivered", "assignment_id": assignment_id, "seq": swap_seq,
-            "envelope": env}
+            "window": {"not_before": now, "not_after": now + 600}, "envelope": env}

@@ -74,7 +74,8 @@ def test_platform_pacing_is_adopted_persisted_and_a_reckless_one_refused(
             cloud.set_policy("dev-a", {"version": 4, "pacing": {"reconnect_window_s": 350, "request_window_s": 60,
                                                                 "backoff_cap_s": 600}})
             await until(lambda: link.pacer.policy.version == 4)
-            cloud.set_policy("dev-a", {"version": 5, "pacing": {"backoff_cap_s": 1}})  # would hammer
+            reckless = {"version": 5, "pacing": {"backoff_cap_s": 1}}  # would hammer: breaks the contract
+            cloud.publish_policy("dev-a", cloud.sign_policy("dev-a", reckless))  # signed, unchecked
             await until(lambda: any(e["reason"] == "policy_bounds" for e in errors(cloud)))
             assert link.pacer.policy.version == 4 and link.pacer.policy.backoff_cap_s == 600
         finally:

@@ -51,7 +51,8 @@ def test_an_unsigned_policy_published_through_the_broker_is_refused(broker: Brok
             await until(lambda: [e["reason"] for e in errors(cloud)] == ["signature"])
             cloud.publish_policy("dev-a", forged)  # signed, by a key that is not the platform's
             await until(lambda: [e["reason"] for e in errors(cloud)] == ["signature"] * 2)
-            cloud.set_policy("dev-a", {"version": 2**62})  # signed, but would freeze every later one
+            frozen = cloud.sign_policy("dev-a", {"version": 2**62})  # signed, but would freeze every later one
+            cloud.publish_policy("dev-a", frozen)  # unchecked: it breaks the contract (version <= 2^31 - 1)
             await until(lambda: [e["reason"] for e in errors(cloud)][-1:] == ["policy_bounds"])
             assert applied == [] and not pinned.exists()
             cloud.set_policy("dev-a", keys_policy(3, "alice", TECHNICIAN_KEY))  # the platform's own

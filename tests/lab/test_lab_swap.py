@@ -9,6 +9,7 @@ from typing import Any
 
 from agent.cloud import protocol as proto
 from agent.core.swap import HOLD_ENV, PHASES
+from board.virtual.cloud import contract
 from board.virtual.lab import ctl as labctl
 from tests.lab.conftest import (
     LAB_DIR,
@@ -196,9 +197,16 @@ def test_sigkill_in_every_swap_phase_comes_back_serving_with_exact_usage(running
 
 
 def test_every_message_each_end_sent_fits_the_contract(running_lab: dict[str, Any]) -> None:
+    """Judged twice: by the contract's schemas (docs/schemas/, the reference cloud's reading)
+    and by the agent's own validators, so the agent is not only checked against itself."""
     validators = {"state": proto.validate_state, "assign/request": proto.validate_request}
     for event in cloud_events():
         kind, body = event["kind"], event["body"]
+        if kind in ("rejected", "control"):
+            continue
+        schema_kind = contract.kind_of_topic(event["topic"])
+        assert schema_kind is not None, event["topic"]
+        contract.check(schema_kind, body)
         if kind in ("usage", *proto.EVENT_KINDS):
             proto.validate_record(body)
         elif kind in validators:

@@ -228,7 +228,8 @@ def test_a_malformed_certificate_reply_is_rejected_by_the_link_and_changes_nothi
         return [e for e in events if e["kind"] == "error" and e["body"]["body"]["data"]["topic"].endswith("/cert")]
 
     async def body(link: CloudLink, renewal: CertRenewal) -> int:
-        cloud._publish(old.record["device_id"], proto.CERT, {"request_id": "r1", "status": "ok", "cert": "junk"})
+        junk = {"request_id": "r1", "status": "ok", "cert": "junk"}  # breaks the contract on purpose
+        cloud.publish_unchecked(old.record["device_id"], proto.CERT, junk)
         # the device refuses it and reports an "error" event upstream: wait for that to arrive
         assert await asyncio.to_thread(cloud.wait_for, lambda: bool(reported(cloud.events())), ANSWER_S)
         return link.stats.rejected

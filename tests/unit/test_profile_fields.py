@@ -15,7 +15,7 @@ from agent.errors import SealError
 
 GOOD: dict[str, Any] = {
     "iccid": "8981100000001000019", "imsi": "440100000100001", "plmn": "44010", "apn": "internet.a.lab",
-    "ki": "000102030405060708090a0b0c0d0e0f", "opc": "F0E0D0C0B0A090807060504030201000",
+    "ki": "000102030405060708090a0b0c0d0e0f", "opc": "f0e0d0c0b0a090807060504030201000",
     "plan": {"name": "5GB-month", "cap_bytes": 5_000_000_000, "window": "month", "throttle_kbps": 128,
              "remaining_bytes": 1_000_000, "tz": "+09:00"},
 }
@@ -42,6 +42,7 @@ BAD: list[tuple[str, Any, str]] = [
     ("ki", "0001020304050607", "ki"),
     ("ki", "zz0102030405060708090a0b0c0d0e0f", "ki"),
     ("opc", " 000102030405060708090a0b0c0d0e0f", "opc"),  # bytes.fromhex would have taken the blank
+    ("opc", "F0E0D0C0B0A090807060504030201000", "opc"),  # one spelling: lowercase (docs/protocol.md 4)
     ("plan", [], "plan"),
     ("plan", {"cap_bytes": "lots"}, "plan.cap_bytes"),
     ("plan", {"cap_bytes": -1}, "plan.cap_bytes"),

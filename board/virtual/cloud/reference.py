@@ -12,9 +12,15 @@ What it does, and which lesson of the 2020 incident (domain.md) each part answer
   seq), persists before it acks (pw/v1/<dev>/ack {"stream", "upto", "epoch"}), so totals
   equal what devices sent whatever the broker or the agents did, also after a device's
   journal began a new epoch at seq 1;
-- seals each profile for the requesting device (agent.cloud.sealing) and signs it with
-  the platform key; signs every policy it publishes and, when a device asks, the replay
-  floor it needs after losing its replay state (agent.cloud.platformsig);
+- seals each profile for the requesting device and signs it with the platform key, signs
+  every policy it publishes and, when a device asks, the replay floor it needs after
+  losing its replay state, with its own sealer and signer (board/virtual/cloud/sealer.py,
+  signer.py: written from docs/protocol.md, sharing no code with the agent's sealing and
+  platformsig, so the lab never checks the device against itself);
+- checks every message it receives and every message it sends against the contract's
+  JSON Schemas (docs/schemas/, through board/virtual/cloud/contract.py), not the agent's
+  validators; a test that must send a message breaking the contract says so
+  (``publish_unchecked``, ``publish_policy``);
 - records every message it receives with its arrival time in ``events.jsonl``, and
   keeps ``totals.json`` (per ICCID) up to date atomically. Neither ever holds Ki/OPc:
   devices never send them, and the pool file is only read.
@@ -31,7 +37,7 @@ import logging
 import os
 import signal
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +50,12 @@ from paho.mqtt.properties import Properties
 
 from agent import store
 from agent.clock import Clock
-from agent.cloud import certs, paho_compat, platformsig, sealing
+from agent.cloud import certs, paho_compat
 from agent.cloud import protocol as proto
 from agent.errors import CertificateMismatch, ProtocolError
 from agent.sim import Plan, SimProfile
+from board.virtual.cloud import contract, sealer, signer
+from board.virtual.cloud.contract import ContractError
 from board.virtual.cloud.pool import load_pool
 
 LOGGER = logging.getLogger(__name__)
@@ -113,7 +121,7 @@ class ReferenceCloud:
         self.state_dir = store.ensure_private_dir(state_dir)
         self.host, self.port = host, port
         self.tls = (str(ca_file), str(cert_file), str(key_file))
-        self.platform_key = sealing.load_private_ed25519(platform_key_file)
+        self.platform_key = sealer.load_platform_key(platform_key_file)
         self.device_keys_dir = Path(device_keys_dir)
         self.max_concurrent_swaps = max_concurrent_swaps
         self.retry_after = retry_after
@@ -222,8 +230,24 @@ class ReferenceCloud:
 
     def _publish(self, device: str, leaf: str, body: dict[str, Any], props: Properties | None = None,
                  topic: str | None = None) -> None:
+        """Send ``body`` on ``leaf`` once it fits the contract: a ContractError here is the
+        cloud's own bug, raised where it happens rather than found on the device."""
+        self._check_outgoing(leaf, body)
+        self.publish_unchecked(device, leaf, body, props, topic=topic)
+
+    def _check_outgoing(self, leaf: str, body: dict[str, Any]) -> None:
+        kind = contract.kind_of_leaf(leaf)
+        if kind is None:
+            raise ContractError(leaf, "topic", [f"no message of the contract goes to {leaf!r}"])
+        contract.check(kind, {"v": proto.VERSION, **body})
+
+    def publish_unchecked(self, device: str, leaf: str, body: dict[str, Any], props: Properties | None = None,
+                          *, topic: str | None = None, retain: bool = False) -> None:
+        """Send ``body`` as given, for tests of how a device meets a message that breaks the
+        contract on purpose; the cloud's own messages go through ``_publish``."""
         if self._client is not None:
-            self._client.publish(topic or proto.topic(device, leaf), proto.encode(body), qos=1, properties=props)
+            self._client.publish(topic or proto.topic(device, leaf), proto.encode(body), qos=1, properties=props,
+                                 retain=retain)
 
     # --- handlers -----------------------------------------------------------------------
 
@@ -236,13 +260,15 @@ class ReferenceCloud:
         if leaf in (proto.ACK, proto.ASSIGNMENT, proto.COMMAND, proto.POLICY, proto.CERT):
             return  # our own messages to devices
         try:
-            body = proto.decode(msg.payload, msg.topic)
-        except ProtocolError as exc:
-            self.rejected += 1
-            self._record(msg.topic, device, "rejected", {"reason": exc.reason, "detail": str(exc)})
+            body = contract.parse(msg.payload, contract.kind_of_leaf(leaf) or leaf)
+        except ContractError as exc:
+            self._refuse(msg.topic, device, exc)
             return
         kind = leaf.split("/")[-1] if leaf.startswith(proto.EVENT + "/") else leaf
         self._record(msg.topic, device, kind, body)
+        if contract.kind_of_leaf(leaf) is None:
+            self._refuse(msg.topic, device, ContractError(leaf, "topic", [f"no message goes to {leaf!r}"]))
+            return
         if leaf == proto.STATE:
             self._on_state(device, body)
         elif leaf == proto.USAGE or leaf.startswith(proto.EVENT + "/"):
@@ -252,14 +278,19 @@ class ReferenceCloud:
         elif leaf == proto.CERT_REQUEST:
             self._on_cert_request(device, body)
 
+    def _refuse(self, topic: str, device: str, exc: ContractError) -> None:
+        """A received message that breaks the contract: counted and recorded with its reason."""
+        self.rejected += 1
+        LOGGER.warning("%s: refused a message on %s: %s", device, topic, exc)
+        self._record(topic, device, "rejected", {"reason": exc.reason, "detail": str(exc)})
+
     def _on_cert_request(self, device: str, body: dict[str, Any]) -> None:
         """Sign a renewal CSR with the lab CA, if it names the device that sent it (the
         broker's ACL guarantees the topic's device is the sender's certificate CN)."""
         try:
-            req = proto.validate_cert_request(body, proto.topic(device, proto.CERT_REQUEST))
-        except ProtocolError as exc:
-            self.rejected += 1
-            self._record(proto.topic(device, proto.CERT_REQUEST), device, "rejected", {"reason": exc.reason})
+            req = contract.check("cert_request", body)
+        except ContractError as exc:
+            self._refuse(proto.topic(device, proto.CERT_REQUEST), device, exc)
             return
         key = f"{device}/{req['request_id']}"
         reply = self.cert_replies.get(key) or self._sign(device, req)
@@ -286,8 +317,9 @@ class ReferenceCloud:
 
     def _on_state(self, device: str, body: dict[str, Any]) -> None:
         try:
-            proto.validate_state(body)
-        except ProtocolError:
+            contract.check("state", body)
+        except ContractError as exc:
+            self._refuse(proto.topic(device, proto.STATE), device, exc)
             return
         session = int(body["session"])
         if session < self.sessions.get(device, 0):
@@ -333,9 +365,9 @@ class ReferenceCloud:
         one bad record cannot block the cumulative ack for everything after it."""
         try:
             if "rejected" in msg:
-                raise ProtocolError(f"device could not send record: {msg['rejected']}", reason="device")
-            proto.validate_record(msg, topic)
-        except ProtocolError as exc:
+                raise ContractError(stream, "device", [f"device could not send record: {msg['rejected']}"])
+            contract.check(contract.kind_of_topic(topic) or stream, msg)
+        except ContractError as exc:
             self.rejected += 1
             LOGGER.warning("%s: refused record %s on %s: %s", device, msg.get("seq"), topic, exc)
             self._record(topic, device, "rejected", {"reason": exc.reason, "detail": str(exc), "seq": msg.get("seq")})
@@ -391,10 +423,9 @@ class ReferenceCloud:
         response_topic = getattr(props, "ResponseTopic", None) or proto.topic(device, proto.ASSIGNMENT)
         correlation = getattr(props, "CorrelationData", None)
         try:
-            req = proto.validate_request(body, msg.topic)
-        except ProtocolError as exc:
-            self.rejected += 1
-            self._record(msg.topic, device, "rejected", {"reason": exc.reason, "detail": str(exc)})
+            req = contract.check("request", body)
+        except ContractError as exc:
+            self._refuse(msg.topic, device, exc)
             return
         reply_props = Properties(PacketTypes.PUBLISH)
         reply_props.MessageExpiryInterval = proto.ASSIGNMENT_EXPIRY_S
@@ -420,30 +451,30 @@ class ReferenceCloud:
             return {"status": "refused", "request_id": rid, "reason": "no SIM with room"}
         key_path = self.device_keys_dir / device / "sealing.pub"
         try:
-            device_key = sealing.load_public_x25519(key_path)
+            device_key = sealer.load_device_public(key_path)
         except (OSError, ValueError) as exc:
             return {"status": "refused", "request_id": rid, "reason": f"no sealing key for device: {exc.__class__.__name__}"}
         seq = self.device_seq.get(device, 0) + 1
         self.device_seq[device] = seq
         aid = f"a-{device}-{seq}"
         now = int(self.clock.wall())
-        profile = self.profile(iccid)
+        profile = self.profile_document(iccid)
         if self.corrupt_next > 0:
             # A profile whose Ki the carrier's HSS does not know: attach fails with EMM #3.
             self.corrupt_next -= 1
-            profile = replace(profile, ki=bytes(b ^ 0xFF for b in profile.ki))
+            profile["ki"] = bytes(b ^ 0xFF for b in bytes.fromhex(profile["ki"])).hex()
             LOGGER.info("assignment to %s carries a corrupted Ki (lab control)", device)
-        env = sealing.seal(profile, device_id=device, device_public=device_key,
-                           platform_key=self.platform_key, assignment_id=aid, seq=seq, issued_at=now,
-                           expires_at=now + ASSIGNMENT_TTL_S)
+        env = sealer.seal(contract.check("profile", profile), device_id=device, device_public=device_key,
+                          platform_key=self.platform_key, assignment_id=aid, seq=seq, issued_at=now,
+                          expires_at=now + ASSIGNMENT_TTL_S)
         self.swaps[aid] = {"device": device, "iccid": iccid, "at": self.clock.wall()}
         self.sims[iccid]["device"] = f"reserved:{device}"
         LOGGER.info("assigned %s to %s as %s", iccid, device, aid)
         reply = {"status": "ok", "request_id": rid, "assignment_id": aid, "seq": seq, "envelope": env,
                  "window": {"not_before": now, "not_after": now + ASSIGNMENT_TTL_S}}
         if req.get("need_floor"):  # the device lost its replay state: every seq below this one is old
-            reply["floor"] = platformsig.sign_floor(device_id=device, request_id=rid, seq=seq - 1,
-                                                    key=self.platform_key)
+            reply["floor"] = signer.sign_floor(device_id=device, request_id=rid, seq=seq - 1,
+                                               key=self.platform_key)
         return reply
 
     def _injected_fault(self) -> dict[str, Any] | None:
@@ -473,7 +504,16 @@ class ReferenceCloud:
                 best, best_room = iccid, room
         return best
 
+    def profile_document(self, iccid: str) -> dict[str, Any]:
+        """The plaintext the sealer seals (docs/protocol.md 4's table): the pool's SIM with the
+        remaining allowance this cloud counts. Holds Ki and OPc: never logged or recorded."""
+        sim = self.pool[iccid]
+        return {"iccid": iccid, "imsi": sim["imsi"], "ki": sim["ki"].lower(), "opc": sim["opc"].lower(),
+                "plmn": sim["plmn"], "apn": sim["apn"],
+                "plan": {**sim["plan"], "remaining_bytes": self.sims[iccid]["remaining_bytes"]}}
+
     def profile(self, iccid: str) -> SimProfile:
+        """The same profile as the agent's type, for tests that seal variants the agent's way."""
         sim = self.pool[iccid]
         plan = Plan.from_dict({**sim["plan"], "remaining_bytes": self.sims[iccid]["remaining_bytes"]})
         return SimProfile(iccid=iccid, imsi=sim["imsi"], ki=bytes.fromhex(sim["ki"]), opc=bytes.fromhex(sim["opc"]),
@@ -485,10 +525,14 @@ class ReferenceCloud:
         """One lab control (``pocket-lab swap``, ``policy``, tests): see ``CONTROL_OPS``."""
         kind = op.get("op")
         with self.lock:
-            if kind == "command":
-                self.send_command(str(op["device"]), dict(op["body"]))
-            elif kind == "policy":
-                self.set_policy(str(op["device"]), dict(op["body"]))
+            if kind in ("command", "policy"):
+                try:
+                    send = self.send_command if kind == "command" else self.set_policy
+                    send(str(op["device"]), dict(op["body"]))
+                except ContractError as exc:  # an operator's typo must not stop the cloud
+                    LOGGER.error("lab control %s refused: %s", kind, exc)
+                    self._record("lab/control", str(op.get("device", "-")), "refused", {**op, "why": str(exc)})
+                    return
             elif kind == "busy":
                 self.busy_until = self.clock.wall() + float(op.get("for_s", 60))
                 self.busy_retry_after = float(op.get("retry_after", self.retry_after))
@@ -524,11 +568,14 @@ class ReferenceCloud:
 
     def sign_policy(self, device: str, policy: dict[str, Any]) -> dict[str, Any]:
         """``policy`` bound to ``device`` and signed with the platform key (docs/protocol.md 3.8.2)."""
-        return platformsig.sign_policy(policy, device_id=device, key=self.platform_key)
+        return signer.sign_policy(policy, device_id=device, key=self.platform_key)
 
     def set_policy(self, device: str, body: dict[str, Any]) -> None:
-        """Publish ``body`` as the device's retained policy, signed for it."""
-        self.publish_policy(device, self.sign_policy(device, body))
+        """Publish ``body`` as the device's retained policy, signed for it; it must fit the
+        contract (a ContractError is the caller's mistake, found before a device sees it)."""
+        signed = self.sign_policy(device, body)
+        self._check_outgoing(proto.POLICY, signed)
+        self.publish_policy(device, signed)
 
     def publish_policy(self, device: str, body: dict[str, Any]) -> None:
         """Publish ``body`` exactly as given, retained (tests publish unsigned ones with it)."""
