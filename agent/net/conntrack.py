@@ -89,7 +89,8 @@ LOCAL_ADDRESSES_TTL_S = 10.0
 
 
 def _local_addresses() -> set[str]:
-    from pyroute2 import IPRoute
+    # a submodule, never the package's names: agent/net/__init__.py defers pyroute2's __init__
+    from pyroute2.iproute import IPRoute
 
     try:
         with IPRoute() as ipr:
@@ -99,7 +100,8 @@ def _local_addresses() -> set[str]:
 
 
 def _netlink_dump() -> list[FlowBytes]:
-    from pyroute2 import NFCTSocket  # netlink only: imported where it is used
+    # netlink only: imported where it is used, from its submodule as above
+    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTSocket
 
     try:
         with NFCTSocket() as sock:
