@@ -32,8 +32,8 @@ SERVING_MODULES = (
     # imported by the supervisor and agent.core.consoled when they start the console
     "agent.core.consoled", "agent.core.audit", "agent.core.control", "agent.core.view",
     "agent.core.technicians", "agent.faces.console.ports", "agent.faces.console.auth",
-    # imported where they are used: the modem's port, the conntrack dump
-    "serial", "pyroute2.netlink.nfnetlink.nfctsocket",
+    # imported where it is used: the modem's port
+    "serial",
 )
 """What a serving daemon imports (a lab agent's ``sys.modules`` after swaps and faults,
 docs/footprint.md, holds these and what they import)."""
@@ -47,6 +47,8 @@ NOT_SERVING = {
     "pyroute2.ipdb": "pyroute2's __init__ (IPDB)",
     "pyroute2.netlink.nl80211": "pyroute2's __init__ (wireless)",
     "sqlite3": "pyroute2's __init__ (NDB's database)",
+    "pyroute2.netlink.nfnetlink.nfctsocket": "pyroute2's conntrack: a tree of objects per flow every second;"
+                                             " agent/net/conntrack.py decodes the dump itself",
 }
 
 CHILD = """

@@ -3,8 +3,8 @@
 Why: ``import pyroute2`` (and so ``from pyroute2.iproute import IPRoute``, whose parent
 package runs first) executes pyroute2's ``__init__.py``, which imports every netlink
 family the library knows: NDB with sqlite3, IPDB, ethtool, nl80211, WireGuard, plan9,
-devlink, ipset, IPVS... The agent uses rtnetlink (``pyroute2.iproute``) and conntrack
-(``pyroute2.netlink.nfnetlink.nfctsocket``) only. Measured in a fresh interpreter with
+devlink, ipset, IPVS... The agent uses rtnetlink (``pyroute2.iproute``) only (it decodes
+its conntrack dumps itself, agent/net/conntrack.py). Measured in a fresh interpreter with
 asyncio and ssl already imported (docs/footprint.md): the full package costs 12.6 MB of
 RSS on PyPI's 0.9.7 and 15.6 MB on Debian 12's 0.7.2; the modules the agent imports cost
 6.7 and 5.3 MB. That difference is a quarter of the serving daemon's memory.
@@ -16,12 +16,12 @@ first access to a name the package does not have yet (``from pyroute2 import NDB
 there is one, and otherwise runs the real ``__init__.py`` into the same module object,
 once: every other user of pyroute2 in the process sees the library unchanged, only later.
 The agent itself imports submodules only, from its main thread at start-up and from
-worker threads (conntrack), so it never runs the ``__init__``; a lock keeps that one-time
+worker threads (the router's addresses), so it never runs the ``__init__``; a lock keeps that one-time
 run single if another user does.
 
 Submodule paths the agent relies on (the same in pyroute2 0.7.2, 0.7.9 and 0.9.x):
 ``pyroute2.iproute`` (``IPRoute``; ``AsyncIPRoute`` from 0.9), ``pyroute2.netlink.rtnl``,
-``pyroute2.netlink.exceptions``, ``pyroute2.netlink.nfnetlink.nfctsocket``.
+``pyroute2.netlink.exceptions``.
 """
 
 from __future__ import annotations

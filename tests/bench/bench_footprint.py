@@ -74,7 +74,7 @@ SEALING = ("import cryptography.hazmat.primitives.asymmetric.x25519, cryptograph
 STAGES = [
     ("interpreter", ""),
     ("+ asyncio, ssl", "import asyncio, ssl"),
-    ("+ pyroute2, as agent/net imports it", "import agent.net, pyroute2.iproute, pyroute2.netlink.nfnetlink.nfctsocket"),
+    ("+ pyroute2, as agent/net imports it", "import agent.net, pyroute2.iproute"),
     ("+ paho-mqtt", "import paho.mqtt.client"),
     ("+ cryptography (sealing's primitives)", SEALING),
     ("+ pyserial", "import serial"),
