@@ -16,7 +16,9 @@ Four parts (docs/footprint.md says what each figure means and how to redo it by 
    VmRSS (``/proc/PID/status``) and Pss (``smaps_rollup``) are read once a second for
    ``--seconds`` after each of ``--runs`` starts, with no user traffic (idle serving: the
    sampler, the reporter and the link-health monitor run, as on a router at night); then
-   after each of ``--swaps`` commanded swaps. CPU from ``/proc/PID/stat`` over 10 s windows;
+   after each of ``--swaps`` commanded swaps; then for ``--traffic`` seconds of the lab's
+   web load from the LAN host (users: the conntrack dump carries their flows). CPU from
+   ``/proc/PID/stat`` over 10 s windows, idle;
 3. the same daemon on Debian 12's packages (the lab's agent stopped, the same agent run
    by Debian's python3 in the router's namespace with the same configuration);
 4. the packages: the .deb's Installed-Size and the .ipk's size (packaging/build.py).
@@ -241,8 +243,9 @@ def line(label: str, values: list[float], floor: float | None) -> None:
 
 
 def serve_and_measure(start: Callable[[], int], runs: int, seconds: float, swaps: int, floor: float | None,
-                      with_cpu: bool) -> None:
-    """``runs`` starts sampled for ``seconds`` each, then ``swaps`` swaps on the last one."""
+                      with_cpu: bool, traffic_s: float) -> None:
+    """``runs`` starts sampled for ``seconds`` each, then ``swaps`` swaps on the last one,
+    then ``traffic_s`` seconds of the lab's web load from the LAN host."""
     rss: list[float] = []
     pss: list[float] = []
     cpu: list[float] = []
@@ -272,11 +275,20 @@ def serve_and_measure(start: Callable[[], int], runs: int, seconds: float, swaps
         after.append(status(pid)["VmRSS"] / 1024)
     if after:
         line(f"RSS after each of {swaps} swaps", after, floor)
-        print(f"   {'':<28} {done} of {swaps} swaps done; first {after[0]:.1f}, last {after[-1]:.1f} MB,"
+        print(f"   {'':<28} {done} of {swaps} swaps done; first {after[0]:.1f}, last {after[-1]:.1f} MB")
+    if traffic_s > 0:  # LAN users: the conntrack dump then carries every flow once a second
+        lab("traffic", "start", "--kind", "web", "--duration", str(int(traffic_s + 60)))
+        loaded: list[float] = []
+        try:
+            sample(pid, traffic_s, loaded, [])
+        finally:
+            lab("traffic", "stop")
+        line(f"RSS under web traffic ({traffic_s:.0f} s)", loaded, floor)
+        print(f"   {'':<28} first {loaded[0]:.1f}, last {loaded[-1]:.1f} MB,"
               f" peak (VmHWM) {status(pid)['VmHWM'] / 1024:.1f} MB")
 
 
-def serving(runs: int, seconds: float, swaps: int, floors: dict[str, float | None],
+def serving(runs: int, seconds: float, swaps: int, traffic_s: float, floors: dict[str, float | None],
             debian: Interpreter | None) -> None:
     print(f"\n2. the daemon serving on the virtual board (lab {LAB_PREFIX}), {VENV.name}")
     if os.geteuid() != 0:
@@ -295,12 +307,12 @@ def serving(runs: int, seconds: float, swaps: int, floors: dict[str, float | Non
                 lab("agent", "restart")
             return lab_agent_pid()
 
-        serve_and_measure(restart_lab_agent, runs, seconds, swaps, floors.get("venv"), with_cpu=True)
+        serve_and_measure(restart_lab_agent, runs, seconds, swaps, floors.get("venv"), True, traffic_s)
         if debian is not None:
             print(f"\n3. the same daemon on {debian.name} ({versions(debian)})")
             lab("agent", "stop")
             with DebianAgent(debian) as agent:
-                serve_and_measure(agent.start, runs, seconds, swaps, floors.get("debian"), with_cpu=False)
+                serve_and_measure(agent.start, runs, seconds, swaps, floors.get("debian"), False, traffic_s)
     finally:
         lab("down")
 
@@ -364,10 +376,12 @@ def package_sizes() -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 runs per import stage, 2 starts of 10 s, 2 swaps")
+    parser.add_argument("--quick", action="store_true",
+                        help="3 runs per import stage, 2 starts of 10 s, 2 swaps, 30 s of traffic")
     parser.add_argument("--runs", type=int, default=None, help="agent starts measured (default 3)")
     parser.add_argument("--seconds", type=float, default=None, help="measuring time after each start (default 30)")
     parser.add_argument("--swaps", type=int, default=None, help="swaps measured after the last start (default 5)")
+    parser.add_argument("--traffic", type=float, default=None, help="seconds of LAN web load measured (default 120)")
     parser.add_argument("--no-debian", action="store_true", help="skip the figures on Debian 12's packages")
     parser.add_argument("--imports-only", action="store_true", help="part 1 only (no lab, no packages)")
     args = parser.parse_args()
@@ -375,6 +389,7 @@ def main() -> int:
     runs = args.runs or (2 if quick else 3)
     seconds = args.seconds or (10.0 if quick else 30.0)
     swaps = args.swaps if args.swaps is not None else (2 if quick else 5)
+    traffic_s = args.traffic if args.traffic is not None else (30.0 if quick else 120.0)
     compile_tree(VENV, REPO / "agent", REPO / "board")
     floors: dict[str, float | None] = {"venv": breakdown(VENV, 3 if quick else 7)["floor"]}
     debian: Interpreter | None = None
@@ -387,7 +402,7 @@ def main() -> int:
             floors["debian"] = breakdown(debian, 3 if quick else 7)["floor"]
     if args.imports_only:
         return 0
-    serving(runs, seconds, swaps, floors, debian)
+    serving(runs, seconds, swaps, traffic_s, floors, debian)
     if shutil.which("dpkg-deb"):
         package_sizes()
     return 0
