@@ -15,10 +15,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
-
 from agent import store
+from agent.cloud.certpeek import leaf_facts
 from agent.cloud.protocol import DEVICE_ID_RE
 from agent.errors import ConfigError
 
@@ -28,15 +26,15 @@ SESSION_FILE = "session.json"
 
 
 def certificate_cn(cert_file: Path | str) -> str:
-    """The subject CN of a PEM certificate."""
+    """The subject CN of a PEM certificate (read without cryptography.x509, which the
+    serving daemon does not load: agent/cloud/certpeek.py)."""
     try:
-        cert = x509.load_pem_x509_certificate(Path(cert_file).read_bytes())
+        cn = leaf_facts(Path(cert_file).read_bytes()).common_name
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read device certificate {cert_file}: {exc}") from None
-    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if not names:
+    if cn is None:
         raise ConfigError(f"device certificate {cert_file} has no CN")
-    return str(names[0].value)
+    return cn
 
 
 def check_device_id(device_id: str, cert_file: Path | str) -> str:

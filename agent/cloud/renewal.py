@@ -36,17 +36,23 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from cryptography.hazmat.primitives.asymmetric import ec
+from typing import TYPE_CHECKING, Any
 
 from agent.clock import Clock
-from agent.cloud import certs
 from agent.cloud import keystore as ks
 from agent.cloud import protocol as proto
-from agent.cloud.connect_once import ConnectResult, tls_accepts
-from agent.cloud.crypto_compat import valid_until
+from agent.cloud.certpeek import leaf_facts
 from agent.errors import CertificateMismatch, ProtocolError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from agent.cloud.connect_once import ConnectResult
+
+# The serving daemon imports this module at start and asks "is renewal due?" once a day;
+# the steps that build a CSR and check a certificate import agent.cloud.certs
+# (cryptography.x509) where they run, so the daemon carries x509 only while it renews, and
+# for good only from its first renewal on (docs/footprint.md).
 
 LOGGER = logging.getLogger(__name__)
 
@@ -68,7 +74,7 @@ PUBLISH_RETRY_S = 1.0
 """While the link is down, how often to try publishing the request again."""
 
 Publish = Callable[..., bool]
-Probe = Callable[[Path, Path, Path, str], ConnectResult]
+Probe = Callable[[Path, Path, Path, str], "ConnectResult"]
 
 
 @dataclass(frozen=True)
@@ -110,8 +116,8 @@ class CertRenewal:
         gen = self.store.current()
         if gen is None or not gen.has(ks.CERT):
             return None
-        leaf = certs.load_chain(gen.read(ks.CERT))[0]
-        return (valid_until(leaf).timestamp() - self.clock.wall()) / 86400
+        not_after = leaf_facts(gen.read(ks.CERT)).not_after  # no x509 for the daily question
+        return (not_after.timestamp() - self.clock.wall()) / 86400
 
     def due(self) -> bool:
         """Renewal is due within ``renew_before_days`` of expiry, or when one is already under way."""
@@ -157,6 +163,8 @@ class CertRenewal:
 
     def _stage_request(self, cur: ks.Generation, new_key: bool) -> ks.Generation:
         """Step 1: the pending generation with the key and CSR (and everything else linked)."""
+        from agent.cloud import certs  # cryptography.x509: only while renewing (see the imports)
+
         staging = self.store.stage()
         now = dt.datetime.fromtimestamp(self.clock.wall(), dt.UTC).isoformat()
         if new_key:
@@ -199,6 +207,9 @@ class CertRenewal:
 
     def _stage_certificate(self, cur: ks.Generation, pending: ks.Generation, cert_pem: bytes) -> ks.Generation:
         """Step 3: check the certificate like provisioning does; pending + certificate = a new generation."""
+        from agent.cloud import certs  # cryptography.x509: only while renewing (see the imports)
+        from agent.cloud.crypto_compat import valid_until
+
         key: ec.EllipticCurvePrivateKey = certs.load_tls_key(pending.read(ks.TLS_KEY))
         now = dt.datetime.fromtimestamp(self.clock.wall(), dt.UTC)
         leaf = certs.check_certificate(cert_pem, key=key, ca_pem=cur.read(ks.CA), device_id=cur.record["device_id"],
@@ -231,6 +242,8 @@ class CertRenewal:
 def broker_probe(host: str, port: int) -> Probe:
     """The production ``probe``: agent.cloud.connect_once against the configured broker."""
     def probe(ca: Path, cert: Path, key: Path, device_id: str) -> ConnectResult:
+        from agent.cloud.connect_once import tls_accepts  # only while renewing, as certs
+
         # TLS only: a whole MQTT session with our identity would take the daemon's over
         return tls_accepts(host, port, ca=ca, cert=cert, key=key)
     return probe

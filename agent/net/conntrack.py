@@ -1,7 +1,8 @@
 """Flows through the router, read from the kernel's conntrack table over netlink.
 
-No subprocess and no ``conntrack`` tool (a stock OpenWrt image has none): pyroute2's
-``NFCTSocket`` dumps the table directly. A flow counts as *active* when its byte count
+No subprocess and no ``conntrack`` tool (a stock OpenWrt image has none): the table is
+dumped over a netlink socket and only the attributes the agent needs are decoded
+(``decode_batch``), the way agent/net/link.py reads counters. A flow counts as *active* when its byte count
 moved in the last ``FLOW_ACTIVE_SECONDS``, which needs the kernel's per-flow byte
 accounting (``net.netfilter.nf_conntrack_acct``, off by default): ``enable_accounting``
 switches it on where the kernel allows (root, the sysctl present).
@@ -21,11 +22,13 @@ the endpoints named with ``own()`` (the broker) are summed as the agent's own tr
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import struct
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from agent.errors import NetError
 
@@ -60,28 +63,90 @@ def enable_accounting(path: Path = ACCT_SYSCTL) -> tuple[bool, str]:
         return False, f"cannot enable {path.name}: {exc.strerror or exc}"
 
 
-def _attr(msg: Any, *names: str) -> Any:
-    node = msg
-    for name in names:
-        if node is None:
-            return None
-        node = node.get_attr(name)
-    return node
+# ctnetlink (linux/netfilter/nfnetlink_conntrack.h): the attributes a flow's key and bytes
+# are in. Everything else in a message is skipped unread.
+NETLINK_NETFILTER = 12
+CT_GET = (1 << 8) | 1
+"""NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_GET."""
+NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLA_TYPE_MASK = 0x3FFF
+"""Attribute type without NLA_F_NESTED and NLA_F_NET_BYTEORDER."""
+CTA_TUPLE_ORIG, CTA_COUNTERS_ORIG, CTA_COUNTERS_REPLY = 1, 9, 10
+CTA_TUPLE_IP, CTA_TUPLE_PROTO = 1, 2
+CTA_IP_V4_SRC, CTA_IP_V4_DST, CTA_IP_V6_SRC, CTA_IP_V6_DST = 1, 2, 3, 4
+CTA_PROTO_NUM, CTA_PROTO_SRC_PORT, CTA_PROTO_DST_PORT = 1, 2, 3
+CTA_COUNTERS_BYTES = 2
+DUMP_RECV_BYTES = 65536
+"""One recv of a dump: the kernel fills at most a page-sized batch of messages."""
+DUMP_TIMEOUT_S = 2.0
+"""A dump of a router's table takes milliseconds; a silent kernel means broken."""
 
 
-def flow_from_message(msg: Any) -> FlowBytes | None:
-    """One netlink conntrack message -> FlowBytes (None if it lacks a tuple)."""
-    orig = _attr(msg, "CTA_TUPLE_ORIG")
-    if orig is None:
+def _attrs(data: bytes, start: int, end: int) -> dict[int, tuple[int, int]]:
+    """Attribute type -> (value start, value end) between ``start`` and ``end`` (first of each type)."""
+    found: dict[int, tuple[int, int]] = {}
+    while start + 4 <= end:
+        length, kind = struct.unpack_from("=HH", data, start)
+        if length < 4 or start + length > end:
+            break
+        found.setdefault(kind & NLA_TYPE_MASK, (start + 4, start + length))
+        start += (length + 3) & ~3
+    return found
+
+
+def _nested(data: bytes, attrs: dict[int, tuple[int, int]], kind: int) -> dict[int, tuple[int, int]]:
+    span = attrs.get(kind)
+    return _attrs(data, *span) if span else {}
+
+
+def _address(data: bytes, ip: dict[int, tuple[int, int]], v4: int, v6: int) -> str:
+    for kind, family in ((v4, socket.AF_INET), (v6, socket.AF_INET6)):
+        if kind in ip:
+            return socket.inet_ntop(family, data[ip[kind][0]:ip[kind][1]])
+    return "None"
+
+
+def decode_flow(data: bytes, start: int, end: int) -> FlowBytes | None:
+    """The attributes of one conntrack message (after its nfgenmsg) -> FlowBytes; None
+    without an original tuple."""
+    top = _attrs(data, start, end)
+    if CTA_TUPLE_ORIG not in top:
         return None
-    src = _attr(orig, "CTA_TUPLE_IP", "CTA_IP_V4_SRC") or _attr(orig, "CTA_TUPLE_IP", "CTA_IP_V6_SRC")
-    dst = _attr(orig, "CTA_TUPLE_IP", "CTA_IP_V4_DST") or _attr(orig, "CTA_TUPLE_IP", "CTA_IP_V6_DST")
-    proto = _attr(orig, "CTA_TUPLE_PROTO", "CTA_PROTO_NUM") or 0
-    sport = _attr(orig, "CTA_TUPLE_PROTO", "CTA_PROTO_SRC_PORT") or 0
-    dport = _attr(orig, "CTA_TUPLE_PROTO", "CTA_PROTO_DST_PORT") or 0
-    total = sum(_attr(msg, direction, "CTA_COUNTERS_BYTES") or 0
-                for direction in ("CTA_COUNTERS_ORIG", "CTA_COUNTERS_REPLY"))
-    return FlowBytes((int(proto), str(src), str(dst), int(sport), int(dport)), int(total))
+    orig = _nested(data, top, CTA_TUPLE_ORIG)
+    ip, proto = _nested(data, orig, CTA_TUPLE_IP), _nested(data, orig, CTA_TUPLE_PROTO)
+    number = data[proto[CTA_PROTO_NUM][0]] if CTA_PROTO_NUM in proto else 0
+    sport, dport = (struct.unpack_from("!H", data, proto[kind][0])[0] if kind in proto else 0
+                    for kind in (CTA_PROTO_SRC_PORT, CTA_PROTO_DST_PORT))
+    total = 0
+    for direction in (CTA_COUNTERS_ORIG, CTA_COUNTERS_REPLY):
+        counters = _nested(data, top, direction)
+        if CTA_COUNTERS_BYTES in counters:
+            total += struct.unpack_from("!Q", data, counters[CTA_COUNTERS_BYTES][0])[0]
+    key = (number, _address(data, ip, CTA_IP_V4_SRC, CTA_IP_V6_SRC), _address(data, ip, CTA_IP_V4_DST, CTA_IP_V6_DST),
+           sport, dport)
+    return FlowBytes(key, total)
+
+
+def decode_batch(data: bytes) -> tuple[list[FlowBytes], bool]:
+    """The flows in one recv of a dump, and whether the dump ended (NLMSG_DONE)."""
+    flows: list[FlowBytes] = []
+    offset = 0
+    while offset + 16 <= len(data):
+        length, kind = struct.unpack_from("=IH", data, offset)
+        if length < 16 or offset + length > len(data):
+            raise NetError(f"conntrack dump: truncated netlink message ({length} bytes at {offset})")
+        if kind == NLMSG_DONE:
+            return flows, True
+        if kind == NLMSG_ERROR:
+            errno = -struct.unpack_from("=i", data, offset + 16)[0]
+            raise NetError(f"conntrack dump refused: {os.strerror(errno)}")
+        if kind >> 8 == 1:  # NFNL_SUBSYS_CTNETLINK (a dump answers with IPCTNL_MSG_CT_NEW)
+            flow = decode_flow(data, offset + 20, offset + length)  # nlmsghdr (16) + nfgenmsg (4)
+            if flow is not None:
+                flows.append(flow)
+        offset += (length + 3) & ~3
+    return flows, False
 
 
 LOCAL_ADDRESSES_TTL_S = 10.0
@@ -89,7 +154,8 @@ LOCAL_ADDRESSES_TTL_S = 10.0
 
 
 def _local_addresses() -> set[str]:
-    from pyroute2 import IPRoute
+    # a submodule, never the package's names: agent/net/__init__.py defers pyroute2's __init__
+    from pyroute2.iproute import IPRoute
 
     try:
         with IPRoute() as ipr:
@@ -99,12 +165,25 @@ def _local_addresses() -> set[str]:
 
 
 def _netlink_dump() -> list[FlowBytes]:
-    from pyroute2 import NFCTSocket  # netlink only: imported where it is used
+    """Every IPv4 flow of the conntrack table, read over a raw netlink socket (IPv4 only,
+    as pyroute2's dump was: the data context is IPv4, agent/net/link.py).
 
+    Decoded here rather than by pyroute2's NFCTSocket: that one builds a tree of Python
+    objects per flow, a few thousand objects a second on a router with LAN traffic, whose
+    churn kept about 13 MB of the allocator's arenas resident (docs/footprint.md)."""
     try:
-        with NFCTSocket() as sock:
-            return [f for f in (flow_from_message(m) for m in sock.dump()) if f is not None]
-    except Exception as exc:  # pyroute2 raises NetlinkError, OSError and others
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER) as sock:
+            sock.settimeout(DUMP_TIMEOUT_S)
+            sock.bind((0, 0))
+            header = struct.pack("=IHHII", 20, CT_GET, NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
+            sock.send(header + struct.pack("=BBH", socket.AF_INET, 0, 0))  # nfgenmsg: family, version, res_id
+            flows: list[FlowBytes] = []
+            done = False
+            while not done:
+                batch, done = decode_batch(sock.recv(DUMP_RECV_BYTES))
+                flows += batch
+            return flows
+    except OSError as exc:
         raise NetError(f"conntrack dump over netlink failed: {exc}") from exc
 
 

@@ -26,10 +26,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pyroute2 import IPRoute
+# Submodules, never the package's names: agent/net/__init__.py defers pyroute2's __init__.
+from pyroute2.iproute import IPRoute
 
 try:  # pyroute2 >= 0.9; OpenWrt (0.7.9) and Debian 12 (0.7.2) have only the blocking API
-    from pyroute2 import AsyncIPRoute
+    from pyroute2.iproute import AsyncIPRoute
 except ImportError:  # pragma: no cover - exercised on the distributions' pyroute2
     AsyncIPRoute = None
 from pyroute2.netlink.exceptions import NetlinkError
@@ -484,6 +485,7 @@ def _iproute(netns: str | None) -> Any:
     if netns is None:
         return IPRoute()
     if AsyncIPRoute is None:
+        # 0.7's package-level name: runs pyroute2's whole __init__ (tests and the lab only)
         from pyroute2 import NetNS
 
         return NetNS(netns)
