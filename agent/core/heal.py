@@ -423,6 +423,11 @@ class Healer:
 
     async def _data_down(self) -> None:
         await self._data_lost()
+        if self._rebooted:
+            # The modem restarted (RDY): registration and every context went with it. A pass
+            # can see the context gone before the registration is (seen on a loaded machine),
+            # and the outage is still the reboot's, not a context the network took away.
+            self._outage_start("no_service", "modem_rebooted (RDY)")
         now = self.clock.monotonic()
         network_said = self._pdn_event is not None and not self._pdn_event.startswith("me_")
         if network_said:
