@@ -20,10 +20,9 @@ from tests.lab.conftest import (
     event_data,
     in_ns,
     lab,
-    lab_json,
     wait_until,
 )
-from tests.lab.test_lab_usage import journal_pending
+from tests.lab.test_lab_usage import settled_usage
 
 SWAPS = 20
 """The issue's 20 back-to-back commanded swaps."""
@@ -195,10 +194,10 @@ def test_sigkill_in_every_swap_phase_comes_back_serving_with_exact_usage(running
     touched |= {r["to_iccid"] for r in swap_results()[-len(PHASES):] if r["to_iccid"]}
     lab("agent", "stop")
     try:
-        usage = lab_json("usage")
+        usage, pendings = settled_usage(sorted(touched))
         diffs = {}
         for iccid in touched:
-            pending = journal_pending(iccid)
+            pending = pendings[iccid]
             row = usage[iccid]
             diffs[iccid] = {d: row["cloud"][d] + pending[d] - row["carrier"][d] for d in ("up", "down")}
     finally:

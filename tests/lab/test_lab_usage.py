@@ -50,13 +50,38 @@ def journal_pending(iccid: str) -> dict[str, int]:
     return out
 
 
+SETTLE_TIMEOUT_S = 60.0
+"""The cloud ingests the stopped agent's last records within a second or two; ten times the
+slowest seen on a loaded machine, and fifty times the usual."""
+
+
+def settled_usage(iccids: set[str] | list[str]) -> tuple[dict[str, Any], dict[str, dict[str, int]]]:
+    """The lab's usage and each SIM's journal-pending bytes, read until two reads agree.
+
+    The stopped agent's last records reach the cloud after it exits, and the cloud writes
+    ``events.jsonl`` before ``totals.json``: a record it ingests between the two reads is
+    in neither the total nor the pending count, and that cut comes out short (a 'before'
+    cut short shows as an over-count later). Two equal consecutive reads mean the cloud is
+    idle."""
+    last: tuple[dict[str, Any], dict[str, dict[str, int]]] | None = None
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    while True:
+        usage = lab_json("usage")
+        current = ({i: usage[i] for i in iccids}, {i: journal_pending(i) for i in iccids})
+        if current == last:
+            return usage, current[1]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the cloud's usage did not settle within {SETTLE_TIMEOUT_S:.0f} s")
+        last = current
+
+
 def exact_cut(iccid: str) -> dict[str, Any]:
     """Stop the agent (a quiet link), compare cloud + journal-pending with the carrier,
     then start it again. Returns the figures; the difference must be zero."""
     lab("agent", "stop")
     try:
-        row = lab_json("usage")[iccid]
-        pending = journal_pending(iccid)
+        usage, pendings = settled_usage([iccid])
+        row, pending = usage[iccid], pendings[iccid]
         diff = {d: row["cloud"][d] + pending[d] - row["carrier"][d] for d in ("up", "down")}
         return {"carrier": row["carrier"], "cloud": row["cloud"], "pending": pending, "diff": diff}
     finally:
