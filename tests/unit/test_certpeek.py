@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.cloud.certpeek import leaf_facts
+from agent.cloud.crypto_compat import valid_until
 
 KEY = ec.generate_private_key(ec.SECP256R1())
 UTC = dt.UTC
@@ -33,7 +34,7 @@ def make_cert(subject: list[x509.NameAttribute], not_after: dt.datetime,
 def by_cryptography(pem: bytes) -> tuple[str | None, dt.datetime]:
     cert = x509.load_pem_x509_certificate(pem)
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    after = getattr(cert, "not_valid_after_utc", None) or cert.not_valid_after.replace(tzinfo=UTC)  # 38: naive
+    after = valid_until(cert)  # the one shim for cryptography 38's naive datetimes
     return (str(names[0].value) if names else None), after
 
 
