@@ -3,6 +3,7 @@ the UDP echo reflector and ``pocket-agent record`` in the router namespace."""
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 from pathlib import Path
 
@@ -41,7 +42,10 @@ def test_policer_scenario_records_a_throttle_the_classifier_sees(tracegen, tmp_p
     samples = read_trace(out)
     text = out.read_text()
     assert 27 <= len(samples) <= 31, text
-    assert _rates(samples, 2, 7) > 5000, text  # the unthrottled 20 Mbit/s link carried bulk load
+    # the unthrottled 20 Mbit/s link carried bulk load: in some second of the first phase (the
+    # load's start can lag by seconds on a loaded machine, so no fixed window)
+    first = [s for s in samples if s.t <= 8.5]
+    assert max(_rates(samples, a.t, b.t) for a, b in itertools.pairwise(first)) > 5000, text
     assert 100 <= _rates(samples, 14, 28) <= 150, text  # the nft policer at 128 kbit/s
     assert max(s.flows for s in samples) >= 3, text  # three bulk flows seen through conntrack
     assert sum(s.rtt_ms is not None for s in samples) >= 20, text  # reflector answered
