@@ -7,7 +7,7 @@ devlink, ipset, IPVS... The agent uses rtnetlink (``pyroute2.iproute``) only (it
 its conntrack dumps itself, agent/net/conntrack.py). Measured in a fresh interpreter with
 asyncio and ssl already imported (docs/footprint.md): the full package costs 12.6 MB of
 RSS on PyPI's 0.9.7 and 15.6 MB on Debian 12's 0.7.2; the modules the agent imports cost
-6.7 and 5.3 MB. That difference is a quarter of the serving daemon's memory.
+6.6 and 5.3 MB. That difference is a quarter of the serving daemon's memory.
 
 How: ``defer_package_init()`` puts a module object for ``pyroute2`` in ``sys.modules``
 with the real package's ``__path__`` and spec, so its submodules import as usual. The
