@@ -19,7 +19,6 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import resource
 import sys
 
 LOGGER = logging.getLogger(__name__)
@@ -52,8 +51,10 @@ def no_core_dumps() -> bool:
     """Make this process non-dumpable and its core size limit 0; True if both held."""
     ok = True
     try:
+        import resource  # a C extension: an interpreter without it still gets the prctl below
+
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    except (OSError, ValueError) as exc:
+    except (ImportError, OSError, ValueError) as exc:
         LOGGER.warning("cannot set the core size limit to 0: %s", exc)
         ok = False
     if not sys.platform.startswith("linux"):
