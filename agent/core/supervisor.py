@@ -171,6 +171,10 @@ class Supervisor:
             self._set_current(finished.to_dict())
         resumed = finished is not None or await self._resume()
         if not resumed:
+            # The last run's address may still be on the data interface (it died without
+            # releasing; the modem lost that context since): off before another bearer
+            # comes up, or the router would send with an address the carrier drops.
+            await asyncio.to_thread(self.wan.release)
             await self._use_seed()
         await vouch_network_time(self.modem, self.clock)  # issue 10: NITZ before billing or expiry checks
         self.cloud.set_network_available(True)
