@@ -2,9 +2,10 @@
 
 ``WanLink`` applies the modem's data context (address/prefix, gateway, DNS, MTU) to the
 data interface, replaces the default route in one RTM_NEWROUTE with NLM_F_REPLACE (so a
-switch from one uplink to another never has zero or two defaults), takes address and
-default route off again on release, reports link up/down/gone, and reads the 64-bit counters the usage
-meter needs. ``netns`` points it at a network namespace (tests, the virtual board).
+switch from one uplink to another never has zero or two defaults), takes every address
+and the default route off again on release, reports link up/down/gone, and reads the
+64-bit counters the usage meter needs. ``netns`` points it at a network namespace (tests,
+the virtual board).
 
 Blocking netlink calls are short (one request, one answer); the daemon runs them in a
 thread via ``asyncio.to_thread`` or calls them from the sampler's thread.
