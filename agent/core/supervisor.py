@@ -276,6 +276,10 @@ class Supervisor:
             self._set_current(finished.to_dict())
         resumed = finished is not None or await self._resume()
         if not resumed:
+            # The last run's address may still be on the data interface (it died without
+            # releasing; the modem lost that context since): off before another bearer
+            # comes up, or the router would send with an address the carrier drops.
+            await asyncio.to_thread(self.wan.release)
             await self._use_seed()
         await vouch_network_time(self.modem, self.clock)  # issue 10: NITZ before billing or expiry checks
         self.cloud.set_network_available(True)
@@ -451,12 +455,16 @@ class Supervisor:
 
     async def _bring_up_data(self, apn: str, facts: dict[str, Any] | None = None) -> None:
         assert self.modem
+        if facts is not None:  # meter first, bearer second (agent/core/swap.py, ``_data``)
+            await self._sample_once()
+            assert self.usage
+            self.usage.bill_to(facts)
         await self.modem.define_context(DATA_CID, apn)
         await self.modem.activate_context(DATA_CID)
         params = await self.modem.context_params(DATA_CID)
         if params is None or not params.address:
             raise ModemError("data context is up but the modem reports no address")
-        await self._route(params, facts)
+        await self._route(params)
 
     async def _route(self, params: Any, facts: dict[str, Any] | None = None) -> None:
         """Move the data interface onto ``params``. With ``facts`` (a SIM switch), the bytes

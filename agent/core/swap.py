@@ -9,9 +9,11 @@ a power cut in any phase resumes or rolls back cleanly on the next start):
              (nothing is sent into a bearer that is going), select the slot, read the
              ICCID back (some modems answer OK to a switch they did not do)
 ``attach``   wait for registration: URC-driven, with a slow poll as the safety net
-``data``     define and activate the data context, read its address
-``route``    account the old SIM's last bytes, hand the meter to the new SIM (durably),
-             move address and default route: the break ends here
+``data``     account the old SIM's last bytes and hand the meter to the new SIM (durably),
+             *then* define and activate the data context, read its address: the old
+             bearer went with the switch, so every byte the new one carries is the new
+             SIM's, a late packet to an address the carrier hands out again included
+``route``    move address and default route: the break ends here
 ``verify``   real reachability: the reflector answers or the broker takes us back
 ``commit``   the old SIM's final usage flushed, the result with every phase's duration
              upstream
@@ -263,8 +265,8 @@ class SwapMachine:
         if from_phase == "switch":
             rec, _ = await self._timed(rec, "switch", self._switch(new))
         rec, _ = await self._timed(rec, "attach", self._wait_registered(self.attach_timeout_s))
-        rec, params = await self._timed(rec, "data", self._data_up(new.apn))
-        rec, _ = await self._timed(rec, "route", self._route(new, params))
+        rec, params = await self._timed(rec, "data", self._data(new))
+        rec, _ = await self._timed(rec, "route", self._route(params))
         rec, _ = await self._timed(rec, "verify", self._verify())
         return await self._commit(rec)
 
@@ -298,6 +300,16 @@ class SwapMachine:
             except TimeoutError:
                 pass
 
+    async def _data(self, new: SimFacts) -> Any:
+        """Meter first, bearer second. Handing the meter over after the context was up (as
+        ``route`` did) billed what the new bearer carried meanwhile to the old SIM: nobody
+        sends to a fresh address, but carriers hand addresses out again, and a server still
+        retransmitting to one reaches the device as soon as its bearer is up (measured in
+        the lab, where pool SIMs keep their address: a 76-byte packet, and seconds of
+        window when the agent was killed in ``route``)."""
+        await self.hooks.account(new)
+        return await self._data_up(new.apn)
+
     async def _data_up(self, apn: str) -> Any:
         """The data context up (idempotent: an active context is kept, since modems refuse
         to redefine one, and a resumed swap may find it up already)."""
@@ -310,8 +322,7 @@ class SwapMachine:
             raise ModemError("data context is up but the modem reports no address")
         return params
 
-    async def _route(self, new: SimFacts, params: Any = None) -> None:
-        await self.hooks.account(new)
+    async def _route(self, params: Any = None) -> None:
         await self.hooks.route(params)
         self.hooks.cloud_pause(True)
 
@@ -383,8 +394,8 @@ class SwapMachine:
             if slot != old.slot:
                 await self.modem.select_slot(old.slot)
             await self._wait_registered(ROLLBACK_ATTACH_S)
+            await self.hooks.account(old)  # meter first, bearer second (``_data``)
             params = await self._data_up(old.apn)
-            await self.hooks.account(old)
             await self.hooks.route(params)
             self.hooks.cloud_pause(True)
             return True

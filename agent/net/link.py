@@ -2,9 +2,10 @@
 
 ``WanLink`` applies the modem's data context (address/prefix, gateway, DNS, MTU) to the
 data interface, replaces the default route in one RTM_NEWROUTE with NLM_F_REPLACE (so a
-switch from one uplink to another never has zero or two defaults), removes what it
-added on release, reports link up/down/gone, and reads the 64-bit counters the usage
-meter needs. ``netns`` points it at a network namespace (tests, the virtual board).
+switch from one uplink to another never has zero or two defaults), takes every address
+and the default route off again on release, reports link up/down/gone, and reads the
+64-bit counters the usage meter needs. ``netns`` points it at a network namespace (tests,
+the virtual board).
 
 Blocking netlink calls are short (one request, one answer); the daemon runs them in a
 thread via ``asyncio.to_thread`` or calls them from the sampler's thread.
@@ -162,7 +163,16 @@ class WanLink:
         self._applied.route = route
 
     def release(self) -> None:
-        """Remove the address (and with it our default route); leave the link as found."""
+        """Take the default route through the interface and every IPv4 address off it;
+        leave the link as found.
+
+        Every address, not only what this process applied: the agent owns the data
+        interface, and a previous run that died without releasing (SIGKILL, power to the
+        agent only) leaves its address and default route behind. Were the next bearer to
+        come up under them, everything the router sends or masquerades would leave with an
+        address the carrier no longer admits: counted as sent by the device, dropped
+        unbilled by the carrier (measured in the lab: a LAN host's 51-byte UDP echo after a
+        restart that found the modem's context gone)."""
         with self._ipr("release") as ipr:
             found = ipr.link_lookup(ifname=self.ifname)
             if not found:
@@ -170,14 +180,16 @@ class WanLink:
                 self._applied = _Applied()
                 return
             idx = int(found[0])
-            if self._applied.route:
-                try:
-                    ipr.route("del", **self._applied.route)
-                except NetlinkError as exc:
-                    if exc.code != 3:  # ESRCH: already replaced by another uplink
-                        raise
-            if self._applied.address:
-                self._del_addr(ipr, idx, self._applied.address, self._applied.prefix)
+            try:
+                ipr.route("del", **(self._applied.route or {"dst": "0.0.0.0/0", "oif": idx}))
+            except NetlinkError as exc:
+                if exc.code != 3:  # ESRCH: none, or already replaced by another uplink
+                    raise
+            for msg in ipr.get_addr(index=idx, family=socket.AF_INET):
+                address, prefix = msg.get_attr("IFA_ADDRESS"), int(msg["prefixlen"])
+                if address and (address, prefix) != (self._applied.address, self._applied.prefix):
+                    LOGGER.info("%s: removing %s/%d left by a previous run", self.ifname, address, prefix)
+                self._del_addr(ipr, idx, address, prefix)
         self._applied = _Applied()
 
     def _del_stale(self, ipr: IPRoute, idx: int, address: str, prefix: int) -> None:

@@ -156,6 +156,16 @@ def test_release_removes_address_and_route(pair: Pair) -> None:
     link.release()  # idempotent
 
 
+def test_release_removes_what_a_previous_run_left(pair: Pair) -> None:
+    """A killed agent never released: the next process's release takes its address and
+    default route off too (the agent owns the interface)."""
+    WanLink(pair.wan, netns=pair.a).apply(CTX)
+    sh("ip", "-n", pair.a, "addr", "add", "198.19.101.1/24", "dev", pair.wan)  # and a second one
+    WanLink(pair.wan, netns=pair.a).release()
+    (info,) = pair.ip_json(pair.a, "addr", "show", pair.wan)
+    assert info["addr_info"] == [] and defaults(pair) == []
+
+
 def test_errors_name_operation_and_interface(pair: Pair) -> None:
     with pytest.raises(NetError, match="apply nosuch0: no such interface"):
         WanLink("nosuch0", netns=pair.a).apply(CTX)

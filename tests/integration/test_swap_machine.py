@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +144,33 @@ async def test_swap_runs_every_phase_in_order(vmodem: VirtualModem, tmp_path: Pa
     assert data["break_ms"] == pytest.approx(sum(data["phases_ms"][p] for p in ("switch", "attach", "data", "route")))
     assert not (tmp_path / "swap.json").exists()
     assert m.history[-1] == data
+    await modem.close()
+
+
+@async_test
+async def test_the_meter_moves_before_a_bearer_comes_up(vmodem: VirtualModem, carrier: PickyCarrier,
+                                                       tmp_path: Path) -> None:
+    """Meter first, bearer second, going forward and rolling back: the old bearer went with
+    the switch and the next is not up yet when the meter moves, so every byte a bearer
+    carries is billed to its SIM (a late packet to an address the carrier hands out again
+    included; measured in the lab when ``route`` did the handover)."""
+    modem, old = await on_old_sim(vmodem)
+    seen: list[tuple[str, bool]] = []
+
+    async def account(facts: SimFacts) -> None:
+        seen.append((facts.iccid, any(st.active for st in await modem.context_states())))
+
+    def with_account(rec: Recorder) -> SwapMachine:
+        return SwapMachine(modem, replace(rec.hooks(), account=account), tmp_path / "swap.json", slots=(1, 2),
+                           attach_timeout_s=5.0)
+
+    carrier.refuse.add(NEW.imsi)
+    with pytest.raises(SwapFailed):
+        await with_account(Recorder(Assignment("a-8", NEW))).swap("command", old)
+    assert seen == [(OLD.iccid, False)]  # rolled back: the old SIM metered again before its context
+    carrier.refuse.clear()
+    await with_account(Recorder(Assignment("a-9", NEW))).swap("command", old)
+    assert seen[1:] == [(NEW.iccid, False)]
     await modem.close()
 
 

@@ -44,8 +44,10 @@ swaps under bulk load at the cell's 50 Mbit/s. The derivation, packet by packet
   counted is counted on ``wwan0``: 0 packets lost, where the old order lost what arrived
   while the link went down (0 to 47 x 1,500 bytes per drop measured, 4.2 packets/ms at
   50 Mbit/s, for as long as ``ip link set down`` took);
-- those packets reach ``wwan0`` before the modem even answers the slot switch, seconds
-  before the meter moves to the new SIM in ``route``: none is billed to the wrong SIM;
+- those packets reach ``wwan0`` before the modem even answers the slot switch, and the
+  meter moves to the new SIM in ``data`` before the new bearer comes up: each bearer's
+  bytes are its SIM's, a late retransmission to a re-used address included (the cloud here
+  hands two SIMs back and forth, and each keeps its address);
 - uplink: the agent takes address and route off ``wwan0`` in ``switch`` before the bearer
   goes, the cell link goes down before the carrier's uplink set forgets the address, and
   only after the core's input backlog (where ``wwan0`` counted a packet as sent) drained;

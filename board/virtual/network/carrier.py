@@ -268,7 +268,7 @@ table ip router {{
             rules.append(f'    oifname "{lay.cell_if}" ip daddr {addr} counter name "{down}"')
         # Admission before the counters in one chain: a packet is counted and passed, or
         # dropped and not counted. One set per direction, so a bearer drop can close the
-        # downlink before the cell link goes down and the uplink after (_drop_bearer).
+        # downlink before the cell link goes down and the uplink after (drop_bearer).
         return f"""
 table ip carrier
 delete table ip carrier
