@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -88,4 +89,20 @@ def running_lab() -> Iterator[dict[str, Any]]:
         yield lab_json("status")
     finally:
         lab("traffic", "stop", check=False)
+        keep_logs()
         lab("down", check=False)
+
+
+KEPT_LOGS = Path(__file__).resolve().parents[2] / "build" / "lab-logs"
+"""Where each lab's logs (agent, modem, carrier, cloud, broker) are copied before it goes
+down: ``pocket-lab down`` removes its directory, and a failed run's story is in them."""
+
+
+def keep_logs() -> None:
+    """Copy this lab's logs to ``build/lab-logs/<lab directory name>/`` (replacing the last)."""
+    source = LAB_DIR / "logs"
+    if not source.is_dir():
+        return
+    target = KEPT_LOGS / LAB_DIR.name
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target)
