@@ -10,7 +10,7 @@ from typing import Any
 
 from agent.boardprofile import load_profile
 from board.virtual.lab import ctl as labctl
-from board.virtual.network import carrier
+from board.virtual.network import carrier, chaos
 from tests.lab.conftest import LAB_DIR, agent_status, in_ns, lab, lab_json
 
 TRANSFER_BYTES = 50_000_000
@@ -26,28 +26,6 @@ previous drop (their retransmission timer, 0.2-1 s) and fill the cell again."""
 
 def current_iccid() -> str:
     return agent_status()["sim"]["iccid"]
-
-
-def journal_pending(iccid: str) -> dict[str, int]:
-    """Bytes the stopped agent journaled but the cloud has not acknowledged yet."""
-    from agent.clock import Clock
-    from agent.usage.journal import UsageJournal
-
-    ingested = set()
-    for line in (LAB_DIR / "cloud" / "events.jsonl").read_text().splitlines():
-        event = json.loads(line)
-        if event.get("kind") == "usage":
-            ingested.add((event["body"].get("epoch", ""), event["body"]["seq"]))
-    journal = UsageJournal(LAB_DIR / "agent" / "state" / "usage.journal", clock=Clock())
-    out = {"up": 0, "down": 0}
-    for seq, body in journal.pending(1_000_000):
-        # A record the cloud ingested but whose ack arrived after the disconnect is still
-        # pending here; the cloud de-duplicates it by epoch and seq, and so must this comparison.
-        if body["iccid"] == iccid and (journal.epoch_of(seq)[0], seq) not in ingested:
-            out["up"] += body["tx_bytes"]
-            out["down"] += body["rx_bytes"]
-    journal.close()
-    return out
 
 
 SETTLE_TIMEOUT_S = 60.0
@@ -67,7 +45,8 @@ def settled_usage(iccids: set[str] | list[str]) -> tuple[dict[str, Any], dict[st
     deadline = time.monotonic() + SETTLE_TIMEOUT_S
     while True:
         usage = lab_json("usage")
-        current = ({i: usage[i] for i in iccids}, {i: journal_pending(i) for i in iccids})
+        pending = chaos.journal_pending(LAB_DIR)
+        current = ({i: usage[i] for i in iccids}, {i: pending.get(i, {"up": 0, "down": 0}) for i in iccids})
         if current == last:
             return usage, current[1]
         if time.monotonic() > deadline:

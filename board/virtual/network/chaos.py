@@ -25,9 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent import store
+from agent.boardprofile import load_profile
 from agent.clock import Clock
-from agent.net.link import socket_in_netns  # the one way into a namespace
+from agent.net.link import WanLink, socket_in_netns  # the one way into a namespace
 from agent.recordlog import scan
+from agent.usage.counters import Counters
 from agent.usage.journal import UsageJournal
 from board.virtual.modem.model import (
     ATTACH_LATENCY,
@@ -229,9 +232,10 @@ def agent_outages(lab_dir: Path) -> list[dict[str, Any]]:
 
 
 def journal_pending(lab_dir: Path) -> dict[str, dict[str, int]]:
-    """Per ICCID: bytes a *stopped* agent journaled that the cloud has not ingested yet
-    (a record ingested but not acknowledged is pending here and de-duplicated by epoch and
-    seq, as the cloud does: agent/epochs.py)."""
+    """Per ICCID: bytes a *stopped* agent has not delivered to the cloud yet: journaled and
+    not ingested (a record ingested but not acknowledged is pending here and de-duplicated
+    by epoch and seq, as the cloud does: agent/epochs.py), plus what the data interface
+    counted after the agent's last sample (``unsampled``)."""
     ingested = set()
     path = lab_dir / "cloud" / "events.jsonl"
     for line in path.read_text().splitlines() if path.exists() else []:
@@ -240,12 +244,51 @@ def journal_pending(lab_dir: Path) -> dict[str, dict[str, int]]:
             ingested.add((event["body"].get("epoch", ""), event["body"]["seq"]))
     journal = UsageJournal(lab_dir / "agent" / "state" / "usage.journal", clock=Clock())
     out: dict[str, dict[str, int]] = {}
-    for seq, body in journal.pending(1_000_000):
-        if (journal.epoch_of(seq)[0], seq) not in ingested:
-            row = out.setdefault(body["iccid"], {"up": 0, "down": 0})
-            row["up"] += body["tx_bytes"]
-            row["down"] += body["rx_bytes"]
+    try:
+        for seq, body in journal.pending(1_000_000):
+            if (journal.epoch_of(seq)[0], seq) not in ingested:
+                row = out.setdefault(body["iccid"], {"up": 0, "down": 0})
+                row["up"] += body["tx_bytes"]
+                row["down"] += body["rx_bytes"]
+        baseline = journal.baseline()
+    finally:
+        journal.close()
+    late = unsampled(lab_dir, baseline)
+    if late is not None:
+        iccid, bytes_ = late
+        row = out.setdefault(iccid, {"up": 0, "down": 0})
+        row["up"] += bytes_["up"]
+        row["down"] += bytes_["down"]
     return out
+
+
+LAB_BOARD_PROFILE = "virtual"
+"""The lab's board profile (board/profiles/virtual.toml): its data interface and framing."""
+
+
+def unsampled(lab_dir: Path, baseline: Counters | None) -> tuple[str, dict[str, int]] | None:
+    """The SIM the stopped agent was on, and the IP bytes its data interface counted after
+    the agent's last durable sample: the next start bills them to that SIM (the meter
+    resumes from the journal's baseline), so an exact cut taken while it is stopped must
+    count them. They are what arrives or leaves after the final sample of a stop: the
+    cloud session's closing segments, a server's late retransmission (measured: -80 bytes
+    up, -3,000 down in one cut before this was counted)."""
+    current = store.read_json(lab_dir / "agent" / "state" / "current.json")
+    lab = store.read_json(lab_dir / "lab.json")
+    if not current or not lab or baseline is None:
+        return None
+    profile = load_profile(LAB_BOARD_PROFILE)
+    wan = WanLink(profile.data_interface, netns=lab["namespaces"]["device"])
+    try:
+        now = wan.counters()
+    finally:
+        wan.close()
+    if now.ifindex != baseline.ifindex:
+        raise AssertionError(f"{profile.data_interface} was re-created while the agent was stopped")
+    header = profile.link_header_bytes
+    up = (now.tx_bytes - baseline.tx_bytes) - header * (now.tx_packets - baseline.tx_packets)
+    down = (now.rx_bytes - baseline.rx_bytes) - header * (now.rx_packets - baseline.rx_packets)
+    return current["iccid"], {"up": up, "down": down}
 
 
 def usage_difference(usage: dict[str, Any], pending: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
