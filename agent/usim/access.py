@@ -18,9 +18,9 @@ from agent.usim.select import Reply, Selection, refuse
 SFI_FLAG = 0x80
 """READ/UPDATE BINARY P1 b8: P1's low five bits are an SFI and P2 the offset."""
 SFI_RFU_BITS = 0x60
-"""P1 b7-b6 must be 0 with an SFI (102 221 11.1.3.1)."""
+"""P1 b7-b6 must be 0 with an SFI (102 221, READ BINARY)."""
 MAX_SFI = 30
-"""SFIs run 1..30; 31 is RFU (102 221 8.3)."""
+"""SFIs run 1..30; 31 is RFU (102 221 clause 8)."""
 MODE_NEXT, MODE_PREVIOUS, MODE_ABSOLUTE = 0x02, 0x03, 0x04
 """READ/UPDATE RECORD P2 b3-b1 (102 221 table 11.9); absolute with P1=00 is 'current'."""
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from agent.usim import sw
 
 HEADER = 5
-"""CLA INS P1 P2 P3 (102 221 7.2.1)."""
+"""CLA INS P1 P2 P3 (102 221 clause 7, T=0)."""
 MAX_APDU = HEADER + 255
 """T=0 carries at most 255 data bytes after the header: P3 is one byte."""
 
@@ -72,7 +72,7 @@ class Apdu:
 
     @property
     def le(self) -> int:
-        """P3 read as Le: 00 asks for 256 bytes (102 221 10.1.5)."""
+        """P3 read as Le: 00 asks for 256 bytes (102 221 10.1)."""
         return self.p3 or 256
 
     def header(self) -> str:

@@ -39,7 +39,7 @@ LOGGER = logging.getLogger(__name__)
 PIN_REFERENCES = frozenset({0x01, 0x81})
 """PIN1 and PIN2 of the USIM: they exist and are disabled (no value is ever set)."""
 PIN_LENGTH = 8
-"""A PIN block is 8 bytes, 'FF'-padded (102 221 9.5.2)."""
+"""A PIN block is 8 bytes, 'FF'-padded (102 221 9.5)."""
 
 
 class _Loaded:
@@ -179,7 +179,7 @@ class Uicc:
 
 
 def _verify(sim: _Loaded, apdu: Apdu) -> Reply:
-    """VERIFY PIN (102 221 11.1.9): with no data it asks whether verification is needed:
+    """VERIFY PIN (102 221 11.1): with no data it asks whether verification is needed:
     PIN1 and PIN2 are disabled, so 9000. A value to verify cannot be checked against a
     PIN that holds none: 6984."""
     if apdu.p1 != 0:

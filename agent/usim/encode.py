@@ -36,7 +36,7 @@ def imsi(digits: str) -> bytes:
 
 
 def plmn(mcc_mnc: str) -> bytes:
-    """Three bytes MCC2 MCC1 | MNC3 MCC3 | MNC2 MNC1 (TS 24.008 10.5.1.13), MNC3 'F' for a
+    """Three bytes MCC2 MCC1 | MNC3 MCC3 | MNC2 MNC1 (TS 24.008 10.5.1.3, as in the location area identification), MNC3 'F' for a
     two-digit MNC: the form of every PLMN in EF_LOCI, EF_PSLOCI, EF_EPSLOCI, EF_FPLMN."""
     mcc, mnc = mcc_mnc[:3], mcc_mnc[3:]
     d = [int(c, 16) for c in mcc + (mnc if len(mnc) == 3 else mnc + "F")]
@@ -44,8 +44,8 @@ def plmn(mcc_mnc: str) -> bytes:
 
 
 def access_class(digits: str) -> bytes:
-    """EF_ACC (TS 31.102 4.2.15): one of classes 0-9, taken from the IMSI's last digit as
-    TS 22.011 4.2 has it allocated; class n is bit n of the two bytes read big-endian."""
+    """EF_ACC (TS 31.102 4.2.15): one of classes 0-9, taken from the IMSI's last digit: the
+    classes are allocated at random (TS 22.011), and the digit spreads a pool evenly; class n is bit n of the two bytes read big-endian."""
     return (1 << int(digits[-1])).to_bytes(2, "big")
 
 
@@ -67,6 +67,6 @@ def spn(name: str, length: int) -> bytes:
 
 
 def language(codes: tuple[str, ...], length: int) -> bytes:
-    """EF_LI and EF_PL (TS 31.102 4.2.5, TS 102 221 13.5): ISO 639 codes of two letters,
+    """EF_LI and EF_PL (TS 31.102 4.2.1, and TS 102 221 clause 13 for EF_PL): ISO 639 codes of two letters,
     most preferred first, 'FF'-padded."""
     return "".join(codes).encode("ascii").ljust(length, bytes([PAD]))

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from agent.usim.encode import tlv
 
 LIFE_CYCLE_OPERATIONAL = 0x05
-"""LCSI 'operational state - activated' (102 221 11.1.1.4.9)."""
+"""LCSI 'operational state - activated' (102 221 11.1.1.4)."""
 DATA_CODING = 0x21
-"""The data coding byte 102 221 11.1.1.4.3 fixes for UICC files."""
+"""The data coding byte 102 221 11.1.1.4 fixes for UICC files."""
 FD_DF = 0x78
 """File descriptor: shareable DF or ADF (102 221 table 11.5)."""
 FD_TRANSPARENT = 0x41
@@ -28,10 +28,10 @@ FD_TRANSPARENT = 0x41
 FD_LINEAR_FIXED = 0x42
 """File descriptor: shareable working EF, linear fixed."""
 UICC_CHARACTERISTICS = 0x71
-"""MF proprietary data (102 221 11.1.1.4.6.1): clock stop allowed, no preferred level;
+"""MF proprietary data (102 221 11.1.1.4): clock stop allowed, no preferred level;
 the byte most UICCs give (a host-side card has no clock, so any is true)."""
 PIN1 = 0x01
-"""Key reference of the USIM's PIN1 (application PIN, 102 221 9.5.1)."""
+"""Key reference of the USIM's PIN1 (application PIN, 102 221 9.5)."""
 PIN2 = 0x81
 """Key reference of PIN2 (second application PIN)."""
 ADM1 = 0x0A
@@ -52,7 +52,7 @@ _ALWAYS = tlv(0x90, b"")
 _PIN1 = tlv(0xA4, tlv(0x83, bytes([PIN1])) + tlv(0x95, b"\x08"))
 _ADM = tlv(0xA4, tlv(0x83, bytes([ADM1])) + tlv(0x95, b"\x08"))
 _READ, _UPDATE, _ADMIN = tlv(0x80, b"\x01"), tlv(0x80, b"\x02"), tlv(0x80, b"\x18")
-"""Access mode bytes for an EF (ISO 7816-4 table 17): b1 read, b2 update, b4+b5
+"""Access mode bytes for an EF (ISO/IEC 7816-4, the access mode byte of an EF): b1 read, b2 update, b4+b5
 deactivate/activate."""
 ACCESS_RULES: dict[int, bytes] = {
     RULE_READ_ALWAYS: _READ + _ALWAYS + tlv(0x80, b"\x1a") + _ADM,
@@ -61,7 +61,7 @@ ACCESS_RULES: dict[int, bytes] = {
     RULE_READ_ALWAYS_WRITE_PIN: _READ + _ALWAYS + _UPDATE + _PIN1 + _ADMIN + _ADM,
     RULE_DF: tlv(0x80, b"\x7f") + _ADM,
 }
-"""EF_ARR's records in the expanded format (102 221 9.2.4): an access mode data object
+"""EF_ARR's records in the expanded format (102 221 9.2): an access mode data object
 (tag 80) followed by its security condition (90 always, A4 a key reference with usage
 qualifier 08 'user verification')."""
 WRITABLE_RULES = frozenset({RULE_READ_WRITE_PIN, RULE_READ_ALWAYS_WRITE_PIN})
@@ -95,7 +95,7 @@ class Ef:
         return self.record_length * len(self.records) if self.records else len(self.data)
 
     def fcp(self, arr_fid: int) -> bytes:
-        """FCP template of an EF (102 221 11.1.1.3.2): descriptor, FID, life cycle,
+        """FCP template of an EF (102 221 11.1.1.3): descriptor, FID, life cycle,
         security attributes (referenced), file size, SFI ('88 00': none)."""
         if self.linear:
             descriptor = bytes([FD_LINEAR_FIXED, DATA_CODING]) + self.record_length.to_bytes(2, "big") + \
@@ -129,7 +129,7 @@ class Df:
         return next((c for c in self.children.values() if isinstance(c, Ef) and c.sfi == sfi), None)
 
     def fcp(self) -> bytes:
-        """FCP template of a DF or ADF (102 221 11.1.1.3.1): descriptor, FID, the AID for
+        """FCP template of a DF or ADF (102 221 11.1.1.3): descriptor, FID, the AID for
         an ADF, proprietary data for the MF, life cycle, security attributes and the PIN
         status template (PS_DO '00': PIN1 and PIN2 both disabled)."""
         body = tlv(0x82, bytes([FD_DF, DATA_CODING])) + tlv(0x83, self.fid.to_bytes(2, "big"))

@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 BLOCK = 16
 """K, OPc, RAND and every intermediate value are 128 bits (TS 35.206 section 3)."""
 SQN_LEN = 6
-"""SQN and AK are 48 bits (TS 33.102 6.3.2)."""
+"""SQN and AK are 48 bits (TS 33.102 6.3)."""
 AMF_LEN = 2
-"""AMF is 16 bits (TS 33.102 6.3.2)."""
+"""AMF is 16 bits (TS 33.102 6.3)."""
 
 ROT = {1: 8, 2: 0, 3: 4, 4: 8, 5: 12}
 """r1..r5 in bytes: 64, 0, 32, 64, 96 bits (TS 35.206 4.1, the default constants)."""

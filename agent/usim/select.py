@@ -63,7 +63,7 @@ class Selection:
         self.record = None
 
     def by_fid(self, fid: int) -> Ef | Df | None:
-        """102 221 8.4.1: the MF, the current application ('7FFF'), the current DF, its
+        """102 221 8.4: the MF, the current application ('7FFF'), the current DF, its
         children, its parent, and the parent's other DFs."""
         if fid == MF:
             return self.files.mf

@@ -32,7 +32,7 @@ IND_BITS = 5
 Milenage-based AuCs use (osmo-hlr's default ind_bitlen is 5; open5gs steps SQN by 32)."""
 SLOTS = 1 << IND_BITS
 SEQ_BITS = 48 - IND_BITS
-"""SQN is 48 bits (TS 33.102 6.3.2); SEQ is what is left after IND."""
+"""SQN is 48 bits (TS 33.102 6.3); SEQ is what is left after IND."""
 SEQ_MAX = (1 << SEQ_BITS) - 1
 DELTA = 1 << 28
 """C.2.1's wrap-around limit Δ: 2^28, Annex C's suggested value. A network that jumps

@@ -12,17 +12,16 @@ OK = b"\x90\x00"
 """Normal ending of the command."""
 
 MORE_DATA = 0x61
-"""61xx (T=0): the command succeeded and xx bytes wait for GET RESPONSE (102 221 10.2.1.1)."""
+"""61xx (T=0): the command succeeded and xx bytes wait for GET RESPONSE (102 221 10.2.1)."""
 WRONG_LE = 0x6C
-"""6Cxx (T=0): Le is wrong; xx is the number of bytes available (102 221 10.2.1.4)."""
+"""6Cxx (T=0): Le is wrong; xx is the number of bytes available (102 221 10.2.1)."""
 
 AUTH_MAC_FAILURE = b"\x98\x62"
-"""Authentication error, incorrect MAC: AUTN's MAC-A did not verify (102 221 10.2.1.4,
+"""Authentication error, incorrect MAC: AUTN's MAC-A did not verify (102 221 10.2.1,
 TS 31.102 7.1.2.1); the card gives no data, the ME then rejects with 'MAC failure'."""
 AUTH_CONTEXT_NOT_SUPPORTED = b"\x98\x64"
-"""Authentication error, security context not supported (102 221 10.2.1.4)."""
+"""Authentication error, security context not supported (102 221 10.2.1)."""
 
-MEMORY_PROBLEM = b"\x65\x81"
 WRONG_LENGTH = b"\x67\x00"
 """P3 (Lc or Le) does not fit the command, or the APDU is shorter/longer than T=0 allows."""
 LOGICAL_CHANNEL_NOT_SUPPORTED = b"\x68\x81"
@@ -43,14 +42,13 @@ NO_EF_SELECTED = b"\x69\x86"
 """Command not allowed, no current EF."""
 WRONG_DATA = b"\x6a\x80"
 """Incorrect parameters in the data field (AUTHENTICATE's length-prefixed fields)."""
-FUNCTION_NOT_SUPPORTED = b"\x6a\x81"
 FILE_NOT_FOUND = b"\x6a\x82"
 RECORD_NOT_FOUND = b"\x6a\x83"
 INCORRECT_P1P2 = b"\x6a\x86"
-"""P1 or P2 holds a coding the command does not define (102 221 10.2.1.5)."""
+"""P1 or P2 holds a coding the command does not define (102 221 10.2.1)."""
 REFERENCED_DATA_NOT_FOUND = b"\x6a\x88"
 WRONG_P1P2 = b"\x6b\x00"
-"""Wrong parameter(s) P1-P2: the offset lies outside the file (102 221 10.2.1.5)."""
+"""Wrong parameter(s) P1-P2: the offset lies outside the file (102 221 10.2.1)."""
 INS_NOT_SUPPORTED = b"\x6d\x00"
 CLA_NOT_SUPPORTED = b"\x6e\x00"
 TECHNICAL_PROBLEM = b"\x6f\x00"

@@ -29,10 +29,10 @@ from agent.usim.fs import (
 
 MF = 0x3F00
 ADF_CURRENT = 0x7FFF
-"""'7FFF' names the current application's ADF (102 221 8.3)."""
+"""'7FFF' names the current application's ADF (102 221 clause 8)."""
 
 USIM_AID = bytes.fromhex("A0000000871002FFFFFFFF8900000100")
-"""RID A000000087 (3GPP), application code 1002 (USIM, TS 101 220 annex E), country and
+"""RID A000000087 (3GPP), application code 1002 (USIM, TS 101 220), country and
 provider codes FFF/FFFFF ('not given'), then provider data: the usual 16-byte form."""
 USIM_LABEL = b"USIM"
 
@@ -58,7 +58,7 @@ DIR_RECORD = 38
 SPN_LENGTH = 17
 """EF_SPN: display condition + 16 bytes of name (TS 31.102 4.2.12)."""
 FPLMN_SLOTS = 4
-"""EF_FPLMN holds at least 4 PLMNs (TS 31.102 4.2.16)."""
+"""EF_FPLMN holds at least 4 PLMNs (TS 31.102)."""
 ECC_RECORDS, ECC_RECORD = 5, 4
 """EF_ECC: records of 3 bytes of number + category, no alpha identifier; all empty, so
 the module uses its own emergency list (a pooled SIM has no home country to state)."""
@@ -67,18 +67,18 @@ LANGUAGES = ("en",)
 LANGUAGE_BYTES = 4
 HPPLMN_MINUTES = 60
 """EF_HPPLMN: search for a higher-priority PLMN every 60 min (10 steps of 6 min), the
-default TS 22.011 3.2.2.5 gives when the card says nothing."""
+default TS 22.011 gives when the card says nothing."""
 NO_KEY = 0x07
-"""KSI '07': no key is available (TS 31.102 4.2.9, 4.2.91)."""
+"""KSI '07': no key is available (TS 31.102: EF_KEYS, EF_KEYSPS, EF_EPSNSC)."""
 START_INITIAL = bytes.fromhex("F00000F00000")
 """EF_START-HFN of a new card: START_CS and START_PS at their initial maximum, so the ME
-derives fresh keys at the first connection (TS 31.102 4.2.51)."""
+derives fresh keys at the first connection (TS 31.102, EF_START-HFN)."""
 THRESHOLD = bytes.fromhex("FFFFFF")
-"""EF_THRESHOLD: the highest START value before keys are renewed (TS 31.102 4.2.52)."""
+"""EF_THRESHOLD: the highest START value before keys are renewed (TS 31.102)."""
 LAC_DELETED = b"\xff\xfe"
-"""LAC/TAC 'FFFE': the value TS 24.008 4.1.2.2 stores when no valid area is known."""
+"""LAC/TAC 'FFFE': 'deleted', what TS 24.008 stores when no valid area is known."""
 UPDATE_NOT_DONE = 0x01
-"""Location / routing / EPS update status 'not updated' (TS 31.102 4.2.17, 4.2.23, 4.2.91)."""
+"""Location / routing / EPS update status 'not updated' (TS 31.102: EF_LOCI, EF_PSLOCI, EF_EPSLOCI)."""
 
 
 def _ef(fid: int, rule: int, data: bytes, sfi: int | None = None) -> Ef:
@@ -102,7 +102,7 @@ def services(spn: str) -> frozenset[int]:
 
 
 def epsnsc_empty() -> bytes:
-    """EF_EPSNSC with no context (TS 31.102 4.2.92): KSI_ASME '07', K_ASME, uplink and
+    """EF_EPSNSC with no context (TS 31.102): KSI_ASME '07', K_ASME, uplink and
     downlink NAS COUNT and algorithms inside the context tag 'A0'."""
     body = (encode.tlv(0x80, bytes([NO_KEY])) + encode.tlv(0x81, b"\xff" * 32)
             + encode.tlv(0x82, bytes(4)) + encode.tlv(0x83, bytes(4)) + encode.tlv(0x84, b"\x00"))
