@@ -28,6 +28,7 @@ from agent.usim import apdu as cmd
 from agent.usim import sw
 from agent.usim.access import read_binary, read_record, update_binary, update_record
 from agent.usim.apdu import Apdu
+from agent.usim.atr import ATR
 from agent.usim.auth import authenticate
 from agent.usim.milenage import Milenage
 from agent.usim.select import Reply, Selection, refuse, select, status
@@ -98,11 +99,15 @@ class Uicc:
         self._sim = None
         self.reset()
 
-    def reset(self) -> None:
-        """A card reset: the MF is current, no application, nothing waits for GET RESPONSE."""
+    def reset(self) -> bytes:
+        """A card reset: the MF is current, no application, nothing waits for GET
+        RESPONSE. Returns the ATR a reset answers with, or nothing with no SIM (an empty
+        reader slot stays silent)."""
         self._pending = b""
-        if self._sim is not None:
-            self._sim.selection = Selection(self._sim.selection.files)
+        if self._sim is None:
+            return b""
+        self._sim.selection = Selection(self._sim.selection.files)
+        return ATR
 
     @property
     def loaded(self) -> bool:

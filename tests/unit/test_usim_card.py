@@ -340,3 +340,43 @@ def test_sqn_state_is_loaded_and_handed_back() -> None:
     assert term.send(apdu("00 88 00 81 22 10") + rand + b"\x10" + autn)[1] == OK
     assert card.sqn_state is not None and card.sqn_state.seq[9] == 41
     assert card.sqn_state == stored.accept(int.from_bytes(sqn, "big"))
+
+
+# --- reset ----------------------------------------------------------------------------------
+
+def parse_atr(atr: bytes) -> tuple[dict[str, int], bytes]:
+    """ISO/IEC 7816-3 8.2 read generically: interface bytes by name, and the historical bytes."""
+    assert atr[0] == 0x3B
+    y, k = atr[1] >> 4, atr[1] & 0x0F
+    i, n, found, protocols = 2, 1, {}, []
+    while True:
+        for bit, name in ((1, "TA"), (2, "TB"), (4, "TC")):
+            if y & bit:
+                found[f"{name}{n}"] = atr[i]
+                i += 1
+        if not y & 8:
+            break
+        td = atr[i]
+        found[f"TD{n}"] = td
+        protocols.append(td & 0x0F)
+        i += 1
+        y, n = td >> 4, n + 1
+    historical = atr[i:i + k]
+    assert len(atr) == i + k + 1  # TCK
+    found["protocols"] = sum(1 << p for p in protocols)
+    return found, historical
+
+
+def test_atr_is_a_t0_uicc_with_a_valid_check_byte() -> None:
+    card = Uicc()
+    assert card.reset() == b""  # an empty slot says nothing
+    card.load(PROFILE)
+    atr = card.reset()
+    found, historical = parse_atr(atr)
+    xor = 0
+    for byte in atr[1:]:
+        xor ^= byte
+    assert xor == 0  # TCK
+    assert found["protocols"] == (1 << 0) | (1 << 15)  # T=0, and T=15's global bytes
+    assert found["TA3"] & 0x07 == 0x07  # supply classes A, B and C
+    assert historical[0] == 0x80 and historical[-3:] == bytes.fromhex("F62100")
