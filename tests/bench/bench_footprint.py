@@ -3,9 +3,10 @@
 Four parts (docs/footprint.md says what each figure means and how to redo it by hand):
 
 1. where the memory goes: a fresh interpreter's VmRSS after importing, cumulatively, the
-   standard library the agent needs, each third-party library as the agent imports it,
-   and the agent's serving modules, then (for reference, not in a serving daemon) what
-   renewal and pyroute2's whole package would add; and the floor the issue names, a bare
+   standard library the agent needs, the agent's own netlink modules, each third-party
+   library as the agent imports it, and the agent's serving modules, then (for reference,
+   not in a serving daemon) what renewal, pyroute2's ``IPRoute`` (which agent/net/rtnl.py
+   replaced) and pyroute2's whole package would add; and the floor the issue names, a bare
    Python with asyncio, ssl and ``import pyroute2``. Each figure is a new process: median
    and p95 over runs. On this interpreter (PyPI's versions in the venv) and, where this
    machine is Debian 12, on Debian's own packages (python3 with python3-cryptography,
@@ -76,13 +77,14 @@ SEALING = ("import cryptography.hazmat.primitives.asymmetric.x25519, cryptograph
 STAGES = [
     ("interpreter", ""),
     ("+ asyncio, ssl", "import asyncio, ssl"),
-    ("+ pyroute2, as agent/net imports it", "import agent.net, pyroute2.iproute"),
+    ("+ the agent's own netlink (agent/net)", "import agent.net.link, agent.net.conntrack"),
     ("+ paho-mqtt", "import paho.mqtt.client"),
     ("+ cryptography (sealing's primitives)", SEALING),
     ("+ pyserial", "import serial"),
     ("+ the agent's serving modules", "import " + ", ".join(SERVING_MODULES)),
     ("  (renewal's x509, not while serving)", "import agent.cloud.certs"),
-    ("  (pyroute2's whole __init__, not while serving)", "import pyroute2; pyroute2.IPRoute"),
+    ("  (pyroute2's IPRoute, which agent/net replaced)", "import pyroute2.iproute"),
+    ("  (pyroute2's whole __init__, for reference)", "import pyroute2; pyroute2.IPRoute"),
 ]
 FLOOR = ("floor: interpreter + asyncio, ssl, import pyroute2", "import asyncio, ssl, pyroute2")
 """The issue's floor: a bare Python with asyncio, ssl and pyroute2 (its whole package)."""

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.clock import Clock
-from agent.net.link import socket_in_netns  # the one way into a namespace
+from agent.net.rtnl import socket_in_netns  # the one way into a namespace
 from agent.recordlog import scan
 from agent.usage.journal import UsageJournal
 from board.virtual.modem.model import (
