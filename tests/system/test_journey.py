@@ -30,6 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agent.core.supervisor import STATUS_EVERY
+from agent.sdnotify import STATUS_MIN_INTERVAL_S
 from tests.system import rig
 from tests.system.rig import SERVE_TIMEOUT_S, System, cloud_events, lab, lab_json, wait_until
 
@@ -368,6 +370,12 @@ def test_journal_holds_no_secret_after_swaps(system: System) -> None:
         lab("swap")
         wait_until(f"commanded swap {n}'s result at the cloud", _swaps_seen(system, n), SWAP_TIMEOUT_S)
     wait_until("serving after the swaps", system.serving, SERVE_TIMEOUT_S)
+    # systemctl status names the SIM the last swap left the router on, not the one READY=1 named
+    last = cloud_events("swap", system.device_id)[-1]["body"]["body"]["data"]
+    on = last["to_iccid"] if last.get("ok") is True else last["from_iccid"]
+    wait_until(f"systemctl status naming SIM {on} after the swaps",
+               lambda: system.unit("StatusText")["StatusText"] == f"serving on SIM {on}",
+               STATUS_MIN_INTERVAL_S + STATUS_EVERY + 5)
     journal = system.container.run("journalctl --no-pager -o export", timeout=60).stdout.encode()
     assert b"pocket-agent" in journal
     found = [name for name, form in _secrets(system) if form in journal]
