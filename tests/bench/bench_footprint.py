@@ -291,7 +291,7 @@ def serve_and_measure(start: Callable[[], int], runs: int, seconds: float, swaps
 
 
 def serving(runs: int, seconds: float, swaps: int, traffic_s: float, floors: dict[str, float | None],
-            debian: Interpreter | None) -> None:
+            debian: Interpreter | None, venv: bool = True) -> None:
     print(f"\n2. the daemon serving on the virtual board (lab {LAB_PREFIX}), {VENV.name}")
     if os.geteuid() != 0:
         print("   skipped: the virtual board needs root (network namespaces)")
@@ -309,7 +309,10 @@ def serving(runs: int, seconds: float, swaps: int, traffic_s: float, floors: dic
                 lab("agent", "restart")
             return lab_agent_pid()
 
-        serve_and_measure(restart_lab_agent, runs, seconds, swaps, floors.get("venv"), True, traffic_s)
+        if venv:
+            serve_and_measure(restart_lab_agent, runs, seconds, swaps, floors.get("venv"), True, traffic_s)
+        else:
+            print("   skipped (--debian-only)")
         if debian is not None:
             print(f"\n3. the same daemon on {debian.name} ({versions(debian)})")
             lab("agent", "stop")
@@ -386,6 +389,8 @@ def main() -> int:
     parser.add_argument("--traffic", type=float, default=None, help="seconds of LAN web load measured (default 120)")
     parser.add_argument("--no-debian", action="store_true", help="skip the figures on Debian 12's packages")
     parser.add_argument("--imports-only", action="store_true", help="part 1 only (no lab, no packages)")
+    parser.add_argument("--debian-only", action="store_true",
+                        help="serve on Debian 12's packages only (part 3; the goal's figures), not the venv's")
     args = parser.parse_args()
     quick = args.quick
     runs = args.runs or (2 if quick else 3)
@@ -404,7 +409,7 @@ def main() -> int:
             floors["debian"] = breakdown(debian, 3 if quick else 7)["floor"]
     if args.imports_only:
         return 0
-    serving(runs, seconds, swaps, traffic_s, floors, debian)
+    serving(runs, seconds, swaps, traffic_s, floors, debian, venv=not args.debian_only)
     if shutil.which("dpkg-deb"):
         package_sizes()
     return 0
