@@ -109,15 +109,17 @@ def _attr(kind: int, payload: bytes) -> bytes:
     return raw + b"\0" * (-len(raw) % 4)
 
 
-def _attrs(data: bytes, start: int, end: int) -> dict[int, bytes]:
-    """The attributes between ``start`` and ``end``, by type (a repeated type: the last)."""
+def _attrs(data: bytes, start: int, end: int, wanted: tuple[int, ...]) -> dict[int, bytes]:
+    """The ``wanted`` attributes between ``start`` and ``end``, by type (a repeated type:
+    the last). Only those are copied: a link message carries some fifty attributes."""
     found: dict[int, bytes] = {}
     pos = start
     while pos + RTATTR.size <= end:
         length, kind = RTATTR.unpack_from(data, pos)
         if length < RTATTR.size or pos + length > end:
             break
-        found[kind & 0x3FFF] = data[pos + RTATTR.size:pos + length]  # without NLA_F_NESTED / BYTEORDER
+        if kind & 0x3FFF in wanted:  # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
+            found[kind & 0x3FFF] = data[pos + RTATTR.size:pos + length]
         pos += (length + 3) & ~3
     return found
 
@@ -135,13 +137,13 @@ def messages(data: bytes) -> Iterator[tuple[int, int, int, int, int]]:
 
 def decode_link(data: bytes, kind: int, start: int, end: int) -> LinkInfo:
     _, _, index, flags, _ = IFINFO.unpack_from(data, start)
-    name = _attrs(data, start + IFINFO.size, end).get(IFLA_IFNAME)
+    name = _attrs(data, start + IFINFO.size, end, (IFLA_IFNAME,)).get(IFLA_IFNAME)
     return LinkInfo(kind, index, name.rstrip(b"\0").decode(errors="replace") if name is not None else None, flags)
 
 
 def decode_addr(data: bytes, start: int, end: int) -> AddrInfo | None:
     family, prefixlen, _, _, index = IFADDR.unpack_from(data, start)
-    attrs = _attrs(data, start + IFADDR.size, end)
+    attrs = _attrs(data, start + IFADDR.size, end, (IFA_LOCAL, IFA_ADDRESS))
     raw = attrs.get(IFA_LOCAL, attrs.get(IFA_ADDRESS))
     if raw is None or family not in (socket.AF_INET, socket.AF_INET6):
         return None
@@ -207,13 +209,17 @@ class Rtnl:
     def close(self) -> None:
         self._sock.close()
 
-    def call(self, kind: int, body: bytes, flags: int = 0) -> list[tuple[int, bytes, int, int]]:
+    def call(self, kind: int, body: bytes, flags: int = 0, *, get: bool = False) -> list[tuple[int, bytes, int, int]]:
         """Send one request and collect its answer: (type, read, start, end) of each
         message up to the ack (or NLMSG_DONE of a dump). Raises RtnlError with the
-        kernel's errno when it refuses."""
+        kernel's errno when it refuses.
+
+        ``get``: a request for one object, answered by one message or an error, so no
+        ack is asked for (one read less: the counters are read every second)."""
         self._seq += 1
         seq = self._seq
-        self._sock.send(NLMSG.pack(NLMSG.size + len(body), kind, NLM_F_REQUEST | NLM_F_ACK | flags, seq, 0) + body)
+        ack = 0 if get else NLM_F_ACK
+        self._sock.send(NLMSG.pack(NLMSG.size + len(body), kind, NLM_F_REQUEST | ack | flags, seq, 0) + body)
         answer: list[tuple[int, bytes, int, int]] = []
         while True:
             try:
@@ -232,13 +238,16 @@ class Rtnl:
                     return answer  # the ack
                 if mtype != NLMSG_NOOP:
                     answer.append((mtype, data, start, end))
+            if get and answer:
+                return answer
 
     # -- links ------------------------------------------------------------------------
 
     def _by_name(self, ifname: str) -> tuple[bytes, int, int] | None:
         """(read, start, end) of RTM_NEWLINK for ``ifname``, or None when there is none."""
         try:
-            answer = self.call(RTM_GETLINK, IFINFO.pack(0, 0, 0, 0, 0) + _attr(IFLA_IFNAME, ifname.encode() + b"\0"))
+            answer = self.call(RTM_GETLINK, IFINFO.pack(0, 0, 0, 0, 0) + _attr(IFLA_IFNAME, ifname.encode() + b"\0"),
+                               get=True)
         except RtnlError as exc:
             if exc.errno == ENODEV:
                 return None
@@ -258,14 +267,14 @@ class Rtnl:
             return None
         data, start, end = found
         _, _, index, _, _ = IFINFO.unpack_from(data, start)
-        stats = _attrs(data, start + IFINFO.size, end).get(IFLA_STATS64)
+        stats = _attrs(data, start + IFINFO.size, end, (IFLA_STATS64,)).get(IFLA_STATS64)
         if stats is None or len(stats) < STATS64_HEAD.size:
             raise RtnlError(f"{ifname}: the kernel sent no IFLA_STATS64")
         rx_packets, tx_packets, rx_bytes, tx_bytes = STATS64_HEAD.unpack_from(stats)
         return index, rx_bytes, tx_bytes, rx_packets, tx_packets
 
     def link(self, index: int) -> LinkInfo:
-        answer = self.call(RTM_GETLINK, IFINFO.pack(0, 0, index, 0, 0))
+        answer = self.call(RTM_GETLINK, IFINFO.pack(0, 0, index, 0, 0), get=True)
         for kind, data, start, end in answer:
             if kind == RTM_NEWLINK:
                 return decode_link(data, kind, start, end)
