@@ -113,7 +113,8 @@ class StatusLine:
     supervisor does on every status change and every status refresh); the same text
     twice sends nothing, a new text inside the interval is held until the interval is
     over and the next :meth:`offer` or :meth:`flush`. A state change the service manager
-    acts on (``READY=1``, ``STOPPING=1``) goes out at once, with the text."""
+    acts on (``READY=1``, ``STOPPING=1``) goes out at once, with the text given (or the
+    held one): ``READY=1`` always names what the agent serves on."""
 
     def __init__(self, notifier: Notifier, min_interval: float = STATUS_MIN_INTERVAL_S,
                  clock: Callable[[], float] = time.monotonic):
@@ -132,9 +133,8 @@ class StatusLine:
         if text is not None:
             text = one_line(text)
             self.pending = None if text == self.sent else text
-        if fields:
-            status = self.pending or (text if text is not None else None)
-            return self._send(status, **fields)
+        if fields:  # READY=1 carries the line even when systemd shows it already
+            return self._send(text if text is not None else self.pending, **fields)
         return self.flush()
 
     def flush(self) -> bool:

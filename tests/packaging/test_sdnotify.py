@@ -220,10 +220,16 @@ def test_ready_and_stopping_go_at_once_with_the_held_text(notify_socket: NotifyS
     assert line.offer("serving on SIM 2", READY=1) is True  # not held by the rate bound
     assert [notify_socket.recv(EVENT_TIMEOUT_S) for _ in range(2)] == [
         {"STATUS": "swapping away from SIM 1"}, {"READY": "1", "STATUS": "serving on SIM 2"}]
+    line.offer("serving on SIM 3")  # resumed without a swap: the line went out before READY=1
+    ticks.now += STATUS_MIN_INTERVAL_S
+    line.flush()
+    assert notify_socket.recv(EVENT_TIMEOUT_S) == {"STATUS": "serving on SIM 3"}
+    assert line.offer("serving on SIM 3", READY=1) is True  # READY=1 still names it
+    assert notify_socket.recv(EVENT_TIMEOUT_S) == {"READY": "1", "STATUS": "serving on SIM 3"}
     ticks.now += 1
-    line.offer("swapping away from SIM 2")
+    line.offer("swapping away from SIM 3")
     assert line.offer(None, STOPPING=1) is True
-    assert notify_socket.recv(EVENT_TIMEOUT_S) == {"STOPPING": "1", "STATUS": "swapping away from SIM 2"}
+    assert notify_socket.recv(EVENT_TIMEOUT_S) == {"STOPPING": "1", "STATUS": "swapping away from SIM 3"}
 
 
 def test_a_newline_in_a_cause_cannot_add_a_field(notify_socket: NotifySocket) -> None:
