@@ -113,8 +113,9 @@ class StatusLine:
     supervisor does on every status change and every status refresh); the same text
     twice sends nothing, a new text inside the interval is held until the interval is
     over and the next :meth:`offer` or :meth:`flush`. A state change the service manager
-    acts on (``READY=1``, ``STOPPING=1``) goes out at once, with the text given (or the
-    held one): ``READY=1`` always names what the agent serves on."""
+    acts on (``READY=1``, ``STOPPING=1``) goes out at once, with the text given:
+    ``READY=1`` always names what the agent serves on; a bare ``STOPPING=1`` drops a
+    held line (the unit is deactivating, the line would describe what is ending)."""
 
     def __init__(self, notifier: Notifier, min_interval: float = STATUS_MIN_INTERVAL_S,
                  clock: Callable[[], float] = time.monotonic):
@@ -133,8 +134,10 @@ class StatusLine:
         if text is not None:
             text = one_line(text)
             self.pending = None if text == self.sent else text
-        if fields:  # READY=1 carries the line even when systemd shows it already
-            return self._send(text if text is not None else self.pending, **fields)
+        if fields:  # READY=1 carries its line even when systemd shows it already
+            if text is None:
+                self.pending = None  # STOPPING=1: a line held back is moot once stopping
+            return self._send(text, **fields)
         return self.flush()
 
     def flush(self) -> bool:
