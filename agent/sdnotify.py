@@ -8,6 +8,10 @@ speaks it with the standard library and carries no libsystemd binding.
 Without ``$NOTIFY_SOCKET`` (procd, a shell, the tests) every call is a no-op, so the
 daemon runs the same everywhere.
 
+``STATUS=`` is what ``systemctl status`` shows as ``Status:``: :class:`StatusLine` sends
+it on every change an operator cares about (serving on which SIM, swapping, an outage and
+the healing), at most once per ``STATUS_MIN_INTERVAL_S``.
+
 The watchdog (``WatchdogSec=`` in the unit) must prove that the daemon *works*, not that
 a timer fires: :class:`ProgressWatchdog` pings only when the main loop marked progress
 since the previous ping. A loop stuck on a blocking call or an await that never returns
@@ -21,13 +25,22 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 LOGGER = logging.getLogger(__name__)
 
 PING_FRACTION = 0.5
 """Ping every half of ``WATCHDOG_USEC``: ``sd_watchdog_enabled(3)`` recommends it, so one
 late ping (a slow sample on a loaded router) does not trip the watchdog."""
+
+STATUS_MIN_INTERVAL_S = 5.0
+"""At most one STATUS= per 5 s. systemd keeps only the last text and an operator reads it
+by hand, while a flapping modem can change the agent's state every second: that must not
+become a stream of datagrams into PID 1. A change inside the interval is held and sent
+when the interval is over (the latest text wins), so the line is never staler than that."""
+STATUS_MAX_CHARS = 200
+"""``systemctl status`` shows one line; a longer cause is cut (the journal has it whole)."""
+
 
 def _address(name: str) -> str | bytes:
     """``$NOTIFY_SOCKET`` to a socket address: ``@name`` is the abstract ``\\0name``."""
@@ -54,10 +67,12 @@ class Notifier:
         return self.socket_name is not None
 
     def send(self, **fields: str | int) -> bool:
-        """Send one datagram, e.g. ``send(READY=1, STATUS="serving")``; True if sent."""
+        """Send one datagram, e.g. ``send(READY=1, STATUS="serving")``; True if sent.
+        Each value is made one line first (``one_line``): a reason quoted from a config
+        error or a modem must not add a field."""
         if not self.socket_name:
             return False
-        message = "\n".join(f"{key}={value}" for key, value in fields.items()).encode()
+        message = "\n".join(f"{key}={one_line(str(value))}" for key, value in fields.items()).encode()
         try:
             if self._sock is None:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
@@ -71,22 +86,75 @@ class Notifier:
             return False
         return True
 
-    def ready(self, status: str | None = None) -> bool:
-        return self.send(READY=1, **({"STATUS": status} if status else {}))
-
     def status(self, text: str) -> bool:
         return self.send(STATUS=text)
 
     def watchdog(self) -> bool:
         return self.send(WATCHDOG=1)
 
-    def stopping(self, status: str | None = None) -> bool:
-        return self.send(STOPPING=1, **({"STATUS": status} if status else {}))
-
     def close(self) -> None:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+
+def one_line(text: str) -> str:
+    """``text`` safe as a STATUS= value: the protocol is one ``KEY=VALUE`` per line, so a
+    newline in a cause (modem or cloud text) would smuggle in another field (``READY=1``,
+    ``WATCHDOG=1``); every control character becomes a space, and the length is capped."""
+    flat = "".join(ch if ch.isprintable() else " " for ch in text)
+    return flat if len(flat) <= STATUS_MAX_CHARS else flat[:STATUS_MAX_CHARS - 3] + "..."
+
+
+class StatusLine:
+    """The ``STATUS=`` text, sent when it changes and at most once per ``min_interval``.
+
+    :meth:`offer` is called with the current text as often as the caller likes (the
+    supervisor does on every status change and every status refresh); the same text
+    twice sends nothing, a new text inside the interval is held until the interval is
+    over and the next :meth:`offer` or :meth:`flush`. A state change the service manager
+    acts on (``READY=1``, ``STOPPING=1``) goes out at once, with the text given:
+    ``READY=1`` always names what the agent serves on; a bare ``STOPPING=1`` drops a
+    held line (the unit is deactivating, the line would describe what is ending)."""
+
+    def __init__(self, notifier: Notifier, min_interval: float = STATUS_MIN_INTERVAL_S,
+                 clock: Callable[[], float] = time.monotonic):
+        self.notifier = notifier
+        self.min_interval = min_interval
+        self.clock = clock
+        self.sent: str | None = None
+        """The text systemd shows now (the last one sent)."""
+        self.pending: str | None = None
+        """A newer text held back by the rate bound."""
+        self._sent_at: float | None = None
+
+    def offer(self, text: str | None, **fields: str | int) -> bool:
+        """The current status (None: nothing to say), with ``fields`` to send at once;
+        True if a datagram went out."""
+        if text is not None:
+            text = one_line(text)
+            self.pending = None if text == self.sent else text
+        if fields:  # READY=1 carries its line even when systemd shows it already
+            if text is None:
+                self.pending = None  # STOPPING=1: a line held back is moot once stopping
+            return self._send(text, **fields)
+        return self.flush()
+
+    def flush(self) -> bool:
+        """Send the held text if the interval since the last one is over."""
+        if self.pending is None:
+            return False
+        if self._sent_at is not None and self.clock() - self._sent_at < self.min_interval:
+            return False
+        return self._send(self.pending)
+
+    def _send(self, status: str | None, **fields: str | int) -> bool:
+        if status is not None:
+            fields["STATUS"] = status
+        sent = self.notifier.send(**fields)
+        if sent and status is not None:
+            self.sent, self.pending, self._sent_at = status, None, self.clock()
+        return sent
 
 
 def watchdog_interval(env: Mapping[str, str] | None = None, pid: int | None = None) -> float | None:
@@ -120,6 +188,8 @@ class ProgressWatchdog:
 
     def __init__(self, notifier: Notifier, interval: float | None):
         self.notifier = notifier
+        self.line = StatusLine(notifier)
+        """``systemctl status``'s line (the supervisor offers it every change)."""
         self.interval = interval
         self.ready = False
         self.served_at: float | None = None
@@ -138,7 +208,7 @@ class ProgressWatchdog:
         self.ready = True
         self.served_at = time.monotonic()
         self._seen = self._marks
-        self.notifier.ready(status)
+        self.line.offer(status, READY=1)
 
     def tick(self) -> bool:
         """One ping decision; True if a ping was sent."""
@@ -162,4 +232,4 @@ class ProgressWatchdog:
             self.tick()
 
     def stopping(self, status: str | None = None) -> None:
-        self.notifier.stopping(status)
+        self.line.offer(status, STOPPING=1)

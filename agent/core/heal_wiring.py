@@ -64,7 +64,7 @@ def healer_for(sup: Any) -> Healer:
         on_seed=lambda: bool((sup.current or {}).get("seed")),
         cloud_connected=lambda: bool(sup.cloud and sup.cloud.connected),
         network_available=sup.cloud.set_network_available,
-        on_change=lambda summary: sup.status.data.__setitem__("heal", summary),
+        on_change=sup.heal_changed,
         paused=lambda: sup.swapping,  # the swap machine owns the modem during a swap
         data_cid=DATA_CID,
     )

@@ -45,7 +45,7 @@ from agent.core.exitcodes import ExitCode
 from agent.core.health import HealthMonitor, HealthSettings
 from agent.core.metering import Metering
 from agent.core.radio import ModemRadio, vouch_network_time
-from agent.core.status import StatusFile
+from agent.core.status import StatusFile, service_line
 from agent.core.swap import Hooks, SimFacts, SwapMachine, is_registered
 from agent.core.swap_control import SwapControl
 from agent.errors import AgentError, ModemError, ProtocolError
@@ -155,6 +155,7 @@ class Supervisor:
         """When to swap, one swap at a time (agent/core/swap_control.py)."""
         self.watchdog = ProgressWatchdog(Notifier(None), None)
         """Service-manager hooks (agent/sdnotify.py); run.py installs the real one."""
+        self.status.on_change = lambda data: self._announce()
         self.consoled: Any = None  # console (issue 12): control socket + technician console
         self.report_gate: ReportGate | None = None
         """Issue 10: usage goes upstream when there is usage to report, or as a heartbeat."""
@@ -183,7 +184,7 @@ class Supervisor:
             if await self._start_unless_stopped():
                 self.status.update(state="serving")
                 LOGGER.info("serving on SIM %s", (self.current or {}).get("iccid"))
-                self.watchdog.serving(f"serving on SIM {(self.current or {}).get('iccid')}")
+                self.watchdog.serving(self._service_line())
                 await self._stop.wait()
         except (AgentError, OSError) as exc:  # issue 9: honest exit codes
             LOGGER.error("cannot serve: %s: %s", type(exc).__name__, exc)
@@ -194,6 +195,24 @@ class Supervisor:
             for sig in STOP_SIGNALS:
                 loop.remove_signal_handler(sig)
         return self.give_up.code
+
+    def _service_line(self) -> str | None:
+        outages = self.health.outages.open_now() if self.health is not None else []
+        return service_line(self.status.data, outages)
+
+    def _announce(self) -> None:
+        """Offer ``systemctl status``'s line for the state now (sent when it changed, at
+        most once per STATUS_MIN_INTERVAL_S). Runs inside every status update, the 2-s
+        refresh included, which also sends a held line once its interval is over."""
+        try:
+            self.watchdog.line.offer(self._service_line())
+        except Exception:  # a report only: a swap or a give-up must not fail on it
+            LOGGER.exception("could not compose the service status line")
+
+    def heal_changed(self, summary: dict[str, Any]) -> None:
+        """The healer finished a pass (agent/core/heal_wiring.py)."""
+        self.status.data["heal"] = summary
+        self._announce()
 
     def request_stop(self, why: str = "request") -> None:
         """Stop the daemon (a stop signal, or run.py for one that came before the loop)."""

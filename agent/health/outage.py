@@ -147,6 +147,10 @@ class OutageLog:
         iv = self._open(kind)
         return None if iv is None else iv.to_report()
 
+    def open_now(self) -> list[tuple[str, str]]:
+        """(kind, cause) of every outage in progress, in KINDS order."""
+        return [(iv.kind, iv.cause) for kind in KINDS if (iv := self._open(kind)) is not None]
+
     def _open(self, kind: str) -> _Interval | None:
         return next((iv for iv in self._intervals.values() if iv.kind == kind and iv.end_wall is None), None)
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.errors import NetError
+from agent.net.rtnl import Rtnl
 
 LOGGER = logging.getLogger(__name__)
 
@@ -154,13 +155,11 @@ LOCAL_ADDRESSES_TTL_S = 10.0
 
 
 def _local_addresses() -> set[str]:
-    # a submodule, never the package's names: agent/net/__init__.py defers pyroute2's __init__
-    from pyroute2.iproute import IPRoute
-
+    """Every address of every interface of the router (rtnetlink's address dump)."""
     try:
-        with IPRoute() as ipr:
-            return {str(a.get_attr("IFA_ADDRESS")) for a in ipr.get_addr()} - {"None"}
-    except Exception as exc:  # pyroute2 raises NetlinkError, OSError and others
+        with Rtnl() as sock:
+            return {a.address for a in sock.addresses()}
+    except OSError as exc:
         raise NetError(f"cannot list the router's addresses: {exc}") from exc
 
 

@@ -3,9 +3,10 @@
 Four parts (docs/footprint.md says what each figure means and how to redo it by hand):
 
 1. where the memory goes: a fresh interpreter's VmRSS after importing, cumulatively, the
-   standard library the agent needs, each third-party library as the agent imports it,
-   and the agent's serving modules, then (for reference, not in a serving daemon) what
-   renewal and pyroute2's whole package would add; and the floor the issue names, a bare
+   standard library the agent needs, the agent's own netlink modules, each third-party
+   library as the agent imports it, and the agent's serving modules, then (for reference,
+   not in a serving daemon) what renewal, pyroute2's ``IPRoute`` (which agent/net/rtnl.py
+   replaced) and pyroute2's whole package would add; and the floor the issue names, a bare
    Python with asyncio, ssl and ``import pyroute2``. Each figure is a new process: median
    and p95 over runs. On this interpreter (PyPI's versions in the venv) and, where this
    machine is Debian 12, on Debian's own packages (python3 with python3-cryptography,
@@ -76,13 +77,14 @@ SEALING = ("import cryptography.hazmat.primitives.asymmetric.x25519, cryptograph
 STAGES = [
     ("interpreter", ""),
     ("+ asyncio, ssl", "import asyncio, ssl"),
-    ("+ pyroute2, as agent/net imports it", "import agent.net, pyroute2.iproute"),
+    ("+ the agent's own netlink (agent/net)", "import agent.net.link, agent.net.conntrack"),
     ("+ paho-mqtt", "import paho.mqtt.client"),
     ("+ cryptography (sealing's primitives)", SEALING),
     ("+ pyserial", "import serial"),
     ("+ the agent's serving modules", "import " + ", ".join(SERVING_MODULES)),
     ("  (renewal's x509, not while serving)", "import agent.cloud.certs"),
-    ("  (pyroute2's whole __init__, not while serving)", "import pyroute2; pyroute2.IPRoute"),
+    ("  (pyroute2's IPRoute, which agent/net replaced)", "import pyroute2.iproute"),
+    ("  (pyroute2's whole __init__, for reference)", "import pyroute2; pyroute2.IPRoute"),
 ]
 FLOOR = ("floor: interpreter + asyncio, ssl, import pyroute2", "import asyncio, ssl, pyroute2")
 """The issue's floor: a bare Python with asyncio, ssl and pyroute2 (its whole package)."""
@@ -289,7 +291,7 @@ def serve_and_measure(start: Callable[[], int], runs: int, seconds: float, swaps
 
 
 def serving(runs: int, seconds: float, swaps: int, traffic_s: float, floors: dict[str, float | None],
-            debian: Interpreter | None) -> None:
+            debian: Interpreter | None, venv: bool = True) -> None:
     print(f"\n2. the daemon serving on the virtual board (lab {LAB_PREFIX}), {VENV.name}")
     if os.geteuid() != 0:
         print("   skipped: the virtual board needs root (network namespaces)")
@@ -307,7 +309,10 @@ def serving(runs: int, seconds: float, swaps: int, traffic_s: float, floors: dic
                 lab("agent", "restart")
             return lab_agent_pid()
 
-        serve_and_measure(restart_lab_agent, runs, seconds, swaps, floors.get("venv"), True, traffic_s)
+        if venv:
+            serve_and_measure(restart_lab_agent, runs, seconds, swaps, floors.get("venv"), True, traffic_s)
+        else:
+            print("   skipped (--debian-only)")
         if debian is not None:
             print(f"\n3. the same daemon on {debian.name} ({versions(debian)})")
             lab("agent", "stop")
@@ -384,6 +389,8 @@ def main() -> int:
     parser.add_argument("--traffic", type=float, default=None, help="seconds of LAN web load measured (default 120)")
     parser.add_argument("--no-debian", action="store_true", help="skip the figures on Debian 12's packages")
     parser.add_argument("--imports-only", action="store_true", help="part 1 only (no lab, no packages)")
+    parser.add_argument("--debian-only", action="store_true",
+                        help="serve on Debian 12's packages only (part 3; the goal's figures), not the venv's")
     args = parser.parse_args()
     quick = args.quick
     runs = args.runs or (2 if quick else 3)
@@ -402,7 +409,7 @@ def main() -> int:
             floors["debian"] = breakdown(debian, 3 if quick else 7)["floor"]
     if args.imports_only:
         return 0
-    serving(runs, seconds, swaps, traffic_s, floors, debian)
+    serving(runs, seconds, swaps, traffic_s, floors, debian, venv=not args.debian_only)
     if shutil.which("dpkg-deb"):
         package_sizes()
     return 0

@@ -66,12 +66,7 @@ def run(starts: int, swaps: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-system-") as tmp, rig.open_system(Path(tmp)) as system:
         t = system.facts["timings"]
         print(f"lab up --no-agent {t['lab_up_s']:.1f} s; boot to multi-user.target {t['boot_s']:.1f} s")
-        system.install()
-        record = system.provision("--offline")
-        system.enrol(record)
-        system.sign(record["csr"])
-        system.provision("--cert cert.pem")
-        system.start()
+        system.commission()
         first = system.start_to_ready()
         system.sh("systemctl stop pocket-agent", "systemctl stop")
         print(f"systemctl start -> READY=1, first start (seed attach, assignment, swap to it): {first:.1f} s")

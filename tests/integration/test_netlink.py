@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -251,3 +252,67 @@ def test_async_events_iterator(pair: Pair) -> None:
     kinds = asyncio.run(scenario())
     assert kinds[0] == "up" or kinds[:2] == ["down", "up"]
     assert kinds[-1] == "gone"
+
+
+def test_point_to_point_bearer_gets_an_on_link_default(pair: Pair) -> None:
+    """A wwan context without a gateway: the default route is on-link (scope link) through
+    the interface, and release takes it off (the agent's own RTM_NEWROUTE/DELROUTE)."""
+    link = WanLink(pair.wan, netns=pair.a)
+    link.apply(ContextParams(address="198.19.100.1", prefix=32))
+    (route,) = defaults(pair)
+    assert (route["dev"], route.get("scope"), route.get("gateway")) == (pair.wan, "link", None)
+    link.release()
+    assert defaults(pair) == []
+
+
+def test_release_takes_a_default_another_process_made(pair: Pair) -> None:
+    """The route a previous run left has whatever gateway it had: release matches any."""
+    sh("ip", "-n", pair.a, "addr", "add", "198.19.100.1/24", "dev", pair.wan)
+    sh("ip", "-n", pair.a, "link", "set", pair.wan, "up")
+    sh("ip", "-n", pair.a, "route", "add", "default", "via", pair.b_ip, "dev", pair.wan, "proto", "static")
+    WanLink(pair.wan, netns=pair.a).release()
+    assert defaults(pair) == []
+    assert pair.ip_json(pair.a, "addr", "show", pair.wan)[0]["addr_info"] == []
+
+
+def test_kernel_refusals_carry_its_errno(pair: Pair) -> None:
+    from agent.net import rtnl
+
+    with rtnl.Rtnl(pair.a) as sock:
+        with pytest.raises(rtnl.RtnlError) as refused:
+            sock.delete_default(sock.link_by_name(pair.wan).index)  # there is none
+        assert refused.value.errno == 3  # ESRCH
+        with pytest.raises(rtnl.RtnlError) as refused:
+            sock.replace_address(999_999, "198.19.100.1", 24)
+        assert refused.value.errno == 19  # ENODEV
+        assert sock.link_by_name("nosuch0") is None and sock.stats64("nosuch0") is None
+
+
+def test_address_dump_matches_ip(pair: Pair) -> None:
+    """The router's addresses, every family (conntrack tells its own flows by them)."""
+    from agent.net import rtnl
+
+    sh("ip", "-n", pair.a, "addr", "add", "198.19.100.1/24", "dev", pair.wan)
+    sh("ip", "-n", pair.a, "addr", "add", "198.19.102.1/32", "peer", "198.19.102.2", "dev", pair.wan)
+    with rtnl.Rtnl(pair.a) as sock:
+        ours = {(a.address, a.prefixlen) for a in sock.addresses()}
+        v4_on_wan = {(a.address, a.prefixlen) for a in sock.addresses(sock.link_by_name(pair.wan).index, socket.AF_INET)}
+    theirs = {(a["local"], a["prefixlen"]) for i in pair.ip_json(pair.a, "addr", "show") for a in i["addr_info"]}
+    assert ours == theirs and ("127.0.0.1", 8) in ours
+    assert v4_on_wan == {("198.19.100.1", 24), ("198.19.102.1", 32)}  # the local end, not the peer
+
+
+def test_lost_events_are_replaced_by_the_state(pair: Pair) -> None:
+    """ENOBUFS (the kernel dropped events): the watcher reads the interface's state
+    instead; any other read failure is a NetError, which the healer logs."""
+    import errno
+
+    link = WanLink(pair.wan, netns=pair.a)
+    link.apply(CTX)
+    (state,) = link._classified(link._overrun(OSError(errno.ENOBUFS, "No buffer space available")))
+    assert state.kind == "up"
+    sh("ip", "-n", pair.a, "link", "del", pair.wan)
+    (state,) = link._classified(link._overrun(OSError(errno.ENOBUFS, "No buffer space available")))
+    assert state.kind == "gone"
+    with pytest.raises(NetError, match="reading link events failed"):
+        link._overrun(OSError(errno.EBADF, "Bad file descriptor"))

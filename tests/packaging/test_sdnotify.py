@@ -19,7 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from agent.sdnotify import Notifier, ProgressWatchdog, watchdog_interval
+from agent.sdnotify import (
+    STATUS_MAX_CHARS,
+    STATUS_MIN_INTERVAL_S,
+    Notifier,
+    ProgressWatchdog,
+    StatusLine,
+    watchdog_interval,
+)
 from tests.conftest import REPO
 
 WATCHDOG_USEC = 300_000
@@ -124,12 +131,12 @@ def test_ready_then_pings_then_silence_when_the_loop_is_stuck(notify_socket: Not
 
 def test_no_socket_means_no_op() -> None:
     notifier = Notifier.from_env({})
-    assert not notifier.enabled and not notifier.ready("x") and not notifier.watchdog()
+    assert not notifier.enabled and not notifier.send(READY=1, STATUS="x") and not notifier.watchdog()
 
 
 def test_gone_service_manager_does_not_raise(tmp_path: Path) -> None:
     notifier = Notifier(str(tmp_path / "nobody-listens"))
-    assert notifier.enabled and notifier.ready() is False
+    assert notifier.enabled and notifier.send(READY=1) is False
 
 
 def test_watchdog_interval_is_half_the_timeout_and_only_for_our_pid() -> None:
@@ -155,3 +162,82 @@ def test_pings_during_startup_then_only_on_progress() -> None:
     assert wd.tick() and wd.missed == 0
     assert not wd.tick()
     assert sent == ["WATCHDOG", "WATCHDOG", "READY", "WATCHDOG"]
+
+
+class Ticks:
+    """A monotonic clock the test moves (the rate bound is logic, not a timing)."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def status_line(notify: NotifySocket) -> tuple[StatusLine, Ticks]:
+    ticks = Ticks()
+    return StatusLine(Notifier(notify.name), min_interval=STATUS_MIN_INTERVAL_S, clock=ticks), ticks
+
+
+def test_status_is_sent_on_change_only(notify_socket: NotifySocket) -> None:
+    line, ticks = status_line(notify_socket)
+    assert line.offer("serving on SIM 1") is True
+    assert notify_socket.recv(EVENT_TIMEOUT_S) == {"STATUS": "serving on SIM 1"}
+    ticks.now += 60
+    assert line.offer("serving on SIM 1") is False and line.offer(None) is False  # unchanged, nothing to say
+    assert drain(notify_socket) == []
+
+
+def test_changes_inside_the_interval_are_held_and_the_latest_wins(notify_socket: NotifySocket) -> None:
+    line, ticks = status_line(notify_socket)
+    line.offer("serving on SIM 1")
+    ticks.now += 1
+    assert line.offer("swapping away from SIM 1") is False  # held: 1 s after the last
+    ticks.now += 1
+    assert line.offer("serving on SIM 2") is False  # replaces the held one
+    assert notify_socket.recv(EVENT_TIMEOUT_S) == {"STATUS": "serving on SIM 1"} and drain(notify_socket) == []
+    ticks.now += STATUS_MIN_INTERVAL_S
+    assert line.flush() is True
+    assert notify_socket.recv(EVENT_TIMEOUT_S) == {"STATUS": "serving on SIM 2"}
+    assert line.sent == "serving on SIM 2" and line.pending is None
+
+
+def test_a_change_back_cancels_the_held_text(notify_socket: NotifySocket) -> None:
+    line, ticks = status_line(notify_socket)
+    line.offer("serving on SIM 1")
+    ticks.now += 1
+    line.offer("outage on SIM 1: no_data (pdn_deactivated); healing")
+    line.offer("serving on SIM 1")  # healed within the interval: systemd already shows this
+    ticks.now += STATUS_MIN_INTERVAL_S
+    assert line.flush() is False
+    assert notify_socket.recv(EVENT_TIMEOUT_S) == {"STATUS": "serving on SIM 1"} and drain(notify_socket) == []
+
+
+def test_ready_and_stopping_go_at_once(notify_socket: NotifySocket) -> None:
+    line, ticks = status_line(notify_socket)
+    line.offer("swapping away from SIM 1")
+    ticks.now += 1
+    assert line.offer("serving on SIM 2", READY=1) is True  # not held by the rate bound
+    assert [notify_socket.recv(EVENT_TIMEOUT_S) for _ in range(2)] == [
+        {"STATUS": "swapping away from SIM 1"}, {"READY": "1", "STATUS": "serving on SIM 2"}]
+    line.offer("serving on SIM 3")  # resumed without a swap: the line went out before READY=1
+    ticks.now += STATUS_MIN_INTERVAL_S
+    line.flush()
+    assert notify_socket.recv(EVENT_TIMEOUT_S) == {"STATUS": "serving on SIM 3"}
+    assert line.offer("serving on SIM 3", READY=1) is True  # READY=1 still names it
+    assert notify_socket.recv(EVENT_TIMEOUT_S) == {"READY": "1", "STATUS": "serving on SIM 3"}
+    ticks.now += 1
+    line.offer("swapping away from SIM 3")
+    assert line.offer(None, STOPPING=1) is True
+    assert notify_socket.recv(EVENT_TIMEOUT_S) == {"STOPPING": "1"}  # the held line is dropped
+    assert line.pending is None and drain(notify_socket) == []
+
+
+def test_a_newline_in_a_cause_cannot_add_a_field(notify_socket: NotifySocket) -> None:
+    line, _ = status_line(notify_socket)
+    line.offer("outage on SIM 1: no_data (modem said\nREADY=1\rWATCHDOG=1)" + "x" * 400)
+    raw = notify_socket.sock.recv(4096).decode()
+    assert raw.count("\n") == 0 and raw.startswith("STATUS=outage on SIM 1: no_data (modem said READY=1 WATCHDOG=1)")
+    assert len(raw) == len("STATUS=") + STATUS_MAX_CHARS and raw.endswith("...")
+    Notifier(notify_socket.name).status("cannot start: configuration: line 3\nREADY=1")
+    assert notify_socket.recv(EVENT_TIMEOUT_S) == {"STATUS": "cannot start: configuration: line 3 READY=1"}

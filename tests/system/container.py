@@ -63,6 +63,7 @@ class Container:
     workdir: Path
     """Where the notify socket and nspawn's log live (the test's own directory)."""
     name: str = "pocket-sys"
+    """nspawn's --machine= (tests/system/rig.py gives one per lab prefix)."""
     netns: Path | None = None
     """A network namespace to share (/run/netns/NAME), or None for a private one."""
     binds: dict[str, str] = field(default_factory=dict)

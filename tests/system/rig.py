@@ -38,6 +38,10 @@ REPO = Path(__file__).resolve().parents[2]
 LAB_PREFIX = os.environ.get("POCKET_SYSTEST_LAB_PREFIX", "pwsy")
 LAB_DIR = Path(os.environ.get("POCKET_SYSTEST_LAB_DIR", "/run/pocket-lab-sy"))
 """Not the default lab's names (pw, /run/pocket-lab) nor the lab tests' (/run/pocket-lab-test)."""
+MACHINE = os.environ.get("POCKET_SYSTEST_MACHINE", f"pocket-sys-{LAB_PREFIX}")
+"""The container's machine name (nspawn's --machine=: its hostname, and its directories
+under /run/systemd/nspawn, which nspawn removes when that container stops): one per lab
+prefix, so two system tests running at once (another worktree's) never share them."""
 DIALOUT_GID = 20
 """Debian's static dialout group (base-passwd), the modem ttys' group on host and router."""
 FACTORY_INSIDE = "/root/factory"
@@ -145,6 +149,16 @@ class System:
         record: dict[str, Any] = json.loads(lines[-1])
         assert record["ok"] and record["exit_code"] == 0, record
         return record
+
+    def commission(self) -> None:
+        """The factory's and the operator's steps in order (install, the two passes with
+        the station signing and enrolling between them), then ``systemctl start``."""
+        self.install()
+        record = self.provision("--offline")
+        self.enrol(record)
+        self.sign(record["csr"])
+        self.provision("--cert cert.pem")
+        self.start()
 
     def start(self) -> float:
         """``systemctl start pocket-agent``: returns once systemd saw READY=1 (Type=notify);
@@ -301,7 +315,7 @@ def open_system(work: Path) -> Iterator[System]:
         profile = load_profile(default_profile_name())
         modem = give_to_dialout(str(LAB_DIR / "modem.pty"))
         console = give_to_dialout(status["console"]["device_pty"])
-        container = Container(image.root, work / "container", netns=Path("/run/netns") / status["namespaces"]["device"],
+        container = Container(image.root, work / "container", name=MACHINE, netns=Path("/run/netns") / status["namespaces"]["device"],
                               binds={modem: profile.at_port, console: profile.console_port,
                                      str(factory): FACTORY_INSIDE})
         stop_leftover()

@@ -28,7 +28,8 @@ from typing import Any
 from agent import store
 from agent.boardprofile import load_profile
 from agent.clock import Clock
-from agent.net.link import WanLink, socket_in_netns  # the one way into a namespace
+from agent.net.link import WanLink
+from agent.net.rtnl import socket_in_netns  # the one way into a namespace
 from agent.recordlog import scan
 from agent.usage.counters import Counters
 from agent.usage.journal import UsageJournal
