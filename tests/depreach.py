@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ast
 import re
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,7 +62,7 @@ def _edges(path: Path) -> tuple[bool, list[Path]]:
     return direct, files
 
 
-@lru_cache(maxsize=None)
+@cache
 def _reaching_files() -> frozenset[Path]:
     """Every project file that reaches a pinned library: the graph walked once, backwards."""
     graph: dict[Path, list[Path]] = {}

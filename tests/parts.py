@@ -26,7 +26,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script (make test): tests.depreach from this checkout
 
-from tests.depreach import reaches_pinned  # noqa: E402
+from tests.depreach import reaches_pinned
+
 BUILD = REPO / "build"
 PYTEST = [sys.executable, "-m", "pytest", "-q", "--durations=15"]
 
