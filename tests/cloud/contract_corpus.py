@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from board.virtual.cloud import sealer, signer
 from board.virtual.cloud.canonical import canonical
+from board.virtual.cloud.plans import PLANS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 EXAMPLE_RE = re.compile(r"<!-- example: (\w+) -->\s*```json\n(.*?)```", re.DOTALL)
@@ -209,7 +210,17 @@ GOOD: list[tuple[str, str, Any]] = [
     ("profile: the test vector's plaintext", "profile", PROFILE),
     ("profile: no plan, default APN", "profile", changed(changed(PROFILE, ("plan",), None), ("apn",), "")),
     ("profile: a plan with its zone", "profile", changed(PROFILE, ("plan", "tz"), "+09:00")),
+    *[(f"profile: the {name} plan of domain.md's table (rules form)", "profile", changed(PROFILE, ("plan",), body))
+      for name, body in PLANS.items()],
+    ("profile: a rules plan with the cloud's remaining", "profile",
+     changed(PROFILE, ("plan",), {**PLANS["5GB-month"], "remaining": {"month": 4_000_000_000, "72h": 0},
+                                   "as_of": 1_764_000_000})),
+    ("profile: a rule counting the downlink only", "profile",
+     changed(PROFILE, ("plan",), {"rules": [{"id": "dl", "window": "day", "cap_bytes": 1, "count": "rx"}]})),
 ]
+
+RP = {"name": "5GB-month", "rules": [dict(r) for r in PLANS["5GB-month"]["rules"]]}
+"""A rules-form plan that each bad plan case changes in one place."""
 
 H, U, P = ("body", "data"), ("body",), ("plan",)
 BAD: list[tuple[str, str, Any]] = [
@@ -418,6 +429,24 @@ BAD: list[tuple[str, str, Any]] = [
     ("profile: plan throttle 0", "profile", changed(PROFILE, (*P, "throttle_kbps"), 0)),
     ("profile: plan name not printable", "profile", changed(PROFILE, (*P, "name"), "5GB\tmonth")),
     ("profile: plan tz a name", "profile", changed(PROFILE, (*P, "tz"), "JST")),
+    ("profile: plan rule window unknown", "profile", changed(PROFILE, P, changed(RP, ("rules", 0, "window"), "week"))),
+    ("profile: plan rule cap negative", "profile", changed(PROFILE, P, changed(RP, ("rules", 1, "cap_bytes"), -1))),
+    ("profile: plan rolling rule without hours", "profile", changed(PROFILE, P, dropped(RP, ("rules", 1, "hours")))),
+    ("profile: plan month rule with hours", "profile", changed(PROFILE, P, changed(RP, ("rules", 0, "hours"), 72))),
+    ("profile: plan rules overlap", "profile", changed(PROFILE, P, changed(RP, ("rules", 1), {**RP["rules"][0], "id": "month-2", "cap_bytes": 6_000_000_000}))),
+    ("profile: plan rule ids repeat", "profile", changed(PROFILE, P, changed(RP, ("rules", 1, "id"), "month"))),
+    ("profile: plan rule cap in a none window", "profile", changed(PROFILE, P, changed(RP, ("rules", 0, "window"), "none"))),
+    ("profile: plan rule lifts at the wrong moment", "profile",
+     changed(PROFILE, P, changed(RP, ("rules", 1, "until"), "window_end"))),
+    ("profile: plan price step with a rate", "profile",
+     changed(PROFILE, P, changed(changed(RP, ("rules", 0, "action"), "price_step"), ("rules", 0, "throttle_kbps"), 128))),
+    ("profile: plan throttle not below its nominal rate", "profile",
+     changed(PROFILE, P, changed(changed(RP, ("nominal_kbps",), 200), ("rules", 0, "throttle_kbps"), 200))),
+    ("profile: plan rules beside the single-rule fields", "profile", changed(PROFILE, P, changed(RP, ("window",), "month"))),
+    ("profile: plan remaining for a rule it does not have", "profile",
+     changed(PROFILE, P, changed(RP, ("remaining",), {"day": 5}))),
+    ("profile: plan rule field unknown", "profile", changed(PROFILE, P, changed(RP, ("rules", 0, "speed"), 1))),
+    ("profile: plan single rule with a cap that never resets", "profile", changed(PROFILE, (*P, "window"), "none")),
 ]
 
 CASES = [Case(name, kind, body, True) for name, kind, body in GOOD] + \
