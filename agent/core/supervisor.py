@@ -48,7 +48,7 @@ from agent.core.radio import ModemRadio, vouch_network_time
 from agent.core.status import StatusFile
 from agent.core.swap import Hooks, SimFacts, SwapMachine, is_registered
 from agent.core.swap_control import SwapControl
-from agent.errors import AgentError, ModemError, ProtocolError
+from agent.errors import AgentError, ModemError, PlanError, ProtocolError
 from agent.health.event import status_event
 from agent.modem.driver import Modem
 from agent.modem.recovery import RecoveryFailed, RecoveryLadder, reset_line_from_profile
@@ -335,6 +335,8 @@ class Supervisor:
                 await self.modem.close()
         if self.journal:
             self.journal.close()
+        if self.usage:
+            self.usage.commit_allowance()
         if not self.give_up.failed:  # issue 9: a failure stays in the status file
             try:
                 self.status.update(state="stopped")
@@ -485,6 +487,8 @@ class Supervisor:
             self.swap_control.sim_changed()
         self.current = facts
         self.usage.bill_to(facts)
+        if self.usage.allowance is not None:
+            self.usage.allowance.on_sim(facts)
         store.atomic_write_json(self._current_file(), facts)
         self.status.update(sim=facts)
         if self.health is not None:
@@ -514,6 +518,8 @@ class Supervisor:
         assert self.journal
         await self._sample_once()
         self.journal.flush("switch")
+        assert self.usage
+        self.usage.commit_allowance()
         if self.report_gate:  # the old SIM's final usage goes up as soon as the link is back
             self.report_gate.open_now("switch")
         self._set_current(facts.to_dict())
@@ -617,6 +623,23 @@ class Supervisor:
             self.swap_control.order(command.command_id, command.not_before, command.not_after)
         elif command.action == "set_policy" and command.policy is not None:
             self.swap_control.on_policy(command.policy)
+        elif command.action == "plan_update" and command.plan_update is not None:
+            self._plan_update(command)
+
+    def _plan_update(self, command: Any) -> None:
+        """A checked plan update (agent/plans/update.py) for the SIM in use; one for another
+        SIM, an old version or more add-ons than the contract allows is refused whole and
+        reported as an ``error`` event naming the field."""
+        assert self.usage and self.usage.allowance
+        try:
+            outcome = self.usage.allowance.apply(command.plan_update, self.current)
+        except PlanError as exc:
+            LOGGER.warning("plan update %s refused (%s): %s", command.command_id, exc.reason, exc)
+            self.spawn(self.emit("error", {"reason": exc.reason, "topic": None, "detail": str(exc)[:300]}),
+                       f"plan-update-error-{command.command_id}")
+            return
+        LOGGER.info("plan update %s: %s", command.command_id, outcome)
+        self.status.update(allowance=self.usage.allowance.report(self.current))
 
     async def _report_now(self) -> None:
         assert self.journal and self.cloud

@@ -128,9 +128,10 @@ class AllowanceLedger:
         counted at once (the policy sees them), durable at the next ``commit``."""
         if rx < 0 or tx < 0 or rx + tx == 0:
             return
+        start_ms, end_ms = round(start * 1000), round(end * 1000)  # what the record holds, here too
         bucket = int(start // BUCKET_S)
-        self._add(iccid, day, bucket, start, end, rx, tx)
-        self._pending.append([iccid, day, bucket, round(start * 1000), round(end * 1000), rx, tx])
+        self._add(iccid, day, bucket, start_ms / 1000, end_ms / 1000, rx, tx)
+        self._pending.append([iccid, day, bucket, start_ms, end_ms, rx, tx])
 
     def commit(self, seq: int) -> None:
         """The journal made its records up to ``seq`` durable: so do we, in one append.

@@ -156,7 +156,7 @@ def parse_plan(body: Any, prefix: str = "plan") -> PlanRules:
         raise PlanError(f"{prefix}.as_of", "is not a non-negative number of UNIX seconds")
     legacy = LEGACY_KEYS & set(body)
     if "rules" in body and legacy:
-        raise PlanError(f"{prefix}.{sorted(legacy)[0]}", "contradicts plan.rules (old single-rule fields beside rules)")
+        raise PlanError(f"{prefix}.{min(legacy)}", "contradicts plan.rules (old single-rule fields beside rules)")
     if "rules" in body:
         rules = _rules(body["rules"], prefix, nominal)
         remaining = _remaining(body.get("remaining"), rules, prefix)

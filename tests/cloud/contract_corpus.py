@@ -121,6 +121,17 @@ def cpolicy(command: dict[str, Any], policy: dict[str, Any]) -> dict[str, Any]:
     return {**command, "policy": signed(policy)}
 
 
+def cupdate(update: dict[str, Any], *, sign: bool = True) -> dict[str, Any]:
+    """A plan_update command carrying ``update``, signed for the device (4.3)."""
+    body = signer.sign_plan_update(update, device_id=DEVICE, key=PLATFORM_KEY) if sign else update
+    return {"v": 1, "command_id": "c-plan-1", "action": "plan_update", "plan_update": body}
+
+
+TOPUP = {"iccid": "8981100000001000019", "update_id": "u-1", "version": 1, "issued_at": 1_764_860_400,
+         "credits": [{"id": "topup-1", "kind": "topup", "bytes": 500_000_000, "bought": 1_764_860_400}]}
+"""A 500 MB top-up (domain.md) for the test vector's SIM."""
+
+
 def resigned(envelope: dict[str, Any], **changes: Any) -> dict[str, Any]:
     """The vector's envelope with header ``changes``, signed again by the platform, so that
     the change, not a broken signature, is what a receiver meets (section 4, step 5)."""
@@ -198,6 +209,10 @@ GOOD: list[tuple[str, str, Any]] = [
     ("command: swap in a window", "command", SWAP_ORDER),
     ("command: report", "command", {"v": 1, "command_id": "c-1", "action": "report"}),
     ("command: set_policy", "command", SET_POLICY),
+    ("command: plan_update with a top-up", "command", cupdate(TOPUP)),
+    ("command: plan_update with a corrected remaining and a new plan", "command",
+     cupdate({**dropped(TOPUP, ("credits",)), "remaining": {"month": 1_000_000}, "as_of": 1_764_860_400,
+              "plan": PLANS["5GB-month"]})),
     ("policy: the doc's policy", "policy", POLICY),
     ("policy: with pacing", "policy", PACED),
     ("policy: pacing with the slowest first back-off", "policy", PACED_SLOW),
@@ -354,6 +369,18 @@ BAD: list[tuple[str, str, Any]] = [
     ("command: an unknown action", "command", changed(SWAP_ORDER, ("action",), "selfdestruct")),
     ("command: command_id missing", "command", dropped(SWAP_ORDER, ("command_id",))),
     ("command: set_policy without a policy", "command", dropped(SET_POLICY, ("policy",))),
+    ("command: plan_update without its update", "command", dropped(cupdate(TOPUP), ("plan_update",))),
+    ("command: plan_update unsigned", "command", cupdate(TOPUP, sign=False)),
+    ("command: plan_update with nothing in it", "command", cupdate(dropped(TOPUP, ("credits",)))),
+    ("command: plan_update credit of 0 bytes", "command", cupdate(changed(TOPUP, ("credits", 0, "bytes"), 0))),
+    ("command: plan_update credit of an unknown kind", "command", cupdate(changed(TOPUP, ("credits", 0, "kind"), "gift"))),
+    ("command: plan_update with 17 credits", "command",
+     cupdate(changed(TOPUP, ("credits",), [dict(TOPUP["credits"][0], id=f"t{i}") for i in range(17)]))),
+    ("command: plan_update remaining without as_of", "command", cupdate(changed(TOPUP, ("remaining",), {"cap": 1}))),
+    ("command: plan_update iccid not an iccid", "command", cupdate(changed(TOPUP, ("iccid",), "123"))),
+    ("command: plan_update with a bad plan", "command",
+     cupdate(changed(TOPUP, ("plan",), changed(PLANS["5GB-month"], ("rules", 0, "window"), "week")))),
+    ("command: plan_update field unknown", "command", cupdate(changed(TOPUP, ("price",), 1))),
     ("command: set_policy whose policy has no version", "command",
      cpolicy(SET_POLICY, dropped(SET_POLICY["policy"], ("version",)))),
     ("command: set_policy whose policy is unsigned", "command", dropped(SET_POLICY, ("policy", "sig"))),

@@ -33,6 +33,7 @@ from agent.cloud.profilecheck import check_profile
 from agent.cloud.schema import EVENT_SCHEMAS
 from agent.core import technicians
 from agent.errors import ConfigError, ProtocolError
+from agent.plans.update import parse_update
 from board.virtual.cloud import contract
 from board.virtual.cloud.rules import RULES
 from tests.cloud.contract_corpus import CASES, Case, doc_examples
@@ -67,6 +68,8 @@ def _command(body: dict[str, Any]) -> None:
     command = proto.validate_command(body)
     if command.action == "set_policy" and command.policy is not None:
         _policy(command.policy)
+    if command.action == "plan_update":
+        parse_update(platformsig.verify_plan_update(command.plan_update, device_id="dev-a", public=PLATFORM_PUBLIC))
 
 
 AGENT: dict[str, Callable[[Any], Any]] = {
