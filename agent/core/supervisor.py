@@ -663,5 +663,6 @@ class Supervisor:
         self.health = HealthMonitor(settings, radio=ModemRadio(self.modem), active_sim=lambda: self.current,
                                     emit=self.emit, clock=self.clock, recover=self.recover_modem,
                                     on_network=lambda net: meter.set_serving_mcc(net.mcc),  # billing regions
-                                    paused=lambda: self.swapping, on_decision=self.swap_control.on_health)
+                                    paused=lambda: self.swapping, on_decision=self.swap_control.on_health,
+                                    allowance=self.usage.allowance if self.usage else None)
         self.spawn(self.health.run(), "health")

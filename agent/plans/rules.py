@@ -122,7 +122,7 @@ class PlanRules:
 
     def throttle_rates(self) -> list[int]:
         """The rates a hit rule polices to (the classifier's throttle rates): never the nominal."""
-        return sorted({r.throttle_kbps for r in self.rules if r.throttles and r.throttle_kbps is not None})
+        return sorted({r.throttle_kbps for r in self.rules if r.action == "throttle" and r.throttle_kbps is not None})
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "rules": [r.to_dict() for r in self.rules],
@@ -177,11 +177,15 @@ def _legacy(body: dict[str, Any], prefix: str, nominal: int | None) -> tuple[tup
         raise PlanError(f"{prefix}.window", f"is not one of {list(LEGACY_WINDOWS)}")
     cap = _count(body, "cap_bytes", prefix, 0, MAX_PLAN_BYTES)
     rate = _count(body, "throttle_kbps", prefix, 1, MAX_KBPS)
-    if cap is None:
-        # The old plan's "throttle_kbps" of a plan without a cap is the rate it sells
-        # (the 200 kbps plan): its nominal rate, never a throttle (issue 22).
-        return (), nominal if nominal is not None else rate
     win, hours = LEGACY_WINDOWS[window]
+    if cap is None and win == "none":
+        # The old plan's "throttle_kbps" of a plan without a cap or window is the rate it
+        # sells (the 200 kbps plan): its nominal rate, never a throttle (issue 22).
+        return (), nominal if nominal is not None else rate
+    if cap is None:
+        # A window and a throttle rate with the cap unknown: the rate is still a throttle
+        # (the classifier knows it), the allowance has no cap to count to.
+        return ((Rule(LEGACY_RULE_ID, win, None, hours, "both", "throttle", rate),) if rate else ()), nominal
     if win == "none":
         raise PlanError(f"{prefix}.window", "is 'none' with a cap: a cap that never resets")
     return (Rule(LEGACY_RULE_ID, win, cap, hours, "both", "throttle", rate),), nominal
