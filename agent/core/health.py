@@ -47,7 +47,7 @@ from agent.net.reflector import UdpEchoProber
 from agent.plans import predict
 from agent.plans.rules import PlanRules, plan_of
 from agent.plans.tracker import Allowance
-from agent.usage.own import OwnTraffic
+from agent.usage.own import OwnTraffic, check_budget_for
 
 LOGGER = logging.getLogger(__name__)
 
@@ -108,6 +108,7 @@ class HealthMonitor:
         self.classifier = self._classifier(active_sim())
         self.outages = OutageLog(settings.state_dir, clock)
         self.own = OwnTraffic.load(settings.state_dir / "own_traffic.json", clock, settings.tz)
+        self.size_own_budget(active_sim())
         self._radio = RadioReading()
         self._network = ServingNetwork()
         self._last: dict[str, Any] = {"state": None, "kbps": None, "evidence": {}}
@@ -117,6 +118,13 @@ class HealthMonitor:
 
     def _plan(self, facts: dict[str, Any] | None) -> PlanRules | None:
         return self._allowance.plan(facts) if self._allowance is not None else plan_of(facts)
+
+    def size_own_budget(self, facts: dict[str, Any] | None) -> None:
+        """The active-check budget from the SIM's plan (agent/usage/own.py: the agent's own
+        traffic under 1 % of the plan's daily share)."""
+        plan = self._plan(facts)
+        statuses = self._allowance.status(facts) if self._allowance is not None and facts else []
+        self.own.set_budget(check_budget_for(predict.daily_share(plan, statuses, self.clock.wall())))
 
     def _classifier(self, facts: dict[str, Any] | None) -> Classifier:
         """A classifier that judges slowness against what the SIM's plan says it should
@@ -137,6 +145,7 @@ class HealthMonitor:
     def on_sim_change(self, facts: dict[str, Any]) -> None:
         """A new SIM starts with a fresh classifier and its own plan rate."""
         self.classifier = self._classifier(facts)
+        self.size_own_budget(facts)
 
     def summary(self) -> dict[str, Any]:
         suspect = self.classifier.last_suspect
@@ -202,6 +211,7 @@ class HealthMonitor:
         if probe is None:
             self.classifier.probe_result(None, 0, "no probe endpoint configured")
             return
+        self.size_own_budget(self._active_sim())  # a nearly exhausted SIM gets proportionally less
         allowance = min(PROBE_BYTES, self.own.check_allowance())
         result = await asyncio.to_thread(run_check, allowance, probe[0], probe[1], self.clock)
         if allowance > 0:

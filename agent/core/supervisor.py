@@ -151,7 +151,8 @@ class Supervisor:
         self.swap_control = SwapControl(lambda: self.clock, self.state_dir, self.status,
                                         current=lambda: self.current,
                                         used_on_current=lambda: self.usage.used_on_current if self.usage else 0,
-                                        traffic_kbps=lambda: self.usage.traffic_kbps if self.usage else 0.0)
+                                        traffic_kbps=lambda: self.usage.traffic_kbps if self.usage else 0.0,
+                                        rules=self._rules)
         """When to swap, one swap at a time (agent/core/swap_control.py)."""
         self.watchdog = ProgressWatchdog(Notifier(None), None)
         """Service-manager hooks (agent/sdnotify.py); run.py installs the real one."""
@@ -159,6 +160,12 @@ class Supervisor:
         self.report_gate: ReportGate | None = None
         """Issue 10: usage goes upstream when there is usage to report, or as a heartbeat."""
         self.healer: Any = None  # issue 9
+
+    def _rules(self) -> list[Any]:
+        """Each plan rule's used / cap of the SIM in use (agent/plans/tracker.py)."""
+        if self.usage is None or self.usage.allowance is None or not self.current:
+            return []
+        return self.usage.allowance.status(self.current)
 
     @classmethod
     def from_config(cls, cfg: AgentConfig) -> Supervisor:

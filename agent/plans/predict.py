@@ -62,29 +62,85 @@ def explain(kbps: float | None, statuses: Sequence[RuleStatus], plan_known: bool
     return Explanation(None, True)
 
 
+RESET_SOON_S = 900.0
+"""A rule whose window resets within 15 minutes is not worth a swap (the day pass used up
+at 23:50: a swap breaks the user's connection for seconds and spends a pool SIM, while
+the SIM is back at full speed at midnight). The rule chosen for issue 22's "swapped in the
+morning only if the day's remaining demand is worth it": a used-up calendar rule is
+swapped away from unless it resets within RESET_SOON_S; one that resets before the
+current rate would reach its cap is no reason to swap at all."""
+
+SWAP_BELOW_SHARE = 0.1
+"""A rule is "low" below 10 % of its cap, or the policy's ``swap_below_bytes`` if that is
+smaller: the policy's 50 MB default is half of the 100 MB / 3 days plan's whole cap."""
+
+
 @dataclass(frozen=True)
 class Forecast:
     """The first throttle rule to be hit at the current rate."""
 
     rule: str
     remaining: int
+    """Bytes left under it (0 or less: the device's count says it is already hit)."""
     seconds: float | None
-    """Until it throttles at the current rate (None: no traffic now, not soon)."""
+    """Until it throttles at the current rate (None: no traffic now)."""
+    low_below: int
+    """Bytes left under which this rule counts as low (``SWAP_BELOW_SHARE`` of its cap)."""
 
 
-def first_cap(statuses: Sequence[RuleStatus], bytes_per_s: float) -> Forecast | None:
+def first_cap(statuses: Sequence[RuleStatus], bytes_per_s: float, now: float,
+              swap_below_bytes: int) -> Forecast | None:
     """The throttle rule closest to its cap, judged by time at ``bytes_per_s`` (by bytes
     left when there is no traffic). A rolling rule's old bytes that will age out are not
-    counted as coming back: the forecast is early, never late."""
+    counted as coming back: the forecast is early, never late. A rule whose window resets
+    first (``RESET_SOON_S``) is left out."""
     best: Forecast | None = None
     for s in statuses:
-        if not s.rule.throttles or s.remaining is None or s.exceeded:
+        if not s.rule.throttles or s.remaining is None or s.cap is None:
             continue
-        seconds = s.remaining / bytes_per_s if bytes_per_s > 0 else None
-        candidate = Forecast(s.rule.id, s.remaining, seconds)
+        left = max(0, s.remaining)
+        seconds = left / bytes_per_s if bytes_per_s > 0 else None
+        if s.resets_at is not None and s.rule.until == "window_end":
+            to_reset = s.resets_at - now
+            if to_reset <= RESET_SOON_S or (seconds is not None and to_reset <= seconds):
+                continue
+        candidate = Forecast(s.rule.id, s.remaining, seconds, min(swap_below_bytes, int(s.cap * SWAP_BELOW_SHARE)))
         if best is None or _sooner(candidate, best):
             best = candidate
     return best
+
+
+DAY_S = 86400.0
+
+
+def daily_share(plan: PlanRules | None, statuses: Sequence[RuleStatus], now: float) -> float | None:
+    """Bytes a day the plan allows from now on: the smallest over its throttle rules of
+    what is left over the days to the rule's reset (a rolling rule: its cap over its
+    hours), or what the nominal rate carries in a day on a flat-rate plan. None: no plan."""
+    if plan is None:
+        return None
+    shares = []
+    for s in statuses:
+        if not s.rule.throttles or s.cap is None:
+            continue
+        if s.rule.window == "rolling":
+            assert s.rule.hours is not None
+            shares.append(s.cap / (s.rule.hours / 24))
+        elif s.resets_at is not None:
+            shares.append(max(0, s.cap - s.used) / max(1.0, (s.resets_at - now) / DAY_S))
+    if plan.nominal_kbps is not None:
+        shares.append(plan.nominal_kbps * 1000 / 8 * DAY_S)
+    return min(shares) if shares else None
+
+
+def resets_soon(statuses: Sequence[RuleStatus], rule_id: str | None, now: float) -> float | None:
+    """Seconds until the calendar rule ``rule_id`` resets, if within RESET_SOON_S (a
+    throttle it explains is then not worth a swap), else None."""
+    for s in statuses:
+        if s.rule.id == rule_id and s.resets_at is not None and s.rule.until == "window_end":
+            left = s.resets_at - now
+            return left if left <= RESET_SOON_S else None
+    return None
 
 
 def _sooner(a: Forecast, b: Forecast) -> bool:

@@ -18,7 +18,9 @@ from agent.clock import FakeClock
 from agent.core.health import HealthMonitor, HealthSettings
 from agent.health.sample import Sample
 from agent.health.trace import read_trace
+from agent.plans import predict
 from agent.plans.tracker import Allowance
+from agent.usage.own import IDLE_OWN_BYTES_PER_DAY, check_budget_for
 from board.virtual.cloud.plans import GB, plan
 from tests.unit.test_health_monitor import TRACES, modem_radio, trace_sampler
 
@@ -95,3 +97,30 @@ def test_a_throttle_below_every_cap_is_the_no_rule_explains_signal(tmp_path: Pat
     assert throttled and throttled[0]["rule"] is None and throttled[0]["no_rule_explains"] is True
     ok = [e for e in health_events(read_trace(TRACES / "video_ok.csv"), MONTHLY, tmp_path / "b", mocker)]
     assert all(e["no_rule_explains"] is False for e in ok)
+
+
+def test_the_own_traffic_budget_is_under_one_percent_of_the_plans_daily_share(tmp_path: Path,
+                                                                            mocker: MockerFixture) -> None:
+    """100 MB / 3 days: 333 kB a day; the idle traffic (222 kB measured) and the checks
+    together stay under it. A flat 200 kbps plan and a big monthly plan get more (capped),
+    a nearly exhausted one less."""
+    clock = FakeClock()
+    budgets = {}
+    for name in ("100MB-3days", "200kbps", "monthly-100GB", "daypass-3GB"):
+        facts = {**FLAT, "plan": plan(name), "assignment_id": name}
+        allowance = Allowance(tmp_path / name, clock)
+        allowance.on_sim(facts)
+        share = predict.daily_share(allowance.plan(facts), allowance.status(facts), clock.wall())
+        budgets[name] = check_budget_for(share)
+        assert share is not None and budgets[name] + IDLE_OWN_BYTES_PER_DAY <= max(0.01 * share, IDLE_OWN_BYTES_PER_DAY)
+    assert budgets["100MB-3days"] + IDLE_OWN_BYTES_PER_DAY < 333_334
+    assert budgets["monthly-100GB"] == 4 * 1024 * 1024
+    facts = {**MONTHLY, "plan": {**plan("monthly-100GB"), "remaining": {"month": 500_000_000}}}
+    allowance = Allowance(tmp_path / "low", clock)
+    allowance.on_sim(facts)
+    low = check_budget_for(predict.daily_share(allowance.plan(facts), allowance.status(facts), clock.wall()))
+    assert low < budgets["monthly-100GB"]
+    mon = HealthMonitor(HealthSettings(wan="wan0", lan="lan0", state_dir=tmp_path), radio=modem_radio(mocker),
+                        active_sim=lambda: {**FLAT, "plan": plan("100MB-3days")}, emit=mocker.AsyncMock(),
+                        clock=clock, sampler=trace_sampler(mocker, []), allowance=Allowance(tmp_path / "m", clock))
+    assert mon.own.check_budget_bytes == budgets["100MB-3days"]

@@ -161,13 +161,16 @@ class ReferenceCloud:
         self.online: dict[str, bool] = st.get("online", {})
         self.swaps: dict[str, dict[str, Any]] = st.get("swaps", {})
         self.rejected = int(st.get("rejected", 0))
+        self.contracts_changed: dict[str, list[dict[str, Any]]] = st.get("contracts_changed", {})
+        """Wholesaler contracts (carriers) a device saw throttle below every cap (3.3)."""
         self.gaps = int(st.get("gaps", 0))
 
     def _save(self) -> None:
         store.atomic_write_json(self.state_dir / "state.json", {
             "streams": {k: {"upto": v.upto, "above": v.above} for k, v in self.streams.items()},
             "sims": self.sims, "device_seq": self.device_seq, "sessions": self.sessions, "online": self.online,
-            "swaps": self.swaps, "rejected": self.rejected, "gaps": self.gaps})
+            "swaps": self.swaps, "rejected": self.rejected, "gaps": self.gaps,
+            "contracts_changed": self.contracts_changed})
         store.atomic_write_json(self.state_dir / "totals.json", self.totals(), mode=store.PUBLIC_MODE)
 
     def totals(self) -> dict[str, dict[str, Any]]:
@@ -391,8 +394,24 @@ class ReferenceCloud:
         if body["kind"] == "health" and data.get("state") == "throttled" and data.get("iccid") in self.sims:
             LOGGER.info("%s reports %s throttled: never assigned again", device, data["iccid"])
             self.sims[data["iccid"]]["throttled"] = True
+            if data.get("no_rule_explains") is True:
+                self._contract_changed(device, data)
         elif body["kind"] == "assignment_result":
             self._on_result(device, data)
+
+    def _contract_changed(self, device: str, data: dict[str, Any]) -> None:
+        """docs/protocol.md 3.3: a SIM throttled below every cap of its plan. The platform's
+        most valuable signal (the 2020 case: a wholesaler changed the caps without telling
+        anyone): the SIM's wholesaler contract (its carrier in this pool) is flagged as
+        changed, on the SIM and in ``contracts_changed``, with the evidence."""
+        iccid = data["iccid"]
+        carrier = (self.pool.get(iccid) or {}).get("carrier")
+        LOGGER.warning("%s: SIM %s throttled at %s kbps with no rule of its plan explaining it: contract %s "
+                       "flagged as changed", device, iccid, data.get("kbps"), carrier)
+        self.sims[iccid]["contract_changed"] = True
+        if carrier is not None:
+            self.contracts_changed.setdefault(str(carrier), []).append(
+                {"iccid": iccid, "device": device, "kbps": data.get("kbps"), "since": data.get("since")})
 
     def _on_result(self, device: str, data: dict[str, Any]) -> None:
         swap = self.swaps.pop(str(data["assignment_id"]), None)
@@ -564,6 +583,9 @@ class ReferenceCloud:
         props.MessageExpiryInterval = expiry
         if body.get("action") == "set_policy" and isinstance(body.get("policy"), dict):
             body = {**body, "policy": self.sign_policy(device, body["policy"])}
+        if body.get("action") == "plan_update" and isinstance(body.get("plan_update"), dict):
+            body = {**body, "plan_update": signer.sign_plan_update(body["plan_update"], device_id=device,
+                                                                   key=self.platform_key)}
         self._publish(device, proto.COMMAND, body, props)
 
     def sign_policy(self, device: str, policy: dict[str, Any]) -> dict[str, Any]:
