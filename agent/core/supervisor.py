@@ -161,6 +161,13 @@ class Supervisor:
         """Issue 10: usage goes upstream when there is usage to report, or as a heartbeat."""
         self.healer: Any = None  # issue 9
 
+    def allowance_report(self) -> list[dict[str, Any]]:
+        """Each plan rule of the SIM in use: used / cap / resets-at (the status file and the
+        console's ``usage``; docs/console.md)."""
+        if self.usage is None or self.usage.allowance is None or not self.current:
+            return []
+        return self.usage.allowance.report(self.current)
+
     def _rules(self) -> list[Any]:
         """Each plan rule's used / cap of the SIM in use (agent/plans/tracker.py)."""
         if self.usage is None or self.usage.allowance is None or not self.current:
@@ -390,6 +397,7 @@ class Supervisor:
                 sim=self.current,
                 cloud={"connected": bool(self.cloud and self.cloud.connected)},
                 health=self.health.summary() if self.health else None,
+                allowance=self.allowance_report(),
             )
             await asyncio.sleep(STATUS_EVERY)
 
