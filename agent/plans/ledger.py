@@ -14,12 +14,14 @@ Two views, each exact where its rules need it:
 - **per day** ``{iccid: {day: [rx, tx]}}``: exact (a delta never crosses the plan zone's
   midnight), kept ``KEEP_DAYS`` days; month and day rules sum these;
 - **per bucket** of ``BUCKET_S`` seconds: ``[start, end, rx, tx]`` of the deltas whose
-  start falls in the bucket, kept ``MAX_ROLLING_HOURS``; rolling rules sum the buckets
+  end falls in the bucket, kept ``MAX_ROLLING_HOURS``; rolling rules sum the buckets
   that end inside the window. A bucket straddling the window's trailing edge is counted
-  whole, so the device's rolling sum is never below the carrier's and above it by at
-  most the bytes of one bucket: traffic of at most ``BUCKET_S`` plus one sample interval
-  before the edge (after a crash, one journal record: at most 60 s of traffic, or 15 min
-  of less than 64 KiB). The error is on the safe side: the device swaps early, never late.
+  whole, so the device's rolling sum is never below its own deltas that end inside the
+  window, and above them by at most the bytes of deltas that ended in the ``BUCKET_S``
+  before the edge. Against the carrier (which counts a burst when it reads its counters)
+  the one delta that straddles the edge may fall either side. The error is on the safe
+  side: the device swaps early, never late. (tests/unit/test_plan_carrier.py holds the
+  device to the lab carrier's count within exactly these bounds.)
 
 Records (compact JSON arrays in an ``agent.recordlog.RecordLog``, like the journal):
 * ``["A", seq, [[iccid, day, bucket, start_ms, end_ms, rx, tx], ...]]``: bytes added to
@@ -129,7 +131,9 @@ class AllowanceLedger:
         if rx < 0 or tx < 0 or rx + tx == 0:
             return
         start_ms, end_ms = round(start * 1000), round(end * 1000)  # what the record holds, here too
-        bucket = int(start // BUCKET_S)
+        # Bucketed by where the delta *ends*: a long delta (the bytes of a restart's gap, a
+        # clock step) then cannot stretch a bucket over bytes that ended long before.
+        bucket = int(end_ms / 1000 // BUCKET_S)
         self._add(iccid, day, bucket, start_ms / 1000, end_ms / 1000, rx, tx)
         self._pending.append([iccid, day, bucket, start_ms, end_ms, rx, tx])
 
