@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,6 +18,7 @@ from agent.plans.allowance import CloudFacts
 from agent.plans.ledger import BUCKET_S, AllowanceLedger
 from agent.plans.rules import parse_plan
 from agent.usage import calendar
+from board.virtual.cloud import allowance as cloud_allowance
 from board.virtual.cloud.plans import GB, MB, plan
 from board.virtual.network import labclock
 from board.virtual.network.plancarrier import CarrierMeter, rules_of
@@ -129,3 +131,19 @@ def test_lab_time_moves_the_carrier_and_the_device_together(tmp_path: Path) -> N
     assert labclock.offset(tmp_path) == 73 * 3600.0
     assert abs(labclock.lab_time(tmp_path) - (datetime.now().timestamp() + 73 * 3600)) < 5
     assert labclock.agent_offset(tmp_path) == 73 * 3600.0
+
+
+def test_the_reference_clouds_count_per_rule_and_its_pick(tmp_path: Path) -> None:
+    """The cloud's own count (board/virtual/cloud/allowance.py) from usage bodies: what it
+    tells the device is left per rule, and a SIM with a rule nearly used up is not picked."""
+    usage: dict[str, Any] = {}
+    noon = datetime(2026, 1, 14, 12, tzinfo=JST).timestamp()
+    for day, end, nbytes in (("2026-01-10", noon - 4 * 86400, 50 * MB), ("2026-01-14", noon - 60, 700 * MB)):
+        cloud_allowance.add_usage(usage, {"day": day, "end": calendar.iso(end, JST), "rx_bytes": nbytes,
+                                          "tx_bytes": 0})
+    five = plan("5GB-month")
+    assert cloud_allowance.remaining(five, usage, noon) == {"month": 5 * GB - 750 * MB, "72h": 100 * MB}
+    assert cloud_allowance.room_ok(five, usage, noon, 0.05) is True
+    assert cloud_allowance.room_ok(plan("100MB-3days"), usage, noon, 0.05) is False
+    assert cloud_allowance.room_ok(plan("200kbps"), usage, noon, 0.05) is None
+    assert cloud_allowance.remaining(five, usage, noon + 20 * 86400)["month"] == 5 * GB  # February

@@ -97,6 +97,8 @@ class SimCount:
         du = up - raw_up if up >= raw_up else up
         dd = down - raw_down if down >= raw_down else down
         self._raw = (up, down)
+        if self.times and du == 0 and dd == 0:
+            return  # nothing moved: the last reading already says it (memory grows with traffic only)
         if self.times and t < self.times[-1]:
             t = self.times[-1]  # lab time never runs back for the carrier
         self.times.append(t)
