@@ -199,17 +199,23 @@ def _trigger(policy: SwapPolicy, i: Inputs) -> Decision:
 
 
 def allowance_low(policy: SwapPolicy, i: Inputs) -> bool:
-    """Below the rule's low mark, or its cap nearer than the longest lull wait at the
-    current rate (so the lull is looked for while there is still time to find one)."""
+    """Below the rule's low mark, or its cap within ``CAP_MARGIN_S`` at the current rate.
+    (A cap merely nearer than the lull wait is not "low": in the lab, a 100 MB rule at
+    17 Mbit/s is 44 s away on a fresh SIM, and swapping then walked through five fresh
+    SIMs in 30 s until the hourly limit stopped it.)"""
     if i.remaining_bytes is None:
         return False
     below = policy.swap_below_bytes if i.low_below is None else i.low_below
-    return i.remaining_bytes < below or (i.cap_in_s is not None and i.cap_in_s <= policy.lull_wait_s)
+    return i.remaining_bytes < below or (i.cap_in_s is not None and i.cap_in_s <= CAP_MARGIN_S)
 
 
-CAP_MARGIN_S = 60.0
-"""With the cap a minute away at the current rate, the lull is not waited for: a break now
-costs the user seconds, the cap costs them the rest of the window at 128 kbps."""
+CAP_MARGIN_S = 4.0
+"""With the cap this close at the current rate, the lull is not waited for: a break now
+costs the user seconds, the cap costs them the rest of the window at 128 kbps. What the
+old SIM still carries after the decision: up to the meter's sample interval (1 s) and the
+policy's tick (1 s) of lag, then the swap's request and stage (~0.1 s, measured in the
+lab) before the switch stops it; doubled. (15 s, twice the whole break, swapped fresh
+100 MB SIMs at once on the lab's 50 Mbit/s link: the break itself carries nothing.)"""
 
 
 def backoff_delay(failures: int, policy: SwapPolicy, rng: random.Random) -> float:

@@ -505,7 +505,7 @@ class Supervisor:
         if self.usage.allowance is not None:
             self.usage.allowance.on_sim(facts)
         store.atomic_write_json(self._current_file(), facts)
-        self.status.update(sim=facts)
+        self.status.update(sim=facts, allowance=self.allowance_report())  # never the old SIM's rows
         if self.health is not None:
             self.health.on_sim_change(facts)
 

@@ -45,7 +45,7 @@ NOON = datetime(2026, 1, 14, 12, 0, tzinfo=JST)
 
 
 def test_the_72_hour_cap_a_few_seconds_away_at_this_rate_swaps_without_a_lull(tmp_path: Path) -> None:
-    decision = decide(tmp_path, "100MB-3days", 90 * MB, kbps=5000, at=NOON)
+    decision = decide(tmp_path, "100MB-3days", 98 * MB, kbps=5000, at=NOON)
     assert decision.swap and decision.reason == "allowance" and "72h" in decision.why
 
 
@@ -60,14 +60,23 @@ def test_far_from_every_cap_there_is_no_swap(tmp_path: Path) -> None:
 
 
 def test_the_rule_nearest_in_time_is_the_one_watched(tmp_path: Path) -> None:
-    """5 GB / month with 700 MB in the last 72 h: the 800 MB rule is the near one."""
-    decision = decide(tmp_path, "5GB-month", 790 * MB, kbps=8000, at=NOON)
+    """5 GB / month with 797 MB in the last 72 h: the 800 MB rule is the near one."""
+    decision = decide(tmp_path, "5GB-month", 797 * MB, kbps=8000, at=NOON)
     assert decision.swap and "72h" in decision.why
 
 
-def test_a_busy_user_far_from_the_lull_waits_while_the_cap_is_minutes_away(tmp_path: Path) -> None:
-    # 30 MB left at 1 Mbit/s: four minutes; under the 10-minute lull wait, above the 1-minute margin.
-    decision = decide(tmp_path, "100MB-3days", 70 * MB, kbps=1000, at=NOON)
+def test_a_fast_user_on_a_fresh_sim_does_not_swap_until_the_cap_is_seconds_away(tmp_path: Path) -> None:
+    """Measured in the lab: at 17 Mbit/s a fresh 100 MB SIM is 44 s from its cap; a swap
+    then only wastes the SIM. It swaps once the cap is within the margin."""
+    assert not decide(tmp_path, "100MB-3days", 3 * MB, kbps=17_000, at=NOON).swap
+    assert not decide(tmp_path / "b", "100MB-3days", 60 * MB, kbps=17_000, at=NOON).swap
+    late = decide(tmp_path / "c", "100MB-3days", 93 * MB, kbps=17_000, at=NOON)
+    assert late.swap and "s away" in late.why
+
+
+def test_a_busy_user_with_a_low_rule_waits_for_a_lull_while_the_cap_is_minutes_away(tmp_path: Path) -> None:
+    # 8 MB left at 200 kbit/s: 320 s; below the rule's 10 MB mark, beyond the margin.
+    decision = decide(tmp_path, "100MB-3days", 92 * MB, kbps=200, at=NOON)
     assert not decision.swap and decision.reason == "allowance"
 
 
