@@ -62,7 +62,7 @@ def room_ok(plan: dict[str, Any] | None, usage: dict[str, Any], now: float, frac
     capped = [r for r in rules if r.throttle and r.cap is not None]
     if not capped:
         return None
-    return all(left[r.id] >= fraction * r.cap for r in capped)
+    return all(left[r.id] >= fraction * (r.cap or 0) for r in capped)
 
 
 def min_room(plan: dict[str, Any] | None, usage: dict[str, Any], now: float) -> int:

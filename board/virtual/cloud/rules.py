@@ -107,7 +107,7 @@ def plan_rules_consistent(plan: Any) -> str | None:
     nominal = plan.get("nominal_kbps")
     for r in rules:
         rate = r.get("throttle_kbps")
-        if _number(nominal) and _number(rate) and rate >= nominal:
+        if isinstance(nominal, int | float) and isinstance(rate, int | float) and rate >= nominal:
             return f"rule {r.get('id')!r} throttles to {rate} kbps, not below the nominal {nominal}"
     capped = {r.get("id") for r in rules if r.get("cap_bytes") is not None}
     remaining = plan.get("remaining")
