@@ -87,6 +87,17 @@ class PacingError(ProtocolError):
         self.value = value
 
 
+class PlanError(ProtocolError):
+    """A plan or a plan update breaks its contract (agent/plans/): refused whole, the
+    previous plan stays. ``field`` names the part (``plan.rules[1].window``), never a value
+    beyond what the rule says."""
+
+    def __init__(self, field: str, rule: str, *, reason: str = "plan"):
+        super().__init__(f"plan field {field!r} {rule}", reason=reason)
+        self.field = field
+        self.rule = rule
+
+
 class JournalError(AgentError):
     """The usage journal cannot be written (disk full, read-only flash)."""
 

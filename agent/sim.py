@@ -15,34 +15,53 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Plan:
-    """What the carrier's contract says about this SIM's data (domain.md's plan table)."""
+    """What the carrier's contract says about this SIM's data (domain.md's plan table), as
+    it travels in a sealed profile. Two forms (docs/protocol.md 4.2): the rules form
+    (``rules`` set: every clause of the contract, agent/plans/rules.py reads it) and the
+    old single-rule form (one cap, one window, one rate), still read."""
 
     name: str = "unknown"
     cap_bytes: int | None = None
-    """Data allowed in one window before throttling; None = no cap (e.g. a 200 kbps plan)."""
+    """Single-rule form: data allowed in one window before throttling; None = no cap."""
     window: str = "month"
-    """"month" (JST calendar month), "day" (JST day), "rolling72h", or "none"."""
+    """Single-rule form: "month" (JST calendar month), "day" (JST day), "rolling72h", or "none"."""
     throttle_kbps: int | None = None
-    """Rate the carrier polices to once the cap is used up (128, 200, 384 ...)."""
+    """Single-rule form: rate the carrier polices to once the cap is used up (128, 384 ...);
+    of a plan without a cap, the rate it sells (read as its nominal rate)."""
     remaining_bytes: int | None = None
-    """Allowance left when the cloud assigned the SIM (the cloud's view)."""
+    """Single-rule form: allowance left when the cloud assigned the SIM (the cloud's view)."""
     tz: str | None = None
     """"+09:00"-style zone of the plan's day and month boundaries (None: the config's)."""
+    rules: tuple[dict[str, Any], ...] | None = None
+    """Rules form: the contract's clauses (window, cap, directions, action, rate)."""
+    nominal_kbps: int | None = None
+    """Rules form: the rate the plan sells when no rule is hit (the 200 kbps plan)."""
+    remaining: dict[str, int] | None = None
+    """Rules form: the cloud's bytes left per rule id at ``as_of``."""
+    as_of: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "name": self.name,
-            "cap_bytes": self.cap_bytes,
-            "window": self.window,
-            "throttle_kbps": self.throttle_kbps,
-            "remaining_bytes": self.remaining_bytes,
-        }
+        out: dict[str, Any]
+        if self.rules is not None:
+            out = {"name": self.name, "rules": [dict(r) for r in self.rules], "nominal_kbps": self.nominal_kbps}
+            if self.remaining is not None:
+                out["remaining"] = dict(self.remaining)
+            if self.as_of is not None:
+                out["as_of"] = self.as_of
+        else:
+            out = {"name": self.name, "cap_bytes": self.cap_bytes, "window": self.window,
+                   "throttle_kbps": self.throttle_kbps, "remaining_bytes": self.remaining_bytes}
         if self.tz is not None:
             out["tz"] = self.tz
         return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Plan:
+        if "rules" in d:
+            return cls(name=str(d.get("name", "unknown")), tz=str(d["tz"]) if d.get("tz") else None,
+                       rules=tuple(dict(r) for r in d["rules"]), nominal_kbps=d.get("nominal_kbps"),
+                       remaining=dict(d["remaining"]) if d.get("remaining") is not None else None,
+                       as_of=d.get("as_of"))
         return cls(
             name=str(d.get("name", "unknown")),
             cap_bytes=d.get("cap_bytes"),

@@ -35,6 +35,7 @@ from agent.cloud import protocol as proto
 from agent.cloud.linkconfig import LinkStats
 from agent.cloud.tasks import TaskOwner
 from agent.errors import AgentError, ProtocolError
+from agent.plans.update import parse_update
 
 LOGGER = logging.getLogger(__name__)
 
@@ -167,6 +168,12 @@ class Inbox:
             platformsig.check_version(policy.get("version"), self._policy_version, topic=topic)
             cmd = replace(cmd, policy=policy)
             self._apply_pacing(policy)
+        if cmd.action == "plan_update":
+            # docs/protocol.md 4.3 steps 1-2: the signature first, then the fields (PlanError
+            # names the field; a ProtocolError: rejected, reported as an error event).
+            signed = platformsig.verify_plan_update(cmd.plan_update, device_id=self.device_id,
+                                                    public=self.platform_key, topic=topic)
+            cmd = replace(cmd, plan_update=parse_update(signed))
         self._seen_commands = [*self._seen_commands, cmd.command_id][-SEEN_COMMANDS:]
         self._save()
         LOGGER.info("command %s: %s", cmd.command_id, cmd.action)

@@ -14,6 +14,9 @@ another's topic.
   swap limits, its pacing, or pin their own technician key. ``version`` is bounded
   (``MAX_POLICY_VERSION``, ``MAX_VERSION_STEP``) so that not even a signed mistake can
   freeze a device's policy for good.
+- **Plan update** (docs/protocol.md 4.3, issue 22): a top-up, an add-on or a corrected
+  allowance for one SIM, carrying ``device`` and ``sig`` like a policy; its own context,
+  so a signed policy never verifies as a plan update.
 - **Replay floor** (docs/protocol.md 4.1, finding 6): when the device cannot read its
   replay state it asks for a floor with its assignment request; the platform answers with
   the highest envelope ``seq`` it issued to the device before this reply, signed together
@@ -35,6 +38,7 @@ from agent.errors import ProtocolError
 
 POLICY_CONTEXT = b"pw/v1 policy signature\n"
 FLOOR_CONTEXT = b"pw/v1 replay-floor signature\n"
+PLAN_UPDATE_CONTEXT = b"pw/v1 plan-update signature\n"
 """Domain separation, as sealing.SIG_CONTEXT: each kind of signed document has its own."""
 
 SIG_FIELD = "sig"
@@ -88,9 +92,7 @@ def _verify(public: Ed25519PublicKey, context: bytes, doc: dict[str, Any], what:
 
 def sign_policy(policy: dict[str, Any], *, device_id: str, key: Ed25519PrivateKey) -> dict[str, Any]:
     """Cloud side: ``policy`` bound to ``device_id`` and signed (any old ``sig`` replaced)."""
-    doc = {k: v for k, v in policy.items() if k != SIG_FIELD}
-    doc["device"] = device_id
-    return {**doc, SIG_FIELD: _sign(key, POLICY_CONTEXT, doc)}
+    return _sign_for(key, POLICY_CONTEXT, policy, device_id)
 
 
 def verify_policy(policy: dict[str, Any], *, device_id: str, public: Ed25519PublicKey,
@@ -99,13 +101,24 @@ def verify_policy(policy: dict[str, Any], *, device_id: str, public: Ed25519Publ
     ProtocolError ``signature`` (unsigned, badly signed) or ``wrong_device``.
 
     The signature is checked first: nothing unsigned is trusted, not even its version."""
-    version = policy.get("version")
-    what = f"policy version {version!r}"[:60]
-    _verify(public, POLICY_CONTEXT, policy, what, topic)
-    if policy.get("device") != device_id:
-        raise ProtocolError(f"{what} is signed for device {str(policy.get('device'))[:64]!r}", topic=topic,
+    return _verify_for(public, POLICY_CONTEXT, policy, device_id, f"policy version {policy.get('version')!r}"[:60],
+                       topic)
+
+
+def _sign_for(key: Ed25519PrivateKey, context: bytes, doc: dict[str, Any], device_id: str) -> dict[str, Any]:
+    body = {k: v for k, v in doc.items() if k != SIG_FIELD}
+    body["device"] = device_id
+    return {**body, SIG_FIELD: _sign(key, context, body)}
+
+
+def _verify_for(public: Ed25519PublicKey, context: bytes, doc: dict[str, Any], device_id: str, what: str,
+                topic: str | None) -> dict[str, Any]:
+    """``doc`` without its signature if the platform signed it under ``context`` for ``device_id``."""
+    _verify(public, context, doc, what, topic)
+    if doc.get("device") != device_id:
+        raise ProtocolError(f"{what} is signed for device {str(doc.get('device'))[:64]!r}", topic=topic,
                             reason="wrong_device")
-    return {k: v for k, v in policy.items() if k != SIG_FIELD}
+    return {k: v for k, v in doc.items() if k != SIG_FIELD}
 
 
 def check_version(version: Any, held: int, *, topic: str | None = None, what: str = "policy") -> int:
@@ -119,6 +132,22 @@ def check_version(version: Any, held: int, *, topic: str | None = None, what: st
         raise ProtocolError(f"{what} version {version} is more than {MAX_VERSION_STEP} past {held}", topic=topic,
                             reason="policy_bounds")
     return version
+
+
+# --- plan updates ----------------------------------------------------------------------
+
+def sign_plan_update(update: dict[str, Any], *, device_id: str, key: Ed25519PrivateKey) -> dict[str, Any]:
+    """Cloud side: a plan update (docs/protocol.md 4.3) bound to ``device_id`` and signed."""
+    return _sign_for(key, PLAN_UPDATE_CONTEXT, update, device_id)
+
+
+def verify_plan_update(update: dict[str, Any], *, device_id: str, public: Ed25519PublicKey,
+                       topic: str | None = None) -> dict[str, Any]:
+    """Device side: the update if the platform signed it for this device; else
+    ProtocolError ``signature`` (unsigned, badly signed) or ``wrong_device``. A top-up
+    signed for one device cannot be replayed on another's topic."""
+    return _verify_for(public, PLAN_UPDATE_CONTEXT, update, device_id,
+                       f"plan update {str(update.get('update_id'))[:40]!r}", topic)
 
 
 # --- replay floors -------------------------------------------------------------------

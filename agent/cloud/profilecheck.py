@@ -21,7 +21,8 @@ import re
 from typing import Any
 
 from agent.cloud.schema import ICCID_RE, IMSI_RE, PLMN_RE
-from agent.errors import SealError
+from agent.errors import PlanError, SealError
+from agent.plans.rules import parse_plan
 
 KEY_HEX = re.compile(r"[0-9a-f]{32}")
 """Ki and OPc: 128 bits each (TS 33.102, TS 35.206), written as 32 lowercase hex digits:
@@ -36,22 +37,10 @@ APN_RESERVED_STARTS = ("rac", "lac", "sgsn", "rnc")
 """TS 23.003 9.1.1: a Network Identifier must not start with these (they name network
 nodes in DNS), nor end in ``.gprs`` (that is the Operator Identifier's ending)."""
 
-PLAN_WINDOWS = ("month", "day", "rolling72h", "none")
-"""``agent.sim.Plan.window``: the boundaries the meter and the swap policy know."""
-PLAN_NAME = re.compile(r"[\x20-\x7e]{1,64}")
-"""A plan's name is shown on the console and sent in events: printable ASCII, short."""
-MAX_PLAN_BYTES = 10**15
-"""1 PB: ten thousand times the largest plan in domain.md (100 GB a month); a cap or an
-allowance beyond it is a bug or an attack, and the bound keeps the meter's sums exact."""
-MAX_THROTTLE_KBPS = 10_000_000
-"""10 Gbit/s: faster than any LTE or 5G link; a "slow rate" above it means nothing."""
-PLAN_TZ = re.compile(r"[+-](0\d|1[0-4]):[0-5]\d")
-"""``+09:00``: UTC offsets run from -12:00 to +14:00."""
-
 PROFILE_FIELDS = frozenset({"iccid", "imsi", "ki", "opc", "plmn", "apn", "plan"})
-PLAN_FIELDS = frozenset({"name", "cap_bytes", "window", "throttle_kbps", "remaining_bytes", "tz"})
 """What ``sealing.profile_to_dict`` writes. A field outside these is refused, as every
-other part of the contract refuses a misspelt key (``schema.py``)."""
+other part of the contract refuses a misspelt key (``schema.py``); the plan's own fields
+are agent/plans/rules.py's."""
 
 
 class ProfileFieldError(SealError):
@@ -107,19 +96,12 @@ def apn_problem(apn: str) -> None:
 
 
 def check_plan(plan: Any) -> None:
-    """The plan's fields: typed, bounded, from the known vocabulary."""
-    if not isinstance(plan, dict):
-        raise ProfileFieldError("plan", "is not an object")
-    _known(plan, PLAN_FIELDS, "plan.")
-    if "name" in plan:
-        _text(plan, "name", PLAN_NAME, "is not 1-64 printable ASCII characters", prefix="plan.")
-    if plan.get("window", "month") not in PLAN_WINDOWS:
-        raise ProfileFieldError("plan.window", f"is not one of {list(PLAN_WINDOWS)}")
-    for key, top in (("cap_bytes", MAX_PLAN_BYTES), ("remaining_bytes", MAX_PLAN_BYTES),
-                     ("throttle_kbps", MAX_THROTTLE_KBPS)):
-        _count(plan, key, 1 if key == "throttle_kbps" else 0, top)
-    if plan.get("tz") is not None:
-        _text(plan, "tz", PLAN_TZ, "is not a UTC offset like +09:00", prefix="plan.")
+    """The plan's fields: typed, bounded, from the known vocabulary, its rules consistent
+    (agent/plans/rules.py reads both the rules form and the old single-rule form)."""
+    try:
+        parse_plan(plan)
+    except PlanError as exc:
+        raise ProfileFieldError(exc.field, exc.rule) from None
 
 
 def _known(body: dict[str, Any], fields: frozenset[str], prefix: str) -> None:
@@ -132,11 +114,3 @@ def _text(body: dict[str, Any], key: str, pattern: re.Pattern[str], rule: str, p
     value = body.get(key)  # isascii: a pattern's \d also takes other scripts' digits ("٣")
     if not isinstance(value, str) or not value.isascii() or not pattern.fullmatch(value):
         raise ProfileFieldError(prefix + key, "is missing" if value is None else rule)
-
-
-def _count(plan: dict[str, Any], key: str, low: int, high: int) -> None:
-    value = plan.get(key)
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ProfileFieldError(f"plan.{key}", f"is not a whole number from {low} to {high}")

@@ -93,7 +93,7 @@ EVENT_KINDS = tuple(EVENT_SCHEMAS)
 """Kinds a device emits on the "event" stream (topic pw/v1/<dev>/event/<kind>); each
 kind's data has one schema in agent/cloud/schema.py."""
 
-COMMAND_ACTIONS = ("swap", "report", "set_policy")
+COMMAND_ACTIONS = ("swap", "report", "set_policy", "plan_update")
 STREAMS = (USAGE, EVENT)
 """The reliable streams (docs/protocol.md 3): records and acks name one of these."""
 
@@ -338,6 +338,9 @@ class Command:
     not_after: float | None = None
     policy: dict[str, Any] | None = None
     expires_at: float | None = None
+    plan_update: Any = None
+    """A ``plan_update`` command's update: the signed object as received, then (agent/cloud/inbox.py)
+    the checked ``agent.plans.update.PlanUpdate``."""
 
 
 def validate_command(body: dict[str, Any], topic_name: str | None = None) -> Command:
@@ -349,10 +352,14 @@ def validate_command(body: dict[str, Any], topic_name: str | None = None) -> Com
     policy = body.get("policy")
     if action == "set_policy" and not isinstance(policy, dict):
         raise _fail("set_policy without a 'policy' object", body, topic_name)
+    update = body.get("plan_update")
+    if action == "plan_update" and not isinstance(update, dict):
+        raise _fail("plan_update without a 'plan_update' object", body, topic_name)
     expires = body.get("expires_at")
     if expires is not None and (isinstance(expires, bool) or not isinstance(expires, (int, float))):
         raise _fail("field 'expires_at' must be a number", body, topic_name)
-    return Command(command_id, action, window.get("not_before"), window.get("not_after"), policy, expires)
+    return Command(command_id, action, window.get("not_before"), window.get("not_after"), policy, expires,
+                   update if action == "plan_update" else None)
 
 
 def validate_policy(body: dict[str, Any], topic_name: str | None = None) -> dict[str, Any]:

@@ -33,6 +33,8 @@ ICCID_RE = re.compile(r"^89[0-9]{16,18}\Z")
 IMSI_RE = re.compile(r"^[0-9]{14,15}\Z")
 PLMN_RE = re.compile(r"^[0-9]{5,6}\Z")
 """MCC (3 digits) + MNC (2 or 3): the numeric +COPS format, never the operator's name."""
+RULE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}\Z")
+"""A plan rule's id (docs/protocol.md 4.2), as a health event names it."""
 _DATE = r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
 UTC_OFFSET = r"[+-](0[0-9]|1[0-4]):[0-5][0-9]"
 """+HH:MM: UTC offsets run from -12:00 to +14:00."""
@@ -53,7 +55,7 @@ SWAP_PHASES = ("request", "stage", "switch", "attach", "data", "route", "verify"
 """The phases a swap's ``phases_ms`` may time (agent/core/swap.py)."""
 ERROR_REASONS = ("malformed", "oversized", "version", "schema", "topic", "expired", "unsolicited", "signature",
                  "algorithm", "wrong_device", "replay", "decrypt", "mismatch", "duplicate", "policy_bounds",
-                 "replay_state", "profile_field", "internal")
+                 "replay_state", "profile_field", "plan", "wrong_sim", "internal")
 """Why the device refused an inbound message (docs/protocol.md 3.3, ``error``)."""
 AUDIT_ACTIONS = ("login", "login_failed", "logout", "at", "swap", "modem-reset", "reboot", "trace")
 """A console login or logout, or a privileged command (agent/core/control.py, docs/console.md)."""
@@ -96,6 +98,8 @@ HEALTH: Schema = {
     "clock_trusted": f(bool),
     "previous": f(str, required=False, nullable=True, choices=HEALTH_STATES),
     "evidence": f(dict),
+    "rule": f(str, required=False, nullable=True, pattern=RULE_ID_RE),
+    "no_rule_explains": f(bool, required=False, nullable=True),
 }
 """A health observation: which SIM, on which network and cell, in which state since when
 (wall time with offset, or null while the clock is untrusted, with ``age_s`` always)."""

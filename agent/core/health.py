@@ -44,7 +44,10 @@ from agent.health.verdict import StateChange
 from agent.net.activecheck import run_check
 from agent.net.conntrack import ConntrackFlows
 from agent.net.reflector import UdpEchoProber
-from agent.usage.own import OwnTraffic
+from agent.plans import predict
+from agent.plans.rules import PlanRules, plan_of
+from agent.plans.tracker import Allowance
+from agent.usage.own import OwnTraffic, check_budget_for
 
 LOGGER = logging.getLogger(__name__)
 
@@ -77,7 +80,8 @@ class HealthMonitor:
                  sampler: LiveSampler | None = None, conntrack: ConntrackFlows | None = None,
                  on_network: Callable[[ServingNetwork], None] | None = None,
                  paused: Callable[[], bool] = lambda: False,
-                 on_decision: Callable[[dict[str, Any]], None] | None = None):
+                 on_decision: Callable[[dict[str, Any]], None] | None = None,
+                 allowance: Allowance | None = None):
         self.settings = settings
         self._radio_reader = radio
         self._active_sim = active_sim
@@ -99,9 +103,12 @@ class HealthMonitor:
                     conntrack.own(*endpoint)
             sampler = LiveSampler(settings.wan, settings.lan, prober, conntrack)
         self.sampler = sampler
-        self.classifier = Classifier(plan_rate_kbps=self._plan_rate(active_sim()))
+        self._allowance = allowance
+        """Each rule's used / cap of the SIM in use (agent/plans/tracker.py), if metered."""
+        self.classifier = self._classifier(active_sim())
         self.outages = OutageLog(settings.state_dir, clock)
         self.own = OwnTraffic.load(settings.state_dir / "own_traffic.json", clock, settings.tz)
+        self.size_own_budget(active_sim())
         self._radio = RadioReading()
         self._network = ServingNetwork()
         self._last: dict[str, Any] = {"state": None, "kbps": None, "evidence": {}}
@@ -109,10 +116,22 @@ class HealthMonitor:
         """The trace being recorded (``TraceFile``), if any."""
         self._origin = clock.monotonic()
 
-    @staticmethod
-    def _plan_rate(facts: dict[str, Any] | None) -> float | None:
-        plan = (facts or {}).get("plan") or {}
-        return plan.get("throttle_kbps")
+    def _plan(self, facts: dict[str, Any] | None) -> PlanRules | None:
+        return self._allowance.plan(facts) if self._allowance is not None else plan_of(facts)
+
+    def size_own_budget(self, facts: dict[str, Any] | None) -> None:
+        """The active-check budget from the SIM's plan (agent/usage/own.py: the agent's own
+        traffic under 1 % of the plan's daily share)."""
+        plan = self._plan(facts)
+        statuses = self._allowance.status(facts) if self._allowance is not None and facts else []
+        self.own.set_budget(check_budget_for(predict.daily_share(plan, statuses, self.clock.wall())))
+
+    def _classifier(self, facts: dict[str, Any] | None) -> Classifier:
+        """A classifier that judges slowness against what the SIM's plan says it should
+        deliver now: its rules' throttle rates are throttles, its nominal rate is not (a
+        200 kbps plan at 200 kbps is doing its job; issue 22)."""
+        plan = self._plan(facts)
+        return Classifier(plan_rates=predict.throttle_rates(plan), nominal_kbps=predict.nominal_kbps(plan))
 
     def _open_trace(self, path: Path | None, **bounds: Any) -> TraceFile | None:
         return TraceFile(path, COLUMNS, monotonic=self.clock.monotonic, **bounds) if path is not None else None
@@ -125,7 +144,8 @@ class HealthMonitor:
 
     def on_sim_change(self, facts: dict[str, Any]) -> None:
         """A new SIM starts with a fresh classifier and its own plan rate."""
-        self.classifier = Classifier(plan_rate_kbps=self._plan_rate(facts))
+        self.classifier = self._classifier(facts)
+        self.size_own_budget(facts)
 
     def summary(self) -> dict[str, Any]:
         suspect = self.classifier.last_suspect
@@ -191,6 +211,7 @@ class HealthMonitor:
         if probe is None:
             self.classifier.probe_result(None, 0, "no probe endpoint configured")
             return
+        self.size_own_budget(self._active_sim())  # a nearly exhausted SIM gets proportionally less
         allowance = min(PROBE_BYTES, self.own.check_allowance())
         result = await asyncio.to_thread(run_check, allowance, probe[0], probe[1], self.clock)
         if allowance > 0:
@@ -224,8 +245,10 @@ class HealthMonitor:
             evidence["demand_note"] = f"conntrack unavailable ({self.sampler.flows.reason}): flows from LAN counters"
         change = StateChange(t=change.t, state=change.state, rate_kbps=change.rate_kbps, evidence=evidence,
                              onset_t=change.onset_t, previous=change.previous)
-        event = health_event(change, sim=self._active_sim(), network=self._network, now_t=now_t,
+        sim = self._active_sim()
+        event = health_event(change, sim=sim, network=self._network, now_t=now_t,
                              wall=self.clock.wall(), clock_trusted=self.clock.wall_trusted(), tz=self.settings.tz)
+        event.update(self._explain(event, sim))
         self._last = {"state": event["state"], "kbps": event["kbps"], "mechanism": event["mechanism"],
                       "evidence": event["evidence"]}
         LOGGER.info("health: %s (rate %s kbps, %s) on SIM %s", event["state"], event["kbps"], event["mechanism"],
@@ -234,6 +257,19 @@ class HealthMonitor:
         if self._on_decision is not None:
             self._on_decision(event)
         await self._track_outage(event)
+
+    def _explain(self, event: dict[str, Any], sim: dict[str, Any] | None) -> dict[str, Any]:
+        """``rule`` and ``no_rule_explains`` of a health event (docs/health.md): which of the
+        plan's rules the device believes the carrier applied, or that none does."""
+        if event["state"] != "throttled":
+            return {"rule": None, "no_rule_explains": False}
+        plan = self._plan(sim)
+        statuses = self._allowance.status(sim) if self._allowance is not None else []
+        found = predict.explain(event.get("kbps"), statuses, plan is not None and bool(plan.rules or plan.nominal_kbps))
+        if found.no_rule_explains:
+            LOGGER.warning("health: SIM %s throttled at %s kbps with its counted usage below every cap: no rule "
+                           "of its plan explains this rate", event.get("iccid"), event.get("kbps"))
+        return {"rule": found.rule, "no_rule_explains": found.no_rule_explains}
 
     async def _track_outage(self, event: dict[str, Any]) -> None:
         """Open an outage interval on ``no_service``, close it on leaving, and hand every

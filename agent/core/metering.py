@@ -18,6 +18,7 @@ from typing import Any
 from agent.clock import Clock
 from agent.errors import AgentError
 from agent.net.link import WanLink
+from agent.plans.tracker import Allowance
 from agent.usage.calendar import parse_tz, plan_tz
 from agent.usage.journal import TRICKLE_FLUSH_S, UsageJournal
 from agent.usage.meter import UsageMeter
@@ -35,8 +36,11 @@ agent/core/heal.py) with a third on top. Past it the daemon meters nothing and i
 class Metering:
     """One daemon's journal and meter, fed from the WAN counters."""
 
-    def __init__(self, journal: UsageJournal, meter: UsageMeter, wan: WanLink, clock: Clock, tz_offset: str):
+    def __init__(self, journal: UsageJournal, meter: UsageMeter, wan: WanLink, clock: Clock, tz_offset: str,
+                 allowance: Allowance | None = None):
         self.journal = journal
+        self.allowance = allowance
+        """Each rule's allowance (agent/plans/): fed the same deltas, durable with the journal."""
         self.meter = meter
         self.wan = wan
         self.clock = clock
@@ -59,7 +63,10 @@ class Metering:
         if baseline is not None:
             meter.seed(baseline, journal.baseline_wall())
             LOGGER.info("usage: resuming from the journal's baseline (ifindex %s)", baseline.ifindex)
-        return cls(journal, meter, wan, clock, tz_offset)
+        allowance = Allowance(state_dir, clock, tz_offset)
+        allowance.ledger.rebase(journal.durable_seq)
+        allowance.ledger.catch_up(journal.bodies_after(allowance.ledger.seq))
+        return cls(journal, meter, wan, clock, tz_offset, allowance)
 
     def bill_to(self, facts: dict[str, Any]) -> None:
         """From now on the bytes are the SIM's of ``facts``, in its plan's calendar."""
@@ -78,7 +85,16 @@ class Metering:
         self._last_sample_t = now
         # The meter's baseline is the reading stamped with the boot id; the journal must
         # store that one, or a restart would take the same boot for a reboot.
+        if self.allowance is not None:
+            for d in deltas:
+                self.allowance.ledger.add(d.iccid, d.day, d.start, d.end, d.rx_bytes, d.tx_bytes)
         self.journal.add(deltas, self.meter.baseline() or counters, self.clock.wall())
+        self.commit_allowance()
+
+    def commit_allowance(self) -> None:
+        """The ledger durable up to the journal's durable seq (after every journal flush)."""
+        if self.allowance is not None and self.journal.durable_seq > self.allowance.ledger.seq:
+            self.allowance.ledger.commit(self.journal.durable_seq)
 
     async def run(self, current_iccid: Callable[[], str | None], interval_s: float,
                   mark: Callable[[], None]) -> None:

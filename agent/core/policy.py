@@ -121,6 +121,15 @@ class Inputs:
     health_for_s: float = 0.0
     remaining_bytes: int | None = None
     traffic_kbps: float = 0.0
+    low_below: int | None = None
+    """Bytes left under which the allowance is low (the rule's own share of its cap,
+    agent/plans/predict.py); None: the policy's ``swap_below_bytes``."""
+    cap_in_s: float | None = None
+    """Seconds until the first throttle rule is hit at the current rate (None: unknown)."""
+    cap_rule: str | None = None
+    """The plan rule those figures are of."""
+    throttle_resets_in_s: float | None = None
+    """The throttle's rule resets within ``RESET_SOON_S``: not worth a swap."""
     low_since: float | None = None
     """When the allowance first fell below the threshold (for the lull wait)."""
     order: Order | None = None
@@ -167,20 +176,46 @@ def decide(policy: SwapPolicy, inputs: Inputs, history: Sequence[float], blocked
 def _trigger(policy: SwapPolicy, i: Inputs) -> Decision:
     if i.on_seed:
         return Decision(True, "boot", urgent=True, why="on the bootstrap SIM: users need a data SIM")
+    if i.health == "throttled" and i.throttle_resets_in_s is not None:
+        return Decision(False, "throttled", why=f"rule {i.cap_rule or '?'} resets in {i.throttle_resets_in_s:.0f} s: "
+                                                "not worth a swap")
     if i.health == "throttled":
         return Decision(True, "throttled", urgent=True, why="the carrier holds this SIM at its throttle rate")
     if i.order is not None and i.now >= i.order.due:
         return Decision(True, "command", urgent=True, why=f"cloud command {i.order.command_id}")
     if i.health == "no_service" and i.health_for_s >= policy.no_service_swap_s:
         return Decision(True, "no_service", urgent=True, why=f"no service for {i.health_for_s:.0f} s")
-    if i.remaining_bytes is not None and i.remaining_bytes < policy.swap_below_bytes:
+    if allowance_low(policy, i):
         waited = i.now - i.low_since if i.low_since is not None else 0.0
+        left = f"{i.remaining_bytes} bytes left" + (f" under rule {i.cap_rule}" if i.cap_rule else "")
         if i.traffic_kbps <= policy.lull_kbps:
-            return Decision(True, "allowance", why=f"{i.remaining_bytes} bytes left; traffic lull")
+            return Decision(True, "allowance", why=f"{left}; traffic lull")
+        if i.cap_in_s is not None and i.cap_in_s <= CAP_MARGIN_S:
+            return Decision(True, "allowance", why=f"{left}; the cap is {i.cap_in_s:.0f} s away at this rate")
         if waited >= policy.lull_wait_s:
-            return Decision(True, "allowance", why=f"{i.remaining_bytes} bytes left; no lull in {waited:.0f} s")
+            return Decision(True, "allowance", why=f"{left}; no lull in {waited:.0f} s")
         return Decision(False, "allowance", why="allowance low: waiting for a lull")
     return NO
+
+
+def allowance_low(policy: SwapPolicy, i: Inputs) -> bool:
+    """Below the rule's low mark, or its cap within ``CAP_MARGIN_S`` at the current rate.
+    (A cap merely nearer than the lull wait is not "low": in the lab, a 100 MB rule at
+    17 Mbit/s is 44 s away on a fresh SIM, and swapping then walked through five fresh
+    SIMs in 30 s until the hourly limit stopped it.)"""
+    if i.remaining_bytes is None:
+        return False
+    below = policy.swap_below_bytes if i.low_below is None else i.low_below
+    return i.remaining_bytes < below or (i.cap_in_s is not None and i.cap_in_s <= CAP_MARGIN_S)
+
+
+CAP_MARGIN_S = 4.0
+"""With the cap this close at the current rate, the lull is not waited for: a break now
+costs the user seconds, the cap costs them the rest of the window at 128 kbps. What the
+old SIM still carries after the decision: up to the meter's sample interval (1 s) and the
+policy's tick (1 s) of lag, then the swap's request and stage (~0.1 s, measured in the
+lab) before the switch stops it; doubled. (15 s, twice the whole break, swapped fresh
+100 MB SIMs at once on the lab's 50 Mbit/s link: the break itself carries nothing.)"""
 
 
 def backoff_delay(failures: int, policy: SwapPolicy, rng: random.Random) -> float:

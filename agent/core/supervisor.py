@@ -48,7 +48,7 @@ from agent.core.radio import ModemRadio, vouch_network_time
 from agent.core.status import StatusFile, service_line
 from agent.core.swap import Hooks, SimFacts, SwapMachine, is_registered
 from agent.core.swap_control import SwapControl
-from agent.errors import AgentError, ModemError, ProtocolError
+from agent.errors import AgentError, ModemError, PlanError, ProtocolError
 from agent.health.event import status_event
 from agent.modem.driver import Modem
 from agent.modem.recovery import RecoveryFailed, RecoveryLadder, reset_line_from_profile
@@ -151,7 +151,8 @@ class Supervisor:
         self.swap_control = SwapControl(lambda: self.clock, self.state_dir, self.status,
                                         current=lambda: self.current,
                                         used_on_current=lambda: self.usage.used_on_current if self.usage else 0,
-                                        traffic_kbps=lambda: self.usage.traffic_kbps if self.usage else 0.0)
+                                        traffic_kbps=lambda: self.usage.traffic_kbps if self.usage else 0.0,
+                                        rules=self._rules)
         """When to swap, one swap at a time (agent/core/swap_control.py)."""
         self.watchdog = ProgressWatchdog(Notifier(None), None)
         """Service-manager hooks (agent/sdnotify.py); run.py installs the real one."""
@@ -160,6 +161,19 @@ class Supervisor:
         self.report_gate: ReportGate | None = None
         """Issue 10: usage goes upstream when there is usage to report, or as a heartbeat."""
         self.healer: Any = None  # issue 9
+
+    def allowance_report(self) -> list[dict[str, Any]]:
+        """Each plan rule of the SIM in use: used / cap / resets-at (the status file and the
+        console's ``usage``; docs/console.md)."""
+        if self.usage is None or self.usage.allowance is None or not self.current:
+            return []
+        return self.usage.allowance.report(self.current)
+
+    def _rules(self) -> list[Any]:
+        """Each plan rule's used / cap of the SIM in use (agent/plans/tracker.py)."""
+        if self.usage is None or self.usage.allowance is None or not self.current:
+            return []
+        return self.usage.allowance.status(self.current)
 
     @classmethod
     def from_config(cls, cfg: AgentConfig) -> Supervisor:
@@ -354,6 +368,8 @@ class Supervisor:
                 await self.modem.close()
         if self.journal:
             self.journal.close()
+        if self.usage:
+            self.usage.commit_allowance()
         if not self.give_up.failed:  # issue 9: a failure stays in the status file
             try:
                 self.status.update(state="stopped")
@@ -400,6 +416,7 @@ class Supervisor:
                 sim=self.current,
                 cloud={"connected": bool(self.cloud and self.cloud.connected)},
                 health=self.health.summary() if self.health else None,
+                allowance=self.allowance_report(),
             )
             await asyncio.sleep(STATUS_EVERY)
 
@@ -504,8 +521,10 @@ class Supervisor:
             self.swap_control.sim_changed()
         self.current = facts
         self.usage.bill_to(facts)
+        if self.usage.allowance is not None:
+            self.usage.allowance.on_sim(facts)
         store.atomic_write_json(self._current_file(), facts)
-        self.status.update(sim=facts)
+        self.status.update(sim=facts, allowance=self.allowance_report())  # never the old SIM's rows
         if self.health is not None:
             self.health.on_sim_change(facts)
 
@@ -533,6 +552,8 @@ class Supervisor:
         assert self.journal
         await self._sample_once()
         self.journal.flush("switch")
+        assert self.usage
+        self.usage.commit_allowance()
         if self.report_gate:  # the old SIM's final usage goes up as soon as the link is back
             self.report_gate.open_now("switch")
         self._set_current(facts.to_dict())
@@ -636,6 +657,23 @@ class Supervisor:
             self.swap_control.order(command.command_id, command.not_before, command.not_after)
         elif command.action == "set_policy" and command.policy is not None:
             self.swap_control.on_policy(command.policy)
+        elif command.action == "plan_update" and command.plan_update is not None:
+            self._plan_update(command)
+
+    def _plan_update(self, command: Any) -> None:
+        """A checked plan update (agent/plans/update.py) for the SIM in use; one for another
+        SIM, an old version or more add-ons than the contract allows is refused whole and
+        reported as an ``error`` event naming the field."""
+        assert self.usage and self.usage.allowance
+        try:
+            outcome = self.usage.allowance.apply(command.plan_update, self.current)
+        except PlanError as exc:
+            LOGGER.warning("plan update %s refused (%s): %s", command.command_id, exc.reason, exc)
+            self.spawn(self.emit("error", {"reason": exc.reason, "topic": None, "detail": str(exc)[:300]}),
+                       f"plan-update-error-{command.command_id}")
+            return
+        LOGGER.info("plan update %s: %s", command.command_id, outcome)
+        self.status.update(allowance=self.usage.allowance.report(self.current))
 
     async def _report_now(self) -> None:
         assert self.journal and self.cloud
@@ -659,5 +697,6 @@ class Supervisor:
         self.health = HealthMonitor(settings, radio=ModemRadio(self.modem), active_sim=lambda: self.current,
                                     emit=self.emit, clock=self.clock, recover=self.recover_modem,
                                     on_network=lambda net: meter.set_serving_mcc(net.mcc),  # billing regions
-                                    paused=lambda: self.swapping, on_decision=self.swap_control.on_health)
+                                    paused=lambda: self.swapping, on_decision=self.swap_control.on_health,
+                                    allowance=self.usage.allowance if self.usage else None)
         self.spawn(self.health.run(), "health")

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from agent.core import policy as pol
 from agent.core.status import StatusFile
 from agent.core.swap import SimFacts, SwapFailed, SwapMachine
 from agent.errors import ProtocolError
+from agent.plans import predict
+from agent.plans.allowance import RuleStatus
 
 LOGGER = logging.getLogger(__name__)
 
@@ -37,7 +40,8 @@ class SwapControl:
 
     def __init__(self, clock: Callable[[], Clock], state_dir: Path, status: StatusFile,
                  current: Callable[[], dict[str, Any] | None], used_on_current: Callable[[], int],
-                 traffic_kbps: Callable[[], float]):
+                 traffic_kbps: Callable[[], float],
+                 rules: Callable[[], list[RuleStatus]] = list):
         self._clock = clock
         """A getter: the daemon's clock may be replaced before it starts (the lab's
         offset clock, agent/faces/cli/run.py)."""
@@ -46,6 +50,9 @@ class SwapControl:
         self._current = current
         self._used_on_current = used_on_current
         self._traffic_kbps = traffic_kbps
+        self._rules = rules
+        """Each rule's used / cap of the SIM in use (agent/plans/tracker.py): the exact
+        allowance the policy acts on; empty without a plan (the assignment's number then)."""
         self.machine: SwapMachine | None = None
         """The swap machine, once the supervisor has made it (it needs the cloud)."""
         self.policy = self._load_policy()
@@ -102,15 +109,29 @@ class SwapControl:
     def _inputs(self) -> pol.Inputs:
         now = self.clock.monotonic()
         current = self._current() or {}
-        plan = current.get("plan") or {}
-        remaining = plan.get("remaining_bytes")
-        left = None if remaining is None else int(remaining) - self._used_on_current()
-        if left is not None and left < self.policy.swap_below_bytes and self._low_since is None:
-            self._low_since = now
         state, since = self._health_state
-        return pol.Inputs(now=now, health=state, health_for_s=now - since, remaining_bytes=left,
-                          traffic_kbps=self._traffic_kbps(), low_since=self._low_since, order=self._order,
-                          on_seed=bool(current.get("seed")))
+        kbps = self._traffic_kbps()
+        inputs = pol.Inputs(now=now, health=state, health_for_s=now - since, traffic_kbps=kbps,
+                            order=self._order, on_seed=bool(current.get("seed")))
+        statuses = self._rules()
+        wall = self.clock.wall()
+        forecast = predict.first_cap(statuses, kbps * 1000 / 8, wall, self.policy.swap_below_bytes)
+        explained = (self._last_health or {}).get("rule")
+        if forecast is not None:
+            inputs = replace(inputs, remaining_bytes=forecast.remaining, low_below=forecast.low_below,
+                             cap_in_s=forecast.seconds, cap_rule=forecast.rule)
+        elif not statuses:  # no plan rules known: the assignment's single number, as before
+            remaining = (current.get("plan") or {}).get("remaining_bytes")
+            if remaining is not None:
+                inputs = replace(inputs, remaining_bytes=int(remaining) - self._used_on_current())
+        if state == "throttled" and explained:
+            inputs = replace(inputs, cap_rule=explained,
+                             throttle_resets_in_s=predict.resets_soon(statuses, explained, wall))
+        if pol.allowance_low(self.policy, inputs):
+            self._low_since = now if self._low_since is None else self._low_since
+        else:
+            self._low_since = None
+        return replace(inputs, low_since=self._low_since)
 
     async def run(self) -> None:
         """The policy loop: evaluated every POLICY_TICK_S, or at once when woken."""

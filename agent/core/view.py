@@ -205,7 +205,12 @@ class SupervisorView:
             row["today_bytes"] += moved if body["day"] == today else 0
             row["month_bytes"] += moved if body["month"] == month else 0
         return {"day": today, "month": month, "scope": "metered on this device, not yet acknowledged by the cloud",
-                "sims": list(sims.values())}
+                "sims": list(sims.values()), "rules": self._rules()}
+
+    def _rules(self) -> list[dict[str, Any]]:
+        """The SIM in use's plan rules (used / cap / resets-at), where the supervisor keeps them."""
+        report = getattr(self.sup, "allowance_report", None)
+        return list(report()) if report is not None else []
 
     async def health(self) -> dict[str, Any]:
         monitor = self.sup.health

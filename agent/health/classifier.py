@@ -75,6 +75,7 @@ from agent.health.thresholds import (
     FRAME_BITS,
     HISTORY_SECONDS,
     IDLE_SECONDS,
+    KNOWN_RATE_LOW,
     KNOWN_RATES_KBPS,
     MIN_BUSY_SECONDS,
     NO_SERVICE_SECONDS,
@@ -123,12 +124,21 @@ class _Pending:
 class Classifier:
     """Feed ``Sample`` values in time order; read ``state`` and the changes returned."""
 
-    def __init__(self, plan_rate_kbps: float | None = None):
+    def __init__(self, plan_rate_kbps: float | None = None, *, plan_rates: tuple[int, ...] = (),
+                 nominal_kbps: float | None = None):
+        """``plan_rates``: the rates the SIM's plan throttles to (agent/plans/predict.py);
+        ``nominal_kbps``: the rate the plan sells (the 200 kbps plan). Judged against the
+        plan: a ceiling at or near the nominal rate is the plan working, never a throttle,
+        so only rates clearly below it count (issue 22)."""
         self.plan_rate_kbps = plan_rate_kbps
-        rates = set(KNOWN_RATES_KBPS)
+        self.nominal_kbps = nominal_kbps
+        rates = set(KNOWN_RATES_KBPS) | set(plan_rates)
         if plan_rate_kbps:
             rates.add(int(plan_rate_kbps))
+        if nominal_kbps:
+            rates = {r for r in rates if r < nominal_kbps * KNOWN_RATE_LOW}
         self.known_rates = tuple(sorted(rates))
+        self._busy_min = evidence.busy_floor(self.known_rates)
         self.state: str | None = None
         self.rate_kbps: float | None = None
         self._prev: Sample | None = None
@@ -195,7 +205,7 @@ class Classifier:
             LOGGER.warning("sample at t=%s not after t=%s; ignored", sample.t, prev.t)
             self._prev = prev
             return []
-        tick = evidence.tick(prev, sample)
+        tick = evidence.tick(prev, sample, self._busy_min)
         self._ticks.append(tick)
         self._note_speed(tick)
         while self._ticks and tick.t - self._ticks[0].t > HISTORY_SECONDS:
@@ -312,7 +322,7 @@ class Classifier:
         window_delay = self._delay_loss(win)
         ev: dict[str, Any] = {
             "ceiling_kbps": rounded(ceil["kbps"]), "known_rate_kbps": known,
-            "plan_rate_kbps": self.plan_rate_kbps, "flat_fraction": rounded(ceil["flat"], 2),
+            "plan_rate_kbps": self.plan_rate_kbps, "nominal_kbps": self.nominal_kbps, "flat_fraction": rounded(ceil["flat"], 2),
             "cv": rounded(ceil["cv"], 3), "drift": rounded(ceil["drift"], 3), "busy_seconds": ceil["busy_seconds"], "flows": ceil["flows"],
             # A policer never queues; a shaper under one TCP flow fills and drains its
             # queue for a while before it settles, so queueing in a quarter of the

@@ -8,7 +8,9 @@ trusted (an unset RTC would date it 1970); ``age_s`` is always there, from the
 monotonic clock, so the cloud can date it itself.
 
 Keys (the contract's, exactly): state, iccid, imsi, plmn, cell, tac, act, kbps,
-mechanism, since, age_s, clock_trusted, previous, evidence.
+mechanism, since, age_s, clock_trusted, previous, evidence, rule, no_rule_explains (the
+plan rule the device believes the carrier applied, or that none explains the rate: set
+by agent/core/health.py from the SIM's allowance, agent/plans/predict.py).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from agent.health.verdict import StateChange
 from agent.usage.calendar import iso
 
 EVENT_KEYS = ("state", "iccid", "imsi", "plmn", "cell", "tac", "act", "kbps", "mechanism",
-              "since", "age_s", "clock_trusted", "previous", "evidence")
+              "since", "age_s", "clock_trusted", "previous", "evidence", "rule", "no_rule_explains")
 
 ACT_NUMBERS: dict[str, int] = {
     "gsm": 0, "gsm_compact": 1, "umts": 2, "edge": 3, "hsdpa": 4, "hsupa": 5, "hspa": 6,
@@ -78,6 +80,8 @@ def health_event(change: StateChange, *, sim: dict[str, Any] | None, network: Se
         "clock_trusted": clock_trusted,
         "previous": change.previous,
         "evidence": change.evidence,
+        "rule": None,
+        "no_rule_explains": False,
     }
 
 

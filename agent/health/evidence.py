@@ -16,6 +16,7 @@ from typing import Any
 from agent.health.sample import Sample
 from agent.health.thresholds import (
     BUSY_MIN_KBPS,
+    BUSY_REFERENCE_KBPS,
     DEMAND_GAP,
     FLAT_BAND,
     IDLE_KBPS,
@@ -49,6 +50,9 @@ class Tick:
     rsrq: float | None
     sinr: float | None
     registered: bool
+    busy_min_kbps: float = BUSY_MIN_KBPS
+    """Below this a second is not busy: lower only for a SIM that can be throttled below
+    128 kbps (``busy_floor``)."""
 
     @property
     def kbps(self) -> float:
@@ -56,7 +60,7 @@ class Tick:
 
     @property
     def busy(self) -> bool:
-        return self.flows >= 1 and self.kbps >= BUSY_MIN_KBPS
+        return self.flows >= 1 and self.kbps >= self.busy_min_kbps
 
     @property
     def idle(self) -> bool:
@@ -73,7 +77,15 @@ def rounded(x: float | None, nd: int = 1) -> float | None:
     return None if x is None else round(x, nd)
 
 
-def tick(prev: Sample, s: Sample) -> Tick:
+def busy_floor(known: tuple[int, ...]) -> float:
+    """The busy threshold for a SIM whose lowest throttle rate is ``min(known)``: the
+    standard 40 kbps, or the same share of a lower rate (a flat-rate plan policed to
+    32 kbps carries ~32 kbps per busy second: 40 would call it idle)."""
+    lowest = min(known, default=BUSY_REFERENCE_KBPS)
+    return min(BUSY_MIN_KBPS, BUSY_MIN_KBPS * lowest / BUSY_REFERENCE_KBPS)
+
+
+def tick(prev: Sample, s: Sample, busy_min_kbps: float = BUSY_MIN_KBPS) -> Tick:
     """The interval from ``prev`` to ``s``."""
     dt = s.t - prev.t
     return Tick(
@@ -81,7 +93,7 @@ def tick(prev: Sample, s: Sample) -> Tick:
         up_kbps=rate(prev.wan_tx_bytes, s.wan_tx_bytes, dt),
         lan_kbps=rate(prev.lan_rx_bytes + prev.lan_tx_bytes, s.lan_rx_bytes + s.lan_tx_bytes, dt),
         flows=s.flows, rtt_ms=s.rtt_ms, sent=s.probes_sent, lost=s.probes_lost,
-        rsrp=s.rsrp_dbm, rsrq=s.rsrq_db, sinr=s.sinr_db, registered=s.registered)
+        rsrp=s.rsrp_dbm, rsrq=s.rsrq_db, sinr=s.sinr_db, registered=s.registered, busy_min_kbps=busy_min_kbps)
 
 
 def nearest_known(kbps: float, known: tuple[int, ...]) -> int | None:

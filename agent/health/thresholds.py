@@ -31,6 +31,10 @@ police384_video.csv); over 3 s the bucket's share is small and the sum is flat."
 BUSY_MIN_KBPS = 40.0
 """A second below 40 kbps is keep-alives and DNS, not a user waiting for data (the
 lowest throttle rate we know is 128; a throttled busy second carries ~3x this)."""
+BUSY_REFERENCE_KBPS = 128
+"""The rate BUSY_MIN_KBPS is sized for: a SIM that can be throttled lower (a flat-rate
+plan policed to 32 kbps, agent/plans/predict.py) gets the same share of its lowest rate
+(evidence.busy_floor: 10 kbps at 32)."""
 
 FLAT_BAND = 0.20
 """A 3-s average is "at the ceiling" when within +-20 % of the window's mean rate: a

@@ -271,6 +271,16 @@ class UsageJournal:
         """Bytes this process wrote to flash (appends and compactions)."""
         return self._log.bytes_written
 
+    @property
+    def durable_seq(self) -> int:
+        """The highest seq on flash: the allowance ledger commits up to it (agent/plans/ledger.py)."""
+        return self._durable_seq
+
+    def bodies_after(self, seq: int) -> list[tuple[int, dict[str, Any]]]:
+        """Durable (seq, body) pairs still held with seq above ``seq``, oldest first (the
+        allowance ledger's catch-up after a crash between the two writes). Offers nothing."""
+        return [(s, dict(b)) for s, b in self._pending if seq < s <= self._durable_seq]
+
     def add(self, deltas: list[UsageDelta], baseline: Counters, wall: float) -> None:
         """Accumulate one sample's deltas, computed up to ``baseline`` read at ``wall``;
         flushes when the interval or byte threshold is reached (write errors are logged

@@ -34,8 +34,38 @@ must not forget."""
 KEEP_DAYS = 7
 """Days of history kept in the file (the status and reports want today and yesterday)."""
 
-DAILY_CHECK_BUDGET_BYTES = 4 * 1024 * 1024
-"""4 MiB per day = 16 full active checks: ~0.1 % of a 100 MB / 3 days plan's daily share."""
+OWN_SHARE = 0.01
+"""Issue 22: the agent's own traffic (idle and active checks together) stays under 1 % of
+the daily share of the SIM's plan."""
+
+SMALLEST_DAILY_SHARE_BYTES = 100_000_000 // 3
+"""The smallest plan in domain.md's table, 100 MB / 3 days: 33.3 MB a day."""
+
+IDLE_OWN_BYTES_PER_DAY = 222_000
+"""An idle router's own bytes a day at the carrier (tests/lab/test_lab_own_traffic.py's
+last run, docs/usage.md): MQTT keep-alives, heartbeat reports, state. The check budget is
+what is left of the 1 % after them."""
+
+MAX_CHECK_BUDGET_BYTES = 4 * 1024 * 1024
+"""4 MiB = 16 full active checks a day: the most any plan gets (a bigger plan's 1 % would
+allow more; the detector never needs more)."""
+
+DAILY_CHECK_BUDGET_BYTES = int(OWN_SHARE * SMALLEST_DAILY_SHARE_BYTES) - IDLE_OWN_BYTES_PER_DAY
+"""111,333 bytes a day while the plan is unknown: sized for the smallest plan, so the
+idle traffic and the checks together stay under its 333 kB (1 % of 33.3 MB). That is
+less than one full check (256 KiB): a check is cut to the bytes left, and on a throttled
+SIM its 3-s time cap moves ~48 kB at 128 kbps anyway. (Before issue 22 this was 4 MiB,
+called "~0.1 %" of that plan's share: it was 12.6 %.)"""
+
+
+def check_budget_for(daily_share_bytes: float | None) -> int:
+    """The day's active-check budget for a SIM whose plan allows ``daily_share_bytes`` a
+    day (None: unknown plan): 1 % of it less the idle traffic, at most 4 MiB. A flat-rate
+    SIM's share is what its nominal rate carries in a day; a nearly exhausted SIM's is its
+    remaining bytes over the days to its reset: both get proportionally less."""
+    if daily_share_bytes is None:
+        return DAILY_CHECK_BUDGET_BYTES
+    return max(0, min(MAX_CHECK_BUDGET_BYTES, int(OWN_SHARE * daily_share_bytes) - IDLE_OWN_BYTES_PER_DAY))
 
 SOURCES = ("reflector", "active_check", "mqtt")
 
@@ -91,6 +121,12 @@ class OwnTraffic:
             self.add(source, cumulative - last if cumulative >= last else cumulative)
 
     # -- the active-check budget -----------------------------------------------------
+    def set_budget(self, nbytes: int) -> None:
+        """The SIM in use changed, or its allowance did: its plan's budget from now on."""
+        if nbytes != self.check_budget_bytes:
+            LOGGER.info("active-check budget now %d bytes a day", nbytes)
+        self.check_budget_bytes = nbytes
+
     def check_allowance(self) -> int:
         """Bytes the next active check may use today (0: the day's budget is spent)."""
         left = self.check_budget_bytes - self.days.get(self.today(), {}).get("active_check", 0)

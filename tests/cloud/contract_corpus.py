@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from board.virtual.cloud import sealer, signer
 from board.virtual.cloud.canonical import canonical
+from board.virtual.cloud.plans import PLANS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 EXAMPLE_RE = re.compile(r"<!-- example: (\w+) -->\s*```json\n(.*?)```", re.DOTALL)
@@ -120,6 +121,17 @@ def cpolicy(command: dict[str, Any], policy: dict[str, Any]) -> dict[str, Any]:
     return {**command, "policy": signed(policy)}
 
 
+def cupdate(update: dict[str, Any], *, sign: bool = True) -> dict[str, Any]:
+    """A plan_update command carrying ``update``, signed for the device (4.3)."""
+    body = signer.sign_plan_update(update, device_id=DEVICE, key=PLATFORM_KEY) if sign else update
+    return {"v": 1, "command_id": "c-plan-1", "action": "plan_update", "plan_update": body}
+
+
+TOPUP = {"iccid": "8981100000001000019", "update_id": "u-1", "version": 1, "issued_at": 1_764_860_400,
+         "credits": [{"id": "topup-1", "kind": "topup", "bytes": 500_000_000, "bought": 1_764_860_400}]}
+"""A 500 MB top-up (domain.md) for the test vector's SIM."""
+
+
 def resigned(envelope: dict[str, Any], **changes: Any) -> dict[str, Any]:
     """The vector's envelope with header ``changes``, signed again by the platform, so that
     the change, not a broken signature, is what a receiver meets (section 4, step 5)."""
@@ -197,6 +209,10 @@ GOOD: list[tuple[str, str, Any]] = [
     ("command: swap in a window", "command", SWAP_ORDER),
     ("command: report", "command", {"v": 1, "command_id": "c-1", "action": "report"}),
     ("command: set_policy", "command", SET_POLICY),
+    ("command: plan_update with a top-up", "command", cupdate(TOPUP)),
+    ("command: plan_update with a corrected remaining and a new plan", "command",
+     cupdate({**dropped(TOPUP, ("credits",)), "remaining": {"month": 1_000_000}, "as_of": 1_764_860_400,
+              "plan": PLANS["5GB-month"]})),
     ("policy: the doc's policy", "policy", POLICY),
     ("policy: with pacing", "policy", PACED),
     ("policy: pacing with the slowest first back-off", "policy", PACED_SLOW),
@@ -209,7 +225,17 @@ GOOD: list[tuple[str, str, Any]] = [
     ("profile: the test vector's plaintext", "profile", PROFILE),
     ("profile: no plan, default APN", "profile", changed(changed(PROFILE, ("plan",), None), ("apn",), "")),
     ("profile: a plan with its zone", "profile", changed(PROFILE, ("plan", "tz"), "+09:00")),
+    *[(f"profile: the {name} plan of domain.md's table (rules form)", "profile", changed(PROFILE, ("plan",), body))
+      for name, body in PLANS.items()],
+    ("profile: a rules plan with the cloud's remaining", "profile",
+     changed(PROFILE, ("plan",), {**PLANS["5GB-month"], "remaining": {"month": 4_000_000_000, "72h": 0},
+                                   "as_of": 1_764_000_000})),
+    ("profile: a rule counting the downlink only", "profile",
+     changed(PROFILE, ("plan",), {"rules": [{"id": "dl", "window": "day", "cap_bytes": 1, "count": "rx"}]})),
 ]
+
+RP = {"name": "5GB-month", "rules": [dict(r) for r in PLANS["5GB-month"]["rules"]]}
+"""A rules-form plan that each bad plan case changes in one place."""
 
 H, U, P = ("body", "data"), ("body",), ("plan",)
 BAD: list[tuple[str, str, Any]] = [
@@ -343,6 +369,18 @@ BAD: list[tuple[str, str, Any]] = [
     ("command: an unknown action", "command", changed(SWAP_ORDER, ("action",), "selfdestruct")),
     ("command: command_id missing", "command", dropped(SWAP_ORDER, ("command_id",))),
     ("command: set_policy without a policy", "command", dropped(SET_POLICY, ("policy",))),
+    ("command: plan_update without its update", "command", dropped(cupdate(TOPUP), ("plan_update",))),
+    ("command: plan_update unsigned", "command", cupdate(TOPUP, sign=False)),
+    ("command: plan_update with nothing in it", "command", cupdate(dropped(TOPUP, ("credits",)))),
+    ("command: plan_update credit of 0 bytes", "command", cupdate(changed(TOPUP, ("credits", 0, "bytes"), 0))),
+    ("command: plan_update credit of an unknown kind", "command", cupdate(changed(TOPUP, ("credits", 0, "kind"), "gift"))),
+    ("command: plan_update with 17 credits", "command",
+     cupdate(changed(TOPUP, ("credits",), [dict(TOPUP["credits"][0], id=f"t{i}") for i in range(17)]))),
+    ("command: plan_update remaining without as_of", "command", cupdate(changed(TOPUP, ("remaining",), {"cap": 1}))),
+    ("command: plan_update iccid not an iccid", "command", cupdate(changed(TOPUP, ("iccid",), "123"))),
+    ("command: plan_update with a bad plan", "command",
+     cupdate(changed(TOPUP, ("plan",), changed(PLANS["5GB-month"], ("rules", 0, "window"), "week")))),
+    ("command: plan_update field unknown", "command", cupdate(changed(TOPUP, ("price",), 1))),
     ("command: set_policy whose policy has no version", "command",
      cpolicy(SET_POLICY, dropped(SET_POLICY["policy"], ("version",)))),
     ("command: set_policy whose policy is unsigned", "command", dropped(SET_POLICY, ("policy", "sig"))),
@@ -418,6 +456,24 @@ BAD: list[tuple[str, str, Any]] = [
     ("profile: plan throttle 0", "profile", changed(PROFILE, (*P, "throttle_kbps"), 0)),
     ("profile: plan name not printable", "profile", changed(PROFILE, (*P, "name"), "5GB\tmonth")),
     ("profile: plan tz a name", "profile", changed(PROFILE, (*P, "tz"), "JST")),
+    ("profile: plan rule window unknown", "profile", changed(PROFILE, P, changed(RP, ("rules", 0, "window"), "week"))),
+    ("profile: plan rule cap negative", "profile", changed(PROFILE, P, changed(RP, ("rules", 1, "cap_bytes"), -1))),
+    ("profile: plan rolling rule without hours", "profile", changed(PROFILE, P, dropped(RP, ("rules", 1, "hours")))),
+    ("profile: plan month rule with hours", "profile", changed(PROFILE, P, changed(RP, ("rules", 0, "hours"), 72))),
+    ("profile: plan rules overlap", "profile", changed(PROFILE, P, changed(RP, ("rules", 1), {**RP["rules"][0], "id": "month-2", "cap_bytes": 6_000_000_000}))),
+    ("profile: plan rule ids repeat", "profile", changed(PROFILE, P, changed(RP, ("rules", 1, "id"), "month"))),
+    ("profile: plan rule cap in a none window", "profile", changed(PROFILE, P, changed(RP, ("rules", 0, "window"), "none"))),
+    ("profile: plan rule lifts at the wrong moment", "profile",
+     changed(PROFILE, P, changed(RP, ("rules", 1, "until"), "window_end"))),
+    ("profile: plan price step with a rate", "profile",
+     changed(PROFILE, P, changed(changed(RP, ("rules", 0, "action"), "price_step"), ("rules", 0, "throttle_kbps"), 128))),
+    ("profile: plan throttle not below its nominal rate", "profile",
+     changed(PROFILE, P, changed(changed(RP, ("nominal_kbps",), 200), ("rules", 0, "throttle_kbps"), 200))),
+    ("profile: plan rules beside the single-rule fields", "profile", changed(PROFILE, P, changed(RP, ("window",), "month"))),
+    ("profile: plan remaining for a rule it does not have", "profile",
+     changed(PROFILE, P, changed(RP, ("remaining",), {"day": 5}))),
+    ("profile: plan rule field unknown", "profile", changed(PROFILE, P, changed(RP, ("rules", 0, "speed"), 1))),
+    ("profile: plan single rule with a cap that never resets", "profile", changed(PROFILE, (*P, "window"), "none")),
 ]
 
 CASES = [Case(name, kind, body, True) for name, kind, body in GOOD] + \

@@ -33,6 +33,7 @@ from agent.cloud.profilecheck import check_profile
 from agent.cloud.schema import EVENT_SCHEMAS
 from agent.core import technicians
 from agent.errors import ConfigError, ProtocolError
+from agent.plans.update import parse_update
 from board.virtual.cloud import contract
 from board.virtual.cloud.rules import RULES
 from tests.cloud.contract_corpus import CASES, Case, doc_examples
@@ -67,6 +68,8 @@ def _command(body: dict[str, Any]) -> None:
     command = proto.validate_command(body)
     if command.action == "set_policy" and command.policy is not None:
         _policy(command.policy)
+    if command.action == "plan_update":
+        parse_update(platformsig.verify_plan_update(command.plan_update, device_id="dev-a", public=PLATFORM_PUBLIC))
 
 
 AGENT: dict[str, Callable[[Any], Any]] = {
@@ -142,7 +145,7 @@ def _patterns(node: Any) -> Iterator[str]:
 
 def test_every_schema_is_draft_2020_12_under_its_own_id() -> None:
     files = _schema_files()
-    assert set(contract.MESSAGE_KINDS) | {f"event/{k}" for k in EVENT_SCHEMAS} | {"defs"} == set(files)
+    assert set(contract.MESSAGE_KINDS) | {f"event/{k}" for k in EVENT_SCHEMAS} | set(contract.PART_SCHEMAS) == set(files)
     for name, schema in files.items():
         Draft202012Validator.check_schema(schema)
         assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema", name

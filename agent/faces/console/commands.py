@@ -138,6 +138,23 @@ def render_rows(key: str, empty: str) -> Callable[[dict[str, Any]], list[str]]:
     return render
 
 
+def render_usage(r: dict[str, Any]) -> list[str]:
+    """The metered SIMs, then each plan rule of the SIM in use: used / cap, resets-at."""
+    lines = render_rows("sims", "none")({k: v for k, v in r.items() if k != "rules"})
+    rules = r.get("rules") or []
+    if not rules:
+        return [*lines, "rules: none (no plan known for the SIM in use)"]
+    lines.append("rules (SIM in use):")
+    for rule in rules:
+        window = f"rolling {rule.get('hours')} h" if rule.get("window") == "rolling" else rule.get("window")
+        cap = "no cap" if rule.get("cap") is None else f"{rule['cap']} bytes"
+        reset = rule.get("resets_at") or ("drains as old bytes age out" if rule.get("window") == "rolling" else "-")
+        flag = "  EXCEEDED" if rule.get("exceeded") else ""
+        lines.append(f"  {rule.get('rule')} ({window}, {rule.get('action')}): used {rule.get('used')} / {cap}, "
+                     f"resets {reset}{flag}")
+    return lines
+
+
 def render_at(r: dict[str, Any]) -> list[str]:
     return [*r.get("lines", []), str(r.get("final", ""))]
 
@@ -156,9 +173,11 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
     Command("sim", "sim", "SIM slots and the active profile (ICCID, IMSI; never keys)",
             "The active slot and profile by ICCID and IMSI, the plan, and the slots the board has. "
             "Secret keys are never shown anywhere.", "sim"),
-    Command("usage", "usage", "data used today and this month, per SIM",
+    Command("usage", "usage", "data used per SIM, and each plan rule's used / cap / resets-at",
             "Usage this device metered and still holds, per SIM: today and this month (JST), "
-            "and what is waiting to be reported to the cloud.", "usage", render=render_rows("sims", "none")),
+            "and what is waiting to be reported to the cloud; then each rule of the plan of the SIM "
+            "in use (month, day, rolling 72 h ...): bytes used in its window, its cap (with top-ups), "
+            "and when it resets.", "usage", render=render_usage),
     Command("health", "health", "link state now, state history and outages with causes",
             "The current classification, recent state changes and the outage log.", "health",
             render=render_rows("outages", "none recorded")),

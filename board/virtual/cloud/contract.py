@@ -49,6 +49,10 @@ MESSAGE_KINDS = ("state", "usage", "event", "request", "assignment", "ack", "com
                  "cert_request", "cert_reply", "envelope", "profile")
 """One schema file per message (docs/protocol.md 3.0), named as the doc's examples are tagged."""
 
+PART_SCHEMAS = ("defs", "plan", "plan_update")
+"""Schema files that are parts of messages, not messages: shared formats, and the plan that
+a sealed profile and a plan update both carry (docs/protocol.md 4.2)."""
+
 LEAF_KINDS = {"state": "state", "usage": "usage", "assign/request": "request", "assignment": "assignment",
               "ack": "ack", "command": "command", "policy": "policy", "cert/request": "cert_request",
               "cert": "cert_reply"}

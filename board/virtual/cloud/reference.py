@@ -37,6 +37,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,9 +55,11 @@ from agent.cloud import certs, paho_compat
 from agent.cloud import protocol as proto
 from agent.errors import CertificateMismatch, ProtocolError
 from agent.sim import Plan, SimProfile
+from board.virtual.cloud import allowance as cloud_allowance
 from board.virtual.cloud import contract, sealer, signer
 from board.virtual.cloud.contract import ContractError
 from board.virtual.cloud.pool import load_pool
+from board.virtual.network import labclock
 
 LOGGER = logging.getLogger(__name__)
 
@@ -140,6 +143,10 @@ class ReferenceCloud:
         self.busy_retry_after = retry_after
         self.retries_sent = 0
         self.corrupt_next = 0
+        self.prefer_plan: str | None = None
+        """Lab control: assign only SIMs of this plan (domain.md's table names) from now on."""
+        self.plan_time: Callable[[], float] = self.clock.wall
+        """The time plan windows are judged at: lab time in a running lab (``--lab-dir``)."""
         """Lab control: this many next assignments carry a Ki the carrier will refuse."""
         # certificate renewal (issue 13): signs device CSRs with the lab CA when given it
         self.ca_files = (ca_cert_file, ca_key_file) if ca_cert_file and ca_key_file else None
@@ -154,25 +161,29 @@ class ReferenceCloud:
         self.streams = {k: StreamState(v["upto"], list(v["above"])) for k, v in st.get("streams", {}).items()}
         self.sims: dict[str, dict[str, Any]] = st.get("sims") or {}
         for iccid, sim in self.pool.items():
-            self.sims.setdefault(iccid, {"rx_bytes": 0, "tx_bytes": 0, "remaining_bytes": sim["plan"]["cap_bytes"],
+            self.sims.setdefault(iccid, {"rx_bytes": 0, "tx_bytes": 0,
+                                         "remaining_bytes": (sim.get("plan") or {}).get("cap_bytes"),
                                          "throttled": False, "device": None})
         self.device_seq: dict[str, int] = st.get("device_seq", {})
         self.sessions: dict[str, int] = st.get("sessions", {})
         self.online: dict[str, bool] = st.get("online", {})
         self.swaps: dict[str, dict[str, Any]] = st.get("swaps", {})
         self.rejected = int(st.get("rejected", 0))
+        self.contracts_changed: dict[str, list[dict[str, Any]]] = st.get("contracts_changed", {})
+        """Wholesaler contracts (carriers) a device saw throttle below every cap (3.3)."""
         self.gaps = int(st.get("gaps", 0))
 
     def _save(self) -> None:
         store.atomic_write_json(self.state_dir / "state.json", {
             "streams": {k: {"upto": v.upto, "above": v.above} for k, v in self.streams.items()},
             "sims": self.sims, "device_seq": self.device_seq, "sessions": self.sessions, "online": self.online,
-            "swaps": self.swaps, "rejected": self.rejected, "gaps": self.gaps})
+            "swaps": self.swaps, "rejected": self.rejected, "gaps": self.gaps,
+            "contracts_changed": self.contracts_changed})
         store.atomic_write_json(self.state_dir / "totals.json", self.totals(), mode=store.PUBLIC_MODE)
 
     def totals(self) -> dict[str, dict[str, Any]]:
         """Per ICCID: rx_bytes, tx_bytes, remaining_bytes, throttled, device."""
-        return {i: dict(s) for i, s in self.sims.items()}
+        return {i: {k: v for k, v in s.items() if k != "usage"} for i, s in self.sims.items()}
 
     def events(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -383,6 +394,7 @@ class ReferenceCloud:
                                                    "throttled": False, "device": device})
         sim["rx_bytes"] += body["rx_bytes"]
         sim["tx_bytes"] += body["tx_bytes"]
+        cloud_allowance.add_usage(sim.setdefault("usage", {}), body)  # each plan rule's count
         if sim["remaining_bytes"] is not None:
             sim["remaining_bytes"] = max(0, sim["remaining_bytes"] - body["rx_bytes"] - body["tx_bytes"])
 
@@ -391,8 +403,24 @@ class ReferenceCloud:
         if body["kind"] == "health" and data.get("state") == "throttled" and data.get("iccid") in self.sims:
             LOGGER.info("%s reports %s throttled: never assigned again", device, data["iccid"])
             self.sims[data["iccid"]]["throttled"] = True
+            if data.get("no_rule_explains") is True:
+                self._contract_changed(device, data)
         elif body["kind"] == "assignment_result":
             self._on_result(device, data)
+
+    def _contract_changed(self, device: str, data: dict[str, Any]) -> None:
+        """docs/protocol.md 3.3: a SIM throttled below every cap of its plan. The platform's
+        most valuable signal (the 2020 case: a wholesaler changed the caps without telling
+        anyone): the SIM's wholesaler contract (its carrier in this pool) is flagged as
+        changed, on the SIM and in ``contracts_changed``, with the evidence."""
+        iccid = data["iccid"]
+        carrier = (self.pool.get(iccid) or {}).get("carrier")
+        LOGGER.warning("%s: SIM %s throttled at %s kbps with no rule of its plan explaining it: contract %s "
+                       "flagged as changed", device, iccid, data.get("kbps"), carrier)
+        self.sims[iccid]["contract_changed"] = True
+        if carrier is not None:
+            self.contracts_changed.setdefault(str(carrier), []).append(
+                {"iccid": iccid, "device": device, "kbps": data.get("kbps"), "since": data.get("since")})
 
     def _on_result(self, device: str, data: dict[str, Any]) -> None:
         swap = self.swaps.pop(str(data["assignment_id"]), None)
@@ -494,12 +522,25 @@ class ReferenceCloud:
                 continue
             if sim.get("device") not in (None, device):
                 continue
-            cap = self.pool[iccid]["plan"]["cap_bytes"]
-            room = sim["remaining_bytes"]
-            if cap is None:
-                continue  # an always-slow plan (200 kbps) is not a swap target
-            if room < max(MIN_ROOM_BYTES, cap * MIN_ROOM_FRACTION):
-                continue
+            plan = self.pool[iccid].get("plan") or {}
+            if self.prefer_plan is not None:
+                if plan.get("name") != self.prefer_plan:
+                    continue
+                if "rules" in plan and cloud_allowance.room_ok(plan, sim.get("usage", {}), self.plan_time(),
+                                                               MIN_ROOM_FRACTION) is None:
+                    return iccid  # a flat-rate or price-step plan asked for by name: no room to compare
+            if "rules" in plan:  # docs/protocol.md 4.2: every throttle rule must have room
+                ok = cloud_allowance.room_ok(plan, sim.get("usage", {}), self.plan_time(), MIN_ROOM_FRACTION)
+                if not ok:
+                    continue  # nearly used up, or an always-slow plan (not a swap target)
+                room = cloud_allowance.min_room(plan, sim.get("usage", {}), self.plan_time())
+            else:
+                cap = plan.get("cap_bytes")
+                room = sim["remaining_bytes"]
+                if cap is None:
+                    continue  # an always-slow plan (200 kbps) is not a swap target
+                if room < max(MIN_ROOM_BYTES, cap * MIN_ROOM_FRACTION):
+                    continue
             if room > best_room:
                 best, best_room = iccid, room
         return best
@@ -508,14 +549,20 @@ class ReferenceCloud:
         """The plaintext the sealer seals (docs/protocol.md 4's table): the pool's SIM with the
         remaining allowance this cloud counts. Holds Ki and OPc: never logged or recorded."""
         sim = self.pool[iccid]
+        plan = sim["plan"]
+        if "rules" in plan:  # the rules form: what is left under each rule now (4.2)
+            now = self.plan_time()
+            plan = {**plan, "as_of": round(now, 3),
+                    "remaining": cloud_allowance.remaining(plan, self.sims[iccid].get("usage", {}), now)}
+        else:
+            plan = {**plan, "remaining_bytes": self.sims[iccid]["remaining_bytes"]}
         return {"iccid": iccid, "imsi": sim["imsi"], "ki": sim["ki"].lower(), "opc": sim["opc"].lower(),
-                "plmn": sim["plmn"], "apn": sim["apn"],
-                "plan": {**sim["plan"], "remaining_bytes": self.sims[iccid]["remaining_bytes"]}}
+                "plmn": sim["plmn"], "apn": sim["apn"], "plan": plan}
 
     def profile(self, iccid: str) -> SimProfile:
         """The same profile as the agent's type, for tests that seal variants the agent's way."""
         sim = self.pool[iccid]
-        plan = Plan.from_dict({**sim["plan"], "remaining_bytes": self.sims[iccid]["remaining_bytes"]})
+        plan = Plan.from_dict(self.profile_document(iccid)["plan"])
         return SimProfile(iccid=iccid, imsi=sim["imsi"], ki=bytes.fromhex(sim["ki"]), opc=bytes.fromhex(sim["opc"]),
                           plmn=sim["plmn"], apn=sim["apn"], plan=plan)
 
@@ -538,6 +585,8 @@ class ReferenceCloud:
                 self.busy_retry_after = float(op.get("retry_after", self.retry_after))
             elif kind == "corrupt_next":
                 self.corrupt_next = int(op.get("count", 1))
+            elif kind == "prefer_plan":  # pocket-lab swap --plan NAME: the next SIMs are of that plan
+                self.prefer_plan = op.get("plan") or None
             else:
                 LOGGER.warning("unknown lab control %r ignored", kind)
                 return
@@ -564,6 +613,9 @@ class ReferenceCloud:
         props.MessageExpiryInterval = expiry
         if body.get("action") == "set_policy" and isinstance(body.get("policy"), dict):
             body = {**body, "policy": self.sign_policy(device, body["policy"])}
+        if body.get("action") == "plan_update" and isinstance(body.get("plan_update"), dict):
+            body = {**body, "plan_update": signer.sign_plan_update(body["plan_update"], device_id=device,
+                                                                   key=self.platform_key)}
         self._publish(device, proto.COMMAND, body, props)
 
     def sign_policy(self, device: str, policy: dict[str, Any]) -> dict[str, Any]:
@@ -597,6 +649,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-concurrent-swaps", type=int, default=MAX_CONCURRENT_SWAPS)
     parser.add_argument("--retry-after", type=float, default=RETRY_AFTER_S)
     parser.add_argument("--ca-key", type=Path, default=None, help="sign certificate renewals with this CA key")
+    parser.add_argument("--lab-dir", type=Path, default=None,
+                        help="judge plan windows on this lab's time (pocket-lab clock), not the host's")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -606,6 +660,9 @@ def main(args: argparse.Namespace) -> int:
                            platform_key_file=args.platform_key, device_keys_dir=args.device_keys,
                            max_concurrent_swaps=args.max_concurrent_swaps, retry_after=args.retry_after,
                            ca_cert_file=args.ca if args.ca_key else None, ca_key_file=args.ca_key)
+    if args.lab_dir is not None:
+        lab_dir = Path(args.lab_dir)
+        cloud.plan_time = lambda: labclock.lab_time(lab_dir)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

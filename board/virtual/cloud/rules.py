@@ -87,6 +87,35 @@ def pacing_backoff_cap_not_below_base(pacing: Any) -> str | None:
     return _cap_not_below_base(pacing, PACING_BACKOFF_DEFAULTS, "pacing")
 
 
+def plan_rules_consistent(plan: Any) -> str | None:
+    """A plan's rules agree with each other (docs/protocol.md 4.2): ids unique, no two
+    throttles over the same window and directions, no two price steps at one cap, every
+    throttle below the nominal rate, ``remaining`` only for rules with a cap."""
+    if not isinstance(plan, dict) or not isinstance(plan.get("rules"), list):
+        return None
+    rules = [r for r in plan["rules"] if isinstance(r, dict)]
+    ids = [r.get("id") for r in rules]
+    if len(set(map(str, ids))) != len(ids):
+        return "two rules share an id"
+    seen = set()
+    for r in rules:
+        step = r.get("action") == "price_step"
+        key = (r.get("window"), r.get("hours"), r.get("count", "both"), step, r.get("cap_bytes") if step else None)
+        if key in seen:
+            return f"rule {r.get('id')!r} overlaps another (same window and directions)"
+        seen.add(key)
+    nominal = plan.get("nominal_kbps")
+    for r in rules:
+        rate = r.get("throttle_kbps")
+        if isinstance(nominal, int | float) and isinstance(rate, int | float) and rate >= nominal:
+            return f"rule {r.get('id')!r} throttles to {rate} kbps, not below the nominal {nominal}"
+    capped = {r.get("id") for r in rules if r.get("cap_bytes") is not None}
+    remaining = plan.get("remaining")
+    if isinstance(remaining, dict) and set(remaining) - capped:
+        return "remaining names a rule without a cap"
+    return None
+
+
 RULES: dict[str, Callable[[Any], str | None]] = {
     "base-not-above-seq": base_not_above_seq,
     "epoch-start-not-above-base": epoch_start_not_above_base,
@@ -94,5 +123,6 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "luhn": luhn,
     "swap-backoff-cap-not-below-base": swap_backoff_cap_not_below_base,
     "pacing-backoff-cap-not-below-base": pacing_backoff_cap_not_below_base,
+    "plan-rules-consistent": plan_rules_consistent,
 }
 """Rule name (as the schemas write it) -> its check."""

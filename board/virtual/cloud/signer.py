@@ -9,6 +9,7 @@ tests/cloud/test_signer.py holds it to the doc's policy vector and to the agent'
 - **Policy** (3.8.2): add ``device``; ``canonical`` = the object without ``sig`` (top
   level) and without the message's ``v``, as canonical JSON (3.0); ``sig`` =
   base64(Ed25519(platform, POLICY_CONTEXT || canonical)).
+- **Plan update** (4.3): as a policy, under PLAN_UPDATE_CONTEXT.
 - **Replay floor** (4.1): ``{"seq", "sig"}`` with ``sig`` = base64(Ed25519(platform,
   FLOOR_CONTEXT || canonical({"device", "request_id", "seq"}))).
 """
@@ -30,6 +31,8 @@ POLICY_CONTEXT = b"pw/v1 policy signature\n"
 FLOOR_CONTEXT = b"pw/v1 replay-floor signature\n"
 """4.1 step 3: 29 ASCII bytes ending in one line feed, signed before the canonical floor."""
 
+PLAN_UPDATE_CONTEXT = b"pw/v1 plan-update signature\n"
+"""4.3: 28 ASCII bytes ending in one line feed, signed before the canonical plan update."""
 SIGNATURE_BYTES = 64
 """An Ed25519 signature (RFC 8032 section 5.1.6)."""
 
@@ -79,6 +82,12 @@ def verify_policy(policy: dict[str, Any], *, device_id: str, public: Ed25519Publ
     _verify(public, policy.get("sig"), _policy_bytes(policy), "policy")
     if policy.get("device") != device_id:
         raise SignatureRefused(f"policy is signed for {str(policy.get('device'))[:64]!r}", "wrong_device")
+
+
+def sign_plan_update(update: dict[str, Any], *, device_id: str, key: Ed25519PrivateKey) -> dict[str, Any]:
+    """A plan update (4.3) bound to ``device_id`` and signed as a policy is, under its own context."""
+    doc = {**{k: v for k, v in update.items() if k != "sig"}, "device": device_id}
+    return {**doc, "sig": _b64(key.sign(PLAN_UPDATE_CONTEXT + canonical({k: v for k, v in doc.items() if k != "v"})))}
 
 
 def sign_floor(*, device_id: str, request_id: str, seq: int, key: Ed25519PrivateKey) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,9 @@ from agent import store
 from board.virtual.cloud import broker, pki
 from board.virtual.cloud import pool as pool_mod
 from board.virtual.cloud import reference as cloud_mod
+from board.virtual.cloud.plans import PLANS as TABLE_PLANS
 from board.virtual.network import carrier as carrier_mod
-from board.virtual.network import faults, netns
+from board.virtual.network import faults, labclock, netns
 from board.virtual.network.carrier import CarrierNetwork, LabLayout
 
 LAB_DIR = Path(os.environ.get("POCKET_LAB_DIR", "/run/pocket-lab"))
@@ -152,7 +154,8 @@ def up(args: argparse.Namespace) -> int:
         raise LabError(f"a lab is already up under {LAB_DIR}; run `pocket-lab down` first")
     down(args, quiet=True)
     LAB_DIR.mkdir(parents=True, exist_ok=True)
-    pool = pool_mod.make_pool(POOL_SIZE, POOL_SEED)
+    plans = list(TABLE_PLANS.values()) if getattr(args, "plans", "lab") == "table" else None
+    pool = pool_mod.make_pool(POOL_SIZE, POOL_SEED, plans=plans)
     pool_mod.save_pool(LAB_DIR / "pool.json", pool)
     lab_pki = pki.create_lab_pki(LAB_DIR / "pki", [DEVICE_ID, SPARE_DEVICE_ID], [LAYOUT.internet_addr])
     CarrierNetwork(LAYOUT, pool, LAB_DIR / "carrier.json").setup()
@@ -185,7 +188,8 @@ def cloud_args(lab_pki: Any) -> list[str]:
             "--ca", str(lab_pki.ca_cert), "--cert", str(lab_pki.cloud_cert), "--key", str(lab_pki.cloud_key),
             "--pool", str(LAB_DIR / "pool.json"), "--platform-key", str(lab_pki.platform_key),
             "--device-keys", str(lab_pki.devices_dir),
-            "--ca-key", str(lab_pki.ca_key)]  # signs certificate renewals (docs/protocol.md section 7)
+            "--ca-key", str(lab_pki.ca_key),  # signs certificate renewals (docs/protocol.md section 7)
+            "--lab-dir", str(LAB_DIR)]  # plan windows on lab time (pocket-lab clock)
 
 
 def write_agent_config(lab_pki: Any, pty: str) -> Path:
@@ -368,13 +372,37 @@ def cloud_control(op: dict[str, Any]) -> Path:
 
 
 def swap(args: argparse.Namespace) -> int:
-    """The reference cloud commands the device to swap, now or inside ``--window`` seconds."""
+    """The reference cloud commands the device to swap, now or inside ``--window`` seconds;
+    with ``--plan NAME`` the cloud assigns only SIMs of that plan from then on."""
+    if getattr(args, "plan", None):
+        cloud_control({"op": "prefer_plan", "plan": args.plan})
     body: dict[str, Any] = {"command_id": f"lab-swap-{time.time_ns()}", "action": "swap"}
     if args.window:
         now = time.time()
         body["window"] = {"not_before": now, "not_after": now + args.window}
     cloud_control({"op": "command", "device": args.device, "body": body})
     print(f"swap commanded to {args.device}" + (f" within {args.window:.0f} s" if args.window else " now"))
+    return 0
+
+
+def clock(args: argparse.Namespace) -> int:
+    """Lab time (board/virtual/network/labclock.py): show it, or move it forward by
+    ``--advance SECONDS`` or to ``--to`` an ISO time with its offset. The carrier, the
+    modem's network time, the cloud's plan windows and the agent all follow."""
+    if args.to is not None:
+        target = datetime.fromisoformat(args.to)
+        if target.tzinfo is None:
+            raise LabError("--to needs a UTC offset, e.g. 2026-02-01T00:00:00+09:00")
+        step = target.timestamp() - labclock.lab_time(LAB_DIR)
+        if step < 0:
+            raise LabError(f"lab time is already past {args.to}: it only moves forward")
+        labclock.advance(LAB_DIR, step)
+    elif args.advance is not None:
+        labclock.advance(LAB_DIR, args.advance)
+    now = labclock.lab_time(LAB_DIR)
+    iso = datetime.fromtimestamp(now, timezone(timedelta(hours=9))).isoformat(timespec="seconds")
+    print(json.dumps({"lab_time": now, "jst": iso, "offset_s": labclock.offset(LAB_DIR)}) if args.json
+          else f"lab time {iso} (host + {labclock.offset(LAB_DIR):.0f} s)")
     return 0
 
 
@@ -440,12 +468,21 @@ def agent(args: argparse.Namespace) -> int:
 # ---- the subcommand interface (board/virtual/lab/cli.py's table points here) ----------
 def configure(parser: argparse.ArgumentParser) -> None:
     name = parser.prog.split()[-1]
-    if name in ("up", "status", "usage"):
+    if name in ("up", "status", "usage", "clock"):
         parser.add_argument("--json", action="store_true", help="machine-readable output")
     if name == "up":
         parser.add_argument("--no-agent", action="store_true",
                             help="do not start the lab's agent: the device's namespace and modem wait for one "
                                  "started elsewhere (the system test's container)")
+    if name == "up":
+        parser.add_argument("--plans", choices=["lab", "table"], default="lab",
+                            help="the pool's plans: the lab's usual five, or every plan of domain.md's table "
+                                 "in the rules form (docs/protocol.md 4.2)")
+    if name == "clock":
+        parser.add_argument("--advance", type=float, help="seconds to move lab time forward")
+        parser.add_argument("--to", help="move lab time forward to this ISO time (with its UTC offset)")
+    if name == "swap":
+        parser.add_argument("--plan", help="assign only SIMs of this plan (a name from domain.md's table)")
     if name == "throttle":
         parser.add_argument("--rate", type=int, help="kbit/s (default: the SIM's plan rate, else 128)")
         parser.add_argument("--off", action="store_true", help="remove the policer")
@@ -482,7 +519,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     handler = {"up": up, "down": down, "status": status, "throttle": throttle,
                "traffic": traffic, "usage": usage, "agent": agent, "swap": swap, "policy": policy,
-               "fault": fault}[args.command]
+               "fault": fault, "clock": clock}[args.command]
     try:
         return handler(args)
     except (LabError, netns.LabCommandError) as exc:

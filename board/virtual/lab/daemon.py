@@ -2,9 +2,10 @@
 
 ``pocket-lab up`` starts it detached (``python -m board.virtual.lab.daemon --lab-dir D``). It
 serves AT on a pty whose path it writes to ``D/modem.json``, plays the carrier for the
-modem's attach and data-context requests, and enforces caps: every ``CAP_CHECK_SECONDS``
-it reads the carrier's per-SIM counters and polices any active SIM whose plan cap is
-used up, at the plan's throttle rate, as the wholesale carriers did.
+modem's attach and data-context requests, and enforces plans: every ``CAP_CHECK_SECONDS``
+it reads the carrier's per-SIM counters, stamps them with lab time (``pocket-lab clock``),
+and polices any active SIM one of whose plan rules is over its cap, at that rule's rate,
+as the wholesale carriers did, until the rule's window resets or drains.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from board.virtual.lab.console import DEVICE_END, TECHNICIAN_END
 from board.virtual.modem.device import VirtualModem
 from board.virtual.modem.model import ModemConfig
 from board.virtual.network import carrier as carrier_mod
-from board.virtual.network import faults
+from board.virtual.network import faults, labclock
 from board.virtual.network.cable import PtyCable
 from board.virtual.network.carrier import CarrierNetwork, LabLayout
+from board.virtual.network.plancarrier import CarrierMeter
 
 LOGGER = logging.getLogger(__name__)
 
@@ -40,19 +42,36 @@ def modem_config_from(pool: dict[str, Any]) -> ModemConfig:
     return ModemConfig.from_dict({"seed": {k: seed[k] for k in ("iccid", "imsi", "ki", "opc", "plmn", "apn") if k in seed}})
 
 
-def enforce_caps(layout: LabLayout, pool: dict[str, Any], state_file: Path, policed: dict[str, int]) -> None:
-    """Police every active SIM whose carrier count has reached its plan's cap."""
+def enforce_caps(layout: LabLayout, pool: dict[str, Any], state_file: Path, policed: dict[str, int],
+                 meter: CarrierMeter | None = None) -> None:
+    """Apply every active SIM's plan as its carrier would (board/virtual/network/plancarrier.py):
+    police it at a rule's rate once the carrier's count in the rule's window is over its cap
+    (month, JST day, rolling 72 h, on lab time), hold a flat-rate plan at its nominal rate,
+    and lift the policer when the window resets or drains."""
+    meter = meter if meter is not None else CarrierMeter()
     counts = carrier_mod.read_counters(layout)
+    now = labclock.lab_time(state_file.parent)
     sims = {sim["iccid"]: (index, sim) for index, sim in carrier_mod.pool_sims(pool)}
+    for iccid, count in counts.items():
+        meter.record(iccid, now, count.get("up", 0), count.get("down", 0))
     for active in carrier_mod.active_sims(state_file).values():
         index, sim = sims[active["iccid"]]
         plan = sim.get("plan") or {}
-        cap, rate = plan.get("cap_bytes"), plan.get("throttle_kbps")
-        used = sum(counts.get(sim["iccid"], {}).values())
-        if cap and rate and used >= cap and policed.get(sim["iccid"]) != rate:
-            LOGGER.info("carrier: %s used %d of %d bytes: policing to %d kbps", sim["iccid"], used, cap, rate)
-            carrier_mod.police(layout, active["address"], index, rate)
-            policed[sim["iccid"]] = rate
+        verdict = meter.verdict(sim["iccid"], plan, now) if index >= 0 else None  # the seed SIM: control only
+        rate = verdict[1] if verdict else None
+        if rate == policed.get(sim["iccid"]):
+            continue
+        if rate is None:
+            LOGGER.info("carrier: %s back under every rule of %s: policer lifted", sim["iccid"], plan.get("name"))
+            carrier_mod.unpolice(layout, index)
+            policed.pop(sim["iccid"], None)
+            continue
+        assert verdict is not None
+        LOGGER.info("carrier: %s %s: policing to %d kbps", sim["iccid"],
+                    "held at its nominal rate" if verdict[0] == "nominal" else f"over rule {verdict[0]}", rate)
+        carrier_mod.police(layout, active["address"], index, rate)
+        policed[sim["iccid"]] = rate
+        if verdict[0] != "nominal":
             labsms.queue_sms(state_file.parent, labsms.CARRIER_SENDER, labsms.cap_notice(plan))  # as carriers do
 
 
@@ -69,6 +88,7 @@ def main() -> int:
     # Faults (pocket-lab fault, board/virtual/network/faults.py) sit between the modem and the carrier.
     carrier = faults.FaultyCarrier(CarrierNetwork(layout, pool, state_file), (pool.get("seed") or {}).get("imsi"))
     modem = VirtualModem(modem_config_from(pool), carrier)
+    modem.network_time = lambda: labclock.lab_time(args.lab_dir)  # NITZ on lab time (pocket-lab clock)
     faults.install_ceer(modem, carrier)
 
     def publish_port(path: str) -> None:
@@ -89,6 +109,7 @@ def main() -> int:
     runner = faults.FaultRunner(modem, carrier, layout, args.lab_dir, on_port=publish_port)
     faults.serve(runner, args.lab_dir / faults.SOCKET_NAME, stop)
     policed: dict[str, int] = {}
+    meter = CarrierMeter()
     next_cap_check = 0.0
     while not stop.wait(faults.TICK):
         runner.tick()
@@ -96,7 +117,7 @@ def main() -> int:
             continue
         next_cap_check = time.monotonic() + CAP_CHECK_SECONDS
         try:
-            enforce_caps(layout, pool, state_file, policed)
+            enforce_caps(layout, pool, state_file, policed, meter)
         except Exception:  # a failed check must not take the modem down with it
             LOGGER.exception("cap check failed")
         try:

@@ -383,7 +383,7 @@ class CommandSet:
     def _cclk(self, kind: str, args: str) -> Result:
         if self.stat not in (1, 5):
             return self._err(30)  # no NITZ without a network
-        jst = datetime.fromtimestamp(time.time(), timezone(timedelta(hours=9)))
+        jst = datetime.fromtimestamp(self.m.network_time(), timezone(timedelta(hours=9)))
         return self._ok([f'+CCLK: "{jst:%y/%m/%d,%H:%M:%S}+36"'])
 
     # -- packet data -----------------------------------------------------------------

@@ -59,6 +59,8 @@ class VirtualModem:
     def __init__(self, config: ModemConfig | None = None, carrier: CarrierHooks | None = None):
         self.config = config or ModemConfig()
         self.carrier: CarrierHooks = carrier or NullCarrier()
+        self.network_time: Callable[[], float] = time.time
+        """The network's time for +CCLK (NITZ): the lab sets lab time (board/virtual/network/labclock.py)."""
         self.rng = random.Random(self.config.rng_seed)
         self.conditions = RadioConditions(
             self.config.rsrp_dbm, self.config.rsrq_db, self.config.sinr_db

@@ -38,7 +38,7 @@ from typing import Any
 
 from agent import store
 from board.virtual.modem.model import COMMAND_LATENCY, CarrierReject
-from board.virtual.network import netns
+from board.virtual.network import labclock, netns
 from board.virtual.network.carrier import (
     CELL_CAPACITY_KBIT,
     CELL_QUEUE_MS,
@@ -405,9 +405,9 @@ table inet labfault_broker {{
     def _clock(self, req: dict[str, Any], seconds: float) -> Undo:
         if req.get("step") is None:
             raise FaultError("clock needs --step SECONDS (negative steps back)")
-        path = self.lab_dir / "agent" / CLOCK_OFFSET_NAME
-        store.atomic_write_json(path, {"offset_s": float(req["step"])}, mode=store.PUBLIC_MODE)
-        return lambda: path.unlink(missing_ok=True)
+        # On top of lab time (pocket-lab clock --advance): labclock keeps the two apart.
+        labclock.set_fault(self.lab_dir, float(req["step"]))
+        return lambda: labclock.set_fault(self.lab_dir, None)
 
     def _state_dir(self) -> Path:
         path = self.lab_dir / "agent" / "state"

@@ -1,0 +1,1 @@
+"""A SIM's plan as its contract writes it, and the allowance left under each rule (issue 22)."""
