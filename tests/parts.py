@@ -52,6 +52,9 @@ These two groups once ran as one, so that no two bulk loads shared the CPU: thei
 bounds were packets in flight, which a starved CPU stretches. The bounds are 0 by
 construction now (the carrier's ordered drop, meter first and bearer second, docs/swap.md),
 so a starved CPU can slow them and not change a byte, and they run side by side."""
+LAB_PLANS = ["tests/lab/test_lab_plans.py"]
+"""Plans on lab time (issue 22): a lab of its own brought up with every plan of the table,
+its clock advanced across 72 hours; about 8 minutes."""
 LAB_FAULTS = ["tests/lab/test_lab_faults.py"]
 """Every fault kind, the restart loop and the short soak: mostly waiting on heal clocks."""
 
@@ -83,10 +86,11 @@ PARTS = [
     Part("lab-swap", [*PYTEST, *LAB_SWAP], lab_env("a")),
     Part("lab-usage", [*PYTEST, *LAB_USAGE], lab_env("d")),
     Part("lab-faults", [*PYTEST, *LAB_FAULTS], lab_env("b")),
+    Part("lab-plans", [*PYTEST, *LAB_PLANS], lab_env("e")),
     # The agent's tests on the oldest dependencies (issue 28); make oldest-setup holds the venv.
     Part("oldest", [OLDEST_PYTHON, "-m", "pytest", "-q", "--durations=10", "-p", "no:cacheprovider",
                     "-W", PAHO_161_WARNING, *OLDEST_TESTS], OLDEST_ENV),
-    Part("lab-other", [*PYTEST, "tests/lab", *(f"--ignore={p}" for p in LAB_SWAP + LAB_USAGE + LAB_FAULTS)], lab_env("c")),
+    Part("lab-other", [*PYTEST, "tests/lab", *(f"--ignore={p}" for p in LAB_SWAP + LAB_USAGE + LAB_FAULTS + LAB_PLANS)], lab_env("c")),
 ]
 
 
