@@ -106,3 +106,19 @@ def keep_logs() -> None:
     target = KEPT_LOGS / LAB_DIR.name
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(source, target)
+
+
+POLICY_TIMEOUT = 15.0
+"""A policy reaches the agent over its live MQTT session in well under a second; fifteen
+covers a loaded machine."""
+
+
+def set_policy(**values: int) -> None:
+    """Set top-level policy knobs at the cloud and wait until the agent has persisted them:
+    a command sent before the new policy arrived is judged under the old one (a swap refused
+    by a spent hourly limit)."""
+    lab("policy", *(arg for key, value in values.items() for arg in ("--set", f"{key}={value}")))
+    saved = LAB_DIR / "agent" / "state" / "policy.json"
+    wait_until(f"the agent persisting {values}",
+               lambda: saved.exists() and all(json.loads(saved.read_text()).get(k) == v for k, v in values.items()),
+               POLICY_TIMEOUT)

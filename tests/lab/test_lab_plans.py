@@ -15,7 +15,15 @@ from typing import Any
 import pytest
 
 from board.virtual.cloud.plans import MB
-from tests.lab.conftest import LAB_DIR, agent_status, event_data, lab, lab_json, wait_until
+from tests.lab.conftest import (
+    LAB_DIR,
+    agent_status,
+    event_data,
+    lab,
+    lab_json,
+    set_policy,
+    wait_until,
+)
 
 CAP = 100 * MB
 DEVICE_VS_CARRIER_BYTES = 64 * 1024
@@ -55,7 +63,7 @@ def on_plan(name: str) -> dict[str, Any] | None:
 
 
 def test_a_100mb_3day_sim_is_swapped_before_its_72_hour_cap(plan_lab: dict[str, Any]) -> None:
-    lab("policy", "--set", "max_per_hour=30")
+    set_policy(max_per_hour=30)
     lab("swap", "--plan", "100MB-3days")
     wait_until("the device on a 100 MB / 3 days SIM", lambda: on_plan("100MB-3days"), 60)
     lab("traffic", "start", "--kind", "bulk", "--duration", "60")
@@ -83,7 +91,7 @@ def test_the_carrier_throttles_at_the_cap_and_lifts_72_lab_hours_later(plan_lab:
     """With the device kept from swapping (its hourly limit spent), the carrier polices the
     SIM past 100 MB: the device reports the rule it believes was hit; 72 hours of lab time
     later the rule has drained, the carrier lifts it and the device counts afresh."""
-    lab("policy", "--set", "max_per_hour=1")  # the swaps of the test before spent it
+    set_policy(max_per_hour=1)  # the swaps of the test before spent it
     status = wait_until("on a 100 MB / 3 days SIM", lambda: on_plan("100MB-3days"), 30)
     iccid = status["sim"]["iccid"]
     lab("traffic", "start", "--kind", "bulk", "--duration", "60")
@@ -110,7 +118,7 @@ needs only seconds: the classifier decides within ~10 s of a flat ceiling)."""
 
 def test_a_flat_200_kbps_sim_is_served_at_its_rate_and_reported_when_policed_below(
         plan_lab: dict[str, Any]) -> None:
-    lab("policy", "--set", "max_per_hour=30")
+    set_policy(max_per_hour=30)
     lab("swap", "--plan", "200kbps")
     flat = wait_until("the device on the 200 kbps plan",
                       lambda: (agent_status().get("sim") or {}).get("plan", {}).get("name") == "200kbps"

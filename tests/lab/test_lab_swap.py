@@ -20,6 +20,7 @@ from tests.lab.conftest import (
     event_data,
     in_ns,
     lab,
+    set_policy,
     wait_until,
 )
 from tests.lab.test_lab_usage import settled_usage
@@ -93,10 +94,7 @@ def lan_reaches_internet() -> bool:
 
 
 def test_policy_from_the_cloud_allows_a_swap_run(running_lab: dict[str, Any]) -> None:
-    lab("policy", "--set", "max_per_hour=30", "--set", "max_per_day=200")
-    saved = LAB_DIR / "agent" / "state" / "policy.json"
-    wait_until("the agent persisting the new policy",
-               lambda: saved.exists() and json.loads(saved.read_text())["max_per_hour"] == 30, 15)
+    set_policy(max_per_hour=30, max_per_day=200)
 
 
 @pytest.mark.timeout(900)
