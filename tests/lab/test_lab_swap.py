@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from agent.cloud import protocol as proto
+from agent.core.policy import SwapPolicy
 from agent.core.swap import HOLD_ENV, PHASES
 from board.virtual.cloud import contract
 from board.virtual.lab import ctl as labctl
@@ -30,6 +31,9 @@ SWAPS = 20
 SWAP_TIMEOUT = 45.0
 """One swap is ~6 s of modelled modem time (switch 3 s, attach 2 s, data 0.8 s) plus the
 cloud round trip; seven times that before failing."""
+RETRY_TIMEOUT = SwapPolicy().backoff_base_s + SWAP_TIMEOUT
+"""A refused swap's retry comes after the first back-off (full jitter up to the policy's
+base, 30 s) and then takes one swap."""
 IN_FLIGHT_BYTES = 0
 """Bytes one side counted and the other did not, per SIM and direction, after eight killed
 swaps under bulk load at the cell's 50 Mbit/s. The derivation, packet by packet
@@ -154,7 +158,7 @@ def test_a_refused_new_sim_rolls_back_and_the_user_keeps_the_old_one(running_lab
     # next profile is not corrupted). Awaited here, so the next test starts with no swap due.
     refused_at = len(swap_results())
     retried = wait_until("the agent's retry of the commanded swap",
-                         lambda: [r for r in swap_results()[refused_at:] if r["reason"] == "command"], SWAP_TIMEOUT)
+                         lambda: [r for r in swap_results()[refused_at:] if r["reason"] == "command"], RETRY_TIMEOUT)
     assert retried[0]["ok"], retried[0]
 
 
