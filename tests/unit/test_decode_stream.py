@@ -39,8 +39,8 @@ def test_a_command_echo_is_reported_as_one_echo_object(echo: str) -> None:
 
 @pytest.mark.parametrize("line", ["AT&T", "at&t"])
 def test_a_line_that_names_the_carrier_at_and_t_is_not_taken_for_an_echo(line: str) -> None:
-    """"AT&T" is a line a log shows as an operator name (the COPS long name), and V.250's
-    &T self-test is not a command anyone types at a router: an unknown line, kept."""
+    """The decoder does not read a line starting "AT&T" as an echo (in a log it is the
+    carrier's name at least as often as V.250's &T test command): kept as an unknown line."""
     assert decoded(line) == [{"kind": "unknown", "raw": line}]
 
 

@@ -85,6 +85,7 @@ def test_a_response_up_to_the_limit_is_read_and_one_byte_more_is_refused() -> No
     with pytest.raises(ParseError) as err:
         body_lines(at_limit + "x")
     assert err.value.raw == at_limit + "x"  # the whole input, for the caller to log if it must
+    assert str(err.value).startswith("response too long: '+CSQ: 20,99")  # what decode prints as "error"
 
 
 @pytest.mark.parametrize("value", [None, b"+CSQ: 20,99", 7])
