@@ -168,3 +168,71 @@ def test_unanswered_requests_are_resent_out_of_step_and_bounded() -> None:
     later = [max(p.after_silence() for _ in range(10)) for p in fleet]
     assert max(first) <= 2.0 and len({round(d, 1) for d in first}) > 15  # spread, not one instant
     assert all(d <= 60.0 for d in later) and max(later) > 30.0  # widened, within the cap
+
+
+@pytest.mark.parametrize("knobs, field, value, detail", [
+    ({"swap_window_s": "1h"}, "swap_window_s", "1h", "pacing swap_window_s must be a finite number, got '1h'"),
+    ({"reconnect_window_s": 0.5}, "reconnect_window_s", 0.5,
+     f"pacing reconnect_window_s=0.5 outside 1..3600 s ({pacing.BOUNDS['reconnect_window_s'].why})"),
+    ({"backoff_base_s": 30, "backoff_cap_s": 20}, "backoff_base_s", 30,
+     "pacing backoff_base_s=30 exceeds backoff_cap_s=20"),
+])
+def test_a_refused_policy_names_the_knob_its_value_and_the_bound(knobs: dict[str, object], field: str,
+                                                                 value: object, detail: str) -> None:
+    """The refusal goes upstream as an error event: the reason, and a detail the platform's
+    operator can act on without reading the agent's source."""
+    with pytest.raises(PacingError) as info:
+        pacing.from_policy(policy_body(**knobs), PacingPolicy())
+    assert (info.value.field, info.value.value, str(info.value)) == (field, value, detail)
+
+
+def test_pacing_that_is_not_an_object_is_refused_naming_the_field() -> None:
+    with pytest.raises(PacingError) as info:
+        pacing.from_policy({"version": 1, "pacing": "wide"}, PacingPolicy())
+    assert (info.value.field, info.value.value, str(info.value)) == ("pacing", "wide",
+                                                                      "policy field 'pacing' must be an object")
+
+
+def test_a_version_that_is_not_a_number_is_refused_as_malformed() -> None:
+    with pytest.raises(PacingError) as info:
+        pacing.from_policy({"version": "seven", "pacing": {}}, PacingPolicy())
+    assert (info.value.field, info.value.value) == ("pacing", None)
+    assert str(info.value).startswith("pacing policy malformed: ")
+
+
+@pytest.mark.parametrize("knobs", [{"backoff_base_s": 0.5}, {"backoff_base_s": 60, "backoff_cap_s": 60},
+                                   {"reconnect_window_s": 1, "resume_window_s": 3600, "request_window_s": 0,
+                                    "swap_window_s": 21600, "backoff_cap_s": 3600},
+                                   {"request_window_s": 1800, "backoff_cap_s": 10}])
+def test_every_bound_itself_is_allowed(knobs: dict[str, object]) -> None:
+    """The bounds are inclusive, and a base equal to the cap is a back-off that starts at its cap."""
+    got = pacing.from_policy(policy_body(**knobs), PacingPolicy())
+    assert got is not None and all(getattr(got, k) == v for k, v in knobs.items())
+
+
+def test_a_policy_without_a_version_keeps_the_current_one_and_unknown_knobs_are_logged(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="agent.cloud.pacing")
+    got = pacing.from_policy({"pacing": {"swap_window_s": 90, "jitter_mode": "x", "a_knob": 1}},
+                             PacingPolicy(version=5))
+    assert got is not None and (got.version, got.swap_window_s) == (5, 90)
+    assert "['a_knob', 'jitter_mode']" in caplog.text
+
+
+def test_a_swap_waits_for_not_before_and_ends_by_not_after_on_the_commands_clock() -> None:
+    class Edge(random.Random):
+        def __init__(self, f: float):
+            super().__init__(0)
+            self.f = f
+
+        def random(self) -> float:
+            return self.f
+
+    policy = PacingPolicy(swap_window_s=600.0)
+    first, last = Edge(0.0), Edge(1.0)
+    assert [pacing.swap_delay(policy, r, not_before=50.0) for r in (first, last)] == [50.0, 650.0]  # now = 0
+    assert [pacing.swap_delay(policy, r, now=1000.0, not_before=1100.0, not_after=1100.0)
+            for r in (first, last)] == [100.0, 100.0]  # no room: at not_before exactly
+    assert [pacing.swap_delay(policy, r, now=1000.0, not_before=900.0, not_after=1060.0)
+            for r in (first, last)] == [0.0, 60.0]  # not_before passed: from now, until not_after
+    assert [pacing.swap_delay(policy, r, now=1000.0, not_after=990.0) for r in (first, last)] == [0.0, 0.0]
