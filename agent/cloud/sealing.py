@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -306,8 +306,15 @@ class ReplayGuard:
 def _load_key(path: Path | str, kind: type[Any], private: bool) -> Any:
     """A PEM key of exactly ``kind``; anything else is a SealError naming the file."""
     data = Path(path).read_bytes()
-    key = (serialization.load_pem_private_key(data, password=None) if private
-           else serialization.load_pem_public_key(data))
+    try:
+        key = (serialization.load_pem_private_key(data, password=None) if private
+               else serialization.load_pem_public_key(data))
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        # cryptography's own text names neither the file nor what was expected (a daemon
+        # starting with a wrong file must say which); its cause is dropped, as key bytes
+        # have no place in an exception.
+        raise SealError(f"{path} is not a PEM {'private' if private else 'public'} "
+                        f"{kind.__name__.removesuffix('Key')} key", reason="key") from None
     if not isinstance(key, kind):
         raise SealError(f"{path} is not an {kind.__name__.removesuffix('Key')} key", reason="key")
     return key

@@ -326,3 +326,21 @@ def test_a_key_file_of_another_kind_is_refused_naming_the_file(key_files: dict[s
     with pytest.raises(SealError) as err:
         load(key_files[file])
     assert (err.value.reason, str(err.value)) == ("key", f"{key_files[file]} is not an {kind} key")
+
+
+@pytest.mark.parametrize("loader", [sealing.load_private_x25519, sealing.load_public_x25519,
+                                    sealing.load_private_ed25519, sealing.load_public_ed25519])
+def test_a_file_that_is_no_pem_key_is_a_seal_error_naming_it(tmp_path: Path, loader: Any) -> None:
+    bad = tmp_path / "not-a-key.pem"
+    bad.write_text("-----BEGIN NOTHING-----\nAAAA\n-----END NOTHING-----\n")
+    with pytest.raises(SealError) as raised:
+        loader(bad)
+    assert str(bad) in str(raised.value) and raised.value.reason == "key"
+
+
+def test_a_public_key_given_as_the_private_one_is_a_seal_error(tmp_path: Path) -> None:
+    public = tmp_path / "public.pem"
+    public.write_bytes(X25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    with pytest.raises(SealError, match="not a PEM private X25519"):
+        sealing.load_private_x25519(public)
