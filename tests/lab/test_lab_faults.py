@@ -60,8 +60,10 @@ await the outage's end in a test."""
 BROKER_RETURN_TIMEOUT = 2 * BROKER_BACKOFF_CAP_S + 5
 """The reconnect in flight when the broker returns waits at most one ceiling; a TLS
 connect and the healer's 2 s cadence follow."""
-LOCAL_OUTAGE_TIMEOUT = 15.0
-"""An interval is closed on the healer's first pass after serving again (2 s cadence)."""
+LOCAL_OUTAGE_TIMEOUT = 30.0
+"""An interval is closed on the healer's first pass after serving again (2 s cadence), and a
+hung modem is named after one AT timeout (1 s): ten times those 3 s (15 s ran out once with
+the machine's load at 13)."""
 REPORTED_AT_CLOUD = ("pdn-deact", "reject", "usb-gone")
 """Kinds whose record is also awaited at the cloud (the others check the agent's own log:
 the report path is the same for every kind, and each wait costs the link's return)."""

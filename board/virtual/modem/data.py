@@ -142,5 +142,5 @@ class DataCommands:
             return self.cs._err(code, CONTEXT_LATENCY)
         self.netdev[cid] = urc
         if urc:
-            self.cs.m.schedule(CONTEXT_LATENCY + COMMAND_LATENCY, lambda: self.cs.m.urc(f"+QNETDEVSTATUS: {cid}"))
+            self.cs.m.schedule_after_answer(COMMAND_LATENCY, lambda: self.cs.m.urc(f"+QNETDEVSTATUS: {cid}"))
         return self.cs._ok(latency=CONTEXT_LATENCY)

@@ -73,6 +73,7 @@ class VirtualModem:
         self._wake_r, self._wake_w = -1, -1
         self._running = False
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._after_answer: list[tuple[float, Callable[[], None]]] = []  # schedule_after_answer
         self._seq = itertools.count()
         self._editor = LineEditor(Registers(lambda n: self.cmds.sregs.get(n, 0)), lambda: self.cmds.echo)
         self._queue: list[str] = []
@@ -244,6 +245,14 @@ class VirtualModem:
         when = time.monotonic() + delay * self.config.time_scale
         heapq.heappush(self._timers, (when, next(self._seq), fn))
 
+    def schedule_after_answer(self, delay: float, fn: Callable[[], None]) -> None:
+        """Run ``fn`` ``delay`` modelled seconds after the answer of the command being
+        executed is written: a URC a command causes (``+QNETDEVSTATUS`` after
+        ``+QNETDEVCTL``'s OK) follows its OK on a real modem. Timed from the command's start
+        instead, the two were microseconds apart at the tests' time scale, and a loaded
+        machine wrote the URC first."""
+        self._after_answer.append((delay, fn))
+
     def _run(self) -> None:
         while self._running:
             now = time.monotonic()
@@ -333,6 +342,9 @@ class VirtualModem:
         """Write ``lines`` after ``delay`` modelled seconds; the modem is busy meanwhile."""
         wait = delay * self.config.time_scale + self._slow_extra
         self._busy_until = time.monotonic() + wait
+        for after, fn in self._after_answer:
+            heapq.heappush(self._timers, (self._busy_until + after * self.config.time_scale, next(self._seq), fn))
+        self._after_answer.clear()
         if wait <= 0.0005:
             self.send_lines(lines)
             return
