@@ -156,6 +156,8 @@ class Supervisor:
         self.watchdog = ProgressWatchdog(Notifier(None), None)
         """Service-manager hooks (agent/sdnotify.py); run.py installs the real one."""
         self.consoled: Any = None  # console (issue 12): control socket + technician console
+        self.page: Any = None
+        """The renter's status page server (agent/core/paged.py), when it is on."""
         self.report_gate: ReportGate | None = None
         """Issue 10: usage goes upstream when there is usage to report, or as a heartbeat."""
         self.healer: Any = None  # issue 9
@@ -258,6 +260,8 @@ class Supervisor:
         from agent.core import consoled
         self.consoled = await consoled.start(self)
         # ---- end console
+        from agent.core import paged  # issue 25: the renter's page (its code loads only when on)
+        self.page = await paged.start(self)
         self._open_usage()
         await self._first_reading()
         self.modem = Modem(self.cfg.modem_port or self.profile.at_port, self.profile.dialect,
