@@ -80,7 +80,7 @@ def _state(r: dict[str, Any], lang: str, tz: tzinfo) -> dict[str, Any]:
             else say(lang, "state.no_service_now")
         cause = health.get("cause")
         if cause in ("not_registered", "no_data"):
-            text += " " + say(lang, f"cause.{cause}")
+            text += ("" if lang == "ja" else " ") + say(lang, f"cause.{cause}")  # Japanese runs sentences on
         out["text"] = text
         return out
     out["text"] = say(lang, f"state.{code}")

@@ -93,7 +93,8 @@ def page(doc: dict[str, Any]) -> str:
     if doc.get("notice"):
         parts.append(f'<section class="notice" id="notice">{e(doc["notice"]["text"])}</section>')
     if doc.get("data") or doc.get("data_text"):
-        items = "".join(f"<li>{e(rule['text'])}</li>" for rule in doc["data"]) or f"<li>{e(doc['data_text'])}</li>"
+        items = "".join(f'<li id="rule-{i}">{e(rule["text"])}</li>' for i, rule in enumerate(doc["data"])) \
+            or f"<li>{e(doc['data_text'])}</li>"
         sim = doc.get("sim") or {}
         tail = f'<small>{e(say(lang, "sim.ends", tail=sim["ends_with"]))}</small>' if sim.get("ends_with") else ""
         parts.append(f'<section id="data"><h2>{e(say(lang, "section.data"))}</h2><ul>{items}</ul>{tail}</section>')
