@@ -12,7 +12,6 @@ SIM's ICCID, IMSI, Ki or OPc, or the cloud's address.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import re
@@ -21,10 +20,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from agent.core.control import ControlClient
 from board.virtual.lab import ctl as labctl
 from tests.conftest import need_tool
-from tests.lab.conftest import LAB_DIR, agent_status, in_ns, lab, wait_until
+from tests.lab.conftest import LAB_DIR, agent_status, control, in_ns, lab, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "build"
@@ -95,13 +93,7 @@ def shown_bytes(text: str) -> float:
 
 
 def console_status(running_lab: dict[str, Any]) -> dict[str, Any]:
-    async def ask() -> dict[str, Any]:
-        client = ControlClient(running_lab["console"]["control_socket"])
-        try:
-            return await client.request("status")
-        finally:
-            client.close()
-    return asyncio.run(ask())
+    return control(running_lab, "status")
 
 
 def carrier_bytes(iccid: str) -> int:
@@ -224,19 +216,11 @@ def test_planned_swap_is_announced_then_reported(running_lab: dict[str, Any], tm
     wait_until("the commanded swap", lambda: agent_status()["sim"]["iccid"] != before, timeout=150, interval=1)
     last = wait_until("the swap on the page", lambda: (d := page_json()) and d["last_swap"]
                       and d["last_swap"]["reason"] == "command" and d, timeout=30, interval=1)["last_swap"]
-    history = asyncio.run(_swaps(running_lab))  # the console's figures of the same swap
+    history = control(running_lab, "swaps")["swaps"]  # the console's figures of the same swap
     assert last["ok"] and last["break_s"] == round(history[-1]["break_ms"] / 1000, 1)
     assert "planned by your operator" in last["text"]
     assert console_status(running_lab)["sim"]["iccid"][-4:] == page_json()["sim"]["ends_with"]
     assert page_json()["notice"] is None
-
-
-async def _swaps(running_lab: dict[str, Any]) -> list[dict[str, Any]]:
-    client = ControlClient(running_lab["console"]["control_socket"])
-    try:
-        return (await client.request("swaps"))["swaps"]
-    finally:
-        client.close()
 
 
 def test_throttled_sim_is_swapped_and_the_page_says_why(running_lab: dict[str, Any], tmp_path: Path) -> None:
