@@ -61,8 +61,9 @@ WRITE_TIMEOUT_S = 5.0
 MAX_CONNECTIONS = 32
 """Connections served at once. A household's phones and laptops open a few each; past
 this a connection is closed at once, so 200 at the same instant cost 168 accepts and closes."""
-BACKLOG = 64
-"""The listen queue: connections the kernel holds while the loop is busy."""
+BACKLOG = 32
+"""The listen queue (connections the kernel holds while the loop is busy) and the number
+asyncio accepts per wake-up: a burst of 200 is taken 32 at a time, between other work."""
 RATE_PER_S = 5.0
 RATE_BURST = 20
 """Requests per client address: a page load is one request (two with the favicon), a
@@ -128,6 +129,7 @@ class PageServer:
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
         self._cache: tuple[float, dict[str, Any] | None] | None = None
         self._inflight: asyncio.Future[dict[str, Any] | None] | None = None
+        self._bodies: dict[tuple[int, str, str], tuple[int, bytes, str]] = {}
         self.counts = {"served": 0, "refused": 0, "closed": 0}
         """Requests answered 200; answered with an error; connections closed without an answer."""
         self.bound_to_device = False
@@ -168,7 +170,9 @@ class PageServer:
     async def start(self) -> None:
         sock = self._socket()
         self.port = sock.getsockname()[1]
-        self._server = await asyncio.start_server(self._serve, sock=sock, limit=MAX_HEAD)
+        # backlog: also how many connections asyncio accepts in one go, so a burst is taken
+        # in slices of BACKLOG with the loop's other work between them
+        self._server = await asyncio.start_server(self._serve, sock=sock, limit=MAX_HEAD, backlog=BACKLOG)
         LOGGER.info("status page on %s (LAN %s)", self.url, self.settings.device)
 
     async def run(self) -> None:
@@ -261,15 +265,26 @@ class PageServer:
         override = next(iter(parse_qs(url.query).get("lang") or []), None)
         lang = choose(headers.get("accept-language"), self.settings.languages, override)
         raw = await self._facts()
+        status, body, kind = self._body(raw, JSON_PATH if path == JSON_PATH else "/", lang)
+        await self._send(writer, status, body, kind, lang, method == "HEAD")
+
+    def _body(self, raw: dict[str, Any] | None, path: str, lang: str) -> tuple[int, bytes, str]:
+        """The answer for ``path`` in ``lang`` from this snapshot, drawn once per snapshot
+        (about 1 ms for the page): a burst of reloads costs one rendering, not one each."""
+        key = (id(raw), path, lang)
+        cached = self._bodies.get(key)
+        if cached is not None:
+            return cached
         s = self.settings
         doc = facts.document(raw, lang, s.brand, s.support_phone) if raw is not None else facts.unavailable(lang, s.brand)
         status = 200 if raw is not None else 503
         if path == JSON_PATH:
-            body = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
-            await self._send(writer, status, body, "application/json; charset=utf-8", lang, method == "HEAD")
+            answer = (status, json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode(),
+                      "application/json; charset=utf-8")
         else:
-            await self._send(writer, status, render.page(doc).encode(), "text/html; charset=utf-8", lang,
-                             method == "HEAD")
+            answer = (status, render.page(doc).encode(), "text/html; charset=utf-8")
+        self._bodies[key] = answer
+        return answer
 
     def _bucket(self, peer: str) -> TokenBucket:
         bucket = self._buckets.pop(peer, None) or TokenBucket(RATE_PER_S, RATE_BURST, self._monotonic)
@@ -294,6 +309,7 @@ class PageServer:
             LOGGER.debug("status page: the daemon did not answer: %s", exc)
             answer = None
         self._cache, self._inflight = (self._monotonic(), answer), None
+        self._bodies.clear()  # drawn from the previous snapshot
         return answer
 
     async def _send(self, writer: asyncio.StreamWriter, status: int, body: bytes, kind: str, lang: str | None = None,
