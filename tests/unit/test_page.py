@@ -243,3 +243,21 @@ def test_the_page_code_is_not_loaded_when_the_page_is_off(tmp_path: Path) -> Non
     out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2]).stdout
     assert out.strip() == "[]"
+
+
+def test_the_documented_json_has_the_shape_the_server_sends() -> None:
+    """docs/status-page.md's example is what a reader codes against: same keys, same nesting."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "status-page.md").read_text()
+    example = json.loads(re.search(r"```json\n(.*?)```", text, re.DOTALL).group(1))  # type: ignore[union-attr]
+    r = renter()
+    r["swap"]["planned"] = {"reason": "command", "in_s": 125.0, "at_lull": False}
+    sent = facts.document(r, "en")
+
+    def shape(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: shape(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [shape(value[0])] if value and isinstance(value[0], dict) else "list"
+        return "value"
+    assert shape(example) == shape(sent)
+    assert example["state"] == sent["state"] and example["data"][0]["text"] == sent["data"][0]["text"]
