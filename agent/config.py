@@ -102,7 +102,7 @@ class AgentConfig:
     console: dict[str, Any] = field(default_factory=dict)
     """The [console] table, validated by agent/core/consoled.py (docs/console.md)."""
     page: dict[str, Any] = field(default_factory=dict)
-    """The [page] table (the renter's status page), validated by agent/core/paged.py
+    """The [page] table (the renter's status page), validated by agent/core/page_settings.py
     (docs/status-page.md)."""
 
 

@@ -35,7 +35,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from agent.core.paged import PageSettings
+from agent.core.page_settings import PageSettings
 from agent.faces.page import facts, render
 from agent.faces.page.server import JSON_PATH, PageServer
 from tests.bench import figures

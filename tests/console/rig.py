@@ -113,7 +113,7 @@ class CannedFacts:
                 "signal": {"rsrp_dbm": -95.0, "rsrq_db": -11.0, "sinr_db": 8.0, "rssi_dbm": None, "rating": "fair"},
                 "address": "198.18.10.2", "throughput": {"rx_kbps": 120.5, "tx_kbps": 10.0},
                 "classification": {"state": "throttled", "rate_kbps": 128.0, "why": "plateau at the plan rate"},
-                "cloud": {"connected": True}}
+                "cloud": {"connected": True}, "allowance": RENTER["rules"]}
 
     async def renter(self) -> dict[str, Any]:
         self.calls.append("renter")

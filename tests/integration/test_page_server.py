@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from agent.core.paged import PageSettings
+from agent.core.page_settings import PageSettings
 from agent.errors import ControlError
 from agent.faces.page import server as srv
 from agent.faces.page.server import PageServer

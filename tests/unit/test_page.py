@@ -18,7 +18,7 @@ import pytest
 
 from agent.boardprofile import load_profile
 from agent.clock import JST
-from agent.core import paged
+from agent.core import page_settings
 from agent.core import policy as pol
 from agent.core.daygraph import BUCKET_S, DayGraph
 from agent.errors import ConfigError
@@ -219,14 +219,14 @@ def test_parse_head_and_what_it_refuses() -> None:
 # ---- settings ------------------------------------------------------------------------
 def test_settings_from_the_profile_and_the_page_table() -> None:
     profile = load_profile(Path(__file__).resolve().parents[2] / "board" / "profiles" / "virtual.toml")
-    s = paged.settings({}, profile)
+    s = page_settings.settings({}, profile)
     assert (str(s.interface), s.port, s.device, s.enabled) == ("198.18.2.1/24", 80, "lan0", True)
-    s = paged.settings({"port": 8080, "brand": "Acme", "languages": ["ja"], "enabled": False}, profile)
+    s = page_settings.settings({"port": 8080, "brand": "Acme", "languages": ["ja"], "enabled": False}, profile)
     assert (s.port, s.brand, s.languages, s.enabled) == (8080, "Acme", ("ja",), False)
     for bad in ({"port": 0}, {"address": "lan"}, {"languages": ["fr"]}, {"brand": "x" * 41}, {"colour": "red"},
                 {"port": True}):
         with pytest.raises(ConfigError):
-            paged.settings(bad, profile)
+            page_settings.settings(bad, profile)
 
 
 def test_the_page_code_is_not_loaded_when_the_page_is_off(tmp_path: Path) -> None:

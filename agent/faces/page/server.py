@@ -37,7 +37,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from agent.core.control import TokenBucket
-from agent.core.paged import PageSettings
+from agent.core.page_settings import PageSettings
 from agent.errors import AgentError
 from agent.faces.page import facts, render
 from agent.faces.page.words import choose
