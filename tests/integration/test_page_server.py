@@ -112,6 +112,7 @@ def test_other_paths_methods_and_bodies_are_refused_quietly(caplog: pytest.LogCa
             assert status == 405 and headers["allow"] == "GET, HEAD"
         assert (await get(server.port, "/", headers="Content-Length: 5\r\n"))[0] == 413
         assert (await exchange(server.port, b"\x16\x03\x01\x02\x00garbage\r\n\r\n")).startswith(b"HTTP/1.1 400 ")
+        assert (await exchange(server.port, b"GET http://[x/ HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 400 ")
         assert (await get(server.port))[0] == 200
     run(body)
     noisy = [r for r in caplog.records if r.name.startswith("agent.faces.page") and r.levelno > logging.DEBUG

@@ -251,7 +251,10 @@ class PageServer:
         if headers.get("content-length", "0") != "0" or "transfer-encoding" in headers:
             await self._send(writer, 413, b"", "text/plain")  # nothing here takes a body
             return
-        url = urlsplit(target)
+        try:
+            url = urlsplit(target)
+        except ValueError:  # "http://[x/": a client's garbage, not our bug
+            raise BadRequest("bad request target") from None
         path = url.path
         if path not in (*PAGE_PATHS, JSON_PATH, FAVICON_PATH):
             await self._send(writer, 404, b"not found\n", "text/plain")
