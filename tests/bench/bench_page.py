@@ -72,6 +72,37 @@ def weight() -> None:
               f"JSON {body:6d} bytes, favicon {len(render.FAVICON)} bytes")
 
 
+IMPORT_PROBE = """
+import importlib, json, sys
+def rss():
+    return int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS:")).split()[1])
+renter = json.loads(sys.argv[1])
+for name in sys.argv[2:]:
+    importlib.import_module(name)
+before = rss()
+from agent.faces.page import facts, render, server
+render.page(facts.document(renter, "ja"))
+print(json.dumps([before, rss()]))
+"""
+
+
+def import_cost(runs: int) -> None:
+    """What the page's code adds to a serving daemon's memory, in a fresh interpreter each
+    run: VmRSS after every other serving module, then after the page's (one page drawn)."""
+    from tests.test_serving_imports import SERVING_MODULES
+
+    others = [m for m in SERVING_MODULES if "page" not in m]
+    added = []
+    for _ in range(runs):
+        out = subprocess.run([sys.executable, "-c", IMPORT_PROBE, json.dumps(full_day()), *others],
+                             capture_output=True, text=True,
+                             check=True, cwd=REPO).stdout
+        before, after = json.loads(out)
+        added.append(after - before)
+    print(f"  page's modules imported into a serving set, fresh process: +{statistics.median(added):.0f} kB"
+          f" VmRSS (median of {runs}: {sorted(added)} kB)")
+
+
 # ---- 2. the loop under abuse ------------------------------------------------------------------
 ABUSER = """
 import socket, sys, threading, time
@@ -251,6 +282,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     weight()
+    import_cost(3 if args.quick else 7)
     asyncio.run(abuse(5.0 if args.quick else 15.0))
     if not args.no_lab:
         lab_part(1 if args.quick else args.runs, 20 if args.quick else 100, 15.0 if args.quick else 30.0)
