@@ -332,6 +332,8 @@ class Supervisor:
                 await self._sample_once()
             with contextlib.suppress(AgentError):
                 self.journal.flush("shutdown")
+            if self.usage:
+                self.usage.save_used()
         if self.consoled:  # console (issue 12)
             await self.consoled.stop()
         if self.modem:
@@ -485,8 +487,8 @@ class Supervisor:
     def _set_current(self, facts: dict[str, Any]) -> None:
         assert self.usage
         if (self.current or {}).get("iccid") != facts.get("iccid"):
-            self.usage.used_on_current = 0
             self.swap_control.sim_changed()
+        self.usage.now_current(facts.get("iccid"))  # another SIM counts from zero; a resumed one goes on
         self.current = facts
         self.usage.bill_to(facts)
         store.atomic_write_json(self._current_file(), facts)
