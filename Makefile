@@ -22,6 +22,11 @@ APT_NEEDS += dpkg-deb:dpkg ar:binutils systemd-analyze:systemd
 # Debian 12 root from Debian's archive, systemd-nspawn boots it with systemd as PID 1,
 # nsenter runs the operator's commands inside, openssl signs the factory's CSR.
 APT_NEEDS += mmdebstrap:mmdebstrap systemd-nspawn:systemd-container nsenter:util-linux openssl:openssl
+# The renter's status page (issue 25, tests/lab/test_lab_page.py): headless Chromium opens it
+# from the lab's LAN namespace, and a Japanese font lets its screenshots show the Japanese page.
+APT_NEEDS += chromium:chromium
+# file -> Debian package, for what is not a command (checked with test -e).
+APT_FILES := /usr/share/fonts/opentype/ipafont-gothic/ipag.ttf:fonts-ipafont-gothic
 
 .PHONY: all setup deps run test test-oldest oldest-setup bench soak lint clean package
 
@@ -32,6 +37,8 @@ setup: deps $(STAMP)
 deps:
 	@missing=""; for pair in $(APT_NEEDS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
 	  PATH="$$PATH:/usr/sbin:/sbin" command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	for pair in $(APT_FILES); do file=$${pair%%:*}; pkg=$${pair##*:}; \
+	  test -e $$file || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \

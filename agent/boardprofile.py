@@ -8,6 +8,7 @@ start-up and not at the first modem reset in the field.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,12 @@ class BoardProfile:
     reset_line: dict[str, Any] = field(default_factory=lambda: {"kind": "none"})
     resolv_file: str = "/tmp/resolv.conf.d/resolv.conf.auto"
     lan_interface: str = "br-lan"
+    lan_address: str = ""
+    """The router's own address on its LAN with the prefix length ("192.168.8.1/24"): where
+    the renter's status page listens (docs/status-page.md); empty: the board names none and
+    the page is off unless the config's [page] table gives one."""
+    status_page_port: int = 80
+    """The page's TCP port on ``lan_address``: 80, where a browser looks by default."""
     # --- factory provisioning (issue 13); the key store's place is no board's: agent/layout.py
     console_port: str = ""
     """The technician console's serial port (a USB gadget port such as /dev/ttyGS0); empty:
@@ -101,6 +108,8 @@ def profile_from_dict(data: dict[str, Any]) -> BoardProfile:
         reset_line=_check_reset(data.get("reset_line", {"kind": "none"})),
         resolv_file=data.get("resolv_file", "/tmp/resolv.conf.d/resolv.conf.auto"),
         lan_interface=data.get("lan_interface", "br-lan"),
+        lan_address=data.get("lan_address", ""),
+        status_page_port=data.get("status_page_port", 80),
         console_port=data.get("console_port", ""),
     )
     _check_values(profile)
@@ -120,6 +129,17 @@ def _check_values(p: BoardProfile) -> None:
         raise ConfigError(f"board profile: key 'seed_slot' {p.seed_slot} must not be one of vsim_slots {p.vsim_slots}")
     if p.dialect == "generic" and p.vsim_slots:
         raise ConfigError("board profile: key 'vsim_slots' must be empty for dialect generic (no vSIM)")
+    if not isinstance(p.lan_address, str):
+        raise ConfigError(f"board profile: key 'lan_address' must be a string, got {p.lan_address!r}")
+    if p.lan_address:
+        try:
+            ipaddress.IPv4Interface(p.lan_address)
+        except ValueError:
+            raise ConfigError(f"board profile: key 'lan_address' must be an IPv4 address with its prefix "
+                              f"length (192.168.8.1/24), got {p.lan_address!r}") from None
+    if isinstance(p.status_page_port, bool) or not isinstance(p.status_page_port, int) \
+            or not 1 <= p.status_page_port <= 65535:
+        raise ConfigError(f"board profile: key 'status_page_port' must be a TCP port, got {p.status_page_port!r}")
     if not isinstance(p.console_port, str):
         raise ConfigError(f"board profile: key 'console_port' must be a string, got {p.console_port!r}")
     for key in ("at_port", "data_interface", "resolv_file", "lan_interface"):

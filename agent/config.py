@@ -101,6 +101,9 @@ class AgentConfig:
     record_trace: Path | None = None
     console: dict[str, Any] = field(default_factory=dict)
     """The [console] table, validated by agent/core/consoled.py (docs/console.md)."""
+    page: dict[str, Any] = field(default_factory=dict)
+    """The [page] table (the renter's status page), validated by agent/core/page_settings.py
+    (docs/status-page.md)."""
 
 
 def _get(section: dict[str, Any], key: str, kind: type, where: str, default: Any = ...) -> Any:
@@ -162,6 +165,7 @@ KEYS: tuple[Key, ...] = (
     Key("", "board_profile", str, convert=_path),
     Key("", "status_file", str, convert=_optional_path),
     Key("", "console", dict),
+    Key("", "page", dict),
     Key("modem", "port", str, "modem_port"),
     Key("usage", "report_interval_s", float, bounds=REPORT_BOUNDS),
     Key("usage", "flush_interval_s", float, bounds=FLUSH_BOUNDS),

@@ -32,6 +32,8 @@ SERVING_MODULES = (
     # imported by the supervisor and agent.core.consoled when they start the console
     "agent.core.consoled", "agent.core.audit", "agent.core.control", "agent.core.view",
     "agent.core.technicians", "agent.faces.console.ports", "agent.faces.console.auth",
+    # imported by agent.core.paged when the renter's page is on (issue 25)
+    "agent.core.paged", "agent.core.page_settings", "agent.faces.page.server",
     # imported where it is used: the modem's port
     "serial",
 )

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agent import store
 from agent.clock import Clock
 from agent.errors import AgentError
 from agent.net.link import WanLink
@@ -27,6 +28,12 @@ LOGGER = logging.getLogger(__name__)
 
 HEARTBEAT_FLUSHES = 4
 """Issue 10: an idle journal flushes at most four times per heartbeat (fewer records)."""
+USED_FILE = "used_on_current.json"
+"""The SIM in use's bytes since it became current, kept across a restart: written when the
+SIM changes and at a clean stop (not at every flush: one more small file on flash each
+minute for a figure the cloud's next assignment corrects anyway). After SIGKILL or a power
+cut it is as of the last clean stop; before it existed a restart counted from zero, and
+the renter's page and the swap policy's "data left" forgot what the SIM had used."""
 UNREADABLE_GRACE_S = 120.0
 """How long failed samples still feed the watchdog: the healer's longest recovery (a modem
 power cycle awaited up to 60 s, then 30 s for its port to come back: agent/modem/recovery.py,
@@ -37,7 +44,7 @@ class Metering:
     """One daemon's journal and meter, fed from the WAN counters."""
 
     def __init__(self, journal: UsageJournal, meter: UsageMeter, wan: WanLink, clock: Clock, tz_offset: str,
-                 allowance: Allowance | None = None):
+                 allowance: Allowance | None = None, used_file: Path | None = None):
         self.journal = journal
         self.allowance = allowance
         """Each rule's allowance (agent/plans/): fed the same deltas, durable with the journal."""
@@ -48,6 +55,10 @@ class Metering:
         """The configured calendar, for a SIM whose plan names no zone."""
         self.used_on_current = 0
         """Bytes the SIM in use moved since it became current (the policy's data left)."""
+        self.used_iccid: str | None = None
+        """The SIM ``used_on_current`` counts for (``now_current``)."""
+        self._used_file = used_file
+        self._restore_used()
         self.traffic_kbps = 0.0
         """The user's throughput over the last sample interval (the lull rule)."""
         self._last_sample_t = 0.0
@@ -66,7 +77,28 @@ class Metering:
         allowance = Allowance(state_dir, clock, tz_offset)
         allowance.ledger.rebase(journal.durable_seq)
         allowance.ledger.catch_up(journal.bodies_after(allowance.ledger.seq))
-        return cls(journal, meter, wan, clock, tz_offset, allowance)
+        return cls(journal, meter, wan, clock, tz_offset, allowance, used_file=state_dir / USED_FILE)
+
+    def _restore_used(self) -> None:
+        saved = store.read_json(self._used_file) if self._used_file is not None else None
+        if isinstance(saved, dict) and isinstance(saved.get("iccid"), str) and isinstance(saved.get("bytes"), int):
+            self.used_iccid, self.used_on_current = saved["iccid"], max(0, saved["bytes"])
+
+    def now_current(self, iccid: str | None) -> None:
+        """The supervisor's SIM in use is ``iccid``: another SIM counts from zero (and that
+        is saved at once); the same one (a resumed run) keeps counting."""
+        if iccid != self.used_iccid:
+            self.used_iccid, self.used_on_current = iccid, 0
+            self.save_used()
+
+    def save_used(self) -> None:
+        """Make ``used_on_current`` survive a restart (USED_FILE); a failure is logged only."""
+        if self._used_file is None or self.used_iccid is None:
+            return
+        try:
+            store.atomic_write_json(self._used_file, {"iccid": self.used_iccid, "bytes": self.used_on_current})
+        except OSError as exc:  # a full or read-only state directory: the figure restarts from 0 next run
+            LOGGER.warning("could not save the SIM's bytes in use: %s", exc)
 
     def bill_to(self, facts: dict[str, Any]) -> None:
         """From now on the bytes are the SIM's of ``facts``, in its plan's calendar."""
@@ -78,7 +110,8 @@ class Metering:
         counters = await asyncio.to_thread(self.wan.counters)
         deltas = self.meter.sample(counters)
         moved = sum(d.rx_bytes + d.tx_bytes for d in deltas)
-        self.used_on_current += sum(d.rx_bytes + d.tx_bytes for d in deltas if d.iccid == current_iccid)
+        counted = current_iccid if current_iccid is not None else self.used_iccid  # first reading: the saved SIM's
+        self.used_on_current += sum(d.rx_bytes + d.tx_bytes for d in deltas if d.iccid == counted)
         now = self.clock.monotonic()
         if now > self._last_sample_t:
             self.traffic_kbps = moved * 8 / 1000 / (now - self._last_sample_t)

@@ -222,3 +222,31 @@ def backoff_delay(failures: int, policy: SwapPolicy, rng: random.Random) -> floa
     """Full jitter: uniform in [0, min(cap, base * 2^(failures-1))]."""
     ceiling = min(policy.backoff_cap_s, policy.backoff_base_s * 2 ** max(0, failures - 1))
     return rng.uniform(0, ceiling)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A swap the policy will make, not yet: what the renter is told ahead of the break."""
+
+    reason: str
+    """"command" (the cloud's move inside its window) or "allowance" (a cap ahead)."""
+    in_s: float
+    """Seconds until it is due: the order's moment, or the lull wait's end (a lull that
+    comes sooner brings it forward)."""
+    at_lull: bool
+    """True when it waits for the user's traffic to pause and may come sooner."""
+
+
+def planned(policy: SwapPolicy, i: Inputs) -> Planned | None:
+    """The non-urgent swap ahead, if one is (the same triggers as ``_trigger``, seen before
+    they fire): a cloud order whose moment is still to come, or an allowance below the
+    threshold waiting for a lull. Urgent swaps (throttled, no service, boot) give no notice:
+    they happen as soon as they are known."""
+    if i.on_seed or i.health == "throttled":
+        return None
+    if i.order is not None and i.now < i.order.due:
+        return Planned("command", i.order.due - i.now, at_lull=False)
+    if i.remaining_bytes is not None and i.remaining_bytes < policy.swap_below_bytes:
+        waited = i.now - i.low_since if i.low_since is not None else 0.0
+        return Planned("allowance", max(0.0, policy.lull_wait_s - waited), at_lull=True)
+    return None

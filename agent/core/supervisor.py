@@ -158,6 +158,8 @@ class Supervisor:
         """Service-manager hooks (agent/sdnotify.py); run.py installs the real one."""
         self.status.on_change = lambda data: self._announce()
         self.consoled: Any = None  # console (issue 12): control socket + technician console
+        self.page: Any = None
+        """The renter's status page server (agent/core/paged.py), when it is on."""
         self.report_gate: ReportGate | None = None
         """Issue 10: usage goes upstream when there is usage to report, or as a heartbeat."""
         self.healer: Any = None  # issue 9
@@ -291,6 +293,8 @@ class Supervisor:
         from agent.core import consoled
         self.consoled = await consoled.start(self)
         # ---- end console
+        from agent.core import paged  # issue 25: the renter's page (its code loads only when on)
+        self.page = await paged.start(self)
         self._open_usage()
         await self._first_reading()
         self.modem = Modem(self.cfg.modem_port or self.profile.at_port, self.profile.dialect,
@@ -361,6 +365,8 @@ class Supervisor:
                 await self._sample_once()
             with contextlib.suppress(AgentError):
                 self.journal.flush("shutdown")
+            if self.usage:
+                self.usage.save_used()
         if self.consoled:  # console (issue 12)
             await self.consoled.stop()
         if self.modem:
@@ -517,8 +523,8 @@ class Supervisor:
     def _set_current(self, facts: dict[str, Any]) -> None:
         assert self.usage
         if (self.current or {}).get("iccid") != facts.get("iccid"):
-            self.usage.used_on_current = 0
             self.swap_control.sim_changed()
+        self.usage.now_current(facts.get("iccid"))  # another SIM counts from zero; a resumed one goes on
         self.current = facts
         self.usage.bill_to(facts)
         if self.usage.allowance is not None:

@@ -79,6 +79,19 @@ class SwapControl:
         """A swap is in progress: the link is down on purpose, not an outage."""
         return self.lock.locked()
 
+    def planned(self) -> pol.Planned | None:
+        """The non-urgent swap ahead (agent/core/policy.py ``planned``), for the renter's
+        notice; None while one runs (``swapping_for_s`` then says for how long)."""
+        if self.swapping or self.machine is None:
+            return None
+        return pol.planned(self.policy, self._inputs())
+
+    def swapping_for_s(self) -> float | None:
+        """Seconds since the swap in progress began, or None."""
+        if not self.swapping or not self._swap_times:
+            return None
+        return max(0.0, self.clock.monotonic() - self._swap_times[-1])
+
     def sim_changed(self) -> None:
         """Another SIM is in use: its data left is measured afresh."""
         self._low_since = None

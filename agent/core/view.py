@@ -28,10 +28,13 @@ from agent import store
 from agent.core import tracefile
 from agent.core.audit import AuditLog
 from agent.core.control import Caller
+from agent.core.daygraph import BUCKET_S, DayGraph
 from agent.core.logins import STATE_FILE, Authenticator, LoginDesk
 from agent.errors import AgentError, AtCommandError, ControlError, ModemError
 from agent.modem import answer
 from agent.modem.commands import KNOWN
+from agent.usage import allowance
+from agent.usage.calendar import parse_tz
 
 LOGGER = logging.getLogger(__name__)
 
@@ -49,6 +52,12 @@ pressing selftest in a loop costs the flash at most one small write every 5 minu
 UNSET_ADDRESSES = ("0.0.0.0", "0:0:0:0:0:0:0:0", "::")
 """What +CGPADDR prints for a context without an address (after a modem reboot)."""
 SIM_PUBLIC = ("iccid", "imsi", "slot", "seed", "plan", "assignment_id")
+EXPECTED_BREAK_S = 6.0
+"""A swap's break when this run has not measured one yet: the virtual modem's slot switch,
+attach and data context take 5.8 s and the agent's whole break measured 5.9 s (README)."""
+ICCID_TAIL = 4
+"""Digits of the ICCID a renter may see (the end printed on the SIM's label, enough to tell
+two SIMs apart on a support call; the whole number is the operator's inventory)."""
 REG_WORDS = {0: "not registered, not searching", 1: "registered (home)", 2: "searching", 3: "denied",
              4: "unknown", 5: "registered (roaming)"}
 """3GPP TS 27.007 <stat> in words."""
@@ -103,6 +112,8 @@ class SupervisorView:
         self._storage: tuple[float, bool, str] | None = None
         """The last storage probe: (monotonic time, ok, detail)."""
         self._last_counters: tuple[float, int, int] | None = None
+        self.day_graph = DayGraph(parse_tz(sup.cfg.tz_offset))
+        """Today's throughput for the renter's page, fed by the same 2-s counter reading."""
 
     def close(self) -> None:
         logging.getLogger().removeHandler(self.ring)
@@ -129,6 +140,7 @@ class SupervisorView:
             self._rate, self._last_counters = {"rx_kbps": None, "tx_kbps": None}, None
             return
         now = time.monotonic()
+        self.day_graph.feed(self.sup.clock.wall(), c.rx_bytes + c.tx_bytes)
         last, self._last_counters = self._last_counters, (now, c.rx_bytes, c.tx_bytes)
         if last is not None and now > last[0]:
             dt = now - last[0]
@@ -163,6 +175,7 @@ class SupervisorView:
         out["cloud"] = {"connected": bool(self.sup.cloud and self.sup.cloud.connected)}
         out["classification"] = self._classification()
         out["throughput"] = dict(self._rate)
+        out["allowance"] = self._allowance()
         try:
             radio = await self._radio()
             op = await self._modem().operator()
@@ -175,6 +188,52 @@ class SupervisorView:
         out.update(operator=op.oper, technology=radio["technology"] or op.act, registration=radio["registration"],
                    address=next((a for a in addresses if a not in UNSET_ADDRESSES), None))
         return out
+
+    def _allowance(self) -> list[dict[str, Any]]:
+        """The plan's rules with their use now (agent/usage/allowance.py): the console's
+        ``status`` and the renter's page read this one figure."""
+        plan = (self.sup.current or {}).get("plan")
+        used = self.sup.usage.used_on_current if self.sup.usage is not None else 0
+        return [r.to_dict() for r in allowance.rules(plan, used, self.sup.clock.wall(), self.sup.cfg.tz_offset)]
+
+    async def renter(self) -> dict[str, Any]:
+        """What the person holding the router may see (agent/faces/page), from what the
+        daemon already knows: no AT command, so a page reload never queues behind the
+        modem. No ICCID in full, no IMSI, no key, no cloud address."""
+        sup, wall = self.sup, self.sup.clock.wall()
+        summary = sup.health.summary() if sup.health is not None else {}
+        radio = summary.get("radio") or {}
+        evidence = summary.get("evidence") or {}
+        outage = next((o for o in reversed(sup.health.outages.history()) if o.get("end") is None), None) \
+            if sup.health is not None else None
+        current = sup.current or {}
+        control = sup.swap_control
+        planned = control.planned()
+        history = sup.swap_history()
+        breaks = [h["break_ms"] for h in history if h.get("ok") and h.get("break_ms")]
+        last = history[-1] if history else None
+        rate = [v for v in self._rate.values() if v is not None]
+        return {
+            "wall": wall, "wall_trusted": sup.clock.wall_trusted(), "tz": sup.cfg.tz_offset,
+            "state": sup.status.data.get("state"),
+            "health": {"state": summary.get("state"), "kbps": summary.get("kbps"),
+                       "cause": evidence.get("cause") or evidence.get("below")},
+            "no_service_since": outage.get("start") if outage else None,
+            "signal": {"rsrp_dbm": radio.get("rsrp_dbm"), "sinr_db": radio.get("sinr_db"),
+                       "rating": signal_rating(radio.get("rsrp_dbm"), radio.get("sinr_db"))},
+            "network": {"plmn": (summary.get("network") or {}).get("plmn")},
+            "sim": {"iccid_tail": str(current.get("iccid") or "")[-ICCID_TAIL:] or None,
+                    "seed": bool(current.get("seed")), "plan": ((current.get("plan") or {}).get("name"))},
+            "rules": self._allowance(),
+            "swap": {"in_progress_s": control.swapping_for_s(),
+                     "expected_break_s": round(breaks[-1] / 1000, 1) if breaks else EXPECTED_BREAK_S,
+                     "planned": {"reason": planned.reason, "in_s": round(planned.in_s, 1),
+                                 "at_lull": planned.at_lull} if planned else None,
+                     "last": {k: last.get(k) for k in ("reason", "ok", "rolled_back", "break_ms", "started")}
+                     if last else None},
+            "throughput": {"now_kbps": round(sum(rate), 1) if rate else None, "bucket_s": BUCKET_S,
+                           "day": self.day_graph.day, "today_kbps": self.day_graph.kbps()},
+        }
 
     async def modem(self) -> dict[str, Any]:
         ident = await self._modem().identity()

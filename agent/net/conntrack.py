@@ -13,7 +13,8 @@ health evidence says so (docs/health.md).
 
 The router's own flows (its original source is one of the router's addresses: the echo,
 the active check, the broker connection) are not user demand: they are left out of the
-count. A LAN client's flow is forwarded, so its original source is the client's address,
+count, and so are a LAN client's flows *to* the router (the renter's status page, issue 25:
+a phone reloading it is not asking the SIM for data). A LAN client's flow is forwarded, so its original source is the client's address,
 even when it goes to the same server and port as the agent's (in the lab the probe
 endpoint and the users' byte source are one server). The bytes of the router's flows to
 the endpoints named with ``own()`` (the broker) are summed as the agent's own traffic.
@@ -240,6 +241,8 @@ class ConntrackFlows:
             if key[1] in local:  # the router's own flow: never demand
                 if (key[2], key[4]) in self._own:
                     self.own_bytes += flow.bytes - (before or 0) if flow.bytes >= (before or 0) else 0
+                continue
+            if key[2] in local:  # a LAN client talking to the router itself (the status page): no WAN demand
                 continue
             if before is None or flow.bytes != before:
                 self._moved_at[key] = now

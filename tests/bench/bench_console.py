@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,20 +32,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tests.bench import figures
+from tests.bench.figures import line, pct
+
 GOAL_MS = 5.0
 TICK_S = 0.05
 """The bench's sample loop ticks 20 times a second (the daemon's ticks once a second):
 more wake-ups, more chances to catch a delay, same per-wake-up measure."""
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def line(name: str, values: list[float], unit: str = "ms") -> str:
-    return (f"  {name:<34} median {statistics.median(values):7.2f} {unit}   p95 {pct(values, 0.95):7.2f} {unit}"
-            f"   max {max(values):7.2f} {unit}   (n={len(values)})")
 
 
 FLOODER = """
@@ -63,14 +55,7 @@ print(sent)
 
 
 async def lateness(seconds: float) -> list[float]:
-    late: list[float] = []
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    while loop.time() < end:
-        due = loop.time() + TICK_S
-        await asyncio.sleep(TICK_S)
-        late.append((loop.time() - due) * 1000)
-    return late
+    return await figures.lateness(seconds, TICK_S)
 
 
 def jitter(seconds: float) -> tuple[list[float], list[float], int]:

@@ -25,6 +25,8 @@ BENCHES = [
     ("100,000 simulated devices vs 2020, real links vs the model (issue 15: load <= capacity)", "bench_fleet.py"),
     ("technician console: loop jitter under a garbage flood, status round trip (issue 12: p95 change < 5 ms)",
      "bench_console.py"),
+    ("renter's status page: weight, loop under abuse, LAN latency, RSS on/off (issue 25: < 30 kB, < 2 MB)",
+     "bench_page.py"),
     ("the agent's own bytes on an idle router, at the lab carrier (issue 10: < 0.5 MB/day)", "bench_own_bytes.py"),
     ("uplink under policing: device count vs carrier count (issue 10, docs/usage.md)", "bench_uplink_policing.py"),
     ("under real systemd: root image cold and cached, start to READY=1 (median of 5), RSS after 10 swaps (issue 19)",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import re
 import select
 import threading
@@ -67,6 +68,23 @@ def view_double(facts: CannedFacts, autospec: Callable[..., Any] = create_autosp
     return view
 
 
+RENTER: dict[str, Any] = {
+    "wall": 1764766500.0, "wall_trusted": True, "tz": "+09:00", "state": "serving",
+    "health": {"state": "ok", "kbps": None, "cause": None}, "no_service_since": None,
+    "signal": {"rsrp_dbm": -85.0, "sinr_db": 12.0, "rating": "good"}, "network": {"plmn": "44010"},
+    "sim": {"iccid_tail": "0017", "seed": False, "plan": "daypass-3GB"},
+    "rules": [{"window": "day", "cap_bytes": 3_000_000_000, "used_bytes": 2_100_000_000, "left_bytes": 900_000_000,
+               "resets_at": 1764774000.0, "throttle_kbps": 384}],
+    "swap": {"in_progress_s": None, "expected_break_s": 5.9, "planned": None,
+             "last": {"reason": "throttled", "ok": True, "rolled_back": False, "break_ms": 5912.0,
+                      "started": "2025-12-03T21:40:00+09:00"}},
+    "throughput": {"now_kbps": 12000.0, "bucket_s": 300, "day": "2025-12-03",
+                   "today_kbps": [float(100 * (i % 40)) for i in range(263)]},
+}
+"""The view's ``renter`` answer at 21:55 JST on 2025-12-03 (SupervisorView.renter's shape):
+a day pass 2.1 GB into its 3 GB, full speed, docomo at three bars, one swap at 21:40."""
+
+
 class CannedFacts:
     """What ``view_double`` answers with, shaped like SupervisorView's answers, and what
     the tests read back (``calls``, ``sent``, ``upstream``, the real audit log and login
@@ -95,7 +113,11 @@ class CannedFacts:
                 "signal": {"rsrp_dbm": -95.0, "rsrq_db": -11.0, "sinr_db": 8.0, "rssi_dbm": None, "rating": "fair"},
                 "address": "198.18.10.2", "throughput": {"rx_kbps": 120.5, "tx_kbps": 10.0},
                 "classification": {"state": "throttled", "rate_kbps": 128.0, "why": "plateau at the plan rate"},
-                "cloud": {"connected": True}}
+                "cloud": {"connected": True}, "allowance": RENTER["rules"]}
+
+    async def renter(self) -> dict[str, Any]:
+        self.calls.append("renter")
+        return json.loads(json.dumps(RENTER))  # a copy each time, as from the socket
 
     async def modem(self) -> dict[str, Any]:
         return {"manufacturer": "PW", "model": "VM-1", "firmware": "1.0.0", "imei": "359000000000017"}

@@ -51,7 +51,8 @@ def test_every_read_only_command_in_text_and_json(term: Terminal, line: str) -> 
 def test_status_reads_like_a_technician_needs(term: Terminal) -> None:
     text = term.command("status").decode()
     for words in ("8981100000000000017", "PW LAB", "LTE", "fair: RSRP -95 dBm", "198.18.10.2",
-                  "throttled at 128 kbit/s", "plateau at the plan rate"):
+                  "throttled at 128 kbit/s", "plateau at the plan rate",
+                  "data        2.1 GB of 3.0 GB (day), 900 MB left"):  # the renter's page's figure
         assert words in text
 
 

@@ -44,6 +44,7 @@ def test_make_run_tells_the_whole_story_and_exits_cleanly() -> None:
     assert proc.returncode == 0, f"make run exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
     assert proc.stderr.strip() == "", f"make run wrote to stderr:\n{proc.stderr}"
 
+    first(lines, r"the renter's status page: http://198\.18\.2\.1/ from the LAN namespace \S+-lan")  # issue 25
     cap, _ = first(lines, r"the SIM's cap is used up at the carrier: (\d+)")
     throttled, m = first(lines, r"SIM \.\.\.(\d{4}) throttled at \d+ kbps \(.+\); reported to the cloud", cap)
     sim = m.group(1)

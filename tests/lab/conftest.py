@@ -6,6 +6,7 @@ Lab tests drive the lab exactly as outside tests and the cloud team do: through 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from agent.core.control import ControlClient
 from tests.conftest import need_root, need_tool
 
 LAB_DIR = Path(os.environ.get("POCKET_LAB_TEST_DIR", "/run/pocket-lab-test"))
@@ -64,6 +66,17 @@ def cloud_events(kind: str | None = None) -> list[dict[str, Any]]:
 def event_data(kind: str) -> list[dict[str, Any]]:
     """The ``data`` of every event record of ``kind`` the cloud ingested, in order."""
     return [e["body"]["body"]["data"] for e in cloud_events(kind)]
+
+
+def control(running_lab: dict[str, Any], op: str, **args: Any) -> dict[str, Any]:
+    """One op on the running daemon's control socket (what the console asks), one connection."""
+    async def ask() -> dict[str, Any]:
+        client = ControlClient(running_lab["console"]["control_socket"])
+        try:
+            return await client.request(op, **args)
+        finally:
+            client.close()
+    return asyncio.run(ask())
 
 
 def agent_status() -> dict[str, Any]:

@@ -18,10 +18,9 @@ from typing import Any
 
 import pytest
 
-from agent.core.control import ControlClient
 from agent.recordlog import RecordLog
 from tests.console.rig import Terminal
-from tests.lab.conftest import LAB_DIR, agent_status, lab, wait_until
+from tests.lab.conftest import LAB_DIR, agent_status, control, lab, wait_until
 from tests.lab.test_lab_swap import lan_reaches_internet
 
 PROMPT = r"rtr-000001 \w+[>#] $"
@@ -117,15 +116,6 @@ def test_cable_pulled_and_plugged_back(console: Terminal, running_lab: dict[str,
 
 
 def test_control_socket_of_the_running_daemon(running_lab: dict[str, Any]) -> None:
-    import asyncio
-
-    async def ask() -> dict[str, Any]:
-        client = ControlClient(running_lab["console"]["control_socket"])
-        try:
-            return await client.request("status")
-        finally:
-            client.close()
-
-    status = asyncio.run(ask())
+    status = control(running_lab, "status")
     assert status["device_id"] == "rtr-000001" and status["state"] == "serving"
     assert set(status["sim"]) <= {"iccid", "imsi", "slot", "seed", "plan", "assignment_id"}

@@ -94,6 +94,9 @@ def test_flows_count_only_those_that_moved_and_not_our_own(tmp_path: Path) -> No
     # a LAN client's flow to the very same server and port is demand, not the agent's
     table[0] = [FlowBytes((17, "10.0.0.7", "9.9.9.9", 4001, 7), 10), *ct(160, 9000, 160)]
     assert fc.update(7.0) == 2
+    # a LAN client reloading the router's own status page moves bytes, but asks the SIM for none
+    table[0] = [*table[0], FlowBytes((6, "10.0.0.7", "10.0.0.1", 50000, 80), 5000)]
+    assert fc.update(7.5) == 2
 
 
 def test_accounting_refused_is_said_not_hidden(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from agent.recordlog import RecordLog
 
 
 def fake_sup(tmp: Path, **kw: Any) -> Any:
-    base = SimpleNamespace(cfg=SimpleNamespace(device_id="rtr-x", modem_port=None), profile=load_profile("virtual"),
+    base = SimpleNamespace(cfg=SimpleNamespace(device_id="rtr-x", modem_port=None, tz_offset="+09:00"), profile=load_profile("virtual"),
                            status=SimpleNamespace(data={"state": "starting"}), current=None, cloud=None, modem=None,
                            health=None, journal=None, clock=Clock(), state_dir=tmp, wan=None)
     vars(base).update(kw)
@@ -111,7 +111,8 @@ def test_a_bad_console_table_leaves_the_daemon_serving_without_a_console(tmp_pat
     from agent.core import consoled
 
     sup = fake_sup(tmp_path)
-    sup.cfg = SimpleNamespace(device_id="rtr-x", modem_port=None, state_dir=tmp_path, console={"ports": "oops"})
+    sup.cfg = SimpleNamespace(device_id="rtr-x", modem_port=None, state_dir=tmp_path, console={"ports": "oops"},
+                              tz_offset="+09:00")
     handlers = list(logging.getLogger().handlers)
     assert run(consoled.start(sup)) is None
     assert logging.getLogger().handlers == handlers  # nothing left behind
@@ -130,4 +131,35 @@ def test_throughput_now_is_the_rate_between_the_last_two_readings(tmp_path: Path
 
     rate = run(body())
     assert rate["rx_kbps"] == pytest.approx(1000, rel=0.01) and rate["tx_kbps"] == pytest.approx(100, rel=0.01)
+    v.close()
+
+
+def test_renter_facts_are_public_and_need_no_modem(tmp_path: Path) -> None:
+    """The page's op: no AT command (no modem at all here), the ICCID's last digits only,
+    no IMSI, the allowance the console's status shows, the planned swap and the last one."""
+    from agent.core import policy as pol
+    from agent.sim import Plan
+
+    plan = Plan("5GB-month", 5_000_000_000, "month", 128, remaining_bytes=60_000_000).to_dict()
+    health = SimpleNamespace(
+        summary=lambda: {"state": "ok", "kbps": None, "evidence": {}, "radio": {"rsrp_dbm": -85.0, "sinr_db": 10.0},
+                         "network": {"plmn": "44010"}},
+        outages=SimpleNamespace(history=lambda: [{"start": 1.0, "end": 2.0}]))
+    control = SimpleNamespace(planned=lambda: pol.Planned("allowance", 420.0, at_lull=True),
+                              swapping_for_s=lambda: None)
+    history = [{"swap_id": "s1", "reason": "boot", "ok": True, "rolled_back": False, "break_ms": 5900.0,
+                "started": "2025-12-03T21:40:00+09:00", "from_iccid": "8981000000000000001",
+                "to_iccid": "8981100000000000017", "assignment_id": "a1", "phases_ms": {}}]
+    v = view(tmp_path, health=health, swap_control=control, swap_history=lambda: history,
+             usage=SimpleNamespace(used_on_current=20_000_000),
+             current={"iccid": "8981100000000000017", "imsi": "440100000000017", "plan": plan, "seed": False},
+             status=SimpleNamespace(data={"state": "serving"}))
+    r = run(v.renter())
+    assert r["sim"] == {"iccid_tail": "0017", "seed": False, "plan": "5GB-month"}
+    assert "440100000000017" not in str(r) and "8981100000000000017" not in str(r) and "8981000000000000001" \
+        not in str(r)
+    assert r["rules"] == v._allowance() and r["rules"][0]["left_bytes"] == 40_000_000
+    assert r["swap"]["planned"] == {"reason": "allowance", "in_s": 420.0, "at_lull": True}
+    assert r["swap"]["expected_break_s"] == 5.9 and r["swap"]["last"]["reason"] == "boot"
+    assert r["no_service_since"] is None and r["signal"]["rating"] == "good" and r["network"] == {"plmn": "44010"}
     v.close()

@@ -129,3 +129,33 @@ def test_a_short_gap_in_the_counters_keeps_the_watchdog_fed(tmp_path: Path) -> N
     """A modem re-enumerating takes its interface away for tens of seconds while the healer
     works: the watchdog must not restart the daemon in the middle of that."""
     assert marks_of(tmp_path, good=1, step=5.0, reads=6)[:6] == [1, 2, 3, 4, 5, 6]  # read 7 may be in too
+
+
+def test_the_sims_bytes_in_use_survive_a_clean_restart_and_start_over_for_another_sim(tmp_path: Path) -> None:
+    """What the renter's page and the swap policy read as "used since assignment": a restart
+    of the agent on the same SIM goes on counting (the bytes moved while it was down
+    included), a new SIM starts at zero."""
+    clock, wan = FakeClock(), Wan()
+    usage = metering(tmp_path, clock, wan)
+    usage.now_current(SIM_A["iccid"])
+    usage.bill_to(SIM_A)
+    asyncio.run(usage.sample(SIM_A["iccid"]))
+    clock.advance(1.0)
+    wan.rx = 10_000
+    asyncio.run(usage.sample(SIM_A["iccid"]))
+    usage.journal.flush("shutdown")
+    usage.save_used()  # the clean stop
+    usage.journal.close()
+    clock.advance(5.0)
+    wan.rx = 12_500  # moved while the agent was down
+    again = metering(tmp_path, clock, wan)
+    again.bill_to(SIM_A)
+    asyncio.run(again.sample(None))  # the first reading, before the supervisor knows the SIM
+    again.now_current(SIM_A["iccid"])  # resumed on the same SIM
+    assert again.used_on_current == 12_500
+    again.now_current(SIM_B["iccid"])
+    assert again.used_on_current == 0
+    again.journal.close()
+    reopened = metering(tmp_path, clock, wan)
+    assert reopened.used_iccid == SIM_B["iccid"]  # saved at the change
+    reopened.journal.close()

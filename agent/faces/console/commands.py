@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from agent.usage.allowance import human_bytes
+
 LOG_DEFAULT = 20
 LOG_MAX = 500
 """Lines ``log`` shows by default and at most (the daemon keeps a ring of this many)."""
@@ -114,7 +116,15 @@ def render_status(r: dict[str, Any]) -> list[str]:
         f"why         {cls.get('why') or '-'}",
         f"cloud       {'connected' if (r.get('cloud') or {}).get('connected') else 'not connected'}",
     ]
-    return lines
+    return lines + [f"data        {_allowance_line(rule)}" for rule in r.get("allowance") or []]
+
+
+def _allowance_line(rule: dict[str, Any]) -> str:
+    """One plan rule as the renter's page states it (agent/usage/allowance.py's figure)."""
+    if rule.get("cap_bytes") is None:
+        return f"no cap ({_fmt(rule.get('throttle_kbps'))} kbit/s plan)"
+    used = human_bytes(rule.get("used_bytes")) if rule.get("used_bytes") is not None else "unknown"
+    return f"{used} of {human_bytes(rule['cap_bytes'])} ({rule.get('window')}), {human_bytes(rule.get('left_bytes'))} left"
 
 
 def render_signal(r: dict[str, Any]) -> list[str]:

@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "swap": ("board.virtual.lab.ctl", "the reference cloud commands a SIM swap (now or inside --window)"),
     "policy": ("board.virtual.lab.ctl", "the reference cloud publishes a device policy (--set k=v)"),
     "sms": ("board.virtual.lab.sms", "the carrier texts the SIM in use (default: its cap notice)"),
+    "page": ("board.virtual.lab.page", "the renter's status page as the LAN host gets it (--lang ja, --json)"),
     "console": ("board.virtual.lab.console", "the technician console's cable: unplug, plug, path"),
     "clock": ("board.virtual.lab.ctl", "show lab time, or move it forward (--advance S, --to ISO)"),
     "fault": ("board.virtual.lab.ctl", "inject a fault (modem, network, platform, device); `fault clear` undoes"),

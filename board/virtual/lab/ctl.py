@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import store
+from agent.boardprofile import load_profile
 from board.virtual.cloud import broker, pki
 from board.virtual.cloud import pool as pool_mod
 from board.virtual.cloud import reference as cloud_mod
@@ -280,8 +281,20 @@ def build_status(lab_pki: Any) -> dict[str, Any]:
         "modem": {"pty": (store.read_json(LAB_DIR / "modem.json") or {}).get("pty")},
         "console": {"pty": str(LAB_DIR / "console.pty"), "device_pty": str(LAB_DIR / "console-device.pty"),
                     "control_socket": str(LAB_DIR / "agent" / "state" / "control.sock")},
+        "page": {"url": page_url(), "from": LAYOUT.lan},
         "lab_dir": str(LAB_DIR),
     }
+
+
+def page_address() -> tuple[str, int]:
+    """The renter's page: the router's LAN address (the layout) and the virtual board
+    profile's ``status_page_port`` (docs/status-page.md)."""
+    return LAYOUT.lan_router_addr, load_profile("virtual").status_page_port
+
+
+def page_url() -> str:
+    host, port = page_address()
+    return f"http://{host}" + ("" if port == 80 else f":{port}") + "/"
 
 
 def status_dict() -> dict[str, Any]:

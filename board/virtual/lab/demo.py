@@ -214,6 +214,10 @@ def main() -> int:
         print(up.stderr.strip(), file=sys.stderr)
         lab("down", capture=True)
         return 1
+    page = pick(read_json(lab_dir / "lab.json"), "page", "url", kind=str)
+    if page:  # issue 25: the renter's view, from the LAN host's namespace
+        print(f"the renter's status page: {page} from the LAN namespace {layout().lan} "
+              f"(pocket-lab page [--lang ja] [--json])", flush=True)
     stop = {"now": False}
     signal.signal(signal.SIGINT, lambda *_: stop.update(now=True))
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
