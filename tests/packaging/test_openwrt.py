@@ -225,7 +225,7 @@ def test_converter_refuses_unknown_options_and_bad_numbers() -> None:
 def test_capabilities_are_net_admin_only() -> None:
     caps = json.loads((FILES / "pocket-agent.json").read_text())
     assert set(caps) == {"bounding", "effective", "ambient", "permitted", "inheritable"}
-    assert all(v == ["CAP_NET_ADMIN"] for v in caps.values())
+    assert all(v == ["CAP_NET_ADMIN", "CAP_NET_BIND_SERVICE"] for v in caps.values())
 
 
 def ar_members(data: bytes) -> dict[str, bytes]:

@@ -53,7 +53,7 @@ def test_notify_watchdog_and_restart_rules_match_the_agent() -> None:
     assert ExitCode.MODEM_LOST not in NO_RESTART
     assert service["User"] == "pocket-agent" and service["SupplementaryGroups"] == "dialout"
     assert service["StateDirectoryMode"] == "0700" and service["UMask"] == "0077"
-    assert service["CapabilityBoundingSet"] == service["AmbientCapabilities"] == "CAP_NET_ADMIN"
+    assert service["CapabilityBoundingSet"] == service["AmbientCapabilities"] == "CAP_NET_ADMIN CAP_NET_BIND_SERVICE"
     assert service["ExecStart"].startswith("/usr/bin/pocket-agent run --config ")
 
 
