@@ -189,3 +189,99 @@ def test_a_checksummed_record_of_the_wrong_shape_is_skipped_on_replay(tmp_path: 
     log.flush()
     journal = UsageJournal(path, clock=FakeClock(epoch=DAY0))
     assert journal.pending(10) == [(1, GOOD)] and journal.skipped_records == 1
+
+
+# -- flush, offer, ack, compaction and crashes against the oracle ------------------------------
+
+step = st.one_of(
+    st.tuples(st.just("add"), st.integers(0, 3), st.integers(0, 2), st.sampled_from(MCCS),
+              st.integers(0, 10**6), st.integers(0, 10**6)),
+    st.tuples(st.just("idle"), st.integers(1, 90)),      # seconds pass; a sample with no usage
+    st.tuples(st.just("send"), st.integers(0, 4)),       # the link offers up to n, the cloud acks them
+    st.tuples(st.just("flush"),), st.tuples(st.just("compact"),),
+    st.tuples(st.just("crash"),),                        # SIGKILL: memory gone, the file reopened
+    st.tuples(st.just("restart"),),                      # a clean stop and start
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps=st.lists(step, max_size=30), interval=st.sampled_from([0.0, 30.0]),
+       compact_at=st.sampled_from([0, 400, 1 << 30]), max_pending=st.sampled_from([2, 5000]),
+       flush_bytes=st.sampled_from([1_500_000, 8 << 20]))
+def test_what_the_cloud_is_billed_is_what_was_made_durable_whatever_happens(
+        tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[Any, ...]], interval: float,
+        compact_at: int, max_pending: int, flush_bytes: int) -> None:
+    """The journal's whole life against the brute-force oracle: usage added (any SIM, day,
+    region, both directions), flushes by time, bytes and hand, offers and cumulative acks,
+    compactions, crashes that lose only what was never durable, and clean restarts. The
+    cloud takes each seq once and checks that a re-offered seq carries the same record;
+    in the end it holds, per (ICCID, IMSI, day, zone, region), exactly the bytes both ways
+    and the interval of every delta that was made durable, and the journal reopens from
+    the baseline of its last durable flush."""
+    path = tmp_path_factory.mktemp("j") / "usage.log"
+    clock = FakeClock(epoch=DAY0)
+
+    def open_journal() -> UsageJournal:
+        return UsageJournal(path, clock=clock, flush_interval_s=interval, compact_at_bytes=compact_at,
+                            max_pending=max_pending, flush_bytes=flush_bytes)
+
+    journal = open_journal()
+    durable: list[UsageDelta] = []      # the oracle's input: deltas known to be on disk
+    in_memory: list[UsageDelta] = []    # added since the last durable flush
+    durable_base: Counters | None = None
+    cloud: dict[int, dict[str, Any]] = {}
+    reading = 0
+
+    def feed(deltas: list[UsageDelta]) -> None:
+        nonlocal reading, durable_base
+        reading += 1
+        base = Counters(3, reading, 2 * reading, 0, 0, boot_id="b")
+        in_memory.extend(deltas)
+        journal.add(deltas, base, clock.wall())
+        if journal.baseline() == base:  # the add flushed: everything so far is durable
+            durable.extend(in_memory)
+            in_memory.clear()
+            durable_base = base
+
+    def flushed() -> None:
+        nonlocal durable_base
+        if journal.baseline() is not None:
+            durable.extend(in_memory)
+            in_memory.clear()
+            durable_base = journal.baseline()
+
+    for i, (kind, *args) in enumerate(steps):
+        clock.advance(1)
+        if kind == "add":
+            sim, day, mcc, rx, tx = args
+            feed([delta(sim, day, mcc, rx, tx, i)])
+        elif kind == "idle":
+            clock.advance(args[0])
+            feed([])
+        elif kind == "send":
+            offered = journal.pending(args[0])
+            for seq, body in offered:
+                assert cloud.setdefault(seq, body) == body  # a seq never carries another record
+            if offered:
+                journal.ack(offered[-1][0])
+        elif kind == "flush":
+            journal.flush()
+            flushed()
+        elif kind == "compact":
+            journal.compact()
+        elif kind == "crash":
+            in_memory.clear()  # lost with the process (the meter recounts them from the baseline)
+            journal = open_journal()
+            assert journal.baseline() == durable_base
+        else:
+            journal.close()
+            flushed()
+            journal = open_journal()
+            assert journal.baseline() == durable_base
+    journal.close()
+    flushed()
+    journal = open_journal()
+    for seq, body in journal.pending(10**6):
+        assert cloud.setdefault(seq, body) == body
+    assert totals(list(cloud.values())) == oracle(durable)
+    assert journal.baseline() == durable_base
