@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from agent.clock import JST, FakeClock
 from agent.recordlog import RecordLog
 from agent.usage.counters import Counters
-from agent.usage.journal import BODY_KEYS, UsageJournal, make_body, valid_body
+from agent.usage.journal import BODY_KEYS, TRICKLE_BYTES, UsageJournal, make_body, valid_body
 from agent.usage.meter import UsageDelta
 
 SIMS = [("8981000000000000001", "440101234567890"), ("8981000000000000002", "440109876543210"),
@@ -285,3 +285,152 @@ def test_what_the_cloud_is_billed_is_what_was_made_durable_whatever_happens(
         assert cloud.setdefault(seq, body) == body
     assert totals(list(cloud.values())) == oracle(durable)
     assert journal.baseline() == durable_base
+
+
+# -- when a record is written, offered and forgotten: each rule one step either side -------------
+
+
+def base_of(n: int, boot: str = "b") -> Counters:
+    return Counters(3, n, n, 0, 0, boot_id=boot)
+
+
+def fresh(tmp_path: Path, **kw: Any) -> tuple[UsageJournal, FakeClock]:
+    clock = FakeClock(epoch=DAY0)
+    journal = UsageJournal(tmp_path / "u.log", clock=clock, **kw)
+    journal.add([], base_of(0), clock.wall())  # the first baseline is made durable at once
+    assert journal.baseline() == base_of(0)
+    return journal, clock
+
+
+def test_the_interval_flushes_at_the_second_not_before(tmp_path: Path) -> None:
+    journal, clock = fresh(tmp_path, flush_interval_s=60)
+    clock.advance(59)
+    journal.add([delta(0, 0, "440", 10, 1, 0)], base_of(1), clock.wall())
+    assert journal.baseline() == base_of(0) and journal.pending(10) == []
+    clock.advance(1)
+    journal.add([], base_of(2), clock.wall())
+    assert journal.baseline() == base_of(2)
+    ((_, body),) = journal.pending(10)
+    assert (body["rx_bytes"], body["tx_bytes"]) == (10, 1)
+
+
+def test_the_byte_threshold_counts_both_directions_and_flushes_at_the_byte(tmp_path: Path) -> None:
+    journal, clock = fresh(tmp_path, flush_interval_s=3600, flush_bytes=5000)
+    journal.add([delta(0, 0, "440", 4000, 999, 0)], base_of(1), clock.wall())
+    assert journal.pending(10) == []
+    journal.add([delta(0, 0, "440", 0, 1, 1)], base_of(2), clock.wall())
+    assert [(b["rx_bytes"], b["tx_bytes"]) for _, b in journal.pending(10)] == [(4000, 1000)]
+
+
+def test_a_trickle_waits_for_its_own_interval_and_real_usage_does_not(tmp_path: Path) -> None:
+    """Below TRICKLE_BYTES (both directions together) the minute is not enough; at
+    TRICKLE_BYTES it is."""
+    for rx, tx, flushed_at_minute in [(TRICKLE_BYTES - 100, 99, False), (TRICKLE_BYTES - 100, 100, True)]:
+        journal, clock = fresh(tmp_path / str(tx), flush_interval_s=60, trickle_flush_s=900)
+        clock.advance(60)
+        journal.add([delta(0, 0, "440", rx, tx, 0)], base_of(1), clock.wall())
+        assert bool(journal.pending(10)) is flushed_at_minute
+        clock.advance(839)
+        journal.add([], base_of(2), clock.wall())
+        assert bool(journal.pending(10)) is flushed_at_minute
+        clock.advance(1)
+        journal.add([], base_of(3), clock.wall())
+        assert len(journal.pending(10)) == 1
+
+
+def test_a_flush_with_nothing_new_writes_nothing_and_an_ack_alone_is_made_durable(tmp_path: Path) -> None:
+    journal, clock = fresh(tmp_path, flush_interval_s=0)
+    for i in range(1, 4):
+        journal.add([delta(0, 0, "440", 100 * i, i, i)], base_of(i), clock.wall())
+    size = (tmp_path / "u.log").stat().st_size
+    journal.flush()
+    assert (tmp_path / "u.log").stat().st_size == size  # flash wear: nothing to say, nothing written
+    journal.ack(2)
+    journal.flush()
+    assert (tmp_path / "u.log").stat().st_size > size
+    # a crash now (no close): the ack is on disk, so record 1 and 2 are not offered again
+    assert [s for s, _ in UsageJournal(tmp_path / "u.log", clock=clock).pending(10)] == [3]
+
+
+def test_acks_are_cumulative_never_go_back_and_are_clamped_to_what_exists(tmp_path: Path) -> None:
+    journal, clock = fresh(tmp_path, flush_interval_s=0)
+    for i in range(1, 4):
+        journal.add([delta(0, 0, "440", 100 * i, i, i)], base_of(i), clock.wall())
+    journal.ack(2)
+    journal.ack(1)  # a late, smaller ack changes nothing
+    assert [s for s, _ in journal.pending(10)] == [3]
+    journal.ack(10**6)  # beyond the last seq: only what exists is acked
+    assert journal.pending(10) == []
+    journal.add([delta(1, 0, "440", 7, 8, 9)], base_of(9), clock.wall())
+    ((seq, body),) = journal.pending(10)
+    assert (seq, body["imsi"], body["rx_bytes"], body["tx_bytes"]) == (4, SIMS[1][1], 7, 8)
+    journal.close()
+    assert UsageJournal(tmp_path / "u.log", clock=clock).pending(10) == [(4, body)]
+
+
+def test_pending_gives_at_most_the_limit_oldest_first_as_copies(tmp_path: Path) -> None:
+    journal, clock = fresh(tmp_path, flush_interval_s=0)
+    for i in range(1, 4):
+        journal.add([delta(0, 0, "440", 100 * i, i, i)], base_of(i), clock.wall())
+    assert journal.pending(0) == [] and journal.pending(-1) == []
+    first_two = journal.pending(2)
+    assert [s for s, _ in first_two] == [1, 2]
+    first_two[0][1]["rx_bytes"] = 0  # what the link does with its copy is not the journal's
+    assert journal.pending(1)[0][1]["rx_bytes"] == 100
+
+
+def test_an_ack_of_another_epoch_is_ignored_and_this_epochs_is_applied(tmp_path: Path) -> None:
+    journal, clock = fresh(tmp_path, flush_interval_s=0)
+    for i in range(1, 4):
+        journal.add([delta(0, 0, "440", 100 * i, i, i)], base_of(i), clock.wall())
+    epoch, start = journal.epoch_of(1)
+    assert start == 1 and epoch
+    journal.ack_epoch(3, epoch + "-other")
+    assert [s for s, _ in journal.pending(10)] == [1, 2, 3]
+    journal.ack_epoch(2, epoch)
+    assert [s for s, _ in journal.pending(10)] == [3]
+
+
+def test_the_backlog_is_merged_only_past_max_pending(tmp_path: Path) -> None:
+    """Nothing offered yet (pending() would offer): max_pending records stay apart, one
+    more and they are merged under the last seq."""
+    merged = []
+    for count in (3, 4):
+        journal, clock = fresh(tmp_path / str(count), flush_interval_s=0, max_pending=3)
+        for i in range(1, count + 1):
+            journal.add([delta(0, 0, "440", 100, 1, i)], base_of(i), clock.wall())
+        merged.append([(s, b["rx_bytes"], b["tx_bytes"]) for s, b in journal.pending(10)])
+    assert merged == [[(1, 100, 1), (2, 100, 1), (3, 100, 1)], [(4, 400, 4)]]
+
+
+def test_records_an_earlier_process_may_have_offered_are_never_merged(tmp_path: Path) -> None:
+    """After a restart, the previous process's records may be in the cloud's hands already
+    (offered, not yet acked): merging them into a new record would bill them twice. Only
+    this process's never-offered records are merged."""
+    path = tmp_path / "u.log"
+    clock = FakeClock(epoch=DAY0)
+    first = UsageJournal(path, clock=clock, flush_interval_s=0)
+    for i in range(1, 4):
+        first.add([delta(0, 0, "440", 100, 1, i)], base_of(i), clock.wall())
+    earlier = first.pending(10)
+    second = UsageJournal(path, clock=clock, flush_interval_s=0, max_pending=3)  # first was SIGKILLed
+    for i in range(4, 7):
+        second.add([delta(0, 0, "440", 100, 1, i)], base_of(i), clock.wall())
+    pending = second.pending(10)
+    assert pending[:3] == earlier
+    assert [(s, b["rx_bytes"]) for s, b in pending[3:]] == [(6, 300)]
+
+
+def test_the_boot_of_the_baseline_survives_a_restart(tmp_path: Path) -> None:
+    """Baselines of two boots in one file: a reopened journal resumes from the last one,
+    boot id included (a meter compares it to tell a reboot from a resumed count)."""
+    path = tmp_path / "u.log"
+    clock = FakeClock(epoch=DAY0)
+    journal = UsageJournal(path, clock=clock, flush_interval_s=0)
+    journal.add([delta(0, 0, "440", 100, 1, 1)], base_of(50, boot="boot-1"), clock.wall())
+    journal.add([delta(0, 0, "440", 100, 1, 2)], base_of(7, boot="boot-2"), clock.wall())
+    clock.advance(5)
+    journal.add([delta(0, 0, "440", 100, 1, 3)], base_of(9, boot="boot-2"), clock.wall())
+    reopened = UsageJournal(path, clock=clock)
+    assert (reopened.baseline(), reopened.baseline_wall()) == (base_of(9, boot="boot-2"), clock.wall())
+    assert len(reopened.pending(10)) == 3
