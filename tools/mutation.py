@@ -108,16 +108,16 @@ def mutmut_section(module: str) -> str:
     ])
 
 
-def project(module: str) -> Path:
+def project(module: str, work: Path | None = None) -> Path:
     """The scratch project of one module: build/mutation/agent.usage.journal for agent/usage/journal.py."""
-    return WORK / module.removesuffix(".py").replace("/", ".")
+    return (work or WORK) / module.removesuffix(".py").replace("/", ".")
 
 
-def prepare(module: str) -> Path:
+def prepare(module: str, work_root: Path) -> Path:
     """A fresh scratch project: links to the checkout, the generated pyproject.toml, and
     ``shared`` beside it (tests/conftest.py finds the AT corpus at the checkout's ../shared,
     which inside mutants/ is the scratch project's shared)."""
-    work = project(module)
+    work = project(module, work_root)
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
@@ -141,9 +141,9 @@ def run_mutmut(work: Path, jobs: int) -> float:
     return took
 
 
-def verdicts(module: str) -> dict[str, str]:
+def verdicts(module: str, work: Path | None = None) -> dict[str, str]:
     """mutant name -> status, from mutmut's per-file record of the run."""
-    meta = json.loads((project(module) / "mutants" / f"{module}.meta").read_text())
+    meta = json.loads((project(module, work) / "mutants" / f"{module}.meta").read_text())
     return {name: STATUS.get(code, "suspicious") for name, code in meta["exit_code_by_key"].items()}
 
 
@@ -162,8 +162,8 @@ class Row:
         return 100.0 * self.killed / self.mutants if self.mutants else 0.0
 
 
-def row(module: str) -> Row:
-    statuses = list(verdicts(module).values())
+def row(module: str, work: Path | None = None) -> Row:
+    statuses = list(verdicts(module, work).values())
     killed = statuses.count("killed") + statuses.count("timeout")
     other: dict[str, int] = {}
     for s in statuses:
@@ -182,8 +182,9 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def survivors(module: str) -> list[str]:
-    return sorted(name for name, s in verdicts(module).items() if s in ("survived", "no tests"))
+def survivors(module: str, work: Path | None = None) -> dict[str, str]:
+    """Each mutant no fast test killed: name -> 'survived' or 'no tests'."""
+    return {n: s for n, s in sorted(verdicts(module, work).items()) if s in ("survived", "no tests")}
 
 
 def commit() -> str:
@@ -199,6 +200,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("modules", nargs="*", help="modules to mutate (default: every one in MODULES)")
     parser.add_argument("--jobs", type=int, default=int(os.environ.get("MUTATION_JOBS", os.cpu_count() or 1)))
     parser.add_argument("--list-survivors", action="store_true", help="print each survivor's name after the table")
+    parser.add_argument("--work", type=Path, default=WORK,
+                        help="where the scratch projects go (two runs side by side need two)")
     args = parser.parse_args(argv)
     known = {t.path for t in MODULES}
     modules = args.modules or [t.path for t in MODULES]
@@ -212,13 +215,13 @@ def main(argv: list[str]) -> int:
     rows, times = [], {}
     for module in modules:
         # One module per mutmut run: its own stats run over the fast tests, its own wall time.
-        work = prepare(module)
+        work = prepare(module, args.work)
         print(f"\n=== make mutation: {module} (fast tests: {' '.join(FAST_TESTS)}; {args.jobs} workers)", flush=True)
         times[module] = run_mutmut(work, args.jobs)
-        rows.append(row(module))
+        rows.append(row(module, args.work))
         if args.list_survivors:
-            for name in survivors(module):
-                print(f"    {verdicts(module)[name]}: {name}")
+            for name, status in survivors(module, args.work).items():
+                print(f"    {status}: {name}")
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     print(f"\nmake mutation, {stamp}, commit {commit()}, mutmut {MUTMUT_VERSION}, fast tests only:\n")
     print(table(rows))
