@@ -6,8 +6,10 @@ Loaded with ``-p tools.mutation_select`` inside mutmut's copy of the tree. Two j
 * **Fast tests only.** A mutant must be caught by a test that decides in milliseconds,
   not by an hour of lab (issue 29). tests/unit and tests/cloud are selected on the command
   line; this drops the tests among them that start a real mosquitto or need root (their own
-  processes, other users): they are slow, and a wrong decision in a pure module should
-  already fail a fast test.
+  processes, other users) and those marked ``slow``: a wrong decision in a pure module should
+  already fail a fast test, and a half-minute test run once per mutant that reaches it
+  (the journal's bit-flip sweep reaches nearly all of the journal) would make a module's run
+  take hours.
 * **Reproducible verdicts.** Hypothesis draws from a fixed seed per test and keeps no
   example database, so a mutant's verdict does not depend on which mutants ran before it
   in the same tree (a shared database would replay one mutant's failing example to the next).
@@ -35,9 +37,10 @@ settings.load_profile("mutation")
 
 
 def is_fast(item: Any) -> bool:
-    """Whether a collected test is one of the fast ones (no broker, no root)."""
+    """Whether a collected test is one of the fast ones (no broker, no root, not marked slow)."""
     slow_fixture = SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
-    return not slow_fixture and not any(part in item.name for part in SLOW_NAME_PARTS)
+    marked_slow = item.get_closest_marker("slow") is not None
+    return not slow_fixture and not marked_slow and not any(part in item.name for part in SLOW_NAME_PARTS)
 
 
 def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
