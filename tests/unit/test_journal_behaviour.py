@@ -434,3 +434,68 @@ def test_the_boot_of_the_baseline_survives_a_restart(tmp_path: Path) -> None:
     reopened = UsageJournal(path, clock=clock)
     assert (reopened.baseline(), reopened.baseline_wall()) == (base_of(9, boot="boot-2"), clock.wall())
     assert len(reopened.pending(10)) == 3
+
+
+def test_a_record_whose_write_failed_is_offered_once_the_retry_writes_it_and_not_before(tmp_path: Path) -> None:
+    """Flash refuses a flush: the record stays queued and is not offered. The link's next
+    pending() retries the write: now it is offered, with its baseline and the ack made
+    before it durable; a later flush that fails again offers nothing of its own."""
+    state = tmp_path / "state"
+    state.mkdir()
+    path = state / "u.log"
+    clock = FakeClock(epoch=DAY0)
+    journal = UsageJournal(path, clock=clock, flush_interval_s=0)
+    for i in range(1, 3):
+        journal.add([delta(0, 0, "440", 100 * i, i, i)], base_of(i), clock.wall())
+    journal.ack(1)
+
+    def broken(flash_ok: bool) -> None:
+        if flash_ok:
+            state.unlink()
+            (tmp_path / "away").rename(state)
+        else:
+            state.rename(tmp_path / "away")
+            state.write_bytes(b"")  # a file where the directory was: every write fails
+
+    broken(False)
+    journal.add([delta(1, 0, "440", 300, 3, 3)], base_of(3), clock.wall())  # flush fails: logged
+    assert [s for s, _ in journal.pending(10)] == [2] and journal.baseline() == base_of(2)
+    broken(True)
+    assert [(s, b["imsi"], b["tx_bytes"]) for s, b in journal.pending(10)] == [(2, SIMS[0][1], 2), (3, SIMS[1][1], 3)]
+    assert journal.baseline() == base_of(3)
+    broken(False)
+    journal.add([delta(2, 0, "440", 400, 4, 4)], base_of(4), clock.wall())  # fails again
+    assert [s for s, _ in journal.pending(10)] == [2, 3] and journal.baseline() == base_of(3)
+    broken(True)
+    journal.close()
+    reopened = UsageJournal(path, clock=clock)
+    assert [s for s, _ in reopened.pending(10)] == [2, 3, 4] and reopened.baseline() == base_of(4)
+
+
+def test_an_ack_of_the_new_epoch_never_forgets_the_old_epochs_records(tmp_path: Path) -> None:
+    """A torn tail begins a new epoch while a record of the old one is still unsent. The
+    cloud's ack of the new epoch must not forget it (acks are cumulative in the file): it
+    is ignored until the old epoch's record is acked in its own epoch."""
+    path = tmp_path / "u.log"
+    clock = FakeClock(epoch=DAY0)
+    journal = UsageJournal(path, clock=clock, flush_interval_s=0)
+    for i in range(1, 4):
+        journal.add([delta(0, 0, "440", 100, 1, i)], base_of(i), clock.wall())
+    old, _ = journal.epoch_of(1)
+    journal.ack_epoch(2, old)
+    journal.flush()  # the ack made durable
+    with path.open("ab") as f:
+        f.write(b"\x00\x17torn")  # power lost half way through an append
+    journal = UsageJournal(path, clock=clock, flush_interval_s=0)
+    for i in range(4, 6):
+        journal.add([delta(0, 0, "440", 100, 1, i)], base_of(i), clock.wall())
+    new, new_start = journal.epoch_of(4)
+    assert new != old and new_start == 4 and journal.epoch_of(3) == (old, 1)
+    journal.ack_epoch(5, new)
+    assert [s for s, _ in journal.pending(10)] == [3, 4, 5]
+    journal.ack_epoch(3, old)
+    assert [s for s, _ in journal.pending(10)] == [4, 5]
+    journal.ack_epoch(5, new)
+    assert journal.pending(10) == []
+    journal.ack_epoch(5, new)  # a repeated ack with nothing pending changes nothing
+    assert journal.pending(10) == []
