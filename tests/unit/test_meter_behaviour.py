@@ -289,3 +289,24 @@ def test_the_plan_zone_decides_the_day_and_the_next_reading_time() -> None:
     before, after = meter.sample(c(4000, 0))
     assert (before.day, before.tz, before.rx_bytes, after.day, after.rx_bytes) == (
         "2026-02-01", "+00:00", 1000, "2026-02-02", 3000)
+
+
+def test_bytes_before_any_sim_is_known_are_not_billed() -> None:
+    """At start-up the counters move before the first SIM is known (no set_active_sim yet):
+    those bytes are nobody's, counted as unattributed, never billed."""
+    clock = FakeClock(epoch=MIDNIGHT + 3600)
+    meter = UsageMeter(clock, header_bytes=0, boot_id="boot-a")
+    meter.sample(c(0, 0))
+    clock.advance(1)
+    assert meter.sample(c(700, 300)) == []
+    assert meter.unattributed_bytes == 1000
+
+
+def test_every_refused_jump_is_counted() -> None:
+    clock = FakeClock(epoch=MIDNIGHT + 3600)
+    meter = make(clock)
+    meter.sample(c(0, 0))
+    for n in (1, 2):
+        clock.advance(1)
+        assert meter.sample(c(n * (2 * PER_SECOND), 0)) == []
+    assert meter.rejected == 2
