@@ -170,14 +170,32 @@ def test_after_a_restart_the_limit_is_by_wall_time_and_the_interval_starts_at_th
 
 
 def test_after_a_restart_with_an_untrusted_clock_nothing_is_judged_implausible() -> None:
-    """How long the agent was down is unknown while the clock is untrusted: a large
-    advance since the baseline is held, not refused."""
+    """How long the agent was down is unknown while the clock is untrusted (the baseline's
+    wall time and the wall now are both unvouched): a large advance since the baseline is
+    held, not refused, and once the clock is trusted it is dated at the reading that found
+    it (no interval is invented for it)."""
     clock = untrusted()
     meter = make(clock)
-    meter.seed(c(0, 0, boot="boot-a"), 0.0)
+    meter.seed(c(0, 0, boot="boot-a"), clock.wall() - 1)  # one "second" ago by an unvouched clock
     huge = PER_SECOND * 86400
     assert meter.sample(c(huge, 7)) == []
+    found = clock.wall()
     assert (meter.rejected, meter.held_bytes) == (0, huge + 7)
+    clock.vouch("ntp")
+    assert billed(meter.sample(c(huge, 7))) == [(*SIM_A[:2], "440", "2026-02-01", huge, 7, found, found)]
+
+
+def test_a_held_interval_shorter_than_a_second_keeps_its_length() -> None:
+    """The one-second floor is for judging plausibility only: bytes held over half a
+    second are dated over that half second."""
+    clock = untrusted()
+    meter = make(clock)
+    meter.sample(c(0, 0))
+    clock.advance(0.5)
+    meter.sample(c(100, 10))
+    end = clock.wall()
+    clock.vouch("ntp")
+    assert billed(meter.sample(c(100, 10))) == [(*SIM_A[:2], "440", "2026-02-01", 100, 10, end - 0.5, end)]
 
 
 # -- wraps and resets ---------------------------------------------------------------------
