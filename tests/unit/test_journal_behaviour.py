@@ -499,3 +499,86 @@ def test_an_ack_of_the_new_epoch_never_forgets_the_old_epochs_records(tmp_path: 
     assert journal.pending(10) == []
     journal.ack_epoch(5, new)  # a repeated ack with nothing pending changes nothing
     assert journal.pending(10) == []
+
+
+def test_after_everything_is_acked_and_compacted_a_restart_numbers_on_from_its_wall_time(tmp_path: Path) -> None:
+    """A compacted file of nothing pending holds only the state: a restart must number the
+    next record after the last one ever used (a reused seq is dropped by the cloud as a
+    duplicate: usage lost) and resume from the baseline's wall time (the meter dates the
+    next interval from it)."""
+    path = tmp_path / "u.log"
+    clock = FakeClock(epoch=DAY0)
+    journal = UsageJournal(path, clock=clock, flush_interval_s=0, compact_at_bytes=0)
+    for i in range(1, 4):
+        clock.advance(7)
+        journal.add([delta(0, 0, "440", 100, 1, i)], base_of(i), clock.wall())
+    wall = clock.wall()
+    journal.ack(3)
+    clock.advance(100)
+    reopened = UsageJournal(path, clock=clock, flush_interval_s=0)
+    assert (reopened.pending(10), reopened.baseline(), reopened.baseline_wall()) == ([], base_of(3), wall)
+    reopened.add([delta(1, 0, "440", 5, 6, 9)], base_of(9), clock.wall())
+    assert [(s, b["rx_bytes"], b["tx_bytes"]) for s, b in reopened.pending(10)] == [(4, 5, 6)]
+
+
+def test_an_ack_one_past_the_last_record_never_swallows_the_next(tmp_path: Path) -> None:
+    path = tmp_path / "u.log"
+    journal, clock = fresh(tmp_path, flush_interval_s=0)
+    for i in range(1, 4):
+        journal.add([delta(0, 0, "440", 100, 1, i)], base_of(i), clock.wall())
+    journal.ack(4)  # one past the last seq: clamped to 3
+    journal.add([delta(1, 0, "440", 5, 6, 9)], base_of(9), clock.wall())
+    journal.close()
+    assert [(s, b["rx_bytes"]) for s, b in UsageJournal(path, clock=clock).pending(10)] == [(4, 5)]
+
+
+def test_two_records_under_one_seq_are_never_both_offered(tmp_path: Path) -> None:
+    """seq is the cloud's idempotency key: a file holding a second record under a seq
+    already read (checksums right) keeps the first and skips the second."""
+    path = tmp_path / "u.log"
+    log = RecordLog(path)
+    other = {**GOOD, "rx_bytes": 999}
+    for seq, body in [(1, GOOD), (2, GOOD), (2, other)]:
+        log.append(json.dumps(["U", seq, body]).encode())
+    log.flush()
+    journal = UsageJournal(path, clock=FakeClock(epoch=DAY0))
+    assert journal.pending(10) == [(1, GOOD), (2, GOOD)] and journal.skipped_records == 1
+
+
+def test_a_compaction_keeps_each_pending_record_in_its_own_epoch(tmp_path: Path) -> None:
+    """After a torn tail began a new epoch, compacting the file while a record of the old
+    epoch is still pending keeps that record in the old epoch: sent under another epoch,
+    the cloud would take it for new usage and bill it twice."""
+    path = tmp_path / "u.log"
+    clock = FakeClock(epoch=DAY0)
+    journal = UsageJournal(path, clock=clock, flush_interval_s=0)
+    for i in range(1, 3):
+        journal.add([delta(0, 0, "440", 100, 1, i)], base_of(i), clock.wall())
+    old, _ = journal.epoch_of(1)
+    with path.open("ab") as f:
+        f.write(b"\x00\x17torn")
+    journal = UsageJournal(path, clock=clock, flush_interval_s=0, compact_at_bytes=0)
+    journal.add([delta(0, 0, "440", 100, 1, 3)], base_of(3), clock.wall())
+    new, _ = journal.epoch_of(3)
+    journal.ack_epoch(1, old)  # frees record 1: the file is compacted
+    journal.close()
+    reopened = UsageJournal(path, clock=clock)
+    assert [(s, reopened.epoch_of(s)) for s, _ in reopened.pending(10)] == [(2, (old, 1)), (3, (new, 3))]
+
+
+def test_an_ack_after_a_recovered_write_failure_is_made_durable(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    path = state / "u.log"
+    clock = FakeClock(epoch=DAY0)
+    journal = UsageJournal(path, clock=clock, flush_interval_s=0)
+    journal.add([delta(0, 0, "440", 100, 1, 1)], base_of(1), clock.wall())
+    state.rename(tmp_path / "away")
+    state.write_bytes(b"")
+    journal.add([delta(0, 0, "440", 200, 2, 2)], base_of(2), clock.wall())  # fails, queued
+    state.unlink()
+    (tmp_path / "away").rename(state)
+    assert [s for s, _ in journal.pending(10)] == [1, 2]  # the retry wrote it
+    journal.ack(1)
+    journal.flush()  # nothing new but the ack: written
+    assert [s for s, _ in UsageJournal(path, clock=clock).pending(10)] == [2]
