@@ -582,3 +582,46 @@ def test_an_ack_after_a_recovered_write_failure_is_made_durable(tmp_path: Path) 
     journal.ack(1)
     journal.flush()  # nothing new but the ack: written
     assert [s for s, _ in UsageJournal(path, clock=clock).pending(10)] == [2]
+
+
+def test_a_record_states_its_interval_in_the_plans_zone() -> None:
+    """A plan billed in UTC: the record's start and end carry +00:00, like its tz (a JST
+    offset there would put the interval nine hours off the day it is billed to)."""
+    body = make_body(("8981000000000000003", "310150123456789", "2026-03-01", "+00:00"), ["310"], 1, 2,
+                     int(DAY0 * 1000), int(DAY0 * 1000) + 1500)
+    assert (body["start"], body["end"]) == ("2026-02-28T15:00:00.000+00:00", "2026-02-28T15:00:01.500+00:00")
+
+
+def test_after_a_restart_the_byte_threshold_still_holds_to_the_byte(tmp_path: Path) -> None:
+    path = tmp_path / "u.log"
+    first, clock = fresh(tmp_path, flush_interval_s=3600, flush_bytes=5000)
+    first.close()
+    journal = UsageJournal(path, clock=clock, flush_interval_s=3600, flush_bytes=5000)
+    journal.add([delta(0, 0, "440", 4000, 999, 0)], base_of(1), clock.wall())
+    assert journal.pending(10) == []
+    journal.add([delta(0, 0, "440", 0, 1, 1)], base_of(2), clock.wall())
+    assert [(b["rx_bytes"], b["tx_bytes"]) for _, b in journal.pending(10)] == [(4000, 1000)]
+
+
+def test_after_a_restart_a_record_whose_write_failed_is_not_offered(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    path = state / "u.log"
+    clock = FakeClock(epoch=DAY0)
+    first = UsageJournal(path, clock=clock, flush_interval_s=0)
+    first.add([delta(0, 0, "440", 100, 1, 1)], base_of(1), clock.wall())
+    journal = UsageJournal(path, clock=clock, flush_interval_s=0)  # the first was SIGKILLed
+    state.rename(tmp_path / "away")
+    state.write_bytes(b"")
+    journal.add([delta(0, 0, "440", 200, 2, 2)], base_of(2), clock.wall())  # fails, queued
+    assert [s for s, _ in journal.pending(10)] == [1]
+
+
+def test_one_boot_record_per_boot_on_flash(tmp_path: Path) -> None:
+    """Flash wear: the boot id is written once per boot (and per file), not with every flush."""
+    journal, clock = fresh(tmp_path, flush_interval_s=0)
+    for i in range(1, 4):
+        journal.add([delta(0, 0, "440", 100, 1, i)], base_of(i), clock.wall())
+    journal.add([delta(0, 0, "440", 100, 1, 4)], base_of(4, boot="c"), clock.wall())
+    boots = [json.loads(p)[1] for p in RecordLog(tmp_path / "u.log").records if json.loads(p)[0] == "B"]
+    assert boots == ["b", "c"]
