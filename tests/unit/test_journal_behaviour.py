@@ -625,3 +625,14 @@ def test_one_boot_record_per_boot_on_flash(tmp_path: Path) -> None:
     journal.add([delta(0, 0, "440", 100, 1, 4)], base_of(4, boot="c"), clock.wall())
     boots = [json.loads(p)[1] for p in RecordLog(tmp_path / "u.log").records if json.loads(p)[0] == "B"]
     assert boots == ["b", "c"]
+
+
+def test_offline_with_nothing_acked_the_file_is_only_appended_to(tmp_path: Path) -> None:
+    """Flash wear: a rewrite is worth it only when acks freed something. Offline for long,
+    past the compaction size, every byte is written once (no rewrite per flush)."""
+    journal, clock = fresh(tmp_path, flush_interval_s=0, compact_at_bytes=0)
+    for i in range(1, 6):
+        journal.add([delta(i % 3, 0, "440", 100, 1, i)], base_of(i), clock.wall())
+    assert journal.bytes_written == (tmp_path / "u.log").stat().st_size
+    journal.ack(2)  # now something is freed: rewritten to the state and the three left
+    assert journal.bytes_written > (tmp_path / "u.log").stat().st_size
