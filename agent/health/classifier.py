@@ -155,7 +155,7 @@ class Classifier:
 
     def probe_result(self, kbps: float | None, bytes_used: int = 0, reason: str = "") -> None:
         """The active check's answer (``kbps`` None = it could not run)."""
-        if self._wants is None:
+        if self._wants is None:  # pragma: no mutate
             LOGGER.debug("probe result without a request; kept anyway")  # pragma: no mutate
         t = self._wants.t if self._wants else (self._ticks[-1].t if self._ticks else 0.0)
         known = self._wants.known_rate_kbps if self._wants else None

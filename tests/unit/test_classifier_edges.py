@@ -371,3 +371,127 @@ def test_congestion_stays_on_either_sign_at_half_strength() -> None:
     link = fast_then(lambda lk: alternating(lk, 30, 490, 910, 140))
     link.steady(30, 700, rtt=40.0)
     assert states(feed(link)[0]) == ["ok", "congested", "ok"]
+
+
+# --- what a verdict rests on -------------------------------------------------------------
+
+DELAY = {"rtt_ms", "base_rtt_ms", "queue_ms", "rtt_spread_ms", "queue_q3_ms", "loss_pct"}
+THROTTLED = {"ceiling_kbps", "known_rate_kbps", "plan_rate_kbps", "flat_fraction", "cv", "drift", "busy_seconds",
+             "flows", "mechanism", "radio", "agreement"} | DELAY
+"""What a ``throttled`` event's evidence names (docs/health.md), before ``probe`` or ``slow_link``."""
+
+
+def decimals(x: float) -> int:
+    """Digits after the point in ``x``'s shortest repr (0.125 -> 3)."""
+    text = repr(float(x))
+    return 0 if text.endswith(".0") else len(text.split(".")[1])
+
+
+def test_throttled_evidence_names_its_figures_rounded_for_the_event() -> None:
+    """A policer at ~384 kbps under three flows, its rate moving by a few % a second: the
+    event carries the ceiling (0.1 kbps), flatness (0.01), cv and drift (0.001), the
+    busy seconds and flows it judged, the radio medians and the agreeing signs."""
+    rates = [384 * f for f in (0.97, 1.013, 0.991, 1.022, 0.984, 1.007)] * 4
+    changes, _, _ = feed(fast_then(lambda lk: lk.each(rates)))
+    assert states(changes) == ["ok", "throttled"]
+    ev = changes[-1].evidence
+    assert set(ev) == THROTTLED
+    assert ev["known_rate_kbps"] == 384 and ev["plan_rate_kbps"] is None and ev["agreement"] == ["flows"]
+    assert ev["busy_seconds"] == 5 and ev["flows"] == 3 and ev["mechanism"] == "policer"
+    assert ev["radio"] == {"rsrp_dbm": -88.0, "rsrq_db": -9.0, "sinr_db": 15.0}
+    assert abs(ev["ceiling_kbps"] - 384) < 8
+    assert 0.8 <= ev["flat_fraction"] <= 1.0 and decimals(ev["flat_fraction"]) <= 2
+    assert 0 < ev["cv"] < 0.05 and decimals(ev["cv"]) == 3
+    assert 0 < ev["drift"] < 0.08 and decimals(ev["drift"]) == 3
+    assert changes[-1].rate_kbps == round(ev["ceiling_kbps"])
+
+
+def test_a_cap_drifting_by_counter_quantisation_is_still_a_cap() -> None:
+    """At 128 kbps one full frame is ~3 % of a 3-s average: averages 11 % apart by where
+    second boundaries fall (107/149 kbps seconds in pairs) are within DRIFT_MAX plus two
+    frames, so the cap is found; a drift beyond that (the ramp in test_classifier.py) is not."""
+    changes, _, _ = feed(fast_then(lambda lk: lk.each([107, 107, 149, 149] * 6)))
+    assert states(changes)[-1] == "throttled"
+    assert 0.08 < changes[-1].evidence["drift"] < 0.145 and changes[-1].evidence["known_rate_kbps"] == 128
+
+
+def test_a_cap_moving_to_another_rate_on_one_flow_reopens_the_question() -> None:
+    """Throttled at 384, then one flow flat at 128: not the same cap, so the classifier asks
+    for a check (keyed by 128) and only its confirmation moves the verdict to 128."""
+    link = throttled_at(384)
+    one_flow(link, 20, 128)
+    keys: list[int | None] = []
+
+    def confirm(c: Classifier) -> tuple[float, int, str]:
+        keys.append(c.wants_probe.known_rate_kbps)  # type: ignore[union-attr]
+        return 130.0, 1000, ""
+
+    changes, _, clf = feed(link, confirm)
+    assert keys == [128] and clf.state == "throttled" and clf.rate_kbps == 128
+    assert states(changes) == ["ok", "throttled"]
+
+
+def test_suspects_are_limited_per_rate_not_overall() -> None:
+    """A flat single flow at 128 then at 384 within the minute: two suspects, one per rate."""
+    link = fast_then(lambda lk: one_flow(lk, 12, 128))
+    link.steady(5, 15_000.0)
+    one_flow(link, 12, 384)
+    _, seen, _ = feed(link, lambda c: (None, 0, "no endpoint"))
+    assert [o.evidence["known_rate_kbps"] for o in seen if o.kind == "suspect"] == [128, 384]
+
+
+def test_the_check_request_names_the_ceiling_to_a_tenth() -> None:
+    link = fast_then(lambda lk: lk.steady(8, 128.32, flows=1))  # 16,040 B a second
+    _, _, clf = feed(link, lambda c: None)
+    assert clf.wants_probe is not None and clf.wants_probe.ceiling_kbps == 128.3
+
+
+def test_a_refuted_cap_is_ok_app_limited_with_the_check_figures() -> None:
+    """Back from idle on one flat flow: the check ran at 20 Mbit/s, so the state that comes
+    is ok with ``why: app_limited`` and what the check measured and cost."""
+    link = fast_then(lambda lk: lk.steady(12, 0.0))
+    one_flow(link, 20, 384)
+    changes, _, _ = feed(link, lambda c: (20_000.0, 262_144, ""))
+    assert states(changes) == ["ok", "idle", "ok"]
+    ev = changes[-1].evidence
+    assert ev["why"] == "app_limited" and ev["probe"] == {"result": "refuted", "probe_kbps": 20_000.0,
+                                                            "bytes": 262_144}
+    assert changes[-1].onset_t is not None and changes[-1].onset_t <= changes[-1].t
+
+
+def test_poor_radio_idle_and_no_service_evidence_names() -> None:
+    """The other states' evidence, as docs/health.md lists it."""
+    from tests.unit.test_classifier import OK, run
+
+    weak = run([OK, {"seconds": 20, "kbps": 2000, "radio": (-118.0, -16.0, -2.0)}])[0][-1]
+    assert weak.state == "poor_radio" and set(weak.evidence) == {"radio", "below"} | DELAY
+    assert weak.evidence["below"] == ["rsrp", "rsrq", "sinr"]
+    assert weak.evidence["radio"] == {"rsrp_dbm": -118.0, "rsrq_db": -16.0, "sinr_db": -2.0}
+    quiet = run([OK, {"seconds": 20, "kbps": 2, "flows": 0}])[0][-1]
+    assert quiet.state == "idle" and quiet.evidence == {"flows": 0, "idle_seconds": 10, "kbps": quiet.evidence["kbps"]}
+    assert 0 < quiet.evidence["kbps"] < 16 and decimals(quiet.evidence["kbps"]) == 1
+    gone = run([OK, {"seconds": 10, "kbps": 0, "flows": 0, "registered": False, "radio": None}])[0][-1]
+    assert gone.state == "no_service" and gone.evidence == {"cause": "not_registered"}
+    assert gone.onset_t == 31.0  # the first unregistered sample
+
+
+def test_ok_names_the_fastest_second_and_the_busy_seconds() -> None:
+    """The first verdict on a fast link: ok, from the first busy second on, with the fastest
+    second of the window (0.1 kbps) and how many busy seconds it judged."""
+    link = Link()
+    link.each([15_000.3, 14_000.0, 16_000.7, 15_000.0, 15_500.0, 15_000.0, 15_000.0, 15_000.0, 15_000.0])
+    changes, _, _ = feed(link)
+    assert states(changes) == ["ok"]
+    assert changes[0].evidence == {"kbps": 16_000.7, "busy_seconds": 5} and changes[0].t == 5.0
+    assert changes[0].previous is None and changes[0].onset_t == 1.0
+
+
+def test_while_throttled_a_flat_rate_under_one_and_a_half_times_keeps_the_cap() -> None:
+    """Throttled at 1000 kbps, then flat at 1200 (no known rate, but not 1.5x the ceiling):
+    not clearly above the cap, so still throttled; at 1600 it lifts."""
+    link = throttled_at(1000)
+    link.steady(30, 1200)
+    changes, _, clf = feed(link)
+    assert states(changes) == ["ok", "throttled"] and 1000 <= clf.rate_kbps < 1100  # type: ignore[operator]
+    link.steady(10, 1600)
+    assert states(feed(link)[0]) == ["ok", "throttled", "ok"]
