@@ -60,7 +60,7 @@ def test_a_held_back_trigger_is_no_swap_but_names_what_it_held_back() -> None:
     reason says which trigger waits, the why how long or which limit."""
     backoff = decide(health="throttled", blocked=NOW + 30)
     assert (backoff.swap, backoff.reason) == (False, "throttled") and backoff.swap is False
-    assert "30 s more" in backoff.why
+    assert "for 30 s more" in backoff.why
     hour = tuple(NOW - 60 * i for i in range(P.max_per_hour))
     damped = decide(history=hour, health="no_service", health_for_s=P.no_service_swap_s)
     assert (damped.swap, damped.reason) == (False, "no_service") and damped.swap is False
