@@ -293,7 +293,7 @@ def test_the_echo_thins_on_a_fast_link_and_runs_every_second_otherwise() -> None
     _changes, _, clf = feed(quiet)
     assert not clf.wants_traffic_probe  # no flow: the bytes are the agent's own
     slow = Link()
-    slow.steady(40, float(FAST_KBPS))  # exactly FAST_KBPS is not faster than it
+    slow.steady(41, float(FAST_KBPS))  # exactly FAST_KBPS is not faster than it (41: not an echo second)
     _, _, clf = feed(slow)
     assert clf.state == "ok" and clf.wants_traffic_probe
     capped = throttled_at(384)
@@ -469,6 +469,7 @@ def test_poor_radio_idle_and_no_service_evidence_names() -> None:
     assert weak.evidence["radio"] == {"rsrp_dbm": -118.0, "rsrq_db": -16.0, "sinr_db": -2.0}
     quiet = run([OK, {"seconds": 20, "kbps": 2, "flows": 0}])[0][-1]
     assert quiet.state == "idle" and quiet.evidence == {"flows": 0, "idle_seconds": 10, "kbps": quiet.evidence["kbps"]}
+    assert (quiet.t, quiet.onset_t) == (40.0, 31.0)  # the tenth quiet second, dated from the first
     assert 0 < quiet.evidence["kbps"] < 16 and decimals(quiet.evidence["kbps"]) == 1
     gone = run([OK, {"seconds": 10, "kbps": 0, "flows": 0, "registered": False, "radio": None}])[0][-1]
     assert gone.state == "no_service" and gone.evidence == {"cause": "not_registered"}
@@ -495,3 +496,52 @@ def test_while_throttled_a_flat_rate_under_one_and_a_half_times_keeps_the_cap() 
     assert states(changes) == ["ok", "throttled"] and 1000 <= clf.rate_kbps < 1100  # type: ignore[operator]
     link.steady(10, 1600)
     assert states(feed(link)[0]) == ["ok", "throttled", "ok"]
+
+
+def test_back_from_idle_one_second_faster_than_any_cap_is_ok_and_the_cap_times_one_and_a_half_is_not() -> None:
+    """Four busy seconds among think time after idle: too few to judge a ceiling, so ok
+    needs one of them faster than EXCEED_FACTOR x the highest throttle rate (1,500 kbps);
+    exactly that is what a policed 1000k's bucket can show, so it is no proof."""
+    top = EXCEED_FACTOR * 1000
+    for kbps, back in ((top, False), (top + 100, True)):
+        link = fast_then(lambda lk: lk.steady(12, 0.0))
+        for _ in range(4):
+            link.second(kbps)
+            link.second(0.0)
+        changes = feed(link)[0]
+        assert states(changes) == (["ok", "idle", "ok"] if back else ["ok", "idle"]), kbps
+    link = fast_then(lambda lk: lk.steady(12, 0.0))
+    link.steady(9, 700)  # five busy seconds at no throttle rate are enough to judge, then the hold
+    assert states(feed(link)[0]) == ["ok", "idle", "ok"]
+
+
+def test_a_sample_out_of_order_is_ignored_and_costs_no_time() -> None:
+    """A sample at the same time as the last (a duplicate read) or earlier (a clock step) is
+    dropped; the next is measured from the last good one, so silent probes are still no
+    service at exactly the third silent second plus the hold."""
+    from tests.unit.test_classifier_rules import Trace
+
+    trace = Trace()
+    trace.serving(30)
+    for i in range(10):
+        trace.second(answered=False)
+        if i == 0:
+            last = trace.samples[-1]
+            trace.samples.append(last)  # the same reading twice
+            trace.samples.append(Sample(last.t - 0.5, last.wan_rx_bytes, last.wan_tx_bytes,
+                                        probes_sent=last.probes_sent, registered=True))
+    changes, _ = trace.feed()
+    assert states(changes) == ["ok", "no_service"]
+    assert changes[-1].t == 30 + 3 + ENTER_HOLD["no_service"] and changes[-1].evidence["seconds_silent"] == 3
+
+
+def test_silence_while_the_prober_skips_seconds_proves_nothing() -> None:
+    """No service from silence needs a probe sent every second of it; a prober that skips
+    every other second (paused for its budget) leaves the question open."""
+    from tests.unit.test_classifier_rules import Trace
+
+    trace = Trace()
+    trace.serving(30)
+    for i in range(20):
+        trace.second(answered=False, probed=i % 2 == 0)
+    assert "no_service" not in states(trace.feed()[0])
