@@ -344,6 +344,7 @@ def test_congestion_is_entered_at_exactly_both_bounds_and_names_its_evidence() -
     ev = changes[-1].evidence
     assert set(ev) == CONGESTED and ev["cv"] == 0.25 and ev["queue_ms"] == SHAPER_QUEUE_MS
     assert ev["median_kbps"] == 700.0 and ev["busy_seconds"] == 10
+    assert changes[-1].onset_t == changes[-1].t - 9  # dated from the window's first busy second
     assert ev["radio"] == {"rsrp_dbm": -88.0, "rsrq_db": -9.0, "sinr_db": 15.0}
 
 
@@ -525,9 +526,10 @@ def test_a_sample_out_of_order_is_ignored_and_costs_no_time() -> None:
     trace.serving(30)
     for i in range(10):
         trace.second(answered=False)
+        last = trace.samples[-1]
         if i == 0:
-            last = trace.samples[-1]
             trace.samples.append(last)  # the same reading twice
+        if i == 5:
             trace.samples.append(Sample(last.t - 0.5, last.wan_rx_bytes, last.wan_tx_bytes,
                                         probes_sent=last.probes_sent, registered=True))
     changes, _ = trace.feed()
@@ -544,4 +546,16 @@ def test_silence_while_the_prober_skips_seconds_proves_nothing() -> None:
     trace.serving(30)
     for i in range(20):
         trace.second(answered=False, probed=i % 2 == 0)
+    assert "no_service" not in states(trace.feed()[0])
+
+
+def test_a_trickle_of_bytes_without_echoes_is_service() -> None:
+    """Silence means not a byte: 100 B a second (0.8 kbps, a keep-alive) still moves, so
+    lost echoes alone are not no service."""
+    from tests.unit.test_classifier_rules import Trace
+
+    trace = Trace()
+    trace.serving(30)
+    for _ in range(20):
+        trace.second(rx=100, answered=False)
     assert "no_service" not in states(trace.feed()[0])
