@@ -165,8 +165,8 @@ class Classifier:
 
     def probe_result(self, kbps: float | None, bytes_used: int = 0, reason: str = "") -> None:
         """The active check's answer (``kbps`` None = it could not run)."""
-        if self._wants is None:
-            LOGGER.debug("probe result without a request; kept anyway")
+        if self._wants is None:  # pragma: no mutate
+            LOGGER.debug("probe result without a request; kept anyway")  # pragma: no mutate
         t = self._wants.t if self._wants else (self._ticks[-1].t if self._ticks else 0.0)
         known = self._wants.known_rate_kbps if self._wants else None
         self._probe = (t, known, ProbeOutcome(kbps, bytes_used, reason))
@@ -202,7 +202,7 @@ class Classifier:
         if prev is None:
             return []
         if sample.t <= prev.t:
-            LOGGER.warning("sample at t=%s not after t=%s; ignored", sample.t, prev.t)
+            LOGGER.warning("sample at t=%s not after t=%s; ignored", sample.t, prev.t)  # pragma: no mutate
             self._prev = prev
             return []
         tick = evidence.tick(prev, sample, self._busy_min)
@@ -363,8 +363,10 @@ class Classifier:
         obs = Observation(t, "suspect", kbps, {**facts, "why": "flat rate on one flow, nothing confirms a cap"})
         self._observations.append(obs)
         self.last_suspect = obs
+        # pragma: no mutate start
         LOGGER.info("health: suspect at t=%s: flat %.0f kbps near %d kbps, no agreeing evidence (%s)",
                     t, kbps, known, ev.get("probe", {}).get("reason", "no check"))
+        # pragma: no mutate end
 
     def _still_throttled(self, win: list[Tick]) -> _Candidate | None:
         """While throttled, stay unless busy seconds clearly exceed the ceiling."""
@@ -391,7 +393,7 @@ class Classifier:
             self._wants = ProbeRequest(t, round(ceiling, 1), "flat ceiling on a single flow, no queue", known)
             self._probe_asked[known] = t
             self.probes_requested += 1
-            LOGGER.info("active check wanted at t=%s: ceiling %.0f kbps on one flow", t, ceiling)
+            LOGGER.info("active check wanted at t=%s: ceiling %.0f kbps on one flow", t, ceiling)  # pragma: no mutate
         elif self._wants is None:
             return {"result": "unavailable", "reason": "retry later"}
         return {"result": "pending"}
@@ -450,7 +452,9 @@ class Classifier:
             return []
         change = StateChange(t=t, state=cand.state, rate_kbps=cand.rate_kbps, evidence=cand.evidence,
                              onset_t=min(cand.onset_t, self._pending.since), previous=self.state)
+        # pragma: no mutate start
         LOGGER.info("health: %s -> %s at t=%s (%s)", self.state, cand.state, t,
                     f"{cand.rate_kbps} kbps" if cand.rate_kbps else "no rate")
+        # pragma: no mutate end
         self.state, self.rate_kbps, self._pending = cand.state, cand.rate_kbps, None
         return [change]
