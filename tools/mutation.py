@@ -59,8 +59,17 @@ MODULES: tuple[Target, ...] = (
     Target("agent/cloud/pacing.py", "the fleet's load on the platform: back-off and pacing"),
     Target("agent/modem/lex.py", "swaps and money: splitting every AT answer into fields"),
     Target("agent/modem/decode.py", "swaps and money: the typed values read from the modem"),
+    Target("agent/plans/rules.py", "money and swaps: a plan's rules as the contract writes them (issue 22)"),
+    Target("agent/plans/windows.py", "money: where a rule's window starts and ends, JST day, month, rolling"),
+    Target("agent/plans/ledger.py", "money: the bytes in each rule's window, durable"),
+    Target("agent/plans/predict.py", "swaps: when a rule will throttle at the current rate"),
+    Target("agent/plans/update.py", "money: top-ups and add-ons, signed, once each"),
+    Target("agent/usim/auth.py", "keys: AUTHENTICATE, RES/CK/IK or AUTS (issue 24)"),
+    Target("agent/usim/sqn.py", "keys: which SQN the card accepts (replay protection)"),
+    Target("agent/usim/apdu.py", "the card's answer to every APDU: status words, T=0"),
 )
-"""The modules mutated by default. Add the plan rules and the host-side USIM here as they land."""
+"""The modules mutated by default: the eight of issue 29, then the plan rules and the
+host-side USIM (landed 2026-12-03; not yet in the last table of docs/testing.md)."""
 
 FAST_TESTS = ("tests/unit", "tests/cloud")
 """Each module's fast tests: the folders that need no lab; tools/mutation_select.py drops the
