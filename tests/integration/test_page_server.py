@@ -9,6 +9,7 @@ import asyncio
 import ipaddress
 import json
 import logging
+import math
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -148,6 +149,7 @@ def test_two_hundred_at_once_and_the_daemon_asked_about_once() -> None:
     daemon = Daemon()
 
     async def body(server: PageServer) -> None:
+        began = asyncio.get_running_loop().time()
         answers = await asyncio.gather(*(exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
                                          for _ in range(200)), return_exceptions=True)
         served = [a for a in answers if isinstance(a, bytes) and a.startswith(b"HTTP/1.1 200 ")]
@@ -156,7 +158,10 @@ def test_two_hundred_at_once_and_the_daemon_asked_about_once() -> None:
         await asyncio.sleep(srv.CACHE_S)
         server._buckets.clear()  # the flood spent this one client address's budget
         assert (await get(server.port))[0] == 200
-        assert daemon.asked <= 3  # one question per CACHE_S, however many asked
+        # One question per CACHE_S, however many asked: counted over the time the flood
+        # really took (seconds on a loaded machine), plus the last request's own.
+        windows = math.ceil((asyncio.get_running_loop().time() - began) / srv.CACHE_S)
+        assert 1 <= daemon.asked <= windows + 1, (daemon.asked, windows)
     run(body, daemon)
 
 

@@ -111,12 +111,13 @@ KEPT_LOGS = Path(__file__).resolve().parents[2] / "build" / "lab-logs"
 down: ``pocket-lab down`` removes its directory, and a failed run's story is in them."""
 
 
-def keep_logs() -> None:
-    """Copy this lab's logs to ``build/lab-logs/<lab directory name>/`` (replacing the last)."""
+def keep_logs(tag: str = "") -> None:
+    """Copy this lab's logs to ``build/lab-logs/<lab directory name>[-tag]/`` (replacing the
+    last); a module that brings its own lab up keeps that lab's under its tag."""
     source = LAB_DIR / "logs"
     if not source.is_dir():
         return
-    target = KEPT_LOGS / LAB_DIR.name
+    target = KEPT_LOGS / (f"{LAB_DIR.name}-{tag}" if tag else LAB_DIR.name)
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(source, target)
 

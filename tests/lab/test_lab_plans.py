@@ -19,6 +19,7 @@ from tests.lab.conftest import (
     LAB_DIR,
     agent_status,
     event_data,
+    keep_logs,
     lab,
     lab_json,
     set_policy,
@@ -41,6 +42,7 @@ def plan_lab(running_lab: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield lab_json("status")
     finally:
         lab("traffic", "stop", check=False)
+        keep_logs("plans")
         lab("down", check=False)
         lab("up", timeout=240)  # the session's lab, as the other modules expect it
 

@@ -377,7 +377,7 @@ def test_congestion_stays_on_either_sign_at_half_strength() -> None:
 # --- what a verdict rests on -------------------------------------------------------------
 
 DELAY = {"rtt_ms", "base_rtt_ms", "queue_ms", "rtt_spread_ms", "queue_q3_ms", "loss_pct"}
-THROTTLED = {"ceiling_kbps", "known_rate_kbps", "plan_rate_kbps", "flat_fraction", "cv", "drift", "busy_seconds",
+THROTTLED = {"ceiling_kbps", "known_rate_kbps", "plan_rate_kbps", "nominal_kbps", "flat_fraction", "cv", "drift", "busy_seconds",
              "flows", "mechanism", "radio", "agreement"} | DELAY
 """What a ``throttled`` event's evidence names (docs/health.md), before ``probe`` or ``slow_link``."""
 
@@ -397,7 +397,8 @@ def test_throttled_evidence_names_its_figures_rounded_for_the_event() -> None:
     assert states(changes) == ["ok", "throttled"]
     ev = changes[-1].evidence
     assert set(ev) == THROTTLED
-    assert ev["known_rate_kbps"] == 384 and ev["plan_rate_kbps"] is None and ev["agreement"] == ["flows"]
+    assert ev["known_rate_kbps"] == 384 and ev["plan_rate_kbps"] is None and ev["nominal_kbps"] is None
+    assert ev["agreement"] == ["flows"]
     assert ev["busy_seconds"] == 5 and ev["flows"] == 3 and ev["mechanism"] == "policer"
     assert ev["radio"] == {"rsrp_dbm": -88.0, "rsrq_db": -9.0, "sinr_db": 15.0}
     assert abs(ev["ceiling_kbps"] - 384) < 8
