@@ -158,14 +158,18 @@ def damped(history: Sequence[float], now: float, policy: SwapPolicy) -> str | No
     return None
 
 
-def decide(policy: SwapPolicy, inputs: Inputs, history: Sequence[float], blocked_until: float = 0.0) -> Decision:
-    """Swap now, and why; or not, and why not."""
+def decide(policy: SwapPolicy, inputs: Inputs, history: Sequence[float], blocked_until: float = 0.0,
+           blocked_by: str = "") -> Decision:
+    """Swap now, and why; or not, and why not. ``blocked_by``: the reason of the swap whose
+    failure set ``blocked_until``."""
     trigger = _trigger(policy, inputs)
     if not trigger.swap:
         return trigger
-    if inputs.now < blocked_until and trigger.reason != "command":
-        # The back-off keeps the device from asking a platform that could not serve it;
-        # a command is the platform asking, so it is not held back.
+    if inputs.now < blocked_until and (trigger.reason != "command" or blocked_by == "command"):
+        # The back-off keeps the device from asking a platform that could not serve it. A
+        # command is the platform asking, so another trigger's back-off does not hold it back;
+        # but a command that itself failed waits like any swap: a standing command the cloud
+        # cannot serve ("no SIM with room") was asked again every second, on the SIM's bytes.
         return Decision(False, trigger.reason, why=f"platform back-off for {blocked_until - inputs.now:.0f} s more")
     limit = damped(history, inputs.now, policy)
     if limit and not inputs.on_seed:

@@ -61,6 +61,8 @@ class SwapControl:
         self._swap_times: list[float] = []
         self._swap_failures = 0
         self._blocked_until = 0.0
+        self._blocked_by = ""
+        """The reason of the swap whose failure set ``_blocked_until`` (policy.decide)."""
         self._order: pol.Order | None = None
         self._wake = asyncio.Event()
         """Set when something the policy reads changed (a command, a health state)."""
@@ -109,7 +111,7 @@ class SwapControl:
             except SwapFailed as exc:
                 self._swap_failures += 1
                 delay = pol.backoff_delay(self._swap_failures, self.policy, self._rng)
-                self._blocked_until = self.clock.monotonic() + delay
+                self._blocked_until, self._blocked_by = self.clock.monotonic() + delay, reason
                 LOGGER.warning("swap (%s) failed in %s%s; next attempt in %.0f s at the earliest", reason,
                                exc.phase, ", rolled back" if exc.rolled_back else "", delay)
                 return False
@@ -152,7 +154,8 @@ class SwapControl:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLICY_TICK_S)
             self._wake.clear()
-            decision = pol.decide(self.policy, self._inputs(), self._swap_times, self._blocked_until)
+            decision = pol.decide(self.policy, self._inputs(), self._swap_times, self._blocked_until,
+                                  self._blocked_by)
             if decision.swap and decision.reason:
                 LOGGER.info("swap policy: %s (%s)", decision.reason, decision.why)
                 await self.swap(decision.reason)
@@ -175,6 +178,8 @@ class SwapControl:
         start = max(0.0, (not_before or wall) - wall)
         width = max(0.0, (not_after or wall) - max(wall, not_before or wall))
         order = pol.schedule_order(command_id, now + start, width, self._rng)
+        if self._order is None or self._order.command_id != command_id:
+            self._blocked_by = ""  # a new command is not held by an earlier one's back-off
         self._order = order
         self._wake.set()
         LOGGER.info("cloud command %s: swap in %.1f s", command_id, order.due - now)

@@ -235,3 +235,16 @@ def test_a_refused_policy_is_a_schema_error_naming_the_field_upstream(body: dict
     with pytest.raises(ProtocolError) as upstream:
         proto.validate_policy({"version": 1, **body})
     assert upstream.value.reason == "schema" and names in str(upstream.value)
+
+
+def test_a_command_that_failed_waits_out_its_own_back_off() -> None:
+    """A command is not held by another trigger's back-off (the platform is asking), but a
+    command that itself failed waits like any swap: a standing command the cloud could not
+    serve was asked again every second, each request on the SIM's bytes."""
+    inputs = pol.Inputs(now=NOW, order=pol.Order("cmd-7", due=NOW - 1))
+    blocked_until = NOW + 30
+    assert pol.decide(P, inputs, [], blocked_until, blocked_by="throttled").swap
+    assert pol.decide(P, inputs, [], blocked_until).swap
+    held = pol.decide(P, inputs, [], blocked_until, blocked_by="command")
+    assert (held.swap, held.reason) == (False, "command") and "back-off" in held.why
+    assert pol.decide(P, replace(inputs, now=blocked_until), [], blocked_until, blocked_by="command").swap
