@@ -178,6 +178,12 @@ def test_ciev_reports_signal_and_service_changes_when_cmer_asks() -> None:
         p.write(b"ATE0\r")
         read_until(p)
         vm.set_radio_conditions(-110.0, -12.0, 2.0, True)  # no +CMER yet: nothing reported
+        # Registered first (the modelled attach after power-up): the indicators below report
+        # service, and a read before the attach finished saw none (failed once).
+        info(p, "AT+CREG=1")
+        if info(p, "AT+CREG?") != ["+CREG: 1,1"]:
+            assert read_until(p, b"+CREG: 1\r\n").endswith(b"+CREG: 1\r\n")
+        info(p, "AT+CREG=0")  # no +CREG among the +CIEV lines awaited below
         assert info(p, "AT+CIND?") == ["+CIND: 5,1,1,0,0,0,1,0"]
         info(p, "AT+CMER=3,0,0,1")
         vm.set_radio_conditions(-85.0, -9.0, 12.0, True)
