@@ -81,7 +81,8 @@ class AssignmentExchange:
         return self._platform_key
 
     async def request(self, reason: str, *, current_iccid: str | None = None,
-                      evidence: dict[str, Any] | None = None, timeout: float = 60.0) -> Assignment:
+                      evidence: dict[str, Any] | None = None, timeout: float = 60.0,
+                      avoid_plmns: list[str] | None = None) -> Assignment:
         """See CloudLink.request_assignment."""
         await asyncio.sleep(self.pacer.before_request())  # pacing: after "no capacity"
         deadline = self.clock.monotonic() + timeout
@@ -90,7 +91,8 @@ class AssignmentExchange:
             if remaining <= 0 or not await self._wait_connected(remaining):
                 raise AssignmentUnavailable(f"no assignment within {timeout:.0f}s", reason="timeout")
             reply = await self._ask_once(reason, current_iccid, evidence,
-                                         min(self.config.request_attempt, deadline - self.clock.monotonic()))
+                                         min(self.config.request_attempt, deadline - self.clock.monotonic()),
+                                         avoid_plmns)
             if reply is None:  # no answer at all: the platform may be overrun; do not resend in step
                 await asyncio.sleep(min(self.pacer.after_silence(), max(0.0, deadline - self.clock.monotonic())))
                 continue
@@ -136,10 +138,12 @@ class AssignmentExchange:
                             topic=topic, reason="unsolicited")
 
     async def _ask_once(self, reason: str, current_iccid: str | None, evidence: dict[str, Any] | None,
-                        timeout: float) -> proto.AssignmentReply | None:
+                        timeout: float, avoid_plmns: list[str] | None = None) -> proto.AssignmentReply | None:
         request_id = uuid.uuid4().hex
         body: dict[str, Any] = {"request_id": request_id, "reason": reason, "current_iccid": current_iccid,
                                 "evidence": evidence or {}}
+        if avoid_plmns:  # an escape from a dead carrier: a SIM on another one (docs/protocol.md 3.4)
+            body["avoid_plmns"] = list(avoid_plmns)
         if self.guard.closed:
             body["need_floor"] = True
         props = Properties(PacketTypes.PUBLISH)

@@ -174,7 +174,8 @@ class CloudLink:
         self.assignments.report_result(assignment_id, ok, detail)
 
     async def request_assignment(self, reason: str, *, current_iccid: str | None = None,
-                                 evidence: dict[str, Any] | None = None, timeout: float = 60.0) -> Assignment:
+                                 evidence: dict[str, Any] | None = None, timeout: float = 60.0,
+                                 avoid_plmns: list[str] | None = None) -> Assignment:
         """Ask for a SIM; honours "retry after" with jitter; returns the opened, verified profile.
 
         Raises AssignmentUnavailable (timeout, refused) or SealError (the envelope failed
@@ -182,7 +183,7 @@ class CloudLink:
         """
         assert self.session.started, "start() first"
         return await self.assignments.request(reason, current_iccid=current_iccid, evidence=evidence,
-                                              timeout=timeout)
+                                              timeout=timeout, avoid_plmns=avoid_plmns)
 
     # --- a session goes live ------------------------------------------------------------
 

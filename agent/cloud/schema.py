@@ -55,7 +55,7 @@ SWAP_PHASES = ("request", "stage", "switch", "attach", "data", "route", "verify"
 """The phases a swap's ``phases_ms`` may time (agent/core/swap.py)."""
 ERROR_REASONS = ("malformed", "oversized", "version", "schema", "topic", "expired", "unsolicited", "signature",
                  "algorithm", "wrong_device", "replay", "decrypt", "mismatch", "duplicate", "policy_bounds",
-                 "replay_state", "profile_field", "plan", "wrong_sim", "internal")
+                 "replay_state", "profile_field", "plan", "wrong_sim", "wrong_carrier", "internal")
 """Why the device refused an inbound message (docs/protocol.md 3.3, ``error``)."""
 AUDIT_ACTIONS = ("login", "login_failed", "logout", "at", "swap", "modem-reset", "reboot", "trace")
 """A console login or logout, or a privileged command (agent/core/control.py, docs/console.md)."""

@@ -72,6 +72,11 @@ class HealthSettings:
     """Zone for "since" and for the own-traffic day (the plan's; JST by default)."""
 
 
+OUTAGE_EVIDENCE = ("cause", "probes_lost", "seconds_silent", "up_bytes", "down_bytes", "radio", "plmn_from")
+"""The evidence of a ``no_service`` verdict an outage record keeps (issue 23): what tells a
+black hole from an outage, in a few numbers."""
+
+
 class HealthMonitor:
     """``run()`` is one of the supervisor's tasks; the rest is what it may call."""
 
@@ -249,6 +254,11 @@ class HealthMonitor:
         event = health_event(change, sim=sim, network=self._network, now_t=now_t,
                              wall=self.clock.wall(), clock_trusted=self.clock.wall_trusted(), tz=self.settings.tz)
         event.update(self._explain(event, sim))
+        if event["state"] == "no_service" and event.get("plmn") is None and (sim or {}).get("plmn"):
+            # No registration, so no serving network to name: the SIM's own carrier is the
+            # one that fails (issue 23; the platform counts these per PLMN).
+            event["plmn"] = sim["plmn"]
+            event["evidence"] = dict(event["evidence"], plmn_from="sim")
         self._last = {"state": event["state"], "kbps": event["kbps"], "mechanism": event["mechanism"],
                       "evidence": event["evidence"]}
         LOGGER.info("health: %s (rate %s kbps, %s) on SIM %s", event["state"], event["kbps"], event["mechanism"],
@@ -275,8 +285,12 @@ class HealthMonitor:
         """Open an outage interval on ``no_service``, close it on leaving, and hand every
         closed one to the cloud link's durable outbox (it is sent when the link returns)."""
         if event.get("state") == "no_service":
-            cause = event.get("evidence", {}).get("cause") or "no_service"
-            self.outages.start("no_service", str(cause))
+            evidence = event.get("evidence", {})
+            cause = evidence.get("cause") or "no_service"
+            detail = {"plmn": event.get("plmn"), "cell": event.get("cell"), "iccid": event.get("iccid"),
+                      "evidence": {k: v for k, v in evidence.items() if k in OUTAGE_EVIDENCE}}
+            self.outages.start("no_service", str(cause), detail=detail)
+            self.outages.amend_detail("no_service", detail)  # the healer may have opened it first
             return
         self.outages.end("no_service")
         pending = self.outages.unreported()

@@ -8,6 +8,9 @@ pending cloud command, and the swaps already made.
 Triggers (domain.md: the agent must ask for another SIM before the user suffers):
 - ``throttled``: swap now. A capped SIM stays capped until its window resets.
 - ``no_service`` for longer than ``no_service_swap_s``: the SIM itself may be refused.
+- ``escape``: the SIM's carrier cannot carry data (no registration, a black hole, no
+  bearer) for longer than ``escape_after_s``: the supervisor escapes over the seed SIM to
+  a SIM of another carrier (agent/core/escape.py; issue 23).
 - a cloud ``swap`` command: now, or at one random moment inside the window it gives (a
   fleet told "within the hour" spreads itself over the hour, never a 2020-style burst).
 - a low remaining allowance: swap before the cap is hit, at a traffic lull, or anyway
@@ -58,12 +61,30 @@ class SwapPolicy:
     not hammered by the devices it could not serve (the 2020 access server went down)."""
     attach_timeout_s: float = 30.0
     """Bound on attach + data after a switch before rolling back to the old SIM."""
+    escape_after_s: float = 120.0
+    """Two minutes of a carrier that carries nothing (no registration, a black hole, no
+    bearer) before escaping over the seed SIM to another carrier. Against it: a false
+    escape costs one swap (a ~6 s break the user would not have had, one pool SIM moved,
+    about 10 kB of seed-SIM bytes) and most radio losses a router meets (a tunnel, a lift,
+    a failed handover, the attach retries of 24.301's T3411 at 10 s) end within a minute
+    or two. For it: a carrier outage lasts hours (domain.md: 9 h 24 min over 11 days), the
+    contracts refund only after 24 unusable hours, so every minute of waiting is the
+    renter's, unpaid. Platform-set within ``BOUNDS`` (10 s to a day)."""
+    escape_retry_cap_s: float = 1800.0
+    """An escape that could not happen (the seed SIM on the failing carrier, or not
+    registering either) is tried again after ``escape_after_s``, doubling to 30 minutes:
+    the router keeps looking for a way out without cycling its radio every few seconds."""
+    escape_budget_bytes: int = 1_000_000
+    """Seed-SIM bytes escapes may spend in a day: an escape costs ~10 kB (attach, TLS
+    session, request, assignment), so 1 MB is about a hundred attempts, more than the
+    back-offs allow, and a bound no bug in a loop can exceed."""
 
 
 BOUNDS: Mapping[str, tuple[float, float]] = {
     "max_per_hour": (1, 30), "max_per_day": (1, 200), "no_service_swap_s": (30, 86400),
     "swap_below_bytes": (0, 10_000_000_000), "lull_kbps": (0, 100_000), "lull_wait_s": (0, 86400),
     "backoff_base_s": (5, 3600), "backoff_cap_s": (30, 86400), "attach_timeout_s": (5, 300),
+    "escape_after_s": (10, 86400), "escape_retry_cap_s": (30, 86400), "escape_budget_bytes": (0, 100_000_000),
 }
 """A policy outside these bounds is refused whole: one that would make devices hammer the
 platform (no back-off) or never swap again (a day-long back-off base) is a mistake."""
@@ -134,6 +155,8 @@ class Inputs:
     """When the allowance first fell below the threshold (for the lull wait)."""
     order: Order | None = None
     on_seed: bool = False
+    carrier_down: bool = False
+    """The ``no_service`` state's cause blames the carrier (agent/core/escape.py)."""
 
 
 @dataclass(frozen=True)
@@ -187,6 +210,11 @@ def _trigger(policy: SwapPolicy, i: Inputs) -> Decision:
         return Decision(True, "throttled", urgent=True, why="the carrier holds this SIM at its throttle rate")
     if i.order is not None and i.now >= i.order.due:
         return Decision(True, "command", urgent=True, why=f"cloud command {i.order.command_id}")
+    if i.health == "no_service" and i.carrier_down:
+        if i.health_for_s >= policy.escape_after_s:
+            return Decision(True, "escape", urgent=True,
+                            why=f"the carrier has carried nothing for {i.health_for_s:.0f} s: escaping over the seed SIM")
+        return NO  # a request over this SIM's link could not leave the router: only the escape can
     if i.health == "no_service" and i.health_for_s >= policy.no_service_swap_s:
         return Decision(True, "no_service", urgent=True, why=f"no service for {i.health_for_s:.0f} s")
     if allowance_low(policy, i):

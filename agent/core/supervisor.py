@@ -40,6 +40,7 @@ from agent.clock import Clock
 from agent.cloud import renewal as cert_renewal
 from agent.cloud.link import CloudConfig, CloudLink
 from agent.config import AgentConfig
+from agent.core import escape as esc
 from agent.core import failure, heal_wiring  # issue 9
 from agent.core.exitcodes import ExitCode
 from agent.core.health import HealthMonitor, HealthSettings
@@ -48,7 +49,7 @@ from agent.core.radio import ModemRadio, vouch_network_time
 from agent.core.status import StatusFile, service_line
 from agent.core.swap import Hooks, SimFacts, SwapMachine, is_registered
 from agent.core.swap_control import SwapControl
-from agent.errors import AgentError, ModemError, PlanError, ProtocolError
+from agent.errors import AgentError, AssignmentUnavailable, ModemError, PlanError, ProtocolError
 from agent.health.event import status_event
 from agent.modem.driver import Modem
 from agent.modem.recovery import RecoveryFailed, RecoveryLadder, reset_line_from_profile
@@ -101,6 +102,11 @@ SHUTDOWN_SETTLE = 0.3
 """Seconds for the TCP close handshake to finish before the last counter reading."""
 STATUS_EVERY = 2.0
 """Seconds between status-file refreshes (usage and health move every second)."""
+SEED_ESCAPE_REGISTRATION_S = 30.0
+"""During an escape from a dead carrier, how long the seed SIM may take to register
+before the attempt is given up (and the old SIM selected again): an attach on a working
+network takes 1-10 s; a seed that has not registered in 30 s is on a dead network too,
+and every second here is a second the router listens on neither SIM."""
 
 
 async def cancel_and_wait(tasks: list[asyncio.Task[Any]], bound: float) -> set[asyncio.Task[Any]]:
@@ -154,6 +160,9 @@ class Supervisor:
                                         traffic_kbps=lambda: self.usage.traffic_kbps if self.usage else 0.0,
                                         rules=self._rules)
         """When to swap, one swap at a time (agent/core/swap_control.py)."""
+        self.swap_control.escape_hook = self.escape_carrier
+        self.seed_plmn: str | None = None
+        """The seed SIM's carrier, learnt when it last registered (agent/core/escape.py)."""
         self.watchdog = ProgressWatchdog(Notifier(None), None)
         """Service-manager hooks (agent/sdnotify.py); run.py installs the real one."""
         self.status.on_change = lambda data: self._announce()
@@ -459,7 +468,7 @@ class Supervisor:
         LOGGER.info("resumed on SIM %s without touching the radio", iccid)
         return True
 
-    async def _use_seed(self) -> None:
+    async def _use_seed(self, timeout: float = REGISTRATION_TIMEOUT) -> None:
         """Attach on the bootstrap SIM: enough to reach the cloud. If the seed is already
         active with its data context up (an assignment failed before the switch), keep it."""
         assert self.modem
@@ -467,11 +476,12 @@ class Supervisor:
         if slot != self.profile.seed_slot:
             await self.modem.select_slot(self.profile.seed_slot)
         await self.modem.set_radio(True)
-        await self._wait_registered()
+        await self._wait_registered(timeout)
         iccid = await self.modem.iccid()
         imsi = await self.modem.imsi()
+        self.seed_plmn = (await ModemRadio(self.modem).read()).network.plmn or self.seed_plmn
         facts = {"slot": self.profile.seed_slot, "iccid": iccid, "imsi": imsi, "seed": True,
-                 "plan": None, "assignment_id": None}
+                 "plan": None, "assignment_id": None, "plmn": self.seed_plmn or ""}
         if not await self._context_up():
             await self._bring_up_data("", facts)
         else:
@@ -483,15 +493,15 @@ class Supervisor:
         states = await self.modem.context_states()
         return any(s.cid == DATA_CID and s.active for s in states)
 
-    async def _wait_registered(self) -> None:
+    async def _wait_registered(self, timeout: float = REGISTRATION_TIMEOUT) -> None:
         assert self.modem
-        deadline = self.clock.monotonic() + REGISTRATION_TIMEOUT
+        deadline = self.clock.monotonic() + timeout
         while True:
             reg = await self.modem.registration()
             if is_registered(reg):
                 return
             if self.clock.monotonic() > deadline:
-                raise ModemError(f"not registered after {REGISTRATION_TIMEOUT:.0f} s (stat {reg.stat}, "
+                raise ModemError(f"not registered after {timeout:.0f} s (stat {reg.stat}, "
                                  f"reject cause {reg.reject_cause})")
             await asyncio.sleep(REGISTRATION_POLL)
 
@@ -539,9 +549,7 @@ class Supervisor:
         assert self.modem and self.cloud
         cloud, control = self.cloud, self.swap_control
         hooks = Hooks(
-            request=lambda reason, iccid: cloud.request_assignment(reason, current_iccid=control.refused_iccid or iccid,
-                                                                   evidence=control.request_evidence(),
-                                                                   timeout=ASSIGNMENT_TIMEOUT),
+            request=self._request_sim,
             account=self._account,
             route=self._route_only,
             verify=self._reachable,
@@ -553,12 +561,35 @@ class Supervisor:
         return SwapMachine(self.modem, hooks, self.state_dir / "swap.json", slots=tuple(self.profile.vsim_slots),
                            clock=self.clock, attach_timeout_s=control.policy.attach_timeout_s)
 
+    async def _request_sim(self, reason: str, iccid: str | None) -> Any:
+        """The swap's request: the cloud is asked for a SIM, on another carrier during an
+        escape (``avoid_plmns``); an answer on the carrier being escaped is refused, with
+        an ``error`` event, and the swap fails into its back-off (issue 23)."""
+        assert self.cloud
+        control = self.swap_control
+        avoid = control.escape.avoid
+        assignment = await self.cloud.request_assignment(
+            reason, current_iccid=control.refused_iccid or iccid, evidence=control.request_evidence(),
+            timeout=ASSIGNMENT_TIMEOUT, avoid_plmns=avoid or None)
+        plmn = getattr(assignment.profile, "plmn", "")
+        if esc.wrong_carrier(plmn, avoid):
+            detail = f"assignment {assignment.assignment_id} is on carrier {plmn}, the one being escaped"
+            LOGGER.error("refusing %s", detail)
+            await self.cloud.report_assignment_result(assignment.assignment_id, False, f"wrong_carrier: {plmn}")
+            await self.emit("error", {"reason": "wrong_carrier", "topic": None,
+                                      "assignment_id": assignment.assignment_id, "detail": detail})
+            raise AssignmentUnavailable(f"cloud assigned a SIM of the failing carrier {plmn}", reason="refused")
+        return assignment
+
     async def _account(self, facts: SimFacts) -> None:
         """The old SIM's bytes up to this instant, durable; then the new SIM is metered."""
         assert self.journal
         await self._sample_once()
         self.journal.flush("switch")
         assert self.usage
+        if (self.current or {}).get("seed") and self.swap_control.escape.active:
+            # What the seed SIM spent on this escape, against the day's budget (escape.py).
+            self.swap_control.escape.budget.record(self.clock.monotonic(), self.usage.used_on_current)
         self.usage.commit_allowance()
         if self.report_gate:  # the old SIM's final usage goes up as soon as the link is back
             self.report_gate.open_now("switch")
@@ -612,6 +643,12 @@ class Supervisor:
         if self.swapping:  # a decision taken during our own swap is stale: the machine rolls back
             return
         refused = dict(self.current or {})
+        escape = self.swap_control.escape
+        if refused.get("seed") and escape.active and escape.budget.exhausted(self.clock.monotonic(),
+                                                                            self.swap_control.policy):
+            LOGGER.warning("on the seed SIM escaping carrier %s, its escape budget spent: not asking again now",
+                           escape.failing_plmn)
+            return
         LOGGER.warning("SIM %s refused by the network (%s): swapping over the seed SIM", refused.get("iccid"), cause)
         if not refused.get("seed"):
             await asyncio.to_thread(self.wan.release)  # nothing leaves with the refused SIM's address
@@ -624,6 +661,70 @@ class Supervisor:
             await self.swap_control.swap("auth_failed")
         finally:
             self.swap_control.refused_iccid = None
+
+    async def escape_carrier(self) -> bool:
+        """The SIM's carrier has carried nothing for the policy's ``escape_after_s``: reach
+        the cloud over the seed SIM and swap to a SIM of another carrier (issue 23;
+        agent/core/escape.py has the rules). True if it is serving on another carrier.
+
+        When the seed SIM is on the failing carrier too, the router stays where it is, says
+        so, and tries again after a growing delay; when the seed does not register, the old
+        SIM is selected again (its carrier may come back first) with the same delay. A
+        cloud that answers with nothing leaves the router on the seed SIM, where the swap
+        policy asks again with its back-off, within the day's seed-SIM byte budget."""
+        if self.swapping or self.modem is None or self.cloud is None:
+            return False
+        control = self.swap_control
+        old = dict(self.current or {})
+        if old.get("seed"):
+            return False
+        event = control.last_health or {}
+        failing = old.get("plmn") or event.get("plmn")
+        evidence = {"cause": (event.get("evidence") or {}).get("cause"), "cell": event.get("cell"),
+                    "since": event.get("since")}
+        control.escape.begin(failing, {k: v for k, v in evidence.items() if v is not None})
+        now = self.clock.monotonic()
+        if not esc.seed_can_help(self.seed_plmn, failing, control.escape.failures):
+            delay = control.escape.could_not(now, control.policy)
+            LOGGER.warning("carrier %s carries nothing (%s) and the seed SIM is on it too: staying on %s, "
+                           "next try in %.0f s", failing, evidence["cause"], old.get("iccid"), delay)
+            self.status.update(escape={"failing_plmn": failing, "state": "seed_on_same_carrier", "retry_in_s": delay})
+            return False
+        LOGGER.warning("carrier %s has carried nothing (%s): escaping over the seed SIM", failing, evidence["cause"])
+        self.status.update(escape={"failing_plmn": failing, "state": "escaping"})
+        async with control.lock:  # the healer and the health monitor pause: the link goes down on purpose
+            await asyncio.to_thread(self.wan.release)
+            self.cloud.set_network_available(False, own=True)
+            try:
+                await self._use_seed(SEED_ESCAPE_REGISTRATION_S)
+            except (ModemError, OSError) as exc:
+                delay = control.escape.could_not(self.clock.monotonic(), control.policy)
+                LOGGER.warning("escape from %s: the seed SIM does not get through either (%s): back to %s, "
+                               "next try in %.0f s", failing, exc, old.get("iccid"), delay)
+                self.status.update(escape={"failing_plmn": failing, "state": "seed_down", "retry_in_s": delay})
+                await self._back_to(old)
+                return False
+            self.cloud.set_network_available(True)
+        control.refused_iccid = old.get("iccid")
+        try:
+            ok = await control.swap("no_service")
+        finally:
+            control.refused_iccid = None
+        self.status.update(escape={"failing_plmn": failing, "state": "escaped" if ok else "on_seed"})
+        return ok
+
+    async def _back_to(self, facts: dict[str, Any]) -> None:
+        """Select a SIM still loaded in its slot again after an escape that could not
+        happen; the healer brings registration and data back when its carrier returns."""
+        assert self.modem
+        try:
+            await self.modem.select_slot(int(facts["slot"]))
+            await self.modem.set_radio(True)
+        except ModemError as exc:
+            LOGGER.warning("could not select slot %s again: %s", facts.get("slot"), exc)
+        self._set_current(facts)
+        if self.healer is not None:
+            self.healer.wake("escape_returned")
 
     def swap_history(self) -> list[dict[str, Any]]:
         return list(self.swaps.history) if self.swaps else []

@@ -99,6 +99,9 @@ class SimFacts:
     plan: dict[str, Any] | None = None
     assignment_id: str | None = None
     apn: str = ""
+    plmn: str = ""
+    """The SIM's carrier (MCC-MNC from its profile): what an escape from a dead carrier
+    names and avoids (agent/core/escape.py)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,7 +109,7 @@ class SimFacts:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SimFacts:
         return cls(int(d["slot"]), str(d["iccid"]), str(d["imsi"]), bool(d.get("seed", False)),
-                   d.get("plan"), d.get("assignment_id"), str(d.get("apn") or ""))
+                   d.get("plan"), d.get("assignment_id"), str(d.get("apn") or ""), str(d.get("plmn") or ""))
 
 
 @dataclass(frozen=True)
@@ -217,7 +220,7 @@ class SwapMachine:
         profile = assignment.profile
         slot = self._free_slot(old)
         new = SimFacts(slot, profile.iccid, profile.imsi, False, profile.plan.to_dict(),
-                       assignment.assignment_id, profile.apn)
+                       assignment.assignment_id, profile.apn, profile.plmn)
         rec = replace(rec, new=new)
         try:
             rec, _ = await self._timed(rec, "stage", self.modem.load_profile(slot, profile))

@@ -14,13 +14,14 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from agent import store
 from agent.clock import Clock
+from agent.core import escape as esc
 from agent.core import policy as pol
 from agent.core.status import StatusFile
 from agent.core.swap import SimFacts, SwapFailed, SwapMachine
@@ -30,6 +31,8 @@ from agent.plans.allowance import RuleStatus
 
 LOGGER = logging.getLogger(__name__)
 
+SERVING_STATES = ("ok", "throttled", "congested", "idle", "poor_radio")
+"""Health states in which the SIM's carrier carries data: an escape is over."""
 POLICY_TICK_S = 1.0
 """How often the swap policy is evaluated: detection itself takes seconds, so a second
 of extra latency is noise, and the evaluation is a few comparisons."""
@@ -70,6 +73,10 @@ class SwapControl:
         self._last_health: dict[str, Any] | None = None
         self.refused_iccid: str | None = None
         """A SIM the network refused: named to the cloud as the one to replace."""
+        self.escape = esc.EscapeState()
+        """An escape from a dead carrier in progress (agent/core/escape.py)."""
+        self.escape_hook: Callable[[], Awaitable[bool]] | None = None
+        """The supervisor's escape over the seed SIM (``Supervisor.escape_carrier``)."""
         self._low_since: float | None = None
 
     @property
@@ -119,6 +126,11 @@ class SwapControl:
                 self.status.update(state="serving", swaps=self.machine.history[-5:])
             self._swap_failures, self._blocked_until, self._order = 0, 0.0, None
             self._health_state = ("ok", self.clock.monotonic())
+            new = self._current() or {}
+            if self.escape.active and not new.get("seed") and new.get("plmn") != self.escape.failing_plmn:
+                LOGGER.info("escaped carrier %s: serving on %s (%s)", self.escape.failing_plmn, new.get("iccid"),
+                            new.get("plmn") or "PLMN unknown")
+                self.escape.done()
             return True
 
     def _inputs(self) -> pol.Inputs:
@@ -126,8 +138,10 @@ class SwapControl:
         current = self._current() or {}
         state, since = self._health_state
         kbps = self._traffic_kbps()
+        cause = ((self._last_health or {}).get("evidence") or {}).get("cause")
         inputs = pol.Inputs(now=now, health=state, health_for_s=now - since, traffic_kbps=kbps,
-                            order=self._order, on_seed=bool(current.get("seed")))
+                            order=self._order, on_seed=bool(current.get("seed")),
+                            carrier_down=state == "no_service" and esc.carrier_down(cause))
         statuses = self._rules()
         wall = self.clock.wall()
         forecast = predict.first_cap(statuses, kbps * 1000 / 8, wall, self.policy.swap_below_bytes)
@@ -156,19 +170,48 @@ class SwapControl:
             self._wake.clear()
             decision = pol.decide(self.policy, self._inputs(), self._swap_times, self._blocked_until,
                                   self._blocked_by)
-            if decision.swap and decision.reason:
+            if decision.swap and decision.reason and self._escape_gate(decision.reason):
                 LOGGER.info("swap policy: %s (%s)", decision.reason, decision.why)
-                await self.swap(decision.reason)
+                if decision.reason == "escape" and self.escape_hook is not None:
+                    await self.escape_hook()
+                else:
+                    await self.swap(decision.reason)
+
+    def _escape_gate(self, reason: str) -> bool:
+        """An escape (or, on the seed SIM during one, its next request) waits for its
+        retry delay and stops once the day's seed-SIM budget is spent."""
+        now = self.clock.monotonic()
+        if reason == "escape" and not self.escape.due(now):
+            return False
+        if (reason == "escape" or (reason == "boot" and self.escape.active)) and \
+                self.escape.budget.exhausted(now, self.policy):
+            LOGGER.warning("escape from carrier %s held: the seed SIM spent %d bytes on escapes today (budget %d)",
+                           self.escape.failing_plmn, self.escape.budget.used(now), self.policy.escape_budget_bytes)
+            self.escape.not_before = now + self.policy.escape_retry_cap_s
+            return False
+        return True
+
+    @property
+    def last_health(self) -> dict[str, Any] | None:
+        """The health task's last decision (the escape names its cause and cell)."""
+        return self._last_health
 
     def request_evidence(self) -> dict[str, Any]:
         """What the cloud should know about why we ask: the health decision behind it."""
         event = self._last_health or {}
-        return {k: event.get(k) for k in ("state", "kbps", "mechanism", "since", "plmn") if event.get(k) is not None}
+        out = {k: event.get(k) for k in ("state", "kbps", "mechanism", "since", "plmn") if event.get(k) is not None}
+        if self.escape.active:  # the failing carrier and why, for the platform's per-PLMN count
+            out.update({"failing_plmn": self.escape.failing_plmn, **self.escape.evidence})
+        return out
 
     def on_health(self, event: dict[str, Any]) -> None:
         """The health task's decisions feed the swap policy."""
         self._last_health = event
         self._health_state = (str(event["state"]), self.clock.monotonic() - float(event.get("age_s") or 0.0))
+        on_seed = bool((self._current() or {}).get("seed"))
+        if self.escape.active and not on_seed and event["state"] in SERVING_STATES:
+            LOGGER.info("carrier %s carries data again: no escape needed", self.escape.failing_plmn)
+            self.escape.done()
         self._wake.set()
 
     def order(self, command_id: str, not_before: float | None, not_after: float | None) -> None:

@@ -77,6 +77,7 @@ from agent.health.thresholds import (
     IDLE_SECONDS,
     KNOWN_RATE_LOW,
     KNOWN_RATES_KBPS,
+    BLACKHOLE_SECONDS,
     MIN_BUSY_SECONDS,
     NO_SERVICE_SECONDS,
     PROBE_BYTES,
@@ -245,12 +246,31 @@ class Classifier:
                     break
                 since = k.t
             return _Candidate("no_service", None, {"cause": "not_registered"}, since)
-        if len(win) < NO_SERVICE_SECONDS or any(k.kbps > 0 or k.rtt_ms is not None for k in win):
+        if len(win) < NO_SERVICE_SECONDS or any(k.down_kbps > 0 or k.rtt_ms is not None for k in win):
             return None
         if win[-1].sent - win[0].sent < len(win) - 1:
             return None  # not probing: silence proves nothing
-        return _Candidate("no_service", None, {"cause": "no_data", "probes_lost": win[-1].lost - win[0].lost,
-                                               "seconds_silent": len(win)}, win[0].t)
+        if all(k.up_kbps == 0 for k in win):  # nothing leaves either: no bearer to send on
+            return _Candidate("no_service", None, {"cause": "no_data", "probes_lost": win[-1].lost - win[0].lost,
+                                                   "seconds_silent": len(win)}, win[0].t)
+        return self._blackhole()
+
+    def _blackhole(self) -> _Candidate | None:
+        """Registered, the router sends (its echoes at least), and nothing comes back: the
+        carrier's core drops the user plane behind a healthy radio. Told from congestion
+        and a slow link by the downlink: those deliver *something* and answer echoes late,
+        a black hole delivers not one byte. Costs only the echoes already sent each second
+        while a verdict is open (the reflector, ~30 bytes each): no download, no broker."""
+        hole = self._window(BLACKHOLE_SECONDS)
+        if len(hole) < BLACKHOLE_SECONDS or any(k.down_kbps > 0 or k.rtt_ms is not None for k in hole):
+            return None
+        if hole[-1].sent - hole[0].sent < len(hole) - 1:
+            return None
+        sent_bytes = sum(k.up_kbps * k.dt * 1000 / 8 for k in hole)
+        return _Candidate("no_service", None, {"cause": "blackhole", "probes_lost": hole[-1].lost - hole[0].lost,
+                                               "seconds_silent": len(hole), "up_bytes": round(sent_bytes),
+                                               "down_bytes": 0, "radio": {k: rounded(v) for k, v in
+                                                                          self._radio().items()}}, hole[0].t)
 
     def _poor_radio(self, tick: Tick) -> _Candidate | None:
         radio = self._radio()

@@ -63,6 +63,8 @@ class _Interval:
     duration_s: float | None = None
     end_at_restart: bool = False
     reported: bool = False
+    detail: dict[str, Any] | None = None
+    """Where and on what (issue 23): the PLMN and cell of a carrier outage, its evidence."""
 
     def to_report(self) -> dict[str, Any]:
         start, derived = self.start_wall, False
@@ -72,7 +74,8 @@ class _Interval:
         return {"id": self.id, "kind": self.kind, "cause": self.cause, "start": start,
                 "end": self.end_wall, "duration_s": self.duration_s,
                 "wall_trusted": bool(self.start_trusted or derived) and bool(self.end_trusted),
-                "start_derived": derived, "end_at_restart": self.end_at_restart}
+                "start_derived": derived, "end_at_restart": self.end_at_restart,
+                **({"detail": dict(self.detail)} if self.detail else {})}
 
 
 class OutageLog:
@@ -116,7 +119,8 @@ class OutageLog:
             self._intervals[int(ev["id"])] = _Interval(
                 id=int(ev["id"]), kind=str(ev["kind"]), cause=str(ev["cause"]),
                 start_wall=float(ev["wall"]), start_trusted=bool(ev["trusted"]),
-                start_mono=float(ev["mono"]), boot=int(ev["boot"]))
+                start_mono=float(ev["mono"]), boot=int(ev["boot"]),
+                detail=ev["detail"] if isinstance(ev.get("detail"), dict) else None)
         elif op == "close":
             iv = self._intervals.get(int(ev["id"]))
             if iv is not None:
@@ -130,6 +134,8 @@ class OutageLog:
             iv = self._intervals.get(int(ev["id"]))
             if iv is not None:
                 iv.cause = str(ev["cause"])
+                if isinstance(ev.get("detail"), dict):
+                    iv.detail = ev["detail"]
         elif op == "reported":
             for i in ev["ids"]:
                 if int(i) in self._intervals:
@@ -154,9 +160,10 @@ class OutageLog:
     def _open(self, kind: str) -> _Interval | None:
         return next((iv for iv in self._intervals.values() if iv.kind == kind and iv.end_wall is None), None)
 
-    def start(self, kind: str, cause: str, ago: float = 0.0) -> int:
+    def start(self, kind: str, cause: str, ago: float = 0.0, detail: dict[str, Any] | None = None) -> int:
         """Record that an outage of ``kind`` began now, or ``ago`` seconds before now when
-        it is only recognised after a grace period (idempotent while one is open)."""
+        it is only recognised after a grace period (idempotent while one is open).
+        ``detail``: the PLMN, cell and evidence of a carrier outage (issue 23)."""
         if kind not in KINDS:
             raise JournalError(f"unknown outage kind {kind!r}")
         existing = self._open(kind)
@@ -166,21 +173,32 @@ class OutageLog:
         ev = {"op": "open", "id": ident, "kind": kind, "cause": str(cause)[:MAX_CAUSE_CHARS],
               "wall": self.clock.wall() - ago, "trusted": self.clock.wall_trusted(),
               "mono": self.clock.monotonic() - ago, "boot": self._boot}
+        if detail:
+            ev["detail"] = dict(detail)
         self._append(ev)
         self._apply(ev)
         LOGGER.warning("outage %d began: %s (%s)", ident, kind, ev["cause"])
         return ident
 
-    def amend_cause(self, kind: str, cause: str) -> None:
+    def amend_cause(self, kind: str, cause: str, detail: dict[str, Any] | None = None) -> None:
         """The outage of ``kind`` in progress has a clearer cause now (a deactivation that
         turned into a refused re-activation): record it (no-op if none is open or unchanged)."""
         iv = self._open(kind)
         cause = str(cause)[:MAX_CAUSE_CHARS]
-        if iv is None or iv.cause == cause:
+        if iv is None or (iv.cause == cause and (detail is None or detail == iv.detail)):
             return
-        ev = {"op": "cause", "id": iv.id, "cause": cause}
+        ev: dict[str, Any] = {"op": "cause", "id": iv.id, "cause": cause}
+        if detail:
+            ev["detail"] = dict(detail)
         self._append(ev)
         self._apply(ev)
+
+    def amend_detail(self, kind: str, detail: dict[str, Any]) -> None:
+        """Where and on what the outage of ``kind`` in progress is (its PLMN, cell and
+        evidence), keeping its cause: the healer may have named that first."""
+        iv = self._open(kind)
+        if iv is not None:
+            self.amend_cause(kind, iv.cause, detail)
 
     def end(self, kind: str) -> dict[str, Any] | None:
         """Record that the outage of ``kind`` in progress ended now; its report form."""
@@ -236,7 +254,8 @@ class OutageLog:
                 continue
             keep.append(json.dumps({"op": "open", "id": iv.id, "kind": iv.kind, "cause": iv.cause,
                                     "wall": iv.start_wall, "trusted": iv.start_trusted,
-                                    "mono": iv.start_mono, "boot": iv.boot},
+                                    "mono": iv.start_mono, "boot": iv.boot,
+                                    **({"detail": iv.detail} if iv.detail else {})},
                                    sort_keys=True, separators=(",", ":")).encode())
             if iv.end_wall is not None:
                 keep.append(json.dumps({"op": "close", "id": iv.id, "wall": iv.end_wall,

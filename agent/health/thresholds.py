@@ -113,6 +113,12 @@ NO_SERVICE_SECONDS = 3.0
 """Not registered, or registered but no byte and no probe answer for this long with a
 probe sent each second: three missed echoes is not jitter."""
 
+BLACKHOLE_SECONDS = 5.0
+"""Registered, the bearer up (the router's own echoes leave: uplink bytes), and for this
+long not one byte back and every echo lost: a black hole (issue 23). Longer than the three
+seconds that name a link with no bearer, since here the radio looks healthy and a
+handover can stall the user plane for a second or two; one echo a second is all it costs."""
+
 ENTER_HOLD: dict[str, float] = {
     "no_service": 2.0,   # an outage is unambiguous once seen; report it fast
     "poor_radio": 4.0,   # five noisy radio readings' median must stay bad

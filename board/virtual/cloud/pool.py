@@ -57,18 +57,26 @@ def _sim(rng: random.Random, index: int, plan: dict[str, Any], carrier: tuple[st
             "plmn": plmn, "apn": apn, "carrier": name, "plan": dict(plan)}
 
 
-def make_pool(count: int, seed: int, plans: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def make_pool(count: int, seed: int, plans: list[dict[str, Any]] | None = None,
+              carriers: int | None = None) -> dict[str, Any]:
     """``count`` data SIMs spread over ``plans`` (default: ``PLANS``) and the carriers, plus
     one seed SIM (``pocket-lab up --plans table`` gives every plan of domain.md's table in
-    the rules form, board/virtual/cloud/plans.py)."""
+    the rules form, board/virtual/cloud/plans.py). ``carriers``: a lab with that many
+    carrier networks (``up --carriers N``, issue 23): the SIMs are spread over the first N
+    carriers only, and the pool names them (``carriers``) so the lab builds one core each;
+    the seed SIM is on the first."""
     plans = plans or PLANS
     rng = random.Random(seed)
+    spread = CARRIERS[:carriers] if carriers else CARRIERS
     seed_sim = _sim(rng, 900_000_000 + seed % 1000, {"name": "seed", "cap_bytes": None, "window": "none",
                                                        "throttle_kbps": 200}, CARRIERS[0])
     # IMSIs have at most 15 digits (MCC+MNC+10 here): keep the serial within 10 digits.
-    sims = [_sim(rng, (seed % 10_000) * 1_000 + i + 1, plans[i % len(plans)], CARRIERS[i % len(CARRIERS)])
+    sims = [_sim(rng, (seed % 10_000) * 1_000 + i + 1, plans[i % len(plans)], spread[i % len(spread)])
             for i in range(count)]
-    return {"seed": seed_sim, "sims": sims}
+    pool: dict[str, Any] = {"seed": seed_sim, "sims": sims}
+    if carriers:
+        pool["carriers"] = [{"name": name, "plmn": plmn, "apn": apn} for name, plmn, apn in spread]
+    return pool
 
 
 def load_pool(path: Path | str) -> dict[str, Any]:

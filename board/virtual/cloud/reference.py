@@ -57,6 +57,7 @@ from agent.errors import CertificateMismatch, ProtocolError
 from agent.sim import Plan, SimProfile
 from board.virtual.cloud import allowance as cloud_allowance
 from board.virtual.cloud import contract, sealer, signer
+from board.virtual.cloud.carrierwatch import CarrierWatch
 from board.virtual.cloud.contract import ContractError
 from board.virtual.cloud.pool import load_pool
 from board.virtual.network import labclock
@@ -145,6 +146,10 @@ class ReferenceCloud:
         self.corrupt_next = 0
         self.prefer_plan: str | None = None
         """Lab control: assign only SIMs of this plan (domain.md's table names) from now on."""
+        self.prefer_plmn: str | None = None
+        """Lab control (``pocket-lab swap --carrier B``): assign only SIMs of this carrier."""
+        self.carriers = CarrierWatch()
+        """Down reports per PLMN (issue 23, board/virtual/cloud/carrierwatch.py)."""
         self.plan_time: Callable[[], float] = self.clock.wall
         """The time plan windows are judged at: lab time in a running lab (``--lab-dir``)."""
         """Lab control: this many next assignments carry a Ki the carrier will refuse."""
@@ -400,6 +405,8 @@ class ReferenceCloud:
 
     def _on_event(self, device: str, body: dict[str, Any]) -> None:
         data = body["data"]
+        if body["kind"] == "health":
+            self.carriers.on_health(device, data, self.clock.wall())
         if body["kind"] == "health" and data.get("state") == "throttled" and data.get("iccid") in self.sims:
             LOGGER.info("%s reports %s throttled: never assigned again", device, data["iccid"])
             self.sims[data["iccid"]]["throttled"] = True
@@ -474,9 +481,13 @@ class ReferenceCloud:
         fault = self._injected_fault()  # pocket-lab fault cloud-busy (board/virtual/network/faults.py)
         if fault is not None:
             return fault | {"request_id": rid}
-        iccid = self.pick_sim(device, req.get("current_iccid"))
+        avoid = [p for p in req.get("avoid_plmns") or [] if isinstance(p, str)]
+        for plmn in avoid:  # the device's escape request is a down report too (issue 23)
+            self.carriers.report_down(device, plmn, self.clock.wall())
+        iccid = self.pick_sim(device, req.get("current_iccid"), avoid)
         if iccid is None:
-            return {"status": "refused", "request_id": rid, "reason": "no SIM with room"}
+            return {"status": "refused", "request_id": rid,
+                    "reason": "no SIM on another carrier" if avoid else "no SIM with room"}
         key_path = self.device_keys_dir / device / "sealing.pub"
         try:
             device_key = sealer.load_device_public(key_path)
@@ -514,11 +525,16 @@ class ReferenceCloud:
             return {"status": "refused", "reason": "no capacity"}
         return {"status": "retry", "retry_after": float(fault.get("retry_after", self.retry_after))}
 
-    def pick_sim(self, device: str, current_iccid: str | None) -> str | None:
-        """The SIM with the most room that is not throttled, nearly empty, current or taken."""
+    def pick_sim(self, device: str, current_iccid: str | None, avoid_plmns: list[str] | None = None) -> str | None:
+        """The SIM with the most room that is not throttled, nearly empty, current or taken,
+        nor on a carrier the device asks to avoid or the fleet reports down (issue 23)."""
         best, best_room = None, -1
+        excluded = self.carriers.excluded_for(device, avoid_plmns or [], self.clock.wall())
         for iccid, sim in self.sims.items():
             if iccid not in self.pool or iccid == current_iccid or sim["throttled"]:
+                continue
+            plmn = self.pool[iccid].get("plmn")
+            if plmn in excluded or (self.prefer_plmn is not None and plmn != self.prefer_plmn):
                 continue
             if sim.get("device") not in (None, device):
                 continue
@@ -587,6 +603,8 @@ class ReferenceCloud:
                 self.corrupt_next = int(op.get("count", 1))
             elif kind == "prefer_plan":  # pocket-lab swap --plan NAME: the next SIMs are of that plan
                 self.prefer_plan = op.get("plan") or None
+            elif kind == "prefer_plmn":  # pocket-lab swap --carrier B: the next SIMs are that carrier's
+                self.prefer_plmn = op.get("plmn") or None
             else:
                 LOGGER.warning("unknown lab control %r ignored", kind)
                 return

@@ -27,6 +27,7 @@ from board.virtual.cloud import pool as pool_mod
 from board.virtual.cloud import reference as cloud_mod
 from board.virtual.cloud.plans import PLANS as TABLE_PLANS
 from board.virtual.network import carrier as carrier_mod
+from board.virtual.network import carriers as carriers_mod
 from board.virtual.network import faults, labclock, netns
 from board.virtual.network.carrier import CarrierNetwork, LabLayout
 
@@ -156,10 +157,18 @@ def up(args: argparse.Namespace) -> int:
     down(args, quiet=True)
     LAB_DIR.mkdir(parents=True, exist_ok=True)
     plans = list(TABLE_PLANS.values()) if getattr(args, "plans", "lab") == "table" else None
-    pool = pool_mod.make_pool(POOL_SIZE, POOL_SEED, plans=plans)
+    count = int(getattr(args, "carriers", None) or 1)
+    if not 1 <= count <= carriers_mod.MAX_CARRIERS:
+        raise LabError(f"--carriers must be 1 to {carriers_mod.MAX_CARRIERS}")
+    pool = pool_mod.make_pool(POOL_SIZE, POOL_SEED, plans=plans, carriers=count if count > 1 else None)
     pool_mod.save_pool(LAB_DIR / "pool.json", pool)
     lab_pki = pki.create_lab_pki(LAB_DIR / "pki", [DEVICE_ID, SPARE_DEVICE_ID], [LAYOUT.internet_addr])
-    CarrierNetwork(LAYOUT, pool, LAB_DIR / "carrier.json").setup()
+    sites = carriers_mod.sites(LAYOUT, pool, LAB_DIR)
+    # The first carrier builds the lab as it always was; each further one adds its core (issue 23).
+    CarrierNetwork(LAYOUT, pool, LAB_DIR / "carrier.json",
+                   plmns=frozenset({sites[0].plmn}) if sites else None).setup()
+    for site in sites[1:]:
+        carriers_mod.setup_extra_core(site, pool)
     _spawn("services", [_python(), "-m", "board.virtual.network.services", "--host", LAYOUT.internet_addr], ns=LAYOUT.inet)
     broker_conf = broker.write_config(LAB_DIR / "broker", lab_pki, LAYOUT.internet_addr, BROKER_PORT)
     _spawn("broker", [netns.tool("mosquitto"), "-c", str(broker_conf)], ns=LAYOUT.inet)
@@ -254,7 +263,7 @@ def down(args: argparse.Namespace, quiet: bool = False) -> int:
     for name in PROCESSES:
         _stop(name)
     faults.unmount_under(LAB_DIR)  # issue 9: the state tmpfs and any read-only bind
-    for name in LAYOUT.all_namespaces:
+    for name in (*LAYOUT.all_namespaces, *carriers_mod.extra_namespaces(LAYOUT.prefix)):
         netns.delete(name)
     if LAB_DIR.exists():
         shutil.rmtree(LAB_DIR, ignore_errors=True)
@@ -283,7 +292,24 @@ def build_status(lab_pki: Any) -> dict[str, Any]:
                     "control_socket": str(LAB_DIR / "agent" / "state" / "control.sock")},
         "page": {"url": page_url(), "from": LAYOUT.lan},
         "lab_dir": str(LAB_DIR),
+        "carriers": [{"letter": site.letter, "name": site.name, "plmn": site.plmn, "core": site.layout.core,
+                      "cell_gateway": site.layout.cell_gateway} for site in _sites()],
     }
+
+
+def _sites() -> list[carriers_mod.Site]:
+    """The lab's carriers (``up --carriers N``); empty for the one-carrier lab."""
+    try:
+        pool = pool_mod.load_pool(LAB_DIR / "pool.json")
+    except (OSError, ValueError):
+        return []
+    return carriers_mod.sites(LAYOUT, pool, LAB_DIR)
+
+
+def _site_of(iccid: str) -> carriers_mod.Site | None:
+    pool = {s["iccid"]: s for _, s in carrier_mod.pool_sims(pool_mod.load_pool(LAB_DIR / "pool.json"))}
+    plmn = (pool.get(iccid) or {}).get("plmn")
+    return next((site for site in _sites() if site.plmn == plmn), None)
 
 
 def page_address() -> tuple[str, int]:
@@ -319,7 +345,9 @@ def status(args: argparse.Namespace) -> int:
 
 # ---- throttle, traffic, usage, agent ----------------------------------------------
 def _current_sim() -> dict[str, Any]:
-    active = carrier_mod.active_sims(LAB_DIR / "carrier.json")
+    active: dict[str, Any] = {}
+    for state in [site.state_file for site in _sites()] or [LAB_DIR / "carrier.json"]:
+        active.update(carrier_mod.active_sims(state))
     if not active:
         raise LabError("no SIM has a data context up at the carrier")
     # The most recently activated context is the router's current SIM.
@@ -330,11 +358,11 @@ def throttle(args: argparse.Namespace) -> int:
     sim = _current_sim()
     pool = {s["iccid"]: s for _, s in carrier_mod.pool_sims(pool_mod.load_pool(LAB_DIR / "pool.json"))}
     if args.off:
-        carrier_mod.unpolice(LAYOUT, sim["index"])
+        carrier_mod.unpolice(_layout_of(sim["iccid"]), sim["index"])
         print(f"{sim['iccid']}: policer removed")
         return 0
     rate = args.rate or (pool[sim["iccid"]].get("plan") or {}).get("throttle_kbps") or 128
-    how = carrier_mod.police(LAYOUT, sim["address"], sim["index"], int(rate))
+    how = carrier_mod.police(_layout_of(sim["iccid"]), sim["address"], sim["index"], int(rate))
     print(f"{sim['iccid']} ({sim['address']}): cap used up, policed to {rate} kbps ({how})")
     return 0
 
@@ -350,8 +378,14 @@ def traffic(args: argparse.Namespace) -> int:
     return 0
 
 
+def _layout_of(iccid: str) -> LabLayout:
+    site = _site_of(iccid)
+    return site.layout if site else LAYOUT
+
+
 def usage_dict() -> dict[str, Any]:
-    carrier_counts = carrier_mod.read_counters(LAYOUT)
+    sites = _sites()
+    carrier_counts = carriers_mod.read_all_counters(sites) if sites else carrier_mod.read_counters(LAYOUT)
     totals = store.read_json(LAB_DIR / "cloud" / "totals.json") or {}
     out: dict[str, Any] = {}
     for iccid in sorted(set(carrier_counts) | set(totals)):
@@ -386,9 +420,18 @@ def cloud_control(op: dict[str, Any]) -> Path:
 
 def swap(args: argparse.Namespace) -> int:
     """The reference cloud commands the device to swap, now or inside ``--window`` seconds;
-    with ``--plan NAME`` the cloud assigns only SIMs of that plan from then on."""
+    with ``--plan NAME`` the cloud assigns only SIMs of that plan from then on, with
+    ``--carrier X`` only SIMs of that carrier (``--carrier any`` lifts it)."""
     if getattr(args, "plan", None):
         cloud_control({"op": "prefer_plan", "plan": args.plan})
+    if getattr(args, "carrier", None):
+        plmn = None
+        if args.carrier != "any":
+            try:
+                plmn = carriers_mod.find_site(_sites(), args.carrier).plmn
+            except ValueError as exc:
+                raise LabError(str(exc)) from exc
+        cloud_control({"op": "prefer_plmn", "plmn": plmn})
     body: dict[str, Any] = {"command_id": f"lab-swap-{time.time_ns()}", "action": "swap"}
     if args.window:
         now = time.time()
@@ -449,7 +492,8 @@ def policy(args: argparse.Namespace) -> int:
 def fault(args: argparse.Namespace) -> int:
     """``pocket-lab fault KIND [options]`` / ``fault clear`` / ``fault list`` (issue 9)."""
     request: dict[str, Any] = {"kind": args.kind}
-    for option in ("seconds", "bytes", "count", "code", "cause", "rsrp", "sinr", "retry_after", "refuse", "step"):
+    for option in ("seconds", "bytes", "count", "code", "cause", "rsrp", "sinr", "retry_after", "refuse", "step",
+                   "carrier"):
         value = getattr(args, option, None)
         if value not in (None, False):
             request[option] = value
@@ -488,6 +532,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                             help="do not start the lab's agent: the device's namespace and modem wait for one "
                                  "started elsewhere (the system test's container)")
     if name == "up":
+        parser.add_argument("--carriers", type=int, default=1,
+                            help="carrier networks, each its own PLMN and core (issue 23; default 1: the "
+                                 "lab as it always was)")
         parser.add_argument("--plans", choices=["lab", "table"], default="lab",
                             help="the pool's plans: the lab's usual five, or every plan of domain.md's table "
                                  "in the rules form (docs/protocol.md 4.2)")
@@ -496,6 +543,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--to", help="move lab time forward to this ISO time (with its UTC offset)")
     if name == "swap":
         parser.add_argument("--plan", help="assign only SIMs of this plan (a name from domain.md's table)")
+        parser.add_argument("--carrier", help="assign only SIMs of this carrier (A, B, ...; 'any' lifts it)")
     if name == "throttle":
         parser.add_argument("--rate", type=int, help="kbit/s (default: the SIM's plan rate, else 128)")
         parser.add_argument("--off", action="store_true", help="remove the policer")
@@ -526,6 +574,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--retry-after", type=float, help="cloud-busy: seconds the cloud asks for")
         parser.add_argument("--refuse", action="store_true", help="cloud-busy: answer 'no capacity'")
         parser.add_argument("--step", type=float, help="clock: seconds to step the wall clock (negative: back)")
+        parser.add_argument("--carrier", help="outage, blackhole, pdn-reject, congestion: only this carrier "
+                                              "(A, B, its name or PLMN) in a lab with several")
         parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 

@@ -25,6 +25,7 @@ from board.virtual.lab.console import DEVICE_END, TECHNICIAN_END
 from board.virtual.modem.device import VirtualModem
 from board.virtual.modem.model import ModemConfig
 from board.virtual.network import carrier as carrier_mod
+from board.virtual.network import carriers as carriers_mod
 from board.virtual.network import faults, labclock
 from board.virtual.network.cable import PtyCable
 from board.virtual.network.carrier import CarrierNetwork, LabLayout
@@ -85,8 +86,10 @@ def main() -> int:
     layout = LabLayout(prefix=args.prefix)
     pool = load_pool(args.lab_dir / "pool.json")
     state_file = args.lab_dir / "carrier.json"
+    sites = carriers_mod.sites(layout, pool, args.lab_dir)  # issue 23: empty for the one-carrier lab
+    network: Any = carriers_mod.MultiCarrier(sites, pool) if sites else CarrierNetwork(layout, pool, state_file)
     # Faults (pocket-lab fault, board/virtual/network/faults.py) sit between the modem and the carrier.
-    carrier = faults.FaultyCarrier(CarrierNetwork(layout, pool, state_file), (pool.get("seed") or {}).get("imsi"))
+    carrier = faults.FaultyCarrier(network, (pool.get("seed") or {}).get("imsi"))
     modem = VirtualModem(modem_config_from(pool), carrier)
     modem.network_time = lambda: labclock.lab_time(args.lab_dir)  # NITZ on lab time (pocket-lab clock)
     faults.install_ceer(modem, carrier)
@@ -106,18 +109,26 @@ def main() -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    runner = faults.FaultRunner(modem, carrier, layout, args.lab_dir, on_port=publish_port)
+    runner = faults.FaultRunner(modem, carrier, layout, args.lab_dir, on_port=publish_port, sites=sites)
     faults.serve(runner, args.lab_dir / faults.SOCKET_NAME, stop)
     policed: dict[str, int] = {}
     meter = CarrierMeter()
     next_cap_check = 0.0
+    moves_seen = 0
     while not stop.wait(faults.TICK):
         runner.tick()
         if time.monotonic() < next_cap_check:
             continue
         next_cap_check = time.monotonic() + CAP_CHECK_SECONDS
         try:
-            enforce_caps(layout, pool, state_file, policed, meter)
+            if not sites:
+                enforce_caps(layout, pool, state_file, policed, meter)
+            else:
+                if network.moves != moves_seen:  # the cell link moved: its tc policers stayed behind
+                    moves_seen = network.moves
+                    policed.clear()
+                for site in sites:
+                    enforce_caps(site.layout, pool, site.state_file, policed, meter)
         except Exception:  # a failed check must not take the modem down with it
             LOGGER.exception("cap check failed")
         try:

@@ -284,7 +284,8 @@ class CommandSet:
         sim, cond = self.sim, self.m.conditions
         if not self.simfs.ready:  # no SIM, or its PIN not entered yet
             sim = None
-        if self.cfun != 1 or sim is None or not cond.registered or not self.lte_allowed():
+        if self.cfun != 1 or sim is None or not cond.registered or not self.lte_allowed() \
+                or sim.plmn in cond.down_plmns:
             self._detach()
             self._set_stat(0 if self.cfun != 1 or sim is None else 2)
             return
@@ -303,7 +304,7 @@ class CommandSet:
         sim = self.sim
         if gen != self._attach_gen or sim is None or self.cfun != 1 or self.attached:
             return
-        if not self.m.conditions.registered:
+        if not self.m.conditions.registered or sim.plmn in self.m.conditions.down_plmns:
             return
         cause = self.m.carrier.attach(sim.imsi, sim.plmn, self._challenge(sim))
         if cause is not None:

@@ -167,9 +167,10 @@ class VirtualModem:
         sinr_db: float,
         registered: bool,
         reject_cause: int | None = None,
+        down_plmns: frozenset[str] = frozenset(),
     ) -> None:
         """Change what the antenna sees; registration follows (with URCs)."""
-        cond = RadioConditions(rsrp_dbm, rsrq_db, sinr_db, registered, reject_cause)
+        cond = RadioConditions(rsrp_dbm, rsrq_db, sinr_db, registered, reject_cause, frozenset(down_plmns))
         self.call(lambda: self.cmds.set_conditions(cond))
 
     def deliver_sms(self, sender: str, text: str) -> int | None:

@@ -185,6 +185,9 @@ class RadioConditions:
     sinr_db: float = 12.0
     registered: bool = True
     reject_cause: int | None = None
+    down_plmns: frozenset[str] = frozenset()
+    """Carriers with no service here (a carrier's outage, issue 23): a SIM of one of these
+    PLMNs finds no cell to register on (+CEREG: 2), a SIM of another carrier is served."""
 
 
 # --- command handlers ---------------------------------------------------------------

@@ -118,6 +118,12 @@ class LabLayout:
     lan_host_addr: str = "198.18.2.10"
     lan_prefix: int = 24
     dns: str = "198.18.0.1"
+    core_name: str = "core"
+    """The carrier core's namespace is ``<prefix>-<core_name>``: ``core`` for the lab's
+    first (or only) carrier, ``coreb`` for a second one (board/virtual/network/carriers.py)."""
+    inet_side_addr: str | None = None
+    """The internet's address on this core's uplink when it is not the internet host's own
+    (a second carrier's link, ``ix1``); None for the first carrier (``ix0`` is 198.18.0.1)."""
 
     @property
     def dev(self) -> str:
@@ -125,7 +131,12 @@ class LabLayout:
 
     @property
     def core(self) -> str:
-        return f"{self.prefix}-core"
+        return f"{self.prefix}-{self.core_name}"
+
+    @property
+    def cell_net(self) -> str:
+        """The first three octets of the cell subnet (a /24): the SIM addresses' network."""
+        return self.cell_gateway.rsplit(".", 1)[0]
 
     @property
     def inet(self) -> str:
@@ -140,9 +151,11 @@ class LabLayout:
         return (self.dev, self.core, self.inet, self.lan)
 
 
-def sim_address(index: int) -> str:
-    """Stable address of pool SIM ``index`` (-1 = the seed SIM): what the PGW hands out."""
-    return "198.18.1.2" if index < 0 else f"198.18.1.{10 + index}"
+def sim_address(index: int, layout: LabLayout | None = None) -> str:
+    """Stable address of pool SIM ``index`` (-1 = the seed SIM) in its carrier's cell subnet
+    (``layout``; default the first carrier's 198.18.1.0/24): what the PGW hands out."""
+    net = (layout or LabLayout()).cell_net
+    return f"{net}.2" if index < 0 else f"{net}.{10 + index}"
 
 
 def pool_sims(pool: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
@@ -158,13 +171,21 @@ def counter_name(direction: str, iccid: str) -> str:
 class CarrierNetwork:
     """Builds the namespaces and plays the carrier for the virtual modem (CarrierHooks)."""
 
-    def __init__(self, layout: LabLayout, pool: dict[str, Any], state_file: Path):
+    def __init__(self, layout: LabLayout, pool: dict[str, Any], state_file: Path,
+                 plmns: frozenset[str] | None = None):
+        """``plmns``: the PLMNs this carrier serves (a lab with several carriers gives each
+        its own); None serves every SIM of the pool, as the one-carrier lab does."""
         self.layout = layout
         self.state_file = state_file
         self._pool = pool
-        self._by_imsi = {sim["imsi"]: (index, sim) for index, sim in pool_sims(pool)}
+        self.plmns = plmns
+        self._by_imsi = {sim["imsi"]: (index, sim) for index, sim in self.sims()}
         self._lock = threading.Lock()
         self._state: dict[str, Any] = store.read_json(state_file, None) or {"attached": {}, "active": {}}
+
+    def sims(self) -> list[tuple[int, dict[str, Any]]]:
+        """(index, sim) of the SIMs this carrier serves; the index stays the pool's."""
+        return [(i, s) for i, s in pool_sims(self._pool) if self.plmns is None or s.get("plmn") in self.plmns]
 
     # ---- building and removing the lab network -------------------------------------
     def setup(self) -> None:
@@ -260,8 +281,8 @@ table ip router {{
     def _carrier_ruleset(self) -> str:
         lay = self.layout
         counters, rules = [], []
-        for index, sim in pool_sims(self._pool):
-            addr = sim_address(index)
+        for index, sim in self.sims():
+            addr = sim_address(index, lay)
             up, down = counter_name("up", sim["iccid"]), counter_name("down", sim["iccid"])
             counters.append(f"  counter {up} {{ }}\n  counter {down} {{ }}")
             rules.append(f'    iifname "{lay.cell_if}" ip saddr {addr} counter name "{up}"')
@@ -317,7 +338,7 @@ table ip carrier {{
         index, sim = entry
         if sim.get("apn") and apn and apn != sim["apn"]:
             raise CarrierReject(ESM_UNKNOWN_APN, f"unknown APN {apn!r}")
-        addr = sim_address(index)
+        addr = sim_address(index, self.layout)
         admit(self.layout, addr)
         with self._lock:
             self._state["active"][imsi] = {"iccid": sim["iccid"], "address": addr, "cid": cid, "index": index}

@@ -38,6 +38,7 @@ from typing import Any
 
 from agent import store
 from board.virtual.modem.model import COMMAND_LATENCY, CarrierReject
+from board.virtual.network import carriers as carriers_mod
 from board.virtual.network import labclock, netns
 from board.virtual.network.carrier import (
     CELL_CAPACITY_KBIT,
@@ -99,6 +100,8 @@ class FaultyCarrier:
         self.seed_imsi = seed_imsi
         self.auth_fail = False
         self.pdn_reject: int | None = None
+        self.pdn_reject_plmns: dict[str, int] = {}
+        """Per carrier (``pdn-reject --carrier B``): PLMN -> the ESM cause its SIMs get."""
         self.last_esm: int | None = None
         """The ESM cause of the last refused data context (what +CEER reports)."""
 
@@ -109,9 +112,13 @@ class FaultyCarrier:
         return self.inner.attach(imsi, plmn, challenge)  # type: ignore[no-any-return]
 
     def activate(self, imsi: str, cid: int, apn: str) -> dict[str, Any]:
-        if self.pdn_reject is not None:
-            self.last_esm = self.pdn_reject
-            raise CarrierReject(self.pdn_reject)
+        cause = self.pdn_reject
+        for plmn, plmn_cause in self.pdn_reject_plmns.items():
+            if imsi.startswith(plmn):
+                cause = plmn_cause
+        if cause is not None:
+            self.last_esm = cause
+            raise CarrierReject(cause)
         self.last_esm = None
         return self.inner.activate(imsi, cid, apn)  # type: ignore[no-any-return]
 
@@ -179,6 +186,8 @@ KINDS: dict[str, Kind] = {
                        "--cause for --seconds (+CEER names it)", options=("cause",)),
     "radio": Kind("network", "radio degraded to --rsrp/--sinr for --seconds", options=("rsrp", "sinr")),
     "congestion": Kind("network", "the cell's capacity wanders (1-12 Mbit/s, 400 ms queue) for --seconds"),
+    "blackhole": Kind("network", "registered and the data context up, but the carrier's core drops every "
+                      "user-plane packet behind its billing counters for --seconds"),
     "broker-down": Kind("platform", "the broker refuses every connection (TCP reset) for --seconds"),
     "cloud-busy": Kind("platform", "the cloud answers assignments 'retry after --retry-after' (or, with "
                        "--refuse, 'no capacity') for --seconds", options=("retry_after", "refuse")),
@@ -191,11 +200,19 @@ KINDS: dict[str, Kind] = {
 }
 
 
+PER_CARRIER = ("outage", "blackhole", "pdn-reject", "congestion")
+"""The faults that take ``--carrier X`` in a lab with several carriers (issue 23): they hit
+only that carrier's SIMs, core or cell."""
+
+
 class FaultRunner:
     """Applies and undoes faults; owned by the board process. Thread-safe."""
 
     def __init__(self, modem: Any, carrier: FaultyCarrier, layout: LabLayout, lab_dir: Path,
-                 *, on_port: Callable[[str], None] | None = None, rng: random.Random | None = None):
+                 *, on_port: Callable[[str], None] | None = None, rng: random.Random | None = None,
+                 sites: list[carriers_mod.Site] | None = None):
+        self.sites = sites or []
+        """The lab's carriers (board/virtual/network/carriers.py); empty: one carrier."""
         self.modem = modem
         self.carrier = carrier
         self.layout = layout
@@ -224,16 +241,36 @@ class FaultRunner:
             seconds = float(req.get("seconds") or DEFAULT_SECONDS)
             if not 0 < seconds <= MAX_SECONDS:
                 raise FaultError(f"--seconds must be in (0, {MAX_SECONDS:.0f}]")
-            if kind in self.active:
-                self._undo(kind)
+            site = self._site(kind, req)
+            key = kind if site is None else f"{kind}@{site.letter}"
+            if key in self.active:
+                self._undo(key)
             undo = getattr(self, "_" + kind.replace("-", "_"))(req, seconds)
             now = time.time()
-            self.history.append({"kind": kind, "at": now, "seconds": seconds if KINDS[kind].lasting else 0})
+            self.history.append({"kind": kind, "at": now, "seconds": seconds if KINDS[kind].lasting else 0,
+                                 "carrier": site.letter if site else None})
             if KINDS[kind].lasting:
-                self.active[kind] = Active(kind, time.monotonic() + seconds, undo, dict(req))
+                self.active[key] = Active(kind, time.monotonic() + seconds, undo, dict(req))
             LOGGER.warning("fault %s applied (%s)", kind, f"for {seconds:.1f} s" if KINDS[kind].lasting else "once")
             return {"ok": True, "kind": kind, "at": now,
                     "until": now + seconds if KINDS[kind].lasting else now}
+
+    def _site(self, kind: str, req: dict[str, Any]) -> carriers_mod.Site | None:
+        """The carrier a ``--carrier`` names (None without one); FaultError if the fault
+        does not take one or the lab has no such carrier."""
+        name = req.get("carrier")
+        if not name:
+            return None
+        if kind not in PER_CARRIER:
+            raise FaultError(f"{kind} does not take --carrier (only {', '.join(PER_CARRIER)})")
+        try:
+            return carriers_mod.find_site(self.sites, str(name))
+        except ValueError as exc:
+            raise FaultError(str(exc)) from exc
+
+    def _layout(self, req: dict[str, Any]) -> LabLayout:
+        site = self._site(str(req.get("kind", "")), req)
+        return site.layout if site else self.layout
 
     def tick(self) -> None:
         """Undo expired faults; move a congested cell's capacity. Called every ``TICK``."""
@@ -241,9 +278,11 @@ class FaultRunner:
         with self._lock:
             for name in [n for n, a in self.active.items() if a.until <= now]:
                 self._undo(name)
-            if "congestion" in self.active and now >= self._congestion_next:
+            congested = [a for a in self.active.values() if a.kind == "congestion"]
+            if congested and now >= self._congestion_next:
                 self._congestion_next = now + CONGESTION_STEP_S
-                self._shape(self.rng.randint(*CONGESTION_KBIT), CONGESTION_QUEUE_MS)
+                for fault in congested:
+                    self._shape(self.rng.randint(*CONGESTION_KBIT), CONGESTION_QUEUE_MS, self._layout(fault.params))
 
     def clear_all(self) -> None:
         self.request({"kind": "clear"})
@@ -259,7 +298,9 @@ class FaultRunner:
 
     def _describe(self) -> list[dict[str, Any]]:
         now = time.monotonic()
-        return [{"kind": a.kind, "remaining_s": round(a.until - now, 1)} for a in self.active.values()]
+        return [{"kind": a.kind, "remaining_s": round(a.until - now, 1),
+                 **({"carrier": a.params["carrier"]} if a.params.get("carrier") else {})}
+                for a in self.active.values()]
 
     # -- modem ------------------------------------------------------------------------
     def _hang(self, req: dict[str, Any], seconds: float) -> Undo:
@@ -300,11 +341,17 @@ class FaultRunner:
     def _conditions(self, **changes: Any) -> None:
         c = self.modem.conditions
         values = {"rsrp_dbm": c.rsrp_dbm, "rsrq_db": c.rsrq_db, "sinr_db": c.sinr_db,
-                  "registered": c.registered, "reject_cause": c.reject_cause}
+                  "registered": c.registered, "reject_cause": c.reject_cause, "down_plmns": c.down_plmns}
         values.update(changes)
         self.modem.set_radio_conditions(**values)
 
     def _outage(self, req: dict[str, Any], seconds: float) -> Undo:
+        site = self._site("outage", req)
+        if site is not None:
+            # One carrier's cells are gone: its SIMs find nothing to register on, another
+            # carrier's SIM is served (the modem's ``down_plmns``).
+            self._conditions(down_plmns=self.modem.conditions.down_plmns | {site.plmn})
+            return lambda: self._conditions(down_plmns=self.modem.conditions.down_plmns - {site.plmn})
         rsrp = self.modem.conditions.rsrp_dbm
         # The detach drops the data context, and with it the cell link (FaultyCarrier).
         self._conditions(registered=False, rsrp_dbm=OUTAGE_RSRP)
@@ -319,12 +366,15 @@ class FaultRunner:
         self._conditions(reject_cause=cause)
         return lambda: self._conditions(reject_cause=None)
 
-    def _deactivate_contexts(self) -> None:
-        """The network tears the data contexts down (24.301 §6.4.4), with the 27.007 URC."""
+    def _deactivate_contexts(self, plmn: str | None = None) -> None:
+        """The network tears the data contexts down (24.301 §6.4.4), with the 27.007 URC;
+        with ``plmn``, only if the SIM in use is of that carrier."""
 
         def run() -> None:
             cmds = self.modem.cmds
             sim = cmds.sim
+            if plmn is not None and (sim is None or not sim.imsi.startswith(plmn)):
+                return
             for cid, ctx in sorted(cmds.contexts.items()):
                 if ctx.params is not None:
                     ctx.params = None
@@ -339,6 +389,11 @@ class FaultRunner:
 
     def _pdn_reject(self, req: dict[str, Any], seconds: float) -> Undo:
         cause = int(req.get("cause") or 33)
+        site = self._site("pdn-reject", req)
+        if site is not None:
+            self.carrier.pdn_reject_plmns[site.plmn] = cause
+            self._deactivate_contexts(site.plmn)
+            return lambda: self.carrier.pdn_reject_plmns.pop(site.plmn, None) and None
         self.carrier.pdn_reject = cause
         self._deactivate_contexts()
 
@@ -354,15 +409,40 @@ class FaultRunner:
         self._conditions(rsrp_dbm=rsrp, sinr_db=sinr, rsrq_db=-16.0)
         return lambda: self._conditions(rsrp_dbm=cfg.rsrp_dbm, sinr_db=cfg.sinr_db, rsrq_db=cfg.rsrq_db)
 
-    def _shape(self, kbit: int, queue_ms: int) -> None:
-        lay = self.layout
+    def _shape(self, kbit: int, queue_ms: int, layout: LabLayout | None = None) -> None:
+        lay = layout or self.layout
         netns.run(["tc", "qdisc", "replace", "dev", lay.inet_if, "root", "tbf", "rate", f"{kbit}kbit",
                    "burst", "64kb", "latency", f"{queue_ms}ms"], netns=lay.inet)
 
     def _congestion(self, req: dict[str, Any], seconds: float) -> Undo:
+        layout = self._layout(req)
         self._congestion_next = 0.0
-        self._shape(self.rng.randint(*CONGESTION_KBIT), CONGESTION_QUEUE_MS)
-        return lambda: self._shape(CELL_CAPACITY_KBIT, CELL_QUEUE_MS)
+        self._shape(self.rng.randint(*CONGESTION_KBIT), CONGESTION_QUEUE_MS, layout)
+        return lambda: self._shape(CELL_CAPACITY_KBIT, CELL_QUEUE_MS, layout)
+
+    def _blackhole(self, req: dict[str, Any], seconds: float) -> Undo:
+        """A carrier's core fails behind a healthy radio: registration and the data context
+        stay up, and every user-plane packet dies in the core. Uplink packets are dropped
+        *after* the billing counters (forward hook, priority 10 > the counters' 0: the PGW
+        received and billed them), downlink ones before them (prerouting on the uplink from
+        the internet: never delivered, never billed), so the device's meter and the
+        carrier's counters still agree to the byte."""
+        layout = self._layout(req)
+        rules = f"""
+table ip labfault_blackhole {{
+  chain uplink {{
+    type filter hook forward priority 10; policy accept;
+    iifname "{layout.cell_if}" drop
+  }}
+  chain downlink {{
+    type filter hook prerouting priority -150; policy accept;
+    iifname "{layout.core_up_if}" drop
+  }}
+}}
+"""
+        netns.run(["nft", "-f", "-"], netns=layout.core, input_text=rules)
+        return lambda: netns.run(["nft", "delete", "table", "ip", "labfault_blackhole"], netns=layout.core,
+                                 check=False) and None
 
     # -- platform ---------------------------------------------------------------------
     def _broker_down(self, req: dict[str, Any], seconds: float) -> Undo:
