@@ -163,6 +163,8 @@ class Supervisor:
         self.swap_control.escape_hook = self.escape_carrier
         self.seed_plmn: str | None = None
         """The seed SIM's carrier, learnt when it last registered (agent/core/escape.py)."""
+        self._escape_own_mark = 0
+        """Own bytes counted when the escape in progress left for the seed SIM."""
         self.watchdog = ProgressWatchdog(Notifier(None), None)
         """Service-manager hooks (agent/sdnotify.py); run.py installs the real one."""
         self.status.on_change = lambda data: self._announce()
@@ -588,8 +590,10 @@ class Supervisor:
         self.journal.flush("switch")
         assert self.usage
         if (self.current or {}).get("seed") and self.swap_control.escape.active:
-            # What the seed SIM spent on this escape, against the day's budget (escape.py).
-            self.swap_control.escape.budget.record(self.clock.monotonic(), self.usage.used_on_current)
+            # The agent's own bytes (echoes, the cloud session) this escape spent on the
+            # seed SIM, against the day's budget (escape.py). Not the seed's whole count:
+            # the LAN's traffic rides the seed SIM too while the router is on it.
+            self.swap_control.escape.budget.record(self.clock.monotonic(), self.own_bytes() - self._escape_own_mark)
         self.usage.commit_allowance()
         if self.report_gate:  # the old SIM's final usage goes up as soon as the link is back
             self.report_gate.open_now("switch")
@@ -643,11 +647,9 @@ class Supervisor:
         if self.swapping:  # a decision taken during our own swap is stale: the machine rolls back
             return
         refused = dict(self.current or {})
-        escape = self.swap_control.escape
-        if refused.get("seed") and escape.active and escape.budget.exhausted(self.clock.monotonic(),
-                                                                            self.swap_control.policy):
-            LOGGER.warning("on the seed SIM escaping carrier %s, its escape budget spent: not asking again now",
-                           escape.failing_plmn)
+        if refused.get("seed") and self.swap_control.escape.active:
+            # On the seed SIM in an escape: the swap policy asks again, with the platform's
+            # back-off and within the escape's byte budget; a second loop here would not.
             return
         LOGGER.warning("SIM %s refused by the network (%s): swapping over the seed SIM", refused.get("iccid"), cause)
         if not refused.get("seed"):
@@ -691,6 +693,7 @@ class Supervisor:
             self.status.update(escape={"failing_plmn": failing, "state": "seed_on_same_carrier", "retry_in_s": delay})
             return False
         LOGGER.warning("carrier %s has carried nothing (%s): escaping over the seed SIM", failing, evidence["cause"])
+        self._escape_own_mark = self.own_bytes()
         self.status.update(escape={"failing_plmn": failing, "state": "escaping"})
         async with control.lock:  # the healer and the health monitor pause: the link goes down on purpose
             await asyncio.to_thread(self.wan.release)
@@ -704,7 +707,7 @@ class Supervisor:
                 self.status.update(escape={"failing_plmn": failing, "state": "seed_down", "retry_in_s": delay})
                 await self._back_to(old)
                 return False
-            self.cloud.set_network_available(True)
+            self.cloud.set_network_available(True, own=True)  # our own pause: reconnect at once
         control.refused_iccid = old.get("iccid")
         try:
             ok = await control.swap("no_service")
@@ -712,6 +715,13 @@ class Supervisor:
             control.refused_iccid = None
         self.status.update(escape={"failing_plmn": failing, "state": "escaped" if ok else "on_seed"})
         return ok
+
+    def own_bytes(self) -> int:
+        """The agent's own bytes counted so far today, every source (agent/usage/own.py)."""
+        own = getattr(self.health, "own", None)
+        if own is None:
+            return 0
+        return sum(own.days.get(own.today(), {}).values())
 
     async def _back_to(self, facts: dict[str, Any]) -> None:
         """Select a SIM still loaded in its slot again after an escape that could not

@@ -147,7 +147,8 @@ class ReferenceCloud:
         self.prefer_plan: str | None = None
         """Lab control: assign only SIMs of this plan (domain.md's table names) from now on."""
         self.prefer_plmn: str | None = None
-        """Lab control (``pocket-lab swap --carrier B``): assign only SIMs of this carrier."""
+        """Lab control (``pocket-lab swap --carrier B``): the next SIM assigned is of this
+        carrier (once: it puts a router on a carrier, it does not take the others away)."""
         self.carriers = CarrierWatch()
         """Down reports per PLMN (issue 23, board/virtual/cloud/carrierwatch.py)."""
         self.plan_time: Callable[[], float] = self.clock.wall
@@ -507,6 +508,7 @@ class ReferenceCloud:
                           platform_key=self.platform_key, assignment_id=aid, seq=seq, issued_at=now,
                           expires_at=now + ASSIGNMENT_TTL_S)
         self.swaps[aid] = {"device": device, "iccid": iccid, "at": self.clock.wall()}
+        self.prefer_plmn = None  # ``swap --carrier``: the one assignment it asked for is made
         self.sims[iccid]["device"] = f"reserved:{device}"
         LOGGER.info("assigned %s to %s as %s", iccid, device, aid)
         reply = {"status": "ok", "request_id": rid, "assignment_id": aid, "seq": seq, "envelope": env,

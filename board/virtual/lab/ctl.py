@@ -421,16 +421,14 @@ def cloud_control(op: dict[str, Any]) -> Path:
 def swap(args: argparse.Namespace) -> int:
     """The reference cloud commands the device to swap, now or inside ``--window`` seconds;
     with ``--plan NAME`` the cloud assigns only SIMs of that plan from then on, with
-    ``--carrier X`` only SIMs of that carrier (``--carrier any`` lifts it)."""
+    ``--carrier X`` the next assignment is a SIM of that carrier."""
     if getattr(args, "plan", None):
         cloud_control({"op": "prefer_plan", "plan": args.plan})
     if getattr(args, "carrier", None):
-        plmn = None
-        if args.carrier != "any":
-            try:
-                plmn = carriers_mod.find_site(_sites(), args.carrier).plmn
-            except ValueError as exc:
-                raise LabError(str(exc)) from exc
+        try:
+            plmn = carriers_mod.find_site(_sites(), args.carrier).plmn
+        except ValueError as exc:
+            raise LabError(str(exc)) from exc
         cloud_control({"op": "prefer_plmn", "plmn": plmn})
     body: dict[str, Any] = {"command_id": f"lab-swap-{time.time_ns()}", "action": "swap"}
     if args.window:
@@ -543,7 +541,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--to", help="move lab time forward to this ISO time (with its UTC offset)")
     if name == "swap":
         parser.add_argument("--plan", help="assign only SIMs of this plan (a name from domain.md's table)")
-        parser.add_argument("--carrier", help="assign only SIMs of this carrier (A, B, ...; 'any' lifts it)")
+        parser.add_argument("--carrier", help="the next SIM assigned is of this carrier (A, B, its name or PLMN)")
     if name == "throttle":
         parser.add_argument("--rate", type=int, help="kbit/s (default: the SIM's plan rate, else 128)")
         parser.add_argument("--off", action="store_true", help="remove the policer")
