@@ -104,6 +104,9 @@ PERMANENT_EMM = frozenset({3, 6, 7, 8})
 services not allowed. Retrying the same SIM cannot help: the swap machinery must."""
 HEALER_CAUSES = ("registration_rejected", "no_signal", "not_registered", "modem_rebooted")
 """Causes the healer writes for ``no_service``; anything else came from the classifier."""
+CLASSIFIER_ONLY_CAUSES = ("blackhole",)
+"""``no_service`` causes only the traffic classifier sees (registered, the bearer up,
+nothing answering): the healer neither names nor ends them."""
 NETWORK_EVENTS = frozenset({"nw_pdn_deact", "nw_deact_pdp", "nw_detach", "reject"})
 """+CGEV events by which the network took the data context away (27.007 §10.1.19)."""
 MODEM_EVENTS = frozenset({"me_pdn_deact", "me_deact_pdp", "me_detach"})
@@ -414,6 +417,15 @@ class Healer:
             LOGGER.info("registered again after %.1f s", self.clock.monotonic() - self._unregistered_since)
         self._unregistered_since = None
         self._radio.reset()
+        self._end_no_service()
+
+    def _end_no_service(self) -> None:
+        """Registered (and the context up): the outage the modem can see is over. Not a
+        black hole's: the modem reports all well through one, and only the traffic
+        classifier, which saw nothing answer, can tell when it ends (issue 23)."""
+        opened = self.outages.open_interval("no_service") or {}
+        if str(opened.get("cause", "")).startswith(CLASSIFIER_ONLY_CAUSES):
+            return
         self.outages.end("no_service")
 
     # ---- step: the data context -------------------------------------------------------
@@ -479,7 +491,7 @@ class Healer:
             self._data_up = True
             self._network_available(True)
         self.outages.end("no_data")
-        self.outages.end("no_service")
+        self._end_no_service()
         self.outages.end("modem_unresponsive")
 
     # ---- the broker --------------------------------------------------------------------

@@ -85,6 +85,7 @@ from agent.health.thresholds import (
     PROBE_RETRY_SECONDS,
     PROBE_VALID_SECONDS,
     SHAPER_QUEUE_MS,
+    SILENCE_PROBE_SECONDS,
     SLOW_LINK_BUSY_SECONDS,
     SLOW_LINK_WINDOW_SECONDS,
     SMOOTH_SECONDS,
@@ -192,10 +193,21 @@ class Classifier:
         last = self._ticks[-1]
         if self.state not in (None, "idle", "ok") or not last.registered:
             return True
+        if self._sending_into_silence():
+            return True  # something leaves and nothing comes back: is anything there at all?
         if last.flows == 0:  # nobody's flow: the WAN bytes are the agent's own (a report)
             return False
         fast = self._fast_seen_t is not None and last.t - self._fast_seen_t <= SMOOTH_SECONDS
         return not fast or len(self._ticks) % FAST_ECHO_EVERY == 0
+
+    def _sending_into_silence(self) -> bool:
+        """The last ``SILENCE_PROBE_SECONDS`` brought not one byte down while something went
+        up or the LAN asked for something: the one case a black hole shows on a quiet
+        link (a LAN host's SYNs retried into nothing, a report never acknowledged), so the
+        echo is worth its ~30 bytes a second until an answer or a verdict (issue 23)."""
+        recent = list(self._ticks)[-SILENCE_PROBE_SECONDS:]
+        return len(recent) == SILENCE_PROBE_SECONDS and all(k.down_kbps == 0 for k in recent) and \
+            any(k.up_kbps > 0 or k.lan_kbps > 0 for k in recent)
 
     def feed(self, sample: Sample) -> list[StateChange]:
         """Take one sample; return the state changes decided at it (0 or 1)."""

@@ -119,6 +119,11 @@ long not one byte back and every echo lost: a black hole (issue 23). Longer than
 seconds that name a link with no bearer, since here the radio looks healthy and a
 handover can stall the user plane for a second or two; one echo a second is all it costs."""
 
+SILENCE_PROBE_SECONDS = 2
+"""Seconds of "sent, nothing received" after which the reflector echo runs every second
+even on a link with no flow to judge: two, so one lost ACK does not start it, and so a
+black hole is asked about within seconds of the first unanswered packet."""
+
 ENTER_HOLD: dict[str, float] = {
     "no_service": 2.0,   # an outage is unambiguous once seen; report it fast
     "poor_radio": 4.0,   # five noisy radio readings' median must stay bad
