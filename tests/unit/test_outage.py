@@ -108,3 +108,23 @@ def test_compaction_keeps_unreported_and_ids_grow(tmp_path: Path, monkeypatch: p
 def test_unknown_kind_is_a_typed_error(tmp_path: Path) -> None:
     with pytest.raises(JournalError):
         OutageLog(tmp_path, FakeClock()).start("meteor", "x")
+
+
+def test_a_carrier_outage_keeps_its_plmn_cell_and_evidence(tmp_path: Path) -> None:
+    """Issue 23: where and on what, kept through a restart and a compaction, and added to
+    an outage the healer opened first without changing its cause."""
+    clock = FakeClock()
+    log = OutageLog(tmp_path, clock)
+    log.start("no_service", "not_registered: searching")
+    detail = {"plmn": "44020", "cell": 27447297, "evidence": {"cause": "not_registered"}}
+    log.amend_detail("no_service", detail)
+    clock.advance(30)
+    report = log.end("no_service")
+    assert report is not None and report["cause"] == "not_registered: searching" and report["detail"] == detail
+    again = OutageLog(tmp_path, clock)
+    assert again.unreported()[0]["detail"] == detail
+    again.compact()
+    assert OutageLog(tmp_path, clock).unreported()[0]["detail"] == detail
+    ident = again.start("no_service", "blackhole", detail={"plmn": "44010"})
+    assert again.open_interval("no_service") == {**again.open_interval("no_service"), "id": ident,  # type: ignore[dict-item]
+                                                 "detail": {"plmn": "44010"}}
