@@ -54,6 +54,9 @@ first delay, then a report cycle)."""
 MAX_PER_HOUR = 30
 """Each test makes two swaps (onto B, the escape): the default hourly limit (6) would hold
 the fourth test's commanded swap back."""
+RETURN_WATCH_S = 2.0 * BOUND_S
+"""After carrier B returns, how long the router is watched staying on its carrier-A SIM:
+twice the escape bound, longer than any trigger of the escape path would take."""
 CONGESTION_S = 40.0
 """How long carrier B is congested in the test that must not escape: four bounds."""
 
@@ -172,6 +175,12 @@ def test_outage_of_carrier_b_escapes_to_carrier_a(probe: chaos.ServingProbe) -> 
     within the bound plus one swap, never handed a B SIM, the outage names B and why."""
     run = escape(probe, "outage")
     assert_one_escape_never_b(run)
+    back = time.time()  # escape() cleared the fault: carrier B is back
+    end = time.monotonic() + RETURN_WATCH_S
+    while time.monotonic() < end:  # B is back: nothing moves the router off its working A SIM
+        assert sim().get("iccid") == run["new"], f"moved back after carrier B returned: {sim()}"
+        time.sleep(1.0)
+    assert not swaps_since(back) and not requests_since(back)
     record = outage_of_b("not_registered", run["t0"])
     assert record["detail"]["iccid"] == run["old"] and record["end"] is not None
     health = [h for h in event_data("health") if h["state"] == "no_service" and h["iccid"] == run["old"]]
@@ -209,6 +218,68 @@ def test_congested_carrier_b_is_not_escaped(probe: chaos.ServingProbe) -> None:
     assert "no_service" not in states[-3:], states
     assert not swaps_since(t0), swaps_since(t0)
     assert not requests_since(t0)
+
+
+def spool(op: dict[str, Any]) -> None:
+    """One control for the running reference cloud (docs/virtual-board.md, its spool)."""
+    path = LAB_DIR / "cloud" / "spool" / f"{time.time_ns()}-{op['op']}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(op))
+    tmp.rename(path)
+
+
+def test_a_cloud_answer_on_the_failing_carrier_is_refused(probe: chaos.ServingProbe) -> None:
+    """Bad input: the platform answers the escape with a SIM of the carrier being escaped.
+    The device refuses it (an ``error`` event, the assignment reported failed, never
+    loaded), asks again after the back-off, and ends on carrier A."""
+    set_policy(backoff_base_s=5, backoff_cap_s=30)
+    spool({"op": "misassign", "count": 1})
+    run = escape(probe, "outage")
+    refused = [e for e in event_data("error") if e.get("reason") == "wrong_carrier"]
+    assert refused and B in refused[-1]["detail"], refused
+    plmns = plmn_of()
+    swaps = swaps_since(run["t0"])
+    assert not [s for s in swaps if s["ok"] and plmns.get(s["to_iccid"]) == B], swaps
+    results = [r["body"]["body"]["data"] for r in cloud_records("assignment_result") if r["t"] >= run["t0"]]
+    assert any(not r["ok"] and "wrong_carrier" in r["detail"] for r in results), results
+
+
+SEED_DOWN_S = 30.0
+"""Carrier A (the seed SIM's) down this long: past the bound and one retry, so the router
+meets both "the seed is on the dead carrier" and a seed that does not register."""
+
+
+SEED_WAIT_S = 30.0 + ESCAPE_SWAP_S
+"""After carrier A returns: a seed attempt in progress may still wait for registration
+(``SEED_ESCAPE_REGISTRATION_S``, 30 s), then the escape to B runs."""
+
+
+def test_when_the_seed_sims_carrier_is_down_the_router_stays_and_says_so(probe: chaos.ServingProbe) -> None:
+    """The router on a carrier-A SIM, carrier A down: the seed SIM (on A) is no way out.
+    It stays, says so, retries later, never gets an A SIM while A is the failing carrier,
+    and serves again once a path works (A back, or the seed and a SIM of B)."""
+    if not serving_on(A):
+        lab("swap", "--carrier", "A")
+        wait_until("the router on a carrier-A SIM", lambda: serving_on(A), ON_B_TIMEOUT_S)
+    old = sim()["iccid"]
+    t0 = time.time()
+    lab("fault", "outage", "--carrier", "A", "--seconds", str(SEED_DOWN_S))
+    said = wait_until("the router saying the seed SIM is on the dead carrier",
+                      lambda: (agent_status().get("escape") or {}).get("state") == "seed_on_same_carrier",
+                      BOUND_S + DETECT_S + 5)
+    print(f"\nseed's carrier down: {agent_status().get('escape')}")
+    assert sim()["iccid"] == old, "it stayed on its SIM"
+    ends = time.monotonic() + SEED_DOWN_S - (time.time() - t0)
+    # A path works again once carrier A is back: the old SIM's, or the seed's and then a
+    # SIM of B (a seed attempt in progress waits up to 30 s for registration first).
+    assert probe.wait_serving(ends, SEED_WAIT_S) is not None, "the LAN served once carrier A was back"
+    back = wait_until("serving on a pool SIM", lambda: serving_on(A) or serving_on(B), SEED_WAIT_S)
+    assert probe.wait_serving(time.monotonic(), 20) is not None
+    print(f"serving on {back['iccid']} ({back['plmn']}) {time.time() - t0:.0f} s after the fault; it was on {old}")
+    plmns = plmn_of()
+    assert not [s for s in swaps_since(t0) if s["ok"] and plmns.get(s["to_iccid"]) == A]
+    assert all(r.get("avoid_plmns") == [A] for r in requests_since(t0) if r["reason"] != "command")
+    assert said
 
 
 def test_usage_exact_on_every_sim_across_escapes(carrier_lab: dict[str, Any]) -> None:

@@ -149,6 +149,8 @@ class ReferenceCloud:
         self.prefer_plmn: str | None = None
         """Lab control (``pocket-lab swap --carrier B``): the next SIM assigned is of this
         carrier (once: it puts a router on a carrier, it does not take the others away)."""
+        self.misassign = 0
+        """Lab control: this many next escape requests get a SIM of the carrier they avoid."""
         self.carriers = CarrierWatch()
         """Down reports per PLMN (issue 23, board/virtual/cloud/carrierwatch.py)."""
         self.plan_time: Callable[[], float] = self.clock.wall
@@ -485,7 +487,14 @@ class ReferenceCloud:
         avoid = [p for p in req.get("avoid_plmns") or [] if isinstance(p, str)]
         for plmn in avoid:  # the device's escape request is a down report too (issue 23)
             self.carriers.report_down(device, plmn, self.clock.wall())
-        iccid = self.pick_sim(device, req.get("current_iccid"), avoid)
+        if avoid and self.misassign > 0:  # lab control: a platform that ignores the escape's request
+            self.misassign -= 1
+            self.prefer_plmn = avoid[0]
+            iccid = self.pick_sim(device, req.get("current_iccid"))
+            self.prefer_plmn = None
+            LOGGER.warning("assigning %s to %s on the carrier it asked to avoid (lab control misassign)", iccid, device)
+        else:
+            iccid = self.pick_sim(device, req.get("current_iccid"), avoid)
         if iccid is None:
             return {"status": "refused", "request_id": rid,
                     "reason": "no SIM on another carrier" if avoid else "no SIM with room"}
@@ -605,6 +614,8 @@ class ReferenceCloud:
                 self.corrupt_next = int(op.get("count", 1))
             elif kind == "prefer_plan":  # pocket-lab swap --plan NAME: the next SIMs are of that plan
                 self.prefer_plan = op.get("plan") or None
+            elif kind == "misassign":  # a broken platform: the next escapes get the failing carrier
+                self.misassign = int(op.get("count", 1))
             elif kind == "prefer_plmn":  # pocket-lab swap --carrier B: the next SIMs are that carrier's
                 self.prefer_plmn = op.get("plmn") or None
             else:
