@@ -31,6 +31,8 @@ BENCHES = [
     ("uplink under policing: device count vs carrier count (issue 10, docs/usage.md)", "bench_uplink_policing.py"),
     ("under real systemd: root image cold and cached, start to READY=1 (median of 5), RSS after 10 swaps (issue 19)",
      "bench_system.py"),
+    ("escaping a dead carrier over the seed SIM: failure to serving on another carrier, own bytes (issue 23)",
+     "bench_escape.py"),
     ("the lab's traffic model on loopback: stream rates vs bitrate (issue 21: within 20 %)", "bench_traffic.py"),
     ("the host-side USIM's share of an APDU's answer, power-up reads and AUTHENTICATE (issue 24: vs T=0's 1 s)",
      "bench_usim.py"),
