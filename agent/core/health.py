@@ -254,10 +254,11 @@ class HealthMonitor:
         event = health_event(change, sim=sim, network=self._network, now_t=now_t,
                              wall=self.clock.wall(), clock_trusted=self.clock.wall_trusted(), tz=self.settings.tz)
         event.update(self._explain(event, sim))
-        if event["state"] == "no_service" and event.get("plmn") is None and (sim or {}).get("plmn"):
+        home = (sim or {}).get("plmn")
+        if event["state"] == "no_service" and event.get("plmn") is None and home:
             # No registration, so no serving network to name: the SIM's own carrier is the
             # one that fails (issue 23; the platform counts these per PLMN).
-            event["plmn"] = sim["plmn"]
+            event["plmn"] = home
             event["evidence"] = dict(event["evidence"], plmn_from="sim")
         self._last = {"state": event["state"], "kbps": event["kbps"], "mechanism": event["mechanism"],
                       "evidence": event["evidence"]}

@@ -62,6 +62,7 @@ from agent.health import evidence
 from agent.health.evidence import Tick, nearest_known, rounded
 from agent.health.sample import Sample
 from agent.health.thresholds import (
+    BLACKHOLE_SECONDS,
     CONGEST_SPREAD,
     CONGEST_WINDOW,
     DRIFT_FRAMES,
@@ -77,7 +78,6 @@ from agent.health.thresholds import (
     IDLE_SECONDS,
     KNOWN_RATE_LOW,
     KNOWN_RATES_KBPS,
-    BLACKHOLE_SECONDS,
     MIN_BUSY_SECONDS,
     NO_SERVICE_SECONDS,
     PROBE_BYTES,

@@ -35,9 +35,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from agent.health.thresholds import BLACKHOLE_SECONDS, ENTER_HOLD, NO_SERVICE_SECONDS
 from board.virtual.modem.model import ATTACH_LATENCY, CONTEXT_LATENCY, SLOT_SWITCH_LATENCY
 from board.virtual.network import chaos
-from agent.health.thresholds import BLACKHOLE_SECONDS, ENTER_HOLD, NO_SERVICE_SECONDS
 from tests.bench.figures import line
 from tests.bench.labrun import lab
 

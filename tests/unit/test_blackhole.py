@@ -6,7 +6,12 @@ from __future__ import annotations
 
 from agent.health.classifier import Classifier, StateChange
 from agent.health.sample import Sample
-from agent.health.thresholds import BLACKHOLE_SECONDS, ENTER_HOLD, NO_SERVICE_SECONDS, SILENCE_PROBE_SECONDS
+from agent.health.thresholds import (
+    BLACKHOLE_SECONDS,
+    ENTER_HOLD,
+    NO_SERVICE_SECONDS,
+    SILENCE_PROBE_SECONDS,
+)
 
 FAST = 15_000 * 1000 // 8
 
