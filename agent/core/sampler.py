@@ -22,7 +22,7 @@ from pathlib import Path
 
 from agent.health.sample import Sample
 from agent.net.conntrack import ConntrackFlows
-from agent.net.ifstats import SYSFS_NET, read_counters
+from agent.net.ifstats import SYSFS_NET, has_carrier, read_counters
 from agent.net.reflector import UdpEchoProber
 
 LOGGER = logging.getLogger(__name__)
@@ -80,7 +80,10 @@ class LiveSampler:
             flows = self._lan_flows(now, lan_rx + lan_tx)
         rtt = None
         if self.prober is not None:
-            if probe:
+            # With no bearer the echo cannot leave and costs nothing, and its loss is what
+            # tells "registered but no data path" (issue 23: a refused data context) from
+            # an idle user, so it runs whatever the classifier's byte budget says.
+            if probe or not has_carrier(self.wan, self.root):
                 rtt = self.prober.tick()
             else:
                 self.prober.idle()

@@ -267,3 +267,22 @@ def test_probe_to_a_dead_endpoint_is_a_result_not_a_crash() -> None:
         port = s.getsockname()[1]  # bound, not listening: connection refused
         result = activecheck.run_check(PROBE_BYTES, "127.0.0.1", port)
     assert result.kbps is None and "refused" in result.reason.lower()
+
+
+def test_with_no_bearer_the_echo_runs_even_when_paused(tmp_path: Path, echo_server: tuple[str, int]) -> None:
+    """Issue 23: a data interface without its carrier (the data context refused) sends the
+    echo anyway: it cannot leave, costs nothing, and its loss tells "no data path" from an
+    idle user. With the carrier, a paused echo stays paused."""
+    stats = tmp_path / "wan0" / "statistics"
+    stats.mkdir(parents=True)
+    for name in ("rx_bytes", "tx_bytes"):
+        (stats / name).write_text("0")
+    (tmp_path / "wan0" / "carrier").write_text("1\n")
+    host, port = echo_server
+    sampler = LiveSampler("wan0", None, UdpEchoProber(host, port), None, root=tmp_path)
+    try:
+        assert sampler.sample(0.0, probe=False).probes_sent == 0
+        (tmp_path / "wan0" / "carrier").write_text("0\n")
+        assert sampler.sample(1.0, probe=False).probes_sent == 1
+    finally:
+        sampler.close()
