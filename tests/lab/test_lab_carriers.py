@@ -203,6 +203,15 @@ def test_blackhole_on_carrier_b_is_named_and_escaped(probe: chaos.ServingProbe) 
     assert record["detail"]["cell"] == named["cell"]
 
 
+def test_a_refused_data_context_on_carrier_b_is_escaped(probe: chaos.ServingProbe) -> None:
+    """Carrier B registers the SIM but refuses every data context (ESM #33): no bearer,
+    nothing leaves, named ``no_data``, escaped the same way."""
+    run = escape(probe, "pdn-reject")
+    assert_one_escape_never_b(run)
+    health = [h for h in event_data("health") if h["state"] == "no_service" and h["iccid"] == run["old"]]
+    assert health and health[-1]["plmn"] == B and health[-1]["evidence"]["cause"] == "no_data", health[-1:]
+
+
 def test_congested_carrier_b_is_not_escaped(probe: chaos.ServingProbe) -> None:
     """A slow but working carrier B (its cell's capacity wandering, 400 ms queues) is not
     a dead one: no escape, no swap, never ``no_service``."""
