@@ -110,3 +110,50 @@ def test_a_health_decision_wakes_the_policy_and_is_the_evidence(tmp_path: Path) 
     inputs = ctl._inputs()
     assert inputs.health == "throttled" and inputs.health_for_s == 5.0
     assert ctl.request_evidence() == {"state": "throttled", "kbps": 128}
+
+
+def test_an_escape_waits_for_its_retry_delay_and_stops_at_the_byte_budget(tmp_path: Path) -> None:
+    """Issue 23: the escape gate (agent/core/escape.py's state, applied in the policy loop)."""
+    clock = FakeClock()
+    ctl, _ = control(tmp_path, clock)
+    ctl.on_policy({"version": 1, "escape_after_s": 60, "escape_budget_bytes": 20_000})
+    now = clock.monotonic()
+    ctl.escape.begin("44020", {"cause": "blackhole"})
+    assert ctl._escape_gate("escape")
+    ctl.escape.could_not(now, ctl.policy)
+    assert not ctl._escape_gate("escape") and ctl._escape_gate("throttled")
+    clock.advance(60)
+    assert ctl._escape_gate("escape")
+    ctl.escape.budget.record(clock.monotonic(), 20_000)
+    assert not ctl._escape_gate("escape") and not ctl._escape_gate("boot")  # on the seed: no more asking
+    assert ctl.escape.not_before >= clock.monotonic() + ctl.policy.escape_retry_cap_s - 1
+
+
+def test_an_escape_ends_when_the_old_carrier_serves_again_or_the_swap_lands_elsewhere(tmp_path: Path) -> None:
+    clock = FakeClock()
+    ctl, _ = control(tmp_path, clock)
+    ctl.escape.begin("44020", {})
+    ctl.on_health({"state": "no_service", "evidence": {"cause": "blackhole"}})
+    assert ctl.escape.active
+    ctl.on_health({"state": "ok", "evidence": {}})
+    assert not ctl.escape.active
+    CURRENT["plmn"] = "44010"
+    try:
+        ctl.escape.begin("44020", {})
+        assert asyncio.run(ctl.swap("no_service"))
+        assert not ctl.escape.active  # CURRENT is on 44010: another carrier
+        ctl.escape.begin("44010", {})
+        assert asyncio.run(ctl.swap("no_service"))
+        assert ctl.escape.active  # still on the failing carrier: not escaped
+    finally:
+        CURRENT.pop("plmn")
+
+
+def test_the_request_evidence_names_the_failing_carrier(tmp_path: Path) -> None:
+    clock = FakeClock()
+    ctl, _ = control(tmp_path, clock)
+    ctl.on_health({"state": "no_service", "plmn": "44020", "evidence": {"cause": "not_registered"}})
+    ctl.escape.begin("44020", {"cause": "not_registered", "cell": 7})
+    assert ctl.request_evidence() == {"state": "no_service", "plmn": "44020", "failing_plmn": "44020",
+                                      "cause": "not_registered", "cell": 7}
+    assert ctl._inputs().carrier_down
