@@ -28,7 +28,15 @@ from agent import respawn
 from agent.cloud import backoff
 from agent.core import exitcodes
 from board.virtual.network import chaos
-from tests.lab.conftest import LAB_DIR, agent_status, keep_logs, lab, lab_json, lab_needed_after, wait_until
+from tests.lab.conftest import (
+    LAB_DIR,
+    agent_status,
+    keep_logs,
+    lab,
+    lab_json,
+    lab_needed_after,
+    wait_until,
+)
 
 BY_KIND = {spec.kind: spec for spec in chaos.CATALOGUE}
 
