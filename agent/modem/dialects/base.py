@@ -17,6 +17,8 @@ class Dialect:
 
     name = "base"
     has_vsim = False
+    has_remote_sim = False
+    """The module asks the host for its card over AT (agent/modem/rsim.py)."""
 
     commands: CommandTable = BASE
     """What the framer knows of each command (timeouts, secrets, parsers): 27.007 here; a

@@ -1,0 +1,185 @@
+"""The host end of the remote-SIM dialect: the module asks, the agent's card answers.
+
+``RemoteSimHost`` subscribes to the module's ``+SIMRESET`` and ``+SIMDATA:`` URCs on an
+``AtChannel`` and answers each with ``AT+SIMDATA="<hex>"`` from a ``TpduLink`` in front of
+the host-side USIM (``agent/usim``). The SIM's Ki and OPc go into that card and nowhere
+else: what crosses the AT line is the ATR, file contents, and for AUTHENTICATE the RES,
+CK and IK (or AUTS) the card computes. Every ``AT+SIMDATA`` is sent as a sensitive
+command (``at.py``: its text never logged, its echo dropped), since CK and IK are session
+keys; ``+SIMDATA:`` URCs are logged by length only (``codes.QUIET_URC_PREFIXES``).
+
+Order and resets
+----------------
+One worker task answers the module's transmissions strictly in arrival order, each with
+priority on the channel (a baseband waiting on its card must not queue behind a +CSQ
+poll). A ``+SIMRESET`` means the module has powered the card up again: anything it sent
+before and we have not answered yet belonged to the old session and is dropped; the
+answer is the new ATR. A module that resets in the middle of a session (its own reboot,
+a ``+CFUN`` cycle) therefore gets a fresh card state and carries on.
+
+Deadline
+--------
+A baseband gives up on a silent card. Under T=0 with the default parameters the work
+waiting time is 1.0 s (ISO/IEC 7816-3, docs/remote-sim.md); ``MODULE_DEADLINE_S`` is that
+bound. Each answer's time from the URC's arrival to the end of its ``AT+SIMDATA`` (the
+module's OK) is kept in ``answer_times``; one beyond the deadline is logged.
+
+Bad input
+---------
+A ``+SIMDATA`` line that cannot be read (odd hex, not hex, longer than T=0) is answered
+6700, as a card answers a transmission whose length does not fit, logged with lengths
+only, and the host keeps serving. A command with no SIM loaded is answered by the card
+(6F00); a reset with no SIM loaded gets no answer, as an empty reader slot gives none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+
+from agent.errors import ModemError
+from agent.modem import rsim
+from agent.modem.at import AtChannel
+from agent.modem.rsim import RsimError, SimData, SimReset
+from agent.sim import SimProfile
+from agent.usim import sw
+from agent.usim.card import Uicc
+from agent.usim.sqn import SqnState
+from agent.usim.tpdu import TpduLink
+
+LOGGER = logging.getLogger(__name__)
+
+MODULE_DEADLINE_S = 1.0
+"""ISO/IEC 7816-3 work waiting time at the default WI 10, Fi 372 and 3.57 MHz:
+10 x 960 x 372 / 3.57 MHz = 1.0 s, the time a card has to answer before the terminal
+counts it mute."""
+
+ANSWER_TIMEOUT_S = 5.0
+"""How long one ``AT+SIMDATA`` may wait for the module's OK: a local command on the
+module (no network), given the channel's default."""
+
+ANSWER_TIMES_KEPT = 4096
+"""Recent answer times kept for ``answer_times`` (a power-up is ~40 transmissions)."""
+
+_Event = SimReset | SimData | RsimError
+
+
+class RemoteSimHost:
+    """Answers one module's remote-SIM requests from one host-side card."""
+
+    def __init__(self, channel: AtChannel, card: Uicc | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
+        self.channel = channel
+        self.card = card or Uicc()
+        self.link = TpduLink(self.card)
+        self._clock = clock or asyncio.get_running_loop().time
+        self._queue: deque[tuple[_Event, float]] = deque()
+        self._wake = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._unsubscribe: list[Callable[[], None]] = []
+        self.answer_times: deque[float] = deque(maxlen=ANSWER_TIMES_KEPT)
+        """Seconds from each URC's arrival to its answer's OK, most recent last."""
+        self.stats: dict[str, int] = {"resets": 0, "transmissions": 0, "malformed": 0, "late": 0,
+                                      "dropped_after_reset": 0, "answer_failures": 0, "unanswered_resets": 0}
+
+    # -- life ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Listen for the module's requests (before enabling the remote SIM, so the first
+        ``+SIMRESET`` is not missed)."""
+        if self._worker is not None:
+            return
+        self._unsubscribe = [self.channel.subscribe(rsim.SIMDATA, self._on_urc),
+                             self.channel.subscribe(rsim.SIMRESET, self._on_urc)]
+        self._worker = asyncio.get_running_loop().create_task(self._serve(), name="remote-sim-host")
+
+    async def stop(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe = []
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+
+    # -- the card in the slot ------------------------------------------------------------
+    async def insert(self, profile: SimProfile, sqn: SqnState | None = None, spn: str = "") -> None:
+        """Load ``profile`` into the card and tell the module a card is present: it answers
+        with ``+SIMRESET`` and reads the card as at power-up. The keys stay in the card."""
+        self.card.load(profile, sqn=sqn, spn=spn)
+        await self.channel.command(rsim.enable_command(True), priority=True)
+
+    async def remove(self) -> None:
+        """Tell the module the card is gone, then empty the card (the first half of a swap:
+        "remove card A")."""
+        await self.channel.command(rsim.enable_command(False), priority=True)
+        self.card.unload()
+        self.link.reset()
+
+    async def swap(self, profile: SimProfile, sqn: SqnState | None = None, spn: str = "") -> None:
+        """Remove the card in the slot and insert ``profile``'s (docs/remote-sim.md)."""
+        await self.remove()
+        await self.insert(profile, sqn=sqn, spn=spn)
+
+    # -- URCs ----------------------------------------------------------------------------
+    def _on_urc(self, line: str) -> None:
+        now = self._clock()
+        try:
+            event: _Event = rsim.parse_urc(line)
+        except RsimError as exc:
+            event = exc
+        if isinstance(event, SimReset):
+            stale = sum(1 for queued, _ in self._queue if not isinstance(queued, SimReset))
+            self.stats["dropped_after_reset"] += stale
+            self._queue.clear()
+        self._queue.append((event, now))
+        self._wake.set()
+
+    async def _serve(self) -> None:
+        while True:
+            while not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+            event, arrived = self._queue.popleft()
+            answer = self._answer_for(event)
+            if answer is None:
+                continue
+            await self._send(answer, arrived)
+
+    def _answer_for(self, event: _Event) -> bytes | None:
+        if isinstance(event, SimReset):
+            self.stats["resets"] += 1
+            atr = self.link.reset()
+            if not atr:
+                self.stats["unanswered_resets"] += 1
+                LOGGER.info("remote SIM: the module reset the card, but no SIM is loaded: no ATR")
+                return None
+            LOGGER.info("remote SIM: card reset by the module, ATR sent")
+            return atr
+        if isinstance(event, RsimError):
+            self.stats["malformed"] += 1
+            self.link.reset_exchange()
+            LOGGER.warning("remote SIM: unreadable +SIMDATA answered 6700: %s", type(event).__name__)
+            return sw.WRONG_LENGTH
+        self.stats["transmissions"] += 1
+        answer = self.link.receive(event.payload)
+        if self.link.last_error is not None:
+            LOGGER.info("remote SIM: %s (%s)", type(self.link.last_error).__name__, self.link.last_error)
+        return answer
+
+    async def _send(self, answer: bytes, arrived: float) -> None:
+        try:
+            await self.channel.command(rsim.answer_command(answer), priority=True, sensitive=True,
+                                       timeout=ANSWER_TIMEOUT_S)
+        except ModemError as exc:  # ours, with the redacted line only; keep serving
+            self.stats["answer_failures"] += 1
+            LOGGER.warning("remote SIM: answer not taken by the module: %s", type(exc).__name__)
+            return
+        took = self._clock() - arrived
+        self.answer_times.append(took)
+        if took > MODULE_DEADLINE_S:
+            self.stats["late"] += 1
+            LOGGER.warning("remote SIM: answer took %.3f s, beyond the card's %.1f s", took, MODULE_DEADLINE_S)
