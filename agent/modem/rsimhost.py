@@ -78,6 +78,7 @@ class RemoteSimHost:
         self._clock = clock or asyncio.get_running_loop().time
         self._queue: deque[tuple[_Event, float]] = deque()
         self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._unsubscribe: list[Callable[[], None]] = []
         self.answer_times: deque[float] = deque(maxlen=ANSWER_TIMES_KEPT)
@@ -104,6 +105,12 @@ class RemoteSimHost:
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
+
+    async def idle(self) -> None:
+        """Return once every request that has arrived is answered (tests, benchmarks)."""
+        while self._queue or not self._idle.is_set():
+            await self._idle.wait()
+            await asyncio.sleep(0)  # a URC read in the same chunk may still be queued
 
     # -- the card in the slot ------------------------------------------------------------
     async def insert(self, profile: SimProfile, sqn: SqnState | None = None, spn: str = "") -> None:
@@ -136,13 +143,16 @@ class RemoteSimHost:
             self.stats["dropped_after_reset"] += stale
             self._queue.clear()
         self._queue.append((event, now))
+        self._idle.clear()
         self._wake.set()
 
     async def _serve(self) -> None:
         while True:
             while not self._queue:
                 self._wake.clear()
+                self._idle.set()
                 await self._wake.wait()
+            self._idle.clear()
             event, arrived = self._queue.popleft()
             answer = self._answer_for(event)
             if answer is None:

@@ -147,6 +147,11 @@ class ModemConfig:
     (the board's data path is a network interface, as the virtual board's wwan0)."""
     rsrp_dbm: float = -85.0
     rsrq_db: float = -9.0
+    remote_sim: bool = False
+    """No card of its own: the SIM is asked of the host over AT (board/virtual/modem/rsim.py)."""
+    rsim_deadline_s: float = 1.0
+    """Wall-clock seconds the remote card has to answer one transmission before the module
+    counts it mute: the T=0 work waiting time at default parameters (docs/remote-sim.md)."""
 
     @classmethod
     def from_file(cls, path: str | Path) -> ModemConfig:
