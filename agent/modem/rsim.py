@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from typing import Protocol
 
 from agent.errors import ModemError
 
@@ -164,3 +165,35 @@ def parse_answer_command(line: str) -> bytes:
 def enable_command(on: bool) -> str:
     """The command that inserts (True) or removes (False) the remote card."""
     return RSIM_ENABLE.format(on=int(on))
+
+
+class RsimFraming(Protocol):
+    """What the host needs of a module family's remote-SIM commands: which URCs to listen
+    to, how to read one, how to write the card's answer and the insert/remove command.
+    A new family is one class like ``FibocomFraming`` (docs/remote-sim.md)."""
+
+    urc_prefixes: tuple[str, ...]
+
+    def parse_urc(self, line: str) -> RsimEvent: ...
+
+    def answer_command(self, answer: bytes) -> str: ...
+
+    def enable_command(self, on: bool) -> str: ...
+
+
+class FibocomFraming:
+    """Fibocom's remote SIM protocol (this module's doc): the functions above."""
+
+    urc_prefixes = URC_NAMES
+
+    def parse_urc(self, line: str) -> RsimEvent:
+        return parse_urc(line)
+
+    def answer_command(self, answer: bytes) -> str:
+        return answer_command(answer)
+
+    def enable_command(self, on: bool) -> str:
+        return enable_command(on)
+
+
+FIBOCOM = FibocomFraming()

@@ -41,9 +41,8 @@ from collections import deque
 from collections.abc import Callable
 
 from agent.errors import ModemError
-from agent.modem import rsim
 from agent.modem.at import AtChannel
-from agent.modem.rsim import RsimError, SimData, SimReset
+from agent.modem.rsim import FIBOCOM, RsimError, RsimFraming, SimData, SimReset
 from agent.sim import SimProfile
 from agent.usim import sw
 from agent.usim.card import Uicc
@@ -70,9 +69,11 @@ _Event = SimReset | SimData | RsimError
 class RemoteSimHost:
     """Answers one module's remote-SIM requests from one host-side card."""
 
-    def __init__(self, channel: AtChannel, card: Uicc | None = None,
+    def __init__(self, channel: AtChannel, card: Uicc | None = None, framing: RsimFraming = FIBOCOM,
                  clock: Callable[[], float] | None = None) -> None:
         self.channel = channel
+        self.framing = framing
+        """The module family's commands (the dialect's ``remote_sim``)."""
         self.card = card or Uicc()
         self.link = TpduLink(self.card)
         self._clock = clock or asyncio.get_running_loop().time
@@ -92,8 +93,7 @@ class RemoteSimHost:
         ``+SIMRESET`` is not missed)."""
         if self._worker is not None:
             return
-        self._unsubscribe = [self.channel.subscribe(rsim.SIMDATA, self._on_urc),
-                             self.channel.subscribe(rsim.SIMRESET, self._on_urc)]
+        self._unsubscribe = [self.channel.subscribe(prefix, self._on_urc) for prefix in self.framing.urc_prefixes]
         self._worker = asyncio.get_running_loop().create_task(self._serve(), name="remote-sim-host")
 
     async def stop(self) -> None:
@@ -117,12 +117,12 @@ class RemoteSimHost:
         """Load ``profile`` into the card and tell the module a card is present: it answers
         with ``+SIMRESET`` and reads the card as at power-up. The keys stay in the card."""
         self.card.load(profile, sqn=sqn, spn=spn)
-        await self.channel.command(rsim.enable_command(True), priority=True)
+        await self.channel.command(self.framing.enable_command(True), priority=True)
 
     async def remove(self) -> None:
         """Tell the module the card is gone, then empty the card (the first half of a swap:
         "remove card A")."""
-        await self.channel.command(rsim.enable_command(False), priority=True)
+        await self.channel.command(self.framing.enable_command(False), priority=True)
         self.card.unload()
         self.link.reset()
 
@@ -135,7 +135,7 @@ class RemoteSimHost:
     def _on_urc(self, line: str) -> None:
         now = self._clock()
         try:
-            event: _Event = rsim.parse_urc(line)
+            event: _Event = self.framing.parse_urc(line)
         except RsimError as exc:
             event = exc
         if isinstance(event, SimReset):
@@ -182,7 +182,7 @@ class RemoteSimHost:
 
     async def _send(self, answer: bytes, arrived: float) -> None:
         try:
-            await self.channel.command(rsim.answer_command(answer), priority=True, sensitive=True,
+            await self.channel.command(self.framing.answer_command(answer), priority=True, sensitive=True,
                                        timeout=ANSWER_TIMEOUT_S)
         except ModemError as exc:  # ours, with the redacted line only; keep serving
             self.stats["answer_failures"] += 1

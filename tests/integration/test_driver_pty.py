@@ -267,6 +267,8 @@ def test_shipped_profiles_load_and_name_known_dialects() -> None:
     assert virtual.vsim_slots == (1, 2) and virtual.seed_slot == 0
     ec25 = load_profile("quectel-ec25-openwrt")
     assert ec25.dialect == "generic" and ec25.link_header_bytes == 0 and ec25.reset_line["kind"] == "gpio"
+    remote = load_profile("remote-sim")
+    assert remote.dialect == "fibocom-rsim" and remote.vsim_slots == () and DIALECTS[remote.dialect].has_remote_sim
     assert set(KNOWN_DIALECTS) == set(DIALECTS)
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from agent.modem.commands import BASE, RSIM_COMMANDS
 from agent.modem.dialects.base import Dialect
+from agent.modem.rsim import FIBOCOM, RsimFraming
 
 
 class FibocomRsimDialect(Dialect):
     name = "fibocom-rsim"
     has_remote_sim = True
     commands = BASE.with_(*RSIM_COMMANDS)
+    remote_sim: RsimFraming = FIBOCOM

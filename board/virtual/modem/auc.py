@@ -34,6 +34,9 @@ AMF_RESYNC = bytes(2)
 VECTORS_KEPT = 4
 """Outstanding vectors kept per subscriber: an MME holds a batch of a few (1-5)."""
 
+EMM_ILLEGAL_UE = 3
+"""EMM cause #3: authentication failed (TS 24.301 annex A)."""
+
 KeyLookup = Callable[[str], tuple[bytes, bytes] | None]
 
 
@@ -143,6 +146,3 @@ class AkaCarrier(NullCarrier):
         self.rejected.append(imsi)
         return EMM_ILLEGAL_UE
 
-
-EMM_ILLEGAL_UE = 3
-"""EMM cause #3: authentication failed (TS 24.301 annex A)."""

@@ -58,9 +58,11 @@ class CarrierReject(Exception):
 class CarrierHooks(Protocol):
     """How the modem talks to the (virtual) carrier network."""
 
-    def attach(self, imsi: str, plmn: str, challenge: Callable[[bytes], bytes]) -> int | None:
+    def attach(self, imsi: str, plmn: str, challenge: Callable[[bytes], bytes] | None) -> int | None:
         """Authenticate+register. ``challenge(rand16)`` returns RES computed with the
-        slot's Ki/OPc. None = accepted, int = EMM reject cause."""
+        slot's Ki/OPc; None is a remote-SIM modem's attach, authenticated just before with
+        the carrier's ``auc`` (board/virtual/modem/auc.py), if it has one. None =
+        accepted, int = EMM reject cause."""
         ...
 
     def activate(self, imsi: str, cid: int, apn: str) -> dict[str, Any]:
@@ -79,7 +81,7 @@ class NullCarrier:
         self._next = itertools.count(0)
         self.attached: set[str] = set()
 
-    def attach(self, imsi: str, plmn: str, challenge: Callable[[bytes], bytes]) -> int | None:
+    def attach(self, imsi: str, plmn: str, challenge: Callable[[bytes], bytes] | None) -> int | None:
         self.attached.add(imsi)
         return None
 
