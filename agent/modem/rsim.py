@@ -46,7 +46,7 @@ LOGGER = logging.getLogger(__name__)
 
 SIMDATA = "+SIMDATA"
 SIMRESET = "+SIMRESET"
-URC_NAMES = (SIMDATA, SIMRESET)
+URC_NAMES: tuple[str, ...] = (SIMDATA, SIMRESET)
 """What the module sends unsolicited in this dialect."""
 
 RSIM_ENABLE = 'AT+GTSET="RSIM",{on}'
@@ -184,7 +184,7 @@ class RsimFraming(Protocol):
 class FibocomFraming:
     """Fibocom's remote SIM protocol (this module's doc): the functions above."""
 
-    urc_prefixes = URC_NAMES
+    urc_prefixes: tuple[str, ...] = URC_NAMES
 
     def parse_urc(self, line: str) -> RsimEvent:
         return parse_urc(line)

@@ -332,6 +332,8 @@ class RemoteSimBaseband:
             raise CardError("the USIM application cannot be selected")
         yield from self._apdu(bytes([0x80, TERMINAL_PROFILE_INS, 0x00, 0x00, len(TERMINAL_PROFILE)]) + TERMINAL_PROFILE)
         _, pin = yield from self._apdu(bytes([0x00, VERIFY, 0x00, 0x01, 0x00]))
+        if pin != b"\x90\x00":  # 63Cx: PIN1 enabled; a cloud SIM has it off (docs/remote-sim.md)
+            raise CardError("the card asks for PIN1, which this terminal has no way to enter")
         files: dict[str, bytes | None] = {}
         for fid, name in READ_AT_POWER_UP:
             files[name] = yield from self._read(fid)

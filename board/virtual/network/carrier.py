@@ -307,7 +307,8 @@ table ip carrier {{
             if not self.auc.take_authenticated(imsi):
                 LOGGER.warning("carrier: attach of IMSI %s without a passed AKA rejected", imsi)
                 return EMM_ILLEGAL_UE
-            return self._attached(imsi, sim, plmn)
+            self._attached(imsi, sim, plmn)
+            return None
         rand = os.urandom(16)
         expected = milenage.res(bytes.fromhex(sim["ki"]), bytes.fromhex(sim["opc"]), rand)
         try:
@@ -318,14 +319,14 @@ table ip carrier {{
         if answer != expected:
             LOGGER.warning("carrier: authentication failure for IMSI %s (RES mismatch)", imsi)
             return EMM_ILLEGAL_UE
-        return self._attached(imsi, sim, plmn)
+        self._attached(imsi, sim, plmn)
+        return None
 
     def _attached(self, imsi: str, sim: dict[str, Any], plmn: str) -> None:
         with self._lock:
             self._state["attached"][imsi] = {"iccid": sim["iccid"], "plmn": plmn}
             self._save()
         LOGGER.info("carrier: IMSI %s attached", imsi)
-        return None
 
     def activate(self, imsi: str, cid: int, apn: str) -> dict[str, Any]:
         """Bring the carrier side of a data context up; return what +CGCONTRDP reports."""
