@@ -39,9 +39,10 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
+from typing import Any, Protocol
 
 from agent.errors import ModemError
-from agent.modem.at import AtChannel
+from agent.modem.at import AtResponse
 from agent.modem.rsim import FIBOCOM, RsimError, RsimFraming, SimData, SimReset
 from agent.sim import SimProfile
 from agent.usim import sw
@@ -66,10 +67,20 @@ ANSWER_TIMES_KEPT = 4096
 _Event = SimReset | SimData | RsimError
 
 
+class AtPort(Protocol):
+    """What the host needs of the AT line: an ``AtChannel``, or the ``Modem`` driver (whose
+    subscriptions survive a reopen of the port and whose commands re-send the start-up
+    settings after the module rebooted)."""
+
+    def subscribe(self, prefix: str, callback: Callable[[str], None]) -> Any: ...
+
+    async def command(self, command: str, **kw: Any) -> AtResponse: ...
+
+
 class RemoteSimHost:
     """Answers one module's remote-SIM requests from one host-side card."""
 
-    def __init__(self, channel: AtChannel, card: Uicc | None = None, framing: RsimFraming = FIBOCOM,
+    def __init__(self, channel: AtPort, card: Uicc | None = None, framing: RsimFraming = FIBOCOM,
                  clock: Callable[[], float] | None = None) -> None:
         self.channel = channel
         self.framing = framing
@@ -82,6 +93,7 @@ class RemoteSimHost:
         self._idle = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._unsubscribe: list[Callable[[], None]] = []
+        self._subscribed = False
         self.answer_times: deque[float] = deque(maxlen=ANSWER_TIMES_KEPT)
         """Seconds from each URC's arrival to its answer's OK, most recent last."""
         self.stats: dict[str, int] = {"resets": 0, "transmissions": 0, "malformed": 0, "late": 0,
@@ -93,13 +105,20 @@ class RemoteSimHost:
         ``+SIMRESET`` is not missed)."""
         if self._worker is not None:
             return
-        self._unsubscribe = [self.channel.subscribe(prefix, self._on_urc) for prefix in self.framing.urc_prefixes]
+        if not self._subscribed:
+            found = [self.channel.subscribe(prefix, self._on_urc) for prefix in self.framing.urc_prefixes]
+            self._unsubscribe = [unsubscribe for unsubscribe in found if callable(unsubscribe)]
+            self._subscribed = True
         self._worker = asyncio.get_running_loop().create_task(self._serve(), name="remote-sim-host")
 
     async def stop(self) -> None:
-        for unsubscribe in self._unsubscribe:
-            unsubscribe()
-        self._unsubscribe = []
+        """Stop answering. On a channel the subscriptions go too; a ``Modem``'s outlive
+        the port and stay (``start`` again resumes with them)."""
+        if self._unsubscribe:
+            for unsubscribe in self._unsubscribe:
+                unsubscribe()
+            self._unsubscribe = []
+            self._subscribed = False
         worker, self._worker = self._worker, None
         if worker is not None:
             worker.cancel()
@@ -122,9 +141,22 @@ class RemoteSimHost:
     async def remove(self) -> None:
         """Tell the module the card is gone, then empty the card (the first half of a swap:
         "remove card A")."""
+        card = await self.eject()
+        card.unload()
+
+    async def eject(self) -> Uicc:
+        """Tell the module the card is gone and return the card, kept as it is (its files
+        and SQN state: a rollback inserts it again); the slot holds an empty card."""
         await self.channel.command(self.framing.enable_command(False), priority=True)
-        self.card.unload()
-        self.link.reset()
+        card, self.card = self.card, Uicc()
+        self.link = TpduLink(self.card)
+        return card
+
+    async def insert_card(self, card: Uicc) -> None:
+        """Put ``card`` (loaded) in the slot and tell the module a card is present."""
+        self.card = card
+        self.link = TpduLink(card)
+        await self.channel.command(self.framing.enable_command(True), priority=True)
 
     async def swap(self, profile: SimProfile, sqn: SqnState | None = None, spn: str = "") -> None:
         """Remove the card in the slot and insert ``profile``'s (docs/remote-sim.md)."""
