@@ -16,7 +16,6 @@ from agent.core.swap import SimFacts, SwapFailed, SwapMachine
 from agent.modem.driver import Modem
 from agent.sim import SimProfile
 from board.virtual.modem.auc import AkaCarrier
-from board.virtual.modem.device import VirtualModem
 from tests.integration.rsim_rig import KI, OPC, OTHER, PROFILE, WAIT_S, rsim_modem
 from tests.integration.test_swap_machine import Assignment, Recorder
 from tests.unit.at_fakes import async_test
@@ -25,7 +24,7 @@ OLD, NEW = PROFILE, OTHER
 
 
 @asynccontextmanager
-async def on_old_sim(new_keys: SimProfile = NEW) -> AsyncIterator[tuple[Modem, SimFacts, VirtualModem, AkaCarrier]]:
+async def on_old_sim(new_keys: SimProfile = NEW) -> AsyncIterator[tuple[Modem, SimFacts, AkaCarrier]]:
     """A remote-SIM modem serving OLD from host slot 1 with its data context up. The
     carrier knows OLD and ``new_keys``' subscriber."""
     keys = {OLD.imsi: (OLD.ki, OLD.opc), NEW.imsi: (new_keys.ki, new_keys.opc)}
@@ -40,7 +39,7 @@ async def on_old_sim(new_keys: SimProfile = NEW) -> AsyncIterator[tuple[Modem, S
         await registered(modem)
         await modem.define_context(1, OLD.apn)
         await modem.activate_context(1)
-        yield modem, SimFacts(1, OLD.iccid, OLD.imsi, False, OLD.plan.to_dict(), "a-old", OLD.apn), vmodem, carrier
+        yield modem, SimFacts(1, OLD.iccid, OLD.imsi, False, OLD.plan.to_dict(), "a-old", OLD.apn), carrier
     finally:
         await modem.close()
         vmodem.stop()
@@ -67,7 +66,7 @@ def machine(modem: Modem, rec: Recorder, tmp_path: Path) -> SwapMachine:
 
 @async_test
 async def test_a_commanded_swap_moves_the_remote_card(tmp_path: Path) -> None:
-    async with on_old_sim() as (modem, old, vmodem, carrier):
+    async with on_old_sim() as (modem, old, carrier):
         rec = Recorder(Assignment("a-1", NEW))
         new = await machine(modem, rec, tmp_path).swap("command", old)
         assert (new.slot, new.iccid) == (2, NEW.iccid)
@@ -86,7 +85,7 @@ async def test_a_wrong_key_is_refused_and_rolled_back_to_the_old_card(tmp_path: 
     wrong, the network rejects (EMM #20), and the machine puts the old card back: its SQN
     state kept, so it authenticates again at once."""
     wrong = SimProfile(NEW.iccid, NEW.imsi, bytes(16), NEW.opc, NEW.plmn, NEW.apn)
-    async with on_old_sim() as (modem, old, vmodem, carrier):
+    async with on_old_sim() as (modem, old, carrier):
         assert modem.remote is not None
         sqn_before = modem.remote.sqn_state(1)
         rec = Recorder(Assignment("a-2", wrong))
@@ -104,7 +103,7 @@ async def test_a_wrong_key_is_refused_and_rolled_back_to_the_old_card(tmp_path: 
 
 @async_test
 async def test_no_key_crosses_the_line_during_a_whole_swap(tmp_path: Path) -> None:
-    async with on_old_sim() as (modem, old, vmodem, carrier):
+    async with on_old_sim() as (modem, old, _):
         assert modem.channel is not None
         seen = bytearray()
         write = modem.channel._write
