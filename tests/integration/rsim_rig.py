@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -64,8 +65,9 @@ SETUP = ("ATE0", "AT+CMEE=1", "AT+CEREG=3")
 
 @dataclass
 class Rig:
-    modem: VirtualModem
-    carrier: AkaCarrier
+    modem: VirtualModem | None
+    """None when the modem runs in another process (``served``)."""
+    carrier: AkaCarrier | None
     channel: AtChannel
     host: RemoteSimHost
     cereg: Cereg
@@ -82,7 +84,10 @@ class Rig:
         """Reboot the module and wait for its RDY; settings made again."""
         booted = asyncio.Event()
         unsubscribe = self.channel.subscribe("RDY", lambda line: booted.set())
-        self.modem.reboot()
+        if self.modem is not None:
+            self.modem.reboot()
+        else:
+            await self.channel.command("AT+CFUN=1,1")
         await asyncio.wait_for(booted.wait(), WAIT_S)
         unsubscribe()
         await self.setup()
@@ -93,14 +98,29 @@ def rsim_modem(carrier: AkaCarrier, seed: int = 11, **config: object) -> Virtual
                         carrier=carrier)
 
 
+def carrier_of(subscribers: tuple[SimProfile, ...] = (PROFILE, OTHER)) -> AkaCarrier:
+    keys = {sim.imsi: (sim.ki, sim.opc) for sim in subscribers}
+    return AkaCarrier(keys.get)
+
+
 @contextlib.asynccontextmanager
 async def rig(subscribers: tuple[SimProfile, ...] = (PROFILE, OTHER), **config: object) -> AsyncIterator[Rig]:
     """The modem running, the host listening (remote SIM still off), +CEREG reported."""
-    keys = {sim.imsi: (sim.ki, sim.opc) for sim in subscribers}
-    carrier = AkaCarrier(keys.get)
+    carrier = carrier_of(subscribers)
     modem = rsim_modem(carrier, **config)
     modem.start()
-    channel = await open_channel(modem.path, commands=FibocomRsimDialect.commands)
+    try:
+        async with on_port(modem.path, modem, carrier) as found:
+            yield found
+    finally:
+        modem.stop()
+
+
+@contextlib.asynccontextmanager
+async def on_port(path: str, modem: VirtualModem | None = None, carrier: AkaCarrier | None = None,
+                  ) -> AsyncIterator[Rig]:
+    """The host listening on the modem's pty at ``path``, +CEREG reported."""
+    channel = await open_channel(path, commands=FibocomRsimDialect.commands)
     try:
         cereg = Cereg()
         channel.subscribe("+CEREG", cereg.on_urc)
@@ -112,4 +132,20 @@ async def rig(subscribers: tuple[SimProfile, ...] = (PROFILE, OTHER), **config: 
         await host.stop()
     finally:
         channel.close()
+
+
+def serve() -> int:
+    """The remote-SIM modem and its carrier in a process of their own (benchmarks that
+    load the agent's event loop must not starve the modem of the GIL): prints the pty's
+    path, serves until stdin closes."""
+    modem = rsim_modem(carrier_of())
+    print(modem.start(), flush=True)
+    try:
+        sys.stdin.read()
+    finally:
         modem.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(serve())
