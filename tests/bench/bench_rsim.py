@@ -45,7 +45,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from agent.core.swap import SimFacts, SwapMachine
+from agent.core.swap import SwapMachine
 from agent.modem.driver import Modem
 from agent.modem.rsimhost import MODULE_DEADLINE_S
 from board.virtual.modem.auc import AkaCarrier
@@ -59,7 +59,7 @@ from board.virtual.modem.model import (
 )
 from tests.bench.figures import line, pct
 from tests.integration.rsim_rig import OTHER, PROFILE, REGISTERED, Rig, on_port, rig, rsim_modem
-from tests.integration.test_remote_sim_swap import registered
+from tests.integration.test_remote_sim_swap import serving
 from tests.integration.test_swap_machine import Assignment, Recorder
 
 HOG_SLICE_S = 0.002
@@ -140,12 +140,7 @@ async def swap_breaks(remote: bool, count: int) -> list[float]:
     breaks: list[float] = []
     try:
         await modem.open()
-        await modem.load_profile(1, PROFILE)
-        await modem.select_slot(1)
-        await registered(modem)
-        await modem.define_context(1, PROFILE.apn)
-        await modem.activate_context(1)
-        current = SimFacts(1, PROFILE.iccid, PROFILE.imsi, False, PROFILE.plan.to_dict(), "a-0", PROFILE.apn)
+        current = await serving(modem, PROFILE, "a-0")
         with tempfile.TemporaryDirectory() as state:
             for n in range(count):
                 rec = Recorder(Assignment(f"a-{n + 1}", sims[(n + 1) % 2]))

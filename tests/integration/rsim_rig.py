@@ -93,6 +93,26 @@ class Rig:
         await self.setup()
 
 
+def tap(channel: AtChannel) -> bytearray:
+    """Every byte the channel writes and reads from now on, in order, into the returned
+    buffer (what a second process on the UART, or a technician's cable, would see)."""
+    seen = bytearray()
+    write, receive = channel._write, channel.data_received
+    assert write is not None
+
+    def tx(data: bytes) -> None:
+        seen.extend(data)
+        write(data)
+
+    def rx(data: bytes) -> None:
+        seen.extend(data)
+        receive(data)
+
+    channel._write = tx
+    channel.data_received = rx  # type: ignore[method-assign]
+    return seen
+
+
 def rsim_modem(carrier: AkaCarrier, seed: int = 11, **config: object) -> VirtualModem:
     return VirtualModem(ModemConfig(time_scale=FAST_SCALE, remote_sim=True, rng_seed=seed, **config),  # type: ignore[arg-type]
                         carrier=carrier)

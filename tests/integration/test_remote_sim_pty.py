@@ -12,7 +12,7 @@ from agent.logs import TRACE
 from agent.sim import SimProfile
 from agent.usim.sqn import SqnState
 from board.virtual.modem import milenage
-from tests.integration.rsim_rig import KI, OPC, OTHER, PROFILE, REGISTERED, rig
+from tests.integration.rsim_rig import KI, OPC, OTHER, PROFILE, REGISTERED, rig, tap
 from tests.unit.at_fakes import async_test
 
 POWER_UP_FILES = ["3F00", "2FE2", "2F00", "ADF", "6F07", "6FAD", "6F38", "6F56", "6F31", "6F78", "6F7B",
@@ -146,23 +146,9 @@ async def test_no_key_crosses_the_at_line_or_reaches_a_log(level: int, caplog: p
     (power-up, attach, resync, swap, reset) searched: no Ki, no OPc, no AK or AK*; what a
     card may give the module (RES, CK, IK, AUTS) is on the line and in no log."""
     caplog.set_level(level)
-    on_line = bytearray()
     async with rig() as r:
-        write = r.channel._write
-        assert write is not None
-
-        def tx(data: bytes) -> None:
-            on_line.extend(data)
-            write(data)
-
-        r.channel._write = tx
-        receive = r.channel.data_received
-
-        def rx(data: bytes) -> None:
-            on_line.extend(data)
-            receive(data)
-
-        r.channel.data_received = rx  # type: ignore[method-assign]
+        assert r.carrier is not None
+        on_line = tap(r.channel)
         rands: list[bytes] = []
         issue = r.carrier.auc.vector
 

@@ -16,7 +16,7 @@ from agent.core.swap import SimFacts, SwapFailed, SwapMachine
 from agent.modem.driver import Modem
 from agent.sim import SimProfile
 from board.virtual.modem.auc import AkaCarrier
-from tests.integration.rsim_rig import KI, OPC, OTHER, PROFILE, WAIT_S, rsim_modem
+from tests.integration.rsim_rig import KI, OPC, OTHER, PROFILE, WAIT_S, rsim_modem, tap
 from tests.integration.test_swap_machine import Assignment, Recorder
 from tests.unit.at_fakes import async_test
 
@@ -34,15 +34,20 @@ async def on_old_sim(new_keys: SimProfile = NEW) -> AsyncIterator[tuple[Modem, S
     modem = Modem(vmodem.path, "fibocom-rsim")
     try:
         await modem.open()
-        await modem.load_profile(1, OLD)
-        await modem.select_slot(1)
-        await registered(modem)
-        await modem.define_context(1, OLD.apn)
-        await modem.activate_context(1)
-        yield modem, SimFacts(1, OLD.iccid, OLD.imsi, False, OLD.plan.to_dict(), "a-old", OLD.apn), carrier
+        yield modem, await serving(modem, OLD, "a-old"), carrier
     finally:
         await modem.close()
         vmodem.stop()
+
+
+async def serving(modem: Modem, sim: SimProfile, assignment_id: str) -> SimFacts:
+    """``sim`` loaded into slot 1 and selected, registered, its data context up."""
+    await modem.load_profile(1, sim)
+    await modem.select_slot(1)
+    await registered(modem)
+    await modem.define_context(1, sim.apn)
+    await modem.activate_context(1)
+    return SimFacts(1, sim.iccid, sim.imsi, False, sim.plan.to_dict(), assignment_id, sim.apn)
 
 
 async def registered(modem: Modem) -> None:
@@ -105,22 +110,7 @@ async def test_a_wrong_key_is_refused_and_rolled_back_to_the_old_card(tmp_path: 
 async def test_no_key_crosses_the_line_during_a_whole_swap(tmp_path: Path) -> None:
     async with on_old_sim() as (modem, old, _):
         assert modem.channel is not None
-        seen = bytearray()
-        write = modem.channel._write
-        assert write is not None
-
-        def tx(data: bytes) -> None:
-            seen.extend(data)
-            write(data)
-
-        modem.channel._write = tx
-        receive = modem.channel.data_received
-
-        def rx(data: bytes) -> None:
-            seen.extend(data)
-            receive(data)
-
-        modem.channel.data_received = rx  # type: ignore[method-assign]
+        seen = tap(modem.channel)
         await machine(modem, Recorder(Assignment("a-3", NEW)), tmp_path).swap("command", old)
     text = seen.decode("ascii", "replace").upper()
     assert "+SIMDATA:" in text and "AT+SIMDATA=" in text
