@@ -127,8 +127,8 @@ def _check_values(p: BoardProfile) -> None:
         )
     if p.seed_slot in p.vsim_slots:
         raise ConfigError(f"board profile: key 'seed_slot' {p.seed_slot} must not be one of vsim_slots {p.vsim_slots}")
-    if p.dialect == "generic" and p.vsim_slots:
-        raise ConfigError("board profile: key 'vsim_slots' must be empty for dialect generic (no vSIM)")
+    if p.vsim_slots and not (DIALECTS[p.dialect].has_vsim or DIALECTS[p.dialect].has_remote_sim):
+        raise ConfigError(f"board profile: key 'vsim_slots' must be empty for dialect {p.dialect} (no vSIM)")
     if not isinstance(p.lan_address, str):
         raise ConfigError(f"board profile: key 'lan_address' must be a string, got {p.lan_address!r}")
     if p.lan_address:

@@ -86,7 +86,14 @@ def board(cfg: AgentConfig) -> BoardProfile:
         profile = load_profile(cfg.board_profile)
     except ConfigError as exc:
         raise _config(str(exc), "board_profile") from None
-    if not DIALECTS[profile.dialect].has_vsim or not profile.vsim_slots:
+    dialect = DIALECTS[profile.dialect]
+    if dialect.has_remote_sim:
+        raise UnsupportedBoard(
+            f"cannot serve on board {profile.name!r}: its modem dialect {profile.dialect!r} asks the host for the "
+            f"SIM over AT, and the daemon has no seed SIM to start from on it nor keeps its host-side cards "
+            f"across a restart yet (issue #{REMOTE_SIM_ISSUE}, docs/remote-sim.md)",
+            exit_code=ExitCode.CONFIG_INVALID, reason="board_cannot_serve")
+    if not dialect.has_vsim or not profile.vsim_slots:
         raise UnsupportedBoard(
             f"cannot serve on board {profile.name!r}: its modem dialect {profile.dialect!r} has no vSIM slots, "
             f"so no SIM the cloud assigns can be loaded (a remote-SIM dialect is issue #{REMOTE_SIM_ISSUE})",

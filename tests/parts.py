@@ -39,9 +39,22 @@ class Part:
     env: dict[str, str] = field(default_factory=dict)
 
 
+LAB_TIME_SCALE = "0.2"
+"""The virtual modem's clock in the test labs (``pocket-lab up --time-scale``): every modelled
+latency x 0.2, so a swap's ~6 modelled seconds (switch 3 s, attach 2 s, data 0.8 s) take
+1.2 s. No lab test measures modem time (their bounds are ten times the modelled time or
+more, and benchmarks bring their own lab up at 1.0); twenty back-to-back swaps and eight
+killed ones were three minutes each of waiting on it (issue 21). Not faster: the lab's
+carrier and the agent's own timers (the data check, the cloud round trip) do not scale,
+and below about 0.05 the modem's events would race the agent's reactions on a loaded
+machine (board/virtual/lab/ctl.py MIN_TIME_SCALE)."""
+
+
 def lab_env(tag: str) -> dict[str, str]:
-    """A lab of the part's own: namespaces ``pwt<tag>-*``, directory ``/run/pocket-lab-t<tag>``."""
-    return {"POCKET_LAB_PREFIX": f"pwt{tag}", "POCKET_LAB_TEST_DIR": f"/run/pocket-lab-t{tag}"}
+    """A lab of the part's own: namespaces ``pwt<tag>-*``, directory ``/run/pocket-lab-t<tag>``,
+    the modem on the test labs' clock."""
+    return {"POCKET_LAB_PREFIX": f"pwt{tag}", "POCKET_LAB_TEST_DIR": f"/run/pocket-lab-t{tag}",
+            "POCKET_LAB_TIME_SCALE": LAB_TIME_SCALE}
 
 
 LAB_HEAVY = ["tests/lab/test_lab_swap.py", "tests/lab/test_lab_usage.py"]
@@ -57,14 +70,19 @@ clock advanced across 72 hours; about 7 minutes. Run after the light lab tests o
 ``lab-heavy`` starved both."""
 LAB_FAULTS = ["tests/lab/test_lab_faults.py"]
 """Every fault kind, the restart loop and the short soak: mostly waiting on heal clocks."""
+LAB_LIGHT = ["tests/lab/test_lab_own_traffic.py", "tests/lab/test_lab_console.py", "tests/lab/test_lab_sms.py",
+             "tests/lab/test_lab_service.py"]
+"""Lab tests with no bulk load (an idle router, a 128 kbps stream, the console's cable, SMS,
+sd_notify): about four minutes of waiting on clocks, in a lab of their own beside the
+others since a run of all of them in one part was the critical path (704 s)."""
 LAB_CARRIERS = ["tests/lab/test_lab_carriers.py"]
 """Escaping a dead carrier (issue 23): a lab with two carriers of its own, seven tests of
-about a minute each (6.7 minutes measured), nearly all of it waiting on the escape bound,
-attaches and swaps, and web traffic at most: a part of its own rather than 7 more minutes
-on the longest part."""
+about a minute each (6.7 minutes measured at modem time 1), nearly all of it waiting on the
+escape bound, attaches and swaps, web traffic at most. Last in ``lab-light``: its module
+brings its own lab up and gives the part's lab back."""
 LAB_OTHER = [str(p.relative_to(REPO)) for p in sorted((REPO / "tests" / "lab").glob("test_*.py"))
-             if str(p.relative_to(REPO)) not in LAB_HEAVY + LAB_FAULTS + LAB_PLANS + LAB_CARRIERS]
-"""Every other lab test file: health, own traffic, console, SMS, the service."""
+             if str(p.relative_to(REPO)) not in LAB_HEAVY + LAB_FAULTS + LAB_PLANS + LAB_LIGHT + LAB_CARRIERS]
+"""Every other lab test file: health, the status page, and any new module until it is placed."""
 
 OLDEST_PYTHON = str(REPO / ".venv-oldest" / "bin" / "python")
 """The venv with the oldest dependency versions the packages declare (make oldest-setup)."""
@@ -93,11 +111,11 @@ PARTS = [
     Part("system", [*PYTEST, "-s", "-rs", "tests/system"]),
     Part("lab-heavy", [*PYTEST, *LAB_HEAVY], lab_env("a")),
     Part("lab-faults", [*PYTEST, *LAB_FAULTS], lab_env("b")),
-    Part("lab-carriers", [*PYTEST, *LAB_CARRIERS], lab_env("d")),
     # The agent's tests on the oldest dependencies (issue 28); make oldest-setup holds the venv.
     Part("oldest", [OLDEST_PYTHON, "-m", "pytest", "-q", "--durations=10", "-p", "no:cacheprovider",
                     "-W", PAHO_161_WARNING, *OLDEST_TESTS], OLDEST_ENV),
-    # The light lab tests, then the plan tests (whose module brings the lab up again with
+    Part("lab-light", [*PYTEST, *LAB_LIGHT, *LAB_CARRIERS], lab_env("d")),
+    # The other lab tests, then the plan tests (whose module brings the lab up again with
     # every plan, so it goes last: pytest runs the files in the order given).
     Part("lab-other", [*PYTEST, *LAB_OTHER, *LAB_PLANS], lab_env("c")),
 ]

@@ -103,4 +103,9 @@ class LinkStats:
     rebuilds: int = 0
     resends: int = 0
     rejected: int = 0
+    unwritten: int = 0
+    """Events not yet durable: the state partition refused them (full, read-only); held in
+    memory and written first when it takes writes again (``ReliableStreams.emit``)."""
+    unwritten_dropped: int = 0
+    """Events lost because more than ``UNWRITTEN_EVENTS_MAX`` waited for a writable disk."""
     delays: list[float] = field(default_factory=list)

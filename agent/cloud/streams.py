@@ -16,6 +16,7 @@ No broker here: the streams publish through a function given to them (the sessio
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,12 @@ from agent.cloud.schema import validate_event_data
 from agent.errors import AgentError, JournalError, ProtocolError
 
 LOGGER = logging.getLogger(__name__)
+
+UNWRITTEN_EVENTS_MAX = 256
+"""Events held in memory while the state partition refuses writes (full, read-only). A
+router emits a health or outage event every few minutes at most, so 256 cover hours of a
+full disk; each is a few hundred bytes, so the bound is under 100 kB of RAM on a 64 MB
+router. Past it the oldest is dropped, counted and logged, as the outbox itself does."""
 
 Publish = Callable[[str, bytes], bool]
 """(topic, payload) -> queued? QoS 1, not retained."""
@@ -49,6 +56,7 @@ class ReliableStreams:
         self._is_live = is_live
         self._sent: dict[str, int] = {}  # highest seq published per stream in this session
         self._progress_at: dict[str, float] = {}  # since when a stream has records in flight without an ack
+        self._unwritten: deque[dict[str, Any]] = deque()  # event bodies the disk refused, oldest first
 
     def sent(self, stream: str) -> int:
         """The highest sequence number of ``stream`` published since the last (re)send; 0 if none."""
@@ -121,7 +129,9 @@ class ReliableStreams:
         self.drain()
 
     def check_ack_timeouts(self) -> None:
-        """Called on every watchdog tick of a live session: resend a stream silent for ``ack_timeout``."""
+        """Called on every watchdog tick of a live session: resend a stream silent for
+        ``ack_timeout``, and write the events a full disk refused if it takes writes again."""
+        self._write_unwritten(quiet=True)
         now = self.clock.monotonic()
         for stream, since in list(self._progress_at.items()):
             if now - since > self.ack_timeout and self._sent.get(stream):
@@ -132,10 +142,38 @@ class ReliableStreams:
         self.drain()
 
     def emit(self, kind: str, data: dict[str, Any]) -> int:
-        """Queue a durable event on the "event" stream and send it if a session is live; its seq."""
+        """Queue a durable event on the "event" stream and send it if a session is live; its
+        seq, or 0 when the state partition refused the write (full, read-only): the event is
+        then held in memory, in order, and written before any later one once the disk takes
+        writes again (the next emit or watchdog tick). A full disk is a fault the router
+        heals from (docs/self-healing.md), never a reason to stop serving."""
         validate_event_data(kind, data)  # our own bug is caught here, loudly, not at the cloud
         body = {"kind": kind, "at": self.clock.now(JST).isoformat(timespec="seconds"), "data": data}
         proto.encode({"stream": proto.EVENT, "seq": 0, "base": 0, "body": body})  # size check before it is durable
-        seq = self.events.put(body)
+        self._unwritten.append(body)
+        if len(self._unwritten) > UNWRITTEN_EVENTS_MAX:
+            lost = self._unwritten.popleft()
+            self.stats.unwritten_dropped += 1
+            LOGGER.error("more than %d events wait for a writable state partition: dropping the oldest (%s)",
+                         UNWRITTEN_EVENTS_MAX, lost["kind"])
+        seq = self._write_unwritten()
         self.drain()
+        return seq
+
+    def _write_unwritten(self, quiet: bool = False) -> int:
+        """Make the held events durable, oldest first, stopping at the first refusal; the
+        seq of the last one written (0 if the disk refused the newest). ``quiet``: a retry on
+        the watchdog's tick logs nothing more (each new event's refusal is logged once)."""
+        seq = 0
+        while self._unwritten:
+            try:
+                seq = self.events.put(self._unwritten[0])
+            except JournalError as exc:
+                if not quiet:
+                    LOGGER.error("event %s not yet durable (%d held in memory): %s",
+                                 self._unwritten[-1]["kind"], len(self._unwritten), exc)
+                self.stats.unwritten = len(self._unwritten)
+                return 0
+            self._unwritten.popleft()
+        self.stats.unwritten = 0
         return seq

@@ -25,7 +25,9 @@ with reason ``boot``. No radio off/on anywhere: a slot switch is enough on every
 modem we know, and a radio cycle costs seconds of cell search.
 
 What is persisted is public (ICCID, IMSI, slot, plan, APN): a profile's Ki and OPc live
-only in the modem and, for the few milliseconds of ``stage``, in memory.
+only in the modem and, for the few milliseconds of ``stage``, in memory. On a remote-SIM
+modem the slots are the agent's own host-side cards (agent/modem/rsimslots.py): the keys
+live in those cards, in this process, and never cross the AT line; the phases are the same.
 """
 
 from __future__ import annotations

@@ -348,14 +348,15 @@ class AtChannel(asyncio.Protocol):
 
     def _dispatch_urc(self, line: str) -> None:
         self.stats["urcs"] += 1
-        LOGGER.debug("URC %s", line)
         upper = line.upper()
+        shown = f"{line.split(':', 1)[0]} <{len(line)} characters>" if upper.startswith(codes.QUIET_URC_PREFIXES) else line
+        LOGGER.debug("URC %s", shown)
         for prefix, callback in list(self._subscribers):
             if upper.startswith(prefix):
                 try:
                     callback(line)
                 except Exception:  # a subscriber's bug must not kill the reader
-                    LOGGER.exception("URC subscriber failed on %r", line)
+                    LOGGER.exception("URC subscriber failed on %r", shown)
 
     # -- line routing ----------------------------------------------------------------
     def _on_line(self, line: Line) -> None:

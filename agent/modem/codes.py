@@ -74,8 +74,20 @@ start-up (``+CPIN: READY``, ``+CFUN: 1``). 27.007 ones first, then vendors': Que
 (``+QIND``, ``+QUSIM``), Huawei (``^MODE`` ...), SIMCom (``*PSUTTZ``); ``+VSIMSTAT`` is the
 virtual board's vSIM slot status (docs/vsim-at.md)."""
 
-URC_BARE_PREFIXES: tuple[str, ...] = ("^SYSSTART", "+PACSP")
-"""URCs without a colon: Cinterion's boot message, Quectel's ``+PACSP0``/``+PACSP1``."""
+QUIET_URC_PREFIXES: tuple[str, ...] = ("+SIMDATA",)
+"""URCs logged by length only: the remote-SIM module's requests carry RAND and AUTN, and
+the card's side never logs a data field (docs/remote-sim.md, secrets)."""
+
+URC_BARE_PREFIXES: tuple[str, ...] = ("^SYSSTART", "+PACSP", "+SIMRESET")
+"""URCs without a colon: Cinterion's boot message, Quectel's ``+PACSP0``/``+PACSP1``, the
+remote-SIM module's card reset request (agent/modem/rsim.py)."""
+
+URC_ONLY_PREFIXES: tuple[str, ...] = ("+SIMDATA",)
+"""Prefixes that are a URC even while a command of the same name is in flight: the
+remote-SIM module's ``+SIMDATA:`` carries its next command for the card, and
+``AT+SIMDATA=`` (the host's answer) has no information line of its own, only OK. Modules
+write the next ``+SIMDATA:`` before the OK of the host's answer (a SIM-bank gateway's
+reader skips that OK for this reason), so the owner rule below must not take it."""
 
 URC_LINES: tuple[str, ...] = ("RING", "RDY", "SMS READY", "SMS DONE", "PB DONE", "POWERED DOWN")
 """Whole-line URCs (RDY: Quectel boot finished; POWERED DOWN: Quectel before power-off)."""
@@ -215,6 +227,7 @@ _WHOLE_LINES: dict[str, LineClass] = {
     **{line: LineClass(LineKind.URC, line) for line in URC_LINES},
 }
 _URC_HEADS: dict[str, LineClass] = {prefix: LineClass(LineKind.URC, prefix) for prefix in URC_PREFIXES}
+_URC_ONLY: dict[str, LineClass] = {prefix: LineClass(LineKind.URC, prefix) for prefix in URC_ONLY_PREFIXES}
 _URC_BARE: tuple[LineClass, ...] = tuple(LineClass(LineKind.URC, prefix) for prefix in URC_BARE_PREFIXES)
 _ERROR_HEADS: frozenset[str] = frozenset(prefix.rstrip(":") for prefix in FINAL_ERROR_PREFIXES)
 _CONNECT_RATE = LineClass(LineKind.OK, "CONNECT")
@@ -238,6 +251,8 @@ def classify_line(line: str, owners: Collection[str] | None = None) -> LineClass
     if colon:
         if head in _ERROR_HEADS:
             return _error_line(line.lstrip(), head)
+        if head in _URC_ONLY:
+            return _URC_ONLY[head]
         if owners and head in owners:
             return TEXT
         if head in REGISTRATION_FAMILIES:

@@ -367,6 +367,17 @@ VSIM_COMMANDS: tuple[CommandDef, ...] = (
 )
 """The vSIM extension (docs/vsim-at.md); the ``virtual`` dialect adds it to ``BASE``."""
 
+RSIM_COMMANDS: tuple[CommandDef, ...] = (
+    CommandDef("+SIMDATA", "answer the module as its remote SIM card (Fibocom remote SIM protocol)",
+               sensitive=True,
+               refusal="answers the module as its SIM card: a typed answer breaks the card session the agent "
+                       "serves, and a session's answers carry CK and IK"),
+    CommandDef("+GTSET", "Fibocom settings, kept in NV; with \"RSIM\" the remote SIM on/off",
+               refusal=PROFILE_REFUSAL + " (or writes the module's NV settings)", refused_forms=SET_ONLY),
+)
+"""The remote-SIM dialect's host commands (agent/modem/rsim.py, docs/remote-sim.md); the
+``fibocom-rsim`` dialect adds them to ``BASE``."""
+
 QUECTEL_COMMANDS: tuple[CommandDef, ...] = (
     CommandDef("+QPOWD", "power the module down (Quectel)", refusal=POWER_REFUSAL),
     CommandDef("+QCFG", "extended configuration, kept in NV (Quectel)", refusal=FACTORY_REFUSAL,
@@ -400,7 +411,7 @@ OTHER_VENDOR_COMMANDS: tuple[CommandDef, ...] = (
 )
 """Basebands a board may carry without a dialect of its own (they run ``generic``)."""
 
-KNOWN = BASE.with_(*VSIM_COMMANDS, *QUECTEL_COMMANDS, *UBLOX_COMMANDS, *OTHER_VENDOR_COMMANDS)
+KNOWN = BASE.with_(*VSIM_COMMANDS, *RSIM_COMMANDS, *QUECTEL_COMMANDS, *UBLOX_COMMANDS, *OTHER_VENDOR_COMMANDS)
 """Every command any dialect or vendor group declares: the table of a channel opened
 without a dialect (``pocket-agent at``, ``decode``), and the technician's one gate
 (``KNOWN.refusal``), which must refuse a dangerous command whatever the board says it is."""

@@ -25,6 +25,8 @@ from agent.errors import AtCommandError, ModemError, ParseError, PortClosed
 from agent.modem import codes, parse
 from agent.modem.at import DEFAULT_BAUD, AtChannel, AtResponse, open_channel
 from agent.modem.dialects import Dialect, get_dialect
+from agent.modem.rsimhost import RemoteSimHost
+from agent.modem.rsimslots import HostSlots
 from agent.sim import SimProfile
 
 LOGGER = logging.getLogger(__name__)
@@ -125,6 +127,9 @@ class Modem:
         self.last_registration: parse.Registration | None = None
         self.init_timeout = init_timeout
         """Timeout of start-up commands and probes (None: the channel's default)."""
+        self.remote: HostSlots | None = None
+        """A remote-SIM dialect's slots: host-side cards the agent serves the module from
+        (agent/modem/rsimslots.py); None for a modem with cards of its own."""
 
     # -- lifecycle -------------------------------------------------------------------
     async def open(self) -> None:
@@ -136,9 +141,15 @@ class Modem:
         for prefix, cb in self._subscriptions:
             self.channel.subscribe(prefix, cb)
         self._needs_init = True
+        if self.dialect.remote_sim is not None:
+            if self.remote is None:  # before the start-up commands: a +SIMRESET may come at once
+                self.remote = HostSlots(RemoteSimHost(self, framing=self.dialect.remote_sim))
+            self.remote.host.start()
         await self._init()
 
     async def close(self) -> None:
+        if self.remote is not None:
+            await self.remote.host.stop()
         if self.channel is not None:
             self.channel.close()
             self.channel = None
@@ -337,16 +348,26 @@ class Modem:
 
     # -- vSIM ------------------------------------------------------------------------
     async def load_profile(self, slot: int, profile: SimProfile) -> None:
-        """Write ``profile`` (with its keys) into vSIM ``slot``; the command is sensitive."""
+        """Write ``profile`` (with its keys) into vSIM ``slot``; the command is sensitive.
+        On a remote-SIM modem the slot is a host-side card: the keys never cross the line."""
+        if self.remote is not None:
+            self.remote.stage(slot, profile)
+            LOGGER.info("profile %s loaded into host slot %d", profile.iccid, slot)
+            return
         command = self.dialect.vsim_load(slot, profile)
         await self.command(command, sensitive=True)
         LOGGER.info("profile %s loaded into slot %d", profile.iccid, slot)
 
     async def select_slot(self, slot: int) -> None:
+        if self.remote is not None:
+            await self.remote.select(slot)
+            return
         await self.command(self.dialect.vsim_select(slot))
 
     async def active_profile(self) -> tuple[int, str]:
         """(slot, iccid) of the SIM the baseband is using."""
+        if self.remote is not None:
+            return self.remote.active_profile()
         resp = await self.command(self.dialect.vsim_query())
         return self.dialect.parse_vsim_query(resp.lines)
 

@@ -114,6 +114,11 @@ class Uicc:
         return self._sim is not None
 
     @property
+    def iccid(self) -> str | None:
+        """The loaded SIM's ICCID (public: it is on the card in clear), None when empty."""
+        return self._sim.iccid if self._sim is not None else None
+
+    @property
     def sqn_state(self) -> SqnState | None:
         """The SQN state to hand back to the platform (it changes with every accepted
         AUTHENTICATE); None with no SIM."""

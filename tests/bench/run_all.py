@@ -36,6 +36,8 @@ BENCHES = [
     ("the lab's traffic model on loopback: stream rates vs bitrate (issue 21: within 20 %)", "bench_traffic.py"),
     ("the host-side USIM's share of an APDU's answer, power-up reads and AUTHENTICATE (issue 24: vs T=0's 1 s)",
      "bench_usim.py"),
+    ("the remote-SIM path over a pty: card reset to registered, answer times (issue 24: vs the module's 1 s)",
+     "bench_rsim.py"),
 ]
 
 

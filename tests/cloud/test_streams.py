@@ -17,8 +17,8 @@ from agent.clock import FakeClock
 from agent.cloud import protocol as proto
 from agent.cloud.linkconfig import LinkStats
 from agent.cloud.outbox import Outbox
-from agent.cloud.streams import ReliableStreams
-from agent.errors import ProtocolError
+from agent.cloud.streams import UNWRITTEN_EVENTS_MAX, ReliableStreams
+from agent.errors import JournalError, ProtocolError
 from tests.cloud import events
 
 DEVICE = "dev-a"
@@ -178,3 +178,57 @@ def test_emit_refuses_a_body_the_contract_refuses_before_it_is_durable(tmp_path:
         streams.emit("health", {"state": "no such state"})
     assert err.value.reason == "schema"
     assert len(streams.events) == 0 and fake.sent == []
+
+
+class DiskFull:
+    """The events outbox's writes refused as a full state partition refuses them (ENOSPC
+    from the journal's flush) while ``full``; the real Outbox.put otherwise."""
+
+    def __init__(self, mocker: Any) -> None:
+        self.full = True
+        real = Outbox.put
+
+        def put(outbox: Outbox, body: dict[str, Any]) -> int:
+            if self.full and outbox.stream == proto.EVENT:
+                raise JournalError("cannot append to events.outbox: No space left on device")
+            return real(outbox, body)
+
+        mocker.patch.object(Outbox, "put", autospec=True, side_effect=put)
+
+
+def test_a_full_disk_holds_events_in_memory_and_writes_them_in_order_once_it_takes_writes(
+        tmp_path: Path, fake: FakeBroker, mocker: Any) -> None:
+    streams, _, _ = make(tmp_path, fake)
+    disk = DiskFull(mocker)
+    assert streams.emit("health", events.health("throttled", ICCID)) == 0  # not durable: no seq
+    assert streams.emit("health", events.health("congested", ICCID)) == 0
+    assert streams.stats.unwritten == 2 and len(streams.events) == 0 and fake.sent == []
+    streams.check_ack_timeouts()  # a watchdog tick while still full: nothing lost, nothing sent
+    assert streams.stats.unwritten == 2 and fake.sent == []
+    disk.full = False
+    streams.check_ack_timeouts()  # the next tick after the disk has room
+    assert streams.stats.unwritten == 0 and len(streams.events) == 2
+    assert [(p["seq"], p["body"]["data"]["state"]) for _, p in fake.sent] == [(1, "throttled"), (2, "congested")]
+    assert streams.emit("health", events.health("ok", ICCID)) == 3  # and on, in order
+
+
+def test_a_new_event_waits_behind_the_held_ones(tmp_path: Path, fake: FakeBroker, mocker: Any) -> None:
+    streams, _, _ = make(tmp_path, fake)
+    disk = DiskFull(mocker)
+    streams.emit("health", events.health("throttled", ICCID))
+    disk.full = False
+    assert streams.emit("health", events.health("ok", ICCID)) == 2  # the held one first, as seq 1
+    assert [p["body"]["data"]["state"] for _, p in fake.sent] == ["throttled", "ok"]
+
+
+def test_held_events_are_bounded_and_the_loss_is_counted(tmp_path: Path, fake: FakeBroker, mocker: Any) -> None:
+    streams, _, _ = make(tmp_path, fake)
+    disk = DiskFull(mocker)
+    states = ["throttled", "congested"]
+    for i in range(UNWRITTEN_EVENTS_MAX + 3):
+        streams.emit("health", events.health(states[i % 2], ICCID))
+    assert streams.stats.unwritten == UNWRITTEN_EVENTS_MAX and streams.stats.unwritten_dropped == 3
+    disk.full = False
+    streams.check_ack_timeouts()
+    assert len(streams.events) == UNWRITTEN_EVENTS_MAX
+    assert fake.sent[0][1]["body"]["data"]["state"] == states[3 % 2]  # the three oldest went

@@ -130,6 +130,13 @@ async def test_activate_without_network_is_cme_30(vmodem: VirtualModem, dialect:
 async def test_vsim_load_select_and_query(vmodem: VirtualModem, dialect: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(1)
     modem = await opened(vmodem, dialect)
+    if modem.dialect.has_remote_sim:  # its slots are the agent's (tests/integration/test_remote_sim_swap.py)
+        await modem.load_profile(1, PROFILE)  # a host-side card: nothing goes to the modem
+        with pytest.raises(AtCommandError):
+            await modem.select_slot(1)  # this modem has a card of its own and no remote reader
+        assert KI.hex().upper() not in caplog.text and "tx <sensitive command" not in caplog.text
+        await modem.close()
+        return
     if not modem.dialect.has_vsim:  # generic, ublox
         with pytest.raises(ModemError, match=f"dialect {dialect} has no vSIM"):
             await modem.load_profile(1, PROFILE)
@@ -267,6 +274,8 @@ def test_shipped_profiles_load_and_name_known_dialects() -> None:
     assert virtual.vsim_slots == (1, 2) and virtual.seed_slot == 0
     ec25 = load_profile("quectel-ec25-openwrt")
     assert ec25.dialect == "generic" and ec25.link_header_bytes == 0 and ec25.reset_line["kind"] == "gpio"
+    remote = load_profile("remote-sim")
+    assert remote.dialect == "fibocom-rsim" and remote.vsim_slots == (1, 2) and DIALECTS[remote.dialect].has_remote_sim
     assert set(KNOWN_DIALECTS) == set(DIALECTS)
 
 

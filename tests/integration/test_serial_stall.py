@@ -25,8 +25,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 STALL_S = 1.0
 """The child's write-stall bound (the module constant, lowered so the test takes a second)."""
-ANSWER_WITHIN_S = 10.0
-"""Generous: the child imports the agent, fills the pty and waits STALL_S."""
+ANSWER_WITHIN_S = 60.0
+"""Generous: the child imports the agent, fills the pty and waits STALL_S (about 2 s on a quiet
+machine). 10 s was too short at load average 11, where the child had burnt only 1.1 s of CPU
+(not spinning, just waiting for a core); the behaviour checked is the CPU share, not the time."""
 MAX_CPU_SHARE = 0.2
 """Waiting on a writable fd costs next to nothing; a spinning loop costs ~1.0."""
 

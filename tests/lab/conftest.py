@@ -122,6 +122,18 @@ def keep_logs(tag: str = "") -> None:
     shutil.copytree(source, target)
 
 
+def lab_needed_after(request: pytest.FixtureRequest) -> bool:
+    """Whether a lab test of another module runs after the requesting module in this session.
+
+    A module that faults or re-plans the lab brings it up afresh for the modules after it;
+    when it is the last lab module of the run (its own part of ``make test``), the session's
+    teardown takes the lab down anyway and a fresh ``up`` would cost half a minute for nothing."""
+    this = request.node.path
+    items = request.session.items
+    last = max((i for i, item in enumerate(items) if item.path == this), default=len(items))
+    return any(item.path != this and item.path.parent == this.parent for item in items[last + 1:])
+
+
 POLICY_TIMEOUT = 15.0
 """A policy reaches the agent over its live MQTT session in well under a second; fifteen
 covers a loaded machine."""

@@ -20,7 +20,7 @@ import pytest
 
 from agent.recordlog import RecordLog
 from tests.console.rig import Terminal
-from tests.lab.conftest import LAB_DIR, agent_status, control, lab, wait_until
+from tests.lab.conftest import LAB_DIR, agent_status, control, event_data, lab, wait_until
 from tests.lab.test_lab_swap import lan_reaches_internet
 
 PROMPT = r"rtr-000001 \w+[>#] $"
@@ -49,10 +49,32 @@ def console(running_lab: dict[str, Any], tmp_path: Path) -> Any:
         assert form not in transcript
 
 
+SWAP_TIMEOUT = 45.0
+"""One commanded swap: ~6 s of modelled modem time at most plus the cloud round trip; seven
+times that (tests/lab/test_lab_swap.py)."""
+
+
+def swap_made_by_this_process() -> dict[str, Any]:
+    """Command one swap and wait for its result at the cloud: whatever ran before in this lab
+    (an agent restarted by another module keeps its SIM without a swap), the running agent
+    then holds one swap of its own in its history."""
+    before = len(event_data("swap"))
+    lab("swap")
+    result = wait_until("the commanded swap's result at the cloud",
+                        lambda: event_data("swap")[before:] and event_data("swap")[before], SWAP_TIMEOUT)
+    assert result["ok"], result
+    wait_until("the agent serving on the new SIM",
+               lambda: agent_status().get("state") == "serving"
+               and (agent_status().get("sim") or {}).get("iccid") == result["to_iccid"], SWAP_TIMEOUT)
+    return result
+
+
 def test_read_only_commands_from_the_real_daemon(console: Terminal) -> None:
+    swapped = swap_made_by_this_process()
     status = console.command("status", until=PROMPT).decode()
     iccid = (agent_status().get("sim") or {}).get("iccid")
-    assert iccid and iccid in status and "44010" in status and "dBm" in status  # operator as MCC-MNC
+    plmn = next(sim["plmn"] for sim in json.loads((LAB_DIR / "pool.json").read_text())["sims"] if sim["iccid"] == iccid)
+    assert iccid and iccid in status and plmn in status and "dBm" in status  # its network as MCC-MNC
     assert "kbit/s" in status and "down - kbit/s" not in status  # the view's own 2-s throughput reading
     for line in ("modem", "signal", "sim", "usage", "health", "log 5", "selftest"):
         out = console.command(line, until=PROMPT).decode()
@@ -61,9 +83,10 @@ def test_read_only_commands_from_the_real_daemon(console: Terminal) -> None:
     checks = {c["name"]: c["ok"] for c in json.loads(selftest)["checks"]}
     assert len(checks) == 7 and checks["modem answers"] and checks["SIM ready"] and checks["state writable"]
     swaps = json.loads(console.command("swaps --json", until=PROMPT).decode().splitlines()[1])["swaps"]
-    # The swap machine's recent results (phase timings): the lab agent starts on the seed SIM
-    # and swaps off it ("boot"), so the SIM it serves on came from a swap this process made.
-    # An empty list (what isinstance(..., list) accepted) would mean the history is lost.
+    # The swap machine's recent results (phase timings): the swap commanded above is this
+    # process's, to the SIM it serves on. An empty list (what isinstance(..., list) accepted)
+    # would mean the history is lost.
+    assert iccid == swapped["to_iccid"]
     to_current = [s for s in swaps if s["ok"] and s["to_iccid"] == iccid]
     assert to_current, f"no successful swap to {iccid} in {swaps}"
     assert to_current[-1]["phases_ms"] and all(v >= 0 for v in to_current[-1]["phases_ms"].values())

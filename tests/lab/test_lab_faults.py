@@ -28,7 +28,15 @@ from agent import respawn
 from agent.cloud import backoff
 from agent.core import exitcodes
 from board.virtual.network import chaos
-from tests.lab.conftest import LAB_DIR, agent_status, lab, lab_json, wait_until
+from tests.lab.conftest import (
+    LAB_DIR,
+    agent_status,
+    keep_logs,
+    lab,
+    lab_json,
+    lab_needed_after,
+    wait_until,
+)
 
 BY_KIND = {spec.kind: spec for spec in chaos.CATALOGUE}
 
@@ -99,14 +107,16 @@ def probe(running_lab: dict[str, Any]) -> Iterator[chaos.ServingProbe]:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def fresh_lab_afterwards(running_lab: dict[str, Any]) -> Iterator[None]:
+def fresh_lab_afterwards(running_lab: dict[str, Any], request: pytest.FixtureRequest) -> Iterator[None]:
     """Leave a fresh lab to the modules after this one: the faults here swap SIMs and may
     leave a packet in flight at a bearer drop on the carrier's counters, which the usage
     and health tests (they compare totals since the lab came up) must not inherit."""
     yield
     lab("fault", "clear", check=False)
-    lab("down", check=False)
-    lab("up", timeout=240)
+    if lab_needed_after(request):
+        keep_logs("faults")  # `down` removes the directory: the faulted lab's story goes to build/lab-logs
+        lab("down", check=False)
+        lab("up", timeout=240)
 
 
 @pytest.fixture(autouse=True)

@@ -25,6 +25,7 @@ FINAL_SAMPLES: list[tuple[str, LineKind, str]] = [
 URC_SAMPLES: list[tuple[str, str]] = [
     *((f"{prefix}: 1,2", prefix) for prefix in codes.URC_PREFIXES),
     *((f"{prefix}1", prefix) for prefix in codes.URC_BARE_PREFIXES),
+    *((f'{prefix}: "00A4"', prefix) for prefix in codes.URC_ONLY_PREFIXES),
     *((line, line) for line in codes.URC_LINES),
     *((f"{family}: 1", family) for family in codes.REGISTRATION_FAMILIES),  # URC arity
 ]
@@ -41,7 +42,14 @@ def test_every_declared_code_has_a_sample() -> None:
     urcs = {family for _, family in URC_SAMPLES}
     assert urcs == set(codes.URC_PREFIXES) | set(codes.URC_BARE_PREFIXES) | set(codes.URC_LINES) | set(
         codes.REGISTRATION_FAMILIES
-    )
+    ) | set(codes.URC_ONLY_PREFIXES)
+
+
+def test_a_remote_sim_request_is_a_urc_while_the_hosts_answer_is_in_flight() -> None:
+    """The module writes its next ``+SIMDATA:`` before the OK of ``AT+SIMDATA=``: the owner
+    rule must not make it an answer line of the command in flight."""
+    assert classify_line('+SIMDATA: "00B0000009"', ("+SIMDATA",)).kind is LineKind.URC
+    assert classify_line("+SIMRESET", ("+SIMDATA",)).kind is LineKind.URC
 
 
 @pytest.mark.parametrize(("line", "kind", "family"), both_cases(FINAL_SAMPLES))

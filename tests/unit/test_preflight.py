@@ -116,6 +116,14 @@ def test_board_that_cannot_serve(unit: Identity) -> None:
     assert "cannot serve on board 'quectel-ec25-openwrt'" in str(r) and "issue #24" in str(r)
 
 
+def test_a_remote_sim_board_is_refused_until_the_daemon_can_start_on_it(unit: Identity) -> None:
+    """The remote-SIM board loads (its dialect is known), but the daemon has no seed SIM
+    to start from on it (the module has no card of its own): refused, saying so."""
+    r = refusal(unit, board_profile=REPO / "board/profiles/remote-sim.toml")
+    assert isinstance(r, preflight.UnsupportedBoard) and r.exit_code == ExitCode.CONFIG_INVALID
+    assert "asks the host for the SIM over AT" in str(r) and "issue #24" in str(r)
+
+
 def test_refusals_are_never_restarted() -> None:
     assert {ExitCode.CONFIG_INVALID, ExitCode.STATE_UNWRITABLE} <= set(NO_RESTART)
     assert ExitCode.MODEM_LOST not in NO_RESTART

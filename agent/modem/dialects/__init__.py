@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from agent.errors import ConfigError
 from agent.modem.dialects.base import Dialect
+from agent.modem.dialects.fibocom import FibocomRsimDialect
 from agent.modem.dialects.generic import GenericDialect
 from agent.modem.dialects.ublox import UbloxDialect
 from agent.modem.dialects.virtual import VirtualDialect
 
 DIALECTS: dict[str, type[Dialect]] = {
+    FibocomRsimDialect.name: FibocomRsimDialect,
     GenericDialect.name: GenericDialect,
     UbloxDialect.name: UbloxDialect,
     VirtualDialect.name: VirtualDialect,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from agent.errors import ModemError
 from agent.modem.commands import BASE, CommandTable
+from agent.modem.rsim import RsimFraming
 from agent.sim import SimProfile
 
 
@@ -17,6 +18,10 @@ class Dialect:
 
     name = "base"
     has_vsim = False
+    has_remote_sim = False
+    """The module asks the host for its card over AT (agent/modem/rsim.py)."""
+    remote_sim: RsimFraming | None = None
+    """How it asks: the module family's remote-SIM commands (None: it has its own card)."""
 
     commands: CommandTable = BASE
     """What the framer knows of each command (timeouts, secrets, parsers): 27.007 here; a

@@ -50,6 +50,15 @@ STOP_GRACE = 15.0
 LAYOUT = LabLayout(prefix=os.environ.get("POCKET_LAB_PREFIX", "pw"))
 """Namespace prefix from ``$POCKET_LAB_PREFIX`` (default ``pw``), so a second lab (a helper's,
 or a test run beside a demo) can live on the same machine under other names."""
+TIME_SCALE_ENV = "POCKET_LAB_TIME_SCALE"
+"""Where ``up --time-scale`` takes its default from, so a test run can speed up every lab it
+brings up (tests/parts.py) without each test module knowing."""
+MIN_TIME_SCALE = 0.05
+"""The fastest modem clock ``up`` accepts: a swap's ~6 modelled seconds become 0.3 s, still
+a hundred times the host's scheduling jitter (ms), so the order of the modem's events and
+the agent's reactions is the real one. Faster than that, and a loaded 2-core machine
+reorders them."""
+
 PROCESSES = ("agent", "cloud", "broker", "services", "labd", "traffic")
 """Stopped in this order by ``down``: consumers first, the modem last."""
 
@@ -149,6 +158,19 @@ def _tls_ready(host: str, port: int, ns: str) -> bool:
 
 
 # ---- up ---------------------------------------------------------------------------
+def time_scale(args: argparse.Namespace) -> float:
+    """The virtual modem's time scale for this lab: ``--time-scale``, else the environment's
+    ``POCKET_LAB_TIME_SCALE``, else 1.0 (real modem time: what benchmarks and ``make run`` use)."""
+    raw = getattr(args, "time_scale", None) or os.environ.get(TIME_SCALE_ENV) or "1"
+    try:
+        scale = float(raw)
+    except ValueError:
+        raise LabError(f"time scale {raw!r} is not a number") from None
+    if not MIN_TIME_SCALE <= scale <= 1.0:
+        raise LabError(f"time scale {scale:g} is outside [{MIN_TIME_SCALE:g}, 1]")
+    return scale
+
+
 def up(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         raise LabError("pocket-lab up needs root (network namespaces, tc, nftables)")
@@ -174,12 +196,13 @@ def up(args: argparse.Namespace) -> int:
     _spawn("broker", [netns.tool("mosquitto"), "-c", str(broker_conf)], ns=LAYOUT.inet)
     _wait_for("the broker listening", lambda: _tls_ready(LAYOUT.internet_addr, BROKER_PORT, LAYOUT.inet), 15, "broker.log")
     _spawn("cloud", [_python(), "-m", "board.virtual.lab", "cloud", *cloud_args(lab_pki)], ns=LAYOUT.inet)
-    _spawn("labd", [_python(), "-m", "board.virtual.lab.daemon", "--lab-dir", str(LAB_DIR), "--prefix", LAYOUT.prefix])
+    _spawn("labd", [_python(), "-m", "board.virtual.lab.daemon", "--lab-dir", str(LAB_DIR), "--prefix", LAYOUT.prefix,
+                    "--time-scale", repr(time_scale(args))])
     pty = _wait_for("the virtual modem's pty", lambda: (store.read_json(LAB_DIR / "modem.json") or {}).get("pty"),
                     15, "labd.log")
     write_agent_config(lab_pki, pty)
     faults.mount_state_dir(LAB_DIR / "agent" / "state")  # issue 9: a small tmpfs, so "full" is real
-    store.atomic_write_json(LAB_DIR / "lab.json", build_status(lab_pki), mode=store.PUBLIC_MODE)
+    store.atomic_write_json(LAB_DIR / "lab.json", build_status(lab_pki, time_scale(args)), mode=store.PUBLIC_MODE)
     if getattr(args, "no_agent", False):
         # The device's place is left empty for an agent started elsewhere (the system test's
         # container joins the device namespace and the modem's pty): everything else is up.
@@ -273,7 +296,7 @@ def down(args: argparse.Namespace, quiet: bool = False) -> int:
 
 
 # ---- status -----------------------------------------------------------------------
-def build_status(lab_pki: Any) -> dict[str, Any]:
+def build_status(lab_pki: Any, scale: float = 1.0) -> dict[str, Any]:
     """The status document written at ``up`` (the keys docs/virtual-board.md promises)."""
     spare = lab_pki.devices[SPARE_DEVICE_ID]
     return {
@@ -292,6 +315,7 @@ def build_status(lab_pki: Any) -> dict[str, Any]:
                     "control_socket": str(LAB_DIR / "agent" / "state" / "control.sock")},
         "page": {"url": page_url(), "from": LAYOUT.lan},
         "lab_dir": str(LAB_DIR),
+        "time_scale": scale,
         "carriers": [{"letter": site.letter, "name": site.name, "plmn": site.plmn, "core": site.layout.core,
                       "cell_gateway": site.layout.cell_gateway} for site in _sites()],
     }
@@ -536,6 +560,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--plans", choices=["lab", "table"], default="lab",
                             help="the pool's plans: the lab's usual five, or every plan of domain.md's table "
                                  "in the rules form (docs/protocol.md 4.2)")
+    if name == "up":
+        parser.add_argument("--time-scale", type=float, metavar="S",
+                            help=f"multiply every modelled modem latency by S ({MIN_TIME_SCALE:g}..1; default "
+                                 f"${TIME_SCALE_ENV} or 1): tests that do not measure modem time run faster")
     if name == "clock":
         parser.add_argument("--advance", type=float, help="seconds to move lab time forward")
         parser.add_argument("--to", help="move lab time forward to this ISO time (with its UTC offset)")

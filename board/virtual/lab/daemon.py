@@ -37,10 +37,11 @@ CAP_CHECK_SECONDS = 2.0
 """Carriers enforce caps with some delay; two seconds keeps the lab prompt and cheap."""
 
 
-def modem_config_from(pool: dict[str, Any]) -> ModemConfig:
-    """The virtual modem's configuration: the pool's seed SIM in slot 0."""
+def modem_config_from(pool: dict[str, Any], time_scale: float = 1.0) -> ModemConfig:
+    """The virtual modem's configuration: the pool's seed SIM in slot 0, modem time x ``time_scale``."""
     seed = pool["seed"]
-    return ModemConfig.from_dict({"seed": {k: seed[k] for k in ("iccid", "imsi", "ki", "opc", "plmn", "apn") if k in seed}})
+    return ModemConfig.from_dict({"seed": {k: seed[k] for k in ("iccid", "imsi", "ki", "opc", "plmn", "apn") if k in seed},
+                                  "time_scale": time_scale})
 
 
 def enforce_caps(layout: LabLayout, pool: dict[str, Any], state_file: Path, policed: dict[str, int],
@@ -80,6 +81,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--lab-dir", type=Path, required=True)
     parser.add_argument("--prefix", default="pw")
+    parser.add_argument("--time-scale", type=float, default=1.0, help="modelled modem latency multiplier")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -90,7 +92,7 @@ def main() -> int:
     network: Any = carriers_mod.MultiCarrier(sites, pool) if sites else CarrierNetwork(layout, pool, state_file)
     # Faults (pocket-lab fault, board/virtual/network/faults.py) sit between the modem and the carrier.
     carrier = faults.FaultyCarrier(network, (pool.get("seed") or {}).get("imsi"))
-    modem = VirtualModem(modem_config_from(pool), carrier)
+    modem = VirtualModem(modem_config_from(pool, args.time_scale), carrier)
     modem.network_time = lambda: labclock.lab_time(args.lab_dir)  # NITZ on lab time (pocket-lab clock)
     faults.install_ceer(modem, carrier)
 

@@ -34,6 +34,7 @@ from board.virtual.modem.model import (
     split_args,
 )
 from board.virtual.modem.quectel import QuectelCommands
+from board.virtual.modem.rsim import RemoteSimBaseband
 from board.virtual.modem.simfs import SimFiles
 from board.virtual.modem.sms import SmsCommands
 
@@ -101,6 +102,10 @@ class CommandSet:
         self.table.update(self.sms.handlers())
         self.quectel = QuectelCommands(self)
         self.table.update(self.quectel.handlers())
+        self.rsim = RemoteSimBaseband(self) if cfg.remote_sim else None
+        """The remote-SIM personality: the card is the host's (docs/remote-sim.md)."""
+        if self.rsim is not None:
+            self.table.update(self.rsim.handlers())
 
     # -- helpers ---------------------------------------------------------------------
     def cme(self, code: int) -> str:
@@ -142,6 +147,8 @@ class CommandSet:
 
     @property
     def sim(self) -> SlotSim | None:
+        if self.rsim is not None:
+            return self.rsim.sim
         return self.slots.get(self.active_slot)
 
     def random_urc(self) -> str:
@@ -306,10 +313,25 @@ class CommandSet:
             return
         if not self.m.conditions.registered or sim.plmn in self.m.conditions.down_plmns:
             return
-        cause = self.m.carrier.attach(sim.imsi, sim.plmn, self._challenge(sim))
+        if self.rsim is not None:  # AKA through the host's card: the result comes later
+            self.rsim.attach(gen)
+            return
+        self.attach_result(gen, self.m.carrier.attach(sim.imsi, sim.plmn, self._challenge(sim)))
+
+    @property
+    def attach_gen(self) -> int:
+        """The number of the attach in progress; a result for an older one is dropped."""
+        return self._attach_gen
+
+    def attach_result(self, gen: int, cause: int | None) -> None:
+        """The carrier accepted (None) or rejected (EMM cause) attach number ``gen``."""
+        sim = self.sim
+        if gen != self._attach_gen or sim is None or self.attached:
+            return
         if cause is not None:
             self._set_stat(3, cause)
-            self.m.urc(f'+VSIMSTAT: {self.active_slot},"REJECTED",{cause}')
+            if self.rsim is None:
+                self.m.urc(f'+VSIMSTAT: {self.active_slot},"REJECTED",{cause}')
             return
         self.attached = True
         self._set_stat(5 if sim.imsi[:5] != sim.plmn else 1)
@@ -566,6 +588,8 @@ class CommandSet:
         for ctx in self.contexts.values():
             ctx.params = None
         self.simfs.power_on()
+        if self.rsim is not None:
+            self.rsim.power_on()
         if boot_urcs:
             self.m.urc("RDY")
         if self.m.config.radio_on_at_boot:
@@ -582,6 +606,8 @@ class CommandSet:
         self.data.reset()  # a data call ends with the power
         self.m._hang_until = 0.0  # a power cycle cures a hung baseband
         self._detach()
+        if self.rsim is not None:
+            self.rsim.end_session()  # the card loses power with the module
         self.stat, self.cfun = 0, 0
         self.m._queue.clear()
         self.m._busy_until = time.monotonic() + BOOT_LATENCY * self.m.config.time_scale

@@ -403,6 +403,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fast", action="store_true", help=f"time_scale {FAST_SCALE}")
     parser.add_argument("--urc-probability", type=float, default=None)
     parser.add_argument("--ec25", action="store_true", help="name itself Quectel EC25 (ATI, +CGMI, +CGMM, +CGMR)")
+    parser.add_argument("--remote-sim", action="store_true",
+                        help="no card of its own: ask the host for it over AT (docs/remote-sim.md)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -412,6 +414,8 @@ def main(args: argparse.Namespace) -> int:
         config = replace(config, time_scale=FAST_SCALE)
     if args.urc_probability is not None:
         config = replace(config, urc_probability=args.urc_probability)
+    if args.remote_sim:
+        config = replace(config, remote_sim=True)
     if args.ec25:
 
         ident = EC25_IDENTITY

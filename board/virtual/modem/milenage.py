@@ -1,4 +1,4 @@
-"""3GPP Milenage (TS 35.206) f2-f5: what the virtual carrier uses to authenticate a SIM.
+"""3GPP Milenage (TS 35.206) f1-f5 and f1*/f5*: what the virtual carrier uses to authenticate a SIM.
 
 The carrier's HSS computes the expected response XRES from the Ki/OPc it holds for an
 IMSI; the virtual modem computes RES from the Ki/OPc *loaded in its vSIM slot*. They
@@ -12,10 +12,10 @@ from __future__ import annotations
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 BLOCK = 16
-R2, R3, R4, R5 = 0, 4, 8, 12
-"""Rotation constants r2..r5 in bytes (TS 35.206 §4.1: 0, 32, 64, 96 bits)."""
-C2, C3, C4, C5 = 1, 2, 4, 8
-"""Constants c2..c5: 128-bit values whose last byte is 1, 2, 4, 8 (TS 35.206 §4.1)."""
+R1, R2, R3, R4, R5 = 8, 0, 4, 8, 12
+"""Rotation constants r1..r5 in bytes (TS 35.206 §4.1: 64, 0, 32, 64, 96 bits)."""
+C1, C2, C3, C4, C5 = 0, 1, 2, 4, 8
+"""Constants c1..c5: 128-bit values whose last byte is 0, 1, 2, 4, 8 (TS 35.206 §4.1)."""
 
 
 def _aes(key: bytes, block: bytes) -> bytes:
@@ -54,3 +54,19 @@ def f2345(k: bytes, opc: bytes, rand: bytes) -> tuple[bytes, bytes, bytes, bytes
 def res(k: bytes, opc: bytes, rand: bytes) -> bytes:
     """RES (f2), the 8-byte answer a SIM gives to the network's challenge."""
     return f2345(k, opc, rand)[0]
+
+
+def f1_both(k: bytes, opc: bytes, rand: bytes, sqn: bytes, amf: bytes) -> tuple[bytes, bytes]:
+    """(MAC-A, MAC-S): f1 and f1* of TS 35.206 §4.1, one OUT1 block for both."""
+    if len(sqn) != 6 or len(amf) != 2:
+        raise ValueError("Milenage f1 needs a 6-byte SQN and a 2-byte AMF")
+    temp = _aes(k, _xor(rand, opc))
+    in1 = (sqn + amf) * 2
+    out1 = _xor(_aes(k, _xor(_xor(temp, _rot(_xor(in1, opc), R1)), _const(C1))), opc)
+    return out1[:8], out1[8:]
+
+
+def f5_star(k: bytes, opc: bytes, rand: bytes) -> bytes:
+    """AK* (f5*): conceals SQN_MS in AUTS (TS 33.102 §6.3.3)."""
+    temp = _aes(k, _xor(rand, opc))
+    return _xor(_aes(k, _xor(_rot(_xor(temp, opc), R5), _const(C5))), opc)[:6]

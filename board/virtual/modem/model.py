@@ -58,9 +58,11 @@ class CarrierReject(Exception):
 class CarrierHooks(Protocol):
     """How the modem talks to the (virtual) carrier network."""
 
-    def attach(self, imsi: str, plmn: str, challenge: Callable[[bytes], bytes]) -> int | None:
+    def attach(self, imsi: str, plmn: str, challenge: Callable[[bytes], bytes] | None) -> int | None:
         """Authenticate+register. ``challenge(rand16)`` returns RES computed with the
-        slot's Ki/OPc. None = accepted, int = EMM reject cause."""
+        slot's Ki/OPc; None is a remote-SIM modem's attach, authenticated just before with
+        the carrier's ``auc`` (board/virtual/modem/auc.py), if it has one. None =
+        accepted, int = EMM reject cause."""
         ...
 
     def activate(self, imsi: str, cid: int, apn: str) -> dict[str, Any]:
@@ -79,7 +81,7 @@ class NullCarrier:
         self._next = itertools.count(0)
         self.attached: set[str] = set()
 
-    def attach(self, imsi: str, plmn: str, challenge: Callable[[bytes], bytes]) -> int | None:
+    def attach(self, imsi: str, plmn: str, challenge: Callable[[bytes], bytes] | None) -> int | None:
         self.attached.add(imsi)
         return None
 
@@ -147,6 +149,11 @@ class ModemConfig:
     (the board's data path is a network interface, as the virtual board's wwan0)."""
     rsrp_dbm: float = -85.0
     rsrq_db: float = -9.0
+    remote_sim: bool = False
+    """No card of its own: the SIM is asked of the host over AT (board/virtual/modem/rsim.py)."""
+    rsim_deadline_s: float = 1.0
+    """Wall-clock seconds the remote card has to answer one transmission before the module
+    counts it mute: the T=0 work waiting time at default parameters (docs/remote-sim.md)."""
 
     @classmethod
     def from_file(cls, path: str | Path) -> ModemConfig:

@@ -50,6 +50,7 @@ from typing import Any
 
 from agent import store
 from board.virtual.modem import milenage
+from board.virtual.modem.auc import Auc
 from board.virtual.modem.model import (
     CarrierReject,  # the one the modem catches (CarrierHooks' contract)
 )
@@ -180,6 +181,9 @@ class CarrierNetwork:
         self._pool = pool
         self.plmns = plmns
         self._by_imsi = {sim["imsi"]: (index, sim) for index, sim in self.sims()}
+        self.auc = Auc(self._keys)
+        """The AuC a remote-SIM modem authenticates against (AKA with AUTN and SQN); a
+        vSIM modem answers ``attach``'s RAND challenge instead."""
         self._lock = threading.Lock()
         self._state: dict[str, Any] = store.read_json(state_file, None) or {"attached": {}, "active": {}}
 
@@ -307,13 +311,25 @@ table ip carrier {{
 """
 
     # ---- CarrierHooks: what the virtual modem calls ---------------------------------
-    def attach(self, imsi: str, plmn: str, challenge: Callable[[bytes], bytes]) -> int | None:
-        """Authenticate with Milenage against the keys the carrier holds for ``imsi``."""
+    def _keys(self, imsi: str) -> tuple[bytes, bytes] | None:
+        entry = self._by_imsi.get(imsi)
+        return None if entry is None else (bytes.fromhex(entry[1]["ki"]), bytes.fromhex(entry[1]["opc"]))
+
+    def attach(self, imsi: str, plmn: str, challenge: Callable[[bytes], bytes] | None) -> int | None:
+        """Authenticate with Milenage against the keys the carrier holds for ``imsi``: the
+        RAND ``challenge`` of a vSIM modem, or (``challenge`` None) the AKA a remote-SIM
+        modem ran with ``self.auc`` just before."""
         entry = self._by_imsi.get(imsi)
         if entry is None:
             LOGGER.warning("carrier: attach from unknown IMSI %s rejected", imsi)
             return EMM_IMSI_UNKNOWN
         _, sim = entry
+        if challenge is None:
+            if not self.auc.take_authenticated(imsi):
+                LOGGER.warning("carrier: attach of IMSI %s without a passed AKA rejected", imsi)
+                return EMM_ILLEGAL_UE
+            self._attached(imsi, sim, plmn)
+            return None
         rand = os.urandom(16)
         expected = milenage.res(bytes.fromhex(sim["ki"]), bytes.fromhex(sim["opc"]), rand)
         try:
@@ -324,11 +340,14 @@ table ip carrier {{
         if answer != expected:
             LOGGER.warning("carrier: authentication failure for IMSI %s (RES mismatch)", imsi)
             return EMM_ILLEGAL_UE
+        self._attached(imsi, sim, plmn)
+        return None
+
+    def _attached(self, imsi: str, sim: dict[str, Any], plmn: str) -> None:
         with self._lock:
             self._state["attached"][imsi] = {"iccid": sim["iccid"], "plmn": plmn}
             self._save()
         LOGGER.info("carrier: IMSI %s attached", imsi)
-        return None
 
     def activate(self, imsi: str, cid: int, apn: str) -> dict[str, Any]:
         """Bring the carrier side of a data context up; return what +CGCONTRDP reports."""

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from board.virtual.modem.auc import Auc
 from board.virtual.modem.model import CarrierReject
 from board.virtual.network import netns
 from board.virtual.network.carrier import (
@@ -147,6 +148,11 @@ class MultiCarrier:
         self.nets = {site.plmn: CarrierNetwork(site.layout, pool, site.state_file, plmns=frozenset({site.plmn}))
                      for site in all_sites}
         self._by_plmn = {site.plmn: site for site in all_sites}
+        self.auc = Auc(self._keys)
+        """One AuC for every carrier's subscribers (a remote-SIM modem asks the network it
+        attaches to; each carrier's ``attach`` checks this one)."""
+        for net in self.nets.values():
+            net.auc = self.auc
         self._lock = threading.Lock()
         self.cell_at = self._locate_cell()
         """The PLMN whose core holds ``cell0`` now."""
@@ -166,11 +172,15 @@ class MultiCarrier:
                 return site
         return None
 
+    def _keys(self, imsi: str) -> tuple[bytes, bytes] | None:
+        net = self._net(imsi)
+        return None if net is None else net._keys(imsi)
+
     def _net(self, imsi: str) -> CarrierNetwork | None:
         site = self.site_of_imsi(imsi)
         return self.nets[site.plmn] if site else None
 
-    def attach(self, imsi: str, plmn: str, challenge: Callable[[bytes], bytes]) -> int | None:
+    def attach(self, imsi: str, plmn: str, challenge: Callable[[bytes], bytes] | None) -> int | None:
         net = self._net(imsi)
         if net is None:
             LOGGER.warning("carriers: attach from IMSI %s of no carrier in this lab rejected", imsi)

@@ -105,7 +105,12 @@ class FaultyCarrier:
         self.last_esm: int | None = None
         """The ESM cause of the last refused data context (what +CEER reports)."""
 
-    def attach(self, imsi: str, plmn: str, challenge: Callable[[bytes], bytes]) -> int | None:
+    @property
+    def auc(self) -> Any:
+        """The inner carrier's AuC, which a remote-SIM modem authenticates against."""
+        return getattr(self.inner, "auc", None)
+
+    def attach(self, imsi: str, plmn: str, challenge: Callable[[bytes], bytes] | None) -> int | None:
         if self.auth_fail and imsi != self.seed_imsi:
             LOGGER.info("fault: authentication of %s fails (EMM cause #%d)", imsi, EMM_ILLEGAL_UE)
             return EMM_ILLEGAL_UE
