@@ -700,7 +700,7 @@ class Supervisor:
             self.cloud.set_network_available(False, own=True)
             try:
                 await self._use_seed(SEED_ESCAPE_REGISTRATION_S)
-            except (ModemError, OSError) as exc:
+            except (AgentError, OSError) as exc:  # the modem, or the data interface (NetError)
                 delay = control.escape.could_not(self.clock.monotonic(), control.policy)
                 LOGGER.warning("escape from %s: the seed SIM does not get through either (%s): back to %s, "
                                "next try in %.0f s", failing, exc, old.get("iccid"), delay)
