@@ -697,7 +697,10 @@ class Supervisor:
         self.status.update(escape={"failing_plmn": failing, "state": "escaping"})
         async with control.lock:  # the healer and the health monitor pause: the link goes down on purpose
             await asyncio.to_thread(self.wan.release)
-            self.cloud.set_network_available(False, own=True)
+            # Not our own pause: a carrier's failure strikes every router on it at once, so
+            # their escapes come back together and reconnect inside the fleet's resume
+            # window (pacing ``resume_window_s``), not all in the same second.
+            self.cloud.set_network_available(False)
             try:
                 await self._use_seed(SEED_ESCAPE_REGISTRATION_S)
             except (AgentError, OSError) as exc:  # the modem, or the data interface (NetError)
@@ -707,7 +710,7 @@ class Supervisor:
                 self.status.update(escape={"failing_plmn": failing, "state": "seed_down", "retry_in_s": delay})
                 await self._back_to(old)
                 return False
-            self.cloud.set_network_available(True, own=True)  # our own pause: reconnect at once
+            self.cloud.set_network_available(True)
         control.refused_iccid = old.get("iccid")
         try:
             ok = await control.swap("no_service")

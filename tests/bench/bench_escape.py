@@ -35,6 +35,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from agent.cloud.pacing import RESUME_WINDOW_S
 from agent.health.thresholds import BLACKHOLE_SECONDS, ENTER_HOLD, NO_SERVICE_SECONDS
 from board.virtual.modem.model import ATTACH_LATENCY, CONTEXT_LATENCY, SLOT_SWITCH_LATENCY
 from board.virtual.network import chaos
@@ -133,11 +134,12 @@ def main() -> int:
             lab("down")
     print(f"\nfrom carrier B's failure to serving on carrier A, escape bound {args.bound} s, {runs} runs each:")
     for kind, (times, costs) in results.items():
-        modelled = args.bound + DETECT_S[kind] + 2 * SWITCH_S
+        modelled = args.bound + DETECT_S[kind] + 2 * SWITCH_S + RESUME_WINDOW_S / 2
         print(line(f"{kind} (modelled {modelled:.1f} s)", times, "s"))
         print(line(f"{kind}: own bytes per escape", costs, "B"))
     print(f"(modelled: the bound + detection ({NO_SERVICE_SECONDS:g}-{BLACKHOLE_SECONDS:g} s silent, "
-          f"{ENTER_HOLD['no_service']:g} s hold) + two switches of {SWITCH_S:.1f} s: onto the seed, onto A)")
+          f"{ENTER_HOLD['no_service']:g} s hold) + two switches of {SWITCH_S:.1f} s: onto the seed, onto A, + the "
+          f"mean of the fleet's resume spread, uniform over {RESUME_WINDOW_S:g} s, before the cloud link is back)")
     return 0
 
 

@@ -41,9 +41,10 @@ DETECT_S = 10.0
 at the next 1-s sample and held 2 s; a black hole needs 5 silent seconds and the 2-s hold,
 after up to 2 s of "sent, nothing back" before the echo runs every second."""
 ESCAPE_SWAP_S = 30.0
-"""The escape itself, bounded generously for a loaded 2-core machine: the seed SIM's slot
-switch, attach and data context (~6 s modelled), the cloud link back over it and the
-request (~1 s measured), then the swap's own ~6 s; twice that, and the policy's 1-s tick."""
+"""The escape itself, bounded for a loaded 2-core machine: the seed SIM's slot switch,
+attach and data context (~6 s modelled), the cloud link back over it at a random moment of
+the fleet's resume window (up to 10 s, pacing ``resume_window_s``) and the request (~1 s),
+then the swap's own ~6 s: 23 s at worst, and the policy's 1-s tick."""
 ESCAPE_TIMEOUT_S = BOUND_S + DETECT_S + ESCAPE_SWAP_S
 """From the fault to serving on carrier A: the bound plus detection plus one escape."""
 ON_B_TIMEOUT_S = 40.0
