@@ -195,9 +195,11 @@ class OutageLog:
 
     def amend_detail(self, kind: str, detail: dict[str, Any]) -> None:
         """Where and on what the outage of ``kind`` in progress is (its PLMN, cell and
-        evidence), keeping its cause: the healer may have named that first."""
+        evidence), keeping its cause: the healer may have named that first. Only once: an
+        outage that goes on across an escape keeps the carrier it began on, not the one a
+        later verdict on the new SIM names."""
         iv = self._open(kind)
-        if iv is not None:
+        if iv is not None and not iv.detail:
             self.amend_cause(kind, iv.cause, detail)
 
     def end(self, kind: str) -> dict[str, Any] | None:

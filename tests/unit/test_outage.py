@@ -118,6 +118,7 @@ def test_a_carrier_outage_keeps_its_plmn_cell_and_evidence(tmp_path: Path) -> No
     log.start("no_service", "not_registered: searching")
     detail = {"plmn": "44020", "cell": 27447297, "evidence": {"cause": "not_registered"}}
     log.amend_detail("no_service", detail)
+    log.amend_detail("no_service", {"plmn": "44010"})  # a verdict on the SIM escaped to: not this outage's
     clock.advance(30)
     report = log.end("no_service")
     assert report is not None and report["cause"] == "not_registered: searching" and report["detail"] == detail
