@@ -27,7 +27,7 @@ from board.virtual.cloud import pool as pool_mod
 from board.virtual.cloud import reference as cloud_mod
 from board.virtual.cloud.plans import PLANS as TABLE_PLANS
 from board.virtual.network import carrier as carrier_mod
-from board.virtual.network import faults, labclock, netns
+from board.virtual.network import faults, labclock, netns, sharedsims
 from board.virtual.network.carrier import CarrierNetwork, LabLayout
 
 LAB_DIR = Path(os.environ.get("POCKET_LAB_DIR", "/run/pocket-lab"))
@@ -351,7 +351,7 @@ def traffic(args: argparse.Namespace) -> int:
 
 
 def usage_dict() -> dict[str, Any]:
-    carrier_counts = carrier_mod.read_counters(LAYOUT)
+    carrier_counts = sharedsims.with_elsewhere(carrier_mod.read_counters(LAYOUT), LAB_DIR)
     totals = store.read_json(LAB_DIR / "cloud" / "totals.json") or {}
     out: dict[str, Any] = {}
     for iccid in sorted(set(carrier_counts) | set(totals)):
@@ -391,7 +391,7 @@ def swap(args: argparse.Namespace) -> int:
         cloud_control({"op": "prefer_plan", "plan": None if args.plan == "any" else args.plan})
     body: dict[str, Any] = {"command_id": f"lab-swap-{time.time_ns()}", "action": "swap"}
     if args.window:
-        now = time.time()
+        now = labclock.lab_time(LAB_DIR)  # the device judges the window on its clock: lab time
         body["window"] = {"not_before": now, "not_after": now + args.window}
     cloud_control({"op": "command", "device": args.device, "body": body})
     print(f"swap commanded to {args.device}" + (f" within {args.window:.0f} s" if args.window else " now"))
@@ -450,11 +450,29 @@ def plan_update(args: argparse.Namespace) -> int:
                for kind, nbytes in (("topup", args.topup), ("addon", args.addon)) if nbytes]
     if credits:
         body["credits"] = credits
+    for credit in credits:  # the wholesaler lifts its cap as the platform bought it
+        sharedsims.add_credit(LAB_DIR, iccid, credit)
     if len(body) == 4:
         raise LabError("nothing to send: give --remaining, --topup or --addon")
     command = {"command_id": f"lab-plan-{time.time_ns()}", "action": "plan_update", "plan_update": body}
     cloud_control({"op": "command", "device": args.device, "body": command})
     print(f"plan update {body['update_id']} (version {body['version']}) sent for {iccid}")
+    return 0
+
+
+def used_elsewhere(args: argparse.Namespace) -> int:
+    """``BYTES`` the SIM (default: the one in use) carried in other routers, ``--ago``
+    seconds of lab time before now: the carrier counts them in every window they fall in,
+    the reference cloud too, and the cloud sends the device a signed plan update with what
+    is left (board/virtual/network/sharedsims.py)."""
+    iccid = args.iccid or _current_sim()["iccid"]
+    if args.bytes <= 0 or args.ago < 0:
+        raise LabError("BYTES must be positive and --ago not negative")
+    at = labclock.lab_time(LAB_DIR) - args.ago
+    sharedsims.add_elsewhere(LAB_DIR, iccid, at, args.bytes)
+    cloud_control({"op": "elsewhere", "iccid": iccid, "bytes": args.bytes, "at": at, "device": args.device,
+                   "version": _next_plan_version(iccid)})
+    print(f"{iccid}: {args.bytes} bytes used elsewhere {args.ago:.0f} s ago (lab time); the device is told")
     return 0
 
 
@@ -545,7 +563,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--duration", type=float, default=600.0, help="seconds, at most")
     if name == "agent":
         parser.add_argument("action", choices=["restart", "kill", "stop", "start"])
-    if name in ("swap", "policy", "plan-update"):
+    if name == "used-elsewhere":
+        parser.add_argument("bytes", type=int, help="bytes the SIM carried in other routers")
+        parser.add_argument("--ago", type=float, default=0.0, help="seconds of lab time before now (default 0)")
+        parser.add_argument("--iccid", help="the SIM (default: the one in use)")
+    if name in ("swap", "policy", "plan-update", "used-elsewhere"):
         parser.add_argument("--device", default=DEVICE_ID, help="device id (default: the lab's router)")
     if name == "plan-update":
         parser.add_argument("--remaining", action="append", metavar="RULE=BYTES",
@@ -578,7 +600,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     handler = {"up": up, "down": down, "status": status, "throttle": throttle,
                "traffic": traffic, "usage": usage, "agent": agent, "swap": swap, "policy": policy,
-               "fault": fault, "clock": clock, "plan-update": plan_update}[args.command]
+               "fault": fault, "clock": clock, "plan-update": plan_update,
+               "used-elsewhere": used_elsewhere}[args.command]
     try:
         return handler(args)
     except (LabError, netns.LabCommandError) as exc:
