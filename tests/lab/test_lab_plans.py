@@ -3,7 +3,11 @@ carrier applies each rule on lab time, and the device swaps before a rule's cap.
 
 This module brings up its own lab (``pocket-lab up --plans table``) and gives the session's
 lab back afterwards. Measured on the lab's 50 Mbit/s cell with bulk load: a 100 MB / 3 days
-SIM lasts ~16 s; the device swaps ~4 s before its cap (``CAP_MARGIN_S``)."""
+SIM lasts ~16 s; the device swaps ~4 s before its cap (``CAP_MARGIN_S``). The larger caps
+are reached the way a shared SIM reaches a router: most of the rule already used in other
+routers (``pocket-lab used-elsewhere``: the carrier, the cloud and the device all count
+those bytes), so each test is a minute of lab time, moved with ``pocket-lab clock`` where a
+window must turn (a JST midnight, 72 hours)."""
 
 from __future__ import annotations
 
@@ -319,19 +323,24 @@ def test_a_restart_at_90_percent_of_a_cap_keeps_the_allowance(plan_lab: dict[str
     meter's granularity, never the assignment's number again."""
     iccid = put_on("100MB-3days")["sim"]["iccid"]
     set_policy(max_per_hour=1)
+    # the SIM may have carried bytes in an earlier test (the pool's freshest 100 MB SIM):
+    # the device's and the carrier's counts are compared by what they add from here
+    device0, carrier0 = row("72h")["used"], carrier_count(iccid)
     lab("traffic", "start", "--kind", "bulk", "--duration", "60")
     try:  # the daemon's own figure, on demand (the status file is two seconds behind: 12 MB at bulk load)
         wait_until("90 % of the cap used", lambda: control(plan_lab, "status")["allowance"][0]["used_bytes"]
                    >= RESTART_AT * CAP, 60, interval=0.2)
     finally:
         lab("traffic", "stop")
+    def against_carrier(used: int) -> int:
+        return abs((used - device0) - (carrier_count(iccid) - carrier0))
+
     settled = wait_until("the meter settled on the carrier's count",
-                         lambda: abs(row("72h")["used"] - carrier_count(iccid)) <= DEVICE_VS_CARRIER_BYTES
-                         and row("72h"), 30)
+                         lambda: against_carrier(row("72h")["used"]) <= DEVICE_VS_CARRIER_BYTES and row("72h"), 30)
     assert settled["used"] >= RESTART_AT * CAP
     lab("agent", "restart")
     after = wait_until("the agent back on the same SIM", lambda: (s := on_plan("100MB-3days"))
                        and s["sim"]["iccid"] == iccid and s.get("state") == "serving" and s, 120)
     [rule] = after["allowance"]
     assert abs(rule["used"] - settled["used"]) <= DEVICE_VS_CARRIER_BYTES  # the agent's own reports since
-    assert abs(rule["used"] - carrier_count(iccid)) <= DEVICE_VS_CARRIER_BYTES
+    assert against_carrier(rule["used"]) <= DEVICE_VS_CARRIER_BYTES
