@@ -235,6 +235,12 @@ def test_each_capped_plan_is_swapped_before_the_rule_its_use_is_near(plan_lab: d
     iccid = put_on(plan)["sim"]["iccid"]
     lab("used-elsewhere", str(cap - LEFT_AT_START), "--ago", str(ago_h * 3600))
     wait_until(f"the device's {rule} rule told", lambda: row(rule)["remaining"] <= LEFT_AT_START, 30)
+    # the renter's page: every rule of the plan, and the low-allowance notice for this one
+    page = json.loads(lab("page", "--json").stdout)
+    assert [d["rule"] for d in page["data"]] == [r["rule"] for r in agent_status()["allowance"]]
+    assert page["low_allowance"]["rule"] == rule and page["low_allowance"]["left_bytes"] <= LEFT_AT_START
+    assert json.loads(lab("page", "--json", "--lang", "ja").stdout)["low_allowance"]["text"].startswith(
+        "データ残量が少なくなっています")
     lab("traffic", "start", "--kind", "bulk", "--duration", "90")
     try:
         swap = wait_until("a swap before the cap", lambda: [e for e in event_data("swap") if e.get("from_iccid") == iccid
