@@ -36,18 +36,18 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from agent.clock import JST, FakeClock  # noqa: E402
-from agent.core import policy as pol  # noqa: E402
-from agent.core.swap_control import SwapControl  # noqa: E402
-from agent.plans import predict  # noqa: E402
-from agent.plans.rules import parse_plan  # noqa: E402
-from agent.plans.tracker import Allowance  # noqa: E402
-from agent.usage import calendar  # noqa: E402
-from agent.usage.own import IDLE_OWN_BYTES_PER_DAY, check_budget_for  # noqa: E402
-from board.virtual.cloud.plans import MB, PLANS, plan  # noqa: E402
-from board.virtual.network.plancarrier import CarrierMeter  # noqa: E402
-from board.virtual.network.plancarrier import rules_of as carrier_rules  # noqa: E402
-from tests.bench.figures import pct  # noqa: E402
+from agent.clock import JST, FakeClock
+from agent.core import policy as pol
+from agent.core.swap_control import SwapControl
+from agent.plans import predict
+from agent.plans.rules import parse_plan
+from agent.plans.tracker import Allowance
+from agent.usage import calendar
+from agent.usage.own import IDLE_OWN_BYTES_PER_DAY, check_budget_for
+from board.virtual.cloud.plans import MB, PLANS, plan
+from board.virtual.network.plancarrier import CarrierMeter
+from board.virtual.network.plancarrier import rules_of as carrier_rules
+from tests.bench.figures import pct
 
 CASES = [("monthly-100GB", "month", 0.0), ("5GB-month", "72h", 0.0), ("5GB-month", "month", 80.0),
          ("10GB-month", "72h", 0.0), ("10GB-month", "month", 80.0), ("100MB-3days", "72h", 0.0),
@@ -147,7 +147,7 @@ def run_event(rng: random.Random, name: str, rule_id: str, ago_h: float, tmp: Pa
                 cut_at, was_cut = t, True
             elif cut_at is not None and not held:  # lifted (a day pass at midnight)
                 throttled, cut_at = throttled + (t - cut_at), None
-        decision = pol.decide(control.policy, control._inputs(), [], 0.0, "")  # noqa: SLF001 - the loop's step
+        decision = pol.decide(control.policy, control._inputs(), [], 0.0, "")  # SwapControl.run's step
         if decision.swap:
             # The policy's tick is not the meter's: it decides a fraction of a second after
             # the last reading, and the bytes of that fraction are the carrier's, not yet the

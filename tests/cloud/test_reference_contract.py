@@ -16,8 +16,8 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent.cloud import protocol as proto
 from agent.cloud import platformsig, sealing
+from agent.cloud import protocol as proto
 from agent.plans.update import parse_update
 from board.virtual.cloud.contract import ContractError
 from board.virtual.cloud.pki import LabPki

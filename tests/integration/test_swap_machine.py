@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from agent.cloud.schema import validate_event_data
 from agent import store
+from agent.cloud.schema import validate_event_data
 from agent.core.swap import HISTORY_KEEP, Hooks, SimFacts, SwapFailed, SwapMachine, SwapRecord
 from agent.modem.driver import Modem
 from agent.sim import Plan, SimProfile

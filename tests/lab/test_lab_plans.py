@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import re
 import time
-from datetime import datetime, timedelta
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from agent import __version__, layout
+from agent.boardprofile import load_profile
 from agent.cloud import keystore as ks
 from agent.cloud.renewal import key_dir_of
-from agent.boardprofile import load_profile
 from agent.config import load
 from agent.core import page_settings
 from agent.errors import ConfigError

@@ -20,8 +20,7 @@ from agent.plans.rules import parse_plan
 from agent.usage import calendar
 from board.virtual.cloud import allowance as cloud_allowance
 from board.virtual.cloud.plans import GB, MB, plan
-from board.virtual.network import labclock
-from board.virtual.network import sharedsims
+from board.virtual.network import labclock, sharedsims
 from board.virtual.network.plancarrier import CarrierMeter, credit_valid, rules_of
 
 JST = timezone(timedelta(hours=9))

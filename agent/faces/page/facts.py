@@ -120,7 +120,7 @@ def _rule(rule: dict[str, Any], lang: str, tz: tzinfo, zone_label: str, now: flo
         return out
     reset = rule.get("resets_at")
     when = _when(reset, tz, lang) if reset is not None else ""
-    figures = dict(used=human_bytes(used), cap=human_bytes(cap), when=when, zone=zone_label, hours=hours)
+    figures = {"used": human_bytes(used), "cap": human_bytes(cap), "when": when, "zone": zone_label, "hours": hours}
     if rule.get("action") == "price_step":
         key = "data.price_step_passed" if rule.get("exceeded") else "data.price_step"
         out["text"] = say(lang, key, **figures)
@@ -233,5 +233,5 @@ def unavailable(lang: str, brand: str = "") -> dict[str, Any]:
     """The document while the daemon does not answer (starting, or busy beyond the bound)."""
     return {"version": VERSION, "lang": lang, "at": None, "zone": None, "brand": brand or say(lang, "default_brand"),
             "support_phone": None, "state": {"code": "unknown", "text": say(lang, "state.unknown")},
-            "signal": None, "sim": None, "data": [], "data_text": None, "notice": None, "low_allowance": None, "last_swap": None,
-            "throughput": None}
+            "signal": None, "sim": None, "data": [], "data_text": None, "notice": None, "low_allowance": None,
+            "last_swap": None, "throughput": None}
