@@ -193,7 +193,7 @@ def main() -> int:
                 events.append(run_event(rng, name, rule_id, ago_h, Path(tmp)))
         acted = [e for e in events if not e.reset_first]
         throttled = [e.throttled_s for e in acted]
-        errors = [abs(e.error) for e in acted if e.error is not None]
+        errors = [float(abs(e.error)) for e in acted if e.error is not None]
         all_throttled += throttled
         print(f"  {name + ' / ' + rule_id:<22} throttled s per cap event: median {statistics.median(throttled):5.1f}"
               f"  p95 {pct(throttled, 0.95):5.1f}  max {max(throttled):5.1f}  (carrier cut {sum(e.cut for e in acted)}"

@@ -503,6 +503,9 @@ def policy(args: argparse.Namespace) -> int:
         table[leaf] = float(value) if "." in value else int(value)
     cloud_control({"op": "policy", "device": args.device, "body": body})
     print(f"policy {body} published for {args.device}")
+    return 0
+
+
 def fault(args: argparse.Namespace) -> int:
     """``pocket-lab fault KIND [options]`` / ``fault clear`` / ``fault list`` (issue 9)."""
     request: dict[str, Any] = {"kind": args.kind}
