@@ -99,6 +99,9 @@ CLOUD_STOP_S = 1.3
 acknowledged by then stays in the journal and goes up after the next start."""
 SHUTDOWN_SETTLE = 0.3
 """Seconds for the TCP close handshake to finish before the last counter reading."""
+SWAP_HISTORY_FILE = "swaps.json"
+"""The swap machine's recent results (agent/core/swap.py ``HISTORY_KEEP``), in the state
+directory: the renter's page says what the last swap did after a restart too."""
 STATUS_EVERY = 2.0
 """Seconds between status-file refreshes (usage and health move every second)."""
 
@@ -551,7 +554,8 @@ class Supervisor:
             result=cloud.report_assignment_result,
         )
         return SwapMachine(self.modem, hooks, self.state_dir / "swap.json", slots=tuple(self.profile.vsim_slots),
-                           clock=self.clock, attach_timeout_s=control.policy.attach_timeout_s)
+                           clock=self.clock, attach_timeout_s=control.policy.attach_timeout_s,
+                           history_file=self.state_dir / SWAP_HISTORY_FILE)
 
     async def _account(self, facts: SimFacts) -> None:
         """The old SIM's bytes up to this instant, durable; then the new SIM is metered."""

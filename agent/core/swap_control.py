@@ -104,6 +104,11 @@ class SwapControl:
         async with self.lock:
             current = self._current()
             old = SimFacts.from_dict(current) if current else None
+            # The cloud's order this swap fulfils: only one that came before it began. An
+            # order arriving during a swap for another reason (the plan lab: a throttled
+            # SIM's swap already asking the cloud, then the cloud's "swap to a 200 kbps SIM")
+            # was cleared by that swap, so the cloud's move never happened.
+            order = self._order
             self._swap_times.append(self.clock.monotonic())
             self.status.update(state="swapping")
             try:
@@ -117,7 +122,9 @@ class SwapControl:
                 return False
             finally:
                 self.status.update(state="serving", swaps=self.machine.history[-5:])
-            self._swap_failures, self._blocked_until, self._order = 0, 0.0, None
+            self._swap_failures, self._blocked_until = 0, 0.0
+            if self._order is order:
+                self._order = None
             self._health_state = ("ok", self.clock.monotonic())
             return True
 

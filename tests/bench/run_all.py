@@ -28,6 +28,8 @@ BENCHES = [
     ("renter's status page: weight, loop under abuse, LAN latency, RSS on/off (issue 25: < 30 kB, < 2 MB)",
      "bench_page.py"),
     ("the agent's own bytes on an idle router, at the lab carrier (issue 10: < 0.5 MB/day)", "bench_own_bytes.py"),
+    ("plans: throttled s per cap event, allowance error, own bytes a day per plan (issue 22: 0 s per known rule)",
+     "bench_plans.py"),
     ("uplink under policing: device count vs carrier count (issue 10, docs/usage.md)", "bench_uplink_policing.py"),
     ("under real systemd: root image cold and cached, start to READY=1 (median of 5), RSS after 10 swaps (issue 19)",
      "bench_system.py"),

@@ -120,11 +120,13 @@ def render_status(r: dict[str, Any]) -> list[str]:
 
 
 def _allowance_line(rule: dict[str, Any]) -> str:
-    """One plan rule as the renter's page states it (agent/usage/allowance.py's figure)."""
+    """One plan rule as the renter's page states it (agent/plans/shown.py's row)."""
     if rule.get("cap_bytes") is None:
-        return f"no cap ({_fmt(rule.get('throttle_kbps'))} kbit/s plan)"
+        return f"no cap ({_fmt(rule.get('nominal_kbps') or rule.get('throttle_kbps'))} kbit/s plan)"
     used = human_bytes(rule.get("used_bytes")) if rule.get("used_bytes") is not None else "unknown"
-    return f"{used} of {human_bytes(rule['cap_bytes'])} ({rule.get('window')}), {human_bytes(rule.get('left_bytes'))} left"
+    window = f"{rule['hours']} h" if rule.get("window") == "rolling" else rule.get("window")
+    name = f"{rule['rule']}: " if rule.get("rule") else ""
+    return f"{name}{used} of {human_bytes(rule['cap_bytes'])} ({window}), {human_bytes(rule.get('left_bytes'))} left"
 
 
 def render_signal(r: dict[str, Any]) -> list[str]:

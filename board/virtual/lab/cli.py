@@ -26,6 +26,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "agent": ("board.virtual.lab.ctl", "restart or kill the lab's agent"),
     "swap": ("board.virtual.lab.ctl", "the reference cloud commands a SIM swap (now or inside --window)"),
     "policy": ("board.virtual.lab.ctl", "the reference cloud publishes a device policy (--set k=v)"),
+    "used-elsewhere": ("board.virtual.lab.ctl", "the SIM in use carried BYTES in other routers (carrier, cloud, device)"),
+    "plan-update": ("board.virtual.lab.ctl", "the reference cloud sends a signed plan update (--remaining, --topup)"),
     "sms": ("board.virtual.lab.sms", "the carrier texts the SIM in use (default: its cap notice)"),
     "page": ("board.virtual.lab.page", "the renter's status page as the LAN host gets it (--lang ja, --json)"),
     "console": ("board.virtual.lab.console", "the technician console's cable: unplug, plug, path"),

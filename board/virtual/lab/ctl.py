@@ -27,7 +27,7 @@ from board.virtual.cloud import pool as pool_mod
 from board.virtual.cloud import reference as cloud_mod
 from board.virtual.cloud.plans import PLANS as TABLE_PLANS
 from board.virtual.network import carrier as carrier_mod
-from board.virtual.network import faults, labclock, netns
+from board.virtual.network import faults, labclock, netns, sharedsims
 from board.virtual.network.carrier import CarrierNetwork, LabLayout
 
 LAB_DIR = Path(os.environ.get("POCKET_LAB_DIR", "/run/pocket-lab"))
@@ -375,7 +375,7 @@ def traffic(args: argparse.Namespace) -> int:
 
 
 def usage_dict() -> dict[str, Any]:
-    carrier_counts = carrier_mod.read_counters(LAYOUT)
+    carrier_counts = sharedsims.with_elsewhere(carrier_mod.read_counters(LAYOUT), LAB_DIR)
     totals = store.read_json(LAB_DIR / "cloud" / "totals.json") or {}
     out: dict[str, Any] = {}
     for iccid in sorted(set(carrier_counts) | set(totals)):
@@ -411,11 +411,11 @@ def cloud_control(op: dict[str, Any]) -> Path:
 def swap(args: argparse.Namespace) -> int:
     """The reference cloud commands the device to swap, now or inside ``--window`` seconds;
     with ``--plan NAME`` the cloud assigns only SIMs of that plan from then on."""
-    if getattr(args, "plan", None):
-        cloud_control({"op": "prefer_plan", "plan": args.plan})
+    if getattr(args, "plan", None):  # "any": no preference again
+        cloud_control({"op": "prefer_plan", "plan": None if args.plan == "any" else args.plan})
     body: dict[str, Any] = {"command_id": f"lab-swap-{time.time_ns()}", "action": "swap"}
     if args.window:
-        now = time.time()
+        now = labclock.lab_time(LAB_DIR)  # the device judges the window on its clock: lab time
         body["window"] = {"not_before": now, "not_after": now + args.window}
     cloud_control({"op": "command", "device": args.device, "body": body})
     print(f"swap commanded to {args.device}" + (f" within {args.window:.0f} s" if args.window else " now"))
@@ -440,6 +440,63 @@ def clock(args: argparse.Namespace) -> int:
     iso = datetime.fromtimestamp(now, timezone(timedelta(hours=9))).isoformat(timespec="seconds")
     print(json.dumps({"lab_time": now, "jst": iso, "offset_s": labclock.offset(LAB_DIR)}) if args.json
           else f"lab time {iso} (host + {labclock.offset(LAB_DIR):.0f} s)")
+    return 0
+
+
+def _next_plan_version(iccid: str) -> int:
+    """One more than the last plan update's version for ``iccid`` (the device refuses an
+    update not above the last it applied to that SIM: docs/protocol.md 4.3)."""
+    path = LAB_DIR / "cloud" / "plan-versions.json"
+    versions = store.read_json(path, {}) or {}
+    versions[iccid] = int(versions.get(iccid, 0)) + 1
+    store.atomic_write_json(path, versions)
+    return int(versions[iccid])
+
+
+def plan_update(args: argparse.Namespace) -> int:
+    """The reference cloud sends the SIM in use a signed ``plan_update`` (docs/protocol.md
+    4.3): a corrected allowance (``--remaining RULE=BYTES``, true at lab time now), a
+    top-up or an add-on bought now. The device's allowance follows; the carrier's count is
+    its own."""
+    iccid = args.iccid or _current_sim()["iccid"]
+    now = labclock.lab_time(LAB_DIR)
+    body: dict[str, Any] = {"iccid": iccid, "update_id": f"lab-u-{time.time_ns()}",
+                            "version": _next_plan_version(iccid), "issued_at": int(now)}
+    if args.remaining:
+        body["remaining"] = {}
+        for item in args.remaining:
+            rule, sep, value = item.partition("=")
+            if not sep or not value.isdigit():
+                raise LabError(f"--remaining takes RULE=BYTES, got {item!r}")
+            body["remaining"][rule] = int(value)
+        body["as_of"] = now
+    credits = [{"id": f"lab-{kind}-{time.time_ns()}", "kind": kind, "bytes": nbytes, "bought": now}
+               for kind, nbytes in (("topup", args.topup), ("addon", args.addon)) if nbytes]
+    if credits:
+        body["credits"] = credits
+    for credit in credits:  # the wholesaler lifts its cap as the platform bought it
+        sharedsims.add_credit(LAB_DIR, iccid, credit)
+    if len(body) == 4:
+        raise LabError("nothing to send: give --remaining, --topup or --addon")
+    command = {"command_id": f"lab-plan-{time.time_ns()}", "action": "plan_update", "plan_update": body}
+    cloud_control({"op": "command", "device": args.device, "body": command})
+    print(f"plan update {body['update_id']} (version {body['version']}) sent for {iccid}")
+    return 0
+
+
+def used_elsewhere(args: argparse.Namespace) -> int:
+    """``BYTES`` the SIM (default: the one in use) carried in other routers, ``--ago``
+    seconds of lab time before now: the carrier counts them in every window they fall in,
+    the reference cloud too, and the cloud sends the device a signed plan update with what
+    is left (board/virtual/network/sharedsims.py)."""
+    iccid = args.iccid or _current_sim()["iccid"]
+    if args.bytes <= 0 or args.ago < 0:
+        raise LabError("BYTES must be positive and --ago not negative")
+    at = labclock.lab_time(LAB_DIR) - args.ago
+    sharedsims.add_elsewhere(LAB_DIR, iccid, at, args.bytes)
+    cloud_control({"op": "elsewhere", "iccid": iccid, "bytes": args.bytes, "at": at, "device": args.device,
+                   "version": _next_plan_version(iccid)})
+    print(f"{iccid}: {args.bytes} bytes used elsewhere {args.ago:.0f} s ago (lab time); the device is told")
     return 0
 
 
@@ -470,6 +527,9 @@ def policy(args: argparse.Namespace) -> int:
         table[leaf] = float(value) if "." in value else int(value)
     cloud_control({"op": "policy", "device": args.device, "body": body})
     print(f"policy {body} published for {args.device}")
+    return 0
+
+
 def fault(args: argparse.Namespace) -> int:
     """``pocket-lab fault KIND [options]`` / ``fault clear`` / ``fault list`` (issue 9)."""
     request: dict[str, Any] = {"kind": args.kind}
@@ -523,7 +583,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--advance", type=float, help="seconds to move lab time forward")
         parser.add_argument("--to", help="move lab time forward to this ISO time (with its UTC offset)")
     if name == "swap":
-        parser.add_argument("--plan", help="assign only SIMs of this plan (a name from domain.md's table)")
+        parser.add_argument("--plan", help="assign only SIMs of this plan (a name from domain.md's table; "
+                                           "'any': every plan again)")
     if name == "throttle":
         parser.add_argument("--rate", type=int, help="kbit/s (default: the SIM's plan rate, else 128)")
         parser.add_argument("--off", action="store_true", help="remove the policer")
@@ -533,8 +594,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--duration", type=float, default=600.0, help="seconds, at most")
     if name == "agent":
         parser.add_argument("action", choices=["restart", "kill", "stop", "start"])
-    if name in ("swap", "policy"):
+    if name == "used-elsewhere":
+        parser.add_argument("bytes", type=int, help="bytes the SIM carried in other routers")
+        parser.add_argument("--ago", type=float, default=0.0, help="seconds of lab time before now (default 0)")
+        parser.add_argument("--iccid", help="the SIM (default: the one in use)")
+    if name in ("swap", "policy", "plan-update", "used-elsewhere"):
         parser.add_argument("--device", default=DEVICE_ID, help="device id (default: the lab's router)")
+    if name == "plan-update":
+        parser.add_argument("--remaining", action="append", metavar="RULE=BYTES",
+                            help="a corrected allowance for one rule of the SIM's plan (the old plans' rule: cap)")
+        parser.add_argument("--topup", type=int, metavar="BYTES", help="a top-up bought now")
+        parser.add_argument("--addon", type=int, metavar="BYTES", help="an add-on bought now")
+        parser.add_argument("--iccid", help="the SIM (default: the one in use)")
     if name == "swap":
         parser.add_argument("--window", type=float, default=0.0,
                             help="seconds: the device picks a random moment inside (default: now)")
@@ -560,7 +631,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     handler = {"up": up, "down": down, "status": status, "throttle": throttle,
                "traffic": traffic, "usage": usage, "agent": agent, "swap": swap, "policy": policy,
-               "fault": fault, "clock": clock}[args.command]
+               "fault": fault, "clock": clock, "plan-update": plan_update,
+               "used-elsewhere": used_elsewhere}[args.command]
     try:
         return handler(args)
     except (LabError, netns.LabCommandError) as exc:

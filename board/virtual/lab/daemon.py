@@ -25,7 +25,7 @@ from board.virtual.lab.console import DEVICE_END, TECHNICIAN_END
 from board.virtual.modem.device import VirtualModem
 from board.virtual.modem.model import ModemConfig
 from board.virtual.network import carrier as carrier_mod
-from board.virtual.network import faults, labclock
+from board.virtual.network import faults, labclock, sharedsims
 from board.virtual.network.cable import PtyCable
 from board.virtual.network.carrier import CarrierNetwork, LabLayout
 from board.virtual.network.plancarrier import CarrierMeter
@@ -52,6 +52,7 @@ def enforce_caps(layout: LabLayout, pool: dict[str, Any], state_file: Path, poli
     meter = meter if meter is not None else CarrierMeter()
     counts = carrier_mod.read_counters(layout)
     now = labclock.lab_time(state_file.parent)
+    sharedsims.load_into(meter, state_file.parent)  # bytes used in other routers, credits bought
     sims = {sim["iccid"]: (index, sim) for index, sim in carrier_mod.pool_sims(pool)}
     for iccid, count in counts.items():
         meter.record(iccid, now, count.get("up", 0), count.get("down", 0))
