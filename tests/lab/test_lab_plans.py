@@ -29,6 +29,7 @@ from tests.lab.conftest import (
     keep_logs,
     lab,
     lab_json,
+    lab_needed_after,
     set_policy,
     wait_until,
 )
@@ -41,7 +42,7 @@ measured 116 bytes on the first run."""
 
 
 @pytest.fixture(scope="module")
-def plan_lab(running_lab: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def plan_lab(running_lab: dict[str, Any], request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
     lab("traffic", "stop", check=False)
     lab("down", check=False)
     lab("up", "--plans", "table", timeout=240)
@@ -50,8 +51,9 @@ def plan_lab(running_lab: dict[str, Any]) -> Iterator[dict[str, Any]]:
     finally:
         lab("traffic", "stop", check=False)
         keep_logs("plans")
-        lab("down", check=False)
-        lab("up", timeout=240)  # the session's lab, as the other modules expect it
+        if lab_needed_after(request):
+            lab("down", check=False)
+            lab("up", timeout=240)  # the session's lab, as the other modules expect it
 
 
 def pool_plans() -> dict[str, str]:
