@@ -12,6 +12,7 @@ window must turn (a JST midnight, 72 hours)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -123,10 +124,11 @@ def test_the_carrier_throttles_at_the_cap_and_lifts_72_lab_hours_later(plan_lab:
                lambda: (on_plan("100MB-3days") or {}).get("allowance", [{}])[0].get("used", CAP) < MB, 30)
 
 
-FLAT_SERVE_S = 120
-"""How long the flat-rate SIM is served under load with no swap and no throttled event
-(the issue asks for 10 minutes; two keep the lab suite within its time, and the verdict
-needs only seconds: the classifier decides within ~10 s of a flat ceiling)."""
+FLAT_SERVE_S = float(os.environ.get("POCKET_FLAT_SERVE_S", "120"))
+"""How long the flat-rate SIM is served under load with no swap and no throttled event.
+Issue 22 asks for 10 minutes: ``make soak`` runs this test with 600 (``POCKET_FLAT_SERVE_S``);
+``make test`` keeps two, within issue 21's ten minutes for the whole suite, since the verdict
+needs only seconds (the classifier decides within ~10 s of a flat ceiling)."""
 
 
 def test_a_flat_200_kbps_sim_is_served_at_its_rate_and_reported_when_policed_below(
