@@ -130,7 +130,8 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def start(state_dir: Path, args: list[str], status_file: Path | None, trial_s: float) -> None:
+def start(state_dir: Path, args: list[str], status_file: Path | None, trial_s: float,
+          hang_s: float = gate.HANG_S) -> None:
     """Return if this process should run the agent itself; otherwise exec into the chosen
     tree or guard its trial, and never return."""
     if os.environ.get(TREE_ENV):
@@ -144,7 +145,7 @@ def start(state_dir: Path, args: list[str], status_file: Path | None, trial_s: f
         LOGGER.info("running release %s (%s)", slots.tree_version(choice.tree), choice.tree.name)
         _flush()
         os.execve(sys.executable, child_argv(choice.tree, args), _env(**{TREE_ENV: str(choice.tree)}))
-    code = Trial(state_dir, choice.tree, args, status_file, bound_s=trial_s).run()
+    code = Trial(state_dir, choice.tree, args, status_file, bound_s=trial_s, hang_s=hang_s).run()
     _flush()
     os._exit(code)
 
@@ -169,10 +170,10 @@ class Trial:
     """Run ``tree`` as a child and commit it or roll it back (gate.py decides)."""
 
     def __init__(self, state_dir: Path, tree: Path, args: list[str], status_file: Path | None, *,
-                 bound_s: float = gate.TRIAL_BOUND_S, poll_s: float = POLL_S,
+                 bound_s: float = gate.TRIAL_BOUND_S, hang_s: float = gate.HANG_S, poll_s: float = POLL_S,
                  clock: Callable[[], float] = time.monotonic, log_out: IO[bytes] | None = None):
         self.state_dir, self.tree, self.args, self.status_file = state_dir, tree, args, status_file
-        self.bound_s, self.poll_s, self.clock = bound_s, poll_s, clock
+        self.bound_s, self.hang_s, self.poll_s, self.clock = bound_s, hang_s, poll_s, clock
         self.log_out = log_out if log_out is not None else sys.stderr.buffer
         self.lines: collections.deque[str] = collections.deque(maxlen=LOG_KEEP)
         self.stop_signal: int | None = None
@@ -203,7 +204,7 @@ class Trial:
                     restart()
                 return code if code >= 0 else 128 - code
             verdict = gate.judge(self._status(), elapsed_s=self.clock() - started, exited=code, now=time.time(),
-                                 pid=self.child.pid, bound_s=self.bound_s)
+                                 pid=self.child.pid, bound_s=self.bound_s, hang_s=self.hang_s)
             if verdict.action == "commit":
                 install.commit(self.state_dir)
                 committed = True

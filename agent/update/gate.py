@@ -46,7 +46,7 @@ COMMIT = Verdict("commit")
 
 
 def judge(status: dict[str, Any], *, elapsed_s: float, exited: int | None, now: float, pid: int,
-          bound_s: float = TRIAL_BOUND_S) -> Verdict:
+          bound_s: float = TRIAL_BOUND_S, hang_s: float = HANG_S) -> Verdict:
     """The verdict on a trial ``elapsed_s`` after the new version started (process ``pid``).
 
     ``status`` is the status file as last read ({} if none), ``exited`` the process's exit
@@ -55,7 +55,7 @@ def judge(status: dict[str, Any], *, elapsed_s: float, exited: int | None, now: 
     if exited is not None:
         return Verdict("rollback", f"crashed (exit {exited})" if exited >= 0 else f"killed (signal {-exited})")
     own = status.get("pid") == pid
-    if own and status.get("updated") is not None and now - float(status["updated"]) > HANG_S:
+    if own and status.get("updated") is not None and now - float(status["updated"]) > hang_s:
         return Verdict("rollback", "hung")
     cloud = status.get("cloud") or {}
     serving = own and status.get("state") == "serving"
