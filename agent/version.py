@@ -45,6 +45,14 @@ def describe() -> str:
     return f"{__version__} (build {build()})"
 
 
+def describe_short() -> str:
+    """The version and build for the status file: the stamp only (no git call while serving)."""
+    try:
+        return f"{__version__} ({BUILD_STAMP.read_text().strip()})"
+    except OSError:
+        return __version__
+
+
 class VersionAction(argparse.Action):
     """argparse's ``version`` action, with the text computed only when asked for."""
 

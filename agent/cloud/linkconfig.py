@@ -103,4 +103,6 @@ class LinkStats:
     rebuilds: int = 0
     resends: int = 0
     rejected: int = 0
+    usage_acks: int = 0
+    """Acknowledgements of the usage stream: the update's health gate wants one (agent/update/gate.py)."""
     delays: list[float] = field(default_factory=list)

@@ -1,0 +1,45 @@
+"""Wires the updater (agent/core/updater.py) to the running supervisor.
+
+As heal_wiring.py does for the healer: the one place that knows which of the
+supervisor's parts the updater reads (the cloud link, the swap lock, the SIM in use, the
+allowance) and how it asks for the restart into a new version, so updater.py takes only
+callables.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from agent.cloud import sealing
+from agent.core.updater import CHUNK_LEAF, GET_EXPIRY_S, UpdateHooks, Updater
+
+LOGGER = logging.getLogger(__name__)
+
+
+def updater_for(sup: Any) -> Updater:
+    """An updater for ``sup`` once its cloud link exists; its chunk leaf subscribed."""
+    key = None
+    if sup.cfg.release_key is not None:
+        try:
+            key = sealing.load_public_ed25519(sup.cfg.release_key)
+        except (OSError, ValueError, TypeError) as exc:
+            LOGGER.error("release key %s unreadable (%s): update offers will be refused", sup.cfg.release_key, exc)
+    cloud = sup.cloud
+
+    def restart() -> None:
+        sup.restart_for_update = True
+        sup.request_stop("update installed")
+
+    hooks = UpdateHooks(
+        publish=lambda leaf, body: cloud.publish_leaf(leaf, {"v": 1, **body}, expiry=GET_EXPIRY_S),
+        emit=sup.emit,
+        connected=lambda: bool(cloud.connected),
+        swapping=lambda: sup.swapping,
+        on_seed=lambda: bool((sup.current or {}).get("seed")),
+        allowance_low=lambda: sup.swap_control.allowance_low,
+        restart=restart,
+    )
+    updater = Updater(sup.state_dir, key, sup.profile.name, hooks, trial_ok=sup.cfg.status_file is not None)
+    cloud.add_inbound(CHUNK_LEAF, updater.on_chunk)
+    return updater
