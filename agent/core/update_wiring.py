@@ -31,6 +31,12 @@ def updater_for(sup: Any) -> Updater:
         sup.restart_for_update = True
         sup.request_stop("update installed")
 
+    def prove() -> None:
+        if sup.journal is not None and sup.report_gate is not None:
+            sup.journal.flush("update trial")
+            sup.report_gate.open_now("update trial")
+            cloud.kick()
+
     hooks = UpdateHooks(
         publish=lambda leaf, body: cloud.publish_leaf(leaf, {"v": 1, **body}, expiry=GET_EXPIRY_S),
         emit=sup.emit,
@@ -39,6 +45,7 @@ def updater_for(sup: Any) -> Updater:
         on_seed=lambda: bool((sup.current or {}).get("seed")),
         allowance_low=lambda: sup.swap_control.allowance_low,
         restart=restart,
+        prove=prove,
     )
     updater = Updater(sup.state_dir, key, sup.profile.name, hooks, trial_ok=sup.cfg.status_file is not None)
     cloud.add_inbound(CHUNK_LEAF, updater.on_chunk)

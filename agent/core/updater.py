@@ -50,6 +50,8 @@ GET_EXPIRY_S = 60
 """A chunk request older than this is of no use to the device, which has asked again."""
 TRIAL_POLL_S = 2.0
 """How often a version on trial reads the journal for its guard's verdict (to report it)."""
+PROVE_EVERY = 10
+"""Polls between the trial's usage reports (20 s): the first may find nothing to send."""
 MQTT_OVERHEAD_BYTES = 60
 """Per message on the wire beyond its payload: MQTT fixed and variable header with the
 topic (~40 bytes), TLS record header and tag (~22): the update event's ``bytes`` estimate."""
@@ -67,6 +69,9 @@ class UpdateHooks:
     allowance_low: Callable[[], bool]
     restart: Callable[[], None]
     """Stop the daemon and start afresh as the package's code (agent/update/boot.py restart)."""
+    prove: Callable[[], None]
+    """Flush the usage journal and send a report now: the health gate waits for its ack,
+    and an idle router would otherwise send none for an hour (the heartbeat)."""
 
 
 class Updater:
@@ -149,7 +154,11 @@ class Updater:
     async def run(self) -> None:
         """Report the outcome of the last start (a trial's once its guard judged it), then
         fetch and install whatever is offered."""
+        proved = 0
         while self.state.phase == "trial":  # this is the version on trial: the guard writes the verdict
+            if self.hooks.connected() and proved % PROVE_EVERY == 0:
+                self.hooks.prove()
+            proved += self.hooks.connected()
             await asyncio.sleep(TRIAL_POLL_S)
             self.state = journal.load(self.state_dir)
         await self._report_outcome()

@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "usage": ("board.virtual.lab.ctl", "carrier byte counts and cloud totals per SIM"),
     "agent": ("board.virtual.lab.ctl", "restart or kill the lab's agent"),
     "swap": ("board.virtual.lab.ctl", "the reference cloud commands a SIM swap (now or inside --window)"),
+    "update": ("board.virtual.lab.ctl", "the reference cloud offers a signed release (docs/update.md)"),
     "policy": ("board.virtual.lab.ctl", "the reference cloud publishes a device policy (--set k=v)"),
     "sms": ("board.virtual.lab.sms", "the carrier texts the SIM in use (default: its cap notice)"),
     "page": ("board.virtual.lab.page", "the renter's status page as the LAN host gets it (--lang ja, --json)"),
