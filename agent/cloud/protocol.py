@@ -449,7 +449,7 @@ UPDATE_GET = "update/get"
 UPDATE_CHUNK = "update/chunk"
 """Cloud -> device: one chunk (agent/update/chunks.py decodes and bounds it)."""
 SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
-MAX_UPDATE_CHUNK = 65536
+MAX_UPDATE_CHUNK = 11 * 1024
 """agent/update/chunks.py MAX_CHUNK_BYTES: the largest chunk either side may name."""
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -160,6 +161,18 @@ def restart() -> NoReturn:
     os.execve(sys.executable, [sys.executable, *entry[1:]], _env())
 
 
+PR_SET_PDEATHSIG = 1
+"""prctl(2): the signal a process gets when its parent dies."""
+
+
+def _die_with_parent() -> None:
+    """In the trial's child, before exec: SIGKILL it if the guard dies (a SIGKILL of the
+    guard alone, as ``pocket-lab agent kill`` sends, must not leave an orphan holding the
+    state directory's lock; under systemd the unit's cgroup is killed whole anyway)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _flush() -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
@@ -186,7 +199,8 @@ class Trial:
         LOGGER.warning("trying release %s (%s): health gate within %.0f s", version, self.tree.name, self.bound_s)
         _flush()
         self.child = subprocess.Popen(child_argv(self.tree, self.args), stderr=subprocess.PIPE,
-                                      env=_env(**{TREE_ENV: str(self.tree), GUARD_ENV: str(os.getpid())}))
+                                      env=_env(**{TREE_ENV: str(self.tree), GUARD_ENV: str(os.getpid())}),
+                                      preexec_fn=_die_with_parent)
         pump = threading.Thread(target=self._pump, args=(self.child.stderr,), name="trial-log", daemon=True)
         pump.start()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -95,6 +95,13 @@ def test_bytes_that_do_not_hash_to_the_manifest_are_a_wrong_hash_and_discarded(t
     assert not dl.part.exists() and dl.next_request() == (0, chunks.CHUNK_BYTES)
 
 
+def test_the_largest_chunk_fits_the_contracts_message_limit():
+    from agent.cloud import protocol as proto
+    body = {"v": 1, **chunks.encode("a" * 64, 8_000_000, b"x" * chunks.MAX_CHUNK_BYTES, 8_400_000)}
+    assert len(proto.encode(body)) <= proto.MAX_MESSAGE_BYTES
+    assert proto.MAX_UPDATE_CHUNK == chunks.MAX_CHUNK_BYTES
+
+
 def test_a_chunk_message_with_missing_fields_is_a_bad_chunk():
     for body in (None, {}, {"sha256": "a", "offset": -1, "length": 0, "data": ""},
                  {"sha256": "a", "offset": True, "length": 0, "data": ""}):

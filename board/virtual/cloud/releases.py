@@ -5,8 +5,9 @@ artifact on this shelf and sends the device the ``update`` command with its mani
 (docs/protocol.md 8). Each ``update/get`` is answered with exactly the bytes asked for.
 A shelf entry can be told to misbehave once per chunk (``fault``), so the lab can show the
 device refusing a truncated chunk, an oversized one, or an artifact longer than its
-manifest says: ``truncate`` (``length`` says more than ``data`` holds), ``oversize``
-(a chunk past the 64 KiB limit), ``extend`` (the last chunk carries extra bytes).
+manifest says: ``truncate`` (``length`` says more than ``data`` holds) and ``extend`` (the
+last chunk carries extra bytes). An oversized chunk cannot pass the broker's 16 KiB limit;
+the device's own bound for it is tested in tests/update/test_download.py.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from agent.update import chunks
 
 LOGGER = logging.getLogger(__name__)
 
-FAULTS = ("truncate", "oversize", "extend")
+FAULTS = ("truncate", "extend")
 
 
 @dataclass
@@ -57,9 +58,6 @@ class Shelf:
         fault = self.faults.get(name)
         if fault == "truncate" and piece:
             chunk["length"] = len(piece) + 1
-        elif fault == "oversize":
-            big = piece + b"\0" * (chunks.MAX_CHUNK_BYTES + 1 - len(piece))
-            chunk = {**chunks.encode(name, offset, big, len(data)), "length": len(big)}
         elif fault == "extend" and chunk["last"]:
             chunk = chunks.encode(name, offset, piece + b"more than the manifest says", len(data))
         self.served[name] = self.served.get(name, 0) + len(piece)

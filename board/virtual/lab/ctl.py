@@ -528,7 +528,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     if name == "update":
         parser.add_argument("--artifact", required=True, help="the release's .tar.gz (packaging/release.py cut)")
         parser.add_argument("--manifest", required=True, help="its signed .manifest.json")
-        parser.add_argument("--fault", choices=["truncate", "oversize", "extend"],
+        parser.add_argument("--fault", choices=["truncate", "extend"],
                             help="the cloud serves the chunks badly (board/virtual/cloud/releases.py)")
         parser.add_argument("--as-manifest-says", action="store_true",
                             help="shelve the artifact under the manifest's hash, whatever its bytes hash to")
