@@ -138,7 +138,7 @@ def test_an_artifact_whose_bytes_are_not_the_manifests_is_refused(lab_up, tmp_pa
     offer((artifact, manifest), "--as-manifest-says")
     wait_until("0.4.3 refused for its hash", lambda: [e for e in update_events("0.4.3", "refused")
                                                       if e["reason"] == "hash"], UPDATE_S)
-    assert serving_on("0.2.0")
+    wait_until("serving on 0.2.0, no update in progress", lambda: serving_on("0.2.0"), REFUSE_S)
 
 
 def test_truncated_chunks_are_refused_and_a_new_offer_replaces_the_stuck_one(lab_up, tmp_path):
