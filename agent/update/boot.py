@@ -20,8 +20,8 @@ a boot loader is for an A/B system; a release cannot break its own rollback.
   (install.rollback), and the guard starts afresh as the package's code (``exec``), which
   now runs the previous version.
 
-The systemd unit has ``NotifyAccess=all`` for the trial's sake: the child, not the guard,
-sends READY=1 and the watchdog's pings.
+The unit's ``NotifyAccess=main`` stays: the guard relays the child's READY=1, STATUS= and
+watchdog pings to systemd (notifyrelay.py).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from typing import IO, Any, NoReturn
 
 from agent import store
 from agent.update import gate, install, journal, machine, scrub, slots
+from agent.update.notifyrelay import NotifyRelay
 
 LOGGER = logging.getLogger(__name__)
 
@@ -65,6 +66,9 @@ POLL_S = 1.0
 """How often the guard reads the status file: it is refreshed every 2 s."""
 STOP_GRACE_S = 5.0
 """A failed trial's child gets this long after SIGTERM (its stop contract is 3 s) before SIGKILL."""
+NOTIFY_NAME = "notify.sock"
+"""The relay's socket in the update directory (notifyrelay.py): the state directory is the
+one the service may write, and a unix socket path must stay under 108 bytes."""
 PACKAGE_FILE = "package.json"
 """The package tree's version when a release was first linked over it."""
 LOG_KEEP = 200
@@ -198,8 +202,13 @@ class Trial:
         version = slots.tree_version(self.tree)
         LOGGER.warning("trying release %s (%s): health gate within %.0f s", version, self.tree.name, self.bound_s)
         _flush()
-        self.child = subprocess.Popen(child_argv(self.tree, self.args), stderr=subprocess.PIPE,
-                                      env=_env(**{TREE_ENV: str(self.tree), GUARD_ENV: str(os.getpid())}),
+        env = _env(**{TREE_ENV: str(self.tree), GUARD_ENV: str(os.getpid())})
+        target = os.environ.get("NOTIFY_SOCKET")
+        relay = NotifyRelay(journal.update_dir(self.state_dir) / NOTIFY_NAME, target) if target else None
+        if relay is not None:
+            env.update(relay.child_env())
+            env.pop("WATCHDOG_PID", None)  # it names the guard; the release pings through the relay
+        self.child = subprocess.Popen(child_argv(self.tree, self.args), stderr=subprocess.PIPE, env=env,
                                       preexec_fn=_die_with_parent)
         pump = threading.Thread(target=self._pump, args=(self.child.stderr,), name="trial-log", daemon=True)
         pump.start()

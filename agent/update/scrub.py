@@ -6,7 +6,9 @@ layer redacts sensitive commands, ``SimProfile`` redacts Ki and OPc), but a cras
 version is exactly the code that may have broken that rule: every line is scrubbed here
 again before it leaves the device or reaches its journal. What looks like a key is
 replaced, whatever it is: a PEM block, a 128-bit or longer hex string (Ki, OPc, K), a
-long base64 run (keys, sealed envelopes, signatures), and any ``ki=`` / ``opc=`` value.
+long base64 run with upper and lower case and digits in it (keys, sealed envelopes,
+signatures; a file path in a traceback has no capitals and digits together, and stays),
+and any ``ki=`` / ``opc=`` value.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ _PATTERNS = (
     re.compile(r"-----BEGIN [A-Z ]+-----.*?(-----END [A-Z ]+-----|$)"),
     re.compile(r"(?i)\b(ki|opc|op|k|key|secret|password|token)\s*[=:]\s*\S+"),
     re.compile(r"\b[0-9A-Fa-f]{32,}\b"),
-    re.compile(r"[A-Za-z0-9+/_-]{40,}={0,2}"),
+    re.compile(r"(?=[A-Za-z0-9+/_-]*[A-Z])(?=[A-Za-z0-9+/_-]*[a-z])(?=[A-Za-z0-9+/_-]*[0-9])"
+               r"[A-Za-z0-9+/_-]{40,}={0,2}"),
 )
 
 

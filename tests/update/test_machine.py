@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from agent.update import gate, machine, scrub
@@ -68,10 +70,12 @@ def test_reported_log_lines_carry_no_secret():
     lines = ["INFO loading profile ki=000102030405060708090A0B0C0D0E0F opc=abc",
              "DEBUG key 00112233445566778899aabbccddeeff00112233",
              "-----BEGIN PRIVATE KEY----- MC4CAQAwBQYDK2VwBCIEIJ+J -----END PRIVATE KEY-----",
-             "sealed " + "QUJD" * 20, "", "Traceback (most recent call last):", "x" * 500]
+             "sealed " + base64.b64encode(bytes(range(60))).decode(), "", "Traceback (most recent call last):", "x" * 500]
     out = scrub.tail(lines)
     text = "\n".join(out)
-    for secret in ("000102030405", "00112233445566", "MC4CAQ", "QUJDQUJD"):
+    for secret in ("000102030405", "00112233445566", "MC4CAQ", base64.b64encode(bytes(range(60))).decode()[:12]):
         assert secret not in text
     assert "Traceback (most recent call last):" in out and len(out) == 6
+    path = '  File "/usr/lib/pocket-agent/agent/faces/cli/run.py", line 96, in main'
+    assert scrub.scrub_line(path) == path  # a traceback keeps its file names
     assert max(len(line) for line in out) <= scrub.LINE_CHARS

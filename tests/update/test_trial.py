@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -40,6 +41,11 @@ def write(path, state, acks):
 def main():
     path = sys.argv[-1]
     print("INFO agent starting ki=00112233445566778899AABBCCDDEEFF", file=sys.stderr, flush=True)
+    if os.environ.get("NOTIFY_SOCKET") and MODE == "good":
+        import socket
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        s.sendto(("READY=1\\nWATCHDOG_PID=" + os.environ.get("WATCHDOG_PID", "unset")).encode(),
+                 os.environ["NOTIFY_SOCKET"])
     if MODE == "crash":
         print("Traceback (most recent call last):", file=sys.stderr)
         print("RuntimeError: release broken at start", file=sys.stderr, flush=True)
@@ -68,9 +74,9 @@ def installed(tmp_path: Path, release) -> Path:
     return state_dir
 
 
-def start(state_dir: Path, status: Path) -> subprocess.Popen:
+def start(state_dir: Path, status: Path, **env: str) -> subprocess.Popen:
     argv = [sys.executable, "-m", "tests.update.trial_child", str(state_dir), str(status), str(BOUND_S), str(HANG_S)]
-    return subprocess.Popen(argv, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), text=True,
+    return subprocess.Popen(argv, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO), **env), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -84,8 +90,14 @@ def wait_phase(state_dir: Path, phase: str, timeout: float) -> None:
 
 def test_a_release_that_serves_is_committed_and_keeps_running(tmp_path, cut):
     state_dir = installed(tmp_path, release_with(cut, "good"))
-    proc = start(state_dir, tmp_path / "status.json")
+    systemd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # plays systemd's notify socket
+    systemd.bind(str(tmp_path / "notify"))
+    systemd.settimeout(30)
+    proc = start(state_dir, tmp_path / "status.json", NOTIFY_SOCKET=str(tmp_path / "notify"), WATCHDOG_PID="1")
     try:
+        # the release's READY=1 reaches systemd through the guard's relay, with the guard's
+        # WATCHDOG_PID dropped from the release's environment (NotifyAccess=main stays)
+        assert systemd.recv(4096) == b"READY=1\nWATCHDOG_PID=unset"
         wait_phase(state_dir, "committed", BOUND_S + 10)
         assert proc.poll() is None  # the guard stays, the release runs on
         status = json.loads((tmp_path / "status.json").read_text())
