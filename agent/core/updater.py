@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,10 @@ CHUNK_LEAF = "update/chunk"
 CHUNK_TIMEOUT_S = 30.0
 """A chunk is 32 KiB: 1 s at 256 kbps (a throttled SIM). No answer in 30 s means the
 request or the answer was lost with a session: asked again (the answer may still come)."""
+MAX_CHUNK_WAIT_S = 3600.0
+"""Unanswered requests are asked again after a doubling wait, up to an hour: a cloud that
+stopped serving a release (a rollout withdrawn without the abort below) costs a device
+one ~200-byte request an hour, not one every 30 s (576 KB a day)."""
 DEFER_CHECK_S = 10.0
 """How often a deferred download looks again at what held it (a swap lasts ~6 s)."""
 GET_EXPIRY_S = 60
@@ -87,6 +91,8 @@ class Updater:
         self._wake = asyncio.Event()
         self._chunk_arrived = asyncio.Event()
         self.deferred = ""
+        self.misses = 0
+        """Chunk requests unanswered in a row (the wait before the next one doubles)."""
         self.bytes = 0
         """Bytes of this update's messages, both ways, with their MQTT and TLS overhead."""
 
@@ -121,7 +127,13 @@ class Updater:
             self._refused(exc, command_id)
             return
         if mf.same_as_running(manifest, self.device()):
-            LOGGER.info("update %s: already running %s", command_id, manifest.version)
+            if self.state.phase == "fetching":  # the platform's abort: "stay on what you run"
+                LOGGER.warning("update %s: stay on %s; the fetch of %s is abandoned", command_id, manifest.version,
+                               self.state.version)
+                self.state = replace(self.state, rollout=manifest.rollout, rollout_sha256=manifest.sha256)
+                self._abandon("aborted")
+            else:
+                LOGGER.info("update %s: already running %s", command_id, manifest.version)
             return
         if self.state.in_progress and self.state.phase != "fetching":
             LOGGER.info("update %s to %s waits: update to %s is %s", command_id, manifest.version,
@@ -201,9 +213,7 @@ class Updater:
                 await asyncio.to_thread(self.download.finish)
             except UpdateError as exc:
                 self._refused(exc)
-                self.state = journal.save(self.state_dir, machine.UpdateState(
-                    floor=self.state.floor, rollout=self.state.rollout, rollout_sha256=self.state.rollout_sha256))
-                self.download = None
+                self._abandon("")
                 return
             self.state = journal.save(self.state_dir, machine.advance(self.state, "fetched"))
             self._report("fetched", bytes=self.bytes)
@@ -213,8 +223,23 @@ class Updater:
         body = {"sha256": manifest.sha256, "offset": offset, "length": length}
         if self.hooks.publish(GET_LEAF, body):
             self.bytes += 120 + MQTT_OVERHEAD_BYTES
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._chunk_arrived.wait(), CHUNK_TIMEOUT_S)
+        wait = min(CHUNK_TIMEOUT_S * 2 ** min(self.misses, 10), MAX_CHUNK_WAIT_S)
+        try:
+            await asyncio.wait_for(self._chunk_arrived.wait(), wait)
+            self.misses = 0
+        except TimeoutError:
+            self.misses += 1
+
+    def _abandon(self, why: str) -> None:
+        """The fetch in progress is given up (wrong hash, the platform's abort): its bytes
+        removed, the journal idle, the floor and rollout seen kept."""
+        if self.download is not None:
+            self.download.discard()
+        if why:
+            self._report("refused", reason=why)
+        self.state = journal.save(self.state_dir, machine.UpdateState(
+            floor=self.state.floor, rollout=self.state.rollout, rollout_sha256=self.state.rollout_sha256))
+        self.download, self.misses = None, 0
 
     def _defer_reason(self, manifest: mf.Manifest) -> str:
         if not self.hooks.connected():

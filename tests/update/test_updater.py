@@ -143,3 +143,21 @@ def test_the_console_status_shows_the_version_and_the_update_in_progress():
     lines = render_status({**base, "update": {"running": "0.1.0", "phase": "fetching", "version": "0.2.0",
                                               "have": 8192, "size": 390000, "deferred": "seed_sim"}})
     assert lines[-1] == "version     0.1.0; update to 0.2.0: fetching 8192/390000 bytes, waiting (seed_sim)"
+
+
+def test_an_offer_of_the_running_version_abandons_the_fetch_in_progress(tmp_path, cut, release_key):
+    """The platform's abort: offered the version it runs, a device stops fetching."""
+    async def main() -> None:
+        updater, cloud, manifest = setup(tmp_path, cut, release_key)
+        cloud.seed = True  # held before its first chunk
+        task = asyncio.get_running_loop().create_task(updater.run())
+        updater.offer("c1", manifest)
+        await settle(cloud, lambda: ("deferred", "seed_sim") in cloud.statuses())
+        stay = setup(tmp_path / "b", cut, release_key, version="0.1.0", rollout=2)[2]
+        updater.offer("c2", stay)
+        await asyncio.sleep(0)
+        task.cancel()
+        assert ("refused", "aborted") in cloud.statuses()
+        state = journal.load(tmp_path / "state")
+        assert state.phase == "idle" and state.rollout == 2
+    asyncio.run(main())
