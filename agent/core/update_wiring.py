@@ -8,11 +8,13 @@ callables.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from agent.cloud import sealing
 from agent.core.updater import CHUNK_LEAF, GET_EXPIRY_S, UpdateHooks, Updater
+from agent.version import describe_short
 
 LOGGER = logging.getLogger(__name__)
 
@@ -37,9 +39,16 @@ def updater_for(sup: Any) -> Updater:
             sup.report_gate.open_now("update trial")
             cloud.kick()
 
+    async def emit(kind: str, data: dict[str, Any]) -> None:
+        """An event, and for an update's the retained state too: the platform sees the
+        running version and any update in progress without reading the event stream."""
+        await sup.emit(kind, data)
+        if kind == "update":
+            await cloud.publish_state(state_body(updater))
+
     hooks = UpdateHooks(
         publish=lambda leaf, body: cloud.publish_leaf(leaf, {"v": 1, **body}, expiry=GET_EXPIRY_S),
-        emit=sup.emit,
+        emit=emit,
         connected=lambda: bool(cloud.connected),
         swapping=lambda: sup.swapping,
         on_seed=lambda: bool((sup.current or {}).get("seed")),
@@ -49,4 +58,10 @@ def updater_for(sup: Any) -> Updater:
     )
     updater = Updater(sup.state_dir, key, sup.profile.name, hooks, trial_ok=sup.cfg.status_file is not None)
     cloud.add_inbound(CHUNK_LEAF, updater.on_chunk)
+    asyncio.get_running_loop().create_task(cloud.publish_state(state_body(updater)))  # the first birth carries it
     return updater
+
+
+def state_body(updater: Updater) -> dict[str, Any]:
+    """The retained state's extra fields (docs/protocol.md 3.1 allows them): the version."""
+    return {"agent_version": describe_short(), "update": updater.summary()}
