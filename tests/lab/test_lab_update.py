@@ -21,6 +21,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from tests.lab.conftest import LAB_DIR, agent_status, cloud_events, event_data, lab, wait_until
+from tests.lab.test_lab_usage import exact_cut, since
 
 REPO = Path(__file__).resolve().parents[2]
 UPDATE_S = 150.0
@@ -83,12 +84,25 @@ def lab_up(running_lab):
     return running_lab
 
 
+USAGE: dict[str, Any] = {}
+"""The exact cut (cloud + journal pending - carrier) before the first update, for the last test."""
+TRAFFIC_S = 20
+"""Bulk download through the router while the first update is fetched and installed: the
+restart into the release happens under load (short, so no cap is reached and no swap)."""
+
+
 def test_a_good_release_installs_commits_and_serves(lab_up, tmp_path):
     before = running()
+    USAGE["iccid"] = agent_status()["sim"]["iccid"]
+    USAGE["before"] = exact_cut(USAGE["iccid"])
     good = cut(tmp_path, "0.2.0")
-    offer(good)
-    wait_until("release 0.2.0 committed and serving", lambda: serving_on("0.2.0") and update_events("0.2.0", "committed"),
-               UPDATE_S)
+    lab("traffic", "start", "--kind", "bulk", "--duration", str(TRAFFIC_S))
+    try:
+        offer(good)
+        wait_until("release 0.2.0 committed and serving",
+                   lambda: serving_on("0.2.0") and update_events("0.2.0", "committed"), UPDATE_S)
+    finally:
+        lab("traffic", "stop")
     fetched = update_events("0.2.0", "fetched")[0]
     assert fetched["bytes"] >= good[0].stat().st_size  # the update's own bytes, reported
     assert before != "0.2.0"
@@ -150,3 +164,12 @@ def test_truncated_chunks_are_refused_and_a_new_offer_replaces_the_stuck_one(lab
     offer(good)
     wait_until("0.4.5 committed", lambda: serving_on("0.4.5") and update_events("0.4.5", "committed"), UPDATE_S)
     assert not [e for e in cloud_events("rejected") if "update" in json.dumps(e)]  # every update/get fit the contract
+
+
+def test_usage_stays_exact_across_every_update_and_rollback(lab_up):
+    """Seven offers, two installs, two rollbacks and their restarts (one under load) later,
+    the cloud's total plus the journal's pending bytes still equal the carrier's count."""
+    assert agent_status()["sim"]["iccid"] == USAGE["iccid"], "no swap was expected during the update tests"
+    cut_now = since(USAGE["before"], exact_cut(USAGE["iccid"]))
+    assert cut_now["diff"] == {"up": 0, "down": 0}, cut_now
+    wait_until("serving on 0.4.5 after the cut's restart", lambda: serving_on("0.4.5"), UPDATE_S)
