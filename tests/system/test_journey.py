@@ -441,8 +441,11 @@ def test_an_update_commits_and_a_crashing_one_rolls_back_under_systemd(system: S
     lab("update", "--artifact", str(good[0]), "--manifest", str(good[1]))
     wait_until("0.2.0 committed and serving", lambda: _running(system, "0.2.0")
                and _update_phase(system) in ("committed", "idle"), UPDATE_S)
+    committed = system.unit("NRestarts", "MainPID")
     time.sleep(WATCHDOG_S + 5)  # long enough for the watchdog to kill a release whose pings were lost
-    assert int(system.unit("NRestarts")["NRestarts"]) == restarts and system.main_pid() == pid
+    after = system.unit("NRestarts", "MainPID")
+    assert int(after["NRestarts"]) == restarts and system.main_pid() == pid, \
+        (restarts, pid, committed, after, system.sh("journalctl --no-pager -n 150", "the journal")[-12000:])
     assert system.serving() and _running(system, "0.2.0")
     crashing = _release("0.3.0", rollout + 1, edit=lambda files: {**files, "agent/faces/cli/run.py": files[
         "agent/faces/cli/run.py"].replace(b"def main(args: argparse.Namespace) -> int:\n",
