@@ -214,7 +214,11 @@ class Supervisor:
             LOGGER.error("cannot serve: %s: %s", type(exc).__name__, exc)
             self.give_up(failure.code_for(exc), f"{type(exc).__name__}: {exc}")
         finally:
-            self.watchdog.stopping()
+            if self.restart_for_update:  # not STOPPING=1: the process execs into the update, it does
+                # not exit, and systemd would wait for an exit and kill it (TimeoutStopSec=)
+                self.watchdog.line.offer("restarting into an installed update")
+            else:
+                self.watchdog.stopping()
             await self._shutdown()
             for sig in STOP_SIGNALS:
                 loop.remove_signal_handler(sig)

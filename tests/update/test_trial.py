@@ -137,3 +137,10 @@ def test_a_stop_during_the_trial_leaves_it_to_the_next_start(tmp_path, cut):
     proc.communicate(timeout=30)
     state = journal.load(state_dir)
     assert (state.phase, state.attempts) == ("trial", 1)  # counted, not judged
+
+
+def test_the_relay_drops_stopping_and_passes_the_rest():
+    from agent.update.notifyrelay import without_stopping
+    assert without_stopping(b"STATUS=stopping\nSTOPPING=1") == b"STATUS=stopping"
+    assert without_stopping(b"STOPPING=1") == b""
+    assert without_stopping(b"READY=1\nSTATUS=serving on SIM 1") == b"READY=1\nSTATUS=serving on SIM 1"
