@@ -456,9 +456,11 @@ def test_an_update_commits_and_a_crashing_one_rolls_back_under_systemd(system: S
     wait_until("0.3.0 rolled back", lambda: _update_phase(system) in ("rolled_back", "idle")
                and "rolled back" in system.journal(), ROLLBACK_S)
     wait_until("serving on 0.2.0 again", lambda: _running(system, "0.2.0") and system.serving(), ROLLBACK_S)
-    events = [e["body"]["body"]["data"] for e in cloud_events("update", system.device_id)]
-    assert any(e["status"] == "rolled_back" and e["version"] == "0.3.0" and "broken release" in "".join(
-        e.get("log_tail", [])) for e in events), events
+    def reported() -> bool:  # sent by 0.2.0 once its link is up again (the pacing's boot spread)
+        events = [e["body"]["body"]["data"] for e in cloud_events("update", system.device_id)]
+        return any(e["status"] == "rolled_back" and e["version"] == "0.3.0"
+                   and "broken release" in "".join(e.get("log_tail", [])) for e in events)
+    wait_until("the rollback reported with the release's last log lines", reported, UPDATE_S)
     assert int(system.unit("NRestarts")["NRestarts"]) == restarts  # the guard did it, not systemd
     step(system, "update")
 
