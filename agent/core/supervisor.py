@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable, Coroutine
@@ -48,6 +49,8 @@ from agent.core.radio import ModemRadio, vouch_network_time
 from agent.core.status import StatusFile, service_line
 from agent.core.swap import Hooks, SimFacts, SwapMachine, is_registered
 from agent.core.swap_control import SwapControl
+from agent.core.update_wiring import updater_for
+from agent.core.updater import Updater
 from agent.errors import AgentError, ModemError, PlanError, ProtocolError
 from agent.health.event import status_event
 from agent.modem.driver import Modem
@@ -60,6 +63,7 @@ from agent.usage.calendar import parse_tz
 from agent.usage.journal import UsageJournal
 from agent.usage.meter import UsageMeter
 from agent.usage.reporting import ReportGate, ReportPolicy
+from agent.version import describe_short
 
 LOGGER = logging.getLogger(__name__)
 
@@ -166,6 +170,10 @@ class Supervisor:
         self.report_gate: ReportGate | None = None
         """Issue 10: usage goes upstream when there is usage to report, or as a heartbeat."""
         self.healer: Any = None  # issue 9
+        self.updater: Updater | None = None
+        """Over-the-air updates (agent/core/updater.py), once the cloud link exists."""
+        self.restart_for_update = False
+        """Set when an update is installed: run.py starts afresh after the shutdown."""
 
     def allowance_report(self) -> list[dict[str, Any]]:
         """Each plan rule of the SIM in use: used / cap / resets-at (the status file and the
@@ -209,7 +217,11 @@ class Supervisor:
             LOGGER.error("cannot serve: %s: %s", type(exc).__name__, exc)
             self.give_up(failure.code_for(exc), f"{type(exc).__name__}: {exc}")
         finally:
-            self.watchdog.stopping()
+            if self.restart_for_update:  # not STOPPING=1: the process execs into the update, it does
+                # not exit, and systemd would wait for an exit and kill it (TimeoutStopSec=)
+                self.watchdog.line.offer("restarting into an installed update")
+            else:
+                self.watchdog.stopping()
             await self._shutdown()
             for sig in STOP_SIGNALS:
                 loop.remove_signal_handler(sig)
@@ -291,7 +303,7 @@ class Supervisor:
 
     async def _start(self) -> None:
         store.ensure_private_dir(self.state_dir)
-        self.status.update(state="starting", device_id=self.cfg.device_id)
+        self.status.update(state="starting", device_id=self.cfg.device_id, pid=os.getpid(), version=describe_short())
         # ---- console (issue 12): up first, so a technician can see a daemon stuck starting
         from agent.core import consoled
         self.consoled = await consoled.start(self)
@@ -308,6 +320,7 @@ class Supervisor:
         self.cloud = self._make_cloud()
         self.cloud.on_command(self._on_command)
         self.cloud.on_policy(self.swap_control.on_policy)
+        self.updater = updater_for(self)  # issue 26: before the session starts, so its leaf is subscribed
         if self.consoled:  # console (issue 12): technician keys rotate with the cloud's policy
             self.consoled.attach_cloud(self.cloud)
         self.swaps = self.swap_control.machine = self._make_swaps()
@@ -338,6 +351,7 @@ class Supervisor:
         if (self.current or {}).get("seed"):
             await self.swap_control.swap("boot")
         self.spawn(self.swap_control.run(), "policy")
+        self.spawn(self.updater.run(), "update")
 
     async def _shutdown(self) -> None:
         """Stop tasks, hand the cloud what is pending, then take the *last* sample.
@@ -423,7 +437,9 @@ class Supervisor:
         while True:
             self.status.update(
                 sim=self.current,
-                cloud={"connected": bool(self.cloud and self.cloud.connected)},
+                cloud={"connected": bool(self.cloud and self.cloud.connected),
+                       "usage_acks": self.cloud.stats.usage_acks if self.cloud else 0},
+                update=self.updater.summary() if self.updater else None,
                 health=self.health.summary() if self.health else None,
                 allowance=self.allowance_report(),
             )
@@ -669,6 +685,8 @@ class Supervisor:
             self.swap_control.on_policy(command.policy)
         elif command.action == "plan_update" and command.plan_update is not None:
             self._plan_update(command)
+        elif command.action == "update" and self.updater is not None:  # issue 26: a release offered
+            self.updater.offer(command.command_id, command.manifest)
 
     def _plan_update(self, command: Any) -> None:
         """A checked plan update (agent/plans/update.py) for the SIM in use; one for another

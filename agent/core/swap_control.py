@@ -94,6 +94,12 @@ class SwapControl:
             return None
         return max(0.0, self.clock.monotonic() - self._swap_times[-1])
 
+    @property
+    def allowance_low(self) -> bool:
+        """The SIM in use is running out (policy.allowance_low held at the last evaluation):
+        what its bytes may be spent on shrinks (an update's download waits)."""
+        return self._low_since is not None
+
     def sim_changed(self) -> None:
         """Another SIM is in use: its data left is measured afresh."""
         self._low_since = None

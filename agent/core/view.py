@@ -176,6 +176,7 @@ class SupervisorView:
         out["classification"] = self._classification()
         out["throughput"] = dict(self._rate)
         out["allowance"] = self._allowance()
+        out["update"] = self.sup.updater.summary() if self.sup.updater is not None else None  # issue 26
         try:
             radio = await self._radio()
             op = await self._modem().operator()

@@ -34,6 +34,10 @@ BENCHES = [
     ("under real systemd: root image cold and cached, start to READY=1 (median of 5), RSS after 10 swaps (issue 19)",
      "bench_system.py"),
     ("the lab's traffic model on loopback: stream rates vs bitrate (issue 21: within 20 %)", "bench_traffic.py"),
+    (("over-the-air update: offer to committed (median of 5), bad release to serving the old version, bytes "
+     "per update (issue 26)"), "bench_update.py"),
+    ("a rollout to 100,000 routers in waves: peak broker load, time to 99 %, a bad release's canary (issue 26)",
+     "bench_rollout.py"),
     ("the host-side USIM's share of an APDU's answer, power-up reads and AUTHENTICATE (issue 24: vs T=0's 1 s)",
      "bench_usim.py"),
     ("the remote-SIM path over a pty: card reset to registered, answer times (issue 24: vs the module's 1 s)",

@@ -116,7 +116,20 @@ def render_status(r: dict[str, Any]) -> list[str]:
         f"why         {cls.get('why') or '-'}",
         f"cloud       {'connected' if (r.get('cloud') or {}).get('connected') else 'not connected'}",
     ]
-    return lines + [f"data        {_allowance_line(rule)}" for rule in r.get("allowance") or []]
+    lines += [f"data        {_allowance_line(rule)}" for rule in r.get("allowance") or []]
+    return lines + ([_update_line(r["update"])] if r.get("update") else [])
+
+
+def _update_line(update: dict[str, Any]) -> str:
+    """The running version and any update in progress (agent/core/updater.py ``summary``)."""
+    line = f"version     {update.get('running')}"
+    if update.get("phase") not in (None, "idle"):
+        line += f"; update to {update.get('version')}: {update['phase']}"
+        if update.get("size"):
+            line += f" {update.get('have', 0)}/{update['size']} bytes"
+        if update.get("deferred"):
+            line += f", waiting ({update['deferred']})"
+    return line
 
 
 def _allowance_line(rule: dict[str, Any]) -> str:

@@ -60,6 +60,7 @@ from board.virtual.cloud import allowance as cloud_allowance
 from board.virtual.cloud import contract, sealer, signer
 from board.virtual.cloud.contract import ContractError
 from board.virtual.cloud.pool import load_pool
+from board.virtual.cloud.releases import Shelf
 from board.virtual.network import labclock, plancarrier
 
 LOGGER = logging.getLogger(__name__)
@@ -144,6 +145,8 @@ class ReferenceCloud:
         self.busy_retry_after = retry_after
         self.retries_sent = 0
         self.corrupt_next = 0
+        self.releases = Shelf()
+        """Release artifacts served over update/get (issue 26; board/virtual/cloud/releases.py)."""
         self.prefer_plan: str | None = None
         """Lab control: assign only SIMs of this plan (domain.md's table names) from now on."""
         self.plan_time: Callable[[], float] = self.clock.wall
@@ -269,7 +272,7 @@ class ReferenceCloud:
         except ProtocolError:
             return
         device, leaf = parsed.device_id, parsed.leaf
-        if leaf in (proto.ACK, proto.ASSIGNMENT, proto.COMMAND, proto.POLICY, proto.CERT):
+        if leaf in (proto.ACK, proto.ASSIGNMENT, proto.COMMAND, proto.POLICY, proto.CERT, proto.UPDATE_CHUNK):
             return  # our own messages to devices
         try:
             body = contract.parse(msg.payload, contract.kind_of_leaf(leaf) or leaf)
@@ -289,6 +292,10 @@ class ReferenceCloud:
             self._on_request(device, msg, body)
         elif leaf == proto.CERT_REQUEST:
             self._on_cert_request(device, body)
+        elif leaf == proto.UPDATE_GET:  # issue 26: a chunk of a shelved release
+            chunk = self.releases.answer(body)
+            if chunk is not None:
+                self.publish_unchecked(device, proto.UPDATE_CHUNK, chunk)
 
     def _refuse(self, topic: str, device: str, exc: ContractError) -> None:
         """A received message that breaks the contract: counted and recorded with its reason."""
@@ -614,6 +621,8 @@ class ReferenceCloud:
                 self.busy_retry_after = float(op.get("retry_after", self.retry_after))
             elif kind == "corrupt_next":
                 self.corrupt_next = int(op.get("count", 1))
+            elif kind == "release":  # pocket-lab update: an artifact on the shelf (board/virtual/cloud/releases.py)
+                self.releases.add(Path(op["artifact"]), sha256=op.get("sha256"), fault=op.get("fault"))
             elif kind == "prefer_plan":  # pocket-lab swap --plan NAME: the next SIMs are of that plan
                 self.prefer_plan = op.get("plan") or None
             elif kind == "elsewhere":  # pocket-lab used-elsewhere: the SIM's bytes in other routers

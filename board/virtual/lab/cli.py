@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "usage": ("board.virtual.lab.ctl", "carrier byte counts and cloud totals per SIM"),
     "agent": ("board.virtual.lab.ctl", "restart or kill the lab's agent"),
     "swap": ("board.virtual.lab.ctl", "the reference cloud commands a SIM swap (now or inside --window)"),
+    "update": ("board.virtual.lab.ctl", "the reference cloud offers a signed release (docs/update.md)"),
     "policy": ("board.virtual.lab.ctl", "the reference cloud publishes a device policy (--set k=v)"),
     "used-elsewhere": ("board.virtual.lab.ctl", "the SIM in use carried BYTES in other routers (carrier, cloud, device)"),
     "plan-update": ("board.virtual.lab.ctl", "the reference cloud sends a signed plan update (--remaining, --topup)"),

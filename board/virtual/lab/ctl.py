@@ -43,6 +43,10 @@ POOL_SEED = 20200220
 UP_TIMEOUT = 120.0
 """Seconds ``up`` waits for the agent to serve: attach, cloud, assignment, swap to it.
 The modelled latencies add up to about 20 s; six times that before calling it failed."""
+UPDATE_TRIAL_S = 60
+"""The lab agent's health-gate bound for a new version ([update] trial_s): a restart resumes
+the SIM without touching the radio and reports within seconds; a minute keeps the lab's
+rollback tests short while leaving a loaded machine room (docs/update.md)."""
 STOP_GRACE = 15.0
 """Seconds a process gets after SIGTERM before SIGKILL (the agent drains to the cloud)."""
 
@@ -251,6 +255,10 @@ resolv_file = "{agent_dir / 'resolv.conf'}"
 
 [console]
 ports = ["{LAB_DIR / 'console-device.pty'}"]
+
+[update]
+release_key = "{lab_pki.release_pub}"
+trial_s = {UPDATE_TRIAL_S}
 """
     path = agent_dir / "agent.toml"
     store.atomic_write(path, text.encode())
@@ -406,6 +414,18 @@ def cloud_control(op: dict[str, Any]) -> Path:
     path = spool / f"{time.time_ns()}-{op['op']}.json"
     store.atomic_write_json(path, op)
     return path
+
+
+def update(args: argparse.Namespace) -> int:
+    """Shelve a release's artifact at the reference cloud and offer it to the device with the
+    ``update`` command (docs/update.md); ``--fault`` makes the cloud serve it badly."""
+    manifest = json.loads(Path(args.manifest).read_text())
+    cloud_control({"op": "release", "artifact": str(Path(args.artifact).resolve()), "fault": args.fault,
+                   "sha256": manifest.get("sha256") if args.as_manifest_says else None})
+    body = {"command_id": f"lab-update-{time.time_ns()}", "action": "update", "manifest": manifest}
+    cloud_control({"op": "command", "device": args.device, "body": body})
+    print(f"release {manifest.get('version')} offered to {args.device}")
+    return 0
 
 
 def swap(args: argparse.Namespace) -> int:
@@ -598,7 +618,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("bytes", type=int, help="bytes the SIM carried in other routers")
         parser.add_argument("--ago", type=float, default=0.0, help="seconds of lab time before now (default 0)")
         parser.add_argument("--iccid", help="the SIM (default: the one in use)")
-    if name in ("swap", "policy", "plan-update", "used-elsewhere"):
+    if name == "update":
+        parser.add_argument("--artifact", required=True, help="the release's .tar.gz (packaging/release.py cut)")
+        parser.add_argument("--manifest", required=True, help="its signed .manifest.json")
+        parser.add_argument("--fault", choices=["truncate", "extend"],
+                            help="the cloud serves the chunks badly (board/virtual/cloud/releases.py)")
+        parser.add_argument("--as-manifest-says", action="store_true",
+                            help="shelve the artifact under the manifest's hash, whatever its bytes hash to")
+    if name in ("swap", "policy", "plan-update", "used-elsewhere", "update"):
         parser.add_argument("--device", default=DEVICE_ID, help="device id (default: the lab's router)")
     if name == "plan-update":
         parser.add_argument("--remaining", action="append", metavar="RULE=BYTES",
@@ -632,7 +659,7 @@ def main(args: argparse.Namespace) -> int:
     handler = {"up": up, "down": down, "status": status, "throttle": throttle,
                "traffic": traffic, "usage": usage, "agent": agent, "swap": swap, "policy": policy,
                "fault": fault, "clock": clock, "plan-update": plan_update,
-               "used-elsewhere": used_elsewhere}[args.command]
+               "used-elsewhere": used_elsewhere, "update": update}[args.command]
     try:
         return handler(args)
     except (LabError, netns.LabCommandError) as exc:
