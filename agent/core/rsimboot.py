@@ -50,9 +50,11 @@ async def restore(slots: HostSlots, cfg: AgentConfig, state_dir: Path, seed_slot
     seed = open_seed(cfg.cloud.seed_sim, device_id=cfg.device_id, sealing_key=sealing_key,
                      platform_public=sealing.load_public_ed25519(cfg.cloud.platform_key))
     kept_seed = _open(vault, seed_slot)
-    slots.stage(seed_slot, seed, kept_seed[1] if kept_seed and kept_seed[0].iccid == seed.iccid else None,
-                keep=False)
-    del seed
+    same_seed = kept_seed is not None and kept_seed[0].iccid == seed.iccid
+    slots.stage(seed_slot, seed, kept_seed[1] if kept_seed is not None and same_seed else None, keep=False)
+    if not same_seed:  # its SQN state is kept from now on, beside the other cards'
+        vault.keep(seed_slot, seed, None)
+    del seed, kept_seed
     for slot in vault.slots():
         if slot == seed_slot:
             continue
