@@ -26,6 +26,7 @@ from board.virtual.cloud import broker, pki
 from board.virtual.cloud import pool as pool_mod
 from board.virtual.cloud import reference as cloud_mod
 from board.virtual.cloud.plans import PLANS as TABLE_PLANS
+from board.virtual.lab.seedsim import seal_seed
 from board.virtual.network import carrier as carrier_mod
 from board.virtual.network import faults, labclock, netns, sharedsims
 from board.virtual.network.carrier import CarrierNetwork, LabLayout
@@ -243,8 +244,6 @@ def write_agent_config(lab_pki: Any, pty: str, board: str = "virtual", pool: dic
     profile = Path(__file__).resolve().parents[2] / "profiles" / f"{board}.toml"
     seed_line = ""
     if BOARDS[board]:
-        from board.virtual.lab.seedsim import seal_seed
-
         assert pool is not None
         seed = seal_seed(pool["seed"], device_id=DEVICE_ID, sealing_pub=dev.sealing_pub,
                          platform_key=lab_pki.platform_key, path=agent_dir / SEED_FILE)
