@@ -30,6 +30,8 @@ from agent.cloud.cardvault import CardVault, open_seed
 from agent.config import AgentConfig
 from agent.errors import ConfigError, SealError
 from agent.modem.rsimslots import HostSlots
+from agent.sim import SimProfile
+from agent.usim.sqn import SqnState
 
 LOGGER = logging.getLogger(__name__)
 
@@ -71,7 +73,8 @@ async def restore(slots: HostSlots, cfg: AgentConfig, state_dir: Path, seed_slot
     return vault
 
 
-def _open(vault: CardVault, slot: int):  # type: ignore[no-untyped-def]
+def _open(vault: CardVault, slot: int) -> tuple[SimProfile, SqnState | None] | None:
+    """``slot``'s kept card, or None (none kept, or one that does not open: dropped)."""
     try:
         return vault.open(slot)
     except SealError as exc:

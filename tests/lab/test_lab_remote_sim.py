@@ -16,7 +16,15 @@ from typing import Any
 
 import pytest
 
-from tests.lab.conftest import LAB_DIR, agent_status, keep_logs, lab, lab_json, lab_needed_after, set_policy
+from tests.lab.conftest import (
+    LAB_DIR,
+    agent_status,
+    keep_logs,
+    lab,
+    lab_json,
+    lab_needed_after,
+    set_policy,
+)
 from tests.lab.test_lab_swap import commanded_swap
 from tests.lab.test_lab_usage import download, settled_usage
 
