@@ -75,6 +75,7 @@ test-oldest: setup oldest-setup
 	@$(BIN)/python tests/parts.py oldest
 
 # The main job: bring the whole virtual board up and watch the agent work.
+# BOARD=remote-sim make run: the same on the remote-SIM board (docs/remote-sim.md).
 run: setup
 	$(BIN)/python -m board.virtual.lab.demo
 

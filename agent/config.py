@@ -83,6 +83,9 @@ class CloudSection:
     sealing_key: Path
     platform_key: Path
     keepalive_s: int = KEEPALIVE_S
+    seed_sim: Path | None = None
+    """A remote-SIM board's seed SIM: its sealed envelope, written at provisioning
+    (docs/remote-sim.md); a vSIM board's seed is in the modem."""
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,7 @@ KEYS: tuple[Key, ...] = (
     Key("cloud", "sealing_key", str, convert=_path),
     Key("cloud", "platform_key", str, convert=_path),
     Key("cloud", "keepalive_s", int, bounds=KEEPALIVE_BOUNDS),
+    Key("cloud", "seed_sim", str, convert=_optional_path),
 )
 """Every key of the file. Those of the [cloud] table fill ``CloudSection`` (the
 ``cloud`` field); the others fill ``AgentConfig``."""

@@ -315,6 +315,9 @@ class Supervisor:
         self.modem = Modem(self.cfg.modem_port or self.profile.at_port, self.profile.dialect,
                            baud=self.profile.baud)
         await self.modem.open()
+        if self.modem.remote is not None:  # issue 24: the host slots filled before anything reads them
+            from agent.core import rsimboot
+            await rsimboot.restore(self.modem.remote, self.cfg, self.state_dir, self.profile.seed_slot)
         self.ladder = RecoveryLadder(self.modem, reset_line_from_profile(dict(self.profile.reset_line or {})),
                                      clock=self.clock)
         self.cloud = self._make_cloud()
@@ -387,6 +390,7 @@ class Supervisor:
         if self.consoled:  # console (issue 12)
             await self.consoled.stop()
         if self.modem:
+            self._keep_cards()
             with contextlib.suppress(Exception):
                 await self.modem.close()
         if self.journal:
@@ -433,8 +437,21 @@ class Supervisor:
             if self.report_gate.due():
                 self.cloud.kick()
 
+    def _keep_cards(self) -> None:
+        """A remote-SIM board's SQN states to the encrypted card store after the cards
+        accepted an AUTHENTICATE (agent/core/rsimboot.py); a failed write is logged and
+        retried on the next pass (a card whose stored state is behind still accepts the
+        carrier's next vector: docs/remote-sim.md)."""
+        if self.modem is None or self.modem.remote is None:
+            return
+        try:
+            self.modem.remote.sync()
+        except (AgentError, OSError) as exc:
+            LOGGER.error("remote SIM: SQN state not kept: %s", exc)
+
     async def _status_loop(self) -> None:
         while True:
+            self._keep_cards()
             self.status.update(
                 sim=self.current,
                 cloud={"connected": bool(self.cloud and self.cloud.connected),

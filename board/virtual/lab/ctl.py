@@ -26,6 +26,7 @@ from board.virtual.cloud import broker, pki
 from board.virtual.cloud import pool as pool_mod
 from board.virtual.cloud import reference as cloud_mod
 from board.virtual.cloud.plans import PLANS as TABLE_PLANS
+from board.virtual.lab.seedsim import seal_seed
 from board.virtual.network import carrier as carrier_mod
 from board.virtual.network import faults, labclock, netns, sharedsims
 from board.virtual.network.carrier import CarrierNetwork, LabLayout
@@ -61,6 +62,14 @@ MIN_TIME_SCALE = 0.05
 a hundred times the host's scheduling jitter (ms), so the order of the modem's events and
 the agent's reactions is the real one. Faster than that, and a loaded 2-core machine
 reorders them."""
+
+BOARD_ENV = "BOARD"
+"""Where ``up --board`` takes its default from (``BOARD=remote-sim make run``)."""
+BOARDS = {"virtual": False, "remote-sim": True}
+"""The lab's boards (board/profiles/<name>.toml) and whether the virtual modem runs its
+remote-SIM personality (docs/remote-sim.md): then the agent serves the SIM over AT."""
+SEED_FILE = "seed-sim.sealed"
+"""The remote-SIM board's sealed seed SIM, in the agent's directory (board/virtual/lab/seedsim.py)."""
 
 PROCESSES = ("agent", "cloud", "broker", "services", "labd", "traffic")
 """Stopped in this order by ``down``: consumers first, the modem last."""
@@ -174,7 +183,16 @@ def time_scale(args: argparse.Namespace) -> float:
     return scale
 
 
+def board_name(args: argparse.Namespace) -> str:
+    """The lab's board: ``--board``, else ``$BOARD``, else the vSIM board ``virtual``."""
+    name = getattr(args, "board", None) or os.environ.get(BOARD_ENV) or "virtual"
+    if name not in BOARDS:
+        raise LabError(f"board {name!r} is not one of the lab's: {', '.join(BOARDS)}")
+    return name
+
+
 def up(args: argparse.Namespace) -> int:
+    board = board_name(args)
     if os.geteuid() != 0:
         raise LabError("pocket-lab up needs root (network namespaces, tc, nftables)")
     if LAB_DIR.exists() and any(_pid(p) for p in PROCESSES):
@@ -192,12 +210,13 @@ def up(args: argparse.Namespace) -> int:
     _wait_for("the broker listening", lambda: _tls_ready(LAYOUT.internet_addr, BROKER_PORT, LAYOUT.inet), 15, "broker.log")
     _spawn("cloud", [_python(), "-m", "board.virtual.lab", "cloud", *cloud_args(lab_pki)], ns=LAYOUT.inet)
     _spawn("labd", [_python(), "-m", "board.virtual.lab.daemon", "--lab-dir", str(LAB_DIR), "--prefix", LAYOUT.prefix,
-                    "--time-scale", repr(time_scale(args))])
+                    "--time-scale", repr(time_scale(args)), *(["--remote-sim"] if BOARDS[board] else []),
+                    *(["--capture-at", str(args.capture_at)] if getattr(args, "capture_at", None) else [])])
     pty = _wait_for("the virtual modem's pty", lambda: (store.read_json(LAB_DIR / "modem.json") or {}).get("pty"),
                     15, "labd.log")
-    write_agent_config(lab_pki, pty)
+    write_agent_config(lab_pki, pty, board, pool)
     faults.mount_state_dir(LAB_DIR / "agent" / "state")  # issue 9: a small tmpfs, so "full" is real
-    store.atomic_write_json(LAB_DIR / "lab.json", build_status(lab_pki, time_scale(args)), mode=store.PUBLIC_MODE)
+    store.atomic_write_json(LAB_DIR / "lab.json", build_status(lab_pki, time_scale(args), board), mode=store.PUBLIC_MODE)
     if getattr(args, "no_agent", False):
         # The device's place is left empty for an agent started elsewhere (the system test's
         # container joins the device namespace and the modem's pty): everything else is up.
@@ -220,12 +239,19 @@ def cloud_args(lab_pki: Any) -> list[str]:
             "--lab-dir", str(LAB_DIR)]  # plan windows on lab time (pocket-lab clock)
 
 
-def write_agent_config(lab_pki: Any, pty: str) -> Path:
-    """The agent's config file for the lab device (format: docs/configuration.md)."""
+def write_agent_config(lab_pki: Any, pty: str, board: str = "virtual", pool: dict[str, Any] | None = None) -> Path:
+    """The agent's config file for the lab device (format: docs/configuration.md). On the
+    remote-SIM board the seed SIM is sealed to the device first, as the factory would."""
     dev = lab_pki.devices[DEVICE_ID]
     agent_dir = LAB_DIR / "agent"
     agent_dir.mkdir(parents=True, exist_ok=True)
-    profile = Path(__file__).resolve().parents[2] / "profiles" / "virtual.toml"
+    profile = Path(__file__).resolve().parents[2] / "profiles" / f"{board}.toml"
+    seed_line = ""
+    if BOARDS[board]:
+        assert pool is not None
+        seed = seal_seed(pool["seed"], device_id=DEVICE_ID, sealing_pub=dev.sealing_pub,
+                         platform_key=lab_pki.platform_key, path=agent_dir / SEED_FILE)
+        seed_line = f'seed_sim = "{seed}"\n'
     text = f"""# Written by pocket-lab up
 device_id = "{DEVICE_ID}"
 state_dir = "{agent_dir / 'state'}"
@@ -243,7 +269,7 @@ cert = "{dev.cert}"
 key = "{dev.key}"
 sealing_key = "{dev.sealing_key}"
 platform_key = "{lab_pki.platform_pub}"
-
+{seed_line}
 [usage]
 report_interval_s = 10
 flush_interval_s = 10
@@ -295,7 +321,7 @@ def down(args: argparse.Namespace, quiet: bool = False) -> int:
 
 
 # ---- status -----------------------------------------------------------------------
-def build_status(lab_pki: Any, scale: float = 1.0) -> dict[str, Any]:
+def build_status(lab_pki: Any, scale: float = 1.0, board: str = "virtual") -> dict[str, Any]:
     """The status document written at ``up`` (the keys docs/virtual-board.md promises)."""
     spare = lab_pki.devices[SPARE_DEVICE_ID]
     return {
@@ -315,6 +341,7 @@ def build_status(lab_pki: Any, scale: float = 1.0) -> dict[str, Any]:
         "page": {"url": page_url(), "from": LAYOUT.lan},
         "lab_dir": str(LAB_DIR),
         "time_scale": scale,
+        "board": board,
     }
 
 
@@ -595,6 +622,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--plans", choices=["lab", "table"], default="lab",
                             help="the pool's plans: the lab's usual five, or every plan of domain.md's table "
                                  "in the rules form (docs/protocol.md 4.2)")
+    if name == "up":
+        parser.add_argument("--board", choices=sorted(BOARDS),
+                            help=f"the board: 'virtual' (vSIM slots) or 'remote-sim' (the agent answers as the "
+                                 f"SIM over AT, docs/remote-sim.md); default ${BOARD_ENV} or virtual")
+    if name == "up":
+        parser.add_argument("--capture-at", type=Path, metavar="FILE",
+                            help="append every byte of the modem's AT port, both ways, to FILE (0600): what a "
+                                 "second process on the UART would see (tests search it for SIM keys)")
     if name == "up":
         parser.add_argument("--time-scale", type=float, metavar="S",
                             help=f"multiply every modelled modem latency by S ({MIN_TIME_SCALE:g}..1; default "
