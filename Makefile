@@ -75,6 +75,7 @@ test-oldest: setup oldest-setup
 	@$(BIN)/python tests/parts.py oldest
 
 # The main job: bring the whole virtual board up and watch the agent work.
+# BOARD=remote-sim make run: the same on the remote-SIM board (docs/remote-sim.md).
 run: setup
 	$(BIN)/python -m board.virtual.lab.demo
 
@@ -119,9 +120,13 @@ package: deps
 # its modem flapping for SOAK_FLAP_SECONDS (default 900; about 20 minutes in all).
 SOAK_SECONDS ?= 1200
 SOAK_FLAP_SECONDS ?= 900
+# Issue 22: then the flat 200 kbps SIM served for 10 minutes under load (make test serves it 2),
+# on a lab of its own (prefix pwsf).
 soak: setup
 	SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/python tests/bench/soak.py
 	SOAK_FLAP_SECONDS=$(SOAK_FLAP_SECONDS) $(BIN)/python tests/bench/soak_system.py
+	POCKET_FLAT_SERVE_S=600 POCKET_LAB_PREFIX=pwsf POCKET_LAB_TEST_DIR=/run/pocket-lab-sf \
+	  $(BIN)/python -m pytest -q -s tests/lab/test_lab_plans.py -k flat_200_kbps
 
 lint: setup
 	$(BIN)/ruff check agent board tests

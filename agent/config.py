@@ -59,6 +59,11 @@ FLUSH_BOUNDS = (1.0, 3600.0)
 usage a power cut may lose)."""
 HEARTBEAT_BOUNDS = (1.0, 86400.0)
 """At least one report a day: the platform must see an idle device's usage daily."""
+UPDATE_TRIAL_S = 240.0
+"""The health gate's bound for a new version (agent/update/gate.py TRIAL_BOUND_S says why)."""
+UPDATE_TRIAL_BOUNDS = (30.0, 900.0)
+"""Under 30 s no agent can attach, reach the cloud and have a report acknowledged; over
+15 minutes a broken release strands the renter too long before it is rolled back."""
 PORT_BOUNDS = (1, 65535)
 """A TCP port."""
 KEEPALIVE_BOUNDS = (1, 65535)
@@ -78,6 +83,9 @@ class CloudSection:
     sealing_key: Path
     platform_key: Path
     keepalive_s: int = KEEPALIVE_S
+    seed_sim: Path | None = None
+    """A remote-SIM board's seed SIM: its sealed envelope, written at provisioning
+    (docs/remote-sim.md); a vSIM board's seed is in the modem."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,10 @@ class AgentConfig:
     record_trace: Path | None = None
     console: dict[str, Any] = field(default_factory=dict)
     """The [console] table, validated by agent/core/consoled.py (docs/console.md)."""
+    release_key: Path | None = None
+    """[update] release_key: the release key's public half, pinned at provisioning; without
+    it every update offer is refused (docs/update.md)."""
+    update_trial_s: float = UPDATE_TRIAL_S
     page: dict[str, Any] = field(default_factory=dict)
     """The [page] table (the renter's status page), validated by agent/core/page_settings.py
     (docs/status-page.md)."""
@@ -177,6 +189,8 @@ KEYS: tuple[Key, ...] = (
     Key("health", "probe", str, convert=_hostport),
     Key("health", "resolv_file", str, convert=_optional_path),
     Key("health", "record_trace", str, convert=_optional_path),
+    Key("update", "release_key", str, convert=_optional_path),
+    Key("update", "trial_s", float, "update_trial_s", bounds=UPDATE_TRIAL_BOUNDS),
     Key("cloud", "host", str),
     Key("cloud", "port", int, bounds=PORT_BOUNDS),
     Key("cloud", "ca", str, convert=_path),
@@ -185,6 +199,7 @@ KEYS: tuple[Key, ...] = (
     Key("cloud", "sealing_key", str, convert=_path),
     Key("cloud", "platform_key", str, convert=_path),
     Key("cloud", "keepalive_s", int, bounds=KEEPALIVE_BOUNDS),
+    Key("cloud", "seed_sim", str, convert=_optional_path),
 )
 """Every key of the file. Those of the [cloud] table fill ``CloudSection`` (the
 ``cloud`` field); the others fill ``AgentConfig``."""

@@ -138,3 +138,78 @@ class ControlError(AgentError):
     def __init__(self, message: str, *, reason: str = "failed"):
         super().__init__(message)
         self.reason = reason
+
+
+class UpdateError(AgentError):
+    """A release offered to the device was refused or its delivery failed (agent/update/).
+
+    ``reason`` is the short word the ``update`` event and the cloud's abort rule count
+    (docs/update.md): each subclass has its own, so a field log and a fleet dashboard
+    read the same word. Carries the release's version and what was received, never a key."""
+
+    reason = "update"
+
+    def __init__(self, message: str, *, version: str | None = None):
+        super().__init__(message)
+        self.version = version
+
+
+class BadReleaseSignature(UpdateError):
+    """The manifest is unsigned, or not signed by the release key the device pinned."""
+
+    reason = "signature"
+
+
+class WrongHash(UpdateError):
+    """The artifact's bytes do not hash to the manifest's SHA-256."""
+
+    reason = "hash"
+
+
+class WrongBoard(UpdateError):
+    """The manifest does not list this device's board profile."""
+
+    reason = "board"
+
+
+class Downgrade(UpdateError):
+    """The release is older than the lowest version the device may run (the floor)."""
+
+    reason = "downgrade"
+
+
+class ReplayedManifest(UpdateError):
+    """The manifest belongs to a rollout older than one the device has already seen."""
+
+    reason = "replayed"
+
+
+class IncompatibleState(UpdateError):
+    """The release cannot read the state this device holds (its minimum state version is
+    newer than the state's schema)."""
+
+    reason = "state_version"
+
+
+class BadChunk(UpdateError):
+    """A chunk of the artifact is out of order, truncated, or larger than allowed."""
+
+    reason = "chunk"
+
+
+class OversizedArtifact(UpdateError):
+    """The artifact (or the manifest's size) is larger than the manifest or the device allows."""
+
+    reason = "oversized"
+
+
+class BadManifest(UpdateError):
+    """The manifest is malformed: a field missing, of the wrong type, or out of bounds."""
+
+    reason = "manifest"
+
+
+class BadArtifact(UpdateError):
+    """The artifact verified but cannot be installed: not a code tree, or a path escapes it."""
+
+    reason = "artifact"

@@ -56,7 +56,8 @@ class Refusal(AgentError):
 
 
 class UnsupportedBoard(Refusal):
-    """The board profile is valid but the agent cannot serve on it (no vSIM: issue #24)."""
+    """The board profile is valid but the agent cannot serve on it: no vSIM slots and no
+    remote SIM, or a remote-SIM board with no sealed seed SIM configured (issue #24)."""
 
 
 def _config(message: str, reason: str) -> Refusal:
@@ -79,7 +80,8 @@ class Named:
 
 
 def board(cfg: AgentConfig) -> BoardProfile:
-    """The board profile loads, and its modem can hold the SIMs the cloud assigns."""
+    """The board profile loads, and its modem can hold the SIMs the cloud assigns: vSIM
+    slots, or a remote-SIM reader with a sealed seed SIM to start from."""
     if not Path(cfg.board_profile).exists():
         raise _config(f"config names a missing file: board_profile = {cfg.board_profile}", "missing_file")
     try:
@@ -88,11 +90,13 @@ def board(cfg: AgentConfig) -> BoardProfile:
         raise _config(str(exc), "board_profile") from None
     dialect = DIALECTS[profile.dialect]
     if dialect.has_remote_sim:
-        raise UnsupportedBoard(
-            f"cannot serve on board {profile.name!r}: its modem dialect {profile.dialect!r} asks the host for the "
-            f"SIM over AT, and the daemon has no seed SIM to start from on it nor keeps its host-side cards "
-            f"across a restart yet (issue #{REMOTE_SIM_ISSUE}, docs/remote-sim.md)",
-            exit_code=ExitCode.CONFIG_INVALID, reason="board_cannot_serve")
+        if cfg.cloud.seed_sim is None:
+            raise UnsupportedBoard(
+                f"cannot serve on board {profile.name!r}: its modem dialect {profile.dialect!r} has no card of its "
+                f"own, and the config names no sealed seed SIM to start from ([cloud] seed_sim; docs/remote-sim.md)",
+                exit_code=ExitCode.CONFIG_INVALID, reason="seed_sim_missing")
+        readable_file(Named("[cloud] seed_sim", cfg.cloud.seed_sim))
+        return profile
     if not dialect.has_vsim or not profile.vsim_slots:
         raise UnsupportedBoard(
             f"cannot serve on board {profile.name!r}: its modem dialect {profile.dialect!r} has no vSIM slots, "

@@ -45,6 +45,14 @@ def describe() -> str:
     return f"{__version__} (build {build()})"
 
 
+def describe_short() -> str:
+    """The version and build for the status file: the stamp only (no git call while serving)."""
+    try:
+        return f"{__version__} ({BUILD_STAMP.read_text().strip()})"
+    except OSError:
+        return __version__
+
+
 class VersionAction(argparse.Action):
     """argparse's ``version`` action, with the text computed only when asked for."""
 
@@ -59,3 +67,10 @@ class VersionAction(argparse.Action):
         text = self.text() if callable(self.text) else self.text
         print(f"{parser.prog} {text}")  # stdout, as argparse's own version action
         parser.exit()
+
+
+STATE_VERSION = 1
+"""The schema of the state directory this code writes (docs/update.md, "State versions").
+A release's manifest says the oldest schema it reads (``min_state_version``): a device
+whose state is older is refused that release. Bumped only with a change an older agent
+cannot read; every change so far added keys, which older readers ignore."""

@@ -66,6 +66,8 @@ RECORD_VERSION = 1
 
 TLS_KEY, SEALING_KEY, SEALING_PUB = "tls.key", "sealing.key", "sealing.pub"
 CSR, CERT, CA, PLATFORM_PUB, AGENT_CONFIG = "csr.pem", "cert.pem", "ca.pem", "platform.pub", "agent.toml"
+RELEASE_PUB = "release.pub"
+"""The release key's public half (docs/update.md), when provisioning pinned one."""
 PRIVATE_FILES = (TLS_KEY, SEALING_KEY)
 
 _counter = itertools.count()

@@ -108,4 +108,6 @@ class LinkStats:
     memory and written first when it takes writes again (``ReliableStreams.emit``)."""
     unwritten_dropped: int = 0
     """Events lost because more than ``UNWRITTEN_EVENTS_MAX`` waited for a writable disk."""
+    usage_acks: int = 0
+    """Acknowledgements of the usage stream: the update's health gate wants one (agent/update/gate.py)."""
     delays: list[float] = field(default_factory=list)

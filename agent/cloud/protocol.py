@@ -93,7 +93,7 @@ EVENT_KINDS = tuple(EVENT_SCHEMAS)
 """Kinds a device emits on the "event" stream (topic pw/v1/<dev>/event/<kind>); each
 kind's data has one schema in agent/cloud/schema.py."""
 
-COMMAND_ACTIONS = ("swap", "report", "set_policy", "plan_update")
+COMMAND_ACTIONS = ("swap", "report", "set_policy", "plan_update", "update")
 STREAMS = (USAGE, EVENT)
 """The reliable streams (docs/protocol.md 3): records and acks name one of these."""
 
@@ -341,6 +341,9 @@ class Command:
     plan_update: Any = None
     """A ``plan_update`` command's update: the signed object as received, then (agent/cloud/inbox.py)
     the checked ``agent.plans.update.PlanUpdate``."""
+    manifest: dict[str, Any] | None = None
+    """An ``update`` command's signed release manifest (docs/protocol.md 8; checked by
+    agent/update/manifest.py against the pinned release key, not here)."""
 
 
 def validate_command(body: dict[str, Any], topic_name: str | None = None) -> Command:
@@ -355,11 +358,14 @@ def validate_command(body: dict[str, Any], topic_name: str | None = None) -> Com
     update = body.get("plan_update")
     if action == "plan_update" and not isinstance(update, dict):
         raise _fail("plan_update without a 'plan_update' object", body, topic_name)
+    manifest = body.get("manifest")
+    if action == "update" and not isinstance(manifest, dict):
+        raise _fail("update without a 'manifest' object", body, topic_name)
     expires = body.get("expires_at")
     if expires is not None and (isinstance(expires, bool) or not isinstance(expires, (int, float))):
         raise _fail("field 'expires_at' must be a number", body, topic_name)
     return Command(command_id, action, window.get("not_before"), window.get("not_after"), policy, expires,
-                   update if action == "plan_update" else None)
+                   update if action == "plan_update" else None, manifest if action == "update" else None)
 
 
 def validate_policy(body: dict[str, Any], topic_name: str | None = None) -> dict[str, Any]:
@@ -433,4 +439,42 @@ def validate_cert_reply(body: dict[str, Any], topic_name: str | None = None) -> 
         require(body, "reason", str, topic_name)
     else:
         raise _fail(f"unknown status {status!r}", body, topic_name)
+    return body
+
+
+# --- over-the-air updates (issue 26; docs/protocol.md section 8) -----------------------------
+
+UPDATE_GET = "update/get"
+"""Device -> cloud: the next chunk of a release's artifact."""
+UPDATE_CHUNK = "update/chunk"
+"""Cloud -> device: one chunk (agent/update/chunks.py decodes and bounds it)."""
+SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
+MAX_UPDATE_CHUNK = 11 * 1024
+"""agent/update/chunks.py MAX_CHUNK_BYTES: the largest chunk either side may name."""
+
+
+def _count(body: dict[str, Any], name: str, topic_name: str | None, low: int, high: int) -> int:
+    value = require(body, name, int, topic_name)
+    if isinstance(value, bool) or not low <= value <= high:
+        raise _fail(f"field {name!r} outside {low}..{high}", body, topic_name)
+    return value
+
+
+def validate_update_get(body: dict[str, Any], topic_name: str | None = None) -> dict[str, Any]:
+    if not SHA256_RE.match(require(body, "sha256", str, topic_name)):
+        raise _fail("field 'sha256' is not 64 lowercase hex digits", body, topic_name)
+    _count(body, "offset", topic_name, 0, 2**31)
+    _count(body, "length", topic_name, 1, MAX_UPDATE_CHUNK)
+    return body
+
+
+def validate_update_chunk(body: dict[str, Any], topic_name: str | None = None) -> dict[str, Any]:
+    if not SHA256_RE.match(require(body, "sha256", str, topic_name)):
+        raise _fail("field 'sha256' is not 64 lowercase hex digits", body, topic_name)
+    _count(body, "offset", topic_name, 0, 2**31)
+    _count(body, "length", topic_name, 0, MAX_UPDATE_CHUNK)
+    if len(require(body, "data", str, topic_name)) > (MAX_UPDATE_CHUNK + 2) // 3 * 4:
+        raise _fail("field 'data' longer than a 64 KiB chunk", body, topic_name)
+    if "last" in body:
+        require(body, "last", bool, topic_name)
     return body

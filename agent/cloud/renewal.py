@@ -176,6 +176,8 @@ class CertRenewal:
         staging.write_public(ks.CSR, certs.make_csr(key, cur.record["device_id"], cur.record["imei"]))
         for name in (ks.SEALING_KEY, ks.SEALING_PUB, ks.CA, ks.PLATFORM_PUB, ks.AGENT_CONFIG):
             staging.link_from(cur, name)
+        if cur.has(ks.RELEASE_PUB):  # the pinned release key moves with the identity (docs/update.md)
+            staging.link_from(cur, ks.RELEASE_PUB)
         kept = ("device_id", "imei", "sealing_key_sha256", "broker")
         record: dict[str, Any] = {k: cur.record[k] for k in kept if k in cur.record}
         record.update(created_at=now, tls_key_sha256=certs.fingerprint(key.public_key()),

@@ -55,7 +55,7 @@ SWAP_PHASES = ("request", "stage", "switch", "attach", "data", "route", "verify"
 """The phases a swap's ``phases_ms`` may time (agent/core/swap.py)."""
 ERROR_REASONS = ("malformed", "oversized", "version", "schema", "topic", "expired", "unsolicited", "signature",
                  "algorithm", "wrong_device", "replay", "decrypt", "mismatch", "duplicate", "policy_bounds",
-                 "replay_state", "profile_field", "plan", "wrong_sim", "wrong_carrier", "internal")
+                 "replay_state", "profile_field", "plan", "wrong_sim", "wrong_carrier", "update", "internal")
 """Why the device refused an inbound message (docs/protocol.md 3.3, ``error``)."""
 AUDIT_ACTIONS = ("login", "login_failed", "logout", "at", "swap", "modem-reset", "reboot", "trace")
 """A console login or logout, or a privileged command (agent/core/control.py, docs/console.md)."""
@@ -167,9 +167,22 @@ AUDIT: Schema = {
 }
 """A technician console action or login attempt (agent/core/audit.py, docs/console.md)."""
 
+UPDATE_STATUSES = ("offered", "deferred", "refused", "fetched", "installing", "committed", "rolled_back")
+"""What became of a release offered to the device (agent/core/updater.py, docs/update.md)."""
+
+UPDATE: Schema = {
+    "status": f(str, choices=UPDATE_STATUSES),
+    "version": f(str),
+    "running": f(str),
+    "reason": f(str, required=False),
+    "bytes": f(int, required=False, minimum=0),
+    "log_tail": f(list, required=False),
+}
+"""An over-the-air update's progress and outcome; ``log_tail`` only with rolled_back."""
+
 EVENT_SCHEMAS: dict[str, Schema] = {
     "health": HEALTH, "outage": OUTAGE, "assignment_result": ASSIGNMENT_RESULT, "error": ERROR,
-    "swap": SWAP, "security": SECURITY, "audit": AUDIT,
+    "swap": SWAP, "security": SECURITY, "audit": AUDIT, "update": UPDATE,
 }
 """Event kind -> the schema of its ``data``. Adding a kind means one line here."""
 

@@ -126,6 +126,8 @@ class ReliableStreams:
         except JournalError as exc:
             LOGGER.error("cannot record ack %s<=%d: %s", stream, upto, exc)
         self._progress_at[stream] = self.clock.monotonic()
+        if stream == proto.USAGE:
+            self.stats.usage_acks += 1
         self.drain()
 
     def check_ack_timeouts(self) -> None:

@@ -278,7 +278,8 @@ def planned(policy: SwapPolicy, i: Inputs) -> Planned | None:
         return None
     if i.order is not None and i.now < i.order.due:
         return Planned("command", i.order.due - i.now, at_lull=False)
-    if i.remaining_bytes is not None and i.remaining_bytes < policy.swap_below_bytes:
+    below = policy.swap_below_bytes if i.low_below is None else i.low_below
+    if i.remaining_bytes is not None and i.remaining_bytes < below:  # the mark ``allowance_low`` acts on
         waited = i.now - i.low_since if i.low_since is not None else 0.0
         return Planned("allowance", max(0.0, policy.lull_wait_s - waited), at_lull=True)
     return None

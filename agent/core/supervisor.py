@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable, Coroutine
@@ -49,6 +50,8 @@ from agent.core.radio import ModemRadio, vouch_network_time
 from agent.core.status import StatusFile, service_line
 from agent.core.swap import Hooks, SimFacts, SwapMachine, is_registered
 from agent.core.swap_control import SwapControl
+from agent.core.update_wiring import updater_for
+from agent.core.updater import Updater
 from agent.errors import AgentError, AssignmentUnavailable, ModemError, PlanError, ProtocolError
 from agent.health.event import status_event
 from agent.modem.driver import Modem
@@ -61,6 +64,7 @@ from agent.usage.calendar import parse_tz
 from agent.usage.journal import UsageJournal
 from agent.usage.meter import UsageMeter
 from agent.usage.reporting import ReportGate, ReportPolicy
+from agent.version import describe_short
 
 LOGGER = logging.getLogger(__name__)
 
@@ -100,6 +104,9 @@ CLOUD_STOP_S = 1.3
 acknowledged by then stays in the journal and goes up after the next start."""
 SHUTDOWN_SETTLE = 0.3
 """Seconds for the TCP close handshake to finish before the last counter reading."""
+SWAP_HISTORY_FILE = "swaps.json"
+"""The swap machine's recent results (agent/core/swap.py ``HISTORY_KEEP``), in the state
+directory: the renter's page says what the last swap did after a restart too."""
 STATUS_EVERY = 2.0
 """Seconds between status-file refreshes (usage and health move every second)."""
 SEED_ESCAPE_REGISTRATION_S = 30.0
@@ -174,6 +181,10 @@ class Supervisor:
         self.report_gate: ReportGate | None = None
         """Issue 10: usage goes upstream when there is usage to report, or as a heartbeat."""
         self.healer: Any = None  # issue 9
+        self.updater: Updater | None = None
+        """Over-the-air updates (agent/core/updater.py), once the cloud link exists."""
+        self.restart_for_update = False
+        """Set when an update is installed: run.py starts afresh after the shutdown."""
 
     def allowance_report(self) -> list[dict[str, Any]]:
         """Each plan rule of the SIM in use: used / cap / resets-at (the status file and the
@@ -217,7 +228,11 @@ class Supervisor:
             LOGGER.error("cannot serve: %s: %s", type(exc).__name__, exc)
             self.give_up(failure.code_for(exc), f"{type(exc).__name__}: {exc}")
         finally:
-            self.watchdog.stopping()
+            if self.restart_for_update:  # not STOPPING=1: the process execs into the update, it does
+                # not exit, and systemd would wait for an exit and kill it (TimeoutStopSec=)
+                self.watchdog.line.offer("restarting into an installed update")
+            else:
+                self.watchdog.stopping()
             await self._shutdown()
             for sig in STOP_SIGNALS:
                 loop.remove_signal_handler(sig)
@@ -299,7 +314,7 @@ class Supervisor:
 
     async def _start(self) -> None:
         store.ensure_private_dir(self.state_dir)
-        self.status.update(state="starting", device_id=self.cfg.device_id)
+        self.status.update(state="starting", device_id=self.cfg.device_id, pid=os.getpid(), version=describe_short())
         # ---- console (issue 12): up first, so a technician can see a daemon stuck starting
         from agent.core import consoled
         self.consoled = await consoled.start(self)
@@ -311,11 +326,15 @@ class Supervisor:
         self.modem = Modem(self.cfg.modem_port or self.profile.at_port, self.profile.dialect,
                            baud=self.profile.baud)
         await self.modem.open()
+        if self.modem.remote is not None:  # issue 24: the host slots filled before anything reads them
+            from agent.core import rsimboot
+            await rsimboot.restore(self.modem.remote, self.cfg, self.state_dir, self.profile.seed_slot)
         self.ladder = RecoveryLadder(self.modem, reset_line_from_profile(dict(self.profile.reset_line or {})),
                                      clock=self.clock)
         self.cloud = self._make_cloud()
         self.cloud.on_command(self._on_command)
         self.cloud.on_policy(self.swap_control.on_policy)
+        self.updater = updater_for(self)  # issue 26: before the session starts, so its leaf is subscribed
         if self.consoled:  # console (issue 12): technician keys rotate with the cloud's policy
             self.consoled.attach_cloud(self.cloud)
         self.swaps = self.swap_control.machine = self._make_swaps()
@@ -346,6 +365,7 @@ class Supervisor:
         if (self.current or {}).get("seed"):
             await self.swap_control.swap("boot")
         self.spawn(self.swap_control.run(), "policy")
+        self.spawn(self.updater.run(), "update")
 
     async def _shutdown(self) -> None:
         """Stop tasks, hand the cloud what is pending, then take the *last* sample.
@@ -381,6 +401,7 @@ class Supervisor:
         if self.consoled:  # console (issue 12)
             await self.consoled.stop()
         if self.modem:
+            self._keep_cards()
             with contextlib.suppress(Exception):
                 await self.modem.close()
         if self.journal:
@@ -427,11 +448,26 @@ class Supervisor:
             if self.report_gate.due():
                 self.cloud.kick()
 
+    def _keep_cards(self) -> None:
+        """A remote-SIM board's SQN states to the encrypted card store after the cards
+        accepted an AUTHENTICATE (agent/core/rsimboot.py); a failed write is logged and
+        retried on the next pass (a card whose stored state is behind still accepts the
+        carrier's next vector: docs/remote-sim.md)."""
+        if self.modem is None or self.modem.remote is None:
+            return
+        try:
+            self.modem.remote.sync()
+        except (AgentError, OSError) as exc:
+            LOGGER.error("remote SIM: SQN state not kept: %s", exc)
+
     async def _status_loop(self) -> None:
         while True:
+            self._keep_cards()
             self.status.update(
                 sim=self.current,
-                cloud={"connected": bool(self.cloud and self.cloud.connected)},
+                cloud={"connected": bool(self.cloud and self.cloud.connected),
+                       "usage_acks": self.cloud.stats.usage_acks if self.cloud else 0},
+                update=self.updater.summary() if self.updater else None,
                 health=self.health.summary() if self.health else None,
                 allowance=self.allowance_report(),
             )
@@ -561,7 +597,8 @@ class Supervisor:
             result=cloud.report_assignment_result,
         )
         return SwapMachine(self.modem, hooks, self.state_dir / "swap.json", slots=tuple(self.profile.vsim_slots),
-                           clock=self.clock, attach_timeout_s=control.policy.attach_timeout_s)
+                           clock=self.clock, attach_timeout_s=control.policy.attach_timeout_s,
+                           history_file=self.state_dir / SWAP_HISTORY_FILE)
 
     async def _request_sim(self, reason: str, iccid: str | None) -> Any:
         """The swap's request: the cloud is asked for a SIM, on another carrier during an
@@ -779,6 +816,8 @@ class Supervisor:
             self.swap_control.on_policy(command.policy)
         elif command.action == "plan_update" and command.plan_update is not None:
             self._plan_update(command)
+        elif command.action == "update" and self.updater is not None:  # issue 26: a release offered
+            self.updater.offer(command.command_id, command.manifest)
 
     def _plan_update(self, command: Any) -> None:
         """A checked plan update (agent/plans/update.py) for the SIM in use; one for another

@@ -173,19 +173,38 @@ class Hooks:
     """Report an assignment result (releases the cloud's admission slot)."""
 
 
+HISTORY_KEEP = 20
+"""Swap results kept (memory and ``swaps.json``): the console's ``swaps`` shows them and the
+page the newest; 20 is more than a day at the default hourly limit, about 10 kB on flash."""
+
+
+def load_history(path: Path | None) -> list[dict[str, Any]]:
+    """The swap results a previous run kept; a missing or unreadable file is an empty
+    history (logged by agent.store), an element that is not a record is dropped."""
+    if path is None:
+        return []
+    data = store.read_json(path, [])
+    if not isinstance(data, list):
+        LOGGER.error("swap history %s is not a list: starting afresh", path)
+        return []
+    return [row for row in data if isinstance(row, dict)][-HISTORY_KEEP:]
+
+
 class SwapMachine:
     """One per daemon. ``swap()`` runs a whole swap; ``resume()`` finishes one a crash cut."""
 
     def __init__(self, modem: Modem, hooks: Hooks, state_file: Path, *, slots: tuple[int, ...],
-                 clock: Clock | None = None, attach_timeout_s: float = 30.0):
+                 clock: Clock | None = None, attach_timeout_s: float = 30.0, history_file: Path | None = None):
         self.modem = modem
         self.hooks = hooks
         self.state_file = Path(state_file)
         self.slots = tuple(slots)
         self.clock = clock or Clock()
         self.attach_timeout_s = attach_timeout_s
-        self.history: list[dict[str, Any]] = []
-        """Recent results (the console's ``swaps``), newest last."""
+        self.history_file = Path(history_file) if history_file is not None else None
+        self.history: list[dict[str, Any]] = load_history(self.history_file)
+        """Recent results (the console's ``swaps``, the renter's "last swap"), newest last;
+        kept in ``history_file`` across restarts, at most ``HISTORY_KEEP``."""
         self._reg_event = asyncio.Event()
         self._counter = 0
         self._current: SwapRecord | None = None
@@ -203,6 +222,17 @@ class SwapMachine:
 
     def _clear(self) -> None:
         self.state_file.unlink(missing_ok=True)
+
+    def _save_history(self) -> None:
+        """One small write per swap (at most the policy's hourly limit): the renter's page
+        says what happened after a restart too, and the console's ``swaps`` keeps its rows.
+        A failed write loses only the record, never the swap."""
+        if self.history_file is None:
+            return
+        try:
+            store.atomic_write_json(self.history_file, self.history)
+        except OSError as exc:
+            LOGGER.error("swap history not saved: %s", exc)
 
     def _new_id(self) -> str:
         self._counter += 1
@@ -366,7 +396,8 @@ class SwapMachine:
                             if rec.started_wall is not None else None),
                 "phases_ms": dict(rec.phases_ms), "break_ms": round(sum(breaks), 1) if breaks else None,
                 "detail": detail[:300]}
-        self.history = [*self.history, data][-20:]
+        self.history = [*self.history, data][-HISTORY_KEEP:]
+        self._save_history()
         LOGGER.info("swap %s (%s): %s in %s", rec.swap_id, rec.reason, "ok" if ok else detail,
                     {k: f"{v:.0f} ms" for k, v in rec.phases_ms.items()})
         await self.hooks.report("swap", data)

@@ -101,6 +101,12 @@ class SwapControl:
             return None
         return max(0.0, self.clock.monotonic() - self._swap_times[-1])
 
+    @property
+    def allowance_low(self) -> bool:
+        """The SIM in use is running out (policy.allowance_low held at the last evaluation):
+        what its bytes may be spent on shrinks (an update's download waits)."""
+        return self._low_since is not None
+
     def sim_changed(self) -> None:
         """Another SIM is in use: its data left is measured afresh."""
         self._low_since = None
@@ -111,6 +117,11 @@ class SwapControl:
         async with self.lock:
             current = self._current()
             old = SimFacts.from_dict(current) if current else None
+            # The cloud's order this swap fulfils: only one that came before it began. An
+            # order arriving during a swap for another reason (the plan lab: a throttled
+            # SIM's swap already asking the cloud, then the cloud's "swap to a 200 kbps SIM")
+            # was cleared by that swap, so the cloud's move never happened.
+            order = self._order
             self._swap_times.append(self.clock.monotonic())
             self.status.update(state="swapping")
             try:
@@ -124,7 +135,9 @@ class SwapControl:
                 return False
             finally:
                 self.status.update(state="serving", swaps=self.machine.history[-5:])
-            self._swap_failures, self._blocked_until, self._order = 0, 0.0, None
+            self._swap_failures, self._blocked_until = 0, 0.0
+            if self._order is order:
+                self._order = None
             self._health_state = ("ok", self.clock.monotonic())
             new = self._current() or {}
             if self.escape.active and not new.get("seed") and new.get("plmn") != self.escape.failing_plmn:

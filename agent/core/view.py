@@ -33,7 +33,7 @@ from agent.core.logins import STATE_FILE, Authenticator, LoginDesk
 from agent.errors import AgentError, AtCommandError, ControlError, ModemError
 from agent.modem import answer
 from agent.modem.commands import KNOWN
-from agent.usage import allowance
+from agent.plans import shown
 from agent.usage.calendar import parse_tz
 
 LOGGER = logging.getLogger(__name__)
@@ -176,6 +176,7 @@ class SupervisorView:
         out["classification"] = self._classification()
         out["throughput"] = dict(self._rate)
         out["allowance"] = self._allowance()
+        out["update"] = self.sup.updater.summary() if self.sup.updater is not None else None  # issue 26
         try:
             radio = await self._radio()
             op = await self._modem().operator()
@@ -190,11 +191,15 @@ class SupervisorView:
         return out
 
     def _allowance(self) -> list[dict[str, Any]]:
-        """The plan's rules with their use now (agent/usage/allowance.py): the console's
-        ``status`` and the renter's page read this one figure."""
-        plan = (self.sup.current or {}).get("plan")
-        used = self.sup.usage.used_on_current if self.sup.usage is not None else 0
-        return [r.to_dict() for r in allowance.rules(plan, used, self.sup.clock.wall(), self.sup.cfg.tz_offset)]
+        """Every rule of the SIM's plan with its use now, when it resets and when the current
+        rate would reach it (agent/plans/shown.py): the console's ``status`` and the renter's
+        page read these rows, from the tracker the swap policy acts on."""
+        current = self.sup.current
+        tracker = getattr(self.sup.usage, "allowance", None)
+        if not current or tracker is None:
+            return []
+        rate = float(getattr(self.sup.usage, "traffic_kbps", 0.0) or 0.0)
+        return shown.rows(tracker.plan(current), tracker.status(current), rate * 1000 / 8, self.sup.clock.wall())
 
     async def renter(self) -> dict[str, Any]:
         """What the person holding the router may see (agent/faces/page), from what the

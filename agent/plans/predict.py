@@ -143,6 +143,23 @@ def resets_soon(statuses: Sequence[RuleStatus], rule_id: str | None, now: float)
     return None
 
 
+def throttle_in_s(s: RuleStatus, bytes_per_s: float, now: float) -> float | None:
+    """Seconds until ``s``'s rule throttles at ``bytes_per_s`` (0: its cap is already
+    passed). None: it never throttles, or there is no traffic now, or its calendar window
+    resets first. Old bytes of a rolling window that age out meanwhile are not counted as
+    coming back (as ``first_cap``: early, never late)."""
+    if not s.rule.throttles or s.remaining is None:
+        return None
+    if s.remaining <= 0:
+        return 0.0
+    if bytes_per_s <= 0:
+        return None
+    seconds = s.remaining / bytes_per_s
+    if s.rule.until == "window_end" and s.resets_at is not None and s.resets_at - now <= seconds:
+        return None
+    return seconds
+
+
 def _sooner(a: Forecast, b: Forecast) -> bool:
     if a.seconds is not None and b.seconds is not None:
         return a.seconds < b.seconds

@@ -7,6 +7,7 @@ broker is a real mosquitto process, stopped by the fixture's finalizer.
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, replace
@@ -28,10 +29,28 @@ TEST_TIMEOUT_S = 30.0
 """Upper bound for one async test body; each normally finishes in a second or two."""
 
 
+LISTEN_PORTS = range(10_000, 32_768)
+"""Where the test brokers listen: below Linux's ephemeral range (ip_local_port_range, 32768
+and up by default), so no outgoing connection on this machine can take a broker's port while
+a test has killed the broker and is starting it again on the same port. A port from
+``bind(0)`` is an ephemeral one: in that window another process's connection (``make test``
+runs two cloud suites at once) or the device's own reconnect (a TCP self-connect to a port
+nothing listens on) could take it, and the restarted broker would never see the device. The
+broker-restart test failed that way twice in full runs, never alone."""
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
+    """A port in ``LISTEN_PORTS`` that is free now (chosen at random, tried by binding)."""
+    low, _ = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    ports = range(LISTEN_PORTS.start, min(LISTEN_PORTS.stop, low))
+    for port in random.Random().sample(ports, 200):
+        with socket.socket() as s:
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {ports.start}..{ports.stop - 1} on {HOST} after 200 tries")
 
 
 def run(coro: Coroutine[Any, Any, Any], timeout: float = TEST_TIMEOUT_S) -> Any:

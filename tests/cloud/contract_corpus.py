@@ -147,11 +147,13 @@ PROFILE = json.loads(doc_plaintext())
 
 STATE_BIRTH, STATE_WILL = EX["state"]
 USAGE = EX["usage"][0]
-HEALTH, OUTAGE, RESULT, SWAP, SECURITY, ERROR, AUDIT = EX["event"]
+HEALTH, OUTAGE, RESULT, SWAP, SECURITY, ERROR, AUDIT, UPDATE_ROLLED_BACK = EX["event"]
 REQUEST, REQUEST_FLOOR = EX["request"]
 ASSIGNED, RETRY, REFUSED, ASSIGNED_FLOOR = EX["assignment"]
 ACK = EX["ack"][0]
-SWAP_ORDER, SET_POLICY = EX["command"]
+SWAP_ORDER, SET_POLICY, UPDATE_OFFER = EX["command"]
+UPDATE_GET = EX["update_get"][0]
+UPDATE_CHUNK = EX["update_chunk"][0]
 POLICY, PACED = EX["policy"]
 CERT_REQUEST = EX["cert_request"][0]
 CERT_OK, CERT_REFUSED = EX["cert_reply"]
@@ -196,6 +198,15 @@ GOOD: list[tuple[str, str, Any]] = [
     ("event: error replay_state", "event", changed(ERROR, ("body", "data", "reason"), "replay_state")),
     ("event: audit", "event", AUDIT),
     ("event: audit login_failed", "event", LOGIN_FAILED),
+    ("event: update rolled back with its log tail", "event", UPDATE_ROLLED_BACK),
+    ("event: update deferred on the seed SIM", "event",
+     changed(UPDATE_ROLLED_BACK, ("body", "data"), {"status": "deferred", "version": "0.2.0", "running": "0.1.0",
+                                                    "reason": "seed_sim"})),
+    ("event: error about an update", "event", changed(ERROR, ("body", "data"), {"reason": "update"})),
+    ("command: update with its manifest", "command", UPDATE_OFFER),
+    ("update_get: the doc's request", "update_get", UPDATE_GET),
+    ("update_chunk: the doc's chunk", "update_chunk", UPDATE_CHUNK),
+    ("update_chunk: the last chunk", "update_chunk", changed(UPDATE_CHUNK, ("last",), True)),
     ("request: the doc's request", "request", REQUEST),
     ("request: reason and id only", "request", {"v": 1, "request_id": "r1", "reason": "boot"}),
     ("request: current_iccid null", "request", changed(REQUEST, ("current_iccid",), None)),
@@ -418,6 +429,17 @@ BAD: list[tuple[str, str, Any]] = [
      pchanged(TECHNICIANS, ("technician_keys", "version"), 2**31)),
     # --- certificate renewal (7)
     ("cert_request: csr missing", "cert_request", dropped(CERT_REQUEST, ("csr",))),
+    ("event: update with an unknown status", "event", changed(UPDATE_ROLLED_BACK, ("body", "data", "status"), "maybe")),
+    ("event: update without running", "event", dropped(UPDATE_ROLLED_BACK, ("body", "data", "running"))),
+    ("event: update with a field unknown", "event", changed(UPDATE_ROLLED_BACK, ("body", "data", "url"), "x")),
+    ("command: update without its manifest", "command", dropped(UPDATE_OFFER, ("manifest",))),
+    ("update_get: sha256 not hex", "update_get", changed(UPDATE_GET, ("sha256",), "Z" * 64)),
+    ("update_get: length 0", "update_get", changed(UPDATE_GET, ("length",), 0)),
+    ("update_get: length over 11 KiB", "update_get", changed(UPDATE_GET, ("length",), 11265)),
+    ("update_get: offset missing", "update_get", dropped(UPDATE_GET, ("offset",))),
+    ("update_chunk: data missing", "update_chunk", dropped(UPDATE_CHUNK, ("data",))),
+    ("update_chunk: negative offset", "update_chunk", changed(UPDATE_CHUNK, ("offset",), -1)),
+    ("update_chunk: last not a boolean", "update_chunk", changed(UPDATE_CHUNK, ("last",), "yes")),
     ("cert_request: csr not PEM", "cert_request", changed(CERT_REQUEST, ("csr",), "junk")),
     ("cert_request: csr a certificate", "cert_request", changed(CERT_REQUEST, ("csr",), CERT_OK["cert"])),
     ("cert_request: csr of more than 8192 characters", "cert_request",

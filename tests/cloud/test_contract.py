@@ -77,6 +77,7 @@ AGENT: dict[str, Callable[[Any], Any]] = {
     "request": proto.validate_request, "assignment": _assignment, "ack": proto.validate_ack,
     "command": _command, "policy": _policy, "cert_request": proto.validate_cert_request,
     "cert_reply": proto.validate_cert_reply, "envelope": _envelope, "profile": check_profile,
+    "update_get": proto.validate_update_get, "update_chunk": proto.validate_update_chunk,
 }
 """Message kind -> what the device does to judge one (raises its typed refusal)."""
 

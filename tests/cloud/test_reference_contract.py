@@ -7,6 +7,7 @@ on the way out, so each test shows one rule of docs/protocol.md at work in the c
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +16,15 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from agent.cloud import platformsig, sealing
 from agent.cloud import protocol as proto
-from agent.cloud import sealing
+from agent.plans.update import parse_update
 from board.virtual.cloud.contract import ContractError
 from board.virtual.cloud.pki import LabPki
+from board.virtual.cloud.plans import PLANS as TABLE_PLANS
 from board.virtual.cloud.pool import make_pool
 from board.virtual.cloud.reference import ReferenceCloud
+from board.virtual.network import labclock
 from tests.cloud import events
 
 DEVICE = "dev-a"
@@ -131,3 +135,52 @@ def test_a_lab_control_breaking_the_contract_is_refused_and_the_cloud_goes_on(cl
     refused = [e for e in cloud.events() if e["kind"] == "refused"]
     assert len(refused) == 1 and "max_per_hour" in refused[0]["body"]["why"]
     assert [body["command_id"] for _, body in cloud.sent] == ["c-3"]
+
+
+# ---- a shared SIM's bytes in other routers, on lab time -------------------------------------
+@pytest.fixture
+def table_cloud(pki: LabPki, tmp_path: Path) -> Capturing:
+    """The cloud of ``pocket-lab up --plans table``, on a lab clock 72 hours ahead of the host
+    (as after the plan lab's 72-hour tests)."""
+    labclock.advance(tmp_path, 72 * 3600)
+    c = Capturing(state_dir=tmp_path / "cloud", host="127.0.0.1", port=1, ca_file=pki.ca_cert,
+                  cert_file=pki.cloud_cert, key_file=pki.cloud_key,
+                  pool=make_pool(14, seed=5, plans=list(TABLE_PLANS.values())),
+                  platform_key_file=pki.platform_key, device_keys_dir=pki.devices_dir,
+                  clock=labclock.LabClock(tmp_path))
+    c.sent = []
+    return c
+
+
+def test_an_envelope_is_stamped_on_lab_time_so_the_device_on_lab_time_opens_it(table_cloud: Capturing,
+                                                                               pki: LabPki) -> None:
+    """The plan lab's 200 kbps SIM after the 72-hour tests: a cloud on the host's clock
+    sealed envelopes that had expired 72 lab hours before the device opened them."""
+    table_cloud.receive(proto.ASSIGN_REQUEST, *_request())
+    [(_, reply)] = table_cloud.sent
+    lab_now = time.time() + 72 * 3600
+    opened = sealing.open_envelope(reply["envelope"], device_id=DEVICE,
+                                   device_key=sealing.load_private_x25519(pki.devices[DEVICE].sealing_key),
+                                   platform_public=sealing.load_public_ed25519(pki.platform_pub), now=lab_now)
+    assert opened.assignment_id == reply["assignment_id"]
+    assert reply["window"]["not_before"] >= lab_now - 60
+
+
+def test_bytes_used_elsewhere_reach_the_device_as_a_signed_correction(table_cloud: Capturing, pki: LabPki) -> None:
+    """``pocket-lab used-elsewhere``: the cloud counts 4.9 GB used on a 5 GB SIM four days
+    ago and tells the device holding it what each rule has left now: the month 100 MB, the
+    72 hours all of it; the update fits the contract and verifies as the platform's."""
+    five = next(i for i, s in table_cloud.pool.items() if s["plan"]["name"] == "5GB-month")
+    now = table_cloud.plan_time()
+    table_cloud.used_elsewhere(five, 4_900_000_000, now - 96 * 3600, DEVICE, 1)
+    [(topic, command)] = table_cloud.sent
+    assert topic == proto.topic(DEVICE, proto.COMMAND) and command["action"] == "plan_update"
+    verified = platformsig.verify_plan_update(command["plan_update"], device_id=DEVICE,
+                                              public=sealing.load_public_ed25519(pki.platform_pub))
+    update = parse_update(verified)
+    assert update.iccid == five and update.version == 1
+    assert update.remaining == {"month": 100_000_000, "72h": 800_000_000}
+    assert update.as_of is not None and abs(update.as_of - now) < 60
+    table_cloud.sent.clear()
+    table_cloud.used_elsewhere(five, 1, now, None, None)  # counted, nobody told
+    assert table_cloud.sent == []

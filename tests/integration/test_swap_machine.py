@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
+from agent import store
 from agent.cloud.schema import validate_event_data
-from agent.core.swap import Hooks, SimFacts, SwapFailed, SwapMachine, SwapRecord
+from agent.core.swap import HISTORY_KEEP, Hooks, SimFacts, SwapFailed, SwapMachine, SwapRecord
 from agent.modem.driver import Modem
 from agent.sim import Plan, SimProfile
 from board.virtual.modem.device import VirtualModem
@@ -144,6 +145,28 @@ async def test_swap_runs_every_phase_in_order(vmodem: VirtualModem, tmp_path: Pa
     assert data["break_ms"] == pytest.approx(sum(data["phases_ms"][p] for p in ("switch", "attach", "data", "route")))
     assert not (tmp_path / "swap.json").exists()
     assert m.history[-1] == data
+    await modem.close()
+
+
+@async_test
+async def test_swap_history_survives_a_restart_bounded(vmodem: VirtualModem, tmp_path: Path) -> None:
+    """The renter's page and the console read the history: a restarted agent (a new
+    machine on the same state file) still has the last swap, and never more than
+    HISTORY_KEEP rows, however many a previous run wrote."""
+    history = tmp_path / "swaps.json"
+    older = [{"swap_id": f"s{i}", "reason": "command", "ok": True, "break_ms": 5000.0} for i in range(HISTORY_KEEP + 5)]
+    store.atomic_write_json(history, older)
+    modem, old = await on_old_sim(vmodem)
+    m = SwapMachine(modem, Recorder(Assignment("a-1", NEW)).hooks(), tmp_path / "swap.json", slots=(1, 2),
+                    attach_timeout_s=5.0, history_file=history)
+    assert [h["swap_id"] for h in m.history] == [f"s{i}" for i in range(5, HISTORY_KEEP + 5)]
+    await m.swap("throttled", old)
+    restarted = SwapMachine(modem, Recorder().hooks(), tmp_path / "swap.json", slots=(1, 2), history_file=history)
+    assert restarted.history == m.history and len(restarted.history) == HISTORY_KEEP
+    assert restarted.history[-1]["reason"] == "throttled" and restarted.history[-1]["to_iccid"] == NEW.iccid
+    history.write_text('{"not": "a list"}')  # flash trouble or an old format: an empty history, still serving
+    assert SwapMachine(modem, Recorder().hooks(), tmp_path / "swap.json", slots=(1, 2),
+                       history_file=history).history == []
     await modem.close()
 
 

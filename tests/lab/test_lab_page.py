@@ -30,7 +30,7 @@ BUILD = REPO / "build"
 CHROMIUM_TIMEOUT_S = 60
 """Chromium starts in 1-4 s on an idle machine; the parallel lab groups can slow it ten times."""
 WINDOW_WORDS = {"month": ("this month", "今月"), "day": ("today", "本日"),
-                "rolling72h": ("in the last 72 hours", "直近72時間"), "none": ("No data limit", "容量制限なし")}
+                "rolling": ("in the last 72 hours", "直近72時間"), "none": ("No data limit", "容量制限なし")}
 """What each plan window reads like on the page (the pool's plans: board/virtual/cloud/pool.py)."""
 USAGE_SLACK_BYTES = 256_000
 """Page (metered once a second) against the carrier's counters, read a moment apart on an
@@ -180,8 +180,10 @@ def test_chromium_shows_the_labs_figures_in_both_languages(running_lab: dict[str
     console = console_status(running_lab)
     carrier = carrier_bytes(iccid)
     assert doc["sim"]["ends_with"] == iccid[-4:] == console["sim"]["iccid"][-4:]
-    [rule], [same] = doc["data"], console["allowance"]
+    assert len(doc["data"]) == len(console["allowance"]) == len(agent_status()["allowance"] or [None])
+    rule, same = doc["data"][0], console["allowance"][0]  # every rule of the plan: the lab's plans have one
     assert rule["cap_bytes"] == same["cap_bytes"] and rule["window"] == same["window"]
+    assert rule["rule"] == same["rule"] == (agent_status()["allowance"] or [{"rule": None}])[0]["rule"]
     if window != "none":
         assert abs(rule["used_bytes"] - same["used_bytes"]) < USAGE_SLACK_BYTES
         assert abs(rule["used_bytes"] - carrier) < USAGE_SLACK_BYTES, (rule, carrier)
@@ -260,3 +262,59 @@ def test_throttled_sim_is_swapped_and_the_page_says_why(running_lab: dict[str, A
         lab("traffic", "stop", check=False)
     print(f"\npage states seen while throttled: {sorted(seen_states)}")
 
+
+
+# ---- the low-allowance notice, and what a restart keeps ---------------------------------------
+CAPPED_PLAN = "5GB-month"
+"""A lab plan with a cap whose low marks are far apart: the renter's at a fifth (1 GB), the
+policy's at a tenth (500 MB, under the lab's ``swap_below_bytes``), so the notice shows with
+no swap planned and the test can watch it appear."""
+
+
+def test_low_allowance_notice_appears_when_the_allowance_crosses_the_mark(running_lab: dict[str, Any],
+                                                                         tmp_path: Path) -> None:
+    """The platform corrects the SIM's allowance (a signed plan update, as after the
+    wholesaler's own count): at 30 % left the page shows none; at 15 % the notice appears,
+    in both languages and in the browser, naming what is left of the rule; the figure is the
+    console's. Then a swap to a fresh SIM leaves the session's lab as it was."""
+    lab("policy", "--set", "max_per_hour=30", "--set", "max_per_day=200")
+    if (agent_status().get("sim") or {}).get("plan", {}).get("name") != CAPPED_PLAN:
+        lab("swap", "--plan", CAPPED_PLAN)
+        wait_until(f"the device on a {CAPPED_PLAN} SIM",
+                   lambda: (agent_status().get("sim") or {}).get("plan", {}).get("name") == CAPPED_PLAN
+                   and agent_status().get("allowance"), timeout=90, interval=1)
+    [rule] = page_json()["data"]
+    cap = rule["cap_bytes"]
+    assert page_json()["low_allowance"] is None and not rule["low"]
+    lab("plan-update", "--remaining", f"{rule['rule']}={cap * 30 // 100}")
+    wait_until("30 % left on the page", lambda: abs(page_json()["data"][0]["left_bytes"] - cap * 30 // 100)
+               < USAGE_SLACK_BYTES, timeout=30, interval=1)
+    assert page_json()["low_allowance"] is None
+    lab("plan-update", "--remaining", f"{rule['rule']}={cap * 15 // 100}")
+    low = wait_until("the low-allowance notice", lambda: page_json()["low_allowance"], timeout=30, interval=1)
+    assert low["rule"] == rule["rule"] and abs(low["left_bytes"] - cap * 15 // 100) < USAGE_SLACK_BYTES
+    assert low["text"].startswith("Data running low: 750 MB left of 5.0 GB per month.")
+    assert page_json("ja")["low_allowance"]["text"].startswith("データ残量が少なくなっています：1か月あたり 5.0 GB のうち残り")
+    [same] = console_status(running_lab)["allowance"]
+    assert same["low"] and abs(same["left_bytes"] - low["left_bytes"]) < USAGE_SLACK_BYTES
+    assert page_json()["notice"] is None  # the policy's own mark (a tenth) is not reached: no swap announced
+    seen = chromium("en", "en-low-allowance", tmp_path)
+    assert seen["low-allowance"].startswith("Data running low: 750 MB left of 5.0 GB per month.")
+    before = agent_status()["sim"]["iccid"]
+    lab("swap", "--plan", "any")  # a fresh SIM, of any plan again, for the tests after
+    wait_until("a fresh SIM", lambda: agent_status()["sim"]["iccid"] != before, timeout=150, interval=1)
+
+
+def test_the_last_swap_survives_an_agent_restart(running_lab: dict[str, Any]) -> None:
+    """The swap history is on flash (swaps.json): after a restart the console still lists the
+    swaps before it, and the page's last swap is one of them or a newer one (a restart may
+    swap at start-up)."""
+    before = control(running_lab, "swaps")["swaps"]
+    assert before, "the tests before made swaps"
+    lab("agent", "restart")
+    wait_until("the page answering again", lambda: page_json()["state"]["code"] in ("full_speed", "connected"),
+               timeout=180, interval=2)
+    after = control(running_lab, "swaps")["swaps"]
+    assert before[-1]["swap_id"] in [s["swap_id"] for s in after]
+    last = page_json()["last_swap"]
+    assert last is not None and last["reason"] in ("command", "throttled", "allowance", "boot")

@@ -15,11 +15,13 @@ from pathlib import Path
 import pytest
 
 from agent import __version__, layout
+from agent.boardprofile import load_profile
 from agent.cloud import keystore as ks
 from agent.cloud.renewal import key_dir_of
 from agent.config import load
+from agent.core import page_settings
 from agent.errors import ConfigError
-from agent.uciconf import to_toml
+from agent.uciconf import page_table, parse_uci, to_toml
 from tests.conftest import REPO
 from tests.packaging.identity import DEVICE_ID, Identity, provisioned
 
@@ -38,7 +40,7 @@ exec {python} -m agent "$@"
 
 
 def run_init(tmp_path: Path, function: str, unit: Identity | None = None, *, status: int = 0,
-             **uci: str) -> tuple[list[str], Path]:
+             uci_file: Path | None = None, **uci: str) -> tuple[list[str], Path]:
     """Source the init script under dash with procd stubbed, run ``function``; return the
     procd calls it made and the TOML it generated. ``unit``: the provisioned identity the
     script finds at BASE_TOML and PROVISIONED (none: an unprovisioned router). ``status``:
@@ -53,7 +55,7 @@ def run_init(tmp_path: Path, function: str, unit: Identity | None = None, *, sta
     script = (f'. "{STUBS}"; . "{INIT}"; PROG="{launcher}"; AGENT_TOML="{toml}"; BASE_TOML="{base}"; '
               f'PROVISIONED="{marker}"; RUN_DIR="{tmp_path}/run"; PROFILE_DIR="{REPO}/board/profiles"; '
               # pytest's tmp_path is under /tmp: here only /var and /dev count as volatile
-              f'VOLATILE_DIRS="/var /dev"; {function}')
+              f'VOLATILE_DIRS="/var /dev"; UCI_FILE="{uci_file or tmp_path / "no-uci-file"}"; {function}')
     env = {**os.environ, "PYTHONPATH": str(REPO), **{f"UCI_{k}": v for k, v in uci.items()}}
     env.pop("UCI_UCI_VALIDATION_RESULT", None)
     if "UCI_VALIDATION_RESULT" in uci:
@@ -274,3 +276,58 @@ def test_ipk_contents(packages: dict[str, Path]) -> None:
     assert not [n for n in data if n.startswith("/lib/upgrade/keep.d")]  # keep.d goes into backups too
     assert "/usr/lib/pocket-agent/agent/uciconf.py" in data
     assert not [n for n in data if "__pycache__" in n or "/lib/systemd" in n]
+
+
+# ---- the renter's status page: its own UCI section ------------------------------------------
+PAGE_UCI = """# /etc/config/pocket-agent as `uci` writes it, the page's section changed by an operator
+config agent 'main'
+	option enabled '1'
+
+config page 'page'
+	option enabled 'on'
+	option address '192.168.8.1/24'
+	option port 8080
+	list lang 'ja'
+	list lang 'en'
+	option brand "Acme Mobile"
+	option support_phone '0120-12-3456'
+"""
+
+
+def test_the_shipped_uci_file_reads_as_the_page_defaults() -> None:
+    """The package's /etc/config/pocket-agent: a page section whose empty options keep the
+    board profile's address and port, both languages, English first."""
+    sections = parse_uci((FILES / "pocket-agent.config").read_text())
+    assert [s.type for s in sections] == ["agent", "page"]
+    assert page_table(sections) == {"enabled": True, "languages": ["en", "ja"]}
+
+
+def test_page_options_from_a_uci_file_reach_the_daemons_page_settings(tmp_path: Path, unit: Identity) -> None:
+    uci = tmp_path / "uci-config"  # not "pocket-agent": run_init's launcher is that
+    uci.write_text(PAGE_UCI)
+    _, toml = run_init(tmp_path, "start_service", unit, **PROVISIONED, state_dir=str(tmp_path / "s"), uci_file=uci)
+    cfg = load(toml)
+    assert cfg.page == {"enabled": True, "address": "192.168.8.1/24", "port": 8080, "languages": ["ja", "en"],
+                        "brand": "Acme Mobile", "support_phone": "0120-12-3456"}
+    s = page_settings.settings(cfg.page, load_profile(cfg.board_profile))
+    assert (str(s.interface), s.port, s.languages, s.brand) == ("192.168.8.1/24", 8080, ("ja", "en"), "Acme Mobile")
+    uci.write_text(PAGE_UCI.replace("'on'", "'0'").replace("list lang 'ja'\n\tlist lang 'en'", "option lang 'en ja'"))
+    _, toml = run_init(tmp_path, "start_service", unit, **PROVISIONED, state_dir=str(tmp_path / "s"), uci_file=uci)
+    assert load(toml).page["enabled"] is False and load(toml).page["languages"] == ["en", "ja"]
+
+
+@pytest.mark.parametrize(("change", "said"), [
+    (("port 8080", "port 'eighty'"), "page.port must be a number"),
+    (("port 8080", "port 70000"), "'port' must be a TCP port"),
+    (("list lang 'en'", "list lang 'fr'"), "'languages' must be"),
+    (("option enabled 'on'", "option enabled 'maybe'"), "page.enabled must be a boolean"),
+    (("option brand", "option colour"), "page.colour is not a page option"),
+    (("config page 'page'", "config page 'page' extra"), "not a UCI line"),
+])
+def test_a_bad_page_option_is_refused_before_the_start(tmp_path: Path, unit: Identity, change: tuple[str, str],
+                                                      said: str) -> None:
+    uci = tmp_path / "uci-config"  # not "pocket-agent": run_init's launcher is that
+    uci.write_text(PAGE_UCI.replace(*change))
+    calls, _ = run_init(tmp_path, "start_service", unit, **PROVISIONED, state_dir=str(tmp_path / "s"), uci_file=uci,
+                        status=1)
+    assert "open_instance " not in calls and said in run_init.stderr  # type: ignore[attr-defined]

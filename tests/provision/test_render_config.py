@@ -16,7 +16,8 @@ def request(tmp_path: Path, **kw: str) -> Request:
                    profile_path=Path("virtual.toml"), key_dir=tmp_path / "keys", config_path=tmp_path / "agent.toml",
                    state_dir=tmp_path / "state", broker_host="198.18.0.1", broker_port=8883,
                    ca_file=tmp_path / "ca.pem", platform_key_file=tmp_path / "platform.pub",
-                   console_port=kw.get("console_port", ""))
+                   console_port=kw.get("console_port", ""),
+                   release_key_file=Path(kw["release_key"]) if "release_key" in kw else None)
 
 
 def load(tmp_path: Path, req: Request) -> config_mod.AgentConfig:
@@ -34,3 +35,25 @@ def test_the_line_s_ports_are_the_service_s(tmp_path: Path) -> None:
     cfg = load(tmp_path, request(tmp_path, port="/dev/ttyUSB2", console_port="/dev/ttyGS0"))
     assert cfg.modem_port == "/dev/ttyUSB2"
     assert settings(cfg.console, tmp_path, "/run/pocket-lab/console-device.pty").ports == ["/dev/ttyGS0"]
+
+
+def test_a_pinned_release_key_turns_updates_on(tmp_path: Path) -> None:
+    assert load(tmp_path, request(tmp_path)).release_key is None  # no key: every offer refused
+    cfg = load(tmp_path, request(tmp_path, release_key=str(tmp_path / "release.pub")))
+    assert cfg.release_key == (tmp_path / "keys").resolve() / "current" / "release.pub"
+
+
+def test_the_release_key_must_not_be_the_platform_key(tmp_path: Path) -> None:
+    import pytest
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from agent.cloud import sealing
+    from agent.errors import ProvisionError
+    from agent.faces.provision.flow import _read_release_key
+
+    platform, release = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    (tmp_path / "platform.pub").write_bytes(sealing.public_pem(platform.public_key()))
+    (tmp_path / "release.pub").write_bytes(sealing.public_pem(release.public_key()))
+    assert _read_release_key(request(tmp_path, release_key=str(tmp_path / "release.pub"))) is not None
+    with pytest.raises(ProvisionError, match="must differ"):
+        _read_release_key(request(tmp_path, release_key=str(tmp_path / "platform.pub")))

@@ -382,6 +382,89 @@ def test_journal_holds_no_secret_after_swaps(system: System) -> None:
     step(system, "no secrets")
 
 
+UPDATE_S = 150.0
+"""Offer to committed: about 13 s on the lab (tests/bench/bench_update.py); the unit's start
+path (preflight, the package's choice, the exec) on a loaded machine adds seconds."""
+ROLLBACK_S = 180.0
+"""A crashing release is rolled back as soon as it exits; then the previous release starts."""
+
+
+def _release(version: str, rollout: int, edit: Any = None) -> tuple[Path, Path]:
+    """A release cut from this tree (packaging/release.py), signed with the lab's release key."""
+    import importlib.util
+
+    from cryptography.hazmat.primitives import serialization
+    spec = importlib.util.spec_from_file_location("pocket_release_system", rig.REPO / "packaging" / "release.py")
+    assert spec and spec.loader
+    release = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(release)
+    key = serialization.load_pem_private_key((rig.LAB_DIR / "pki" / "release.key").read_bytes(), None)
+    return release.cut(key, rig.LAB_DIR / "releases" / version, version=version, rollout=rollout,  # type: ignore
+                       build=f"system {version}", edit=edit)
+
+
+def _agent_status(system: System) -> dict[str, Any]:
+    try:
+        return json.loads(system.container.path("/run/pocket-agent/status.json").read_text())  # type: ignore
+    except (OSError, ValueError):
+        return {}
+
+
+def _update_phase(system: System) -> str:
+    path = system.container.path(config(system)["state_dir"]) / "update" / "state.json"
+    try:
+        return str(json.loads(path.read_text()).get("phase"))
+    except (OSError, ValueError):
+        return "idle"
+
+
+def _running(system: System, version: str) -> bool:
+    status = _agent_status(system)
+    return str(status.get("version", "")).startswith(version + " ") and status.get("state") == "serving"
+
+
+def test_an_update_commits_and_a_crashing_one_rolls_back_under_systemd(system: System) -> None:
+    """Issue 26 under the real service manager: the release key pinned, a good release
+    offered by the cloud is fetched, installed beside the package and committed with the
+    unit's main process kept (an exec, no restart), its watchdog pings relayed through the
+    trial guard (NotifyAccess=main); a release that crashes at start is rolled back to it."""
+    system.require("serving")
+    system.container.path("/etc/pocket-agent/release.pub").write_bytes((rig.LAB_DIR / "pki" / "release.pub").read_bytes())
+    system.sh("chmod 0644 /etc/pocket-agent/release.pub && printf '\\n[update]\\nrelease_key = "
+              "\"/etc/pocket-agent/release.pub\"\\ntrial_s = 90\\n' >> /etc/pocket-agent/agent.toml",
+              "pin the release key")
+    system.sh("systemctl restart pocket-agent", "restart with the release key pinned", timeout=SERVE_TIMEOUT_S + 30)
+    wait_until("serving with updates on", system.serving, SERVE_TIMEOUT_S)
+    pid, restarts = system.main_pid(), int(system.unit("NRestarts")["NRestarts"])
+    rollout = int(time.time())
+    good = _release("0.2.0", rollout)
+    lab("update", "--artifact", str(good[0]), "--manifest", str(good[1]))
+    wait_until("0.2.0 committed and serving", lambda: _running(system, "0.2.0")
+               and _update_phase(system) in ("committed", "idle"), UPDATE_S)
+    committed = system.unit("NRestarts", "MainPID")
+    time.sleep(WATCHDOG_S + 5)  # long enough for the watchdog to kill a release whose pings were lost
+    after = system.unit("NRestarts", "MainPID")
+    if int(after["NRestarts"]) != restarts or system.main_pid() != pid:
+        print(system.sh("journalctl --no-pager -n 300 | grep -v 'agent.health\\|agent.core.health'", "the journal"))
+    assert int(after["NRestarts"]) == restarts and system.main_pid() == pid, (restarts, pid, committed, after)
+    assert system.serving() and _running(system, "0.2.0")
+    crashing = _release("0.3.0", rollout + 1, edit=lambda files: {**files, "agent/faces/cli/run.py": files[
+        "agent/faces/cli/run.py"].replace(b"def main(args: argparse.Namespace) -> int:\n",
+                                          b"def main(args: argparse.Namespace) -> int:\n"
+                                          b"    raise RuntimeError('system test: broken release')\n", 1)})
+    lab("update", "--artifact", str(crashing[0]), "--manifest", str(crashing[1]))
+    wait_until("0.3.0 rolled back", lambda: _update_phase(system) in ("rolled_back", "idle")
+               and "rolled back" in system.journal(), ROLLBACK_S)
+    wait_until("serving on 0.2.0 again", lambda: _running(system, "0.2.0") and system.serving(), ROLLBACK_S)
+    def reported() -> bool:  # sent by 0.2.0 once its link is up again (the pacing's boot spread)
+        events = [e["body"]["body"]["data"] for e in cloud_events("update", system.device_id)]
+        return any(e["status"] == "rolled_back" and e["version"] == "0.3.0"
+                   and "broken release" in "".join(e.get("log_tail", [])) for e in events)
+    wait_until("the rollback reported with the release's last log lines", reported, UPDATE_S)
+    assert int(system.unit("NRestarts")["NRestarts"]) == restarts  # the guard did it, not systemd
+    step(system, "update")
+
+
 def test_a_modem_gone_for_minutes_never_makes_the_unit_give_up(system: System) -> None:
     """The modem answers nothing for FLAP_S (``pocket-lab fault hang``): the agent gives up
     after its recovery ladder, systemd restarts it with the agent's growing delay

@@ -16,6 +16,7 @@ from agent.core.consoled import settings
 from agent.core.view import SupervisorView, signal_rating
 from agent.errors import ConfigError, ControlError
 from agent.modem.commands import KNOWN
+from agent.plans.tracker import Allowance
 from agent.recordlog import RecordLog
 
 
@@ -150,15 +151,22 @@ def test_renter_facts_are_public_and_need_no_modem(tmp_path: Path) -> None:
     history = [{"swap_id": "s1", "reason": "boot", "ok": True, "rolled_back": False, "break_ms": 5900.0,
                 "started": "2025-12-03T21:40:00+09:00", "from_iccid": "8981000000000000001",
                 "to_iccid": "8981100000000000017", "assignment_id": "a1", "phases_ms": {}}]
-    v = view(tmp_path, health=health, swap_control=control, swap_history=lambda: history,
-             usage=SimpleNamespace(used_on_current=20_000_000),
-             current={"iccid": "8981100000000000017", "imsi": "440100000000017", "plan": plan, "seed": False},
-             status=SimpleNamespace(data={"state": "serving"}))
+    current = {"iccid": "8981100000000000017", "imsi": "440100000000017", "plan": plan, "seed": False,
+               "assignment_id": "a1"}
+    clock = Clock()
+    tracker = Allowance(tmp_path, clock, "+09:00")  # the real tracker: the cloud's 60 MB left, 20 MB used since
+    tracker.on_sim(current)
+    now = clock.wall()
+    tracker.ledger.add(current["iccid"], clock.now().date().isoformat(), now - 60, now - 1, 20_000_000, 0)
+    v = view(tmp_path, health=health, swap_control=control, swap_history=lambda: history, clock=clock,
+             usage=SimpleNamespace(used_on_current=20_000_000, allowance=tracker, traffic_kbps=0.0),
+             current=current, status=SimpleNamespace(data={"state": "serving"}))
     r = run(v.renter())
     assert r["sim"] == {"iccid_tail": "0017", "seed": False, "plan": "5GB-month"}
     assert "440100000000017" not in str(r) and "8981100000000000017" not in str(r) and "8981000000000000001" \
         not in str(r)
     assert r["rules"] == v._allowance() and r["rules"][0]["left_bytes"] == 40_000_000
+    assert r["rules"][0]["rule"] == "cap" and r["rules"][0]["used_bytes"] == 4_960_000_000
     assert r["swap"]["planned"] == {"reason": "allowance", "in_s": 420.0, "at_lull": True}
     assert r["swap"]["expected_break_s"] == 5.9 and r["swap"]["last"]["reason"] == "boot"
     assert r["no_service_since"] is None and r["signal"]["rating"] == "good" and r["network"] == {"plmn": "44010"}

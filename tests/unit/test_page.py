@@ -17,19 +17,23 @@ from typing import Any
 import pytest
 
 from agent.boardprofile import load_profile
-from agent.clock import JST
+from agent.clock import JST, FakeClock
 from agent.core import page_settings
 from agent.core import policy as pol
 from agent.core.daygraph import BUCKET_S, DayGraph
 from agent.errors import ConfigError
 from agent.faces.page import facts, render, words
 from agent.faces.page.server import MAX_HEADERS, BadRequest, parse_head
-from agent.sim import Plan
-from agent.usage import allowance
+from agent.plans import shown
+from agent.plans.tracker import Allowance
+from agent.usage.allowance import human_bytes
+from board.virtual.cloud.plans import MB
+from board.virtual.cloud.plans import plan as table_plan
 from tests.console.rig import RENTER
 
 GB = 10**9
 WALL = datetime(2025, 12, 3, 21, 55, tzinfo=JST).timestamp()
+ICCID = "8981100000001000019"
 
 
 def renter(**changes: Any) -> dict[str, Any]:
@@ -39,26 +43,100 @@ def renter(**changes: Any) -> dict[str, Any]:
     return r
 
 
-# ---- the allowance figure ------------------------------------------------------------
-def test_used_is_cap_minus_what_was_left_at_assignment_minus_use_since() -> None:
-    plan = Plan("5GB-month", 5 * GB, "month", 128, remaining_bytes=4 * GB).to_dict()
-    [rule] = allowance.rules(plan, 500_000_000, WALL, "+09:00")
-    assert (rule.used_bytes, rule.left_bytes, rule.cap_bytes) == (1_500_000_000, 3_500_000_000, 5 * GB)
-    assert rule.resets_at == datetime(2026, 1, 1, tzinfo=JST).timestamp()  # December rolls into January
-    [over] = allowance.rules(plan, 9 * GB, WALL, "+09:00")
-    assert (over.used_bytes, over.left_bytes) == (5 * GB, 0)  # never negative, never over the cap
+# ---- every rule of the plan, from the tracker the policy acts on ------------------------
+def tracker_on(tmp: Path, name: str, remaining: dict[str, int] | None = None,
+               wall: float = WALL) -> tuple[Allowance, dict[str, Any]]:
+    """A real allowance tracker (ledger on disk) with a SIM of the table's plan ``name``
+    current, assigned at ``wall`` with the cloud's ``remaining``."""
+    clock = FakeClock(epoch=wall)
+    tracker = Allowance(tmp, clock, "+09:00")
+    body = table_plan(name)
+    if remaining:
+        body["remaining"] = remaining
+    facts_ = {"iccid": ICCID, "assignment_id": "a-1", "plan": body}
+    tracker.on_sim(facts_)
+    return tracker, facts_
 
 
-def test_day_rule_resets_at_the_plans_midnight_and_other_windows_do_not_reset() -> None:
-    day = Plan("daypass-3GB", 3 * GB, "day", 384, remaining_bytes=3 * GB).to_dict()
-    assert allowance.rules(day, 0, WALL, "+09:00")[0].resets_at == datetime(2025, 12, 4, tzinfo=JST).timestamp()
-    rolling = Plan("100MB-3d", 100_000_000, "rolling72h", 128, remaining_bytes=None).to_dict()
-    [rule] = allowance.rules(rolling, 10, WALL, "+09:00")
-    assert rule.resets_at is None and rule.used_bytes is None  # nothing to subtract from: unknown, not 0
-    [flat] = allowance.rules(Plan("200kbps", None, "none", 200).to_dict(), 10**9, WALL, "+09:00")
-    assert flat.cap_bytes is None and flat.throttle_kbps == 200
-    assert allowance.rules(None, 0, WALL, "+09:00") == []  # the seed SIM has no plan
-    assert allowance.human_bytes(2_100_000_000) == "2.1 GB" and allowance.human_bytes(41 * GB) == "41 GB"
+def use(tracker: Allowance, nbytes: int, start: float, end: float) -> None:
+    day = datetime.fromtimestamp(end, JST).date().isoformat()
+    tracker.ledger.add(ICCID, day, start, end, nbytes, 0)
+
+
+def rows_of(tracker: Allowance, facts_: dict[str, Any], kbps: float = 0.0) -> list[dict[str, Any]]:
+    return shown.rows(tracker.plan(facts_), tracker.status(facts_), kbps * 1000 / 8, tracker.clock.wall())
+
+
+def test_a_double_cap_shows_both_rules_with_what_is_left_and_when_it_throttles(tmp_path: Path) -> None:
+    """5 GB a month *or* 800 MB in 72 hours: 790 MB in the last day is 10 MB from the
+    72-hour cap while the month still has 4 GB: the renter sees both, and the 72-hour
+    rule's throttle time at the current rate."""
+    tracker, sim = tracker_on(tmp_path, "5GB-month", {"month": 4_200_000_000, "72h": 800 * MB})
+    use(tracker, 790 * MB, WALL - 3600, WALL - 60)
+    month, rolling = rows_of(tracker, sim, kbps=4000)  # 0.5 MB/s
+    assert (month["rule"], month["window"], month["cap_bytes"]) == ("month", "month", 5 * GB)
+    assert month["used_bytes"] == 800 * MB + 790 * MB and month["left_bytes"] == 5 * GB - 1590 * MB
+    assert month["resets_at"] == datetime(2026, 1, 1, tzinfo=JST).timestamp()  # December rolls into January
+    assert (rolling["rule"], rolling["window"], rolling["hours"]) == ("72h", "rolling", 72)
+    assert (rolling["used_bytes"], rolling["left_bytes"]) == (790 * MB, 10 * MB)
+    assert rolling["throttle_at"] == pytest.approx(WALL + 20, abs=0.1) and rolling["low"] and not month["low"]
+    assert month["throttle_at"] == pytest.approx(WALL + month["left_bytes"] / 500_000, abs=0.1)
+    doc = facts.document(renter(wall=WALL, rules=[month, rolling]), "en")
+    assert doc["data"][0]["text"].startswith("1.6 GB of 5.0 GB this month, resets Jan 1 00:00 (JST); 3.4 GB left")
+    assert doc["data"][1]["text"] == ("790 MB of 800 MB in the last 72 hours; 10 MB left, then low speed, "
+                                      "at this rate from about 21:55")
+    assert facts.document(renter(wall=WALL, rules=[month, rolling]), "ja")["data"][1]["text"].startswith(
+        "直近72時間 790 MB / 800 MB 使用（残り 10 MB、超過後は 低速、この速度だと 21:55 ごろに上限")
+    assert doc["low_allowance"]["rule"] == "72h" and doc["low_allowance"]["text"] == (
+        "Data running low: 10 MB left of 800 MB per 72 hours. At this rate it runs out at about 21:55. "
+        "The router moves to another SIM before then when it can, to keep you at full speed.")
+
+
+def test_a_rolling_rule_over_its_cap_says_when_it_drains_and_a_day_pass_when_it_resets(tmp_path: Path) -> None:
+    tracker, sim = tracker_on(tmp_path, "100MB-3days")
+    use(tracker, 60 * MB, WALL - 50 * 3600, WALL - 50 * 3600 + 60)
+    use(tracker, 50 * MB, WALL - 600, WALL - 60)
+    [row] = rows_of(tracker, sim)
+    assert row["exceeded"] and row["left_bytes"] == 0 and row["throttle_at"] == WALL
+    assert row["resets_at"] == pytest.approx(WALL - 50 * 3600 + 60 + 72 * 3600, abs=1)  # the 60 MB age out
+    text = facts.document(renter(wall=WALL, rules=[row]), "en")["data"][0]["text"]
+    assert text == "110 MB of 100 MB in the last 72 hours; used up: low speed until about Dec 4 19:56"
+    assert facts.document(renter(wall=WALL, rules=[row]), "en")["low_allowance"] is None  # used up is not "low"
+    day_tracker, day_sim = tracker_on(tmp_path / "day", "daypass-3GB")
+    [day] = rows_of(day_tracker, day_sim, kbps=800)  # 30000 s to the cap, 7500 s to midnight
+    assert day["resets_at"] == datetime(2025, 12, 4, tzinfo=JST).timestamp() and day["throttle_at"] is None
+    assert facts.document(renter(wall=WALL, rules=[day]), "en")["data"][0]["text"] == (
+        "0 B of 3.0 GB today, resets at midnight (JST); 3.0 GB left, then 384 kbit/s")  # midnight before the cap
+
+
+def test_flat_and_tiered_plans_read_as_what_they_sell(tmp_path: Path) -> None:
+    flat_tracker, flat_sim = tracker_on(tmp_path / "flat", "200kbps")
+    [flat] = rows_of(flat_tracker, flat_sim)
+    assert (flat["window"], flat["cap_bytes"], flat["nominal_kbps"]) == ("none", None, 200)
+    assert facts.document(renter(rules=[flat]), "ja")["data"][0]["text"] == "容量制限なし（最大 200 kbps）"
+    tiered_tracker, tiered_sim = tracker_on(tmp_path / "tiered", "tiered")
+    use(tiered_tracker, 1200 * MB, WALL - 600, WALL - 60)
+    steps = rows_of(tiered_tracker, tiered_sim, kbps=50_000)
+    assert [r["rule"] for r in steps] == ["step-1gb", "step-5gb", "step-20gb", "step-40gb"]
+    assert not any(r["low"] or r["throttle_at"] for r in steps)  # a price step never slows the SIM
+    texts = [d["text"] for d in facts.document(renter(wall=WALL, rules=steps), "en")["data"]]
+    assert texts[:2] == ["1.2 GB this month: past the 1.0 GB price step (same speed)",
+                         "1.2 GB of 5.0 GB this month before the next price step (same speed)"]
+    assert shown.rows(None, [], 0.0, WALL) == []  # the seed SIM has no plan
+    assert human_bytes(2_100_000_000) == "2.1 GB" and human_bytes(41 * GB) == "41 GB"
+
+
+def test_the_low_notice_comes_at_a_fifth_of_the_cap_or_an_hour_before_it(tmp_path: Path) -> None:
+    tracker, sim = tracker_on(tmp_path, "monthly-100GB")
+    use(tracker, 79 * GB, WALL - 7200, WALL - 3600)
+    [row] = rows_of(tracker, sim)
+    assert not row["low"] and facts.document(renter(rules=[row]), "en")["low_allowance"] is None
+    assert rows_of(tracker, sim, kbps=50_000)[0]["low"]  # 21 GB at 50 Mbit/s: under an hour
+    use(tracker, 2 * GB, WALL - 3000, WALL - 60)
+    [row] = rows_of(tracker, sim)
+    assert row["low"] and row["throttle_at"] is None  # no traffic: low by the share, no time
+    low = facts.document(renter(rules=[row]), "ja")["low_allowance"]
+    assert low["text"].startswith("データ残量が少なくなっています：1か月あたり 100 GB のうち残り 19 GB。")
 
 
 # ---- the notice before a planned swap -----------------------------------------------
@@ -71,6 +149,9 @@ def test_planned_swap_is_announced_for_orders_and_low_allowance_never_for_urgent
     assert pol.planned(policy, pol.Inputs(now=1000.0, health="throttled", remaining_bytes=1)) is None
     assert pol.planned(policy, pol.Inputs(now=1000.0, on_seed=True)) is None
     assert pol.planned(policy, pol.Inputs(now=1000.0, remaining_bytes=10**9)) is None
+    # a 100 MB rule's own low mark is 10 MB (agent/plans/predict.py): at 30 MB left the
+    # policy will not swap yet, so no swap is announced
+    assert pol.planned(policy, pol.Inputs(now=1000.0, remaining_bytes=30_000_000, low_below=10_000_000)) is None
 
 
 def test_notice_and_last_swap_in_words() -> None:

@@ -20,8 +20,8 @@ from agent.plans.rules import parse_plan
 from agent.usage import calendar
 from board.virtual.cloud import allowance as cloud_allowance
 from board.virtual.cloud.plans import GB, MB, plan
-from board.virtual.network import labclock
-from board.virtual.network.plancarrier import CarrierMeter, rules_of
+from board.virtual.network import labclock, sharedsims
+from board.virtual.network.plancarrier import CarrierMeter, credit_valid, rules_of
 
 JST = timezone(timedelta(hours=9))
 ICCID = "8981100000001000019"
@@ -70,6 +70,34 @@ def test_the_5gb_plan_throttles_on_either_rule_and_price_steps_never_do() -> Non
     assert meter.verdict(ICCID, plan("5GB-month"), EVE) == ("72h", 128)
     assert meter.verdict(ICCID, plan("10GB-month"), EVE) is None
     assert meter.verdict(ICCID, plan("tiered"), EVE) is None
+
+
+def test_bytes_used_elsewhere_count_in_the_windows_they_fall_in_and_credits_lift_only_the_month(
+        tmp_path: Path) -> None:
+    """A shared SIM's bytes in other routers (``pocket-lab used-elsewhere``) and a top-up
+    (``plan-update --topup``), through the lab directory's files as the lab daemon reads
+    them: 4.9 GB four days ago and 850 MB now put the 5 GB plan over both rules; a 1 GB
+    top-up lifts the month rule, never the 72-hour one."""
+    meter, five = CarrierMeter(), plan("5GB-month")
+    sharedsims.add_elsewhere(tmp_path, ICCID, EVE - 4 * 86400, 4900 * MB)
+    sharedsims.add_elsewhere(tmp_path, ICCID, EVE - 60, 850 * MB)
+    sharedsims.load_into(meter, tmp_path)
+    rules = {r.id: r for r in rules_of(five)[0]}
+    assert meter.used(ICCID, rules["month"], EVE, JST) == 5750 * MB
+    assert meter.used(ICCID, rules["72h"], EVE, JST) == 850 * MB
+    assert meter.verdict(ICCID, five, EVE) == ("72h", 128)  # both over: the slower first, same rate
+    sharedsims.add_credit(tmp_path, ICCID, {"id": "t1", "kind": "topup", "bytes": GB, "bought": EVE - 3600})
+    sharedsims.load_into(meter, tmp_path)
+    assert meter.cap(ICCID, rules["month"], EVE, JST) == 6 * GB and meter.cap(ICCID, rules["72h"], EVE, JST) == 800 * MB
+    assert meter.verdict(ICCID, five, EVE) == ("72h", 128)  # the 72-hour rule still holds it
+    assert meter.verdict(ICCID, five, EVE - 60 + 72 * 3600 + 1) is None  # the 850 MB aged out; month within 6 GB
+    # a top-up bought 31 January lasts to the end of March; an add-on only its month
+    assert meter.cap(ICCID, rules["month"], datetime(2026, 3, 31, 23, tzinfo=JST).timestamp(), JST) == 6 * GB
+    assert meter.cap(ICCID, rules["month"], datetime(2026, 4, 1, tzinfo=JST).timestamp(), JST) == 5 * GB
+    assert credit_valid({"kind": "addon", "bought": EVE}, EVE + 3599, JST)
+    assert not credit_valid({"kind": "addon", "bought": EVE}, EVE + 3600, JST)
+    counts = sharedsims.with_elsewhere({ICCID: {"up": 10, "down": 20}}, tmp_path)
+    assert counts[ICCID] == {"up": 10, "down": 20 + 5750 * MB}
 
 
 def test_a_flat_plan_is_held_at_its_nominal_rate_and_an_old_plan_reads() -> None:

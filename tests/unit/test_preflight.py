@@ -116,12 +116,27 @@ def test_board_that_cannot_serve(unit: Identity) -> None:
     assert "cannot serve on board 'quectel-ec25-openwrt'" in str(r) and "issue #24" in str(r)
 
 
-def test_a_remote_sim_board_is_refused_until_the_daemon_can_start_on_it(unit: Identity) -> None:
-    """The remote-SIM board loads (its dialect is known), but the daemon has no seed SIM
-    to start from on it (the module has no card of its own): refused, saying so."""
+def test_a_remote_sim_board_without_a_sealed_seed_is_refused(unit: Identity) -> None:
+    """The remote-SIM board loads (its dialect is known), but its module has no card of its
+    own: with no sealed seed SIM configured there is nothing to start from: refused, saying so."""
     r = refusal(unit, board_profile=REPO / "board/profiles/remote-sim.toml")
     assert isinstance(r, preflight.UnsupportedBoard) and r.exit_code == ExitCode.CONFIG_INVALID
-    assert "asks the host for the SIM over AT" in str(r) and "issue #24" in str(r)
+    assert r.reason == "seed_sim_missing" and "[cloud] seed_sim" in str(r)
+
+
+def test_a_remote_sim_board_with_a_missing_seed_file_is_refused(unit: Identity) -> None:
+    cfg = config.load(unit.config)
+    r = refusal(unit, board_profile=REPO / "board/profiles/remote-sim.toml",
+                cloud=replace(cfg.cloud, seed_sim=Path("/nonexistent/seed.sealed")))
+    assert r.reason == "missing_file" and "[cloud] seed_sim = /nonexistent/seed.sealed" in str(r)
+
+
+def test_a_remote_sim_board_with_its_seed_passes(unit: Identity, tmp_path: Path) -> None:
+    seed = tmp_path / "seed.sealed"
+    seed.write_bytes(b"{}")  # preflight reads it; opening it is start-up's (agent/core/rsimboot.py)
+    cfg = replace(config.load(unit.config), board_profile=REPO / "board/profiles/remote-sim.toml")
+    cfg = replace(cfg, cloud=replace(cfg.cloud, seed_sim=seed))
+    assert preflight.check(cfg).name == "remote-sim"
 
 
 def test_refusals_are_never_restarted() -> None:

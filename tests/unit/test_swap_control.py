@@ -68,6 +68,26 @@ def test_a_failed_swap_blocks_the_next_for_the_back_off_and_a_success_clears_it(
     assert ctl._blocked_until == 0.0 and ctl._swap_failures == 0
 
 
+def test_an_order_that_came_during_another_swap_outlives_it(tmp_path: Path) -> None:
+    """A throttled SIM's swap is under way when the cloud orders one (it wants the device on
+    another plan): the swap in progress asked the cloud before the order, so it does not
+    fulfil it; the order stays for the policy. An order that came before a swap is
+    fulfilled by it."""
+    clock = FakeClock()
+    ctl, machine = control(tmp_path, clock)
+
+    async def order_arrives_midway(reason: str, old: SimFacts | None, assignment: Any = None) -> SimFacts:
+        ctl.order("cmd-during", None, None)
+        return await machine.swap(reason, old)
+
+    machine.double.swap.side_effect = order_arrives_midway
+    assert asyncio.run(ctl.swap("throttled")) is True
+    assert ctl._order is not None and ctl._order.command_id == "cmd-during"
+    machine.double.swap.side_effect = machine.swap
+    assert asyncio.run(ctl.swap("command")) is True
+    assert ctl._order is None
+
+
 def test_a_cloud_order_is_scheduled_inside_its_window(tmp_path: Path) -> None:
     clock = FakeClock()
     ctl, _ = control(tmp_path, clock)

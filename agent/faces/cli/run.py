@@ -31,6 +31,7 @@ from agent.core.exitcodes import ExitCode
 from agent.errors import AlreadyRunning, ConfigError
 from agent.pidlock import PidLock
 from agent.sdnotify import Notifier, ProgressWatchdog, watchdog_interval
+from agent.update import boot
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
@@ -113,6 +114,10 @@ def _main(args: argparse.Namespace, notifier: Notifier, early: EarlyStop) -> int
     if args.check:
         LOGGER.info("start-up checks passed (board %s)", profile.name)
         return ExitCode.OK
+    # Issue 26: the package's code chooses the tree that runs (a release, or a trial of one
+    # under its guard); returns when that is this code (agent/update/boot.py).
+    boot.start(cfg.state_dir, ["-v"] * int(getattr(args, "verbose", 0) or 0) + ["run", "--config", args.config],
+               cfg.status_file, cfg.update_trial_s)
     return _run(cfg, profile, notifier, early)
 
 
@@ -137,6 +142,10 @@ def _run(cfg: config_mod.AgentConfig, profile: BoardProfile, notifier: Notifier,
     finally:
         EarlyStop.ignore()  # respawn's wait below takes the stop signals back while it waits
         lock.release()
+    if supervisor.restart_for_update:  # an update is installed: start afresh into its trial
+        LOGGER.warning("restarting into the installed update")
+        notifier.close()
+        boot.restart()
     served_at = supervisor.watchdog.served_at
     code = respawn.wait_before_exit(code, supervisor.give_up.reason, state_dir=cfg.state_dir, notifier=notifier,
                                     served_s=None if served_at is None else time.monotonic() - served_at)

@@ -116,15 +116,30 @@ def render_status(r: dict[str, Any]) -> list[str]:
         f"why         {cls.get('why') or '-'}",
         f"cloud       {'connected' if (r.get('cloud') or {}).get('connected') else 'not connected'}",
     ]
-    return lines + [f"data        {_allowance_line(rule)}" for rule in r.get("allowance") or []]
+    lines += [f"data        {_allowance_line(rule)}" for rule in r.get("allowance") or []]
+    return lines + ([_update_line(r["update"])] if r.get("update") else [])
+
+
+def _update_line(update: dict[str, Any]) -> str:
+    """The running version and any update in progress (agent/core/updater.py ``summary``)."""
+    line = f"version     {update.get('running')}"
+    if update.get("phase") not in (None, "idle"):
+        line += f"; update to {update.get('version')}: {update['phase']}"
+        if update.get("size"):
+            line += f" {update.get('have', 0)}/{update['size']} bytes"
+        if update.get("deferred"):
+            line += f", waiting ({update['deferred']})"
+    return line
 
 
 def _allowance_line(rule: dict[str, Any]) -> str:
-    """One plan rule as the renter's page states it (agent/usage/allowance.py's figure)."""
+    """One plan rule as the renter's page states it (agent/plans/shown.py's row)."""
     if rule.get("cap_bytes") is None:
-        return f"no cap ({_fmt(rule.get('throttle_kbps'))} kbit/s plan)"
+        return f"no cap ({_fmt(rule.get('nominal_kbps') or rule.get('throttle_kbps'))} kbit/s plan)"
     used = human_bytes(rule.get("used_bytes")) if rule.get("used_bytes") is not None else "unknown"
-    return f"{used} of {human_bytes(rule['cap_bytes'])} ({rule.get('window')}), {human_bytes(rule.get('left_bytes'))} left"
+    window = f"{rule['hours']} h" if rule.get("window") == "rolling" else rule.get("window")
+    name = f"{rule['rule']}: " if rule.get("rule") else ""
+    return f"{name}{used} of {human_bytes(rule['cap_bytes'])} ({window}), {human_bytes(rule.get('left_bytes'))} left"
 
 
 def render_signal(r: dict[str, Any]) -> list[str]:

@@ -87,27 +87,74 @@ def _state(r: dict[str, Any], lang: str, tz: tzinfo) -> dict[str, Any]:
     return out
 
 
-def _rule(rule: dict[str, Any], lang: str, tz: tzinfo, zone_label: str) -> dict[str, Any]:
-    out = {k: rule.get(k) for k in ("window", "cap_bytes", "used_bytes", "left_bytes", "throttle_kbps")}
+def _when(wall: float, tz: tzinfo, lang: str, now: float | None = None) -> str:
+    """A moment as a renter reads it: the time alone today, with the date otherwise."""
+    local = datetime.fromtimestamp(wall, tz)
+    if now is not None and local.date() == datetime.fromtimestamp(now, tz).date():
+        return f"{local:%H:%M}"
+    return f"{local:%b} {local.day} {local:%H:%M}" if lang == "en" else f"{local.month}月{local.day}日 {local:%H:%M}"
+
+
+def _rate(lang: str, kbps: int | None) -> str:
+    return say(lang, "data.rate", kbps=kbps) if kbps else say(lang, "data.low_speed")
+
+
+def _window(lang: str, rule: dict[str, Any]) -> str:
+    """"per month", "per 72 hours"...: the window in the words of a sentence about a cap."""
+    return say(lang, f"window.{rule.get('window')}", hours=rule.get("hours") or 0)
+
+
+def _rule(rule: dict[str, Any], lang: str, tz: tzinfo, zone_label: str, now: float) -> dict[str, Any]:
+    out = {k: rule.get(k) for k in ("rule", "window", "hours", "action", "cap_bytes", "used_bytes", "left_bytes",
+                                    "exceeded", "throttle_kbps", "nominal_kbps", "low")}
     out["resets_at"] = _iso(rule.get("resets_at"), tz)
+    out["throttle_at"] = _iso(rule.get("throttle_at"), tz)
     window, cap, used = rule.get("window"), rule.get("cap_bytes"), rule.get("used_bytes")
-    if cap is None or window == "none":
-        kbps = rule.get("throttle_kbps")
+    if window not in ("month", "day", "rolling") or cap is None:
+        kbps = rule.get("nominal_kbps") or rule.get("throttle_kbps")
         out["text"] = say(lang, "data.none", kbps=kbps) if kbps else say(lang, "data.none_no_rate")
         return out
+    hours = rule.get("hours") or 0
     if used is None:
-        out["text"] = say(lang, "data.unknown_use", cap=human_bytes(cap), window=say(lang, f"window.{window}"))
+        out["text"] = say(lang, "data.unknown_use", cap=human_bytes(cap), window=_window(lang, rule))
         return out
-    when = ""
-    if rule.get("resets_at") is not None:
-        local = datetime.fromtimestamp(rule["resets_at"], tz)
-        when = f"{local:%b} {local.day} {local:%H:%M}" if lang == "en" else f"{local.month}月{local.day}日 {local.hour}時"
-    text = say(lang, f"data.{window}", used=human_bytes(used), cap=human_bytes(cap), when=when, zone=zone_label)
-    extras = [say(lang, "data.left", left=human_bytes(rule.get("left_bytes")))]
-    if rule.get("throttle_kbps"):
-        extras.append(say(lang, "data.after_cap", kbps=rule["throttle_kbps"]))
+    reset = rule.get("resets_at")
+    when = _when(reset, tz, lang) if reset is not None else ""
+    figures = {"used": human_bytes(used), "cap": human_bytes(cap), "when": when, "zone": zone_label, "hours": hours}
+    if rule.get("action") == "price_step":
+        key = "data.price_step_passed" if rule.get("exceeded") else "data.price_step"
+        out["text"] = say(lang, key, **figures)
+        return out
+    text = say(lang, f"data.{window}", **figures)
+    if rule.get("exceeded"):
+        extras = [say(lang, "data.used_up_until" if reset is not None else "data.used_up",
+                      rate=_rate(lang, rule.get("throttle_kbps")), when=when)]
+    else:
+        extras = [say(lang, "data.left", left=human_bytes(rule.get("left_bytes"))),
+                  say(lang, "data.after_cap", rate=_rate(lang, rule.get("throttle_kbps")))]
+        if rule.get("throttle_at") is not None:
+            extras.append(say(lang, "data.slow_at", when=_when(rule["throttle_at"], tz, lang, now)))
     out["text"] = f"{text}; {', '.join(extras)}" if lang == "en" else f"{text}（{'、'.join(extras)}）"
     return out
+
+
+def _low(rules: list[dict[str, Any]], lang: str, tz: tzinfo, now: float) -> dict[str, Any] | None:
+    """The low-allowance notice: the throttle rule nearest its cap among those below the
+    renter's low mark (agent/plans/shown.py ``LOW_NOTICE_SHARE``), soonest by time when
+    the rate says, else by the share left."""
+    low = [r for r in rules if r.get("low") and r.get("cap_bytes")]
+    if not low:
+        return None
+    rule = min(low, key=lambda r: (r.get("throttle_at") is None, r.get("throttle_at") or 0,
+                                   (r.get("left_bytes") or 0) / r["cap_bytes"]))
+    text = say(lang, "low.left", left=human_bytes(rule.get("left_bytes")), cap=human_bytes(rule["cap_bytes"]),
+               window=_window(lang, rule))
+    at = rule.get("throttle_at")
+    if at is not None:
+        text += ("" if lang == "ja" else " ") + say(lang, "low.at", when=_when(at, tz, lang, now))
+    text += ("" if lang == "ja" else " ") + say(lang, "low.swap")
+    return {"kind": "low_allowance", "rule": rule.get("rule"), "left_bytes": rule.get("left_bytes"),
+            "cap_bytes": rule["cap_bytes"], "throttle_at": _iso(at, tz), "text": text}
 
 
 def _signal(r: dict[str, Any], lang: str) -> dict[str, Any]:
@@ -161,7 +208,7 @@ def document(r: dict[str, Any], lang: str, brand: str = "", support_phone: str =
     wall = float(r.get("wall") or 0)
     sim = r.get("sim") or {}
     throughput = r.get("throughput") or {}
-    rules = [_rule(rule, lang, tz, zone_label) for rule in r.get("rules") or []]
+    rules = [_rule(rule, lang, tz, zone_label, wall) for rule in r.get("rules") or []]
     return {
         "version": VERSION,
         "lang": lang,
@@ -175,6 +222,7 @@ def document(r: dict[str, Any], lang: str, brand: str = "", support_phone: str =
         "data": rules,
         "data_text": None if rules else say(lang, "data.no_plan"),
         "notice": _notice(r, lang),
+        "low_allowance": _low(r.get("rules") or [], lang, tz, wall),
         "last_swap": _last_swap(r, lang, tz),
         "throughput": {"now_kbps": throughput.get("now_kbps"), "bucket_s": throughput.get("bucket_s"),
                        "day": throughput.get("day"), "today_kbps": list(throughput.get("today_kbps") or [])},
@@ -185,5 +233,5 @@ def unavailable(lang: str, brand: str = "") -> dict[str, Any]:
     """The document while the daemon does not answer (starting, or busy beyond the bound)."""
     return {"version": VERSION, "lang": lang, "at": None, "zone": None, "brand": brand or say(lang, "default_brand"),
             "support_phone": None, "state": {"code": "unknown", "text": say(lang, "state.unknown")},
-            "signal": None, "sim": None, "data": [], "data_text": None, "notice": None, "last_swap": None,
-            "throughput": None}
+            "signal": None, "sim": None, "data": [], "data_text": None, "notice": None, "low_allowance": None,
+            "last_swap": None, "throughput": None}

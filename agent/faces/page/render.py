@@ -90,6 +90,8 @@ def page(doc: dict[str, Any]) -> str:
     header = f'<header><h1>{e(doc["brand"])}</h1><a href="/?lang={other}">{e(say(lang, "lang.other"))}</a></header>'
     parts = [head, header,
              f'<section class="s-{e(state["code"])}"><div class="state" id="state">{e(state["text"])}</div></section>']
+    if doc.get("low_allowance"):
+        parts.append(f'<section class="notice" id="low-allowance">{e(doc["low_allowance"]["text"])}</section>')
     if doc.get("notice"):
         parts.append(f'<section class="notice" id="notice">{e(doc["notice"]["text"])}</section>')
     if doc.get("data") or doc.get("data_text"):

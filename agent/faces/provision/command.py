@@ -39,6 +39,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ca", type=Path, required=True, help="the platform CA to pin (PEM)")
     parser.add_argument("--platform-key", type=Path, required=True,
                         help="the platform's Ed25519 signing public key to pin (PEM)")
+    parser.add_argument("--release-key", type=Path, default=None,
+                        help="the release key's Ed25519 public key to pin (PEM; docs/update.md); "
+                             "without it the router refuses every over-the-air update")
     parser.add_argument("--cert", type=Path, default=None, help="install this signed certificate (PEM)")
     parser.add_argument("--label-imei", default=None, help="the IMEI printed on the label; must match the modem")
     parser.add_argument("--force-rekey", action="store_true", help="replace an existing identity with new keys")
@@ -89,7 +92,7 @@ def build_request(args: argparse.Namespace) -> Request:
                    state_dir=args.state_dir or layout.default_state_dir(), owner=_owner(args.owner),
                    status_file=Path(args.status_file) if args.status_file else None,
                    broker_host=host, broker_port=port, ca_file=args.ca,
-                   platform_key_file=args.platform_key, device_id=args.device_id, cert_file=args.cert,
+                   platform_key_file=args.platform_key, release_key_file=args.release_key, device_id=args.device_id, cert_file=args.cert,
                    label_imei=args.label_imei, force_rekey=args.force_rekey, online=not args.offline,
                    console_port=args.console_port, register_wait=args.register_wait,
                    modem_deadline=args.modem_timeout)

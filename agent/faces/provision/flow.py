@@ -68,6 +68,8 @@ class Request:
     ca_file: Path
     platform_key_file: Path
     device_id: str | None = None
+    release_key_file: Path | None = None
+    """The release key to pin (docs/update.md); without it the device refuses every update."""
     cert_file: Path | None = None
     label_imei: str | None = None
     force_rekey: bool = False
@@ -113,6 +115,24 @@ def _read_inputs(req: Request) -> tuple[bytes, bytes]:
     return ca_pem, platform_pem
 
 
+def _read_release_key(req: Request) -> bytes | None:
+    """The release key to pin, if the line gave one: an Ed25519 public key, and not the
+    platform's (the two keys are kept apart on purpose: docs/update.md, "Two keys")."""
+    if req.release_key_file is None:
+        return None
+    try:
+        release_pem = req.release_key_file.read_bytes()
+        release = sealing.load_public_ed25519(req.release_key_file)
+        platform = sealing.load_public_ed25519(req.platform_key_file)
+    except OSError as exc:
+        raise _fail(exitcodes.USAGE, "input", f"cannot read {exc.filename}: {exc.strerror}") from None
+    except (SealError, ValueError) as exc:
+        raise _fail(exitcodes.USAGE, "input", f"bad release key: {exc}") from None
+    if sealing.public_pem(release) == sealing.public_pem(platform):
+        raise _fail(exitcodes.USAGE, "input", "the release key is the platform key: they must differ")
+    return release_pem
+
+
 def render_config(req: Request, device_id: str) -> bytes:
     """The agent's TOML (docs/configuration.md), pointing into <key_dir>/current/."""
     cur = req.key_dir.resolve() / ks.CURRENT
@@ -141,6 +161,8 @@ def render_config(req: Request, device_id: str) -> bytes:
         f"platform_key = {q(str(cur / ks.PLATFORM_PUB))}",
         "",
     ]
+    if req.release_key_file is not None:
+        lines += ["[update]", f"release_key = {q(str(cur / ks.RELEASE_PUB))}", ""]
     return "\n".join(lines).encode()
 
 
@@ -153,6 +175,8 @@ class Provisioner:
         self.store = ks.KeyStore(req.key_dir, req.owner)
         self.record: dict[str, Any] = {"agent_version": __version__, "board_profile": req.profile.name}
         self.checks: list[st.Check] = []
+        self._release_pem: bytes | None = None
+        """The release key to pin (read with the other inputs, before anything is written)."""
         self.timings: dict[str, float] = {}
         """Seconds per phase, in the record: "modem" is the modem's own latency (AT answers,
         registration), what the line cannot speed up; the rest is ours."""
@@ -178,6 +202,7 @@ class Provisioner:
 
     def _run(self) -> int:
         ca_pem, platform_pem = _read_inputs(self.req)
+        self._release_pem = _read_release_key(self.req)
         try:
             self.store.ensure_dir()
         except ConfigError as exc:  # wrong mode or not creatable
@@ -281,6 +306,8 @@ class Provisioner:
             _step("cert")
         staging.write_public(ks.CA, ca_pem)
         staging.write_public(ks.PLATFORM_PUB, platform_pem)
+        if self._release_pem is not None:
+            staging.write_public(ks.RELEASE_PUB, self._release_pem)
         _step("pins")
         staging.write_public(ks.AGENT_CONFIG, render_config(self.req, device_id))
         _step("config")

@@ -45,8 +45,8 @@ POLL_S = 0.05
 MAX_QUEUED = 1000
 """Per-client queue while offline: a device's backlog is bounded by its own outbox anyway."""
 
-DEVICE_WRITE = ("state", "usage", "event/#", "assign/request", "cert/request")
-DEVICE_READ = ("assignment", "command", "policy", "ack", "cert")
+DEVICE_WRITE = ("state", "usage", "event/#", "assign/request", "cert/request", "update/get")
+DEVICE_READ = ("assignment", "command", "policy", "ack", "cert", "update/chunk")
 
 
 def acl_text() -> str:

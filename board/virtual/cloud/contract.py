@@ -46,16 +46,16 @@ VERSION = 1
 """docs/protocol.md 3: every body has "v": 1; any other is refused (version)."""
 
 MESSAGE_KINDS = ("state", "usage", "event", "request", "assignment", "ack", "command", "policy",
-                 "cert_request", "cert_reply", "envelope", "profile")
+                 "cert_request", "cert_reply", "envelope", "profile", "update_get", "update_chunk")
 """One schema file per message (docs/protocol.md 3.0), named as the doc's examples are tagged."""
 
-PART_SCHEMAS = ("defs", "plan", "plan_update")
+PART_SCHEMAS = ("defs", "plan", "plan_update", "manifest")
 """Schema files that are parts of messages, not messages: shared formats, and the plan that
 a sealed profile and a plan update both carry (docs/protocol.md 4.2)."""
 
 LEAF_KINDS = {"state": "state", "usage": "usage", "assign/request": "request", "assignment": "assignment",
               "ack": "ack", "command": "command", "policy": "policy", "cert/request": "cert_request",
-              "cert": "cert_reply"}
+              "cert": "cert_reply", "update/get": "update_get", "update/chunk": "update_chunk"}
 """Topic leaf (pw/v1/<device>/<leaf>) -> the message kind it carries; ``event/<kind>`` is "event"."""
 
 

@@ -71,6 +71,16 @@ class LabPki:
     foreign_device_key: Path
     devices: dict[str, DeviceFiles] = field(default_factory=dict)
 
+    @property
+    def release_key(self) -> Path:
+        """The lab's release key (issue 26): packaging/release.py signs the lab's releases with it."""
+        return self.directory / "release.key"
+
+    @property
+    def release_pub(self) -> Path:
+        """Its public half, pinned in the lab agent's ``[update] release_key``."""
+        return self.directory / "release.pub"
+
 
 def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "pocket-lab"),
@@ -161,6 +171,9 @@ def create_lab_pki(directory: Path, device_ids: list[str], broker_hosts: list[st
     platform = Ed25519PrivateKey.generate()
     store.atomic_write(pki.platform_key, sealing.private_pem(platform))
     store.atomic_write(pki.platform_pub, sealing.public_pem(platform.public_key()), mode=store.PUBLIC_MODE)
+    release = Ed25519PrivateKey.generate()  # not the platform key: docs/update.md, "Two keys"
+    store.atomic_write(pki.release_key, sealing.private_pem(release))
+    store.atomic_write(pki.release_pub, sealing.public_pem(release.public_key()), mode=store.PUBLIC_MODE)
     for device_id in device_ids:
         pki.devices[device_id] = _make_device(devices_dir, ca, ca_key, device_id)
     fca, fca_key = _make_ca("foreign CA")

@@ -37,6 +37,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +61,8 @@ from board.virtual.cloud import contract, sealer, signer
 from board.virtual.cloud.carrierwatch import CarrierWatch
 from board.virtual.cloud.contract import ContractError
 from board.virtual.cloud.pool import load_pool
-from board.virtual.network import labclock
+from board.virtual.cloud.releases import Shelf
+from board.virtual.network import labclock, plancarrier
 
 LOGGER = logging.getLogger(__name__)
 
@@ -144,6 +146,8 @@ class ReferenceCloud:
         self.busy_retry_after = retry_after
         self.retries_sent = 0
         self.corrupt_next = 0
+        self.releases = Shelf()
+        """Release artifacts served over update/get (issue 26; board/virtual/cloud/releases.py)."""
         self.prefer_plan: str | None = None
         """Lab control: assign only SIMs of this plan (domain.md's table names) from now on."""
         self.prefer_plmn: str | None = None
@@ -276,7 +280,7 @@ class ReferenceCloud:
         except ProtocolError:
             return
         device, leaf = parsed.device_id, parsed.leaf
-        if leaf in (proto.ACK, proto.ASSIGNMENT, proto.COMMAND, proto.POLICY, proto.CERT):
+        if leaf in (proto.ACK, proto.ASSIGNMENT, proto.COMMAND, proto.POLICY, proto.CERT, proto.UPDATE_CHUNK):
             return  # our own messages to devices
         try:
             body = contract.parse(msg.payload, contract.kind_of_leaf(leaf) or leaf)
@@ -296,6 +300,10 @@ class ReferenceCloud:
             self._on_request(device, msg, body)
         elif leaf == proto.CERT_REQUEST:
             self._on_cert_request(device, body)
+        elif leaf == proto.UPDATE_GET:  # issue 26: a chunk of a shelved release
+            chunk = self.releases.answer(body)
+            if chunk is not None:
+                self.publish_unchecked(device, proto.UPDATE_CHUNK, chunk)
 
     def _refuse(self, topic: str, device: str, exc: ContractError) -> None:
         """A received message that breaks the contract: counted and recorded with its reason."""
@@ -328,7 +336,9 @@ class ReferenceCloud:
             return {**refused, "reason": "CSR names another device"}
         ca = x509.load_pem_x509_certificate(self.ca_files[0].read_bytes())
         ca_key = serialization.load_pem_private_key(self.ca_files[1].read_bytes(), password=None)
-        now = dt.datetime.fromtimestamp(self.clock.wall(), dt.UTC)
+        # the host's time, not lab time: the broker checks a certificate's validity on the
+        # host's clock, and a lab advanced 72 hours would get one not yet valid there
+        now = dt.datetime.fromtimestamp(time.time(), dt.UTC)
         pem = certs.sign_csr(req["csr"].encode(), ca_cert=ca, ca_key=ca_key,  # type: ignore[arg-type]
                              days=self.renewed_cert_days, now=now)
         LOGGER.info("renewed the certificate of %s", device)
@@ -405,6 +415,32 @@ class ReferenceCloud:
         cloud_allowance.add_usage(sim.setdefault("usage", {}), body)  # each plan rule's count
         if sim["remaining_bytes"] is not None:
             sim["remaining_bytes"] = max(0, sim["remaining_bytes"] - body["rx_bytes"] - body["tx_bytes"])
+
+    def used_elsewhere(self, iccid: str, nbytes: int, at: float, device: str | None, version: int | None) -> None:
+        """``nbytes`` the SIM carried in another router at ``at`` (lab time), as the
+        wholesaler reports them: counted here like a device's usage, then, when ``device``
+        holds the SIM, a signed plan update with what is left now (docs/protocol.md 4.3)."""
+        sim = self.sims[iccid]
+        plan = self.pool[iccid].get("plan") or {}
+        _, _, tz = plancarrier.rules_of(plan)
+        local = dt.datetime.fromtimestamp(at, tz)
+        self._add_usage(str(sim.get("device") or "-"), {"iccid": iccid, "day": local.date().isoformat(),
+                                                         "end": local.isoformat(), "rx_bytes": nbytes, "tx_bytes": 0})
+        if device is None or version is None:
+            return
+        now = self.plan_time()
+        if "rules" in plan:
+            remaining = cloud_allowance.remaining(plan, sim.get("usage", {}), now)
+        elif sim.get("remaining_bytes") is not None:
+            remaining = {"cap": int(sim["remaining_bytes"])}
+        else:
+            return  # no cap to correct (the old flat-rate plan)
+        update = {"iccid": iccid, "update_id": f"elsewhere-{iccid[-6:]}-{version}", "version": int(version),
+                  "issued_at": int(now), "remaining": remaining, "as_of": round(now, 3)}
+        self.send_command(device, {"command_id": f"plan-{iccid[-6:]}-{version}", "action": "plan_update",
+                                   "plan_update": update})
+        LOGGER.info("%s used %d bytes elsewhere: plan update %d sent to %s (%s left)", iccid, nbytes, version, device,
+                    remaining)
 
     def _on_event(self, device: str, body: dict[str, Any]) -> None:
         data = body["data"]
@@ -612,12 +648,17 @@ class ReferenceCloud:
                 self.busy_retry_after = float(op.get("retry_after", self.retry_after))
             elif kind == "corrupt_next":
                 self.corrupt_next = int(op.get("count", 1))
+            elif kind == "release":  # pocket-lab update: an artifact on the shelf (board/virtual/cloud/releases.py)
+                self.releases.add(Path(op["artifact"]), sha256=op.get("sha256"), fault=op.get("fault"))
             elif kind == "prefer_plan":  # pocket-lab swap --plan NAME: the next SIMs are of that plan
                 self.prefer_plan = op.get("plan") or None
             elif kind == "misassign":  # a broken platform: the next escapes get the failing carrier
                 self.misassign = int(op.get("count", 1))
             elif kind == "prefer_plmn":  # pocket-lab swap --carrier B: the next SIMs are that carrier's
                 self.prefer_plmn = op.get("plmn") or None
+            elif kind == "elsewhere":  # pocket-lab used-elsewhere: the SIM's bytes in other routers
+                self.used_elsewhere(str(op["iccid"]), int(op["bytes"]), float(op["at"]), op.get("device"),
+                                    op.get("version"))
             else:
                 LOGGER.warning("unknown lab control %r ignored", kind)
                 return
@@ -681,19 +722,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retry-after", type=float, default=RETRY_AFTER_S)
     parser.add_argument("--ca-key", type=Path, default=None, help="sign certificate renewals with this CA key")
     parser.add_argument("--lab-dir", type=Path, default=None,
-                        help="judge plan windows on this lab's time (pocket-lab clock), not the host's")
+                        help="live on this lab's time (pocket-lab clock), not the host's: plan windows, "
+                             "envelope times, swap holds")
 
 
 def main(args: argparse.Namespace) -> int:
     host, _, port = args.broker.rpartition(":")
+    # In a running lab the cloud lives on lab time like the device and the carrier: its
+    # envelopes' issued/expires, its swap holds and its plan windows (pocket-lab clock).
+    clock = labclock.LabClock(args.lab_dir) if args.lab_dir is not None else None
     cloud = ReferenceCloud(state_dir=args.state_dir or default_dir(), host=host, port=int(port), ca_file=args.ca,
                            cert_file=args.cert, key_file=args.key, pool=load_pool(args.pool),
                            platform_key_file=args.platform_key, device_keys_dir=args.device_keys,
                            max_concurrent_swaps=args.max_concurrent_swaps, retry_after=args.retry_after,
-                           ca_cert_file=args.ca if args.ca_key else None, ca_key_file=args.ca_key)
-    if args.lab_dir is not None:
-        lab_dir = Path(args.lab_dir)
-        cloud.plan_time = lambda: labclock.lab_time(lab_dir)
+                           ca_cert_file=args.ca if args.ca_key else None, ca_key_file=args.ca_key, clock=clock)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -26,9 +26,10 @@ from board.virtual.cloud import broker, pki
 from board.virtual.cloud import pool as pool_mod
 from board.virtual.cloud import reference as cloud_mod
 from board.virtual.cloud.plans import PLANS as TABLE_PLANS
+from board.virtual.lab.seedsim import seal_seed
 from board.virtual.network import carrier as carrier_mod
 from board.virtual.network import carriers as carriers_mod
-from board.virtual.network import faults, labclock, netns
+from board.virtual.network import faults, labclock, netns, sharedsims
 from board.virtual.network.carrier import CarrierNetwork, LabLayout
 
 LAB_DIR = Path(os.environ.get("POCKET_LAB_DIR", "/run/pocket-lab"))
@@ -44,6 +45,10 @@ POOL_SEED = 20200220
 UP_TIMEOUT = 120.0
 """Seconds ``up`` waits for the agent to serve: attach, cloud, assignment, swap to it.
 The modelled latencies add up to about 20 s; six times that before calling it failed."""
+UPDATE_TRIAL_S = 60
+"""The lab agent's health-gate bound for a new version ([update] trial_s): a restart resumes
+the SIM without touching the radio and reports within seconds; a minute keeps the lab's
+rollback tests short while leaving a loaded machine room (docs/update.md)."""
 STOP_GRACE = 15.0
 """Seconds a process gets after SIGTERM before SIGKILL (the agent drains to the cloud)."""
 
@@ -58,6 +63,14 @@ MIN_TIME_SCALE = 0.05
 a hundred times the host's scheduling jitter (ms), so the order of the modem's events and
 the agent's reactions is the real one. Faster than that, and a loaded 2-core machine
 reorders them."""
+
+BOARD_ENV = "BOARD"
+"""Where ``up --board`` takes its default from (``BOARD=remote-sim make run``)."""
+BOARDS = {"virtual": False, "remote-sim": True}
+"""The lab's boards (board/profiles/<name>.toml) and whether the virtual modem runs its
+remote-SIM personality (docs/remote-sim.md): then the agent serves the SIM over AT."""
+SEED_FILE = "seed-sim.sealed"
+"""The remote-SIM board's sealed seed SIM, in the agent's directory (board/virtual/lab/seedsim.py)."""
 
 PROCESSES = ("agent", "cloud", "broker", "services", "labd", "traffic")
 """Stopped in this order by ``down``: consumers first, the modem last."""
@@ -171,7 +184,16 @@ def time_scale(args: argparse.Namespace) -> float:
     return scale
 
 
+def board_name(args: argparse.Namespace) -> str:
+    """The lab's board: ``--board``, else ``$BOARD``, else the vSIM board ``virtual``."""
+    name = getattr(args, "board", None) or os.environ.get(BOARD_ENV) or "virtual"
+    if name not in BOARDS:
+        raise LabError(f"board {name!r} is not one of the lab's: {', '.join(BOARDS)}")
+    return name
+
+
 def up(args: argparse.Namespace) -> int:
+    board = board_name(args)
     if os.geteuid() != 0:
         raise LabError("pocket-lab up needs root (network namespaces, tc, nftables)")
     if LAB_DIR.exists() and any(_pid(p) for p in PROCESSES):
@@ -197,12 +219,13 @@ def up(args: argparse.Namespace) -> int:
     _wait_for("the broker listening", lambda: _tls_ready(LAYOUT.internet_addr, BROKER_PORT, LAYOUT.inet), 15, "broker.log")
     _spawn("cloud", [_python(), "-m", "board.virtual.lab", "cloud", *cloud_args(lab_pki)], ns=LAYOUT.inet)
     _spawn("labd", [_python(), "-m", "board.virtual.lab.daemon", "--lab-dir", str(LAB_DIR), "--prefix", LAYOUT.prefix,
-                    "--time-scale", repr(time_scale(args))])
+                    "--time-scale", repr(time_scale(args)), *(["--remote-sim"] if BOARDS[board] else []),
+                    *(["--capture-at", str(args.capture_at)] if getattr(args, "capture_at", None) else [])])
     pty = _wait_for("the virtual modem's pty", lambda: (store.read_json(LAB_DIR / "modem.json") or {}).get("pty"),
                     15, "labd.log")
-    write_agent_config(lab_pki, pty)
+    write_agent_config(lab_pki, pty, board, pool)
     faults.mount_state_dir(LAB_DIR / "agent" / "state")  # issue 9: a small tmpfs, so "full" is real
-    store.atomic_write_json(LAB_DIR / "lab.json", build_status(lab_pki, time_scale(args)), mode=store.PUBLIC_MODE)
+    store.atomic_write_json(LAB_DIR / "lab.json", build_status(lab_pki, time_scale(args), board), mode=store.PUBLIC_MODE)
     if getattr(args, "no_agent", False):
         # The device's place is left empty for an agent started elsewhere (the system test's
         # container joins the device namespace and the modem's pty): everything else is up.
@@ -225,12 +248,19 @@ def cloud_args(lab_pki: Any) -> list[str]:
             "--lab-dir", str(LAB_DIR)]  # plan windows on lab time (pocket-lab clock)
 
 
-def write_agent_config(lab_pki: Any, pty: str) -> Path:
-    """The agent's config file for the lab device (format: docs/configuration.md)."""
+def write_agent_config(lab_pki: Any, pty: str, board: str = "virtual", pool: dict[str, Any] | None = None) -> Path:
+    """The agent's config file for the lab device (format: docs/configuration.md). On the
+    remote-SIM board the seed SIM is sealed to the device first, as the factory would."""
     dev = lab_pki.devices[DEVICE_ID]
     agent_dir = LAB_DIR / "agent"
     agent_dir.mkdir(parents=True, exist_ok=True)
-    profile = Path(__file__).resolve().parents[2] / "profiles" / "virtual.toml"
+    profile = Path(__file__).resolve().parents[2] / "profiles" / f"{board}.toml"
+    seed_line = ""
+    if BOARDS[board]:
+        assert pool is not None
+        seed = seal_seed(pool["seed"], device_id=DEVICE_ID, sealing_pub=dev.sealing_pub,
+                         platform_key=lab_pki.platform_key, path=agent_dir / SEED_FILE)
+        seed_line = f'seed_sim = "{seed}"\n'
     text = f"""# Written by pocket-lab up
 device_id = "{DEVICE_ID}"
 state_dir = "{agent_dir / 'state'}"
@@ -248,7 +278,7 @@ cert = "{dev.cert}"
 key = "{dev.key}"
 sealing_key = "{dev.sealing_key}"
 platform_key = "{lab_pki.platform_pub}"
-
+{seed_line}
 [usage]
 report_interval_s = 10
 flush_interval_s = 10
@@ -260,6 +290,10 @@ resolv_file = "{agent_dir / 'resolv.conf'}"
 
 [console]
 ports = ["{LAB_DIR / 'console-device.pty'}"]
+
+[update]
+release_key = "{lab_pki.release_pub}"
+trial_s = {UPDATE_TRIAL_S}
 """
     path = agent_dir / "agent.toml"
     store.atomic_write(path, text.encode())
@@ -296,7 +330,7 @@ def down(args: argparse.Namespace, quiet: bool = False) -> int:
 
 
 # ---- status -----------------------------------------------------------------------
-def build_status(lab_pki: Any, scale: float = 1.0) -> dict[str, Any]:
+def build_status(lab_pki: Any, scale: float = 1.0, board: str = "virtual") -> dict[str, Any]:
     """The status document written at ``up`` (the keys docs/virtual-board.md promises)."""
     spare = lab_pki.devices[SPARE_DEVICE_ID]
     return {
@@ -318,6 +352,7 @@ def build_status(lab_pki: Any, scale: float = 1.0) -> dict[str, Any]:
         "time_scale": scale,
         "carriers": [{"letter": site.letter, "name": site.name, "plmn": site.plmn, "core": site.layout.core,
                       "cell_gateway": site.layout.cell_gateway} for site in _sites()],
+        "board": board,
     }
 
 
@@ -409,7 +444,8 @@ def _layout_of(iccid: str) -> LabLayout:
 
 def usage_dict() -> dict[str, Any]:
     sites = _sites()
-    carrier_counts = carriers_mod.read_all_counters(sites) if sites else carrier_mod.read_counters(LAYOUT)
+    carrier_counts = sharedsims.with_elsewhere(
+        carriers_mod.read_all_counters(sites) if sites else carrier_mod.read_counters(LAYOUT), LAB_DIR)
     totals = store.read_json(LAB_DIR / "cloud" / "totals.json") or {}
     out: dict[str, Any] = {}
     for iccid in sorted(set(carrier_counts) | set(totals)):
@@ -442,12 +478,24 @@ def cloud_control(op: dict[str, Any]) -> Path:
     return path
 
 
+def update(args: argparse.Namespace) -> int:
+    """Shelve a release's artifact at the reference cloud and offer it to the device with the
+    ``update`` command (docs/update.md); ``--fault`` makes the cloud serve it badly."""
+    manifest = json.loads(Path(args.manifest).read_text())
+    cloud_control({"op": "release", "artifact": str(Path(args.artifact).resolve()), "fault": args.fault,
+                   "sha256": manifest.get("sha256") if args.as_manifest_says else None})
+    body = {"command_id": f"lab-update-{time.time_ns()}", "action": "update", "manifest": manifest}
+    cloud_control({"op": "command", "device": args.device, "body": body})
+    print(f"release {manifest.get('version')} offered to {args.device}")
+    return 0
+
+
 def swap(args: argparse.Namespace) -> int:
     """The reference cloud commands the device to swap, now or inside ``--window`` seconds;
     with ``--plan NAME`` the cloud assigns only SIMs of that plan from then on, with
     ``--carrier X`` the next assignment is a SIM of that carrier."""
-    if getattr(args, "plan", None):
-        cloud_control({"op": "prefer_plan", "plan": args.plan})
+    if getattr(args, "plan", None):  # "any": no preference again
+        cloud_control({"op": "prefer_plan", "plan": None if args.plan == "any" else args.plan})
     if getattr(args, "carrier", None):
         try:
             plmn = carriers_mod.find_site(_sites(), args.carrier).plmn
@@ -456,7 +504,7 @@ def swap(args: argparse.Namespace) -> int:
         cloud_control({"op": "prefer_plmn", "plmn": plmn})
     body: dict[str, Any] = {"command_id": f"lab-swap-{time.time_ns()}", "action": "swap"}
     if args.window:
-        now = time.time()
+        now = labclock.lab_time(LAB_DIR)  # the device judges the window on its clock: lab time
         body["window"] = {"not_before": now, "not_after": now + args.window}
     cloud_control({"op": "command", "device": args.device, "body": body})
     print(f"swap commanded to {args.device}" + (f" within {args.window:.0f} s" if args.window else " now"))
@@ -481,6 +529,63 @@ def clock(args: argparse.Namespace) -> int:
     iso = datetime.fromtimestamp(now, timezone(timedelta(hours=9))).isoformat(timespec="seconds")
     print(json.dumps({"lab_time": now, "jst": iso, "offset_s": labclock.offset(LAB_DIR)}) if args.json
           else f"lab time {iso} (host + {labclock.offset(LAB_DIR):.0f} s)")
+    return 0
+
+
+def _next_plan_version(iccid: str) -> int:
+    """One more than the last plan update's version for ``iccid`` (the device refuses an
+    update not above the last it applied to that SIM: docs/protocol.md 4.3)."""
+    path = LAB_DIR / "cloud" / "plan-versions.json"
+    versions = store.read_json(path, {}) or {}
+    versions[iccid] = int(versions.get(iccid, 0)) + 1
+    store.atomic_write_json(path, versions)
+    return int(versions[iccid])
+
+
+def plan_update(args: argparse.Namespace) -> int:
+    """The reference cloud sends the SIM in use a signed ``plan_update`` (docs/protocol.md
+    4.3): a corrected allowance (``--remaining RULE=BYTES``, true at lab time now), a
+    top-up or an add-on bought now. The device's allowance follows; the carrier's count is
+    its own."""
+    iccid = args.iccid or _current_sim()["iccid"]
+    now = labclock.lab_time(LAB_DIR)
+    body: dict[str, Any] = {"iccid": iccid, "update_id": f"lab-u-{time.time_ns()}",
+                            "version": _next_plan_version(iccid), "issued_at": int(now)}
+    if args.remaining:
+        body["remaining"] = {}
+        for item in args.remaining:
+            rule, sep, value = item.partition("=")
+            if not sep or not value.isdigit():
+                raise LabError(f"--remaining takes RULE=BYTES, got {item!r}")
+            body["remaining"][rule] = int(value)
+        body["as_of"] = now
+    credits = [{"id": f"lab-{kind}-{time.time_ns()}", "kind": kind, "bytes": nbytes, "bought": now}
+               for kind, nbytes in (("topup", args.topup), ("addon", args.addon)) if nbytes]
+    if credits:
+        body["credits"] = credits
+    for credit in credits:  # the wholesaler lifts its cap as the platform bought it
+        sharedsims.add_credit(LAB_DIR, iccid, credit)
+    if len(body) == 4:
+        raise LabError("nothing to send: give --remaining, --topup or --addon")
+    command = {"command_id": f"lab-plan-{time.time_ns()}", "action": "plan_update", "plan_update": body}
+    cloud_control({"op": "command", "device": args.device, "body": command})
+    print(f"plan update {body['update_id']} (version {body['version']}) sent for {iccid}")
+    return 0
+
+
+def used_elsewhere(args: argparse.Namespace) -> int:
+    """``BYTES`` the SIM (default: the one in use) carried in other routers, ``--ago``
+    seconds of lab time before now: the carrier counts them in every window they fall in,
+    the reference cloud too, and the cloud sends the device a signed plan update with what
+    is left (board/virtual/network/sharedsims.py)."""
+    iccid = args.iccid or _current_sim()["iccid"]
+    if args.bytes <= 0 or args.ago < 0:
+        raise LabError("BYTES must be positive and --ago not negative")
+    at = labclock.lab_time(LAB_DIR) - args.ago
+    sharedsims.add_elsewhere(LAB_DIR, iccid, at, args.bytes)
+    cloud_control({"op": "elsewhere", "iccid": iccid, "bytes": args.bytes, "at": at, "device": args.device,
+                   "version": _next_plan_version(iccid)})
+    print(f"{iccid}: {args.bytes} bytes used elsewhere {args.ago:.0f} s ago (lab time); the device is told")
     return 0
 
 
@@ -511,6 +616,9 @@ def policy(args: argparse.Namespace) -> int:
         table[leaf] = float(value) if "." in value else int(value)
     cloud_control({"op": "policy", "device": args.device, "body": body})
     print(f"policy {body} published for {args.device}")
+    return 0
+
+
 def fault(args: argparse.Namespace) -> int:
     """``pocket-lab fault KIND [options]`` / ``fault clear`` / ``fault list`` (issue 9)."""
     request: dict[str, Any] = {"kind": args.kind}
@@ -561,6 +669,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
                             help="the pool's plans: the lab's usual five, or every plan of domain.md's table "
                                  "in the rules form (docs/protocol.md 4.2)")
     if name == "up":
+        parser.add_argument("--board", choices=sorted(BOARDS),
+                            help=f"the board: 'virtual' (vSIM slots) or 'remote-sim' (the agent answers as the "
+                                 f"SIM over AT, docs/remote-sim.md); default ${BOARD_ENV} or virtual")
+    if name == "up":
+        parser.add_argument("--capture-at", type=Path, metavar="FILE",
+                            help="append every byte of the modem's AT port, both ways, to FILE (0600): what a "
+                                 "second process on the UART would see (tests search it for SIM keys)")
+    if name == "up":
         parser.add_argument("--time-scale", type=float, metavar="S",
                             help=f"multiply every modelled modem latency by S ({MIN_TIME_SCALE:g}..1; default "
                                  f"${TIME_SCALE_ENV} or 1): tests that do not measure modem time run faster")
@@ -568,7 +684,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--advance", type=float, help="seconds to move lab time forward")
         parser.add_argument("--to", help="move lab time forward to this ISO time (with its UTC offset)")
     if name == "swap":
-        parser.add_argument("--plan", help="assign only SIMs of this plan (a name from domain.md's table)")
+        parser.add_argument("--plan", help="assign only SIMs of this plan (a name from domain.md's table; "
+                                           "'any': every plan again)")
         parser.add_argument("--carrier", help="the next SIM assigned is of this carrier (A, B, its name or PLMN)")
     if name == "throttle":
         parser.add_argument("--rate", type=int, help="kbit/s (default: the SIM's plan rate, else 128)")
@@ -579,8 +696,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--duration", type=float, default=600.0, help="seconds, at most")
     if name == "agent":
         parser.add_argument("action", choices=["restart", "kill", "stop", "start"])
-    if name in ("swap", "policy"):
+    if name == "used-elsewhere":
+        parser.add_argument("bytes", type=int, help="bytes the SIM carried in other routers")
+        parser.add_argument("--ago", type=float, default=0.0, help="seconds of lab time before now (default 0)")
+        parser.add_argument("--iccid", help="the SIM (default: the one in use)")
+    if name == "update":
+        parser.add_argument("--artifact", required=True, help="the release's .tar.gz (packaging/release.py cut)")
+        parser.add_argument("--manifest", required=True, help="its signed .manifest.json")
+        parser.add_argument("--fault", choices=["truncate", "extend"],
+                            help="the cloud serves the chunks badly (board/virtual/cloud/releases.py)")
+        parser.add_argument("--as-manifest-says", action="store_true",
+                            help="shelve the artifact under the manifest's hash, whatever its bytes hash to")
+    if name in ("swap", "policy", "plan-update", "used-elsewhere", "update"):
         parser.add_argument("--device", default=DEVICE_ID, help="device id (default: the lab's router)")
+    if name == "plan-update":
+        parser.add_argument("--remaining", action="append", metavar="RULE=BYTES",
+                            help="a corrected allowance for one rule of the SIM's plan (the old plans' rule: cap)")
+        parser.add_argument("--topup", type=int, metavar="BYTES", help="a top-up bought now")
+        parser.add_argument("--addon", type=int, metavar="BYTES", help="an add-on bought now")
+        parser.add_argument("--iccid", help="the SIM (default: the one in use)")
     if name == "swap":
         parser.add_argument("--window", type=float, default=0.0,
                             help="seconds: the device picks a random moment inside (default: now)")
@@ -608,7 +742,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     handler = {"up": up, "down": down, "status": status, "throttle": throttle,
                "traffic": traffic, "usage": usage, "agent": agent, "swap": swap, "policy": policy,
-               "fault": fault, "clock": clock}[args.command]
+               "fault": fault, "clock": clock, "plan-update": plan_update,
+               "used-elsewhere": used_elsewhere, "update": update}[args.command]
     try:
         return handler(args)
     except (LabError, netns.LabCommandError) as exc:

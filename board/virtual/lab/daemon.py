@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ from board.virtual.modem.device import VirtualModem
 from board.virtual.modem.model import ModemConfig
 from board.virtual.network import carrier as carrier_mod
 from board.virtual.network import carriers as carriers_mod
-from board.virtual.network import faults, labclock
+from board.virtual.network import faults, labclock, sharedsims
 from board.virtual.network.cable import PtyCable
 from board.virtual.network.carrier import CarrierNetwork, LabLayout
 from board.virtual.network.plancarrier import CarrierMeter
@@ -37,11 +39,12 @@ CAP_CHECK_SECONDS = 2.0
 """Carriers enforce caps with some delay; two seconds keeps the lab prompt and cheap."""
 
 
-def modem_config_from(pool: dict[str, Any], time_scale: float = 1.0) -> ModemConfig:
-    """The virtual modem's configuration: the pool's seed SIM in slot 0, modem time x ``time_scale``."""
+def modem_config_from(pool: dict[str, Any], time_scale: float = 1.0, remote_sim: bool = False) -> ModemConfig:
+    """The virtual modem's configuration: the pool's seed SIM in slot 0, modem time x ``time_scale``;
+    with ``remote_sim`` no card of its own (the agent serves the seed: board/virtual/lab/seedsim.py)."""
     seed = pool["seed"]
     return ModemConfig.from_dict({"seed": {k: seed[k] for k in ("iccid", "imsi", "ki", "opc", "plmn", "apn") if k in seed},
-                                  "time_scale": time_scale})
+                                  "time_scale": time_scale, "remote_sim": remote_sim})
 
 
 def enforce_caps(layout: LabLayout, pool: dict[str, Any], state_file: Path, policed: dict[str, int],
@@ -53,6 +56,7 @@ def enforce_caps(layout: LabLayout, pool: dict[str, Any], state_file: Path, poli
     meter = meter if meter is not None else CarrierMeter()
     counts = carrier_mod.read_counters(layout)
     now = labclock.lab_time(state_file.parent)
+    sharedsims.load_into(meter, state_file.parent)  # bytes used in other routers, credits bought
     sims = {sim["iccid"]: (index, sim) for index, sim in carrier_mod.pool_sims(pool)}
     for iccid, count in counts.items():
         meter.record(iccid, now, count.get("up", 0), count.get("down", 0))
@@ -77,11 +81,23 @@ def enforce_caps(layout: LabLayout, pool: dict[str, Any], state_file: Path, poli
             labsms.queue_sms(state_file.parent, labsms.CARRIER_SENDER, labsms.cap_notice(plan))  # as carriers do
 
 
+def at_capture(path: Path) -> Callable[[bytes], None]:
+    """A wire tap appending to ``path`` (0600 from the first byte: it carries what the AT
+    line carries, CK and IK on the remote-SIM board), unbuffered so a test reads it live."""
+    fd = store.open_private_append(path)
+
+    def write(data: bytes) -> None:
+        os.write(fd, data)
+    return write
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--lab-dir", type=Path, required=True)
     parser.add_argument("--prefix", default="pw")
     parser.add_argument("--time-scale", type=float, default=1.0, help="modelled modem latency multiplier")
+    parser.add_argument("--remote-sim", action="store_true", help="the modem's remote-SIM personality (issue 24)")
+    parser.add_argument("--capture-at", type=Path, help="append every byte of the AT port, both ways, to this file")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -92,7 +108,9 @@ def main() -> int:
     network: Any = carriers_mod.MultiCarrier(sites, pool) if sites else CarrierNetwork(layout, pool, state_file)
     # Faults (pocket-lab fault, board/virtual/network/faults.py) sit between the modem and the carrier.
     carrier = faults.FaultyCarrier(network, (pool.get("seed") or {}).get("imsi"))
-    modem = VirtualModem(modem_config_from(pool, args.time_scale), carrier)
+    modem = VirtualModem(modem_config_from(pool, args.time_scale, args.remote_sim), carrier)
+    if args.capture_at is not None:
+        modem.wire_tap = at_capture(args.capture_at)
     modem.network_time = lambda: labclock.lab_time(args.lab_dir)  # NITZ on lab time (pocket-lab clock)
     faults.install_ceer(modem, carrier)
 

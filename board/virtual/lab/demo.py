@@ -28,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from board.virtual.lab.ctl import BOARD_ENV
 from board.virtual.network.carrier import CELL_CAPACITY_KBIT, LabLayout
 
 TICK_S = 1.0
@@ -207,8 +208,9 @@ def main() -> int:
         print("make run needs root: the lab builds network namespaces, tc policers and nftables rules.")
         return 1
     lab_dir = Path(os.environ.get("POCKET_LAB_DIR", "/run/pocket-lab"))
-    print("bringing the virtual board up (modem, carrier network, broker, cloud, agent)...", flush=True)
-    up = lab("up", capture=True)
+    board = os.environ.get(BOARD_ENV) or "virtual"  # BOARD=remote-sim make run: the agent is the SIM
+    print(f"bringing the virtual board up ({board}: modem, carrier network, broker, cloud, agent)...", flush=True)
+    up = lab("up", "--board", board, capture=True)
     print(up.stdout.strip(), flush=True)
     if up.returncode != 0:
         print(up.stderr.strip(), file=sys.stderr)

@@ -67,6 +67,9 @@ class VirtualModem:
         )
         self._master = -1
         self._slave = -1
+        self.wire_tap: Callable[[bytes], None] | None = None
+        """Given every byte the port carries, both ways, in order (the lab's ``--capture-at``:
+        what a second process on the UART would see)."""
         self.path = ""
         self._thread: threading.Thread | None = None
         self._inbox: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
@@ -298,6 +301,8 @@ class VirtualModem:
             return
         except OSError:
             return  # slave not open (yet / any more): nothing to read
+        if self.wire_tap is not None:
+            self.wire_tap(data)
         # --- terminal (issue 16): per-character echo, S3/S5 editing, A/ (modem_term.py)
         if self.cmds.sink is not None:  # online data mode after ATD*99# (modem_data.py)
             data = self.cmds.sink(data)  # the bytes after its end go to the command line
@@ -389,6 +394,8 @@ class VirtualModem:
             return
         if self._drop_prob:
             data = bytes(b for b in data if self.rng.random() >= self._drop_prob)
+        if self.wire_tap is not None:
+            self.wire_tap(data)
         try:
             os.write(self._master, data)
         except OSError:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from agent import store
+from agent.clock import Clock
 
 LAB_TIME_NAME = "lab_time.json"
 AGENT_OFFSET = Path("agent") / "clock_offset.json"
@@ -39,6 +40,21 @@ def offset(lab_dir: Path) -> float:
 def lab_time(lab_dir: Path) -> float:
     """Lab time now (UNIX seconds)."""
     return time.time() + offset(lab_dir)
+
+
+class LabClock(Clock):
+    """A service's clock in a running lab: lab time, read afresh at every call. The
+    reference cloud stamps its sealed envelopes and judges its swap holds with it: a cloud
+    on the host's clock sealed envelopes that expired 72 lab hours before the device,
+    whose clock is lab time, opened them (the plan lab's 200 kbps SIM after the 72-hour
+    tests: every assignment refused as expired)."""
+
+    def __init__(self, lab_dir: Path) -> None:
+        super().__init__()
+        self.lab_dir = Path(lab_dir)
+
+    def _system_wall(self) -> float:
+        return lab_time(self.lab_dir)
 
 
 def agent_offset(lab_dir: Path) -> float:

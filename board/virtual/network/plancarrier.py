@@ -18,6 +18,14 @@ A rule is over when the bytes it counts in its window exceed its cap:
 - ``rolling`` N hours: the readings in (now - N h, now]; it lifts once old bytes age out;
 - price steps never slow the SIM; a flat-rate plan (``nominal_kbps``) is held at that rate
   whenever no rule is over; an unnumbered "low speed" is ``LOW_SPEED_KBPS``.
+
+A pool SIM is shared: bytes it carried in *other* routers (``pocket-lab used-elsewhere``)
+count in every window they fall in, at the lab time they were used, beside this lab's
+counters. Credits the platform bought (a top-up, an add-on: ``pocket-lab plan-update
+--topup``) raise the cap of the plan's month throttle rules while they are valid
+(domain.md: an add-on in the month bought, a top-up to the end of the third month; never a
+day or rolling rule). The lab carrier sums the credits valid now; it does not carry a
+credit's unused part from one month into the next, which no lab test spans.
 """
 
 from __future__ import annotations
@@ -121,6 +129,10 @@ class CarrierMeter:
 
     def __init__(self) -> None:
         self.sims: dict[str, SimCount] = {}
+        self.elsewhere: dict[str, list[tuple[float, int]]] = {}
+        """Per ICCID: (lab time, bytes) the SIM carried in other routers."""
+        self.credits: dict[str, list[dict[str, Any]]] = {}
+        """Per ICCID: credits ({"kind", "bytes", "bought"}) on top of its month caps."""
 
     def record(self, iccid: str, t: float, up: int, down: int) -> None:
         count = self.sims.setdefault(iccid, SimCount())
@@ -129,21 +141,45 @@ class CarrierMeter:
 
     def used(self, iccid: str, rule: CarrierRule, now: float, tz: tzinfo) -> int:
         """Bytes ``rule`` counts in its window at ``now`` (exact at the carrier's readings)."""
+        start = window_start(rule, now, tz)
+        # elsewhere: downlink, as most of a renter's bytes are
+        down = sum(n for t, n in self.elsewhere.get(iccid, ()) if start < t <= now)
+        up = 0
         count = self.sims.get(iccid)
-        if count is None or not count.times:
-            return 0
-        up1, down1 = count.at(now)
-        up0, down0 = count.at(window_start(rule, now, tz))
-        up, down = up1 - up0, down1 - down0
+        if count is not None and count.times:
+            up1, down1 = count.at(now)
+            up0, down0 = count.at(start)
+            up, down = up1 - up0, down + down1 - down0
         return up + down if rule.count == "both" else down if rule.count == "rx" else up
+
+    def cap(self, iccid: str, rule: CarrierRule, now: float, tz: tzinfo) -> int | None:
+        """The rule's cap at ``now``: a month throttle rule's raised by the credits valid now."""
+        if rule.cap is None or rule.window != "month" or not rule.throttle:
+            return rule.cap
+        return rule.cap + sum(int(c["bytes"]) for c in self.credits.get(iccid, ())
+                              if credit_valid(c, now, tz))
 
     def verdict(self, iccid: str, plan: dict[str, Any] | None, now: float) -> tuple[str, int] | None:
         """(why, rate) the SIM is held at now: an over rule's id and rate, the plan's
         nominal rate ("nominal"), or None (full speed)."""
         rules, nominal, tz = rules_of(plan)
         over = [(r.rate_kbps, r.id) for r in rules
-                if r.throttle and r.cap is not None and self.used(iccid, r, now, tz) > r.cap]
+                if r.throttle and r.cap is not None and self.used(iccid, r, now, tz) > (self.cap(iccid, r, now, tz) or 0)]
         if over:
             rate, rule_id = min(over)
             return rule_id, rate
         return ("nominal", int(nominal)) if nominal else None
+
+
+TOPUP_MONTHS = 3
+"""domain.md: a top-up is valid "until the end of the third month" (the month bought is the
+first); an add-on only in the month bought."""
+
+
+def credit_valid(credit: dict[str, Any], now: float, tz: tzinfo) -> bool:
+    bought = datetime.fromtimestamp(float(credit["bought"]), tz)
+    months = TOPUP_MONTHS if credit.get("kind") == "topup" else 1
+    first = datetime(bought.year, bought.month, 1, tzinfo=tz)
+    index = bought.year * 12 + bought.month - 1 + months
+    end = datetime(index // 12, index % 12 + 1, 1, tzinfo=tz)
+    return first.timestamp() <= now < end.timestamp()
