@@ -195,10 +195,11 @@ def test_blackhole_on_carrier_b_is_named_and_escaped(probe: chaos.ServingProbe) 
     run = escape(probe, "blackhole")
     assert_one_escape_never_b(run)
     health = [h for h in event_data("health") if h["state"] == "no_service" and h["iccid"] == run["old"]]
-    assert health, "a no_service health event for the black-holed SIM"
-    named = health[-1]
+    # The verdict while on B (the escape's radio switch may add a short not_registered one after).
+    named = next((h for h in reversed(health) if h["evidence"]["cause"] == "blackhole"), None)
+    assert named is not None, f"no no_service health event named blackhole for the black-holed SIM: {health}"
     assert named["plmn"] == B and named["cell"] is not None, named
-    assert named["evidence"]["cause"] == "blackhole" and named["evidence"]["down_bytes"] == 0
+    assert named["evidence"]["down_bytes"] == 0
     assert named["evidence"]["up_bytes"] > 0 and named["evidence"]["probes_lost"] >= 1
     record = outage_of_b("blackhole", run["t0"])
     assert record["detail"]["cell"] == named["cell"]
@@ -210,7 +211,10 @@ def test_a_refused_data_context_on_carrier_b_is_escaped(probe: chaos.ServingProb
     run = escape(probe, "pdn-reject")
     assert_one_escape_never_b(run)
     health = [h for h in event_data("health") if h["state"] == "no_service" and h["iccid"] == run["old"]]
-    assert health and health[-1]["plmn"] == B and health[-1]["evidence"]["cause"] == "no_data", health[-1:]
+    # The failure as named while on B. Not the last event of the old SIM: the escape's own
+    # radio switch can leave a short not_registered verdict on it after (seen at the test
+    # labs' modem time 0.2).
+    assert any(h["plmn"] == B and h["evidence"]["cause"] == "no_data" for h in health), health
 
 
 def test_congested_carrier_b_is_not_escaped(probe: chaos.ServingProbe) -> None:

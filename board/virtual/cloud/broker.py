@@ -25,6 +25,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -176,18 +177,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--netns", default=None)
 
 
-def _exit_on_signal(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
+STOP_POLL_S = 0.2
+"""How often ``pocket-lab broker`` looks for its stop request while mosquitto runs."""
 
 
 def main(args: argparse.Namespace) -> int:
     directory = args.dir or default_dir()
     pki = create_lab_pki(directory / "pki", args.device or ["dev-0001"], [args.host])
-    signal.signal(signal.SIGTERM, _exit_on_signal)  # so the finally below stops mosquitto
+    # SIGTERM only sets a flag: raising from the handler (as this did) leaked mosquitto when
+    # the signal came between start_broker's return and the try below, a window a loaded
+    # machine stretches past the moment a caller that read "broker on" sends its SIGTERM.
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     proc = start_broker(directory, pki, args.host, args.port, args.netns)
-    print(f"broker on {args.host}:{args.port} pid {proc.pid}; PKI in {pki.directory}", flush=True)
     try:
-        return proc.wait()
+        print(f"broker on {args.host}:{args.port} pid {proc.pid}; PKI in {pki.directory}", flush=True)
+        while proc.poll() is None and not stop.wait(STOP_POLL_S):
+            pass
+        return proc.returncode if proc.returncode is not None else 128 + signal.SIGTERM
     except KeyboardInterrupt:
         return 0
     finally:
