@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.plans.ledger import BUCKET_S, KEEP_BUCKET_S, KEEP_DAYS, AllowanceLedger
+from agent.recordlog import RecordLog
 from agent.usage import calendar
 
 ICCID = "8981100000001000019"
@@ -163,3 +164,47 @@ def test_a_compaction_forgets_only_what_no_rule_can_count(tmp_path: Path) -> Non
         assert OTHER not in view.buckets and OTHER not in view.days
         assert view.bucket_list(OTHER) == [] and view.used_since(OTHER, 0) == (0, 0)
         assert view.seq == 1
+
+
+def test_a_new_ledger_counts_the_journals_first_record(tmp_path: Path) -> None:
+    """A new ledger is at seq 0: the journal's record 1 is one it has not counted."""
+    ledger = AllowanceLedger(tmp_path / "new.ledger")
+    assert ledger.seq == 0
+    assert ledger.catch_up([body(1, 500, 5)]) == 1 and ledger.used_on_days(ICCID, DAY, DAY) == (500, 5)
+
+
+def test_a_delta_with_a_negative_direction_is_not_counted(tmp_path: Path) -> None:
+    ledger = AllowanceLedger(tmp_path / "neg.ledger")
+    ledger.add(ICCID, DAY, T0, T0 + 60, 500, -1)
+    ledger.add(ICCID, DAY, T0, T0 + 60, -1, 500)
+    ledger.add(ICCID, DAY, T0, T0 + 60, 0, 0)
+    assert ledger.used_on_days(ICCID, DAY, DAY) == (0, 0) and ledger.bucket_list(ICCID) == []
+    ledger.add(ICCID, DAY, T0, T0 + 60, 0, 7)
+    assert ledger.used_on_days(ICCID, DAY, DAY) == (0, 7)
+
+
+def test_unreadable_records_are_skipped_and_counted_and_the_rest_kept(tmp_path: Path) -> None:
+    path = tmp_path / "bad.ledger"
+    ledger = AllowanceLedger(path)
+    ledger.add(ICCID, DAY, T0, T0 + 60, 100, 1)
+    ledger.commit(1)
+    other_writer = RecordLog(path)  # a later version's records, then a torn day field
+    other_writer.append(b'["Q", 2]')
+    other_writer.append(b'["A", 3, [["x", "not a day", 0, 0, 0, 1, 1]]]')
+    other_writer.flush()
+    ledger = AllowanceLedger(path)
+    assert ledger.skipped_records == 2
+    ledger.add(ICCID, DAY, T0 + 60, T0 + 120, 20, 2)
+    ledger.commit(4)
+    reloaded = AllowanceLedger(path)
+    assert reloaded.skipped_records == 2
+    assert (reloaded.seq, reloaded.used_on_days(ICCID, DAY, DAY)) == (4, (120, 3))
+
+
+def test_a_bucket_ending_at_the_windows_trailing_edge_is_outside_it(tmp_path: Path) -> None:
+    """A rolling window at ``now`` is (now - N h, now]: bytes that ended exactly N hours ago
+    have aged out."""
+    ledger = AllowanceLedger(tmp_path / "edge.ledger")
+    ledger.add(ICCID, DAY, T0 + 1, T0 + 2, 300, 0)
+    assert ledger.used_since(ICCID, T0 + 2) == (0, 0)
+    assert ledger.used_since(ICCID, T0 + 1.999) == (300, 0)
