@@ -78,6 +78,10 @@ class TestExplain:
         assert predict.explain(384, over, plan_known=True) == Explanation("72h", False)
         assert predict.explain(128, over, plan_known=True) == Explanation("month", False)
 
+    def test_rules_under_their_caps_listed_first_do_not_hide_the_one_over(self) -> None:
+        statuses = [at(STEP, 20 * MB), at(MONTH, 10 * MB), at(ROLLING, 300 * MB + 1, resets_in=None)]
+        assert predict.explain(384, statuses, plan_known=True) == Explanation("72h", False)
+
 
 class TestFirstCap:
     def test_the_rule_reached_first_at_the_current_rate(self) -> None:
@@ -100,7 +104,19 @@ class TestFirstCap:
 
     def test_of_two_rules_due_at_once_the_first_listed_stays(self) -> None:
         statuses = [at(MONTH, 900 * MB), at(Rule("again", "month", 500 * MB, count="rx"), 400 * MB)]
-        assert predict.first_cap(statuses, 1 * MB, NOW, swap_below_bytes=50 * MB).rule == "month"  # type: ignore[union-attr]
+        for rate in (1 * MB, 0.0):
+            assert predict.first_cap(statuses, rate, NOW, swap_below_bytes=50 * MB).rule == "month"  # type: ignore[union-attr]
+
+    def test_rules_left_out_do_not_hide_the_rules_after_them(self) -> None:
+        """A price step and a day pass about to reset, listed first: the 72 h rule is still
+        the one to watch."""
+        statuses = [at(STEP, 0), at(DAYPASS, 99 * MB, resets_in=60), at(ROLLING, 250 * MB, resets_in=None)]
+        got = predict.first_cap(statuses, 1 * MB, NOW, swap_below_bytes=50 * MB)
+        assert got == Forecast("72h", 50 * MB, 50.0, 30 * MB)
+
+    def test_a_trickle_below_one_byte_a_second_still_has_a_time(self) -> None:
+        got = predict.first_cap([at(ROLLING, 300 * MB - 100, resets_in=None)], 0.5, NOW, swap_below_bytes=50 * MB)
+        assert got == Forecast("72h", 100, 200.0, 30 * MB)
 
     @pytest.mark.parametrize(("resets_in", "counted"), [(RESET_SOON_S, False), (RESET_SOON_S + 1, True)])
     def test_a_calendar_rule_resetting_within_15_minutes_is_no_reason_to_swap(self, resets_in: float,
@@ -142,6 +158,10 @@ class TestDailyShare:
 
     def test_a_flat_plan_allows_what_its_nominal_rate_carries_in_a_day(self) -> None:
         assert predict.daily_share(PlanRules(nominal_kbps=200), [], NOW) == 200 * 1000 / 8 * DAY_S
+
+    def test_rules_that_do_not_throttle_listed_first_do_not_hide_the_others(self) -> None:
+        plan = PlanRules(rules=(STEP, ROLLING))
+        assert predict.daily_share(plan, [at(STEP, 0), at(ROLLING, 0, None)], NOW) == 100 * MB
 
     def test_the_smallest_share_wins(self) -> None:
         plan = PlanRules(rules=(MONTH, ROLLING), nominal_kbps=200)
