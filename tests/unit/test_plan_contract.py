@@ -15,8 +15,16 @@ from typing import Any
 import pytest
 
 from agent.errors import PlanError
-from agent.plans.rules import (LEGACY_RULE_ID, MAX_KBPS, MAX_PLAN_BYTES, MAX_ROLLING_HOURS, MAX_RULES, Rule,
-                               parse_plan, plan_of)
+from agent.plans.rules import (
+    LEGACY_RULE_ID,
+    MAX_KBPS,
+    MAX_PLAN_BYTES,
+    MAX_ROLLING_HOURS,
+    MAX_RULES,
+    Rule,
+    parse_plan,
+    plan_of,
+)
 from board.virtual.cloud.plans import GB, MB, plan
 
 
