@@ -78,3 +78,5 @@ def test_an_unknown_instruction_is_6d00_and_le_00_means_256() -> None:
 def test_only_the_header_may_be_logged() -> None:
     command = apdu.parse(bytes([0x00, apdu.VERIFY, 0x00, 0x01, 0x08]) + b"12345678")
     assert isinstance(command, apdu.Apdu) and command.header() == "00 20 00 01 08"
+    select = apdu.parse(bytes([0x00, apdu.SELECT, 0x00, 0x04, 0x02, 0x7F, 0xFF]))
+    assert isinstance(select, apdu.Apdu) and select.header() == "00 A4 00 04 02"  # as 102 221 writes it
