@@ -26,8 +26,10 @@ Two views, each exact where its rules need it:
 Records (compact JSON arrays in an ``agent.recordlog.RecordLog``, like the journal):
 * ``["A", seq, [[iccid, day, bucket, start_ms, end_ms, rx, tx], ...]]``: bytes added to
   both views; ``seq`` is the journal's durable seq they were committed with;
-* ``["S", seq]``, ``["T", [[iccid, day, rx, tx], ...]]``, ``["R", [[iccid, bucket,
-  start_ms, end_ms, rx, tx], ...]]``: state, day totals and buckets after compaction.
+* ``["S", seq]``: the seq from here on (a compaction's state, or a ``rebase`` onto a
+  journal that numbers from 1 again: replayed as stated, never as a maximum);
+* ``["T", [[iccid, day, rx, tx], ...]]``, ``["R", [[iccid, bucket, start_ms, end_ms, rx,
+  tx], ...]]``: day totals and buckets after compaction.
 """
 
 from __future__ import annotations
@@ -95,7 +97,9 @@ class AllowanceLedger:
                 self._add(str(iccid), str(day), int(bucket), start_ms / 1000, end_ms / 1000, int(rx), int(tx))
             self.seq = max(self.seq, int(rec[1]))
         elif kind == "S":
-            self.seq = max(self.seq, int(rec[1]))
+            # The seq from here on, as stated: a compaction's first record, or a rebase onto
+            # a journal that started its seqs again (lower than the records before it).
+            self.seq = int(rec[1])
         elif kind == "T":
             for iccid, day, rx, tx in rec[1]:
                 self._add_day(str(iccid), str(day), int(rx), int(tx))

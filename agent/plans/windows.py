@@ -1,10 +1,11 @@
-"""Where a rule's window starts and when it resets, in the plan's zone.
+"""Where a calendar window starts and when it resets, in the plan's zone.
 
 Pure functions over UNIX wall seconds (agent/usage/calendar.py's conventions). A calendar
 window (month, day) is ``[start, end)`` in the plan's zone: the JST month runs from the
 1st 00:00:00 to the last day's 23:59:59 inclusive, so ``end`` is the next 1st's midnight.
 A rolling window of N hours at ``now`` is ``(now - N h, now]``: it never resets as a whole;
-a throttle on it lifts when enough old bytes age out (agent/plans/allowance.py says when).
+a throttle on it lifts when enough old bytes age out (agent/plans/allowance.py says when,
+and sums each window: a month's and a day's by plan day, a rolling one's by bucket).
 """
 
 from __future__ import annotations
@@ -29,23 +30,6 @@ def next_month_start(t: float, tz: tzinfo = JST, months: int = 1) -> float:
     local = datetime.fromtimestamp(t, tz)
     index = local.year * 12 + local.month - 1 + months
     return datetime(index // 12, index % 12 + 1, 1, tzinfo=tz).timestamp()
-
-
-def day_start(t: float, tz: tzinfo = JST) -> float:
-    day = calendar.day_of(t, tz)
-    return datetime(day.year, day.month, day.day, tzinfo=tz).timestamp()
-
-
-def window_start(rule: Rule, now: float, tz: tzinfo = JST) -> float | None:
-    """Start of ``rule``'s window at ``now`` (None: a ``none`` window counts nothing)."""
-    if rule.window == "month":
-        return month_start(now, tz)
-    if rule.window == "day":
-        return day_start(now, tz)
-    if rule.window == "rolling":
-        assert rule.hours is not None
-        return now - rule.hours * HOUR_S
-    return None
 
 
 def resets_at(rule: Rule, now: float, tz: tzinfo = JST) -> float | None:

@@ -108,3 +108,18 @@ def test_accepting_never_lowers_a_slot(state: SqnState, received: int) -> None:
         after = state.accept(received)
         assert all(x >= y for x, y in zip(after.seq, state.seq, strict=True))
         assert not after.check(received).accepted
+
+
+@pytest.mark.parametrize(("bad", "message"), [
+    (None, "an SQN state is an object"),
+    ({"version": 2, "ind_bits": 5, "seq": [0] * 32}, "version must be 1"),
+    ({"version": 1, "ind_bits": 4, "seq": [0] * 32}, "ind_bits must be 5"),
+    ({"version": 1, "ind_bits": 5, "seq": "0" * 32}, "seq must be a list of integers"),
+    ({"version": 1, "ind_bits": 5, "seq": [True] + [0] * 31}, "seq must be a list of integers"),
+    ({"version": 1, "ind_bits": 5, "seq": [0] * 31}, f"seq must be {SLOTS} integers in 0..2^43-1"),
+])
+def test_a_bad_serialised_state_names_the_field_it_breaks(bad: object, message: str) -> None:
+    """What the platform is told when the state it stored for a SIM does not read."""
+    with pytest.raises(SqnStateError) as caught:
+        SqnState.from_dict(bad)
+    assert str(caught.value) == message
