@@ -43,7 +43,10 @@ def remote_lab(running_lab: dict[str, Any], request: pytest.FixtureRequest) -> I
     assert vsim["ok"], vsim
     lab("traffic", "stop", check=False)
     lab("down", check=False)
-    lab("up", "--board", "remote-sim", "--time-scale", repr(running_lab.get("time_scale", 1.0)),
+    # Real modem time on this board, not the test labs' 0.2: at 0.2 one run counted 76 and 304
+    # downlink bytes on the device that the carrier did not (the swap's usage check below),
+    # cause not found yet (issue 24 stays open for it); at 1.0 every run was exact.
+    lab("up", "--board", "remote-sim", "--time-scale", "1.0",
         "--capture-at", str(CAPTURE), timeout=240)
     try:
         yield {"vsim_swap": vsim, "status": lab_json("status")}
