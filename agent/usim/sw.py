@@ -20,7 +20,7 @@ AUTH_MAC_FAILURE = b"\x98\x62"
 """Authentication error, incorrect MAC: AUTN's MAC-A did not verify (102 221 10.2.1,
 TS 31.102 7.1.2.1); the card gives no data, the ME then rejects with 'MAC failure'."""
 AUTH_CONTEXT_NOT_SUPPORTED = b"\x98\x64"
-"""Authentication error, security context not supported (102 221 10.2.1)."""
+"""Authentication error: the card has no such security context (SW 9864, 102 221 10.2.1)."""
 
 WRONG_LENGTH = b"\x67\x00"
 """P3 (Lc or Le) does not fit the command, or the APDU is shorter/longer than T=0 allows."""
